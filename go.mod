@@ -1,6 +1,8 @@
 module github.com/ftpgate/ftpgate
 
-go 1.25.0
+go 1.26.0
+
+require github.com/vishvananda/netns v0.0.5
 
 require (
 	github.com/cilium/ebpf v0.22.0 // indirect
@@ -9,7 +11,6 @@ require (
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/urfave/cli/v2 v2.27.7 // indirect
 	github.com/vishvananda/netlink v1.3.1 // indirect
-	github.com/vishvananda/netns v0.0.5 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 )

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * XDP admission filter: decides, for every inbound packet of a guarded
+ * interface, PASS or DROP before the stack sees it. Only new TCP connection
+ * attempts (SYN without ACK) are ever dropped; see DESIGN.md, "Admission policy".
+ */
+#ifndef FTPGATE_ADMIT_H
+#define FTPGATE_ADMIT_H
+
+/*
+ * would_drop returns the verdict for a packet the policy rejects. In dry-run
+ * mode it passes; an unexpected SYN is then counted as syn_dryrun_would_drop
+ * and any other reason under its own name.
+ */
+static __always_inline int would_drop(const struct config_val *cfg, __u32 reason)
+{
+	if (cfg && cfg->dry_run) {
+		stat_inc(reason == STAT_SYN_DROP_UNEXPECTED ? STAT_SYN_DRYRUN_WOULD_DROP : reason);
+		return XDP_PASS;
+	}
+	stat_inc(reason);
+	return XDP_DROP;
+}
+
+/* consume_expectation admits a SYN through a live expectation, once */
+static __always_inline int consume_expectation(const struct pkt_info *p, const struct config_val *cfg)
+{
+	struct expect_key ek = {};
+
+	ek.family = p->family;
+	ek.dport = p->dport;
+	copy_addr(ek.src, p->src);
+	copy_addr(ek.dst, p->dst);
+
+	struct expect_val *ev = bpf_map_lookup_elem(&expectations, &ek);
+	if (!ev)
+		return 0;
+
+	__u64 now = now_ns(cfg);
+	if (now >= ev->expires_ns) {
+		/* the timeout is enforced here, whatever the ager has done */
+		emit_event(EV_EXPECT_EXPIRED, 0, ev->kind, &ek, &ev->ctrl, now);
+		if (bpf_map_delete_elem(&expectations, &ek) == 0)
+			stat_inc(STAT_EXPECT_EXPIRED);
+		return 0;
+	}
+
+	struct flow_val fv = {};
+	fv.created_ns = now;
+	fv.last_seen_ns = now;
+	fv.kind = ev->kind;
+	__builtin_memcpy(&fv.ctrl, &ev->ctrl, sizeof(fv.ctrl));
+
+	/* the delete decides which of two racing SYNs wins the expectation */
+	if (bpf_map_delete_elem(&expectations, &ek) != 0)
+		return 0;
+
+	struct flow_key fk;
+	flow_key_from(&fk, p, 0);
+	if (bpf_map_update_elem(&data_flows, &fk, &fv, BPF_ANY) != 0)
+		stat_inc(STAT_FLOW_TABLE_FULL);
+	stat_inc(STAT_EXPECT_CONSUMED);
+	emit_event(EV_EXPECT_CONSUMED, 0, fv.kind, &ek, &fv.ctrl, now);
+	return 1;
+}
+
+/* flow_lookup finds the data flow a packet belongs to, in either direction */
+static __always_inline struct flow_val *flow_lookup(const struct pkt_info *p)
+{
+	struct flow_key fk;
+
+	flow_key_from(&fk, p, 0);
+	struct flow_val *fv = bpf_map_lookup_elem(&data_flows, &fk);
+	if (fv)
+		return fv;
+	flow_key_from(&fk, p, 1);
+	return bpf_map_lookup_elem(&data_flows, &fk);
+}
+
+static __always_inline int admit(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct pkt_info p;
+
+	int res = parse_packet(data, data_end, &p);
+	if (res == PARSE_OTHER)
+		return XDP_PASS;
+	if (res == PARSE_UNPARSED)
+		return would_drop(get_config(), STAT_DROP_UNPARSED);
+
+	__u8 fl = p.flags;
+	/* an array lookup the JIT inlines: the only one on the fast path */
+	struct config_val *cfg = get_config();
+	if (!(fl & (TCPF_SYN | TCPF_FIN | TCPF_RST)) && !(cfg && cfg->accounting))
+		return XDP_PASS;
+
+	if ((fl & TCPF_SYN) && !(fl & TCPF_ACK)) {
+		if (port_enabled(&allow_ports, p.dport)) {
+			stat_inc(STAT_SYN_PASS_ALLOWED);
+			return XDP_PASS;
+		}
+		struct flow_key fk;
+		flow_key_from(&fk, &p, 0);
+		struct flow_val *fv = bpf_map_lookup_elem(&data_flows, &fk);
+		if (fv) {
+			fv->last_seen_ns = now_ns(cfg);
+			stat_inc(STAT_SYN_PASS_RETRANSMIT);
+			return XDP_PASS;
+		}
+		if (consume_expectation(&p, cfg)) {
+			stat_inc(STAT_SYN_PASS_EXPECTED);
+			return XDP_PASS;
+		}
+		return would_drop(cfg, STAT_SYN_DROP_UNEXPECTED);
+	}
+
+	if ((fl & (TCPF_FIN | TCPF_RST)) || (cfg && cfg->accounting)) {
+		struct flow_val *fv = flow_lookup(&p);
+		if (!fv)
+			return XDP_PASS;
+		if (fl & (TCPF_FIN | TCPF_RST)) {
+			fv->last_seen_ns = now_ns(cfg);
+			fv->flags |= (fl & TCPF_FIN) ? FLOW_FIN : FLOW_RST;
+		}
+		if (cfg && cfg->accounting) {
+			__sync_fetch_and_add(&fv->packets, 1);
+			__sync_fetch_and_add(&fv->bytes, p.ip_len);
+		}
+	}
+	return XDP_PASS;
+}
+
+#endif /* FTPGATE_ADMIT_H */

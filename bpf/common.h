@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Helpers shared by the XDP filter and the TC parser. */
+#ifndef FTPGATE_COMMON_H
+#define FTPGATE_COMMON_H
+
+#define NSEC_PER_SEC 1000000000ULL
+#define DEFAULT_EXPECT_TIMEOUT_NS (300 * NSEC_PER_SEC)
+#define LOW_PORT_LIMIT 1024
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline struct config_val *get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&config, &zero);
+}
+
+/* now_ns is ftpgate's clock: the kernel's plus the configured offset */
+static __always_inline __u64 now_ns(const struct config_val *cfg)
+{
+	__u64 t = bpf_ktime_get_ns();
+	if (cfg)
+		t += cfg->clock_offset_ns;
+	return t;
+}
+
+/* emit_event reports to user space; the record is built in place in the ring */
+static __always_inline void emit_event(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
+				       const struct ctrl_key *ck, __u64 ts)
+{
+	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(STAT_EVENTS_LOST);
+		return;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->ts_ns = ts;
+	ev->type = type;
+	ev->reason = reason;
+	ev->kind = kind;
+	if (ek)
+		__builtin_memcpy(&ev->expect, ek, sizeof(ev->expect));
+	if (ck)
+		__builtin_memcpy(&ev->ctrl, ck, sizeof(ev->ctrl));
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline int port_enabled(void *map, __u16 port)
+{
+	__u32 key = port;
+	struct port_val *v = bpf_map_lookup_elem(map, &key);
+	return v && v->enabled;
+}
+
+static __always_inline void copy_addr(__u32 *dst, const __u32 *src)
+{
+	dst[0] = src[0];
+	dst[1] = src[1];
+	dst[2] = src[2];
+	dst[3] = src[3];
+}
+
+static __always_inline int addr_eq(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline void flow_key_from(struct flow_key *k, const struct pkt_info *p, int reverse)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->family = p->family;
+	if (reverse) {
+		k->sport = p->dport;
+		k->dport = p->sport;
+		copy_addr(k->src, p->dst);
+		copy_addr(k->dst, p->src);
+	} else {
+		k->sport = p->sport;
+		k->dport = p->dport;
+		copy_addr(k->src, p->src);
+		copy_addr(k->dst, p->dst);
+	}
+}
+
+#endif /* FTPGATE_COMMON_H */
