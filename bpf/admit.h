@@ -49,6 +49,10 @@ static __always_inline int consume_expectation(const struct pkt_info *p, const s
 	fv.created_ns = now;
 	fv.last_seen_ns = now;
 	fv.kind = ev->kind;
+	if (cfg && cfg->accounting) {
+		fv.packets = 1;
+		fv.bytes = p->ip_len;
+	}
 	__builtin_memcpy(&fv.ctrl, &ev->ctrl, sizeof(fv.ctrl));
 
 	/* the delete decides which of two racing SYNs wins the expectation */

@@ -880,6 +880,18 @@ static __always_inline void mark_data_syn(struct __sk_buff *skb, const struct pk
 }
 
 /*
+ * forget_pending drops the outstanding passive request after a gap: the lost
+ * bytes may have held a new request or the reply that answered it.
+ */
+static __always_inline void forget_pending(struct dir_state *st, struct dir_state *other, __u32 dir)
+{
+	if (dir == DIR_CLIENT)
+		st->pasv_kind = KIND_NONE;
+	else
+		st->pasv_gen = other->pasv_gen;
+}
+
+/*
  * sync_stream lines the segment up with what the direction has parsed so far.
  * Returns the offset into the payload of the first new byte; -1 if none.
  */
@@ -893,10 +905,7 @@ static __always_inline int sync_stream(struct dir_state *st, struct dir_state *o
 		stat_inc(STAT_PARSE_RESYNC);
 		st->mode = MODE_SKIP;
 		st->carry_len = 0;
-		if (dir == DIR_CLIENT)
-			st->pasv_kind = KIND_NONE;
-		else
-			st->pasv_gen = other->pasv_gen; /* the lost reply answered it */
+		forget_pending(st, other, dir);
 		return 0;
 	}
 	if (d < 0) {
@@ -1019,15 +1028,17 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 				if (parse_step())
 					break;
 			}
-			if (i == MAX_LINES && s->pos < s->end) {
+			if ((i == MAX_LINES && s->pos < s->end) || avail > MAX_SCAN_BYTES) {
+				/*
+				 * The rest of the segment is not parsed: a gap. The
+				 * next segment starts a line only if this one ends one.
+				 */
 				stat_inc(STAT_SCAN_LIMIT);
-				st->mode = MODE_SKIP;
+				__u8 last = 0;
+				bpf_skb_load_bytes(skb, p.payload_off + len - 1, &last, 1);
+				st->mode = last == '\n' ? MODE_LINE_START : MODE_SKIP;
 				st->carry_len = 0;
-			}
-			if (avail > MAX_SCAN_BYTES) {
-				stat_inc(STAT_SCAN_LIMIT);
-				st->mode = MODE_SKIP;
-				st->carry_len = 0;
+				forget_pending(st, other, dir);
 			}
 		}
 		st->next_seq = seq + len;

@@ -1,0 +1,104 @@
+package bpftest
+
+import (
+	"net/netip"
+
+	"github.com/ftpgate/ftpgate/internal/packet"
+)
+
+// Conn drives one TCP control connection through the TC parser as a server
+// host sees it: the client's segments at ingress, the server's at egress.
+// It keeps both sequence numbers so tests speak in payloads, not numbers.
+type Conn struct {
+	R              *Rig
+	Client, Server netip.AddrPort
+	CSeq, SSeq     uint32 // next sequence number of each side
+	Hook           func(frame []byte, fromClient bool) error
+}
+
+// Initial sequence numbers: arbitrary, and close to the wrap to exercise it.
+const (
+	clientISN = 0xfffff000
+	serverISN = 0x10000000
+)
+
+// NewConn describes a control connection; Open sends its handshake.
+func NewConn(r *Rig, client, server netip.AddrPort) *Conn {
+	return &Conn{R: r, Client: client, Server: server, CSeq: clientISN, SSeq: serverISN}
+}
+
+func (c *Conn) send(fromClient bool, seq uint32, flags uint8, payload []byte) error {
+	t := packet.TCP{Seq: seq, Flags: flags, Payload: payload}
+	if fromClient {
+		t.Src, t.Dst = c.Client, c.Server
+	} else {
+		t.Src, t.Dst = c.Server, c.Client
+	}
+	frame := t.Bytes()
+	if c.Hook != nil {
+		return c.Hook(frame, fromClient)
+	}
+	_, err := c.R.TC(frame, fromClient, 0)
+	return err
+}
+
+// Open sends SYN, SYN-ACK.
+func (c *Conn) Open() error {
+	if err := c.send(true, c.CSeq, packet.SYN, nil); err != nil {
+		return err
+	}
+	c.CSeq++
+	if err := c.send(false, c.SSeq, packet.SYN|packet.ACK, nil); err != nil {
+		return err
+	}
+	c.SSeq++
+	return nil
+}
+
+// ClientSends sends payload from the client as the next segment.
+func (c *Conn) ClientSends(payload string) error {
+	err := c.send(true, c.CSeq, packet.ACK|packet.PSH, []byte(payload))
+	c.CSeq += uint32(len(payload))
+	return err
+}
+
+// ServerSends sends payload from the server as the next segment.
+func (c *Conn) ServerSends(payload string) error {
+	err := c.send(false, c.SSeq, packet.ACK|packet.PSH, []byte(payload))
+	c.SSeq += uint32(len(payload))
+	return err
+}
+
+// ClientAt sends payload from the client at an explicit sequence number
+// (retransmissions, gaps), without moving CSeq.
+func (c *Conn) ClientAt(seq uint32, payload string) error {
+	return c.send(true, seq, packet.ACK|packet.PSH, []byte(payload))
+}
+
+// ServerAt is ClientAt for the server side.
+func (c *Conn) ServerAt(seq uint32, payload string) error {
+	return c.send(false, seq, packet.ACK|packet.PSH, []byte(payload))
+}
+
+// ClientFlags sends an empty segment from the client with the given flags.
+func (c *Conn) ClientFlags(flags uint8) error {
+	err := c.send(true, c.CSeq, flags, nil)
+	if flags&packet.FIN != 0 {
+		c.CSeq++
+	}
+	return err
+}
+
+// ServerFlags sends an empty segment from the server with the given flags.
+func (c *Conn) ServerFlags(flags uint8) error {
+	err := c.send(false, c.SSeq, flags, nil)
+	if flags&packet.FIN != 0 {
+		c.SSeq++
+	}
+	return err
+}
+
+// SYN returns a data-connection SYN frame from src to dst.
+func SYN(src, dst netip.AddrPort) []byte {
+	return packet.TCP{Src: src, Dst: dst, Seq: 1, Flags: packet.SYN}.Bytes()
+}

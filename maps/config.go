@@ -1,0 +1,115 @@
+package maps
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ftpgate/ftpgate/bpf"
+)
+
+// Limits shared with the BPF programs, taken from the generated bindings.
+const (
+	MaxScanBytes     = int(bpf.FtpgateLimitsMAX_SCAN_BYTES)
+	MaxLines         = int(bpf.FtpgateLimitsMAX_LINES)
+	MaxLineLen       = int(bpf.FtpgateLimitsMAX_LINE_LEN)
+	MaxExpectPerConn = int(bpf.FtpgateLimitsMAX_EXPECT_PER_CONN)
+	ExpectSlots      = int(bpf.FtpgateLimitsEXPECT_SLOTS)
+	MaxVLANTags      = int(bpf.FtpgateLimitsMAX_VLAN_TAGS)
+	MaxIPv6Ext       = int(bpf.FtpgateLimitsMAX_IPV6EXT)
+)
+
+// DefaultExpectTimeout is how long an expectation lives when unconsumed.
+const DefaultExpectTimeout = 300 * time.Second
+
+// Config is the run-time configuration the programs read on every decision.
+type Config struct {
+	ExpectTimeout     time.Duration
+	ClockOffset       time.Duration // added to the kernel clock: tests and replay
+	MaxExpectPerConn  int
+	FwmarkValue       uint32
+	FwmarkMask        uint32
+	Loose             bool
+	DryRun            bool
+	Accounting        bool
+	AllowLowDataPorts bool
+}
+
+// DefaultConfig is what `ftpgate run` applies without flags.
+func DefaultConfig() Config {
+	return Config{ExpectTimeout: DefaultExpectTimeout, MaxExpectPerConn: 1}
+}
+
+// Validate checks the ranges the programs rely on.
+func (c Config) Validate() error {
+	if c.ExpectTimeout <= 0 {
+		return fmt.Errorf("expect timeout %v must be positive", c.ExpectTimeout)
+	}
+	if c.MaxExpectPerConn < 1 || c.MaxExpectPerConn > MaxExpectPerConn {
+		return fmt.Errorf("max expectations per connection %d is out of range: use 1-%d", c.MaxExpectPerConn, MaxExpectPerConn)
+	}
+	return nil
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// SetConfig writes the configuration; the programs use it from the next packet.
+func (m *Maps) SetConfig(c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	v := bpf.FtpgateConfigVal{
+		ExpectTimeoutNs:   uint64(c.ExpectTimeout),
+		ClockOffsetNs:     int64(c.ClockOffset),
+		MaxExpectPerConn:  uint32(c.MaxExpectPerConn),
+		FwmarkValue:       c.FwmarkValue,
+		FwmarkMask:        c.FwmarkMask,
+		Loose:             b2u(c.Loose),
+		DryRun:            b2u(c.DryRun),
+		Accounting:        b2u(c.Accounting),
+		AllowLowDataPorts: b2u(c.AllowLowDataPorts),
+	}
+	if err := m.Config.Put(uint32(0), v); err != nil {
+		return fmt.Errorf("update %s: %w", NameConfig, err)
+	}
+	return nil
+}
+
+// GetConfig reads the configuration.
+func (m *Maps) GetConfig() (Config, error) {
+	var v bpf.FtpgateConfigVal
+	if err := m.Config.Lookup(uint32(0), &v); err != nil {
+		return Config{}, fmt.Errorf("read %s: %w", NameConfig, err)
+	}
+	return Config{
+		ExpectTimeout:     time.Duration(v.ExpectTimeoutNs),
+		ClockOffset:       time.Duration(v.ClockOffsetNs),
+		MaxExpectPerConn:  int(v.MaxExpectPerConn),
+		FwmarkValue:       v.FwmarkValue,
+		FwmarkMask:        v.FwmarkMask,
+		Loose:             v.Loose != 0,
+		DryRun:            v.DryRun != 0,
+		Accounting:        v.Accounting != 0,
+		AllowLowDataPorts: v.AllowLowDataPorts != 0,
+	}, nil
+}
+
+// SetClockOffset changes only the clock offset (replay and tests move time).
+func (m *Maps) SetClockOffset(d time.Duration) error {
+	c, err := m.GetConfig()
+	if err != nil {
+		return err
+	}
+	c.ClockOffset = d
+	if c.ExpectTimeout == 0 {
+		c.ExpectTimeout = DefaultExpectTimeout
+	}
+	if c.MaxExpectPerConn == 0 {
+		c.MaxExpectPerConn = 1
+	}
+	return m.SetConfig(c)
+}

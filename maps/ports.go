@@ -1,0 +1,127 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
+)
+
+// PortSet is one of the two 65 536-entry port arrays (control ports, allowed
+// ports), indexed by port number.
+type PortSet struct {
+	m    *ebpf.Map
+	name string
+}
+
+// ControlPorts is the set of ports whose connections are FTP control channels.
+func (m *Maps) ControlPorts() PortSet { return PortSet{m.CtrlPorts, NameCtrlPorts} }
+
+// AllowedPorts is the set of ports that accept new connections.
+func (m *Maps) AllowedPorts() PortSet { return PortSet{m.AllowPorts, NameAllowPorts} }
+
+// ValidPort reports whether p is a port that can be put in a set.
+func ValidPort(p int) error {
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("port %d is out of range: use 1-65535", p)
+	}
+	return nil
+}
+
+// Add puts port in the set; it takes effect for the next packet.
+func (s PortSet) Add(port uint16) error {
+	return s.put(port, 1)
+}
+
+// Del removes port from the set.
+func (s PortSet) Del(port uint16) error {
+	return s.put(port, 0)
+}
+
+func (s PortSet) put(port uint16, enabled uint32) error {
+	if err := ValidPort(int(port)); err != nil {
+		return err
+	}
+	if err := s.m.Put(uint32(port), bpf.FtpgatePortVal{Enabled: enabled}); err != nil {
+		return fmt.Errorf("update %s[%d]: %w", s.name, port, err)
+	}
+	return nil
+}
+
+// Has reports whether port is in the set.
+func (s PortSet) Has(port uint16) (bool, error) {
+	var v bpf.FtpgatePortVal
+	if err := s.m.Lookup(uint32(port), &v); err != nil {
+		return false, fmt.Errorf("look up %s[%d]: %w", s.name, port, err)
+	}
+	return v.Enabled != 0, nil
+}
+
+// List returns the ports in the set, in ascending order. It reads the array
+// in batches where the kernel can (5.6+), entry by entry otherwise.
+func (s PortSet) List() ([]uint16, error) {
+	var ports []uint16
+	keys := make([]uint32, portBatch)
+	vals := make([]bpf.FtpgatePortVal, portBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := s.m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			if vals[i].Enabled != 0 {
+				ports = append(ports, uint16(keys[i]))
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return ports, nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return s.iterate()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.name, err)
+		}
+	}
+}
+
+// portBatch is how many entries one batch lookup reads.
+const portBatch = 4096
+
+func (s PortSet) iterate() ([]uint16, error) {
+	var ports []uint16
+	var key uint32
+	var v bpf.FtpgatePortVal
+	it := s.m.Iterate()
+	for it.Next(&key, &v) {
+		if v.Enabled != 0 {
+			ports = append(ports, uint16(key))
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", s.name, err)
+	}
+	return ports, nil
+}
+
+// Replace makes the set exactly ports.
+func (s PortSet) Replace(ports []uint16) error {
+	cur, err := s.List()
+	if err != nil {
+		return err
+	}
+	for _, p := range cur {
+		if !slices.Contains(ports, p) {
+			if err := s.Del(p); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range ports {
+		if err := s.Add(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func (l *Lab) makeFiles() error {
+	// The anonymous root must not be writable by the ftp user: vsftpd
+	// refuses to serve a writable anonymous root.
+	l.FTPRoot = filepath.Join(l.Dir, "ftproot")
+	l.UploadDir = filepath.Join(l.FTPRoot, "upload")
+	if err := os.MkdirAll(l.UploadDir, 0o755); err != nil {
+		return fmt.Errorf("create ftp root: %w", err)
+	}
+	// t.TempDir and its parent are 0700. vsftpd chroots as root, but
+	// proftpd switches to the anonymous user before entering the root, so
+	// the path down to it must be traversable by everyone.
+	for _, d := range []string{filepath.Dir(l.Dir), l.Dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return fmt.Errorf("chmod %s: %w", d, err)
+		}
+	}
+	if err := os.Chmod(l.FTPRoot, 0o755); err != nil {
+		return fmt.Errorf("chmod ftp root: %w", err)
+	}
+	// World-writable rather than chown'd: works whether the servers drop to
+	// "ftp" or "nobody", and the sticky bit is irrelevant for a test.
+	if err := os.Chmod(l.UploadDir, 0o777); err != nil {
+		return fmt.Errorf("chmod upload dir: %w", err)
+	}
+	data := make([]byte, l.opts.FileSize)
+	if _, err := rand.Read(data); err != nil {
+		return fmt.Errorf("generate test file: %w", err)
+	}
+	l.FileName = "testfile-" + randHex(4) + ".bin"
+	l.FileSHA256 = sha256Hex(data)
+	l.FileSize = len(data)
+	// vsftpd's anon_world_readable_only needs the file world-readable.
+	if err := os.WriteFile(filepath.Join(l.FTPRoot, l.FileName), data, 0o644); err != nil {
+		return fmt.Errorf("write test file: %w", err)
+	}
+	return nil
+}
+
+// vsftpdConfig renders one instance's config. listen_ipv6=YES on Linux gives
+// a dual-stack socket (vsftpd does not set IPV6_V6ONLY and a fresh netns has
+// bindv6only=0), so one instance per port serves IPv4 and IPv6; IPv4 clients
+// are seen as ::ffff:a.b.c.d and vsftpd still answers PASV with the IPv4
+// address. Tests verify both families against each port.
+func (l *Lab) vsftpdConfig(port int, logPath string) string {
+	port20 := "NO"
+	if l.opts.ConnectFromPort20 {
+		port20 = "YES"
+	}
+	lines := []string{
+		"listen=NO",
+		"listen_ipv6=YES",
+		"listen_port=" + strconv.Itoa(port),
+		"background=NO",
+		"anonymous_enable=YES",
+		"no_anon_password=YES",
+		"anon_root=" + l.FTPRoot,
+		"local_enable=NO",
+		"write_enable=YES",
+		"anon_upload_enable=YES",
+		"anon_mkdir_write_enable=NO",
+		"anon_other_write_enable=NO",
+		"anon_umask=022",
+		"pasv_enable=YES",
+		"port_enable=YES",
+		"pasv_min_port=" + strconv.Itoa(PasvMinPort),
+		"pasv_max_port=" + strconv.Itoa(PasvMaxPort),
+		"connect_from_port_20=" + port20,
+		// The kernel here is newer than vsftpd's seccomp allow-list.
+		"seccomp_sandbox=NO",
+		"dirmessage_enable=NO",
+		"use_localtime=NO",
+		"xferlog_enable=YES",
+		"xferlog_std_format=NO",
+		"log_ftp_protocol=YES",
+		"vsftpd_log_file=" + logPath,
+		"syslog_enable=NO",
+		"secure_chroot_dir=/var/run/vsftpd/empty",
+		"pam_service_name=vsftpd",
+		"max_clients=200",
+		"max_per_ip=200",
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func (l *Lab) startVsftpd() error {
+	// vsftpd insists on this directory existing (Debian creates it at
+	// install, but /var/run is a tmpfs).
+	if err := os.MkdirAll("/var/run/vsftpd/empty", 0o755); err != nil {
+		return fmt.Errorf("create vsftpd secure_chroot_dir: %w", err)
+	}
+	for _, port := range []int{FTPPort, AltFTPPort} {
+		conf := filepath.Join(l.Dir, fmt.Sprintf("vsftpd-%d.conf", port))
+		logPath := filepath.Join(l.Dir, fmt.Sprintf("vsftpd-%d.log", port))
+		// vsftpd refuses a config file not owned by root or writable by others.
+		if err := os.WriteFile(conf, []byte(l.vsftpdConfig(port, logPath)), 0o600); err != nil {
+			return fmt.Errorf("write vsftpd config: %w", err)
+		}
+		stdout := filepath.Join(l.Dir, fmt.Sprintf("vsftpd-%d.out", port))
+		p, err := l.Start(l.ServerNS, stdout, "vsftpd", conf)
+		if err != nil {
+			return err
+		}
+		if err := l.waitBanner(p, port, 10*time.Second); err != nil {
+			out, _ := os.ReadFile(stdout)
+			return fmt.Errorf("vsftpd on port %d: %w (output: %s)", port, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// waitBanner polls both families from the client namespace until the server
+// greets with 220 — the only readiness signal that proves the whole path.
+func (l *Lab) waitBanner(p *Process, port int, timeout time.Duration) error {
+	for _, fam := range []int{4, 6} {
+		addr := netip.AddrPortFrom(l.ServerAddr(fam), uint16(port)).String()
+		err := poll(timeout, func() error {
+			select {
+			case <-p.Exited():
+				// vsftpd exits with status 2 and no message on an unknown
+				// config variable, so say at least that it died.
+				return errStop{fmt.Errorf("server exited: %v", p.waitErr)}
+			default:
+			}
+			c, err := l.Dial(context.Background(), l.ClientNS, "tcp", addr, time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil {
+				return fmt.Errorf("read banner from %s: %w", addr, err)
+			}
+			if !strings.HasPrefix(line, "220") {
+				return fmt.Errorf("unexpected banner from %s: %q", addr, line)
+			}
+			_, _ = c.Write([]byte("QUIT\r\n"))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ProftpdDir is where Require extracts proftpd (relative to the module
+// root): vsftpd and proftpd conflict as Debian packages, so proftpd is run
+// from an extracted .deb with LD_LIBRARY_PATH instead of being installed.
+const ProftpdDir = ".cache/lab/proftpd"
+
+func (l *Lab) startProftpd(port int) error {
+	root, err := proftpdRoot()
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(root, "usr/sbin/proftpd")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("proftpd not extracted (run with FTPGATE_INSTALL=1 and lab.RequireProftpd): %w", err)
+	}
+	dir := filepath.Join(l.Dir, "proftpd")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create proftpd dir: %w", err)
+	}
+	group := "nogroup"
+	if _, err := user.LookupGroup(group); err != nil {
+		group = "nobody"
+	}
+	anonUser := "ftp"
+	if _, err := user.Lookup(anonUser); err != nil {
+		anonUser = "nobody"
+	}
+	conf := strings.Join([]string{
+		`ServerName "ftpgate-lab"`,
+		"ServerType standalone",
+		"DefaultServer on",
+		"Port " + strconv.Itoa(port),
+		"UseIPv6 on",
+		"DefaultAddress ::",
+		"User nobody",
+		"Group " + group,
+		"Umask 022",
+		"MaxInstances 100",
+		"UseReverseDNS off",
+		"AuthPAM off",
+		"AuthOrder mod_auth_unix.c",
+		"WtmpLog off",
+		"DelayTable none",
+		"ScoreboardFile " + filepath.Join(dir, "scoreboard"),
+		"PidFile " + filepath.Join(dir, "proftpd.pid"),
+		"SystemLog " + filepath.Join(dir, "system.log"),
+		"TransferLog none",
+		// Own range so proftpd and vsftpd never fight over a passive port.
+		fmt.Sprintf("PassivePorts %d %d", PasvMaxPort+1, PasvMaxPort+100),
+		"<Anonymous " + l.FTPRoot + ">",
+		"  User " + anonUser,
+		"  Group " + group,
+		"  UserAlias anonymous " + anonUser,
+		"  RequireValidShell off",
+		"  <Limit WRITE>",
+		"    DenyAll",
+		"  </Limit>",
+		"  <Directory upload>",
+		"    <Limit WRITE>",
+		"      AllowAll",
+		"    </Limit>",
+		"  </Directory>",
+		"</Anonymous>",
+	}, "\n") + "\n"
+	confPath := filepath.Join(dir, "proftpd.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return fmt.Errorf("write proftpd config: %w", err)
+	}
+	out := filepath.Join(dir, "proftpd.out")
+	p, err := l.Start(l.ServerNS, out, "env", "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu"),
+		bin, "--nodaemon", "--config", confPath)
+	if err != nil {
+		return err
+	}
+	if err := l.waitBanner(p, port, 10*time.Second); err != nil {
+		b, _ := os.ReadFile(out)
+		return fmt.Errorf("proftpd on port %d: %w (output: %s)", port, err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// moduleRoot finds the directory holding go.mod above the working directory
+// (go test runs in the package directory).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("getwd: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above working directory")
+		}
+		dir = parent
+	}
+}
+
+func proftpdRoot() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, ProftpdDir), nil
+}
+
+// errStop ends a poll early: retrying cannot help.
+type errStop struct{ error }
+
+func (e errStop) Unwrap() error { return e.error }
