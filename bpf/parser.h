@@ -1019,8 +1019,13 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	if (start >= 0) {
 		__u32 avail = len - start;
 		__u32 n = avail > MAX_SCAN_BYTES ? MAX_SCAN_BYTES : avail;
-		if (n > 0 && n <= MAX_SCAN_BYTES &&
-		    bpf_skb_load_bytes(skb, p.payload_off + start, s->pkt, n) == 0) {
+		/*
+		 * Verifiers before 6.x do not learn n >= 1 from a test against
+		 * zero; this form carries the range [1, MAX_SCAN_BYTES] in the
+		 * arithmetic itself.
+		 */
+		__u32 load = ((n - 1) & (SCAN_BUF_SIZE - 1)) + 1;
+		if (n > 0 && bpf_skb_load_bytes(skb, p.payload_off + start, s->pkt, load) == 0) {
 			s->pos = 0;
 			s->end = n;
 			int i;

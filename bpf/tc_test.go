@@ -1,11 +1,14 @@
 package bpf_test
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/maps"
@@ -359,6 +362,11 @@ func TestEgressSkipsForwardedSegments(t *testing.T) {
 	const guarded, unguarded = 7, 8
 	must(t, r.Objs.GuardedIfs.Put(uint32(guarded), uint32(1)))
 	c := open(t, r, client4, server4)
+	if _, err := r.TC(bpftest.SYN(ap(client4, 1), ap(server4, 2)), false, guarded); errors.Is(err, unix.EINVAL) {
+		// 5.10 refuses a test-run context with ingress_ifindex; the skip
+		// itself is covered there by the VM router test
+		t.Skipf("BPF_PROG_TEST_RUN of this kernel does not take ingress_ifindex: %v", err)
+	}
 	// a router guarding both sides: the client's segment is parsed at the
 	// ingress of guarded interface 7, then leaves through a guarded egress
 	c.Hook = func(frame []byte, fromClient bool) error {

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// run builds the CLI and runs it; output goes to the given writers so that
+// tests can read it. It returns the process exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if err := app.Run(args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintf(stderr, "ftpgate: %s\n", msg)
+			}
+			return ec.ExitCode()
+		}
+		fmt.Fprintf(stderr, "ftpgate: %s\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "ftpgate",
+		Usage:     "an FTP application-layer gateway in eBPF/XDP",
+		Version:   loader.Version,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// errors are printed once, by run
+		ExitErrHandler:  func(*cli.Context, error) {},
+		HideHelpCommand: true,
+		Commands: []*cli.Command{
+			runCommand(),
+			statusCommand(),
+			expectationsCommand(),
+			flowsCommand(),
+			ctrlCommand(),
+			statsCommand(),
+			portsCommand("ports", "control ports (FTP control channels are parsed there; adding one does not allow connections to it)", (*maps.Maps).ControlPorts),
+			portsCommand("allow", "allowed ports (new connections to them are admitted)", (*maps.Maps).AllowedPorts),
+			detachCommand(),
+			versionCommand(),
+		},
+	}
+}
+
+// flags shared by every command
+func pinDirFlag() cli.Flag {
+	return &cli.StringFlag{Name: "pin-dir", Value: loader.DefaultPinDir, Usage: "bpffs directory holding ftpgate's pinned maps, programs and links"}
+}
+
+func netnsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "netns", Usage: "network namespace (`NAME` under /var/run/netns) for interfaces and netlink; pins stay in the host's bpffs"}
+}
+
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print JSON with stable field names"}
+}
+
+func commonFlags(extra ...cli.Flag) []cli.Flag {
+	return append([]cli.Flag{pinDirFlag(), netnsFlag()}, extra...)
+}
+
+// openMaps opens the pinned maps named by --pin-dir.
+func openMaps(c *cli.Context) (*maps.Maps, error) {
+	if err := loader.CheckHost(); err != nil {
+		return nil, err
+	}
+	return maps.Open(c.String("pin-dir"))
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("unknown log level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

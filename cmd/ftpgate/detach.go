@@ -1,0 +1,22 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftpgate/ftpgate/loader"
+)
+
+func detachCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "detach",
+		Usage: "remove links, programs, pins and state: leaves nothing behind (and loses all state)",
+		Flags: commonFlags(),
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c.App.ErrWriter, "info")
+			if err != nil {
+				return err
+			}
+			return loader.Detach(c.String("pin-dir"), c.String("netns"), log)
+		},
+	}
+}

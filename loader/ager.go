@@ -1,0 +1,153 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// Ager reclaims table entries nobody will use again. Correctness never
+// depends on it: the XDP filter checks expiry itself and the LRU tables evict
+// under pressure; the ager only keeps the tables (and listings) tidy.
+type Ager struct {
+	Maps     *maps.Maps
+	Interval time.Duration
+	// FlowIdle reclaims data flows not seen for this long. Without
+	// accounting a flow is only touched on SYN, FIN and RST, so this bounds
+	// how long a finished-but-unclosed transfer stays listed.
+	FlowIdle time.Duration
+	// ClosedLinger keeps flows and control connections that saw FIN or RST
+	// this long, for listings and retransmitted SYNs.
+	ClosedLinger time.Duration
+	// CtrlIdle reclaims control connections silent for this long; one that
+	// speaks again is picked up mid-stream.
+	CtrlIdle time.Duration
+	Log      *slog.Logger
+}
+
+// Ager defaults.
+const (
+	DefaultAgeInterval  = 10 * time.Second
+	DefaultFlowIdle     = time.Hour
+	DefaultClosedLinger = time.Minute
+	DefaultCtrlIdle     = 24 * time.Hour
+)
+
+// Reclaimed counts what one sweep removed.
+type Reclaimed struct {
+	Expectations, Flows, Conns int
+}
+
+// Run sweeps every Interval until ctx ends.
+func (a *Ager) Run(ctx context.Context) {
+	t := time.NewTicker(a.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r, err := a.Sweep()
+			if err != nil {
+				a.Log.Warn("ager sweep", "err", err)
+				continue
+			}
+			if r != (Reclaimed{}) {
+				a.Log.Debug("ager reclaimed", "expectations", r.Expectations, "flows", r.Flows, "ctrl_conns", r.Conns)
+			}
+		}
+	}
+}
+
+// Sweep makes one pass over the three tables.
+func (a *Ager) Sweep() (Reclaimed, error) {
+	var r Reclaimed
+	now, err := a.Maps.Now()
+	if err != nil {
+		return r, err
+	}
+
+	var ek bpf.FtpgateExpectKey
+	var ev bpf.FtpgateExpectVal
+	var expired []bpf.FtpgateExpectKey
+	it := a.Maps.Expectations.Iterate()
+	for it.Next(&ek, &ev) {
+		if now >= ev.ExpiresNs {
+			expired = append(expired, ek)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return r, fmt.Errorf("scan %s: %w", maps.NameExpectations, err)
+	}
+	if r.Expectations, err = deleteKeys(a.Maps.Expectations, expired); err != nil {
+		return r, err
+	}
+
+	var fk bpf.FtpgateFlowKey
+	var fv bpf.FtpgateFlowVal
+	var idle []bpf.FtpgateFlowKey
+	fit := a.Maps.DataFlows.Iterate()
+	for fit.Next(&fk, &fv) {
+		age := time.Duration(now - min(now, fv.LastSeenNs))
+		if (fv.Flags != 0 && age >= a.ClosedLinger) || age >= a.FlowIdle {
+			idle = append(idle, fk)
+		}
+	}
+	if err := fit.Err(); err != nil {
+		return r, fmt.Errorf("scan %s: %w", maps.NameDataFlows, err)
+	}
+	if r.Flows, err = deleteKeys(a.Maps.DataFlows, idle); err != nil {
+		return r, err
+	}
+
+	var ck bpf.FtpgateCtrlKey
+	var cv bpf.FtpgateCtrlVal
+	var quiet []bpf.FtpgateCtrlKey
+	cit := a.Maps.CtrlConns.Iterate()
+	for cit.Next(&ck, &cv) {
+		last := max(cv.Dir[0].LastNs, cv.Dir[1].LastNs)
+		age := time.Duration(now - min(now, last))
+		closing := cv.Dir[0].Fin != 0 || cv.Dir[1].Fin != 0
+		if (closing && age >= a.ClosedLinger) || age >= a.CtrlIdle {
+			quiet = append(quiet, ck)
+		}
+	}
+	if err := cit.Err(); err != nil {
+		return r, fmt.Errorf("scan %s: %w", maps.NameCtrlConns, err)
+	}
+	r.Conns, err = deleteKeys(a.Maps.CtrlConns, quiet)
+	return r, err
+}
+
+// deleteKeys deletes in one batch where the kernel can (5.6+), one by one
+// otherwise. Keys already gone (consumed meanwhile) are not errors.
+func deleteKeys[K any](m *ebpf.Map, keys []K) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	n, err := m.BatchDelete(keys, nil)
+	if err == nil {
+		return n, nil
+	}
+	if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return n, fmt.Errorf("delete from %s: %w", m.String(), err)
+	}
+	// batch unsupported, or stopped at a key that vanished: finish one by one
+	n = 0
+	for _, k := range keys {
+		err := m.Delete(k)
+		if err == nil {
+			n++
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, fmt.Errorf("delete from %s: %w", m.String(), err)
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,120 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// MinKernel is the oldest kernel ftpgate supports: bounded loops, global BPF
+// functions, ring buffers, XDP links and BPF_PROG_TEST_RUN with skb context.
+var MinKernel = KernelVersion{5, 10}
+
+var (
+	// ErrNotRoot means the process lacks the privileges to load BPF.
+	ErrNotRoot = errors.New("ftpgate needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+	// ErrOldKernel means the running kernel is older than MinKernel.
+	ErrOldKernel = errors.New("kernel too old")
+)
+
+// KernelVersion is a major.minor kernel release.
+type KernelVersion struct{ Major, Minor int }
+
+func (v KernelVersion) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+// Less reports whether v is older than w.
+func (v KernelVersion) Less(w KernelVersion) bool {
+	return v.Major < w.Major || (v.Major == w.Major && v.Minor < w.Minor)
+}
+
+// RunningKernel parses uname's release ("6.1.0-18-amd64").
+func RunningKernel() (KernelVersion, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return KernelVersion{}, fmt.Errorf("uname: %w", err)
+	}
+	return ParseKernel(unix.ByteSliceToString(u.Release[:]))
+}
+
+// ParseKernel parses a kernel release string.
+func ParseKernel(release string) (KernelVersion, error) {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return KernelVersion{}, fmt.Errorf("parse kernel release %q", release)
+	}
+	major, err := strconv.Atoi(parts[0])
+	if err != nil {
+		return KernelVersion{}, fmt.Errorf("parse kernel release %q: %w", release, err)
+	}
+	minorStr := parts[1]
+	if i := strings.IndexFunc(minorStr, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		minorStr = minorStr[:i]
+	}
+	minor, err := strconv.Atoi(minorStr)
+	if err != nil {
+		return KernelVersion{}, fmt.Errorf("parse kernel release %q: %w", release, err)
+	}
+	return KernelVersion{major, minor}, nil
+}
+
+// CheckHost refuses to start where ftpgate cannot work, with the reason.
+func CheckHost() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	v, err := RunningKernel()
+	if err != nil {
+		return err
+	}
+	if v.Less(MinKernel) {
+		return fmt.Errorf("%w: running %s, ftpgate needs %s or newer", ErrOldKernel, v, MinKernel)
+	}
+	return nil
+}
+
+// inNetns runs fn on an OS thread that has joined the named network namespace
+// (empty: the current one). Only the network namespace changes: bpffs pins
+// stay in the host's mount namespace. Interface indexes given to the kernel
+// (XDP and TCX links) are resolved in the calling thread's namespace, which
+// is why attaching must happen here.
+func inNetns(name string, fn func() error) error {
+	if name == "" {
+		return fn()
+	}
+	target, err := netns.GetFromName(name)
+	if err != nil {
+		return fmt.Errorf("open network namespace %q: %w (list them with `ip netns list`)", name, err)
+	}
+	defer target.Close()
+
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: if leaving the namespace fails, Go
+		// discards the thread instead of reusing it elsewhere.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("get current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter network namespace %q: %w", name, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("leave network namespace %q: %w", name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

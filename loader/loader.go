@@ -1,0 +1,475 @@
+// Package loader loads ftpgate's BPF programs, attaches them to the guarded
+// interfaces, pins maps, programs and links under a pin directory, and on a
+// restart re-opens what is pinned and swaps the programs in place, so that
+// expectations, parser state, data flows and counters survive.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// Version is stamped at build time with -ldflags -X.
+var Version = "dev"
+
+// ErrLayoutMismatch means the pinned maps were made by a build whose map
+// layout differs from this one.
+var ErrLayoutMismatch = errors.New("pinned maps have a different layout than this build")
+
+// ErrNoInterface means an --iface does not exist.
+var ErrNoInterface = errors.New("no such interface")
+
+// TableSizes sets the entries of the three LRU tables. They are fixed when
+// the maps are first created; a restart keeps the pinned sizes.
+type TableSizes struct {
+	CtrlConns    uint32
+	Expectations uint32
+	DataFlows    uint32
+}
+
+// DefaultTableSizes suits a busy gateway.
+var DefaultTableSizes = TableSizes{CtrlConns: 65536, Expectations: 262144, DataFlows: 262144}
+
+// Options is the complete configuration `run` applies.
+type Options struct {
+	PinDir     string
+	Ifaces     []string
+	NetNS      string
+	XDPMode    XDPMode
+	TCMode     TCMode
+	CtrlPorts  []uint16
+	AllowPorts []uint16
+	Config     maps.Config
+	Tables     TableSizes
+	Logger     *slog.Logger
+}
+
+// Dataplane is the loaded and attached ftpgate. Close releases this
+// process's handles and leaves the dataplane attached and pinned.
+type Dataplane struct {
+	Maps   *maps.Maps
+	State  State
+	objs   bpf.FtpgateObjects
+	lock   *pinLock
+	log    *slog.Logger
+	pinDir string
+}
+
+// pinned file layout under the pin directory
+const (
+	linksDir = "links"
+	progsDir = "progs"
+)
+
+var progPins = []string{"ftpgate_xdp", "ftpgate_tc_ingress", "ftpgate_tc_egress"}
+
+// Start loads, pins and attaches according to opts. On error nothing new is
+// left attached: interfaces attached by this call are detached again.
+func Start(opts Options) (*Dataplane, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.PinDir == "" {
+		opts.PinDir = DefaultPinDir
+	}
+	if opts.XDPMode == "" {
+		opts.XDPMode = XDPAuto
+	}
+	if opts.TCMode == "" {
+		opts.TCMode = TCAuto
+	}
+	if len(opts.Ifaces) == 0 {
+		return nil, errors.New("no interface to guard: give at least one --iface")
+	}
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if err := CheckHost(); err != nil {
+		return nil, err
+	}
+	// kernels before 5.11 account BPF memory against RLIMIT_MEMLOCK
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("remove memlock limit: %w", err)
+	}
+
+	ifaces, err := resolveIfaces(opts.NetNS, opts.Ifaces)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureBPFFS(opts.PinDir); err != nil {
+		return nil, err
+	}
+
+	d := &Dataplane{log: log, pinDir: opts.PinDir}
+	if err := d.loadPinned(opts); err != nil {
+		d.release()
+		return nil, err
+	}
+
+	if err := d.apply(opts, ifaces); err != nil {
+		d.release()
+		return nil, err
+	}
+
+	prev, err := ReadState(opts.PinDir)
+	if err != nil {
+		log.Warn("ignoring unreadable state", "err", err)
+		prev = nil
+	}
+	if err := d.attachAll(opts, ifaces, prev); err != nil {
+		d.release()
+		return nil, err
+	}
+	if err := d.pinPrograms(); err != nil {
+		d.release()
+		return nil, err
+	}
+	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
+	if err := writeState(&d.State); err != nil {
+		d.release()
+		return nil, err
+	}
+	return d, nil
+}
+
+func resolveIfaces(ns string, names []string) ([]IfaceState, error) {
+	var out []IfaceState
+	err := inNetns(ns, func() error {
+		for _, name := range names {
+			if slices.ContainsFunc(out, func(s IfaceState) bool { return s.Name == name }) {
+				continue
+			}
+			lk, err := netlink.LinkByName(name)
+			if err != nil {
+				where := "this network namespace"
+				if ns != "" {
+					where = fmt.Sprintf("network namespace %q", ns)
+				}
+				return fmt.Errorf("interface %q: %w in %s (check the name with `ip link`)", name, ErrNoInterface, where)
+			}
+			out = append(out, IfaceState{Name: name, Index: lk.Attrs().Index, Kind: lk.Type()})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// loadPinned re-opens pinned maps when there are some, creates and pins them
+// otherwise, then loads the programs against them.
+func (d *Dataplane) loadPinned(opts Options) error {
+	spec, err := bpf.LoadFtpgate()
+	if err != nil {
+		return fmt.Errorf("load embedded object: %w", err)
+	}
+	sizes := opts.Tables
+	if sizes == (TableSizes{}) {
+		sizes = DefaultTableSizes
+	}
+	for name, n := range map[string]uint32{maps.NameCtrlConns: sizes.CtrlConns, maps.NameExpectations: sizes.Expectations, maps.NameDataFlows: sizes.DataFlows} {
+		if n > 0 {
+			spec.Maps[name].MaxEntries = n
+		}
+	}
+
+	if _, err := os.Stat(filepath.Join(opts.PinDir, maps.NameConfig)); errors.Is(err, os.ErrNotExist) {
+		if err := d.createPins(spec, opts.PinDir); err != nil {
+			return err
+		}
+	}
+
+	lock, err := lockDir(opts.PinDir)
+	if err != nil {
+		return err
+	}
+	d.lock = lock
+
+	pinned, err := maps.Open(opts.PinDir)
+	if err != nil {
+		return err
+	}
+	defer pinned.Close()
+	repl := map[string]*ebpf.Map{}
+	for _, name := range maps.Names {
+		m := pinned.ByName(name)
+		ms := spec.Maps[name]
+		if err := ms.Compatible(m); err != nil {
+			if isSizeOnly(ms, m) {
+				d.log.Warn("pinned table keeps its size; detach to resize", "map", name, "pinned", m.MaxEntries(), "requested", ms.MaxEntries)
+				ms.MaxEntries = m.MaxEntries()
+			} else {
+				return fmt.Errorf("%s/%s: %w (%v); `ftpgate detach --pin-dir %s` removes them, losing their state", opts.PinDir, name, ErrLayoutMismatch, err, opts.PinDir)
+			}
+		}
+		repl[name] = m
+	}
+	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load programs: %+v", ve)
+		}
+		return fmt.Errorf("load programs: %w", err)
+	}
+	d.Maps = maps.FromObjects(&d.objs.FtpgateMaps)
+	return nil
+}
+
+func isSizeOnly(ms *ebpf.MapSpec, m *ebpf.Map) bool {
+	c := ms.Copy()
+	c.MaxEntries = m.MaxEntries()
+	return c.Compatible(m) == nil
+}
+
+// createPins creates the maps and pins them in a temporary directory that is
+// renamed into place, so a pin directory is either complete or absent. A
+// concurrent creator that wins the rename is fine: its maps are used.
+func (d *Dataplane) createPins(spec *ebpf.CollectionSpec, pinDir string) error {
+	tmp := fmt.Sprintf("%s-new-%d", pinDir, os.Getpid()) // no dot: bpffs refuses them
+	if err := removeTree(tmp); err != nil {
+		return fmt.Errorf("clear %s: %w", tmp, err)
+	}
+	for _, sub := range []string{tmp, filepath.Join(tmp, linksDir), filepath.Join(tmp, progsDir)} {
+		if err := os.Mkdir(sub, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", sub, err)
+		}
+	}
+	defer removeTree(tmp)
+
+	for _, name := range maps.Names {
+		m, err := ebpf.NewMap(spec.Maps[name])
+		if err != nil {
+			return fmt.Errorf("create map %s: %w", name, err)
+		}
+		err = m.Pin(filepath.Join(tmp, name))
+		m.Close()
+		if err != nil {
+			return fmt.Errorf("pin map %s: %w", name, err)
+		}
+	}
+	// defaults until apply writes the real configuration
+	m, err := maps.Open(tmp)
+	if err != nil {
+		return err
+	}
+	err = m.SetConfig(maps.DefaultConfig())
+	m.Close()
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, pinDir); err != nil {
+		if _, serr := os.Stat(filepath.Join(pinDir, maps.NameConfig)); serr == nil {
+			return nil // another process created it first
+		}
+		return fmt.Errorf("move %s into place: %w", pinDir, err)
+	}
+	d.log.Info("created pinned maps", "pin_dir", pinDir)
+	return nil
+}
+
+// apply writes the complete run-time configuration: config, both port sets
+// and the guarded interfaces.
+func (d *Dataplane) apply(opts Options, ifaces []IfaceState) error {
+	if err := d.Maps.SetConfig(opts.Config); err != nil {
+		return err
+	}
+	ctrl := opts.CtrlPorts
+	if len(ctrl) == 0 {
+		ctrl = []uint16{21}
+	}
+	if err := d.Maps.ControlPorts().Replace(ctrl); err != nil {
+		return err
+	}
+	if err := d.Maps.AllowedPorts().Replace(opts.AllowPorts); err != nil {
+		return err
+	}
+	var idx []uint32
+	for _, ifc := range ifaces {
+		idx = append(idx, uint32(ifc.Index))
+	}
+	return replaceGuarded(d.Maps, idx)
+}
+
+func replaceGuarded(m *maps.Maps, idx []uint32) error {
+	var key uint32
+	var val bpf.FtpgateIfaceVal
+	var stale []uint32
+	it := m.GuardedIfs.Iterate()
+	for it.Next(&key, &val) {
+		if !slices.Contains(idx, key) {
+			stale = append(stale, key)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", maps.NameGuardedIfs, err)
+	}
+	for _, k := range stale {
+		if err := m.GuardedIfs.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("update %s: %w", maps.NameGuardedIfs, err)
+		}
+	}
+	for _, k := range idx {
+		if err := m.GuardedIfs.Put(k, bpf.FtpgateIfaceVal{Enabled: 1}); err != nil {
+			return fmt.Errorf("update %s: %w", maps.NameGuardedIfs, err)
+		}
+	}
+	return nil
+}
+
+// attachAll attaches every interface, swapping programs in place where a
+// previous run attached them, and detaches interfaces the previous run
+// guarded that this one does not. On failure it undoes its new attachments.
+func (d *Dataplane) attachAll(opts Options, ifaces []IfaceState, prev *State) error {
+	prevOf := func(name string) *IfaceState {
+		if prev == nil || prev.NetNS != opts.NetNS {
+			return nil
+		}
+		for i := range prev.Ifaces {
+			if prev.Ifaces[i].Name == name {
+				return &prev.Ifaces[i]
+			}
+		}
+		return nil
+	}
+	return inNetns(opts.NetNS, func() error {
+		var done []IfaceState
+		for i := range ifaces {
+			ifc := &ifaces[i]
+			p := prevOf(ifc.Name)
+			err := attachXDP(d.objs.FtpgateXdp, ifc, opts.XDPMode, p, d.pinDir)
+			if err == nil {
+				err = attachTC([2]*ebpf.Program{d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress}, ifc, opts.TCMode, p, d.pinDir)
+			}
+			if err != nil {
+				if p == nil {
+					detachIface(ifc, d.pinDir)
+				}
+				for j := range done {
+					if prevOf(done[j].Name) == nil {
+						detachIface(&done[j], d.pinDir)
+					}
+				}
+				return err
+			}
+			verb := "attached"
+			if p != nil {
+				verb = "replaced programs"
+			}
+			d.log.Info(verb, "iface", ifc.Name, "ifindex", ifc.Index, "xdp", ifc.XDPMode, "tc", ifc.TCMode)
+			done = append(done, *ifc)
+		}
+		if prev != nil && prev.NetNS == opts.NetNS {
+			for i := range prev.Ifaces {
+				old := &prev.Ifaces[i]
+				if !slices.ContainsFunc(ifaces, func(s IfaceState) bool { return s.Name == old.Name }) {
+					if err := detachIface(old, d.pinDir); err != nil {
+						d.log.Warn("detach interface no longer guarded", "iface", old.Name, "err", err)
+					} else {
+						d.log.Info("detached interface no longer guarded", "iface", old.Name)
+					}
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// pinPrograms pins the running programs, replacing the previous run's pins.
+func (d *Dataplane) pinPrograms() error {
+	for i, p := range []*ebpf.Program{d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress} {
+		path := filepath.Join(d.pinDir, progsDir, progPins[i])
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("replace pin %s: %w", path, err)
+		}
+		if err := p.Pin(path); err != nil {
+			return fmt.Errorf("pin program %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// release closes handles; attachments and pins stay.
+func (d *Dataplane) release() error {
+	err := d.objs.Close()
+	return errors.Join(err, d.lock.Close())
+}
+
+// Close releases this process's handles and the pin directory lock, leaving
+// the dataplane attached and pinned: a restart picks it up without loss.
+func (d *Dataplane) Close() error { return d.release() }
+
+// PinDir returns the pin directory.
+func (d *Dataplane) PinDir() string { return d.pinDir }
+
+// Detach removes every attachment and pin under pinDir and the state file,
+// leaving nothing behind. It refuses while a running ftpgate holds the lock.
+func Detach(pinDir, netnsName string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := CheckHost(); err != nil {
+		return err
+	}
+	st, err := ReadState(pinDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(pinDir); errors.Is(err, os.ErrNotExist) {
+		if st != nil {
+			return removeState(pinDir)
+		}
+		return fmt.Errorf("%s: %w", pinDir, maps.ErrNotPinned)
+	}
+	lock, err := lockDir(pinDir)
+	if err != nil {
+		if errors.Is(err, ErrLocked) {
+			pid := "?"
+			if st != nil {
+				pid = fmt.Sprint(st.PID)
+			}
+			return fmt.Errorf("%w (pid %s): stop it first, or start it with --detach-on-exit", err, pid)
+		}
+		return err
+	}
+	defer lock.Close()
+
+	var errs []error
+	if st != nil {
+		ns := st.NetNS
+		if netnsName != "" {
+			ns = netnsName
+		}
+		errs = append(errs, inNetns(ns, func() error {
+			var e []error
+			for i := range st.Ifaces {
+				e = append(e, detachIface(&st.Ifaces[i], pinDir))
+				log.Info("detached", "iface", st.Ifaces[i].Name)
+			}
+			return errors.Join(e...)
+		}))
+	}
+	// links pinned for interfaces the state file does not know (a crashed
+	// first run): unpinning a link detaches it
+	entries, _ := os.ReadDir(filepath.Join(pinDir, linksDir))
+	for _, e := range entries {
+		errs = append(errs, removePinnedLink(filepath.Join(pinDir, linksDir, e.Name())))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := removeTree(pinDir); err != nil {
+		return fmt.Errorf("remove %s: %w", pinDir, err)
+	}
+	return removeState(pinDir)
+}

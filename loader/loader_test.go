@@ -1,0 +1,455 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// testEnv is a network namespace with a veth pair, a private bpffs for pins
+// and a private state directory: nothing of the host is touched.
+type testEnv struct {
+	ns     string
+	ifaces []string
+	pinDir string
+}
+
+func newEnv(t *testing.T) *testEnv {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "loader tests need root")
+	}
+	if v, err := RunningKernel(); err != nil || v.Less(MinKernel) {
+		t.Skipf("kernel %v below the supported minimum %s", v, MinKernel)
+	}
+	env := &testEnv{ns: fmt.Sprintf("fgl-%06d", rand.IntN(1000000)), ifaces: []string{"fg0", "fg1"}}
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(env.ns)
+		if err != nil {
+			errc <- fmt.Errorf("create netns: %w", err)
+			return
+		}
+		defer ns.Close()
+		err = netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: env.ifaces[0]}, PeerName: env.ifaces[1]})
+		for _, n := range env.ifaces {
+			if err != nil {
+				break
+			}
+			var lk netlink.Link
+			if lk, err = netlink.LinkByName(n); err == nil {
+				err = netlink.LinkSetUp(lk)
+			}
+		}
+		errc <- errors.Join(err, netns.Set(orig))
+	}()
+	if err := <-errc; err != nil {
+		t.Fatalf("set up %s: %v", env.ns, err)
+	}
+	t.Cleanup(func() { netns.DeleteNamed(env.ns) })
+
+	bpffs := t.TempDir()
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, ""); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(bpffs, unix.MNT_DETACH) })
+	env.pinDir = filepath.Join(bpffs, "ftpgate")
+
+	old := StateDir
+	StateDir = t.TempDir()
+	t.Cleanup(func() { StateDir = old })
+	return env
+}
+
+func (e *testEnv) options(xdp XDPMode, tc TCMode) Options {
+	return Options{
+		PinDir: e.pinDir, Ifaces: e.ifaces, NetNS: e.ns, XDPMode: xdp, TCMode: tc,
+		CtrlPorts: []uint16{21}, AllowPorts: []uint16{21}, Config: maps.DefaultConfig(),
+		Tables: TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
+	}
+}
+
+func needTCX(t *testing.T) {
+	t.Helper()
+	if !haveTCX() {
+		t.Skip("TCX links need Linux 6.6")
+	}
+}
+
+func tcModes(t *testing.T) []TCMode {
+	if haveTCX() {
+		return []TCMode{TCX, TCNetlink}
+	}
+	return []TCMode{TCNetlink}
+}
+
+// nothingLeft checks that no XDP program, tc filter or pin remains.
+func (e *testEnv) nothingLeft(t *testing.T) {
+	t.Helper()
+	err := inNetns(e.ns, func() error {
+		for _, name := range e.ifaces {
+			lk, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			if x := lk.Attrs().Xdp; x != nil && x.Attached {
+				return fmt.Errorf("%s still has XDP program %d", name, x.ProgId)
+			}
+			for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+				filters, err := netlink.FilterList(lk, parent)
+				if err != nil && !errors.Is(err, unix.EINVAL) {
+					return err
+				}
+				if len(filters) > 0 {
+					return fmt.Errorf("%s still has tc filters: %v", name, filters)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(e.pinDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pin dir %s still exists (%v)", e.pinDir, err)
+	}
+	if st, _ := ReadState(e.pinDir); st != nil {
+		t.Fatalf("state file still exists: %+v", st)
+	}
+}
+
+func TestAttachDetachEveryMode(t *testing.T) {
+	for _, xdp := range []XDPMode{XDPGeneric, XDPNative} {
+		for _, tc := range tcModes(t) {
+			t.Run(fmt.Sprintf("xdp=%s,tc=%s", xdp, tc), func(t *testing.T) {
+				env := newEnv(t)
+				dp, err := Start(env.options(xdp, tc))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ifc := range dp.State.Ifaces {
+					if ifc.XDPMode != xdp || ifc.TCMode != tc {
+						t.Errorf("%s attached xdp=%s tc=%s, want %s %s", ifc.Name, ifc.XDPMode, ifc.TCMode, xdp, tc)
+					}
+				}
+				must(t, dp.Close())
+				st, err := ReadStatus(env.pinDir, "")
+				must(t, err)
+				if err := st.Check(); err != nil {
+					t.Fatalf("after start: %v", err)
+				}
+				if len(st.Programs) != 3 {
+					t.Fatalf("pinned programs: %+v", st.Programs)
+				}
+				must(t, Detach(env.pinDir, "", nil))
+				env.nothingLeft(t)
+			})
+		}
+	}
+}
+
+func TestAutoModes(t *testing.T) {
+	env := newEnv(t)
+	dp, err := Start(env.options(XDPAuto, TCAuto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Detach(env.pinDir, "", nil)
+	defer dp.Close()
+	wantTC := TCNetlink
+	if haveTCX() {
+		wantTC = TCX
+	}
+	for _, ifc := range dp.State.Ifaces {
+		// veth: generic, see DESIGN.md
+		if ifc.Kind != "veth" || ifc.XDPMode != XDPGeneric || ifc.TCMode != wantTC {
+			t.Errorf("%s (%s): xdp=%s tc=%s, want generic %s", ifc.Name, ifc.Kind, ifc.XDPMode, ifc.TCMode, wantTC)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
+	for _, tc := range tcModes(t) {
+		t.Run(string(tc), func(t *testing.T) {
+			env := newEnv(t)
+			opts := env.options(XDPGeneric, tc)
+			dp, err := Start(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// state that must survive: an expectation, a counter, a run-time port
+			ek := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 30000, Src: [4]uint32{0x0a0200c0}, Dst: [4]uint32{0x146433c6}}
+			ev := bpf.FtpgateExpectVal{ExpiresNs: ^uint64(0) >> 1, CreatedNs: 1, Kind: uint8(maps.KindPasv)}
+			must(t, dp.Maps.Expectations.Put(ek, ev))
+			perCPU := make([]uint64, ebpf.MustPossibleCPU())
+			perCPU[0] = 42
+			must(t, dp.Maps.Stats.Put(uint32(bpf.FtpgateStatSTAT_EXPECT_CREATED), perCPU))
+			oldProgs := progIDs(t, env.pinDir)
+			oldLinks := linkIDs(t, env.pinDir)
+			must(t, dp.Close())
+
+			dp2, err := Start(opts)
+			if err != nil {
+				t.Fatalf("restart: %v", err)
+			}
+			defer Detach(env.pinDir, "", nil)
+			defer dp2.Close()
+
+			var got bpf.FtpgateExpectVal
+			if err := dp2.Maps.Expectations.Lookup(ek, &got); err != nil || got.Kind != ev.Kind {
+				t.Fatalf("expectation lost across restart: %v %+v", err, got)
+			}
+			c, err := dp2.Maps.Counters()
+			must(t, err)
+			if c["expect_created"] != 42 {
+				t.Fatalf("expect_created = %d after restart, want 42", c["expect_created"])
+			}
+			newProgs := progIDs(t, env.pinDir)
+			for name, id := range oldProgs {
+				if newProgs[name] == id {
+					t.Errorf("program %s still id %d: not swapped", name, id)
+				}
+			}
+			// links are updated in place, not recreated
+			for name, id := range linkIDs(t, env.pinDir) {
+				if oldLinks[name] != id {
+					t.Errorf("link %s changed id %d -> %d: recreated instead of updated", name, oldLinks[name], id)
+				}
+			}
+			st, err := ReadStatus(env.pinDir, "")
+			must(t, err)
+			must(t, st.Check())
+			if tc == TCNetlink {
+				env.oneFilterEach(t, newProgs)
+			}
+		})
+	}
+}
+
+// oneFilterEach checks the netlink filters were replaced, not added.
+func (e *testEnv) oneFilterEach(t *testing.T, progs map[string]uint32) {
+	t.Helper()
+	err := inNetns(e.ns, func() error {
+		for _, name := range e.ifaces {
+			lk, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			for _, h := range tcHooks {
+				filters, err := netlink.FilterList(lk, h.parent)
+				if err != nil {
+					return err
+				}
+				if len(filters) != 1 {
+					return fmt.Errorf("%s %s: %d filters, want 1", name, h.name, len(filters))
+				}
+				bf, ok := filters[0].(*netlink.BpfFilter)
+				if !ok || uint32(bf.Id) != progs["ftpgate_tc_"+h.name] {
+					return fmt.Errorf("%s %s: filter runs %+v, want program %d", name, h.name, filters[0], progs["ftpgate_tc_"+h.name])
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func progIDs(t *testing.T, pinDir string) map[string]uint32 {
+	t.Helper()
+	out := map[string]uint32{}
+	for _, name := range progPins {
+		p, err := ebpf.LoadPinnedProgram(filepath.Join(pinDir, progsDir, name), nil)
+		must(t, err)
+		info, err := p.Info()
+		p.Close()
+		must(t, err)
+		id, _ := info.ID()
+		out[name] = uint32(id)
+	}
+	return out
+}
+
+func linkIDs(t *testing.T, pinDir string) map[string]uint32 {
+	t.Helper()
+	out := map[string]uint32{}
+	entries, err := os.ReadDir(filepath.Join(pinDir, linksDir))
+	must(t, err)
+	for _, e := range entries {
+		l, err := loadLink(filepath.Join(pinDir, linksDir, e.Name()))
+		must(t, err)
+		out[e.Name()] = l
+	}
+	return out
+}
+
+func TestSecondDaemonIsRefused(t *testing.T) {
+	env := newEnv(t)
+	dp, err := Start(env.options(XDPGeneric, TCNetlink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Detach(env.pinDir, "", nil)
+	defer dp.Close()
+	_, err = Start(env.options(XDPGeneric, TCNetlink))
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second start: %v, want ErrLocked", err)
+	}
+	if err := Detach(env.pinDir, "", nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("detach while running: %v, want ErrLocked", err)
+	}
+}
+
+func TestLayoutMismatchIsRefused(t *testing.T) {
+	env := newEnv(t)
+	dp, err := Start(env.options(XDPGeneric, TCNetlink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, dp.Close())
+	defer Detach(env.pinDir, "", nil)
+	// replace the config map with one of another value size, as an older
+	// build with another struct layout would have left
+	path := filepath.Join(env.pinDir, maps.NameConfig)
+	must(t, os.Remove(path))
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	must(t, err)
+	must(t, m.Pin(path))
+	m.Close()
+	_, err = Start(env.options(XDPGeneric, TCNetlink))
+	if !errors.Is(err, ErrLayoutMismatch) {
+		t.Fatalf("start over a foreign layout: %v, want ErrLayoutMismatch", err)
+	}
+}
+
+func TestUnknownInterfaceLeavesNothing(t *testing.T) {
+	env := newEnv(t)
+	opts := env.options(XDPGeneric, TCNetlink)
+	opts.Ifaces = []string{"fg0", "nosuch9"}
+	_, err := Start(opts)
+	if !errors.Is(err, ErrNoInterface) {
+		t.Fatalf("start: %v, want ErrNoInterface", err)
+	}
+	env.nothingLeft(t)
+}
+
+func TestXDPBusyNamesTheHolder(t *testing.T) {
+	env := newEnv(t)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "someone_else", Type: ebpf.XDP, License: "MIT",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 2, asm.DWord), asm.Return()},
+	})
+	must(t, err)
+	defer prog.Close()
+	must(t, inNetns(env.ns, func() error {
+		lk, err := netlink.LinkByName("fg0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetXdpFdWithFlags(lk, prog.FD(), int(unix.XDP_FLAGS_SKB_MODE))
+	}))
+	_, err = Start(env.options(XDPGeneric, TCNetlink))
+	if !errors.Is(err, ErrXDPBusy) {
+		t.Fatalf("start: %v, want ErrXDPBusy", err)
+	}
+	info, _ := prog.Info()
+	id, _ := info.ID()
+	if want := fmt.Sprintf("program id %d, name %q", id, "someone_else"); !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not name the holder (%s)", err, want)
+	}
+}
+
+func loadLink(path string) (uint32, error) {
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return 0, err
+	}
+	return uint32(info.ID), nil
+}
+
+func TestAgerReclaimsExpired(t *testing.T) {
+	env := newEnv(t)
+	dp, err := Start(env.options(XDPGeneric, TCNetlink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Detach(env.pinDir, "", nil)
+	defer dp.Close()
+	now, err := dp.Maps.Now()
+	must(t, err)
+	live := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 1}
+	dead := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 2}
+	must(t, dp.Maps.Expectations.Put(live, bpf.FtpgateExpectVal{ExpiresNs: now + uint64(time.Hour)}))
+	must(t, dp.Maps.Expectations.Put(dead, bpf.FtpgateExpectVal{ExpiresNs: now - 1}))
+	closed := bpf.FtpgateFlowKey{Family: unix.AF_INET, Sport: 1}
+	open := bpf.FtpgateFlowKey{Family: unix.AF_INET, Sport: 2}
+	must(t, dp.Maps.DataFlows.Put(closed, bpf.FtpgateFlowVal{LastSeenNs: now - uint64(2*time.Minute), Flags: 1}))
+	must(t, dp.Maps.DataFlows.Put(open, bpf.FtpgateFlowVal{LastSeenNs: now - uint64(2*time.Minute)}))
+
+	a := &Ager{Maps: dp.Maps, FlowIdle: DefaultFlowIdle, ClosedLinger: DefaultClosedLinger, CtrlIdle: DefaultCtrlIdle}
+	r, err := a.Sweep()
+	must(t, err)
+	if r.Expectations != 1 || r.Flows != 1 {
+		t.Fatalf("reclaimed %+v, want one expectation and one flow", r)
+	}
+	var v bpf.FtpgateExpectVal
+	if err := dp.Maps.Expectations.Lookup(live, &v); err != nil {
+		t.Fatalf("live expectation reclaimed: %v", err)
+	}
+	var fv bpf.FtpgateFlowVal
+	if err := dp.Maps.DataFlows.Lookup(open, &fv); err != nil {
+		t.Fatalf("open flow reclaimed: %v", err)
+	}
+}
+
+func TestParseKernel(t *testing.T) {
+	for in, want := range map[string]KernelVersion{
+		"5.10.0-32-amd64": {5, 10}, "6.18.44-fc-v782": {6, 18}, "7.3.4+deb13-amd64": {7, 3}, "6.1": {6, 1},
+	} {
+		got, err := ParseKernel(in)
+		if err != nil || got != want {
+			t.Errorf("ParseKernel(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseKernel("garbage"); err == nil {
+		t.Error("ParseKernel(garbage) succeeded")
+	}
+}

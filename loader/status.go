@@ -1,0 +1,127 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// IfaceStatus is one guarded interface as the kernel shows it now.
+type IfaceStatus struct {
+	IfaceState
+	XDPAttached bool `json:"xdp_attached"`
+	TCAttached  bool `json:"tc_attached"`
+}
+
+// ProgramStatus names a pinned program.
+type ProgramStatus struct {
+	Name string `json:"name"`
+	ID   uint32 `json:"id"`
+	Tag  string `json:"tag"`
+}
+
+// MapStatus is a map's fill level.
+type MapStatus struct {
+	Name     string `json:"name"`
+	Entries  int    `json:"entries"`
+	Capacity uint32 `json:"capacity"`
+}
+
+// Status describes a pin directory and what it guards.
+type Status struct {
+	PinDir   string          `json:"pin_dir"`
+	State    *State          `json:"run,omitempty"`
+	Attached bool            `json:"attached"`
+	Ifaces   []IfaceStatus   `json:"ifaces"`
+	Programs []ProgramStatus `json:"programs"`
+	Maps     []MapStatus     `json:"maps"`
+	Config   maps.Config     `json:"-"`
+	Ctrl     []uint16        `json:"ftp_ports"`
+	Allow    []uint16        `json:"allow_ports"`
+}
+
+// ReadStatus inspects what is attached and pinned for pinDir.
+func ReadStatus(pinDir, netnsName string) (*Status, error) {
+	m, err := maps.Open(pinDir)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	st := &Status{PinDir: pinDir}
+	if st.State, err = ReadState(pinDir); err != nil {
+		return nil, err
+	}
+	if st.Config, err = m.GetConfig(); err != nil {
+		return nil, err
+	}
+	if st.Ctrl, err = m.ControlPorts().List(); err != nil {
+		return nil, err
+	}
+	if st.Allow, err = m.AllowedPorts().List(); err != nil {
+		return nil, err
+	}
+	for _, name := range progPins {
+		p, err := ebpf.LoadPinnedProgram(filepath.Join(pinDir, progsDir, name), nil)
+		if err != nil {
+			continue
+		}
+		info, err := p.Info()
+		p.Close()
+		if err != nil {
+			continue
+		}
+		id, _ := info.ID()
+		st.Programs = append(st.Programs, ProgramStatus{Name: name, ID: uint32(id), Tag: info.Tag})
+	}
+	for _, name := range []string{maps.NameCtrlConns, maps.NameExpectations, maps.NameDataFlows} {
+		n, err := m.Fill(name)
+		if err != nil {
+			return nil, err
+		}
+		st.Maps = append(st.Maps, MapStatus{Name: name, Entries: n, Capacity: m.ByName(name).MaxEntries()})
+	}
+
+	if st.State == nil {
+		return st, nil
+	}
+	ns := st.State.NetNS
+	if netnsName != "" {
+		ns = netnsName
+	}
+	st.Attached = len(st.State.Ifaces) > 0
+	err = inNetns(ns, func() error {
+		for _, ifc := range st.State.Ifaces {
+			is := IfaceStatus{IfaceState: ifc, XDPAttached: xdpAttached(&ifc, pinDir), TCAttached: tcAttached(&ifc, pinDir)}
+			st.Attached = st.Attached && is.XDPAttached && is.TCAttached
+			st.Ifaces = append(st.Ifaces, is)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// ErrNotAttached means status found the dataplane detached (wholly or in part).
+var ErrNotAttached = errors.New("not attached")
+
+// Check returns ErrNotAttached with the first missing piece.
+func (s *Status) Check() error {
+	if s.State == nil {
+		return fmt.Errorf("%w: no `ftpgate run` recorded for %s", ErrNotAttached, s.PinDir)
+	}
+	for _, i := range s.Ifaces {
+		if !i.XDPAttached {
+			return fmt.Errorf("%w: XDP is missing on %q", ErrNotAttached, i.Name)
+		}
+		if !i.TCAttached {
+			return fmt.Errorf("%w: TC is missing on %q", ErrNotAttached, i.Name)
+		}
+	}
+	return nil
+}
