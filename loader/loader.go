@@ -426,10 +426,9 @@ func Detach(pinDir, netnsName string, log *slog.Logger) error {
 		return err
 	}
 	if _, err := os.Stat(pinDir); errors.Is(err, os.ErrNotExist) {
-		if st != nil {
-			return removeState(pinDir)
-		}
-		return fmt.Errorf("%s: %w", pinDir, maps.ErrNotPinned)
+		// idempotent, so that scripts and unit files can always call it
+		log.Info("nothing pinned; nothing to detach", "pin_dir", pinDir)
+		return removeState(pinDir)
 	}
 	lock, err := lockDir(pinDir)
 	if err != nil {

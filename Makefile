@@ -1,0 +1,68 @@
+# ftpgate: an FTP application-layer gateway in eBPF/XDP.
+# `make help` lists the targets.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/ftpgate/ftpgate/loader.Version=$(VERSION)
+BIN       := bin/ftpgate
+KERNELS   ?= 5.10 6.1 6.12 7.x
+FUZZTIME  ?= 60s
+# packages whose tests run inside the VM matrix
+VM_PKGS   := bpf loader tests/vmtest
+
+export CGO_ENABLED := 0
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the static ftpgate binary into bin/
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ftpgate
+
+.PHONY: generate
+generate: ## Regenerate the BPF objects and Go bindings with Debian's clang-16
+	scripts/deps.sh generate
+	cd bpf && $(GO) generate ./...
+
+.PHONY: check-generate
+check-generate: generate ## Fail if the committed BPF objects differ from a fresh `make generate`
+	git diff --exit-code -- bpf/ || { echo "bpf/: committed objects are stale: run make generate and commit" >&2; exit 1; }
+
+.PHONY: deps
+deps: ## Install the Debian packages the tests and the demo need (only what is missing)
+	scripts/deps.sh test
+
+.PHONY: test
+test: deps ## Run unit, BPF and lab tests (root; installs what it needs)
+	FTPGATE_REQUIRE_BPF=1 FTPGATE_INSTALL=1 $(GO) test -count=1 -timeout 20m ./...
+
+.PHONY: vmtest
+vmtest: ## Run the BPF, loader and end-to-end tests in VMs on Debian kernels (KERNELS="5.10 6.1")
+	scripts/deps.sh vm
+	mkdir -p out/vm
+	set -e; for p in $(VM_PKGS); do $(GO) test -c -o out/vm/$$(basename $$p).test ./$$p; done
+	tests/vm/run.sh --kernels "$(KERNELS)" --binaries "$(foreach p,$(VM_PKGS),out/vm/$(notdir $(p)).test)"
+
+.PHONY: fuzz
+fuzz: ## Differential fuzzing of the TC parser against the Go reference (FUZZTIME=60s)
+	FTPGATE_REQUIRE_BPF=1 $(GO) test -run '^$$' -fuzz FuzzParserMatchesReference -fuzztime $(FUZZTIME) ./internal/reference/
+
+.PHONY: demo
+demo: build ## Lab demo: namespaces, vsftpd, ftpgate, passive + active transfers, an unsolicited attempt
+	scripts/deps.sh test
+	tests/demo/demo.sh $(BIN)
+
+.PHONY: bench
+bench: ## Benchmarks (per-packet cost, scale, throughput); results in docs/benchmarks.md
+	FTPGATE_REQUIRE_BPF=1 $(GO) test -run '^$$' -bench . -benchtime 2x ./bench/...
+
+.PHONY: ci
+ci: test check-generate vmtest ## What CI runs
+	@if [ -d internal/reference ]; then $(MAKE) fuzz; fi
+
+.PHONY: clean
+clean: ## Remove build output (keeps the download caches in .cache/)
+	rm -rf bin out
