@@ -973,7 +973,11 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 
 	struct ctrl_val *cv = bpf_map_lookup_elem(&ctrl_conns, &s->key);
 	if (!cv) {
-		if (fl & TCPF_RST)
+		/*
+		 * Only a SYN or data start tracking: the last ACK after both
+		 * FINs (or an RST) must not bring a closed connection back.
+		 */
+		if ((fl & TCPF_RST) || (!(fl & TCPF_SYN) && !p.payload_len))
 			return TC_ACT_OK;
 		s->zero.created_ns = now;
 		int err = bpf_map_update_elem(&ctrl_conns, &s->key, &s->zero, BPF_NOEXIST);

@@ -335,6 +335,8 @@ func TestFinOfBothSidesForgetsConnection(t *testing.T) {
 	c := open(t, r, client4, server4)
 	must(t, c.ClientFlags(0x11))
 	must(t, c.ServerFlags(0x11))
+	// the final ACK must not bring the connection back
+	must(t, c.ClientFlags(0x10))
 	conns, err := r.Maps.ListConns()
 	must(t, err)
 	if len(conns) != 0 {

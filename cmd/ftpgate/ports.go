@@ -47,10 +47,10 @@ func portsCommand(name, what string, set func(*maps.Maps) maps.PortSet) *cli.Com
 		}
 	}
 	return &cli.Command{
-		Name:  name,
-		Usage: "list, add or delete " + what,
+		Name:        name,
+		Usage:       "list, add or delete " + what,
 		Description: "Changes take effect for the next packet, with no reload, and last until the\nnext `ftpgate run`, which applies its own flags as the complete set.",
-		Flags: commonFlags(jsonFlag()),
+		Flags:       commonFlags(jsonFlag()),
 		Subcommands: []*cli.Command{
 			change("add", maps.PortSet.Add),
 			change("del", maps.PortSet.Del),
