@@ -3,10 +3,8 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +13,11 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -39,46 +37,9 @@ func newEnv(t *testing.T) *testEnv {
 	if v, err := RunningKernel(); err != nil || v.Less(MinKernel) {
 		t.Skipf("kernel %v below the supported minimum %s", v, MinKernel)
 	}
-	env := &testEnv{ns: fmt.Sprintf("fgl-%06d", rand.IntN(1000000)), ifaces: []string{"fg0", "fg1"}}
-
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(env.ns)
-		if err != nil {
-			errc <- fmt.Errorf("create netns: %w", err)
-			return
-		}
-		defer ns.Close()
-		err = netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: env.ifaces[0]}, PeerName: env.ifaces[1]})
-		for _, n := range env.ifaces {
-			if err != nil {
-				break
-			}
-			var lk netlink.Link
-			if lk, err = netlink.LinkByName(n); err == nil {
-				err = netlink.LinkSetUp(lk)
-			}
-		}
-		errc <- errors.Join(err, netns.Set(orig))
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("set up %s: %v", env.ns, err)
-	}
-	t.Cleanup(func() { netns.DeleteNamed(env.ns) })
-
-	bpffs := t.TempDir()
-	if err := unix.Mount("bpf", bpffs, "bpf", 0, ""); err != nil {
-		t.Fatalf("mount bpffs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(bpffs, unix.MNT_DETACH) })
-	env.pinDir = filepath.Join(bpffs, "ftpgate")
+	env := &testEnv{ifaces: []string{"fg0", "fg1"}}
+	env.ns = nettest.VethNS(t, "fgl", env.ifaces[0], env.ifaces[1])
+	env.pinDir = filepath.Join(nettest.BPFFS(t), "ftpgate")
 
 	old := StateDir
 	StateDir = t.TempDir()

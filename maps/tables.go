@@ -44,6 +44,17 @@ func (k Kind) String() string {
 // MarshalText makes Kind print as its name in JSON.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText reads a Kind's name.
+func (k *Kind) UnmarshalText(b []byte) error {
+	for _, c := range []Kind{0, KindPort, KindEprt, KindPasv, KindEpsv} {
+		if c.String() == string(b) {
+			*k = c
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown expectation kind %q", b)
+}
+
 // Addr decodes an address as stored by the programs (network order words,
 // IPv4 in the first word).
 func Addr(family uint8, words [4]uint32) netip.Addr {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +24,9 @@ func portsCommand(name, what string, set func(*maps.Maps) maps.PortSet) *cli.Com
 				}
 				var ports []uint16
 				for _, a := range c.Args().Slice() {
+					if strings.HasPrefix(a, "-") {
+						return fmt.Errorf("%s %s: %q: flags go before the ports (ftpgate %s %s --pin-dir DIR PORT...)", name, verb, a, name, verb)
+					}
 					p, err := strconv.Atoi(a)
 					if err != nil {
 						return fmt.Errorf("%s %s: %q is not a port number", name, verb, a)

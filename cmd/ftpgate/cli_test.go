@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/nettest"
+	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// result is one CLI invocation's output and exit status.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func ftpgate(args ...string) result {
+	var out, errb bytes.Buffer
+	code := run(append([]string{"ftpgate"}, args...), &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+// fixture is a dataplane attached to a veth pair in a private netns, with
+// pins on a private bpffs and a private state directory.
+type fixture struct {
+	ns, pinDir string
+	dp         *loader.Dataplane
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "CLI tests against a live dataplane need root")
+	}
+	f := &fixture{}
+	f.ns = nettest.VethNS(t, "fgc", "fc0", "fc1")
+	f.pinDir = filepath.Join(nettest.BPFFS(t), "ftpgate")
+	old := loader.StateDir
+	loader.StateDir = t.TempDir()
+	t.Cleanup(func() { loader.StateDir = old })
+	dp, err := loader.Start(loader.Options{
+		PinDir: f.pinDir, NetNS: f.ns, Ifaces: []string{"fc0", "fc1"}, XDPMode: loader.XDPGeneric,
+		CtrlPorts: []uint16{21}, AllowPorts: []uint16{21, 22}, Config: maps.DefaultConfig(),
+		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.dp = dp
+	t.Cleanup(func() {
+		dp.Close()
+		loader.Detach(f.pinDir, "", nil)
+	})
+	return f
+}
+
+// cmd runs a command with this fixture's --pin-dir after the command words.
+func (f *fixture) cmd(words []string, flags ...string) result {
+	args := append(append(append([]string{}, words...), "--pin-dir", f.pinDir), flags...)
+	return ftpgate(args...)
+}
+
+func oneLine(t *testing.T, r result) {
+	t.Helper()
+	if r.code == 0 {
+		t.Fatalf("exit 0, want an error; stdout %q", r.stdout)
+	}
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "ftpgate: ") {
+		t.Fatalf("error is not one line starting with 'ftpgate: ':\n%s", r.stderr)
+	}
+}
+
+// TestHelpOfEveryCommand walks the whole command tree.
+func TestHelpOfEveryCommand(t *testing.T) {
+	app := newApp(&bytes.Buffer{}, &bytes.Buffer{})
+	var walk func(prefix []string, cmds []*cli.Command)
+	walk = func(prefix []string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			words := append(append([]string{}, prefix...), c.Name)
+			r := ftpgate(append(words, "--help")...)
+			if r.code != 0 || !strings.Contains(r.stdout, c.Usage) {
+				t.Errorf("%v --help: exit %d\n%s%s", words, r.code, r.stdout, r.stderr)
+			}
+			walk(words, c.Subcommands)
+		}
+	}
+	walk(nil, app.Commands)
+	if r := ftpgate("--help"); r.code != 0 || !strings.Contains(r.stdout, "expectations") {
+		t.Errorf("ftpgate --help: %d\n%s", r.code, r.stdout)
+	}
+}
+
+func TestBadInputIsOneLine(t *testing.T) {
+	cases := map[string][]string{
+		"out of range":          {"run", "--iface", "lo", "--ftp-port", "0"},
+		"1-65535":               {"run", "--iface", "lo", "--allow-port", "70000"},
+		"give --iface":          {"run"},
+		"unknown XDP mode":      {"run", "--iface", "lo", "--xdp-mode", "fast"},
+		"unknown TC attach":     {"run", "--iface", "lo", "--tc-attach", "bpf"},
+		"32-bit number":         {"run", "--iface", "lo", "--fwmark", "mark"},
+		"inside the mask":       {"run", "--iface", "lo", "--fwmark", "0x100/0xff"},
+		"max expectations":      {"run", "--iface", "lo", "--max-expect-per-conn", "9"},
+		"is not a port number":  {"ports", "add", "ftp"},
+		"is out of range":       {"allow", "add", "65536"},
+		"give at least one":     {"ports", "del"},
+		"unknown log level":     {"run", "--iface", "lo", "--log-level", "loud"},
+		"flag provided but not": {"stats", "--bogus"},
+	}
+	for want, args := range cases {
+		t.Run(want, func(t *testing.T) {
+			r := ftpgate(args...)
+			oneLine(t, r)
+			if !strings.Contains(r.stderr, want) {
+				t.Fatalf("error %q does not say %q", r.stderr, want)
+			}
+		})
+	}
+}
