@@ -8,7 +8,7 @@ BIN       := bin/ftpgate
 KERNELS   ?= 5.10 6.1 6.12 7.x
 FUZZTIME  ?= 60s
 # packages whose tests run inside the VM matrix
-VM_PKGS   := bpf loader
+VM_PKGS   := bpf loader tests/vmtest
 
 export CGO_ENABLED := 0
 

@@ -270,6 +270,8 @@ func run(argv []string) marker.Result {
 	cmd.Stderr = out
 	cmd.Env = append(os.Environ(),
 		"FTPGATE_REQUIRE_BPF=1",
+		// tells tests they run inside a harness VM (selftest, VM-only tests)
+		"FTPGATE_VM_GUEST=1",
 		"PATH=/bin",
 		"HOME=/tmp",
 		"TMPDIR=/tmp",

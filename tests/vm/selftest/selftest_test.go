@@ -1,8 +1,8 @@
 // Package selftest checks the VM harness itself: it runs inside the guest
 // and verifies the environment that the real BPF tests rely on. It only
 // makes sense under tests/vm/run.sh; on a host it skips unless
-// VMTEST_SELFTEST=1 is set (FTPGATE_REQUIRE_BPF, set by the guest init,
-// also enables it).
+// VMTEST_SELFTEST=1 is set (FTPGATE_VM_GUEST, set by the guest init, also
+// enables it).
 package selftest
 
 import (
@@ -19,7 +19,7 @@ import (
 
 func requireVM(t *testing.T) {
 	t.Helper()
-	if os.Getenv("FTPGATE_REQUIRE_BPF") == "" && os.Getenv("VMTEST_SELFTEST") == "" {
+	if os.Getenv("FTPGATE_VM_GUEST") == "" && os.Getenv("VMTEST_SELFTEST") == "" {
 		t.Skip("harness self-test: run through tests/vm/run.sh")
 	}
 }

@@ -1,0 +1,171 @@
+package vmtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/nettest"
+	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
+	"github.com/ftpgate/ftpgate/tests/ftpmini"
+)
+
+const ftpPort = 21
+
+// gatewayLab is the topology with ftpmini on the server and ftpgate on both
+// gateway interfaces.
+type gatewayLab struct {
+	*topology
+	dp   *loader.Dataplane
+	file []byte
+}
+
+func newGatewayLab(t *testing.T, tc loader.TCMode) *gatewayLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "the end-to-end test needs root")
+	}
+	g := &gatewayLab{topology: newTopology(t), file: bytes.Repeat([]byte("ftpgate in a VM\n"), 16384)}
+
+	for _, addr := range []netip.Prefix{serverV4, serverV6} {
+		var ln net.Listener
+		must(t, nettest.Do(g.server, func() error {
+			var err error
+			ln, err = net.Listen("tcp", netip.AddrPortFrom(addr.Addr(), ftpPort).String())
+			return err
+		}))
+		srv := ftpmini.NewServer(map[string][]byte{"file": g.file})
+		srv.WrapDataSocket = func(create func() error) error { return nettest.Do(g.server, create) }
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+
+	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
+	old := loader.StateDir
+	loader.StateDir = t.TempDir()
+	t.Cleanup(func() { loader.StateDir = old })
+	dp, err := loader.Start(loader.Options{
+		PinDir: pinDir, NetNS: g.gateway, Ifaces: []string{gwClientIf, gwServerIf},
+		XDPMode: loader.XDPAuto, TCMode: tc,
+		CtrlPorts: []uint16{ftpPort}, AllowPorts: []uint16{ftpPort}, Config: maps.DefaultConfig(),
+		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.dp = dp
+	t.Cleanup(func() {
+		dp.Close()
+		if err := loader.Detach(pinDir, "", nil); err != nil {
+			t.Errorf("detach: %v", err)
+		}
+	})
+	return g
+}
+
+func (g *gatewayLab) get(family int, mode ftpmini.Mode) ([]byte, error) {
+	srv := serverV4.Addr()
+	if family == 6 {
+		srv = serverV6.Addr()
+	}
+	var got []byte
+	err := nettest.Do(g.client, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var err error
+		got, err = ftpmini.Get(ctx, netip.AddrPortFrom(srv, ftpPort).String(), "file", mode, ftpmini.Config{Timeout: 5 * time.Second})
+		return err
+	})
+	return got, err
+}
+
+// connect tries a TCP connection from namespace ns; it reports whether the
+// attempt timed out (dropped), as opposed to connecting or being refused.
+func connectTimesOut(t *testing.T, ns string, to netip.AddrPort) bool {
+	t.Helper()
+	var err error
+	must(t, nettest.Do(ns, func() error {
+		var c net.Conn
+		c, err = net.DialTimeout("tcp", to.String(), 2*time.Second)
+		if c != nil {
+			c.Close()
+		}
+		return nil
+	}))
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func tcModes() []loader.TCMode {
+	v, _ := loader.RunningKernel()
+	if v.Less(loader.KernelVersion{Major: 6, Minor: 6}) {
+		return []loader.TCMode{loader.TCNetlink}
+	}
+	return []loader.TCMode{loader.TCX, loader.TCNetlink}
+}
+
+func TestFTPThroughGuardedGateway(t *testing.T) {
+	for _, tc := range tcModes() {
+		t.Run(string(tc), func(t *testing.T) {
+			g := newGatewayLab(t, tc)
+			type run struct {
+				family int
+				mode   ftpmini.Mode
+			}
+			runs := []run{{4, ftpmini.PASV}, {4, ftpmini.EPSV}, {4, ftpmini.PORT}, {4, ftpmini.EPRT}, {6, ftpmini.EPSV}, {6, ftpmini.EPRT}}
+			for _, r := range runs {
+				got, err := g.get(r.family, r.mode)
+				if err != nil || !bytes.Equal(got, g.file) {
+					t.Fatalf("IPv%d %s: %d bytes, %v", r.family, r.mode, len(got), err)
+				}
+			}
+
+			// unsolicited, both directions: dropped, so the connect times out
+			if !connectTimesOut(t, g.client, netip.AddrPortFrom(serverV4.Addr(), 40000)) {
+				t.Error("client -> server:40000 was not dropped")
+			}
+			if !connectTimesOut(t, g.server, netip.AddrPortFrom(clientV6.Addr(), 40000)) {
+				t.Error("server -> client:40000 was not dropped")
+			}
+
+			c, err := g.dp.Maps.Counters()
+			must(t, err)
+			n := uint64(len(runs))
+			// the gateway guards both sides: every control segment is parsed
+			// once (at ingress) and skipped at egress, so each command and
+			// reply is counted exactly once
+			if c["expect_created"] != n || c["syn_pass_expected"] != n || c["expect_consumed"] != n {
+				t.Errorf("expectations: %s", summary(c))
+			}
+			if c["cmd_pasv"] != 1 || c["cmd_epsv"] != 2 || c["cmd_port"] != 1 || c["cmd_eprt"] != 2 {
+				t.Errorf("each command must be parsed once: %s", summary(c))
+			}
+			if c["ctrl_skip_forwarded"] == 0 || c["ctrl_skip_forwarded"] != c["ctrl_segments"] {
+				t.Errorf("forwarded segments: %s", summary(c))
+			}
+			if c["syn_drop_unexpected"] < 2 {
+				t.Errorf("drops: %s", summary(c))
+			}
+		})
+	}
+}
+
+func summary(c map[string]uint64) string {
+	var parts []string
+	for k, v := range c {
+		if v != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
