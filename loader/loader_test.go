@@ -374,6 +374,11 @@ func TestAgerReclaimsExpired(t *testing.T) {
 	}
 	defer Detach(env.pinDir, "", nil)
 	defer dp.Close()
+	// a VM booted seconds ago has a small monotonic clock: move ftpgate's
+	// clock forward so that "two minutes ago" exists
+	cfg := maps.DefaultConfig()
+	cfg.ClockOffset = time.Hour
+	must(t, dp.Maps.SetConfig(cfg))
 	now, err := dp.Maps.Now()
 	must(t, err)
 	live := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 1}

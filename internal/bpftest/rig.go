@@ -4,6 +4,8 @@
 package bpftest
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/ftpgate/ftpgate/bpf"
@@ -43,8 +46,9 @@ func SkipOrFail(tb testing.TB, format string, args ...any) {
 
 // Rig is a loaded collection with typed map views.
 type Rig struct {
-	Objs bpf.FtpgateObjects
-	Maps *maps.Maps
+	Objs   bpf.FtpgateObjects
+	Maps   *maps.Maps
+	events *ringbuf.Reader
 }
 
 var (
@@ -110,7 +114,39 @@ func Shared(tb testing.TB) *Rig {
 }
 
 // Close releases the collection.
-func (r *Rig) Close() error { return r.Objs.Close() }
+func (r *Rig) Close() error {
+	if r.events != nil {
+		r.events.Close()
+	}
+	return r.Objs.Close()
+}
+
+// Events drains the ring buffer and returns what the programs reported.
+func (r *Rig) Events() ([]bpf.FtpgateEvent, error) {
+	if r.events == nil {
+		rd, err := ringbuf.NewReader(r.Objs.Events)
+		if err != nil {
+			return nil, fmt.Errorf("open events: %w", err)
+		}
+		r.events = rd
+	}
+	var out []bpf.FtpgateEvent
+	for {
+		r.events.SetDeadline(time.Now())
+		rec, err := r.events.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("read events: %w", err)
+		}
+		var ev bpf.FtpgateEvent
+		if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
+			return out, fmt.Errorf("decode event: %w", err)
+		}
+		out = append(out, ev)
+	}
+}
 
 // Reset empties every table, zeroes the counters and restores the defaults.
 func (r *Rig) Reset() error {
@@ -126,6 +162,9 @@ func (r *Rig) Reset() error {
 		return err
 	}
 	if err := r.Maps.SetConfig(maps.DefaultConfig()); err != nil {
+		return err
+	}
+	if _, err := r.Events(); err != nil {
 		return err
 	}
 	zeros := make([]uint64, ebpf.MustPossibleCPU())
