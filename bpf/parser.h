@@ -1029,7 +1029,13 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		 * arithmetic itself.
 		 */
 		__u32 load = ((n - 1) & (SCAN_BUF_SIZE - 1)) + 1;
-		if (n > 0 && bpf_skb_load_bytes(skb, p.payload_off + start, s->pkt, load) == 0) {
+		if (n > 0 && bpf_skb_load_bytes(skb, p.payload_off + start, s->pkt, load) != 0) {
+			/* bytes the parser cannot read count as a gap */
+			stat_inc(STAT_SCAN_LIMIT);
+			st->mode = MODE_SKIP;
+			st->carry_len = 0;
+			forget_pending(st, other, dir);
+		} else if (n > 0) {
 			s->pos = 0;
 			s->end = n;
 			int i;

@@ -1,37 +1,49 @@
-// Package bpftest runs ftpgate's BPF programs with BPF_PROG_TEST_RUN for
-// tests, fuzzing and benchmarks: one loaded collection, reset between uses,
-// fed with frames from the packet package.
+// Package bpftest gives tests one shared, reset BPF rig (see bpfrun) and
+// the rule that turns BPF skips into failures where BPF must work.
 package bpftest
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 
-	"github.com/ftpgate/ftpgate/bpf"
-	"github.com/ftpgate/ftpgate/maps"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
+)
+
+// Rig is a loaded, unattached collection.
+type Rig = bpfrun.Rig
+
+// SkbCtx is the test-run context of the TC programs.
+type SkbCtx = bpfrun.SkbCtx
+
+// Verdicts and return codes.
+const (
+	XDPDrop = bpfrun.XDPDrop
+	XDPPass = bpfrun.XDPPass
+	TCOK    = bpfrun.TCOK
+)
+
+// Load loads a fresh collection with the given LRU table sizes.
+func Load(ctrlConns, expectations, flows uint32) (*Rig, error) {
+	return bpfrun.Load(ctrlConns, expectations, flows)
+}
+
+// Sizes of the LRU tables for tests: small, so resets are quick.
+const (
+	testCtrlConns    = 1024
+	testExpectations = 1024
+	testDataFlows    = 1024
 )
 
 // RequireEnv, when set to 1, turns every BPF skip into a failure. CI and the
 // VM matrix set it: on a kernel that should run the programs, not running
 // them is a bug.
 const RequireEnv = "FTPGATE_REQUIRE_BPF"
-
-// XDP and TC return codes the tests compare against.
-const (
-	XDPDrop = 1
-	XDPPass = 2
-	TCOK    = 0
-)
 
 // SkipOrFail skips the test for a reason outside the code (not root, no BPF),
 // or fails it when RequireEnv is set.
@@ -44,52 +56,11 @@ func SkipOrFail(tb testing.TB, format string, args ...any) {
 	tb.Skip(msg)
 }
 
-// Rig is a loaded collection with typed map views.
-type Rig struct {
-	Objs   bpf.FtpgateObjects
-	Maps   *maps.Maps
-	events *ringbuf.Reader
-}
-
 var (
 	shared     *Rig
 	sharedErr  error
 	sharedOnce sync.Once
 )
-
-// Sizes of the LRU tables for tests: small, so resets are quick.
-const (
-	testCtrlConns    = 1024
-	testExpectations = 1024
-	testDataFlows    = 1024
-)
-
-// Load loads a fresh collection with the given LRU table sizes (0: the
-// object's defaults).
-func Load(ctrlConns, expectations, flows uint32) (*Rig, error) {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("remove memlock limit: %w", err)
-	}
-	spec, err := bpf.LoadFtpgate()
-	if err != nil {
-		return nil, fmt.Errorf("load embedded object: %w", err)
-	}
-	for name, n := range map[string]uint32{maps.NameCtrlConns: ctrlConns, maps.NameExpectations: expectations, maps.NameDataFlows: flows} {
-		if n > 0 {
-			spec.Maps[name].MaxEntries = n
-		}
-	}
-	r := &Rig{}
-	if err := spec.LoadAndAssign(&r.Objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load programs: %+v", ve)
-		}
-		return nil, fmt.Errorf("load programs: %w", err)
-	}
-	r.Maps = maps.FromObjects(&r.Objs.FtpgateMaps)
-	return r, nil
-}
 
 // Shared returns the process-wide rig, reset to defaults: control port 21,
 // no allowed ports, default config, empty tables, zero counters.
@@ -99,7 +70,7 @@ func Shared(tb testing.TB) *Rig {
 		SkipOrFail(tb, "BPF program tests need root")
 	}
 	sharedOnce.Do(func() {
-		shared, sharedErr = Load(testCtrlConns, testExpectations, testDataFlows)
+		shared, sharedErr = bpfrun.Load(testCtrlConns, testExpectations, testDataFlows)
 	})
 	if sharedErr != nil {
 		if errors.Is(sharedErr, ebpf.ErrNotSupported) {
@@ -113,145 +84,11 @@ func Shared(tb testing.TB) *Rig {
 	return shared
 }
 
-// Close releases the collection.
-func (r *Rig) Close() error {
-	if r.events != nil {
-		r.events.Close()
-	}
-	return r.Objs.Close()
-}
+// Conn drives a control connection through the TC parser.
+type Conn = bpfrun.Conn
 
-// Events drains the ring buffer and returns what the programs reported.
-func (r *Rig) Events() ([]bpf.FtpgateEvent, error) {
-	if r.events == nil {
-		rd, err := ringbuf.NewReader(r.Objs.Events)
-		if err != nil {
-			return nil, fmt.Errorf("open events: %w", err)
-		}
-		r.events = rd
-	}
-	var out []bpf.FtpgateEvent
-	for {
-		r.events.SetDeadline(time.Now())
-		rec, err := r.events.Read()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return out, nil
-		}
-		if err != nil {
-			return out, fmt.Errorf("read events: %w", err)
-		}
-		var ev bpf.FtpgateEvent
-		if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
-			return out, fmt.Errorf("decode event: %w", err)
-		}
-		out = append(out, ev)
-	}
-}
+// NewConn describes a control connection; Open sends its handshake.
+func NewConn(r *Rig, client, server netip.AddrPort) *Conn { return bpfrun.NewConn(r, client, server) }
 
-// Reset empties every table, zeroes the counters and restores the defaults.
-func (r *Rig) Reset() error {
-	for _, m := range []*ebpf.Map{r.Objs.CtrlConns, r.Objs.Expectations, r.Objs.DataFlows, r.Objs.GuardedIfs} {
-		if err := clear(m); err != nil {
-			return err
-		}
-	}
-	if err := r.Maps.ControlPorts().Replace([]uint16{21}); err != nil {
-		return err
-	}
-	if err := r.Maps.AllowedPorts().Replace(nil); err != nil {
-		return err
-	}
-	if err := r.Maps.SetConfig(maps.DefaultConfig()); err != nil {
-		return err
-	}
-	if _, err := r.Events(); err != nil {
-		return err
-	}
-	zeros := make([]uint64, ebpf.MustPossibleCPU())
-	for i := uint32(0); i < r.Objs.Stats.MaxEntries(); i++ {
-		if err := r.Objs.Stats.Put(i, zeros); err != nil {
-			return fmt.Errorf("zero counter %d: %w", i, err)
-		}
-	}
-	return nil
-}
-
-func clear(m *ebpf.Map) error {
-	var keys [][]byte
-	var k, v []byte
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		keys = append(keys, append([]byte(nil), k...))
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("iterate: %w", err)
-	}
-	for _, key := range keys {
-		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete: %w", err)
-		}
-	}
-	return nil
-}
-
-// XDP runs the admission filter on a frame and returns its verdict.
-func (r *Rig) XDP(frame []byte) (uint32, error) {
-	ret, err := r.Objs.FtpgateXdp.Run(&ebpf.RunOptions{Data: frame})
-	if err != nil {
-		return 0, fmt.Errorf("run xdp: %w", err)
-	}
-	return ret, nil
-}
-
-// SkbCtx is the start of struct __sk_buff: the fields BPF_PROG_TEST_RUN lets a
-// caller set (mark, ingress_ifindex, ifindex) and read back.
-type SkbCtx struct {
-	Len            uint32
-	PktType        uint32
-	Mark           uint32
-	QueueMapping   uint32
-	Protocol       uint32
-	VlanPresent    uint32
-	VlanTci        uint32
-	VlanProto      uint32
-	Priority       uint32
-	IngressIfindex uint32
-	Ifindex        uint32
-	TcIndex        uint32
-	Cb             [5]uint32
-	// the rest of struct __sk_buff, zero: the kernel copies its whole
-	// context out and refuses a smaller buffer
-	_ [skbCtxRest]byte
-}
-
-// skbCtxRest leaves room for struct __sk_buff growing in future kernels.
-const skbCtxRest = 256
-
-// loopbackIfindex is the device test runs attach the skb to: it always exists.
-const loopbackIfindex = 1
-
-// TC runs the parser as at ingress or egress. ingressIfindex is the
-// interface the packet arrived on (0: locally generated). It returns the
-// skb mark the program left.
-func (r *Rig) TC(frame []byte, ingress bool, ingressIfindex uint32) (mark uint32, err error) {
-	prog := r.Objs.FtpgateTcEgress
-	if ingress {
-		prog = r.Objs.FtpgateTcIngress
-	}
-	in := SkbCtx{IngressIfindex: ingressIfindex, Ifindex: loopbackIfindex}
-	var out SkbCtx
-	ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: in, ContextOut: &out})
-	if err != nil {
-		return 0, fmt.Errorf("run tc: %w", err)
-	}
-	if ret != TCOK {
-		return 0, fmt.Errorf("tc returned %d, want TC_ACT_OK", ret)
-	}
-	return out.Mark, nil
-}
-
-// Counters returns the summed counters.
-func (r *Rig) Counters() (map[string]uint64, error) { return r.Maps.Counters() }
-
-// SetClock moves the programs' clock by d from the kernel's.
-func (r *Rig) SetClock(d time.Duration) error { return r.Maps.SetClockOffset(d) }
+// SYN returns a data-connection SYN frame from src to dst.
+func SYN(src, dst netip.AddrPort) []byte { return bpfrun.SYN(src, dst) }

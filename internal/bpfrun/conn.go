@@ -1,4 +1,4 @@
-package bpftest
+package bpfrun
 
 import (
 	"net/netip"

@@ -1,0 +1,289 @@
+// Package replay runs a packet capture through ftpgate's real BPF programs
+// with BPF_PROG_TEST_RUN, offline: no interface is touched. It is how an
+// operator checks a configuration against real traffic.
+package replay
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// Options configures a replay like `ftpgate run` would the dataplane.
+type Options struct {
+	CtrlPorts  []uint16
+	AllowPorts []uint16
+	Config     maps.Config
+	// Local prefixes: packets from them are outbound (TC egress only).
+	Local []netip.Prefix
+}
+
+// Expectation is one expectation the capture made, with its fate.
+type Expectation struct {
+	Kind    string       `json:"kind"`
+	Src     netip.Addr   `json:"src"`
+	Dst     netip.Addr   `json:"dst"`
+	DPort   uint16       `json:"dport"`
+	Control maps.Control `json:"control"`
+	Fate    string       `json:"fate"` // consumed, evicted, closed, expired, live
+	key     bpf.FtpgateExpectKey
+	expires time.Time
+}
+
+// Connection is the verdict on one connection attempt (SYN without ACK).
+type Connection struct {
+	Src     netip.Addr `json:"src"`
+	SPort   uint16     `json:"sport"`
+	Dst     netip.Addr `json:"dst"`
+	DPort   uint16     `json:"dport"`
+	Verdict string     `json:"verdict"` // pass or drop
+	// allowed-port, expected, retransmit, no-expectation, dry-run; and
+	// outbound for a SYN from a --local prefix, which XDP never sees
+	Reason string `json:"reason"`
+}
+
+// Result is what a replay found.
+type Result struct {
+	Packets int `json:"packets"`
+	// Truncated counts frames cut to what BPF_PROG_TEST_RUN accepts
+	// (GRO/TSO super-segments); their headers are intact.
+	Truncated    int               `json:"truncated"`
+	Expectations []*Expectation    `json:"expectations"`
+	Connections  []Connection      `json:"connections"`
+	Counters     map[string]uint64 `json:"counters"`
+}
+
+// maxTestRunFrame is the largest frame BPF_PROG_TEST_RUN takes for XDP
+// (a page less XDP headroom and the shared-info tailroom), with margin.
+const maxTestRunFrame = 3500
+
+// reasons map the counter a SYN moved to its verdict and reason
+var synOutcomes = []struct{ counter, verdict, reason string }{
+	{"syn_pass_allowed", "pass", "allowed-port"},
+	{"syn_pass_expected", "pass", "expected"},
+	{"syn_pass_retransmit", "pass", "retransmit"},
+	{"syn_drop_unexpected", "drop", "no-expectation"},
+	{"syn_dryrun_would_drop", "pass", "dry-run"},
+	{"drop_unparsed", "drop", "unparsed"},
+}
+
+// Run replays frames: each through XDP as if it arrived on a guarded
+// interface and, if it passed, through TC ingress; frames from a Local
+// prefix through TC egress only. The programs' clock follows the capture.
+func Run(frames []Frame, opts Options) (*Result, error) {
+	// tables large enough for any capture one would replay by hand
+	rig, err := bpfrun.Load(16384, 65536, 65536)
+	if err != nil {
+		return nil, err
+	}
+	defer rig.Close()
+	m := rig.Maps
+	ctrl := opts.CtrlPorts
+	if len(ctrl) == 0 {
+		ctrl = []uint16{21}
+	}
+	if err := m.ControlPorts().Replace(ctrl); err != nil {
+		return nil, err
+	}
+	allow := opts.AllowPorts
+	if len(allow) == 0 {
+		allow = ctrl
+	}
+	if err := m.AllowedPorts().Replace(allow); err != nil {
+		return nil, err
+	}
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+
+	res := &Result{Packets: len(frames)}
+	var last time.Time
+	for _, f := range frames {
+		if len(f.Data) > maxTestRunFrame {
+			f.Data = f.Data[:maxTestRunFrame]
+			res.Truncated++
+		}
+		// the clock offset makes the kernel clock read the packet's time
+		mono, err := monotonic()
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClockOffset = time.Duration(f.Time.UnixNano() - int64(mono))
+		if err := m.SetConfig(cfg); err != nil {
+			return nil, err
+		}
+		last = f.Time
+
+		syn, conn := connectionAttempt(f.Data)
+		outbound := isLocal(opts.Local, f.Data)
+		if outbound {
+			if _, err := rig.TC(f.Data, false, 0); err != nil {
+				return nil, err
+			}
+			if syn {
+				conn.Verdict, conn.Reason = "pass", "outbound"
+				res.Connections = append(res.Connections, conn)
+			}
+		} else {
+			var before map[string]uint64
+			if syn {
+				if before, err = m.Counters(); err != nil {
+					return nil, err
+				}
+			}
+			v, err := rig.XDP(f.Data)
+			if err != nil {
+				return nil, err
+			}
+			if syn {
+				after, err := m.Counters()
+				if err != nil {
+					return nil, err
+				}
+				conn.Verdict, conn.Reason = "pass", "other"
+				if v == bpfrun.XDPDrop {
+					conn.Verdict = "drop"
+				}
+				for _, o := range synOutcomes {
+					if after[o.counter] > before[o.counter] {
+						conn.Verdict, conn.Reason = o.verdict, o.reason
+					}
+				}
+				res.Connections = append(res.Connections, conn)
+			}
+			if v == bpfrun.XDPPass && len(f.Data) > etherHeaderLen {
+				if _, err := rig.TC(f.Data, true, 0); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err := collectEvents(rig, res); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, e := range res.Expectations {
+		if e.Fate != "" {
+			continue
+		}
+		e.Fate = "live"
+		if !last.Before(e.expires) {
+			e.Fate = "expired"
+		}
+	}
+	if res.Counters, err = m.Counters(); err != nil {
+		return nil, err
+	}
+	if res.Expectations == nil {
+		res.Expectations = []*Expectation{}
+	}
+	if res.Connections == nil {
+		res.Connections = []Connection{}
+	}
+	return res, nil
+}
+
+// collectEvents turns the programs' events into expectations and fates.
+func collectEvents(rig *bpfrun.Rig, res *Result) error {
+	events, err := rig.Events()
+	if err != nil {
+		return err
+	}
+	for _, ev := range events {
+		switch bpf.FtpgateEventType(ev.Type) {
+		case bpf.FtpgateEventTypeEV_EXPECT_CREATED:
+			var val bpf.FtpgateExpectVal
+			expires := time.Time{}
+			if err := rig.Maps.Expectations.Lookup(ev.Expect, &val); err == nil {
+				expires = time.Unix(0, int64(val.ExpiresNs))
+			}
+			res.Expectations = append(res.Expectations, &Expectation{
+				Kind: maps.Kind(ev.Kind).String(), Src: maps.Addr(ev.Expect.Family, ev.Expect.Src),
+				Dst: maps.Addr(ev.Expect.Family, ev.Expect.Dst), DPort: ev.Expect.Dport,
+				Control: maps.ControlFromKey(ev.Ctrl), key: ev.Expect, expires: expires,
+			})
+		case bpf.FtpgateEventTypeEV_EXPECT_CONSUMED:
+			setFate(res, ev.Expect, "consumed")
+		case bpf.FtpgateEventTypeEV_EXPECT_EVICTED:
+			setFate(res, ev.Expect, "evicted")
+		case bpf.FtpgateEventTypeEV_EXPECT_CLOSED:
+			setFate(res, ev.Expect, "closed")
+		case bpf.FtpgateEventTypeEV_EXPECT_EXPIRED:
+			setFate(res, ev.Expect, "expired")
+		}
+	}
+	return nil
+}
+
+// setFate gives the newest open expectation with this key its fate.
+func setFate(res *Result, key bpf.FtpgateExpectKey, fate string) {
+	for i := len(res.Expectations) - 1; i >= 0; i-- {
+		if e := res.Expectations[i]; e.key == key && e.Fate == "" {
+			e.Fate = fate
+			return
+		}
+	}
+}
+
+// connectionAttempt reports whether a frame is a TCP SYN without ACK, and
+// its addresses.
+func connectionAttempt(frame []byte) (bool, Connection) {
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
+	tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if !ok || !tcp.SYN || tcp.ACK {
+		return false, Connection{}
+	}
+	src, dst := addrs(p)
+	return true, Connection{Src: src, SPort: uint16(tcp.SrcPort), Dst: dst, DPort: uint16(tcp.DstPort)}
+}
+
+func addrs(p gopacket.Packet) (netip.Addr, netip.Addr) {
+	if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
+		s, _ := netip.AddrFromSlice(ip.SrcIP.To4())
+		d, _ := netip.AddrFromSlice(ip.DstIP.To4())
+		return s, d
+	}
+	if ip, ok := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6); ok {
+		s, _ := netip.AddrFromSlice(ip.SrcIP)
+		d, _ := netip.AddrFromSlice(ip.DstIP)
+		return s, d
+	}
+	return netip.Addr{}, netip.Addr{}
+}
+
+func isLocal(local []netip.Prefix, frame []byte) bool {
+	if len(local) == 0 {
+		return false
+	}
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
+	src, _ := addrs(p)
+	for _, pfx := range local {
+		if src.IsValid() && pfx.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// monotonic reads the clock bpf_ktime_get_ns uses.
+func monotonic() (uint64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, fmt.Errorf("read monotonic clock: %w", err)
+	}
+	return uint64(ts.Nano()), nil
+}
+
+// String gives a readable one-line summary of a connection.
+func (c Connection) String() string {
+	return fmt.Sprintf("%s %s -> %s: %s", c.Verdict, netip.AddrPortFrom(c.Src, c.SPort), netip.AddrPortFrom(c.Dst, c.DPort), c.Reason)
+}
