@@ -1,0 +1,76 @@
+package bpf_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/packet"
+)
+
+// TestTenThousandPORTCommands: one control connection floods PORT commands;
+// the expectation table holds at most the per-connection cap, and the
+// counters account for every one.
+func TestTenThousandPORTCommands(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	const n = 10000
+	for i := 0; i < n; i++ {
+		port := 1024 + i
+		must(t, c.ClientSends(fmt.Sprintf("PORT 192,0,2,10,%d,%d\r\n", port>>8, port&0xff)))
+	}
+	wantExpect(t, r, expect{"port", server4, client4, 1024 + n - 1})
+	wantCounters(t, r, map[string]uint64{"cmd_port": n, "expect_created": n, "expect_evicted": n - 1})
+}
+
+// TestHundredThousandControlConnections overflows the (1024-entry) control
+// connection table: the LRU evicts, nothing fails, the newest still parse.
+func TestHundredThousandControlConnections(t *testing.T) {
+	r := bpftest.Shared(t)
+	const n = 100000
+	for i := 0; i < n; i++ {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 250)}), uint16(1024+i/250))
+		frame := packet.TCP{Src: src, Dst: ap(server4, 21), Seq: 1, Flags: packet.ACK, Payload: []byte("NOOP\r\n")}.Bytes()
+		if _, err := r.TC(frame, true, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conns, err := r.Maps.ListConns()
+	must(t, err)
+	if len(conns) == 0 || len(conns) > int(r.Objs.CtrlConns.MaxEntries()) {
+		t.Fatalf("%d control connections tracked, table holds %d", len(conns), r.Objs.CtrlConns.MaxEntries())
+	}
+	wantCounters(t, r, map[string]uint64{"ctrl_segments": n, "ctrl_pickup": n})
+	// a new connection after the flood works as usual
+	c := open(t, r, client4, server4)
+	must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
+	wantExpect(t, r, expect{"port", server4, client4, 50000})
+}
+
+// TestSYNFloodToRandomPorts: every unsolicited SYN is dropped and counted,
+// and a negotiated connection in the middle of the flood still gets in.
+func TestSYNFloodToRandomPorts(t *testing.T) {
+	r := bpftest.Shared(t)
+	must(t, r.Maps.AllowedPorts().Add(21))
+	passive(t, r)
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n = 20000
+	dropped := 0
+	for i := 0; i < n; i++ {
+		if i == n/2 {
+			wantVerdict(t, r, bpftest.SYN(ap(client4, 50000), ap(server4, 30000)), bpftest.XDPPass)
+		}
+		dport := uint16(1 + rng.IntN(65535))
+		if dport == 21 || dport == 30000 {
+			continue
+		}
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(rng.IntN(256))}), uint16(rng.IntN(65536)))
+		if verdict(t, r, bpftest.SYN(src, ap(server4, dport))) != bpftest.XDPDrop {
+			t.Fatalf("flood SYN to %d passed", dport)
+		}
+		dropped++
+	}
+	wantCounters(t, r, map[string]uint64{"syn_drop_unexpected": uint64(dropped), "syn_pass_expected": 1})
+}
