@@ -30,6 +30,8 @@ type Ager struct {
 	// speaks again is picked up mid-stream.
 	CtrlIdle time.Duration
 	Log      *slog.Logger
+	// OnSweep, if set, receives what each sweep reclaimed (metrics).
+	OnSweep func(Reclaimed)
 }
 
 // Ager defaults.
@@ -58,6 +60,9 @@ func (a *Ager) Run(ctx context.Context) {
 			if err != nil {
 				a.Log.Warn("ager sweep", "err", err)
 				continue
+			}
+			if a.OnSweep != nil {
+				a.OnSweep(r)
 			}
 			if r != (Reclaimed{}) {
 				a.Log.Debug("ager reclaimed", "expectations", r.Expectations, "flows", r.Flows, "ctrl_conns", r.Conns)

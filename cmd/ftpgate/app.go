@@ -51,6 +51,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statsCommand(),
 			portsCommand("ports", "control ports (FTP control channels are parsed there; adding one does not allow connections to it)", (*maps.Maps).ControlPorts),
 			portsCommand("allow", "allowed ports (new connections to them are admitted)", (*maps.Maps).AllowedPorts),
+			monitorCommand(),
 			replayCommand(),
 			detachCommand(),
 			versionCommand(),
@@ -95,4 +96,9 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("unknown log level %q: use debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// printJSONLine prints v as one line of JSON (streams).
+func printJSONLine(c *cli.Context, v any) error {
+	return json.NewEncoder(c.App.Writer).Encode(v)
 }

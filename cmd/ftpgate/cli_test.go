@@ -124,3 +124,22 @@ func TestBadInputIsOneLine(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigFileIsRead: keys of the YAML file reach the flags (an invalid
+// value from the file is reported; the file's interface is looked up).
+func TestConfigFileIsRead(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("iface: [eth0]\nftp-port: [0]\n"), 0o644)
+	r := ftpgate("run", "--config", bad)
+	oneLine(t, r)
+	if !strings.Contains(r.stderr, "--ftp-port: port 0 is out of range") {
+		t.Fatalf("config value not applied: %s", r.stderr)
+	}
+	// the shipped example parses
+	r = ftpgate("run", "--config", "../../deploy/ftpgate.yaml", "--xdp-mode", "bogus")
+	oneLine(t, r)
+	if !strings.Contains(r.stderr, `unknown XDP mode "bogus"`) {
+		t.Fatalf("command-line flag did not win over the file: %s", r.stderr)
+	}
+}

@@ -39,6 +39,7 @@ func runCommand() *cli.Command {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "flows", Value: int(loader.DefaultTableSizes.DataFlows), Usage: "data-flow table entries (fixed when first created)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "age-interval", Value: loader.DefaultAgeInterval, Usage: "how often expired entries are reclaimed"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9469) at /metrics"}),
 		&cli.StringFlag{Name: "ready-file", Usage: "write the PID to `PATH` once attached"},
 		&cli.BoolFlag{Name: "detach-on-exit", Usage: "on SIGTERM/SIGINT remove everything instead of leaving the dataplane attached"},
 	}
@@ -174,9 +175,17 @@ func runAction(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	metrics := &loader.Collector{Maps: dp.Maps, Ifaces: dp.State.Ifaces, Log: log}
+	if addr := c.String("metrics-addr"); addr != "" {
+		if err := loader.ServeMetrics(ctx, addr, metrics); err != nil {
+			dp.Close()
+			return err
+		}
+		log.Info("serving metrics", "addr", addr)
+	}
 	ager := &loader.Ager{
 		Maps: dp.Maps, Interval: c.Duration("age-interval"), FlowIdle: loader.DefaultFlowIdle,
-		ClosedLinger: loader.DefaultClosedLinger, CtrlIdle: loader.DefaultCtrlIdle, Log: log,
+		ClosedLinger: loader.DefaultClosedLinger, CtrlIdle: loader.DefaultCtrlIdle, Log: log, OnSweep: metrics.Add,
 	}
 	ager.Run(ctx)
 

@@ -1,0 +1,118 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// Collector exposes the dataplane to Prometheus. It reads the maps at scrape
+// time, so the figures are never staler than the scrape.
+type Collector struct {
+	Maps   *maps.Maps
+	Ifaces []IfaceState
+	// Reclaimed counts what the ager removed, per table.
+	Reclaimed struct{ Expectations, Flows, Conns atomic.Uint64 }
+	Log       *slog.Logger
+}
+
+var (
+	descEvents = prometheus.NewDesc("ftpgate_events_total",
+		"Dataplane events and drop/skip reasons, by counter name (see ftpgate stats).", []string{"event"}, nil)
+	descEntries = prometheus.NewDesc("ftpgate_map_entries",
+		"Entries in a table.", []string{"map"}, nil)
+	descCapacity = prometheus.NewDesc("ftpgate_map_capacity",
+		"Capacity (max_entries) of a table.", []string{"map"}, nil)
+	descAttach = prometheus.NewDesc("ftpgate_attach_info",
+		"A guarded interface and how it is attached.", []string{"iface", "xdp_mode", "tc_mode"}, nil)
+	descBuild = prometheus.NewDesc("ftpgate_build_info",
+		"Build information.", []string{"version", "goversion"}, nil)
+	descReclaimed = prometheus.NewDesc("ftpgate_ager_reclaimed_total",
+		"Entries the ager removed (expired expectations, idle flows and control connections).", []string{"map"}, nil)
+	descScrapeErrors = prometheus.NewDesc("ftpgate_scrape_errors",
+		"1 when the last scrape could not read a map.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEvents, descEntries, descCapacity, descAttach, descBuild, descReclaimed, descScrapeErrors} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	failed := 0.0
+	counters, err := c.Maps.Counters()
+	if err != nil {
+		c.Log.Warn("metrics: read counters", "err", err)
+		failed = 1
+	}
+	for name, v := range counters {
+		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(v), name)
+	}
+	for _, name := range []string{maps.NameCtrlConns, maps.NameExpectations, maps.NameDataFlows} {
+		n, err := c.Maps.Fill(name)
+		if err != nil {
+			c.Log.Warn("metrics: count entries", "map", name, "err", err)
+			failed = 1
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(n), name)
+		ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(c.Maps.ByName(name).MaxEntries()), name)
+	}
+	for _, i := range c.Ifaces {
+		ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, 1, i.Name, string(i.XDPMode), string(i.TCMode))
+	}
+	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, Version, runtime.Version())
+	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Expectations.Load()), maps.NameExpectations)
+	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Flows.Load()), maps.NameDataFlows)
+	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Conns.Load()), maps.NameCtrlConns)
+	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, failed)
+}
+
+// Add records one ager sweep.
+func (c *Collector) Add(r Reclaimed) {
+	c.Reclaimed.Expectations.Add(uint64(r.Expectations))
+	c.Reclaimed.Flows.Add(uint64(r.Flows))
+	c.Reclaimed.Conns.Add(uint64(r.Conns))
+}
+
+// ServeMetrics serves /metrics on addr until ctx ends. The listener is
+// opened before it returns, so a bad address is reported at once.
+func ServeMetrics(ctx context.Context, addr string, c *Collector) error {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics address %q: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.Log.Error("metrics server", "err", err)
+		}
+	}()
+	return nil
+}
