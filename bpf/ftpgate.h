@@ -86,6 +86,7 @@ enum stat {
 	STAT_FLOW_TABLE_FULL,      /* data-flow table refused a new entry */
 	STAT_SYN_FWMARK,           /* admitted data SYN marked at TC ingress */
 	STAT_EVENTS_LOST,          /* ring buffer full, an event was not reported */
+	STAT_CTRL_BAD_CHECKSUM,    /* control segment with a wrong TCP checksum: ignored */
 	STAT_MAX,
 };
 

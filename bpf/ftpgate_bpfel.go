@@ -191,7 +191,13 @@ type FtpgateScratch struct {
 	_       [4]byte
 	Oldest  uint64
 	Victim  uint32
+	L4Off   uint32
+	HdrLen  uint32
+	TcpLen  uint32
+	Loaded  uint32
 	Pad     uint32
+	Pseudo  [10]uint32
+	Hdr     [64]uint8
 	Pkt     [4096]uint8
 	Line    [256]uint8
 }
@@ -236,7 +242,8 @@ const (
 	FtpgateStatSTAT_FLOW_TABLE_FULL       FtpgateStat = 34
 	FtpgateStatSTAT_SYN_FWMARK            FtpgateStat = 35
 	FtpgateStatSTAT_EVENTS_LOST           FtpgateStat = 36
-	FtpgateStatSTAT_MAX                   FtpgateStat = 37
+	FtpgateStatSTAT_CTRL_BAD_CHECKSUM     FtpgateStat = 37
+	FtpgateStatSTAT_MAX                   FtpgateStat = 38
 )
 
 // Names of all BPF objects in the ELF.

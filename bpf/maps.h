@@ -93,7 +93,13 @@ struct scratch {
 	__u16 group[8]; /* IPv6 groups while parsing */
 	__u64 oldest;   /* creation time of the oldest live expectation */
 	__u32 victim;   /* its slot index */
+	__u32 l4_off;   /* offset of the TCP header in the skb */
+	__u32 hdr_len;  /* TCP header length */
+	__u32 tcp_len;  /* TCP header plus payload */
+	__u32 loaded;   /* payload bytes in pkt */
 	__u32 pad;
+	__u32 pseudo[10]; /* TCP pseudo-header, for the checksum */
+	__u8 hdr[64];     /* TCP header, for the checksum */
 	__u8 pkt[SCAN_BUF_SIZE];
 	__u8 line[2 * MAX_LINE_LEN];
 };

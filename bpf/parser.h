@@ -864,6 +864,87 @@ __noinline int ctrl_close(void)
 	return 0;
 }
 
+#define CSUM_CHUNK 512 /* the most bpf_csum_diff sums in one call */
+#define TCP_MAX_HDR 60
+
+static __always_inline __u32 csum_fold(__u64 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (sum & 0xffff) + (sum >> 16);
+}
+
+/*
+ * segment_trusted checks the TCP checksum of the control segment described
+ * in scratch (header offset and length, payload in pkt). A segment the NIC
+ * verified is trusted; so is one whose checksum field holds only the
+ * pseudo-header sum, as the stack leaves it for checksum offload
+ * (CHECKSUM_PARTIAL: sent by a local process or through a veth). A segment
+ * longer than the parser reads cannot be checked here and is trusted.
+ */
+__noinline int segment_trusted(struct __sk_buff *skb)
+{
+	if (bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
+		return 1;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 1;
+	__u32 hdr_len = s->hdr_len;
+	__u32 n = s->loaded;
+	if (hdr_len < sizeof(struct tcphdr) || hdr_len > TCP_MAX_HDR || n > MAX_SCAN_BYTES)
+		return 1;
+	if (s->tcp_len != hdr_len + n)
+		return 1;
+	/* the mask restates the bounds checked above in a form every verifier keeps */
+	__u32 hl = ((hdr_len - 1) & (sizeof(s->hdr) - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, s->l4_off, s->hdr, hl) != 0)
+		return 1;
+
+	/* the pseudo-header: addresses, protocol, TCP length */
+	__u32 *src = s->dir == DIR_CLIENT ? s->key.client : s->key.server;
+	__u32 *dst = s->dir == DIR_CLIENT ? s->key.server : s->key.client;
+	__s64 sum;
+	if (s->key.family == AF_INET) {
+		s->pseudo[0] = src[0];
+		s->pseudo[1] = dst[0];
+		s->pseudo[2] = bpf_htonl((IPPROTO_TCP << 16) | s->tcp_len);
+		sum = bpf_csum_diff(0, 0, s->pseudo, 3 * sizeof(__u32), 0);
+	} else {
+		copy_addr(&s->pseudo[0], src);
+		copy_addr(&s->pseudo[4], dst);
+		s->pseudo[8] = bpf_htonl(s->tcp_len);
+		s->pseudo[9] = bpf_htonl(IPPROTO_TCP);
+		sum = bpf_csum_diff(0, 0, s->pseudo, 10 * sizeof(__u32), 0);
+	}
+	if (sum < 0)
+		return 1;
+	__u16 field = *(__u16 *)&s->hdr[16];
+	if (csum_fold(sum) == field)
+		return 1; /* checksum offload: only the pseudo-header is summed */
+
+	sum = bpf_csum_diff(0, 0, (void *)s->hdr, hl & (sizeof(s->hdr) - 4), sum);
+	if (sum < 0)
+		return 1;
+	/* the last word of the payload is summed with zero padding */
+	if (n & 3) {
+		s->pkt[n & SCAN_MASK] = 0;
+		s->pkt[(n + 1) & SCAN_MASK] = 0;
+		s->pkt[(n + 2) & SCAN_MASK] = 0;
+	}
+	for (__u32 off = 0; off < MAX_SCAN_BYTES; off += CSUM_CHUNK) {
+		if (off >= n)
+			break;
+		__u32 sz = n - off;
+		if (sz > CSUM_CHUNK)
+			sz = CSUM_CHUNK;
+		sz = (sz + 3) & ~3U;
+		sum = bpf_csum_diff(0, 0, (void *)&s->pkt[off & SCAN_MASK], sz & (2 * CSUM_CHUNK - 1), sum);
+		if (sum < 0)
+			return 1;
+	}
+	return csum_fold(sum) == 0xffff;
+}
+
 /* mark_data_syn puts the configured fwmark on an admitted data connection's SYN */
 static __always_inline void mark_data_syn(struct __sk_buff *skb, const struct pkt_info *p)
 {
@@ -1019,31 +1100,50 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		return TC_ACT_OK;
 	}
 
-	int start = sync_stream(st, other, dir, seq, len);
-	if (start >= 0) {
-		__u32 avail = len - start;
-		__u32 n = avail > MAX_SCAN_BYTES ? MAX_SCAN_BYTES : avail;
+	/*
+	 * Load the segment's payload (its first MAX_SCAN_BYTES) and check its
+	 * TCP checksum before anything changes: a forged segment the receiver
+	 * will drop must be neither parsed nor counted as seen, or the genuine
+	 * retransmission that follows would be skipped as old bytes.
+	 */
+	__u32 n = len > MAX_SCAN_BYTES ? MAX_SCAN_BYTES : len;
+	int loaded = 0;
+	if (n > 0) {
 		/*
 		 * Verifiers before 6.x do not learn n >= 1 from a test against
 		 * zero; this form carries the range [1, MAX_SCAN_BYTES] in the
 		 * arithmetic itself.
 		 */
 		__u32 load = ((n - 1) & (SCAN_BUF_SIZE - 1)) + 1;
-		if (n > 0 && bpf_skb_load_bytes(skb, p.payload_off + start, s->pkt, load) != 0) {
+		loaded = bpf_skb_load_bytes(skb, p.payload_off, s->pkt, load) == 0;
+		s->loaded = loaded ? n : 0;
+		s->l4_off = p.l4_off;
+		s->hdr_len = p.payload_off - p.l4_off;
+		s->tcp_len = s->hdr_len + len;
+		if (loaded && !segment_trusted(skb)) {
+			stat_inc(STAT_CTRL_BAD_CHECKSUM);
+			return TC_ACT_OK;
+		}
+	}
+
+	int start = sync_stream(st, other, dir, seq, len);
+	if (start >= 0) {
+		if (n > 0 && !loaded) {
 			/* bytes the parser cannot read count as a gap */
 			stat_inc(STAT_SCAN_LIMIT);
 			st->mode = MODE_SKIP;
 			st->carry_len = 0;
 			forget_pending(st, other, dir);
 		} else if (n > 0) {
-			s->pos = 0;
+			/* old bytes of a partial retransmission are passed over */
+			s->pos = start;
 			s->end = n;
 			int i;
 			for (i = 0; i < MAX_LINES; i++) {
 				if (parse_step())
 					break;
 			}
-			if ((i == MAX_LINES && s->pos < s->end) || avail > MAX_SCAN_BYTES) {
+			if ((i == MAX_LINES && s->pos < s->end) || len > MAX_SCAN_BYTES) {
 				/*
 				 * The rest of the segment is not parsed: a gap. The
 				 * next segment starts a line only if this one ends one.

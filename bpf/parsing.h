@@ -60,6 +60,7 @@ struct pkt_info {
 	__u32 dst[4];
 	__u32 seq;
 	__u32 l3_off;      /* offset of the IP header from data */
+	__u32 l4_off;      /* offset of the TCP header from data */
 	__u32 payload_off; /* offset of the TCP payload from data */
 	__u32 payload_len; /* from the IP header's length fields */
 	__u32 ip_len;      /* IP header plus payload, for accounting */
@@ -105,6 +106,7 @@ static __always_inline int parse_tcp(void *data, void *data_end, __u32 off, stru
 	p->dport = bpf_ntohs(tcp->dest);
 	p->seq = bpf_ntohl(tcp->seq);
 	p->flags = ((__u8 *)tcp)[13];
+	p->l4_off = off;
 	p->payload_off = off + tcp->doff * 4;
 	return PARSE_TCP;
 }

@@ -42,17 +42,20 @@ const (
 
 // TCP describes one TCP segment and its encapsulation.
 type TCP struct {
-	Src, Dst     netip.AddrPort
-	Seq, Ack     uint32
-	Flags        uint8
-	Payload      []byte
-	VLANs        []uint16 // VLAN IDs, outermost first
-	IPv6Ext      int      // number of IPv6 destination-options headers before TCP
-	FragOffset   uint16   // IPv4/IPv6 fragment offset in 8-byte units; non-zero: a non-first fragment
-	MoreFrags    bool     // mark as a (first) fragment
-	BadChecksum  bool     // corrupt the TCP checksum
-	TCPOptions   []byte   // raw options, padded to 4 bytes by the caller
-	EtherTypeRaw uint16   // when non-zero, overrides the Ethernet type
+	Src, Dst    netip.AddrPort
+	Seq, Ack    uint32
+	Flags       uint8
+	Payload     []byte
+	VLANs       []uint16 // VLAN IDs, outermost first
+	IPv6Ext     int      // number of IPv6 destination-options headers before TCP
+	FragOffset  uint16   // IPv4/IPv6 fragment offset in 8-byte units; non-zero: a non-first fragment
+	MoreFrags   bool     // mark as a (first) fragment
+	BadChecksum bool     // corrupt the TCP checksum
+	// PartialChecksum leaves only the pseudo-header sum in the checksum
+	// field, as the stack does for checksum offload (CHECKSUM_PARTIAL)
+	PartialChecksum bool
+	TCPOptions      []byte // raw options, padded to 4 bytes by the caller
+	EtherTypeRaw    uint16 // when non-zero, overrides the Ethernet type
 }
 
 // Bytes serialises the frame.
@@ -96,6 +99,9 @@ func (t TCP) tcpSegment() []byte {
 
 	sum := pseudoHeaderSum(t.Src.Addr(), t.Dst.Addr(), protoTCP, len(b))
 	csum := finish(sum + onesSum(b))
+	if t.PartialChecksum {
+		csum = ^finish(sum)
+	}
 	if t.BadChecksum {
 		csum ^= 0xffff
 	}

@@ -115,17 +115,18 @@ func (c *Conn) Segment(fromClient bool, seq uint32, payload []byte) {
 	if len(payload) == 0 {
 		return
 	}
-	fresh := payload[start:]
-	scan := fresh
+	// the parser reads the segment's first MaxScanBytes; of those it skips
+	// the bytes it has parsed before
+	scan := payload
 	if len(scan) > MaxScanBytes {
 		scan = scan[:MaxScanBytes]
 	}
-	pos, steps := 0, 0
+	pos, steps := start, 0
 	for steps < MaxLines && pos < len(scan) {
 		pos = c.step(fromClient, scan, pos)
 		steps++
 	}
-	if pos < len(scan) || len(fresh) > MaxScanBytes {
+	if pos < len(scan) || len(payload) > MaxScanBytes {
 		// the rest is not parsed: a gap; the next segment starts a line
 		// only if this one ends with a LF
 		d.carry = nil
