@@ -155,6 +155,11 @@ func runAction(c *cli.Context) error {
 	}
 	opts.Logger = log
 
+	// handle SIGTERM/SIGINT from here on: a signal during start-up must not
+	// kill the process half-way
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
 	dp, err := loader.Start(opts)
 	if err != nil {
 		if errors.Is(err, loader.ErrLocked) {
@@ -173,8 +178,6 @@ func runAction(c *cli.Context) error {
 		defer os.Remove(path)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	metrics := &loader.Collector{Maps: dp.Maps, Ifaces: dp.State.Ifaces, Log: log}
 	if addr := c.String("metrics-addr"); addr != "" {
 		if err := loader.ServeMetrics(ctx, addr, metrics); err != nil {

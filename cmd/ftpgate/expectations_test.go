@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+var (
+	cli4 = netip.MustParseAddr("192.0.2.2")
+	srv4 = netip.MustParseAddr("198.51.100.2")
+	cli6 = netip.MustParseAddr("2001:db8:1::2")
+	srv6 = netip.MustParseAddr("2001:db8:2::2")
+)
+
+func ctrlKey(client, server netip.Addr) bpf.FtpgateCtrlKey {
+	return maps.Control{Client: client, ClientPort: 40000, Server: server, ServerPort: 21}.Key()
+}
+
+func TestExpectations(t *testing.T) {
+	f := newFixture(t)
+	now, err := f.dp.Maps.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fam, src := maps.Words(cli6)
+	_, dst := maps.Words(srv6)
+	k := bpf.FtpgateExpectKey{Family: fam, Dport: 30000, Src: src, Dst: dst}
+	v := bpf.FtpgateExpectVal{ExpiresNs: now + uint64(time.Minute), Kind: uint8(maps.KindEpsv), Ctrl: ctrlKey(cli6, srv6)}
+	if err := f.dp.Maps.Expectations.Put(k, v); err != nil {
+		t.Fatal(err)
+	}
+	// an expired entry the ager has not reclaimed is not listed
+	k2 := k
+	k2.Dport = 30001
+	v.ExpiresNs = now - 1
+	if err := f.dp.Maps.Expectations.Put(k2, v); err != nil {
+		t.Fatal(err)
+	}
+
+	r := f.cmd([]string{"expectations"}, "--json")
+	var list []struct {
+		Kind      string `json:"kind"`
+		Src, Dst  string
+		DPort     int   `json:"dport"`
+		ExpiresMs int64 `json:"expires_in_ms"`
+		Control   struct {
+			Client     string `json:"client"`
+			ClientPort int    `json:"client_port"`
+			Server     string `json:"server"`
+			ServerPort int    `json:"server_port"`
+		} `json:"control"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 {
+		t.Fatalf("expectations --json: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	e := list[0]
+	if e.Kind != "epsv" || e.Src != "2001:db8:1::2" || e.Dst != "2001:db8:2::2" || e.DPort != 30000 ||
+		e.ExpiresMs <= 0 || e.ExpiresMs > 60000 || e.Control.ClientPort != 40000 || e.Control.Server != "2001:db8:2::2" {
+		t.Fatalf("expectation %+v", e)
+	}
+	r = f.cmd([]string{"expectations"})
+	if !strings.Contains(r.stdout, "[2001:db8:2::2]:30000") || strings.Contains(r.stdout, "30001") {
+		t.Fatalf("expectations:\n%s", r.stdout)
+	}
+}

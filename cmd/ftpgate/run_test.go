@@ -1,0 +1,76 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/nettest"
+	"github.com/ftpgate/ftpgate/loader"
+)
+
+// TestRunUntilSignalled runs `ftpgate run` in-process: it attaches, writes
+// its ready file, and on SIGTERM exits 0 leaving the dataplane attached;
+// with --detach-on-exit it leaves nothing.
+func TestRunUntilSignalled(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "run attaches programs: needs root")
+	}
+	ns := nettest.VethNS(t, "fgr", "fr0", "fr1")
+	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
+	old := loader.StateDir
+	loader.StateDir = t.TempDir()
+	t.Cleanup(func() { loader.StateDir = old })
+
+	for _, detach := range []bool{false, true} {
+		ready := filepath.Join(t.TempDir(), "ready")
+		args := []string{"run", "--netns", ns, "--iface", "fr0", "--pin-dir", pinDir, "--ready-file", ready,
+			"--ctrl-conns", "1024", "--expectations", "1024", "--flows", "1024", "--log-level", "warn"}
+		if detach {
+			args = append(args, "--detach-on-exit")
+		}
+		done := make(chan result, 1)
+		go func() { done <- ftpgate(args...) }()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, err := os.Stat(ready); err == nil {
+				break
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("run exited early: %d %s", r.code, r.stderr)
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("run not ready after 30s")
+			}
+		}
+		if r := ftpgate("status", "--pin-dir", pinDir); r.code != 0 || !strings.Contains(r.stdout, "fr0") {
+			t.Fatalf("status while running: %d %s%s", r.code, r.stdout, r.stderr)
+		}
+		if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-done:
+			if r.code != 0 {
+				t.Fatalf("run exit %d: %s", r.code, r.stderr)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("run ignored SIGTERM")
+		}
+		_, err := os.Stat(filepath.Join(pinDir, "config"))
+		if detach != os.IsNotExist(err) {
+			t.Fatalf("detach-on-exit=%v, pins present: %v", detach, err == nil)
+		}
+		if !detach {
+			if r := ftpgate("status", "--pin-dir", pinDir); r.code != 0 {
+				t.Fatalf("status after the daemon stopped: %s", r.stderr)
+			}
+		}
+	}
+}
