@@ -40,6 +40,9 @@ func isBPFFS(path string) (bool, error) {
 // on a bpffs shared with the rest of the host.
 func ensureBPFFS(pinDir string) error {
 	parent := filepath.Dir(filepath.Clean(pinDir))
+	if err := checkMountNamespace(parent); err != nil {
+		return err
+	}
 	if strings.HasPrefix(filepath.Clean(pinDir)+"/", defaultBPFFS+"/") {
 		ok, err := isBPFFS(defaultBPFFS)
 		if err != nil {
@@ -62,6 +65,23 @@ func ensureBPFFS(pinDir string) error {
 		return fmt.Errorf("%s: %w (mount one: mount -t bpf bpf %s)", parent, ErrNotBPFFS, parent)
 	}
 	return checkSharedBPFFS(parent)
+}
+
+// checkMountNamespace refuses to pin from a mount namespace of our own, such
+// as the one `ip netns exec` creates: a bpffs there, mounted by it or by us,
+// is private and its pins vanish when ftpgate exits. The parent process
+// (a shell, sudo, systemd) stands for the namespace pins must live in.
+func checkMountNamespace(dir string) error {
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return nil // no namespace information: nothing to compare
+	}
+	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
+	if err != nil || parent == self {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: ftpgate runs in a mount namespace of its own (as under `ip netns exec`), "+
+		"so pins would vanish when it exits; use `ftpgate --netns NAME` instead of `ip netns exec`", dir, ErrPrivateBPFFS)
 }
 
 // checkSharedBPFFS refuses a bpffs that init (PID 1) does not see: pins there

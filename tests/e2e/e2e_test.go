@@ -379,3 +379,25 @@ func TestStatusAndListings(t *testing.T) {
 		t.Fatalf("status after detach exited 0:\n%s", out)
 	}
 }
+
+// TestIPNetnsExecIsRefused: under `ip netns exec` /sys is remounted and a
+// bpffs there is private to the command, so pins would vanish with it; run
+// refuses and says what to do instead.
+func TestIPNetnsExecIsRefused(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	l := lab.New(t, lab.Options{NoFTP: true})
+	bin, _ := ftpgateBinaries(t)
+	// bounded: a run that is not refused would otherwise run forever
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", l.GatewayNS, bin, "run", "--iface", lab.GwClientIf,
+		"--pin-dir", "/sys/fs/bpf/ftpgate-e2e-private-"+l.ID).CombinedOutput()
+	if err == nil {
+		exec.Command(bin, "detach", "--pin-dir", "/sys/fs/bpf/ftpgate-e2e-private-"+l.ID, "--netns", l.GatewayNS).Run()
+		t.Fatalf("run under ip netns exec succeeded:\n%s", out)
+	}
+	if !strings.Contains(string(out), "private bpffs") || !strings.Contains(string(out), "--netns") {
+		t.Fatalf("refusal does not explain itself:\n%s", out)
+	}
+}

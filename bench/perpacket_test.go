@@ -1,0 +1,329 @@
+package bench
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+const (
+	ppRounds     = 15      // rounds of every case, bare and ftpgate interleaved
+	ppRepeat     = 1 << 19 // runs per BPF_PROG_TEST_RUN call for stateless paths
+	ppBatch      = 1000    // distinct frames per round for stateful paths
+	ppDataLength = 1448    // payload of a bulk data segment
+)
+
+// ppCase is one path of the programs.
+type ppCase struct {
+	name     string
+	tc       bool // TC (SchedCLS) rather than XDP
+	target   *target
+	stateful bool
+	// stateless: one frame run ppRepeat times
+	frame []byte
+	prog  *ebpf.Program
+	want  uint32
+	// stateful: prepare returns the frames of one round, each run once, in
+	// order, and a check of the counters they must move
+	prepare func(round int) (frames [][]byte, prog *ebpf.Program, err error)
+	counter string
+}
+
+func BenchmarkPerPacket(b *testing.B) {
+	needRoot(b)
+	if !onlyOnce(b, "perpacket") {
+		return
+	}
+	defer pinCPU(0)()
+	r, err := loadRig(0, 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	bareXDP, err := bare(ebpf.XDP, bpfrun.XDPPass)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bareXDP.Close()
+	bareTC, err := bare(ebpf.SchedCLS, bpfrun.TCOK)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bareTC.Close()
+
+	xdp, tcIn, tcEg := r.Objs.FtpgateXdp, r.Objs.FtpgateTcIngress, r.Objs.FtpgateTcEgress
+	cli := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(clientAddr, port) }
+	srv := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(serverAddr, port) }
+	bulk := make([]byte, ppDataLength)
+
+	// a data flow for the retransmitted-SYN path, admitted through an expectation
+	retrSrc, retrDst := cli(45000), srv(30001)
+	now, err := r.Maps.Now()
+	if err != nil {
+		b.Fatal(err)
+	}
+	expVal := func(now uint64) bpf.FtpgateExpectVal {
+		return bpf.FtpgateExpectVal{ExpiresNs: now + 3600e9, CreatedNs: now, Kind: uint8(maps.KindPasv), Dir: 1,
+			Ctrl: ctrlKey(cli(40000), srv(21))}
+	}
+	if err := r.Objs.Expectations.Put(expectKey(clientAddr, serverAddr, retrDst.Port()), expVal(now)); err != nil {
+		b.Fatal(err)
+	}
+	if ret, err := r.XDP(bpfrun.SYN(retrSrc, retrDst)); err != nil || ret != bpfrun.XDPPass {
+		b.Fatalf("admit data flow: %d %v", ret, err)
+	}
+
+	cases := []*ppCase{
+		{name: "xdp udp (non-TCP)", frame: packet.UDP(cli(5353), srv(53), make([]byte, 64)), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp tcp ack (non-SYN)", target: atMost(2), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
+			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp syn allowed port", frame: bpfrun.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp syn retransmit (data_flows hit)", frame: bpfrun.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp syn dropped", frame: bpfrun.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop},
+		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
+			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
+	}
+
+	// stateful paths: each round gets fresh frames (new keys or new sequence
+	// numbers), re-armed outside the timed runs
+	cases = append(cases, &ppCase{name: "xdp syn matching expectation", stateful: true, counter: "syn_pass_expected",
+		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
+			if err := clearMap(r.Objs.DataFlows); err != nil {
+				return nil, nil, err
+			}
+			if err := clearMap(r.Objs.Expectations); err != nil {
+				return nil, nil, err
+			}
+			if _, err := r.Events(); err != nil {
+				return nil, nil, err
+			}
+			now, err := r.Maps.Now()
+			if err != nil {
+				return nil, nil, err
+			}
+			keys := make([]bpf.FtpgateExpectKey, ppBatch)
+			vals := make([]bpf.FtpgateExpectVal, ppBatch)
+			frames := make([][]byte, ppBatch)
+			for i := range ppBatch {
+				dport := uint16(10000 + i)
+				keys[i], vals[i] = expectKey(clientAddr, serverAddr, dport), expVal(now)
+				frames[i] = bpfrun.SYN(cli(uint16(20000+round)), srv(dport))
+			}
+			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
+		}})
+
+	// one control connection that sends NOOP, segment after segment
+	noop := bpfrun.NewConn(r, cli(40010), srv(21))
+	if err := noop.Open(); err != nil {
+		b.Fatal(err)
+	}
+	capture := func(c *bpfrun.Conn, fn func() error) ([]byte, error) {
+		var got []byte
+		c.Hook = func(f []byte, _ bool) error { got = f; return nil }
+		defer func() { c.Hook = nil }()
+		err := fn()
+		return got, err
+	}
+	cases = append(cases, &ppCase{name: "tc control segment, no command (NOOP)", tc: true, stateful: true, counter: "ctrl_segments",
+		prepare: func(int) ([][]byte, *ebpf.Program, error) {
+			frames := make([][]byte, ppBatch)
+			for i := range frames {
+				f, err := capture(noop, func() error { return noop.ClientSends("NOOP\r\n") })
+				if err != nil {
+					return nil, nil, err
+				}
+				frames[i] = f
+			}
+			return frames, tcIn, nil
+		}})
+
+	// PORT and 227: one fresh control connection per frame, so that every
+	// frame creates an expectation without evicting one (cap 1 per connection)
+	freshConns := func(round int, pasv bool) ([]*bpfrun.Conn, error) {
+		if err := clearMap(r.Objs.CtrlConns); err != nil {
+			return nil, err
+		}
+		if err := clearMap(r.Objs.Expectations); err != nil {
+			return nil, err
+		}
+		if _, err := r.Events(); err != nil {
+			return nil, err
+		}
+		conns := make([]*bpfrun.Conn, ppBatch)
+		for i := range conns {
+			c := bpfrun.NewConn(r, netip.AddrPortFrom(clientAddr, uint16(50000+i)), srv(21))
+			if err := c.Open(); err != nil {
+				return nil, err
+			}
+			if pasv {
+				if err := c.ClientSends("PASV\r\n"); err != nil {
+					return nil, err
+				}
+			}
+			conns[i] = c
+		}
+		return conns, nil
+	}
+	cases = append(cases, &ppCase{name: "tc control segment with PORT", tc: true, stateful: true, counter: "cmd_port",
+		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
+			conns, err := freshConns(round, false)
+			if err != nil {
+				return nil, nil, err
+			}
+			frames := make([][]byte, len(conns))
+			for i, c := range conns {
+				p := 40000 + i
+				frames[i], err = capture(c, func() error { return c.ClientSends(fmt.Sprintf("PORT 192,0,2,2,%d,%d\r\n", p>>8, p&255)) })
+				if err != nil {
+					return nil, nil, err
+				}
+			}
+			return frames, tcIn, nil
+		}})
+	cases = append(cases, &ppCase{name: "tc 227 reply (after PASV)", tc: true, stateful: true, counter: "reply_227",
+		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
+			conns, err := freshConns(round, true)
+			if err != nil {
+				return nil, nil, err
+			}
+			frames := make([][]byte, len(conns))
+			for i, c := range conns {
+				p := 30000 + i
+				frames[i], err = capture(c, func() error {
+					return c.ServerSends(fmt.Sprintf("227 Entering Passive Mode (198,51,100,2,%d,%d).\r\n", p>>8, p&255))
+				})
+				if err != nil {
+					return nil, nil, err
+				}
+			}
+			return frames, tcEg, nil
+		}})
+	feat := bpfrun.NewConn(r, cli(40011), srv(21))
+	if err := feat.Open(); err != nil {
+		b.Fatal(err)
+	}
+	const eightLines = "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PASV\r\n REST STREAM\r\n SIZE\r\n211 End\r\n"
+	cases = append(cases, &ppCase{name: "tc segment of 8 lines (FEAT reply)", tc: true, stateful: true, counter: "ctrl_segments",
+		prepare: func(int) ([][]byte, *ebpf.Program, error) {
+			frames := make([][]byte, ppBatch)
+			for i := range frames {
+				f, err := capture(feat, func() error { return feat.ServerSends(eightLines) })
+				if err != nil {
+					return nil, nil, err
+				}
+				frames[i] = f
+			}
+			return frames, tcEg, nil
+		}})
+
+	type samples struct{ path, base, base1 []float64 }
+	res := make([]samples, len(cases))
+	// the bare programs' cost per run when timed one run per call: the
+	// harness overhead (timer, loop) that the stateful paths also carry
+	bareOnce := func(p *ebpf.Program, frame []byte) (float64, error) {
+		d, _, err := once(p, frame)
+		return d, err
+	}
+	for round := range ppRounds {
+		for ci, c := range cases {
+			baseProg := bareXDP
+			if c.tc {
+				baseProg = bareTC
+			}
+			if !c.stateful {
+				// interleave: bare, path, in the same round
+				bns, _, err := perRun(baseProg, c.frame, ppRepeat)
+				if err != nil {
+					b.Fatalf("%s: bare: %v", c.name, err)
+				}
+				pns, ret, err := perRun(c.prog, c.frame, ppRepeat)
+				if err != nil {
+					b.Fatalf("%s: %v", c.name, err)
+				}
+				if ret != c.want {
+					b.Fatalf("%s: returned %d, want %d", c.name, ret, c.want)
+				}
+				res[ci].base = append(res[ci].base, bns)
+				res[ci].path = append(res[ci].path, pns)
+				continue
+			}
+			frames, prog, err := c.prepare(round)
+			if err != nil {
+				b.Fatalf("%s: prepare: %v", c.name, err)
+			}
+			pd := make([]float64, 0, len(frames))
+			bd := make([]float64, 0, len(frames))
+			delta, err := counterDelta(r, func() error {
+				for _, f := range frames {
+					d, err := bareOnce(baseProg, f)
+					if err != nil {
+						return err
+					}
+					bd = append(bd, d)
+					d, _, err = once(prog, f)
+					if err != nil {
+						return err
+					}
+					pd = append(pd, d)
+				}
+				return nil
+			}, c.counter)
+			if err != nil {
+				b.Fatalf("%s: %v", c.name, err)
+			}
+			if int(delta[c.counter]) != len(frames) {
+				b.Fatalf("%s: counter %s moved by %d for %d frames: not the intended path", c.name, c.counter, delta[c.counter], len(frames))
+			}
+			res[ci].path = append(res[ci].path, median(pd))
+			res[ci].base1 = append(res[ci].base1, median(bd))
+			// and the bare program in its cheapest form, for the net cost
+			bns, _, err := perRun(baseProg, frames[0], ppRepeat)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res[ci].base = append(res[ci].base, bns)
+		}
+	}
+	for ci, c := range cases {
+		s := res[ci]
+		baseName := "bare XDP"
+		if c.tc {
+			baseName = "bare TC"
+		}
+		if !c.stateful {
+			ratios := make([]float64, len(s.path))
+			for i := range s.path {
+				ratios[i] = s.path[i] / s.base[i]
+			}
+			row := Row{Section: "per-packet", Case: c.name, Value: median(s.path), Unit: "ns/pkt",
+				Baseline: baseName, BaseValue: median(s.base), Ratio: median(ratios),
+				Note: fmt.Sprintf("%d runs per call, thread CPU time, %d rounds", ppRepeat, ppRounds)}
+			c.target.apply(&row)
+			addRow(row)
+			continue
+		}
+		ratios := make([]float64, len(s.path))
+		nets := make([]float64, len(s.path))
+		netRatios := make([]float64, len(s.path))
+		for i := range s.path {
+			ratios[i] = s.path[i] / s.base1[i]
+			nets[i] = s.path[i] - s.base1[i] + s.base[i]
+			netRatios[i] = nets[i] / s.base[i]
+		}
+		addRow(Row{Section: "per-packet", Case: c.name + " [1 run/frame]", Value: median(s.path), Unit: "ns/pkt",
+			Baseline: baseName + " [1 run/frame]", BaseValue: median(s.base1), Ratio: median(ratios),
+			Note: fmt.Sprintf("%d distinct frames per round, kernel duration of 1 run, %d rounds", ppBatch, ppRounds)})
+		addRow(Row{Section: "per-packet", Case: c.name + " [net]", Value: median(nets), Unit: "ns/pkt",
+			Baseline: baseName, BaseValue: median(s.base), Ratio: median(netRatios),
+			Note: "1-run figure minus the bare program's 1-run harness overhead"})
+	}
+	addNote("per-packet", "stateless paths: one frame, %d runs in one BPF_PROG_TEST_RUN call, per-run cost = thread CPU time of the call / runs; bare and ftpgate alternate within each of %d rounds; ratio = median over rounds of ftpgate/bare", ppRepeat, ppRounds)
+	addNote("per-packet", "stateful paths (expectation consumed, control segments parsed) run each of %d distinct pre-built frames once per round (new expectation keys re-armed through the map, new sequence numbers or new control connections), alternating with the bare program run once on the same frame; the intended path is proven by a counter moving once per frame (syn_pass_expected, ctrl_segments, cmd_port, reply_227). '[1 run/frame]' ratios include the test-run harness overhead on both sides (timer read, about the cost of the bare program); '[net]' subtracts the bare 1-run cost and adds the bare many-run cost", ppBatch)
+}
