@@ -571,25 +571,38 @@ static __always_inline int paired(struct ctrl_val *cv, __u8 want)
 	return 1;
 }
 
-/* passive mode: 227 <text> h1,h2,h3,h4,p1,p2 <text> */
-static __always_inline void reply_227(struct scratch *s, struct ctrl_val *cv)
+/*
+ * reply_begin counts a passive-mode reply, prepares its expectation (client to
+ * server), checks that it answers an outstanding request of kind, and moves
+ * the cursor to the first digit (until 0) or to the first until character.
+ * Returns 0 when the reply is rejected.
+ */
+static __always_inline int reply_begin(struct scratch *s, struct ctrl_val *cv, __u32 counter, __u8 kind, __u8 until)
 {
-	stat_inc(STAT_REPLY_227);
+	stat_inc(counter);
 	s->exp.family = s->key.family;
 	copy_addr(s->exp.src, s->key.client);
 	copy_addr(s->exp.dst, s->key.server);
-	if (!paired(cv, KIND_PASV)) {
-		reject(s, STAT_REJECT_UNPAIRED, KIND_PASV);
-		return;
+	if (!paired(cv, kind)) {
+		reject(s, STAT_REJECT_UNPAIRED, kind);
+		return 0;
 	}
-	/* the numbers follow the first digit after the code (RFC 1123 4.1.2.6) */
 	s->cur = 4;
 	for (int i = 0; i < MAX_LINE_LEN; i++) {
 		__u8 c = line_at(s, s->cur);
-		if (c == 0 || is_digit(c))
+		if (c == 0 || (until ? c == until : is_digit(c)))
 			break;
 		s->cur++;
 	}
+	return 1;
+}
+
+/* passive mode: 227 <text> h1,h2,h3,h4,p1,p2 <text> */
+static __always_inline void reply_227(struct scratch *s, struct ctrl_val *cv)
+{
+	/* the numbers follow the first digit after the code (RFC 1123 4.1.2.6) */
+	if (!reply_begin(s, cv, STAT_REPLY_227, KIND_PASV, 0))
+		return;
 	int port = text_six();
 	if (port < 0) {
 		reject(s, STAT_REJECT_MALFORMED, KIND_PASV);
@@ -617,21 +630,8 @@ static __always_inline void reply_227(struct scratch *s, struct ctrl_val *cv)
 /* extended passive mode: 229 <text> (<d><d><d>port<d>) */
 static __always_inline void reply_229(struct scratch *s, struct ctrl_val *cv)
 {
-	stat_inc(STAT_REPLY_229);
-	s->exp.family = s->key.family;
-	copy_addr(s->exp.src, s->key.client);
-	copy_addr(s->exp.dst, s->key.server);
-	if (!paired(cv, KIND_EPSV)) {
-		reject(s, STAT_REJECT_UNPAIRED, KIND_EPSV);
+	if (!reply_begin(s, cv, STAT_REPLY_229, KIND_EPSV, '('))
 		return;
-	}
-	s->cur = 4;
-	for (int i = 0; i < MAX_LINE_LEN; i++) {
-		__u8 c = line_at(s, s->cur);
-		if (c == 0 || c == '(')
-			break;
-		s->cur++;
-	}
 	if (line_at(s, s->cur) != '(') {
 		reject(s, STAT_REJECT_MALFORMED, KIND_EPSV);
 		return;
