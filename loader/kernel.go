@@ -18,7 +18,7 @@ var MinKernel = KernelVersion{5, 10}
 
 var (
 	// ErrNotRoot means the process lacks the privileges to load BPF.
-	ErrNotRoot = errors.New("ftpgate needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+	ErrNotRoot = errors.New("ftpgate needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it as root or with sudo")
 	// ErrOldKernel means the running kernel is older than MinKernel.
 	ErrOldKernel = errors.New("kernel too old")
 )
