@@ -48,7 +48,7 @@ vmtest: ## Run the BPF, loader and end-to-end tests in VMs on Debian kernels (KE
 
 .PHONY: fuzz
 fuzz: ## Differential fuzzing of the TC parser against the Go reference (FUZZTIME=60s)
-	FTPGATE_REQUIRE_BPF=1 $(GO) test -run '^$$' -fuzz FuzzParserMatchesReference -fuzztime $(FUZZTIME) ./internal/reference/
+	FTPGATE_REQUIRE_BPF=1 $(GO) test -run '^$$' -fuzz FuzzParserMatchesReference -fuzztime $(FUZZTIME) -fuzzminimizetime 20x -timeout 0 ./internal/reference/
 
 .PHONY: demo
 demo: build ## Lab demo: namespaces, vsftpd, ftpgate, passive + active transfers, an unsolicited attempt
