@@ -18,7 +18,6 @@ var (
 	other4  = netip.MustParseAddr("203.0.113.30")
 	client6 = netip.MustParseAddr("2001:db8:1::10")
 	server6 = netip.MustParseAddr("2001:db8:2::20")
-	other6  = netip.MustParseAddr("2001:db8:3::30")
 )
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }

@@ -55,13 +55,6 @@ func (e *testEnv) options(xdp XDPMode, tc TCMode) Options {
 	}
 }
 
-func needTCX(t *testing.T) {
-	t.Helper()
-	if !haveTCX() {
-		t.Skip("TCX links need Linux 6.6")
-	}
-}
-
 func tcModes(t *testing.T) []TCMode {
 	if haveTCX() {
 		return []TCMode{TCX, TCNetlink}

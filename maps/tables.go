@@ -124,20 +124,19 @@ type Expectation struct {
 
 // Flow is a data connection admitted through an expectation.
 type Flow struct {
-	Kind     Kind          `json:"kind"`
-	Src      netip.Addr    `json:"src"`
-	SPort    uint16        `json:"sport"`
-	Dst      netip.Addr    `json:"dst"`
-	DPort    uint16        `json:"dport"`
-	Age      time.Duration `json:"-"`
-	AgeMs    int64         `json:"age_ms"`
-	IdleMs   int64         `json:"idle_ms"`
-	Packets  uint64        `json:"packets"`
-	Bytes    uint64        `json:"bytes"`
-	Closed   bool          `json:"closed"`
-	Control  Control       `json:"control"`
-	idle     time.Duration
-	lastSeen uint64
+	Kind    Kind          `json:"kind"`
+	Src     netip.Addr    `json:"src"`
+	SPort   uint16        `json:"sport"`
+	Dst     netip.Addr    `json:"dst"`
+	DPort   uint16        `json:"dport"`
+	Age     time.Duration `json:"-"`
+	AgeMs   int64         `json:"age_ms"`
+	IdleMs  int64         `json:"idle_ms"`
+	Packets uint64        `json:"packets"`
+	Bytes   uint64        `json:"bytes"`
+	Closed  bool          `json:"closed"`
+	Control Control       `json:"control"`
+	idle    time.Duration
 }
 
 // Idle is how long ago the flow was last seen (SYN, FIN or RST, or any packet
@@ -220,20 +219,19 @@ func (m *Maps) ListFlows() ([]Flow, error) {
 	for it.Next(&k, &v) {
 		idle := since(now, v.LastSeenNs)
 		out = append(out, Flow{
-			Kind:     Kind(v.Kind),
-			Src:      Addr(k.Family, k.Src),
-			SPort:    k.Sport,
-			Dst:      Addr(k.Family, k.Dst),
-			DPort:    k.Dport,
-			Age:      since(now, v.CreatedNs),
-			AgeMs:    since(now, v.CreatedNs).Milliseconds(),
-			IdleMs:   idle.Milliseconds(),
-			Packets:  v.Packets,
-			Bytes:    v.Bytes,
-			Closed:   v.Flags != 0,
-			Control:  ControlFromKey(v.Ctrl),
-			idle:     idle,
-			lastSeen: v.LastSeenNs,
+			Kind:    Kind(v.Kind),
+			Src:     Addr(k.Family, k.Src),
+			SPort:   k.Sport,
+			Dst:     Addr(k.Family, k.Dst),
+			DPort:   k.Dport,
+			Age:     since(now, v.CreatedNs),
+			AgeMs:   since(now, v.CreatedNs).Milliseconds(),
+			IdleMs:  idle.Milliseconds(),
+			Packets: v.Packets,
+			Bytes:   v.Bytes,
+			Closed:  v.Flags != 0,
+			Control: ControlFromKey(v.Ctrl),
+			idle:    idle,
 		})
 	}
 	if err := it.Err(); err != nil {

@@ -44,7 +44,7 @@ func cmdCollectModules(args []string) error {
 		return err
 	}
 	if *tree == "" || *out == "" {
-		return fmt.Errorf("usage: vmtest collect-modules -tree DIR -o OUTDIR NAME...")
+		return fmt.Errorf("usage: vmtest collect-modules -tree DIR -o OUTDIR NAME [NAME]")
 	}
 	t, err := kmod.Open(*tree)
 	if err != nil {
