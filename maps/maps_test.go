@@ -1,0 +1,80 @@
+package maps
+
+import (
+	"encoding/json"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestAddrWordsRoundTrip(t *testing.T) {
+	for _, s := range []string{"192.0.2.1", "0.0.0.0", "255.255.255.255", "2001:db8::1", "::", "::ffff:192.0.2.1"} {
+		a := netip.MustParseAddr(s)
+		fam, w := Words(a)
+		if got := Addr(fam, w); got != a {
+			t.Errorf("%s -> %v -> %s", a, w, got)
+		}
+	}
+}
+
+func TestKindJSON(t *testing.T) {
+	for _, k := range []Kind{KindPort, KindEprt, KindPasv, KindEpsv} {
+		b, err := json.Marshal(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Kind
+		if err := json.Unmarshal(b, &back); err != nil || back != k {
+			t.Errorf("%s: %s -> %v %v", k, b, back, err)
+		}
+	}
+	var k Kind
+	if err := json.Unmarshal([]byte(`"bogus"`), &k); err == nil {
+		t.Error("unknown kind accepted")
+	}
+}
+
+// TestCounterNames: the names come from the C enum through BTF; the ones
+// the project promised never change.
+func TestCounterNames(t *testing.T) {
+	names, err := CounterNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stable := []string{"ctrl_segments", "cmd_port", "cmd_eprt", "cmd_pasv", "cmd_epsv", "reply_227", "reply_229",
+		"expect_created", "expect_consumed", "expect_evicted", "expect_expired", "expect_closed", "reject_bounce",
+		"reject_low_port", "reject_unpaired", "reject_malformed", "reject_overlong", "reject_family",
+		"reply_addr_mismatch", "line_reassembled", "parse_resync", "scan_limit", "syn_pass_allowed",
+		"syn_pass_expected", "syn_pass_retransmit", "syn_drop_unexpected", "syn_dryrun_would_drop", "drop_unparsed"}
+	if !slices.Equal(names[:len(stable)], stable) {
+		t.Fatalf("the first counters moved or were renamed:\n got  %v\n want %v", names[:len(stable)], stable)
+	}
+	seen := map[string]bool{}
+	for i, n := range names {
+		if n == "" || seen[n] {
+			t.Errorf("counter %d: %q empty or repeated", i, n)
+		}
+		seen[n] = true
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []Config{
+		{ExpectTimeout: 0, MaxExpectPerConn: 1},
+		{ExpectTimeout: time.Second, MaxExpectPerConn: 0},
+		{ExpectTimeout: time.Second, MaxExpectPerConn: MaxExpectPerConn + 1},
+	} {
+		if c.Validate() == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	for p, ok := range map[int]bool{0: false, 1: true, 21: true, 65535: true, 65536: false, -1: false} {
+		if (ValidPort(p) == nil) != ok {
+			t.Errorf("ValidPort(%d) wrong", p)
+		}
+	}
+}
