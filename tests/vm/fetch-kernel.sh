@@ -83,10 +83,10 @@ mirror=$(
       /etc/apt/sources.list.d/*.sources 2>/dev/null
   } | head -n1
 )
+mirror=${mirror:-${VMTEST_MIRROR:-}}
 if [[ -z $mirror ]]; then
   echo "fetch-kernel: no bookworm mirror in /etc/apt/sources.list*; set VMTEST_MIRROR to a Debian mirror URI" >&2
-  mirror=${VMTEST_MIRROR:-}
-  [[ -n $mirror ]] || exit 1
+  exit 1
 fi
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 [[ -r $keyring ]] || need_tool /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring
