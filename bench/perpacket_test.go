@@ -95,10 +95,10 @@ func BenchmarkPerPacket(b *testing.B) {
 	// numbers), re-armed outside the timed runs
 	cases = append(cases, &ppCase{name: "xdp syn matching expectation", stateful: true, counter: "syn_pass_expected",
 		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
-			if err := clearMap(r.Objs.DataFlows); err != nil {
+			if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
 				return nil, nil, err
 			}
-			if err := clearMap(r.Objs.Expectations); err != nil {
+			if err := bpfrun.Clear(r.Objs.Expectations); err != nil {
 				return nil, nil, err
 			}
 			if _, err := r.Events(); err != nil {
@@ -147,10 +147,10 @@ func BenchmarkPerPacket(b *testing.B) {
 	// PORT and 227: one fresh control connection per frame, so that every
 	// frame creates an expectation without evicting one (cap 1 per connection)
 	freshConns := func(round int, pasv bool) ([]*bpfrun.Conn, error) {
-		if err := clearMap(r.Objs.CtrlConns); err != nil {
+		if err := bpfrun.Clear(r.Objs.CtrlConns); err != nil {
 			return nil, err
 		}
-		if err := clearMap(r.Objs.Expectations); err != nil {
+		if err := bpfrun.Clear(r.Objs.Expectations); err != nil {
 			return nil, err
 		}
 		if _, err := r.Events(); err != nil {

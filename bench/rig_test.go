@@ -107,25 +107,6 @@ func pinCPU(cpu int) func() {
 	}
 }
 
-// clearMap deletes every entry of a hash map.
-func clearMap(m *ebpf.Map) error {
-	var keys [][]byte
-	var k, v []byte
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		keys = append(keys, append([]byte(nil), k...))
-	}
-	if err := it.Err(); err != nil {
-		return err
-	}
-	for _, key := range keys {
-		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return err
-		}
-	}
-	return nil
-}
-
 // batchPut writes keys and values in chunks.
 func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	const chunk = 8192

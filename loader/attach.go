@@ -195,7 +195,7 @@ func attachTC(progs [2]*ebpf.Program, ifc *IfaceState, want TCMode, prev *IfaceS
 	mode := want
 	if mode == TCAuto {
 		mode = TCX
-		if !haveTCX() {
+		if !HaveTCX() {
 			mode = TCNetlink
 		}
 	}
@@ -310,8 +310,8 @@ func detachIface(ifc *IfaceState, pinDir string) error {
 	)
 }
 
-// haveTCX probes for TCX links (Linux 6.6+) without attaching anything.
-func haveTCX() bool {
+// HaveTCX reports whether the running kernel has TCX links (Linux 6.6+).
+func HaveTCX() bool {
 	v, err := RunningKernel()
 	if err != nil {
 		return false

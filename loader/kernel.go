@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/internal/nsrun"
 )
 
 // MinKernel is the oldest kernel ftpgate supports: bounded loops, global BPF
@@ -78,43 +78,5 @@ func CheckHost() error {
 	return nil
 }
 
-// inNetns runs fn on an OS thread that has joined the named network namespace
-// (empty: the current one). Only the network namespace changes: bpffs pins
-// stay in the host's mount namespace. Interface indexes given to the kernel
-// (XDP and TCX links) are resolved in the calling thread's namespace, which
-// is why attaching must happen here.
-func inNetns(name string, fn func() error) error {
-	if name == "" {
-		return fn()
-	}
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open network namespace %q: %w (list them with `ip netns list`)", name, err)
-	}
-	defer target.Close()
-
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: if leaving the namespace fails, Go
-		// discards the thread instead of reusing it elsewhere.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("get current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter network namespace %q: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave network namespace %q: %w", name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNetns runs fn inside the named network namespace (empty: here); see nsrun.
+func inNetns(name string, fn func() error) error { return nsrun.Do(name, fn) }

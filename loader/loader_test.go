@@ -56,7 +56,7 @@ func (e *testEnv) options(xdp XDPMode, tc TCMode) Options {
 }
 
 func tcModes(t *testing.T) []TCMode {
-	if haveTCX() {
+	if HaveTCX() {
 		return []TCMode{TCX, TCNetlink}
 	}
 	return []TCMode{TCNetlink}
@@ -136,7 +136,7 @@ func TestAutoModes(t *testing.T) {
 	defer Detach(env.pinDir, "", nil)
 	defer dp.Close()
 	wantTC := TCNetlink
-	if haveTCX() {
+	if HaveTCX() {
 		wantTC = TCX
 	}
 	for _, ifc := range dp.State.Ifaces {

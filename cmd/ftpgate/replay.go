@@ -77,7 +77,7 @@ func replayAction(c *cli.Context) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "%d packets replayed\n", res.Packets)
 	if res.Truncated > 0 {
-		fmt.Fprintf(w, "%d oversized frames (GRO/TSO) were cut to %d bytes; their headers are intact\n", res.Truncated, 3500)
+		fmt.Fprintf(w, "%d oversized frames (GRO/TSO) were cut to %d bytes; their headers are intact\n", res.Truncated, replay.MaxTestRunFrame)
 	}
 	fmt.Fprintf(w, "\nexpectations created: %d\n", len(res.Expectations))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

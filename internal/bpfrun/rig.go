@@ -98,7 +98,7 @@ func (r *Rig) Events() ([]bpf.FtpgateEvent, error) {
 // Reset empties every table, zeroes the counters and restores the defaults.
 func (r *Rig) Reset() error {
 	for _, m := range []*ebpf.Map{r.Objs.CtrlConns, r.Objs.Expectations, r.Objs.DataFlows, r.Objs.GuardedIfs} {
-		if err := clear(m); err != nil {
+		if err := Clear(m); err != nil {
 			return err
 		}
 	}
@@ -123,7 +123,8 @@ func (r *Rig) Reset() error {
 	return nil
 }
 
-func clear(m *ebpf.Map) error {
+// Clear deletes every entry of a hash map.
+func Clear(m *ebpf.Map) error {
 	var keys [][]byte
 	var k, v []byte
 	it := m.Iterate()

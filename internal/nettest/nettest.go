@@ -4,40 +4,33 @@
 package nettest
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/internal/nsrun"
 )
+
+// NS creates the named network namespace and deletes it when the test ends.
+func NS(t testing.TB, name string) {
+	t.Helper()
+	if err := nsrun.Create(name, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netns.DeleteNamed(name) })
+}
 
 // VethNS creates a named network namespace (prefix plus a random suffix)
 // holding an up veth pair named a and b, and deletes it when the test ends.
 func VethNS(t testing.TB, prefix, a, b string) string {
 	t.Helper()
 	name := fmt.Sprintf("%s-%06d", prefix, rand.IntN(1000000))
-	errc := make(chan error, 1)
-	go func() {
-		// never unlocked: the thread dies with the goroutine instead of
-		// being reused in the wrong namespace
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if err != nil {
-			errc <- fmt.Errorf("create netns %s: %w", name, err)
-			return
-		}
-		defer ns.Close()
-		err = netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b})
+	err := nsrun.Create(name, func() error {
+		err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b})
 		for _, n := range []string{a, b} {
 			if err != nil {
 				break
@@ -47,9 +40,9 @@ func VethNS(t testing.TB, prefix, a, b string) string {
 				err = netlink.LinkSetUp(lk)
 			}
 		}
-		errc <- errors.Join(err, netns.Set(orig))
-	}()
-	if err := <-errc; err != nil {
+		return err
+	})
+	if err != nil {
 		netns.DeleteNamed(name)
 		t.Fatalf("set up %s: %v", name, err)
 	}
@@ -68,34 +61,5 @@ func BPFFS(t testing.TB) string {
 	return dir
 }
 
-// Do runs fn on an OS thread inside the named network namespace. Sockets
-// fn creates stay in that namespace; goroutines fn starts do not.
-func Do(name string, fn func() error) error {
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: see VethNS
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// Do runs fn on an OS thread inside the named network namespace; see nsrun.
+func Do(name string, fn func() error) error { return nsrun.Do(name, fn) }

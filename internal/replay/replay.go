@@ -61,9 +61,9 @@ type Result struct {
 	Counters     map[string]uint64 `json:"counters"`
 }
 
-// maxTestRunFrame is the largest frame BPF_PROG_TEST_RUN takes for XDP
+// MaxTestRunFrame is the largest frame BPF_PROG_TEST_RUN takes for XDP
 // (a page less XDP headroom and the shared-info tailroom), with margin.
-const maxTestRunFrame = 3500
+const MaxTestRunFrame = 3500
 
 // reasons map the counter a SYN moved to its verdict and reason
 var synOutcomes = []struct{ counter, verdict, reason string }{
@@ -108,8 +108,8 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 	res := &Result{Packets: len(frames)}
 	var last time.Time
 	for _, f := range frames {
-		if len(f.Data) > maxTestRunFrame {
-			f.Data = f.Data[:maxTestRunFrame]
+		if len(f.Data) > MaxTestRunFrame {
+			f.Data = f.Data[:MaxTestRunFrame]
 			res.Truncated++
 		}
 		// the clock offset makes the kernel clock read the packet's time

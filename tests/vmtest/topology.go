@@ -46,13 +46,7 @@ func newTopology(t *testing.T) *topology {
 	id := fmt.Sprintf("fgv%05d", rand.IntN(100000))
 	tp := &topology{client: id + "-c", gateway: id + "-g", server: id + "-s"}
 	for _, ns := range []string{tp.client, tp.gateway, tp.server} {
-		h, err := newNamedNS(ns)
-		if err != nil {
-			t.Fatalf("create netns %s: %v", ns, err)
-		}
-		h.Close()
-		ns := ns
-		t.Cleanup(func() { netns.DeleteNamed(ns) })
+		nettest.NS(t, ns)
 	}
 	must(t, nettest.Do(tp.gateway, func() error {
 		for _, w := range []string{"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"} {
@@ -65,32 +59,6 @@ func newTopology(t *testing.T) *topology {
 	tp.link(t, gwClientIf, tp.client, []netip.Prefix{gwCliV4, gwCliV6}, []netip.Prefix{clientV4, clientV6})
 	tp.link(t, gwServerIf, tp.server, []netip.Prefix{gwSrvV4, gwSrvV6}, []netip.Prefix{serverV4, serverV6})
 	return tp
-}
-
-func newNamedNS(name string) (netns.NsHandle, error) {
-	var h netns.NsHandle
-	err := doOnFreshThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		h, err = netns.NewNamed(name)
-		if err != nil {
-			return err
-		}
-		return netns.Set(orig)
-	})
-	return h, err
-}
-
-func doOnFreshThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		lockThread()
-		errc <- fn()
-	}()
-	return <-errc
 }
 
 // link creates a veth pair from the gateway (gwIf) to host (eth0), addresses

@@ -3,7 +3,6 @@ package vmtest
 import (
 	"net"
 	"net/netip"
-	"runtime"
 )
 
 func prefixNet(p netip.Prefix) *net.IPNet {
@@ -13,7 +12,3 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 	}
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
 }
-
-// lockThread pins the goroutine to its thread for good: a thread whose
-// namespace was changed must never run other goroutines.
-func lockThread() { runtime.LockOSThread() }

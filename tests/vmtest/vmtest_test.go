@@ -107,8 +107,7 @@ func connectTimesOut(t *testing.T, ns string, to netip.AddrPort) bool {
 }
 
 func tcModes() []loader.TCMode {
-	v, _ := loader.RunningKernel()
-	if v.Less(loader.KernelVersion{Major: 6, Minor: 6}) {
+	if !loader.HaveTCX() {
 		return []loader.TCMode{loader.TCNetlink}
 	}
 	return []loader.TCMode{loader.TCX, loader.TCNetlink}
