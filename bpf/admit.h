@@ -22,8 +22,12 @@ static __always_inline int would_drop(const struct config_val *cfg, __u32 reason
 	return XDP_DROP;
 }
 
-/* consume_expectation admits a SYN through a live expectation, once */
-static __always_inline int consume_expectation(const struct pkt_info *p, const struct config_val *cfg)
+/*
+ * consume_expectation admits a SYN through a live expectation, once, and
+ * records its connection fk as a data flow.
+ */
+static __always_inline int consume_expectation(const struct pkt_info *p, const struct flow_key *fk,
+					       const struct config_val *cfg)
 {
 	struct expect_key ek = {};
 
@@ -59,9 +63,7 @@ static __always_inline int consume_expectation(const struct pkt_info *p, const s
 	if (bpf_map_delete_elem(&expectations, &ek) != 0)
 		return 0;
 
-	struct flow_key fk;
-	flow_key_from(&fk, p, 0);
-	if (bpf_map_update_elem(&data_flows, &fk, &fv, BPF_ANY) != 0)
+	if (bpf_map_update_elem(&data_flows, fk, &fv, BPF_ANY) != 0)
 		stat_inc(STAT_FLOW_TABLE_FULL);
 	stat_inc(STAT_EXPECT_CONSUMED);
 	emit_event(EV_EXPECT_CONSUMED, 0, fv.kind, &ek, &fv.ctrl, now);
@@ -112,7 +114,7 @@ static __always_inline int admit(struct xdp_md *ctx)
 			stat_inc(STAT_SYN_PASS_RETRANSMIT);
 			return XDP_PASS;
 		}
-		if (consume_expectation(&p, cfg)) {
+		if (consume_expectation(&p, &fk, cfg)) {
 			stat_inc(STAT_SYN_PASS_EXPECTED);
 			return XDP_PASS;
 		}

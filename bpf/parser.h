@@ -305,6 +305,33 @@ static __always_inline struct expect_key *slot_key(struct ctrl_val *cv, __u32 i)
 }
 
 /*
+ * slot_live returns the expectation slot j of d names while the map still
+ * holds it, or NULL. The creation time is the nonce: the XDP filter deletes
+ * the entries it consumes without touching the slots, and another
+ * connection may have reused the key since.
+ */
+static __always_inline struct expect_val *slot_live(struct dir_state *d, __u32 j)
+{
+	j &= EXPECT_SLOTS - 1;
+	__u64 created = d->slot_created[j];
+	if (!created)
+		return 0;
+	struct expect_val *ev = bpf_map_lookup_elem(&expectations, &d->slot[j]);
+	if (!ev || ev->created_ns != created)
+		return 0;
+	return ev;
+}
+
+/* expect_remove deletes an expectation, reported as event and counted as counter */
+static __always_inline void expect_remove(struct expect_key *k, struct expect_val *ev, struct ctrl_key *ctrl,
+					  __u32 event, __u32 counter, __u64 now)
+{
+	emit_event(event, 0, ev->kind, k, ctrl, now);
+	if (bpf_map_delete_elem(&expectations, k) == 0)
+		stat_inc(counter);
+}
+
+/*
  * expect_oldest counts the live expectations of the control connection in
  * s->key and leaves the slot index of the oldest in s->victim. A slot is live
  * while the map holds an entry with its nonce (creation time): the XDP filter
@@ -325,16 +352,12 @@ __noinline int expect_oldest(void)
 	s->victim = 0;
 	for (int i = 0; i < 2 * EXPECT_SLOTS; i++) {
 		struct dir_state *d = i < EXPECT_SLOTS ? &cv->dir[DIR_CLIENT] : &cv->dir[DIR_SERVER];
-		__u32 j = i & (EXPECT_SLOTS - 1);
-		__u64 created = d->slot_created[j];
-		if (!created)
-			continue;
-		struct expect_val *ev = bpf_map_lookup_elem(&expectations, &d->slot[j]);
-		if (!ev || ev->created_ns != created)
+		struct expect_val *ev = slot_live(d, i);
+		if (!ev)
 			continue;
 		live++;
-		if (created < s->oldest) {
-			s->oldest = created;
+		if (ev->created_ns < s->oldest) {
+			s->oldest = ev->created_ns;
 			s->victim = i;
 		}
 	}
@@ -375,21 +398,14 @@ __noinline int expect_create(int kind)
 		struct expect_key *victim = slot_key(cv, s->victim);
 		struct expect_val *vv = bpf_map_lookup_elem(&expectations, victim);
 		if (vv)
-			emit_event(EV_EXPECT_EVICTED, 0, vv->kind, victim, &s->key, now);
-		if (bpf_map_delete_elem(&expectations, victim) == 0)
-			stat_inc(STAT_EXPECT_EVICTED);
+			expect_remove(victim, vv, &s->key, EV_EXPECT_EVICTED, STAT_EXPECT_EVICTED, now);
 	}
 
 	/* the slot we overwrite may still name a live expectation */
 	__u32 w = own->slot_next & (EXPECT_SLOTS - 1);
-	if (own->slot_created[w]) {
-		struct expect_val *ev = bpf_map_lookup_elem(&expectations, &own->slot[w]);
-		if (ev && ev->created_ns == own->slot_created[w]) {
-			emit_event(EV_EXPECT_EVICTED, 0, ev->kind, &own->slot[w], &s->key, now);
-			if (bpf_map_delete_elem(&expectations, &own->slot[w]) == 0)
-				stat_inc(STAT_EXPECT_EVICTED);
-		}
-	}
+	struct expect_val *stale = slot_live(own, w);
+	if (stale)
+		expect_remove(&own->slot[w], stale, &s->key, EV_EXPECT_EVICTED, STAT_EXPECT_EVICTED, now);
 
 	struct expect_val val = {};
 	val.expires_ns = now + timeout;
@@ -850,16 +866,9 @@ __noinline int ctrl_close(void)
 
 	for (int i = 0; i < 2 * EXPECT_SLOTS; i++) {
 		struct dir_state *d = i < EXPECT_SLOTS ? &cv->dir[DIR_CLIENT] : &cv->dir[DIR_SERVER];
-		__u32 j = i & (EXPECT_SLOTS - 1);
-		__u64 created = d->slot_created[j];
-		if (!created)
-			continue;
-		struct expect_val *ev = bpf_map_lookup_elem(&expectations, &d->slot[j]);
-		if (!ev || ev->created_ns != created)
-			continue;
-		emit_event(EV_EXPECT_CLOSED, 0, ev->kind, &d->slot[j], &s->key, now);
-		if (bpf_map_delete_elem(&expectations, &d->slot[j]) == 0)
-			stat_inc(STAT_EXPECT_CLOSED);
+		struct expect_val *ev = slot_live(d, i);
+		if (ev)
+			expect_remove(&d->slot[i & (EXPECT_SLOTS - 1)], ev, &s->key, EV_EXPECT_CLOSED, STAT_EXPECT_CLOSED, now);
 	}
 	return 0;
 }
