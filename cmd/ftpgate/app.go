@@ -49,6 +49,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			flowsCommand(),
 			ctrlCommand(),
 			statsCommand(),
+			configCommand(),
 			portsCommand("ports", "control ports (FTP control channels are parsed there; adding one does not allow connections to it)", (*maps.Maps).ControlPorts),
 			portsCommand("allow", "allowed ports (new connections to them are admitted)", (*maps.Maps).AllowedPorts),
 			monitorCommand(),

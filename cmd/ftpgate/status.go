@@ -55,13 +55,7 @@ func printStatus(c *cli.Context, st *loader.Status) {
 		fmt.Fprintf(w, "run:       pid %d, version %s, started %s, netns %s\n", st.State.PID, st.State.Version, st.State.Started.Format("2006-01-02 15:04:05Z"), ns)
 	}
 	fmt.Fprintf(w, "ftp ports: %v   allowed ports: %v\n", st.Ctrl, st.Allow)
-	cfg := st.Config
-	fwmark := "off"
-	if cfg.FwmarkValue != 0 {
-		fwmark = fmt.Sprintf("%#x/%#x", cfg.FwmarkValue, cfg.FwmarkMask)
-	}
-	fmt.Fprintf(w, "config:    expect timeout %s, max %d per connection, loose %v, dry-run %v, fwmark %s, accounting %v\n\n",
-		cfg.ExpectTimeout, cfg.MaxExpectPerConn, cfg.Loose, cfg.DryRun, fwmark, cfg.Accounting)
+	fmt.Fprintf(w, "config:    %s\n\n", describeConfig(st.Config))
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INTERFACE\tIFINDEX\tXDP\tTC\tATTACHED")
