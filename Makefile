@@ -31,6 +31,10 @@ generate: ## Regenerate the BPF objects and Go bindings with Debian's clang-16
 check-generate: generate ## Fail if the committed BPF objects differ from a fresh `make generate`
 	git diff --exit-code -- bpf/ || { echo "bpf/: committed objects are stale: run make generate and commit" >&2; exit 1; }
 
+.PHONY: check-tidy
+check-tidy: ## Fail if go.mod/go.sum are not what `go mod tidy` makes
+	$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy and commit" >&2; exit 1; }
+
 .PHONY: deps
 deps: ## Install the Debian packages the tests and the demo need (only what is missing)
 	scripts/deps.sh test
@@ -61,7 +65,7 @@ bench: ## Benchmarks (per-packet cost, scale, throughput, SYN flood); results in
 	FTPGATE_REQUIRE_BPF=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m -count 1 ./bench/...
 
 .PHONY: ci
-ci: test check-generate vmtest ## What CI runs
+ci: check-tidy test check-generate vmtest ## What CI runs
 	@if [ -d internal/reference ]; then $(MAKE) fuzz; fi
 
 .PHONY: clean

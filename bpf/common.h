@@ -4,8 +4,6 @@
 #define FTPGATE_COMMON_H
 
 #define NSEC_PER_SEC 1000000000ULL
-#define DEFAULT_EXPECT_TIMEOUT_NS (300 * NSEC_PER_SEC)
-#define LOW_PORT_LIMIT 1024
 
 static __always_inline void stat_inc(__u32 idx)
 {

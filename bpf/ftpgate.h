@@ -40,6 +40,29 @@ enum limits {
 	PORT_ENTRIES = 65536,
 	/* size of the scratch buffer; power of two >= MAX_SCAN_BYTES */
 	SCAN_BUF_SIZE = 4096,
+	/*
+	 * Defaults of run-time settings and table sizes. The Go settings table
+	 * reads them from the generated bindings: they are written only here.
+	 */
+	/* lifetime of an unconsumed expectation, in seconds (netfilter: 300) */
+	DEFAULT_EXPECT_TIMEOUT_SEC = 300,
+	/* default of config.max_expect_per_conn (netfilter: one per master) */
+	DEFAULT_MAX_EXPECT_PER_CONN = 1,
+	/* data ports below this are refused unless config.allow_low_data_ports */
+	LOW_PORT_LIMIT = 1024,
+	/* EPRT delimiters are printable ASCII: RFC 2428 allows 33..126 */
+	EPRT_DELIM_MIN = 33,
+	EPRT_DELIM_MAX = 126,
+	/* default entries of the three LRU tables, resized by the loader */
+	DEFAULT_CTRL_CONNS = 65536,
+	DEFAULT_EXPECTATIONS = 262144,
+	DEFAULT_DATA_FLOWS = 262144,
+	/* the largest size the loader accepts for one LRU table */
+	MAX_TABLE_ENTRIES = 16777216,
+	/* bytes of the event ring buffer */
+	EVENTS_BYTES = 262144,
+	/* guarded interfaces one dataplane holds */
+	MAX_GUARDED_IFS = 256,
 };
 
 /*

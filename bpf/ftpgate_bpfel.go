@@ -151,15 +151,26 @@ const (
 type FtpgateLimits uint32
 
 const (
-	FtpgateLimitsMAX_SCAN_BYTES      FtpgateLimits = 4096
-	FtpgateLimitsMAX_LINES           FtpgateLimits = 64
-	FtpgateLimitsMAX_LINE_LEN        FtpgateLimits = 128
-	FtpgateLimitsEXPECT_SLOTS        FtpgateLimits = 4
-	FtpgateLimitsMAX_EXPECT_PER_CONN FtpgateLimits = 4
-	FtpgateLimitsMAX_VLAN_TAGS       FtpgateLimits = 2
-	FtpgateLimitsMAX_IPV6EXT         FtpgateLimits = 4
-	FtpgateLimitsPORT_ENTRIES        FtpgateLimits = 65536
-	FtpgateLimitsSCAN_BUF_SIZE       FtpgateLimits = 4096
+	FtpgateLimitsMAX_SCAN_BYTES              FtpgateLimits = 4096
+	FtpgateLimitsMAX_LINES                   FtpgateLimits = 64
+	FtpgateLimitsMAX_LINE_LEN                FtpgateLimits = 128
+	FtpgateLimitsEXPECT_SLOTS                FtpgateLimits = 4
+	FtpgateLimitsMAX_EXPECT_PER_CONN         FtpgateLimits = 4
+	FtpgateLimitsMAX_VLAN_TAGS               FtpgateLimits = 2
+	FtpgateLimitsMAX_IPV6EXT                 FtpgateLimits = 4
+	FtpgateLimitsPORT_ENTRIES                FtpgateLimits = 65536
+	FtpgateLimitsSCAN_BUF_SIZE               FtpgateLimits = 4096
+	FtpgateLimitsDEFAULT_EXPECT_TIMEOUT_SEC  FtpgateLimits = 300
+	FtpgateLimitsDEFAULT_MAX_EXPECT_PER_CONN FtpgateLimits = 1
+	FtpgateLimitsLOW_PORT_LIMIT              FtpgateLimits = 1024
+	FtpgateLimitsEPRT_DELIM_MIN              FtpgateLimits = 33
+	FtpgateLimitsEPRT_DELIM_MAX              FtpgateLimits = 126
+	FtpgateLimitsDEFAULT_CTRL_CONNS          FtpgateLimits = 65536
+	FtpgateLimitsDEFAULT_EXPECTATIONS        FtpgateLimits = 262144
+	FtpgateLimitsDEFAULT_DATA_FLOWS          FtpgateLimits = 262144
+	FtpgateLimitsMAX_TABLE_ENTRIES           FtpgateLimits = 16777216
+	FtpgateLimitsEVENTS_BYTES                FtpgateLimits = 262144
+	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
 )
 
 type FtpgateParseMode uint32

@@ -7,11 +7,6 @@
 #ifndef FTPGATE_MAPS_H
 #define FTPGATE_MAPS_H
 
-#define DEFAULT_CTRL_CONNS 65536
-#define DEFAULT_EXPECTATIONS 262144
-#define DEFAULT_DATA_FLOWS 262144
-#define EVENTS_BYTES (256 * 1024)
-
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, PORT_ENTRIES);
@@ -69,7 +64,7 @@ struct {
 /* guarded interfaces by ifindex: TC egress skips what one of them received */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, MAX_GUARDED_IFS);
 	__type(key, __u32);
 	__type(value, struct iface_val);
 } guarded_ifs SEC(".maps");

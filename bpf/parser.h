@@ -21,8 +21,6 @@
 #define IPV6_GROUPS 8
 #define IPV4_OCTETS 4
 #define PORT_ARGS 6
-#define DELIM_MIN 33
-#define DELIM_MAX 126
 
 #define LF_BYTES 0x0a0a0a0a0a0a0a0aULL
 #define ONE_BYTES 0x0101010101010101ULL
@@ -383,7 +381,7 @@ __noinline int expect_create(int kind)
 	struct dir_state *own = dir_of(cv, s->dir);
 
 	__u64 now = now_ns(cfg);
-	__u64 timeout = cfg->expect_timeout_ns ? cfg->expect_timeout_ns : DEFAULT_EXPECT_TIMEOUT_NS;
+	__u64 timeout = cfg->expect_timeout_ns ? cfg->expect_timeout_ns : DEFAULT_EXPECT_TIMEOUT_SEC * NSEC_PER_SEC;
 	__u32 cap = cfg->max_expect_per_conn;
 	if (cap < 1)
 		cap = 1;
@@ -519,7 +517,7 @@ static __always_inline void cmd_eprt(struct scratch *s)
 	skip_spaces(s);
 	__u8 d = line_at(s, s->cur);
 	__u8 af = line_at(s, s->cur + 1);
-	if (d < DELIM_MIN || d > DELIM_MAX || is_digit(d) || line_at(s, s->cur + 2) != d) {
+	if (d < EPRT_DELIM_MIN || d > EPRT_DELIM_MAX || is_digit(d) || line_at(s, s->cur + 2) != d) {
 		reject(s, STAT_REJECT_MALFORMED, KIND_EPRT);
 		return;
 	}
@@ -653,7 +651,7 @@ static __always_inline void reply_229(struct scratch *s, struct ctrl_val *cv)
 		return;
 	}
 	__u8 d = line_at(s, s->cur + 1);
-	if (d < DELIM_MIN || d > DELIM_MAX || is_digit(d) || line_at(s, s->cur + 2) != d ||
+	if (d < EPRT_DELIM_MIN || d > EPRT_DELIM_MAX || is_digit(d) || line_at(s, s->cur + 2) != d ||
 	    line_at(s, s->cur + 3) != d) {
 		reject(s, STAT_REJECT_MALFORMED, KIND_EPSV);
 		return;

@@ -40,7 +40,11 @@ type TableSizes struct {
 }
 
 // DefaultTableSizes suits a busy gateway.
-var DefaultTableSizes = TableSizes{CtrlConns: 65536, Expectations: 262144, DataFlows: 262144}
+var DefaultTableSizes = TableSizes{
+	CtrlConns:    uint32(bpf.FtpgateLimitsDEFAULT_CTRL_CONNS),
+	Expectations: uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
+	DataFlows:    uint32(bpf.FtpgateLimitsDEFAULT_DATA_FLOWS),
+}
 
 // Options is the complete configuration `run` applies.
 type Options struct {

@@ -16,10 +16,17 @@ const (
 	ExpectSlots      = int(bpf.FtpgateLimitsEXPECT_SLOTS)
 	MaxVLANTags      = int(bpf.FtpgateLimitsMAX_VLAN_TAGS)
 	MaxIPv6Ext       = int(bpf.FtpgateLimitsMAX_IPV6EXT)
+	LowPortLimit     = int(bpf.FtpgateLimitsLOW_PORT_LIMIT)
+	EPRTDelimMin     = byte(bpf.FtpgateLimitsEPRT_DELIM_MIN)
+	EPRTDelimMax     = byte(bpf.FtpgateLimitsEPRT_DELIM_MAX)
+	MaxTableEntries  = int(bpf.FtpgateLimitsMAX_TABLE_ENTRIES)
 )
 
-// DefaultExpectTimeout is how long an expectation lives when unconsumed.
-const DefaultExpectTimeout = 300 * time.Second
+// Defaults of the run-time settings, from the C definitions.
+const (
+	DefaultExpectTimeout    = time.Duration(bpf.FtpgateLimitsDEFAULT_EXPECT_TIMEOUT_SEC) * time.Second
+	DefaultMaxExpectPerConn = int(bpf.FtpgateLimitsDEFAULT_MAX_EXPECT_PER_CONN)
+)
 
 // Config is the run-time configuration the programs read on every decision.
 type Config struct {
@@ -36,7 +43,7 @@ type Config struct {
 
 // DefaultConfig is what `ftpgate run` applies without flags.
 func DefaultConfig() Config {
-	return Config{ExpectTimeout: DefaultExpectTimeout, MaxExpectPerConn: 1}
+	return Config{ExpectTimeout: DefaultExpectTimeout, MaxExpectPerConn: DefaultMaxExpectPerConn}
 }
 
 // Validate checks the ranges the programs rely on.
@@ -109,7 +116,7 @@ func (m *Maps) SetClockOffset(d time.Duration) error {
 		c.ExpectTimeout = DefaultExpectTimeout
 	}
 	if c.MaxExpectPerConn == 0 {
-		c.MaxExpectPerConn = 1
+		c.MaxExpectPerConn = DefaultMaxExpectPerConn
 	}
 	return m.SetConfig(c)
 }

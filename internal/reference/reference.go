@@ -19,8 +19,6 @@ var (
 	MaxLineLen   = maps.MaxLineLen
 )
 
-const lowPortLimit = 1024
-
 // Expectation is one negotiated data connection: TCP from Src (any port) to
 // Dst:DPort.
 type Expectation struct {
@@ -314,7 +312,7 @@ func (c *Conn) cmdEprt(p *cursor) {
 	}
 	p.spaces()
 	d, af := p.peekAt(0), p.peekAt(1)
-	if d < 33 || d > 126 || isDigit(d) || p.peekAt(2) != d {
+	if d < maps.EPRTDelimMin || d > maps.EPRTDelimMax || isDigit(d) || p.peekAt(2) != d {
 		c.reject("reject_malformed")
 		return
 	}
@@ -371,7 +369,7 @@ func (c *Conn) portOK(port int) bool {
 		c.reject("reject_malformed")
 		return false
 	}
-	if port < lowPortLimit && !c.cfg.AllowLowDataPorts {
+	if port < maps.LowPortLimit && !c.cfg.AllowLowDataPorts {
 		c.reject("reject_low_port")
 		return false
 	}
@@ -427,7 +425,7 @@ func (c *Conn) reply229(p *cursor) {
 		p.pos++
 	}
 	d := p.peekAt(1)
-	if p.peek() != '(' || d < 33 || d > 126 || isDigit(d) || p.peekAt(2) != d || p.peekAt(3) != d {
+	if p.peek() != '(' || d < maps.EPRTDelimMin || d > maps.EPRTDelimMax || isDigit(d) || p.peekAt(2) != d || p.peekAt(3) != d {
 		c.reject("reject_malformed")
 		return
 	}
