@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftpgate/ftpgate/internal/replay"
+	"github.com/ftpgate/ftpgate/loader"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -21,47 +22,27 @@ them with BPF_PROG_TEST_RUN, in order: XDP first, as if the packet arrived on a
 guarded interface, then TC ingress if it passed. Packets from a --local prefix
 are outbound: TC egress only. Time follows the capture, so expectations expire
 as they would have on the wire. No interface is touched.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "pcap", Required: true, Usage: "capture `FILE` (pcap or pcapng)"},
-			&cli.IntSliceFlag{Name: "ftp-port", Usage: "FTP control port (repeat; default 21)"},
-			&cli.IntSliceFlag{Name: "allow-port", Usage: "allowed port (repeat; default: the FTP control ports)"},
-			&cli.BoolFlag{Name: "loose", Usage: "as for run"},
-			&cli.BoolFlag{Name: "dry-run", Usage: "as for run"},
-			&cli.BoolFlag{Name: "allow-low-data-ports", Usage: "as for run"},
-			&cli.DurationFlag{Name: "expect-timeout", Value: maps.DefaultExpectTimeout, Usage: "as for run"},
-			&cli.IntFlag{Name: "max-expect-per-conn", Value: 1, Usage: "as for run"},
 			&cli.StringSliceFlag{Name: "local", Usage: "`CIDR` whose packets are outbound (repeat)"},
 			jsonFlag(),
-		},
+		}, settingFlags(inReplay)...),
 		Action: replayAction,
 	}
 }
 
 func replayAction(c *cli.Context) error {
-	var opts replay.Options
-	var err error
-	if opts.CtrlPorts, err = portList("ftp-port", c.IntSlice("ftp-port")); err != nil {
+	var o loader.Options
+	if err := applySettings(c, inReplay, &o); err != nil {
 		return err
 	}
-	if opts.AllowPorts, err = portList("allow-port", c.IntSlice("allow-port")); err != nil {
-		return err
-	}
+	opts := replay.Options{CtrlPorts: o.CtrlPorts, AllowPorts: o.AllowPorts, Config: o.Config}
 	for _, s := range c.StringSlice("local") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return fmt.Errorf("--local %q is not a prefix (e.g. 198.51.100.0/24 or 2001:db8::/32)", s)
 		}
 		opts.Local = append(opts.Local, p.Masked())
-	}
-	opts.Config = maps.Config{
-		ExpectTimeout:     c.Duration("expect-timeout"),
-		MaxExpectPerConn:  c.Int("max-expect-per-conn"),
-		Loose:             c.Bool("loose"),
-		DryRun:            c.Bool("dry-run"),
-		AllowLowDataPorts: c.Bool("allow-low-data-ports"),
-	}
-	if err := opts.Config.Validate(); err != nil {
-		return err
 	}
 	frames, err := replay.ReadCapture(c.String("pcap"))
 	if err != nil {
