@@ -1,62 +1,53 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 // configCommand shows the run-time configuration, and changes it in place
 // (the programs read it on every decision): no reload, no lost state.
 func configCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "config",
-		Usage: "show the run-time configuration (timeouts, limits, modes, fwmark)",
-		Description: "`config set` changes it for the next packet, with no reload; like `ports add`,\n" +
-			"the change lasts until the next `ftpgate run`, which applies its own flags.",
-		Flags: commonFlags(jsonFlag()),
-		Action: func(c *cli.Context) error {
-			m, err := openMaps(c)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
+	cmd := viewCommand("config", "show the run-time configuration (timeouts, limits, modes, fwmark)",
+		func(m *maps.Maps) (shownConfig, error) {
 			cfg, err := m.GetConfig()
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				return printJSON(c.App.Writer, configJSON(cfg))
-			}
-			fmt.Fprintln(c.App.Writer, describeConfig(cfg))
-			return nil
+			return shownConfig(cfg), err
 		},
-		Subcommands: []*cli.Command{{
-			Name:  "set",
-			Usage: "change settings of the running dataplane (only the flags given)",
-			Flags: commonFlags(settingFlags(inSet)...),
-			Action: func(c *cli.Context) error {
-				m, err := openMaps(c)
-				if err != nil {
-					return err
-				}
-				defer m.Close()
-				cfg, err := m.GetConfig()
-				if err != nil {
-					return err
-				}
-				o := loader.Options{Config: cfg}
-				if err := applySettings(c, inSet, &o); err != nil {
-					return err
-				}
-				if err := m.SetConfig(o.Config); err != nil {
-					return err
-				}
-				fmt.Fprintln(c.App.Writer, describeConfig(o.Config))
-				return nil
-			},
-		}},
+		func(c *cli.Context, cfg shownConfig) error {
+			_, err := fmt.Fprintln(c.App.Writer, describeConfig(maps.Config(cfg)))
+			return err
+		})
+	cmd.Description = "`config set` changes it for the next packet, with no reload; like `ports add`,\n" +
+		"the change lasts until the next `ftpgate run`, which applies its own flags."
+	cmd.Subcommands = []*cli.Command{
+		mapsCommand("set", "change settings of the running dataplane (only the flags given)", settingFlags(inSet), setConfig),
 	}
+	return cmd
+}
+
+// shownConfig prints with the JSON keys of settingsTable.
+type shownConfig maps.Config
+
+func (s shownConfig) MarshalJSON() ([]byte, error) { return json.Marshal(configJSON(maps.Config(s))) }
+
+// setConfig changes the settings given on the command line, keeps the rest.
+func setConfig(c *cli.Context, m *maps.Maps) error {
+	cfg, err := m.GetConfig()
+	if err != nil {
+		return err
+	}
+	o := loader.Options{Config: cfg}
+	if err := applySettings(c, inSet, &o); err != nil {
+		return err
+	}
+	if err := m.SetConfig(o.Config); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.App.Writer, describeConfig(o.Config))
+	return err
 }

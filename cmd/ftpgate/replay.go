@@ -3,13 +3,11 @@ package main
 import (
 	"fmt"
 	"net/netip"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftpgate/ftpgate/internal/replay"
 	"github.com/ftpgate/ftpgate/loader"
-	"github.com/ftpgate/ftpgate/maps"
 )
 
 func replayCommand() *cli.Command {
@@ -61,27 +59,13 @@ func replayAction(c *cli.Context) error {
 		fmt.Fprintf(w, "%d oversized frames (GRO/TSO) were cut to %d bytes; their headers are intact\n", res.Truncated, replay.MaxTestRunFrame)
 	}
 	fmt.Fprintf(w, "\nexpectations created: %d\n", len(res.Expectations))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, e := range res.Expectations {
-		fmt.Fprintf(tw, "  %s\t%s\t-> %s\t%s\tcontrol %s\n", e.Kind, e.Src, joinHostPort(e.Dst, e.DPort), e.Fate, control(e.Control))
-	}
-	tw.Flush()
+	table(w, "", res.Expectations, func(e *replay.Expectation) string {
+		return fmt.Sprintf("  %s\t%s\t-> %s\t%s\tcontrol %s", e.Kind, e.Src, joinHostPort(e.Dst, e.DPort), e.Fate, control(e.Control))
+	})
 	fmt.Fprintf(w, "\nconnection attempts: %d\n", len(res.Connections))
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, k := range res.Connections {
-		fmt.Fprintf(tw, "  %s\t%s\t-> %s\t%s\n", k.Verdict, joinHostPort(k.Src, k.SPort), joinHostPort(k.Dst, k.DPort), k.Reason)
-	}
-	tw.Flush()
+	table(w, "", res.Connections, func(k replay.Connection) string {
+		return fmt.Sprintf("  %s\t%s\t-> %s\t%s", k.Verdict, joinHostPort(k.Src, k.SPort), joinHostPort(k.Dst, k.DPort), k.Reason)
+	})
 	fmt.Fprintln(w, "\ncounters:")
-	names, err := maps.CounterNames()
-	if err != nil {
-		return err
-	}
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, n := range names {
-		if res.Counters[n] != 0 {
-			fmt.Fprintf(tw, "  %s\t%d\n", n, res.Counters[n])
-		}
-	}
-	return tw.Flush()
+	return printCounters(w, "  ", res.Counters, false)
 }
