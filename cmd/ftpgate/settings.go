@@ -20,8 +20,9 @@ import (
 //
 // Adding a setting: its field in struct config_val (bpf/, then
 // `make generate`), the matching field of maps.Config with its line in
-// maps' configToBPF/configFromBPF, and one row here. settings_test.go checks
-// the rest.
+// maps' configToBPF/configFromBPF, and one row here; nothing else names it.
+// TestConfigRoundTrip fails until the mapping has the field, and
+// TestConfigFileSetsEverySetting until a row sets it.
 var settingsTable = []setting{
 	{name: "ftp-port", in: inRun | inReplay, usage: "FTP control port (repeat; default 21)",
 		kind: ports(func(o *loader.Options) *[]uint16 { return &o.CtrlPorts }, func(*loader.Options) []uint16 { return []uint16{21} })},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -168,6 +169,13 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 	if o.Config != want || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000}) ||
 		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.AllowPorts, []uint16{22}) {
 		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
+	}
+	// a field of maps.Config that no row sets cannot be configured
+	v := reflect.ValueOf(o.Config)
+	for i := range v.NumField() {
+		if name := v.Type().Field(i).Name; name != "ClockOffset" && v.Field(i).IsZero() {
+			t.Errorf("maps.Config.%s is set by no row of settingsTable", name)
+		}
 	}
 }
 
