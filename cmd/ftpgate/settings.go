@@ -95,7 +95,8 @@ func settingFlags(cmd commands) []cli.Flag {
 
 // applySettings parses cmd's settings from c into o, all of them (with their
 // defaults) for run and replay, only those given for config set; then checks
-// the configuration as a whole.
+// the configuration as a whole with maps.Config.Validate, which knows the
+// ranges the programs rely on (so the rows of maps.Config do not repeat them).
 func applySettings(c *cli.Context, cmd commands, o *loader.Options) error {
 	for _, s := range settingsTable {
 		if s.in&cmd == 0 || (cmd == inSet && !c.IsSet(s.name)) {
@@ -175,7 +176,6 @@ func duration(def time.Duration, field func(*maps.Config) *time.Duration) kind {
 	}
 }
 
-// integer is checked by maps.Config.Validate, which knows the range.
 func integer(def int, field func(*maps.Config) *int) kind {
 	return kind{
 		flag: func(name, usage string, cmd commands) cli.Flag {
