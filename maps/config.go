@@ -64,12 +64,11 @@ func b2u(b bool) uint8 {
 	return 0
 }
 
-// SetConfig writes the configuration; the programs use it from the next packet.
-func (m *Maps) SetConfig(c Config) error {
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	v := bpf.FtpgateConfigVal{
+// configToBPF and configFromBPF are the one mapping between Config and the
+// struct the programs read; a field added to struct config_val gets its line
+// in both (TestConfigRoundTrip fails until it has).
+func configToBPF(c Config) bpf.FtpgateConfigVal {
+	return bpf.FtpgateConfigVal{
 		ExpectTimeoutNs:   uint64(c.ExpectTimeout),
 		ClockOffsetNs:     int64(c.ClockOffset),
 		MaxExpectPerConn:  uint32(c.MaxExpectPerConn),
@@ -80,7 +79,32 @@ func (m *Maps) SetConfig(c Config) error {
 		Accounting:        b2u(c.Accounting),
 		AllowLowDataPorts: b2u(c.AllowLowDataPorts),
 	}
-	if err := m.Config.Put(uint32(0), v); err != nil {
+}
+
+func configFromBPF(v bpf.FtpgateConfigVal) Config {
+	return Config{
+		ExpectTimeout:     time.Duration(v.ExpectTimeoutNs),
+		ClockOffset:       time.Duration(v.ClockOffsetNs),
+		MaxExpectPerConn:  int(v.MaxExpectPerConn),
+		FwmarkValue:       v.FwmarkValue,
+		FwmarkMask:        v.FwmarkMask,
+		Loose:             v.Loose != 0,
+		DryRun:            v.DryRun != 0,
+		Accounting:        v.Accounting != 0,
+		AllowLowDataPorts: v.AllowLowDataPorts != 0,
+	}
+}
+
+// SetConfig writes the configuration; the programs use it from the next packet.
+func (m *Maps) SetConfig(c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	return m.putConfig(c)
+}
+
+func (m *Maps) putConfig(c Config) error {
+	if err := m.Config.Put(uint32(0), configToBPF(c)); err != nil {
 		return fmt.Errorf("update %s: %w", NameConfig, err)
 	}
 	return nil
@@ -92,31 +116,17 @@ func (m *Maps) GetConfig() (Config, error) {
 	if err := m.Config.Lookup(uint32(0), &v); err != nil {
 		return Config{}, fmt.Errorf("read %s: %w", NameConfig, err)
 	}
-	return Config{
-		ExpectTimeout:     time.Duration(v.ExpectTimeoutNs),
-		ClockOffset:       time.Duration(v.ClockOffsetNs),
-		MaxExpectPerConn:  int(v.MaxExpectPerConn),
-		FwmarkValue:       v.FwmarkValue,
-		FwmarkMask:        v.FwmarkMask,
-		Loose:             v.Loose != 0,
-		DryRun:            v.DryRun != 0,
-		Accounting:        v.Accounting != 0,
-		AllowLowDataPorts: v.AllowLowDataPorts != 0,
-	}, nil
+	return configFromBPF(v), nil
 }
 
 // SetClockOffset changes only the clock offset (replay and tests move time).
+// It does not validate: a config never written holds zeros, which the
+// programs read as the defaults, and must stay so.
 func (m *Maps) SetClockOffset(d time.Duration) error {
 	c, err := m.GetConfig()
 	if err != nil {
 		return err
 	}
 	c.ClockOffset = d
-	if c.ExpectTimeout == 0 {
-		c.ExpectTimeout = DefaultExpectTimeout
-	}
-	if c.MaxExpectPerConn == 0 {
-		c.MaxExpectPerConn = DefaultMaxExpectPerConn
-	}
-	return m.SetConfig(c)
+	return m.putConfig(c)
 }

@@ -77,12 +77,46 @@ func commonFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{pinDirFlag(), netnsFlag()}, extra...)
 }
 
-// openMaps opens the pinned maps named by --pin-dir.
-func openMaps(c *cli.Context) (*maps.Maps, error) {
+// pinCommand builds a command on the dataplane pinned at --pin-dir: every
+// such command takes --pin-dir and --netns before its own flags.
+func pinCommand(name, usage string, flags []cli.Flag, action cli.ActionFunc) *cli.Command {
+	return &cli.Command{Name: name, Usage: usage, Flags: commonFlags(flags...), Action: action}
+}
+
+// mapsCommand builds a command whose action works on the pinned maps,
+// opened for it and closed after.
+func mapsCommand(name, usage string, flags []cli.Flag, action func(*cli.Context, *maps.Maps) error) *cli.Command {
+	return pinCommand(name, usage, flags, func(c *cli.Context) error {
+		return withMaps(c, func(m *maps.Maps) error { return action(c, m) })
+	})
+}
+
+// viewCommand builds a read-only command: it reads a value from the pinned
+// maps and prints it as JSON with --json, else as text.
+func viewCommand[T any](name, usage string, read func(*maps.Maps) (T, error), text func(*cli.Context, T) error, extra ...cli.Flag) *cli.Command {
+	return mapsCommand(name, usage, append([]cli.Flag{jsonFlag()}, extra...), func(c *cli.Context, m *maps.Maps) error {
+		v, err := read(m)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(c.App.Writer, v)
+		}
+		return text(c, v)
+	})
+}
+
+// withMaps opens the pinned maps named by --pin-dir for f.
+func withMaps(c *cli.Context, f func(*maps.Maps) error) error {
 	if err := loader.CheckHost(); err != nil {
-		return nil, err
+		return err
 	}
-	return maps.Open(c.String("pin-dir"))
+	m, err := maps.Open(c.String("pin-dir"))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return f(m)
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,15 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) cmd(words []string, flags ...string) result {
 	args := append(append(append([]string{}, words...), "--pin-dir", f.pinDir), flags...)
 	return ftpgate(args...)
+}
+
+// jsonOf runs words with --json and decodes what it prints into v.
+func (f *fixture) jsonOf(t *testing.T, v any, words ...string) {
+	t.Helper()
+	r := f.cmd(words, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		t.Fatalf("%s --json: %v\n%s%s", strings.Join(words, " "), err, r.stdout, r.stderr)
+	}
 }
 
 func oneLine(t *testing.T, r result) {

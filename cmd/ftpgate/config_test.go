@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -9,12 +8,11 @@ import (
 
 func TestConfigShowAndSet(t *testing.T) {
 	f := newFixture(t)
-	r := f.cmd([]string{"config"}, "--json")
 	var got map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got["dry_run"] != false || got["fwmark"] != "off" {
-		t.Fatalf("config --json: %v %s%s", err, r.stdout, r.stderr)
+	if f.jsonOf(t, &got, "config"); got["dry_run"] != false || got["fwmark"] != "off" {
+		t.Fatalf("config --json: %v", got)
 	}
-	r = f.cmd([]string{"config", "set"}, "--dry-run", "--expect-timeout", "90s", "--fwmark", "0x100/0xff00")
+	r := f.cmd([]string{"config", "set"}, "--dry-run", "--expect-timeout", "90s", "--fwmark", "0x100/0xff00")
 	if r.code != 0 {
 		t.Fatalf("config set: %s", r.stderr)
 	}

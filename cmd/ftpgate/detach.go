@@ -7,16 +7,12 @@ import (
 )
 
 func detachCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "detach",
-		Usage: "remove links, programs, pins and state: leaves nothing behind (and loses all state)",
-		Flags: commonFlags(),
-		Action: func(c *cli.Context) error {
+	return pinCommand("detach", "remove links, programs, pins and state: leaves nothing behind (and loses all state)", nil,
+		func(c *cli.Context) error {
 			log, err := newLogger(c.App.ErrWriter, "info")
 			if err != nil {
 				return err
 			}
 			return loader.Detach(c.String("pin-dir"), c.String("netns"), log)
-		},
-	}
+		})
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -43,7 +42,6 @@ func TestExpectations(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := f.cmd([]string{"expectations"}, "--json")
 	var list []struct {
 		Kind      string `json:"kind"`
 		Src, Dst  string
@@ -56,15 +54,15 @@ func TestExpectations(t *testing.T) {
 			ServerPort int    `json:"server_port"`
 		} `json:"control"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 {
-		t.Fatalf("expectations --json: %v\n%s%s", err, r.stdout, r.stderr)
+	if f.jsonOf(t, &list, "expectations"); len(list) != 1 {
+		t.Fatalf("expectations --json: %+v", list)
 	}
 	e := list[0]
 	if e.Kind != "epsv" || e.Src != "2001:db8:1::2" || e.Dst != "2001:db8:2::2" || e.DPort != 30000 ||
 		e.ExpiresMs <= 0 || e.ExpiresMs > 60000 || e.Control.ClientPort != 40000 || e.Control.Server != "2001:db8:2::2" {
 		t.Fatalf("expectation %+v", e)
 	}
-	r = f.cmd([]string{"expectations"})
+	r := f.cmd([]string{"expectations"})
 	if !strings.Contains(r.stdout, "[2001:db8:2::2]:30000") || strings.Contains(r.stdout, "30001") {
 		t.Fatalf("expectations:\n%s", r.stdout)
 	}

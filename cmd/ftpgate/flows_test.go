@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -27,10 +26,9 @@ func TestFlowsAndCtrl(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := f.cmd([]string{"flows"}, "--json")
 	var flows []maps.Flow
-	if err := json.Unmarshal([]byte(r.stdout), &flows); err != nil || len(flows) != 1 {
-		t.Fatalf("flows --json: %v\n%s", err, r.stdout)
+	if f.jsonOf(t, &flows, "flows"); len(flows) != 1 {
+		t.Fatalf("flows --json: %+v", flows)
 	}
 	if fl := flows[0]; fl.SPort != 50000 || fl.Packets != 7 || fl.Bytes != 7000 || fl.Src != cli4 {
 		t.Fatalf("flow %+v", fl)
@@ -39,7 +37,7 @@ func TestFlowsAndCtrl(t *testing.T) {
 		t.Fatalf("flows:\n%s", r.stdout)
 	}
 
-	r = f.cmd([]string{"ctrl"})
+	r := f.cmd([]string{"ctrl"})
 	if !strings.Contains(r.stdout, "192.0.2.2:40000") || !strings.Contains(r.stdout, "5/6") || !strings.Contains(r.stdout, "pasv") {
 		t.Fatalf("ctrl:\n%s", r.stdout)
 	}

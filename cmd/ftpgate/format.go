@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"slices"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -17,4 +20,29 @@ func joinHostPort(a fmt.Stringer, port uint16) string {
 
 func control(c maps.Control) string {
 	return joinHostPort(c.Client, c.ClientPort) + " -> " + joinHostPort(c.Server, c.ServerPort)
+}
+
+// table prints the header, if any, and a line per row in aligned columns;
+// row gives its tab-separated cells.
+func table[T any](w io.Writer, header string, rows []T, row func(T) string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if header != "" {
+		fmt.Fprintln(tw, header)
+	}
+	for _, r := range rows {
+		fmt.Fprintln(tw, row(r))
+	}
+	return tw.Flush()
+}
+
+// printCounters prints counters in the programs' order, with each line
+// indented; zero ones only with all.
+func printCounters(w io.Writer, indent string, counters map[string]uint64, all bool) error {
+	names, err := maps.CounterNames()
+	if err != nil {
+		return err
+	}
+	// the names are shared: filter a copy
+	names = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return counters[n] == 0 && !all })
+	return table(w, "", names, func(n string) string { return fmt.Sprintf("%s%s\t%d", indent, n, counters[n]) })
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -9,13 +8,10 @@ import (
 
 func portsOf(t *testing.T, f *fixture, set string) []uint16 {
 	t.Helper()
-	r := f.cmd([]string{set}, "--json")
 	var v struct {
 		Ports []uint16 `json:"ports"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
-		t.Fatalf("%s --json: %v\n%s%s", set, err, r.stdout, r.stderr)
-	}
+	f.jsonOf(t, &v, set)
 	return v.Ports
 }
 

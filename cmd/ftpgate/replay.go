@@ -3,12 +3,11 @@ package main
 import (
 	"fmt"
 	"net/netip"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftpgate/ftpgate/internal/replay"
-	"github.com/ftpgate/ftpgate/maps"
+	"github.com/ftpgate/ftpgate/loader"
 )
 
 func replayCommand() *cli.Command {
@@ -21,47 +20,27 @@ them with BPF_PROG_TEST_RUN, in order: XDP first, as if the packet arrived on a
 guarded interface, then TC ingress if it passed. Packets from a --local prefix
 are outbound: TC egress only. Time follows the capture, so expectations expire
 as they would have on the wire. No interface is touched.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "pcap", Required: true, Usage: "capture `FILE` (pcap or pcapng)"},
-			&cli.IntSliceFlag{Name: "ftp-port", Usage: "FTP control port (repeat; default 21)"},
-			&cli.IntSliceFlag{Name: "allow-port", Usage: "allowed port (repeat; default: the FTP control ports)"},
-			&cli.BoolFlag{Name: "loose", Usage: "as for run"},
-			&cli.BoolFlag{Name: "dry-run", Usage: "as for run"},
-			&cli.BoolFlag{Name: "allow-low-data-ports", Usage: "as for run"},
-			&cli.DurationFlag{Name: "expect-timeout", Value: maps.DefaultExpectTimeout, Usage: "as for run"},
-			&cli.IntFlag{Name: "max-expect-per-conn", Value: 1, Usage: "as for run"},
 			&cli.StringSliceFlag{Name: "local", Usage: "`CIDR` whose packets are outbound (repeat)"},
 			jsonFlag(),
-		},
+		}, settingFlags(inReplay)...),
 		Action: replayAction,
 	}
 }
 
 func replayAction(c *cli.Context) error {
-	var opts replay.Options
-	var err error
-	if opts.CtrlPorts, err = portList("ftp-port", c.IntSlice("ftp-port")); err != nil {
+	var o loader.Options
+	if err := applySettings(c, inReplay, &o); err != nil {
 		return err
 	}
-	if opts.AllowPorts, err = portList("allow-port", c.IntSlice("allow-port")); err != nil {
-		return err
-	}
+	opts := replay.Options{CtrlPorts: o.CtrlPorts, AllowPorts: o.AllowPorts, Config: o.Config}
 	for _, s := range c.StringSlice("local") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return fmt.Errorf("--local %q is not a prefix (e.g. 198.51.100.0/24 or 2001:db8::/32)", s)
 		}
 		opts.Local = append(opts.Local, p.Masked())
-	}
-	opts.Config = maps.Config{
-		ExpectTimeout:     c.Duration("expect-timeout"),
-		MaxExpectPerConn:  c.Int("max-expect-per-conn"),
-		Loose:             c.Bool("loose"),
-		DryRun:            c.Bool("dry-run"),
-		AllowLowDataPorts: c.Bool("allow-low-data-ports"),
-	}
-	if err := opts.Config.Validate(); err != nil {
-		return err
 	}
 	frames, err := replay.ReadCapture(c.String("pcap"))
 	if err != nil {
@@ -80,27 +59,13 @@ func replayAction(c *cli.Context) error {
 		fmt.Fprintf(w, "%d oversized frames (GRO/TSO) were cut to %d bytes; their headers are intact\n", res.Truncated, replay.MaxTestRunFrame)
 	}
 	fmt.Fprintf(w, "\nexpectations created: %d\n", len(res.Expectations))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, e := range res.Expectations {
-		fmt.Fprintf(tw, "  %s\t%s\t-> %s\t%s\tcontrol %s\n", e.Kind, e.Src, joinHostPort(e.Dst, e.DPort), e.Fate, control(e.Control))
-	}
-	tw.Flush()
+	table(w, "", res.Expectations, func(e *replay.Expectation) string {
+		return fmt.Sprintf("  %s\t%s\t-> %s\t%s\tcontrol %s", e.Kind, e.Src, joinHostPort(e.Dst, e.DPort), e.Fate, control(e.Control))
+	})
 	fmt.Fprintf(w, "\nconnection attempts: %d\n", len(res.Connections))
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, k := range res.Connections {
-		fmt.Fprintf(tw, "  %s\t%s\t-> %s\t%s\n", k.Verdict, joinHostPort(k.Src, k.SPort), joinHostPort(k.Dst, k.DPort), k.Reason)
-	}
-	tw.Flush()
+	table(w, "", res.Connections, func(k replay.Connection) string {
+		return fmt.Sprintf("  %s\t%s\t-> %s\t%s", k.Verdict, joinHostPort(k.Src, k.SPort), joinHostPort(k.Dst, k.DPort), k.Reason)
+	})
 	fmt.Fprintln(w, "\ncounters:")
-	names, err := maps.CounterNames()
-	if err != nil {
-		return err
-	}
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, n := range names {
-		if res.Counters[n] != 0 {
-			fmt.Fprintf(tw, "  %s\t%d\n", n, res.Counters[n])
-		}
-	}
-	return tw.Flush()
+	return printCounters(w, "  ", res.Counters, false)
 }

@@ -26,11 +26,6 @@ type timed struct {
 	frame []byte
 }
 
-var (
-	rcli = netip.MustParseAddr("192.0.2.2")
-	rsrv = netip.MustParseAddr("198.51.100.2")
-)
-
 func seg(at time.Duration, src, dst netip.AddrPort, seq uint32, flags uint8, payload string) timed {
 	return timed{at, packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: flags, Payload: []byte(payload)}.Bytes()}
 }
@@ -38,24 +33,24 @@ func seg(at time.Duration, src, dst netip.AddrPort, seq uint32, flags uint8, pay
 // session: a PASV that is used, an unsolicited SYN, a retransmitted data
 // SYN, and a second PASV whose data connection comes too late.
 func session() []timed {
-	c, s := netip.AddrPortFrom(rcli, 40000), netip.AddrPortFrom(rsrv, 21)
+	c, s := netip.AddrPortFrom(cli4, 40000), netip.AddrPortFrom(srv4, 21)
 	pasv := "PASV\r\n"
 	r1 := "227 Entering Passive Mode (198,51,100,2,117,48).\r\n"
 	r2 := "227 Entering Passive Mode (198,51,100,2,117,49).\r\n"
-	data := netip.AddrPortFrom(rsrv, 30000)
-	late := netip.AddrPortFrom(rsrv, 30001)
+	data := netip.AddrPortFrom(srv4, 30000)
+	late := netip.AddrPortFrom(srv4, 30001)
 	return []timed{
 		seg(0, c, s, 100, packet.SYN, ""),
 		seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
 		seg(2*time.Millisecond, c, s, 101, packet.ACK|packet.PSH, pasv),
 		seg(3*time.Millisecond, s, c, 501, packet.ACK|packet.PSH, r1),
-		seg(4*time.Millisecond, netip.AddrPortFrom(rcli, 50000), data, 1, packet.SYN, ""),
-		seg(5*time.Millisecond, netip.AddrPortFrom(rcli, 50000), data, 1, packet.SYN, ""),
-		seg(6*time.Millisecond, netip.AddrPortFrom(rcli, 50001), netip.AddrPortFrom(rsrv, 31337), 1, packet.SYN, ""),
+		seg(4*time.Millisecond, netip.AddrPortFrom(cli4, 50000), data, 1, packet.SYN, ""),
+		seg(5*time.Millisecond, netip.AddrPortFrom(cli4, 50000), data, 1, packet.SYN, ""),
+		seg(6*time.Millisecond, netip.AddrPortFrom(cli4, 50001), netip.AddrPortFrom(srv4, 31337), 1, packet.SYN, ""),
 		seg(7*time.Millisecond, c, s, 101+uint32(len(pasv)), packet.ACK|packet.PSH, pasv),
 		seg(8*time.Millisecond, s, c, 501+uint32(len(r1)), packet.ACK|packet.PSH, r2),
 		// six minutes later: the 300 s expectation has expired
-		seg(6*time.Minute, netip.AddrPortFrom(rcli, 50002), late, 1, packet.SYN, ""),
+		seg(6*time.Minute, netip.AddrPortFrom(cli4, 50002), late, 1, packet.SYN, ""),
 	}
 }
 

@@ -7,42 +7,30 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/ftpgate/ftpgate/loader"
-	"github.com/ftpgate/ftpgate/maps"
 )
 
 func runCommand() *cli.Command {
-	flags := []cli.Flag{
+	flags := append([]cli.Flag{
 		pinDirFlag(),
 		netnsFlag(),
 		&cli.StringFlag{Name: "config", Usage: "YAML `FILE` whose keys are these flags' names; flags on the command line win"},
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "iface", Aliases: []string{"i"}, Usage: "guarded interface (repeat for several)"}),
-		altsrc.NewIntSliceFlag(&cli.IntSliceFlag{Name: "ftp-port", Usage: "FTP control port (repeat; default 21)"}),
-		altsrc.NewIntSliceFlag(&cli.IntSliceFlag{Name: "allow-port", Usage: "port accepting new connections (repeat; default: the FTP control ports)"}),
-		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "loose", Usage: "accept PORT/EPRT to third-party addresses and use the address a 227 announces"}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "expect-timeout", Value: maps.DefaultExpectTimeout, Usage: "lifetime of an unconsumed expectation"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-expect-per-conn", Value: 1, Usage: fmt.Sprintf("pending expectations per control connection (1-%d; the oldest is evicted)", maps.MaxExpectPerConn)}),
-		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "dry-run", Usage: "count what would be dropped, drop nothing"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "fwmark", Usage: "mark admitted data SYNs at TC ingress with `V[/M]` (for nftables: meta mark & M == V accept)"}),
-		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "accounting", Usage: "count packets and bytes of data flows (a map write per packet)"}),
-		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "allow-low-data-ports", Usage: "accept data ports below 1024"}),
+	}, settingFlags(inRun)...)
+	flags = append(flags,
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "xdp-mode", Value: string(loader.XDPAuto), Usage: "auto (native, generic on veth), native or generic"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "tc-attach", Value: string(loader.TCAuto), Usage: "auto (tcx on 6.6+, netlink below), tcx or netlink"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "ctrl-conns", Value: int(loader.DefaultTableSizes.CtrlConns), Usage: "control-connection table entries (fixed when first created)"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "expectations", Value: int(loader.DefaultTableSizes.Expectations), Usage: "expectation table entries (fixed when first created)"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "flows", Value: int(loader.DefaultTableSizes.DataFlows), Usage: "data-flow table entries (fixed when first created)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "age-interval", Value: loader.DefaultAgeInterval, Usage: "how often expired entries are reclaimed"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9469) at /metrics"}),
 		&cli.StringFlag{Name: "ready-file", Usage: "write the PID to `PATH` once attached"},
 		&cli.BoolFlag{Name: "detach-on-exit", Usage: "on SIGTERM/SIGINT remove everything instead of leaving the dataplane attached"},
-	}
+	)
 	return &cli.Command{
 		Name:  "run",
 		Usage: "attach to the guarded interfaces and age entries until stopped",
@@ -56,39 +44,6 @@ leaving the dataplane attached and pinned, so a restart loses nothing.`,
 	}
 }
 
-func portList(name string, vals []int) ([]uint16, error) {
-	var out []uint16
-	for _, v := range vals {
-		if err := maps.ValidPort(v); err != nil {
-			return nil, fmt.Errorf("--%s: %w", name, err)
-		}
-		out = append(out, uint16(v))
-	}
-	return out, nil
-}
-
-// parseFwmark reads V or V/M (decimal or 0x hex).
-func parseFwmark(s string) (value, mask uint32, err error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	vs, ms, hasMask := strings.Cut(s, "/")
-	v, err := strconv.ParseUint(vs, 0, 32)
-	if err != nil {
-		return 0, 0, fmt.Errorf("--fwmark %q: value is not a 32-bit number (e.g. 0x100 or 0x100/0xff00)", s)
-	}
-	m := uint64(0xffffffff)
-	if hasMask {
-		if m, err = strconv.ParseUint(ms, 0, 32); err != nil {
-			return 0, 0, fmt.Errorf("--fwmark %q: mask is not a 32-bit number (e.g. 0x100/0xff00)", s)
-		}
-	}
-	if v == 0 || uint32(v)&uint32(m) != uint32(v) {
-		return 0, 0, fmt.Errorf("--fwmark %q: the value must be non-zero and inside the mask", s)
-	}
-	return uint32(v), uint32(m), nil
-}
-
 func optionsFromFlags(c *cli.Context) (loader.Options, error) {
 	var o loader.Options
 	var err error
@@ -98,45 +53,14 @@ func optionsFromFlags(c *cli.Context) (loader.Options, error) {
 	if len(o.Ifaces) == 0 {
 		return o, errors.New("no interface to guard: give --iface NAME (repeat for several)")
 	}
-	if o.CtrlPorts, err = portList("ftp-port", c.IntSlice("ftp-port")); err != nil {
+	if err := applySettings(c, inRun, &o); err != nil {
 		return o, err
-	}
-	if len(o.CtrlPorts) == 0 {
-		o.CtrlPorts = []uint16{21}
-	}
-	if o.AllowPorts, err = portList("allow-port", c.IntSlice("allow-port")); err != nil {
-		return o, err
-	}
-	if len(o.AllowPorts) == 0 {
-		o.AllowPorts = o.CtrlPorts
 	}
 	if o.XDPMode, err = loader.ParseXDPMode(c.String("xdp-mode")); err != nil {
 		return o, fmt.Errorf("--xdp-mode: %w", err)
 	}
 	if o.TCMode, err = loader.ParseTCMode(c.String("tc-attach")); err != nil {
 		return o, fmt.Errorf("--tc-attach: %w", err)
-	}
-	cfg := maps.Config{
-		ExpectTimeout:     c.Duration("expect-timeout"),
-		MaxExpectPerConn:  c.Int("max-expect-per-conn"),
-		Loose:             c.Bool("loose"),
-		DryRun:            c.Bool("dry-run"),
-		Accounting:        c.Bool("accounting"),
-		AllowLowDataPorts: c.Bool("allow-low-data-ports"),
-	}
-	if cfg.FwmarkValue, cfg.FwmarkMask, err = parseFwmark(c.String("fwmark")); err != nil {
-		return o, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return o, err
-	}
-	o.Config = cfg
-	for name, p := range map[string]*uint32{"ctrl-conns": &o.Tables.CtrlConns, "expectations": &o.Tables.Expectations, "flows": &o.Tables.DataFlows} {
-		n := c.Int(name)
-		if n < 1 || n > 1<<24 {
-			return o, fmt.Errorf("--%s %d is out of range: use 1-%d", name, n, 1<<24)
-		}
-		*p = uint32(n)
 	}
 	if c.Duration("age-interval") <= 0 {
 		return o, errors.New("--age-interval must be positive")

@@ -1,20 +1,16 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 )
 
 func TestStats(t *testing.T) {
 	f := newFixture(t)
-	r := f.cmd([]string{"stats"}, "--json")
 	var v struct {
 		Counters map[string]uint64 `json:"counters"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
-		t.Fatalf("stats --json: %v\n%s", err, r.stdout)
-	}
+	f.jsonOf(t, &v, "stats")
 	// the names the issue fixed are all there
 	for _, name := range []string{"ctrl_segments", "cmd_port", "cmd_eprt", "cmd_pasv", "cmd_epsv", "reply_227", "reply_229",
 		"expect_created", "expect_consumed", "expect_evicted", "expect_expired", "expect_closed", "reject_bounce",
@@ -25,7 +21,7 @@ func TestStats(t *testing.T) {
 			t.Errorf("counter %q missing", name)
 		}
 	}
-	r = f.cmd([]string{"stats"}, "--all")
+	r := f.cmd([]string{"stats"}, "--all")
 	if !strings.Contains(r.stdout, "syn_drop_unexpected") {
 		t.Fatalf("stats --all:\n%s", r.stdout)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
@@ -10,11 +9,8 @@ import (
 )
 
 func statusCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "status",
-		Usage: "show interfaces, attach modes, program ids and table fill; exit 0 only when attached",
-		Flags: commonFlags(jsonFlag()),
-		Action: func(c *cli.Context) error {
+	return pinCommand("status", "show interfaces, attach modes, program ids and table fill; exit 0 only when attached",
+		[]cli.Flag{jsonFlag()}, func(c *cli.Context) error {
 			if err := loader.CheckHost(); err != nil {
 				return err
 			}
@@ -23,18 +19,18 @@ func statusCommand() *cli.Command {
 				return err
 			}
 			if c.Bool("json") {
-				if err := printJSON(c.App.Writer, st); err != nil {
-					return err
-				}
+				err = printJSON(c.App.Writer, st)
 			} else {
-				printStatus(c, st)
+				err = printStatus(c, st)
+			}
+			if err != nil {
+				return err
 			}
 			if err := st.Check(); err != nil {
 				return cli.Exit(err.Error(), 3)
 			}
 			return nil
-		},
-	}
+		})
 }
 
 func yesNo(b bool) string {
@@ -44,7 +40,7 @@ func yesNo(b bool) string {
 	return "NO"
 }
 
-func printStatus(c *cli.Context, st *loader.Status) {
+func printStatus(c *cli.Context, st *loader.Status) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "pin dir:   %s\n", st.PinDir)
 	if st.State != nil {
@@ -57,24 +53,15 @@ func printStatus(c *cli.Context, st *loader.Status) {
 	fmt.Fprintf(w, "ftp ports: %v   allowed ports: %v\n", st.Ctrl, st.Allow)
 	fmt.Fprintf(w, "config:    %s\n\n", describeConfig(st.Config))
 
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INTERFACE\tIFINDEX\tXDP\tTC\tATTACHED")
-	for _, i := range st.Ifaces {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", i.Name, i.Index, i.XDPMode, i.TCMode, yesNo(i.XDPAttached && i.TCAttached))
-	}
-	tw.Flush()
+	table(w, "INTERFACE\tIFINDEX\tXDP\tTC\tATTACHED", st.Ifaces, func(i loader.IfaceStatus) string {
+		return fmt.Sprintf("%s\t%d\t%s\t%s\t%s", i.Name, i.Index, i.XDPMode, i.TCMode, yesNo(i.XDPAttached && i.TCAttached))
+	})
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROGRAM\tID\tTAG")
-	for _, p := range st.Programs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", p.Name, p.ID, p.Tag)
-	}
-	tw.Flush()
+	table(w, "PROGRAM\tID\tTAG", st.Programs, func(p loader.ProgramStatus) string {
+		return fmt.Sprintf("%s\t%d\t%s", p.Name, p.ID, p.Tag)
+	})
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TABLE\tENTRIES\tCAPACITY")
-	for _, m := range st.Maps {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", m.Name, m.Entries, m.Capacity)
-	}
-	tw.Flush()
+	return table(w, "TABLE\tENTRIES\tCAPACITY", st.Maps, func(m loader.MapStatus) string {
+		return fmt.Sprintf("%s\t%d\t%d", m.Name, m.Entries, m.Capacity)
+	})
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -17,7 +16,6 @@ func TestStatus(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	r = f.cmd([]string{"status"}, "--json")
 	var st struct {
 		Attached bool `json:"attached"`
 		Ifaces   []struct {
@@ -30,8 +28,8 @@ func TestStatus(t *testing.T) {
 			ID uint32 `json:"id"`
 		} `json:"programs"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || !st.Attached || len(st.Ifaces) != 2 || len(st.Programs) != 3 {
-		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	if f.jsonOf(t, &st, "status"); !st.Attached || len(st.Ifaces) != 2 || len(st.Programs) != 3 {
+		t.Fatalf("status --json: %+v", st)
 	}
 
 	// after detach: non-zero and one line

@@ -10,12 +10,10 @@ import (
 )
 
 func versionCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "version",
-		Usage: "print the version",
-		Action: func(c *cli.Context) error {
-			fmt.Fprintf(c.App.Writer, "ftpgate %s (%s, %s/%s)\n", loader.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			return nil
-		},
-	}
+	return &cli.Command{Name: "version", Usage: "print the version", Action: printVersion}
+}
+
+func printVersion(c *cli.Context) error {
+	_, err := fmt.Fprintf(c.App.Writer, "ftpgate %s (%s, %s/%s)\n", loader.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return err
 }

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// settingsTable is the one definition of every run-time setting of the
+// dataplane. `run` (and the keys of its --config file), `config set` and
+// `replay` take their flags, defaults, help, parsing and validation from it;
+// `config`, `config --json` and `status` show maps.Config through it.
+//
+// Adding a setting: its field in struct config_val (bpf/, then
+// `make generate`), the matching field of maps.Config with its line in
+// maps' configToBPF/configFromBPF, and one row here; nothing else names it.
+// TestConfigRoundTrip fails until the mapping has the field, and
+// TestConfigFileSetsEverySetting until a row sets it.
+var settingsTable = []setting{
+	{name: "ftp-port", in: inRun | inReplay, usage: "FTP control port (repeat; default 21)",
+		kind: ports(func(o *loader.Options) *[]uint16 { return &o.CtrlPorts }, func(*loader.Options) []uint16 { return []uint16{21} })},
+	// after ftp-port: its default is the control ports
+	{name: "allow-port", in: inRun | inReplay, usage: "port accepting new connections (repeat; default: the FTP control ports)",
+		kind: ports(func(o *loader.Options) *[]uint16 { return &o.AllowPorts }, func(o *loader.Options) []uint16 { return o.CtrlPorts })},
+	{name: "expect-timeout", in: everywhere, json: "expect_timeout_ms", usage: "lifetime of an unconsumed expectation",
+		kind: duration(maps.DefaultExpectTimeout, func(c *maps.Config) *time.Duration { return &c.ExpectTimeout })},
+	{name: "max-expect-per-conn", in: everywhere, json: "max_expect_per_conn",
+		usage: fmt.Sprintf("pending expectations per control connection (1-%d; the oldest is evicted)", maps.MaxExpectPerConn),
+		kind:  integer(maps.DefaultMaxExpectPerConn, func(c *maps.Config) *int { return &c.MaxExpectPerConn })},
+	{name: "loose", in: everywhere, json: "loose", usage: "accept PORT/EPRT to third-party addresses and use the address a 227 announces",
+		kind: boolean(func(c *maps.Config) *bool { return &c.Loose })},
+	{name: "dry-run", in: everywhere, json: "dry_run", usage: "count what would be dropped, drop nothing",
+		kind: boolean(func(c *maps.Config) *bool { return &c.DryRun })},
+	{name: "fwmark", in: inRun | inSet, json: "fwmark",
+		usage: "mark admitted data SYNs at TC ingress with `V[/M]` (for nftables: meta mark & M == V accept); config set: \"off\" stops marking",
+		kind:  fwmark()},
+	{name: "accounting", in: inRun | inSet, json: "accounting", usage: "count packets and bytes of data flows (a map write per packet)",
+		kind: boolean(func(c *maps.Config) *bool { return &c.Accounting })},
+	{name: "allow-low-data-ports", in: everywhere, json: "allow_low_data_ports", usage: "accept data ports below 1024",
+		kind: boolean(func(c *maps.Config) *bool { return &c.AllowLowDataPorts })},
+	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
+		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
+	{name: "expectations", in: inRun, usage: "expectation table entries (fixed when first created)",
+		kind: tableSize(loader.DefaultTableSizes.Expectations, func(t *loader.TableSizes) *uint32 { return &t.Expectations })},
+	{name: "flows", in: inRun, usage: "data-flow table entries (fixed when first created)",
+		kind: tableSize(loader.DefaultTableSizes.DataFlows, func(t *loader.TableSizes) *uint32 { return &t.DataFlows })},
+}
+
+// commands is the set of commands a setting appears in.
+type commands uint8
+
+const (
+	inRun commands = 1 << iota
+	// config set changes only the flags given: its flags have no defaults
+	inSet
+	inReplay
+	everywhere = inRun | inSet | inReplay
+)
+
+// setting is one row of settingsTable.
+type setting struct {
+	name  string // the flag, and the key in run's config file
+	usage string
+	in    commands
+	json  string // key in `config --json`; empty for what maps.Config does not hold
+	kind
+}
+
+// kind is what a setting's type decides: its flag, how the flag's value
+// reaches the options, and how it is shown.
+type kind struct {
+	flag  func(name, usage string, cmd commands) cli.Flag
+	apply func(c *cli.Context, name string, cmd commands, o *loader.Options) error
+	show  func(maps.Config) any    // the JSON value; nil outside maps.Config
+	text  func(maps.Config) string // for people
+}
+
+// settingFlags is the flags of cmd's settings, in table order.
+func settingFlags(cmd commands) []cli.Flag {
+	var flags []cli.Flag
+	for _, s := range settingsTable {
+		if s.in&cmd != 0 {
+			flags = append(flags, s.flag(s.name, s.usage, cmd))
+		}
+	}
+	return flags
+}
+
+// applySettings parses cmd's settings from c into o, all of them (with their
+// defaults) for run and replay, only those given for config set; then checks
+// the configuration as a whole with maps.Config.Validate, which knows the
+// ranges the programs rely on (so the rows of maps.Config do not repeat them).
+func applySettings(c *cli.Context, cmd commands, o *loader.Options) error {
+	for _, s := range settingsTable {
+		if s.in&cmd == 0 || (cmd == inSet && !c.IsSet(s.name)) {
+			continue
+		}
+		if err := s.apply(c, s.name, cmd, o); err != nil {
+			return err
+		}
+	}
+	return o.Config.Validate()
+}
+
+// describeConfig shows cfg by the names that change it.
+func describeConfig(cfg maps.Config) string {
+	var parts []string
+	for _, s := range settingsTable {
+		if s.show != nil {
+			parts = append(parts, s.name+" "+s.text(cfg))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func configJSON(cfg maps.Config) map[string]any {
+	out := map[string]any{}
+	for _, s := range settingsTable {
+		if s.show != nil {
+			out[s.json] = s.show(cfg)
+		}
+	}
+	return out
+}
+
+// yamlFlag gives run the flag that its config file can set too.
+func yamlFlag[F, Y cli.Flag](f F, yaml func(F) Y, cmd commands) cli.Flag {
+	if cmd == inRun {
+		return yaml(f)
+	}
+	return f
+}
+
+// defaultFor leaves out the default where it would not be applied.
+func defaultFor[T any](cmd commands, v T) T {
+	if cmd == inSet {
+		var zero T
+		return zero
+	}
+	return v
+}
+
+func boolean(field func(*maps.Config) *bool) kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.BoolFlag{Name: name, Usage: usage}, altsrc.NewBoolFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			*field(&o.Config) = c.Bool(name)
+			return nil
+		},
+		show: func(cfg maps.Config) any { return *field(&cfg) },
+		text: func(cfg maps.Config) string { return strconv.FormatBool(*field(&cfg)) },
+	}
+}
+
+// duration is shown in milliseconds in JSON (its key says _ms).
+func duration(def time.Duration, field func(*maps.Config) *time.Duration) kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.DurationFlag{Name: name, Usage: usage, Value: defaultFor(cmd, def)}, altsrc.NewDurationFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			*field(&o.Config) = c.Duration(name)
+			return nil
+		},
+		show: func(cfg maps.Config) any { return field(&cfg).Milliseconds() },
+		text: func(cfg maps.Config) string { return field(&cfg).String() },
+	}
+}
+
+func integer(def int, field func(*maps.Config) *int) kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.IntFlag{Name: name, Usage: usage, Value: defaultFor(cmd, def)}, altsrc.NewIntFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			*field(&o.Config) = c.Int(name)
+			return nil
+		},
+		show: func(cfg maps.Config) any { return *field(&cfg) },
+		text: func(cfg maps.Config) string { return strconv.Itoa(*field(&cfg)) },
+	}
+}
+
+func fwmark() kind {
+	text := func(cfg maps.Config) string {
+		if cfg.FwmarkValue == 0 {
+			return "off"
+		}
+		return fmt.Sprintf("%#x/%#x", cfg.FwmarkValue, cfg.FwmarkMask)
+	}
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage}, altsrc.NewStringFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, cmd commands, o *loader.Options) (err error) {
+			s := c.String(name)
+			// run says "no marking" by leaving it out; config set needs a word
+			if cmd == inSet && s == "off" {
+				s = ""
+			}
+			o.Config.FwmarkValue, o.Config.FwmarkMask, err = parseFwmark(s)
+			return err
+		},
+		show: func(cfg maps.Config) any { return text(cfg) },
+		text: text,
+	}
+}
+
+// ports is a repeated port flag; def gives the set when none is given.
+func ports(field func(*loader.Options) *[]uint16, def func(*loader.Options) []uint16) kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.IntSliceFlag{Name: name, Usage: usage}, altsrc.NewIntSliceFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			list, err := portList(name, c.IntSlice(name))
+			if err != nil {
+				return err
+			}
+			if len(list) == 0 {
+				list = def(o)
+			}
+			*field(o) = list
+			return nil
+		},
+	}
+}
+
+// tableSize is fixed when the maps are first created.
+func tableSize(def uint32, field func(*loader.TableSizes) *uint32) kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.IntFlag{Name: name, Usage: usage, Value: int(defaultFor(cmd, def))}, altsrc.NewIntFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			n := c.Int(name)
+			if n < 1 || n > maps.MaxTableEntries {
+				return fmt.Errorf("--%s %d is out of range: use 1-%d", name, n, maps.MaxTableEntries)
+			}
+			*field(&o.Tables) = uint32(n)
+			return nil
+		},
+	}
+}
+
+func portList(name string, vals []int) ([]uint16, error) {
+	var out []uint16
+	for _, v := range vals {
+		if err := maps.ValidPort(v); err != nil {
+			return nil, fmt.Errorf("--%s: %w", name, err)
+		}
+		out = append(out, uint16(v))
+	}
+	return out, nil
+}
+
+// parseFwmark reads V or V/M (decimal or 0x hex); empty is no marking.
+func parseFwmark(s string) (value, mask uint32, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	vs, ms, hasMask := strings.Cut(s, "/")
+	v, err := strconv.ParseUint(vs, 0, 32)
+	if err != nil {
+		return 0, 0, fmt.Errorf("--fwmark %q: value is not a 32-bit number (e.g. 0x100 or 0x100/0xff00)", s)
+	}
+	m := uint64(0xffffffff)
+	if hasMask {
+		if m, err = strconv.ParseUint(ms, 0, 32); err != nil {
+			return 0, 0, fmt.Errorf("--fwmark %q: mask is not a 32-bit number (e.g. 0x100/0xff00)", s)
+		}
+	}
+	if v == 0 || uint32(v)&uint32(m) != uint32(v) {
+		return 0, 0, fmt.Errorf("--fwmark %q: the value must be non-zero and inside the mask", s)
+	}
+	return uint32(v), uint32(m), nil
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// settingsCommands finds, in the real command tree, the commands a row can name.
+func settingsCommands(t *testing.T) map[commands]*cli.Command {
+	t.Helper()
+	out := map[commands]*cli.Command{}
+	for _, c := range newApp(io.Discard, io.Discard).Commands {
+		switch c.Name {
+		case "run":
+			out[inRun] = c
+		case "replay":
+			out[inReplay] = c
+		case "config":
+			for _, s := range c.Subcommands {
+				if s.Name == "set" {
+					out[inSet] = s
+				}
+			}
+		}
+	}
+	if len(out) != 3 {
+		t.Fatalf("run, config set and replay not all found: %v", out)
+	}
+	return out
+}
+
+// TestSettingsAppearWhereNamed: each row's flag is in exactly the commands
+// the row names, with the row's help text; and the rows name the commands
+// users already rely on.
+func TestSettingsAppearWhereNamed(t *testing.T) {
+	cliToday := map[string]commands{
+		"ftp-port": inRun | inReplay, "allow-port": inRun | inReplay, "expect-timeout": everywhere, "max-expect-per-conn": everywhere,
+		"loose": everywhere, "dry-run": everywhere, "fwmark": inRun | inSet, "accounting": inRun | inSet,
+		"allow-low-data-ports": everywhere, "ctrl-conns": inRun, "expectations": inRun, "flows": inRun,
+	}
+	for _, s := range settingsTable {
+		if cliToday[s.name] != s.in {
+			t.Errorf("--%s is in commands %03b, want %03b (a new row: add it here)", s.name, s.in, cliToday[s.name])
+		}
+	}
+	for cmd, c := range settingsCommands(t) {
+		for _, s := range settingsTable {
+			i := slices.IndexFunc(c.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), s.name) })
+			if (i >= 0) != (s.in&cmd != 0) {
+				t.Errorf("%s: flag --%s present %v, row says %v", c.Name, s.name, i >= 0, s.in&cmd != 0)
+				continue
+			}
+			if i >= 0 && c.Flags[i].(cli.DocGenerationFlag).GetUsage() != s.usage {
+				t.Errorf("%s --%s: help is not the row's", c.Name, s.name)
+			}
+		}
+	}
+	for _, s := range settingsTable {
+		if (s.json == "") != (s.show == nil) {
+			t.Errorf("--%s: a JSON key needs a value to show and the other way round", s.name)
+		}
+	}
+}
+
+// parseSettings runs cmd on args up to its action, which returns the options
+// the settings made of them instead of acting; run also reads its config file.
+func parseSettings(t *testing.T, which commands, start loader.Options, args ...string) (loader.Options, error) {
+	t.Helper()
+	// a fresh command tree each time: this one's action can be replaced
+	cmd := settingsCommands(t)[which]
+	o := start
+	cmd.Action = func(c *cli.Context) (err error) {
+		if which == inRun {
+			o, err = optionsFromFlags(c)
+			return err
+		}
+		return applySettings(c, which, &o)
+	}
+	cmd.Subcommands = nil
+	app := &cli.App{Name: "ftpgate", Commands: []*cli.Command{cmd}, Writer: io.Discard, ErrWriter: io.Discard}
+	err := app.Run(append([]string{"ftpgate", cmd.Name}, args...))
+	return o, err
+}
+
+// TestSettingsDefaults: without flags, run and replay apply maps.DefaultConfig
+// and run the default table sizes.
+func TestSettingsDefaults(t *testing.T) {
+	o, err := parseSettings(t, inRun, loader.Options{}, "--iface", "lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Config != maps.DefaultConfig() || o.Tables != loader.DefaultTableSizes ||
+		!slices.Equal(o.CtrlPorts, []uint16{21}) || !slices.Equal(o.AllowPorts, []uint16{21}) {
+		t.Fatalf("run defaults: %+v", o)
+	}
+	o, err = parseSettings(t, inReplay, loader.Options{}, "--pcap", "unread")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Config != maps.DefaultConfig() || !slices.Equal(o.CtrlPorts, []uint16{21}) {
+		t.Fatalf("replay defaults: %+v", o)
+	}
+}
+
+// TestConfigSetChangesOnlyWhatIsGiven: the flags of config set have no
+// defaults that would overwrite the running configuration.
+func TestConfigSetChangesOnlyWhatIsGiven(t *testing.T) {
+	running := maps.Config{ExpectTimeout: time.Minute, MaxExpectPerConn: 2, FwmarkValue: 1, FwmarkMask: 3, Accounting: true}
+	o, err := parseSettings(t, inSet, loader.Options{Config: running}, "--loose")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := running
+	want.Loose = true
+	if o.Config != want {
+		t.Fatalf("config set --loose: %+v, want %+v", o.Config, want)
+	}
+	if o, err = parseSettings(t, inSet, loader.Options{Config: running}, "--fwmark", "off"); err != nil || o.Config.FwmarkValue != 0 {
+		t.Fatalf("config set --fwmark off: %v %+v", err, o.Config)
+	}
+	if _, err := parseSettings(t, inRun, loader.Options{}, "--iface", "lo", "--fwmark", "off"); err == nil {
+		t.Fatal("run --fwmark off accepted; only config set knows off")
+	}
+}
+
+// TestConfigFileSetsEverySetting: each of run's settings is read from the
+// YAML file under its flag's name.
+func TestConfigFileSetsEverySetting(t *testing.T) {
+	yaml := map[string]string{
+		"ftp-port": "[2121, 21]", "allow-port": "[22]", "expect-timeout": "90s", "max-expect-per-conn": "3",
+		"loose": "true", "dry-run": "true", "fwmark": "0x100/0xff00", "accounting": "true", "allow-low-data-ports": "true",
+		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000",
+	}
+	var file bytes.Buffer
+	file.WriteString("iface: [lo]\n")
+	for _, s := range settingsTable {
+		if s.in&inRun == 0 {
+			continue
+		}
+		v, ok := yaml[s.name]
+		if !ok {
+			t.Fatalf("no sample value for %s: add one here", s.name)
+		}
+		fmt.Fprintf(&file, "%s: %s\n", s.name, v)
+	}
+	path := filepath.Join(t.TempDir(), "ftpgate.yaml")
+	if err := os.WriteFile(path, file.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseSettings(t, inRun, loader.Options{}, "--config", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := maps.Config{ExpectTimeout: 90 * time.Second, MaxExpectPerConn: 3, FwmarkValue: 0x100, FwmarkMask: 0xff00,
+		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true}
+	if o.Config != want || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000}) ||
+		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.AllowPorts, []uint16{22}) {
+		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
+	}
+	// a field of maps.Config that no row sets cannot be configured
+	v := reflect.ValueOf(o.Config)
+	for i := range v.NumField() {
+		if name := v.Type().Field(i).Name; name != "ClockOffset" && v.Field(i).IsZero() {
+			t.Errorf("maps.Config.%s is set by no row of settingsTable", name)
+		}
+	}
+}
+
+// TestConfigShownByName: `config --json` keeps its keys, and the description
+// names each setting as its flag does.
+func TestConfigShownByName(t *testing.T) {
+	cfg := maps.DefaultConfig()
+	var keys []string
+	for k := range configJSON(cfg) {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	want := []string{"accounting", "allow_low_data_ports", "dry_run", "expect_timeout_ms", "fwmark", "loose", "max_expect_per_conn"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("config --json keys %v, want %v", keys, want)
+	}
+	if ms := configJSON(cfg)["expect_timeout_ms"]; ms != maps.DefaultExpectTimeout.Milliseconds() {
+		t.Fatalf("expect_timeout_ms = %v", ms)
+	}
+	d := describeConfig(cfg)
+	for _, s := range settingsTable {
+		if s.show != nil && !strings.Contains(d, s.name+" ") {
+			t.Errorf("description %q lacks %s", d, s.name)
+		}
+	}
+	if !strings.Contains(d, "expect-timeout "+maps.DefaultExpectTimeout.String()) || !strings.Contains(d, "fwmark off") {
+		t.Errorf("description %q", d)
+	}
+}
