@@ -29,22 +29,23 @@ var settingsTable = []setting{
 	// after ftp-port: its default is the control ports
 	{name: "allow-port", in: inRun | inReplay, usage: "port accepting new connections (repeat; default: the FTP control ports)",
 		kind: ports(func(o *loader.Options) *[]uint16 { return &o.AllowPorts }, func(o *loader.Options) []uint16 { return o.CtrlPorts })},
-	{name: "expect-timeout", in: everywhere, json: "expect_timeout_ms", usage: "lifetime of an unconsumed expectation",
+	{name: "expect-timeout", in: everywhere, json: "expect_timeout_ms", says: "expect timeout %s", usage: "lifetime of an unconsumed expectation",
 		kind: duration(maps.DefaultExpectTimeout, func(c *maps.Config) *time.Duration { return &c.ExpectTimeout })},
-	{name: "max-expect-per-conn", in: everywhere, json: "max_expect_per_conn",
+	{name: "max-expect-per-conn", in: everywhere, json: "max_expect_per_conn", says: "max %s per connection",
 		usage: fmt.Sprintf("pending expectations per control connection (1-%d; the oldest is evicted)", maps.MaxExpectPerConn),
 		kind:  integer(maps.DefaultMaxExpectPerConn, func(c *maps.Config) *int { return &c.MaxExpectPerConn })},
-	{name: "loose", in: everywhere, json: "loose", usage: "accept PORT/EPRT to third-party addresses and use the address a 227 announces",
+	{name: "loose", in: everywhere, json: "loose", says: "loose %s", usage: "accept PORT/EPRT to third-party addresses and use the address a 227 announces",
 		kind: boolean(func(c *maps.Config) *bool { return &c.Loose })},
-	{name: "dry-run", in: everywhere, json: "dry_run", usage: "count what would be dropped, drop nothing",
+	{name: "dry-run", in: everywhere, json: "dry_run", says: "dry-run %s", usage: "count what would be dropped, drop nothing",
 		kind: boolean(func(c *maps.Config) *bool { return &c.DryRun })},
-	{name: "fwmark", in: inRun | inSet, json: "fwmark",
+	{name: "fwmark", in: inRun | inSet, json: "fwmark", says: "fwmark %s",
 		usage: "mark admitted data SYNs at TC ingress with `V[/M]` (for nftables: meta mark & M == V accept); config set: \"off\" stops marking",
 		kind:  fwmark()},
-	{name: "accounting", in: inRun | inSet, json: "accounting", usage: "count packets and bytes of data flows (a map write per packet)",
+	{name: "accounting", in: inRun | inSet, json: "accounting", says: "accounting %s", usage: "count packets and bytes of data flows (a map write per packet)",
 		kind: boolean(func(c *maps.Config) *bool { return &c.Accounting })},
-	{name: "allow-low-data-ports", in: everywhere, json: "allow_low_data_ports", usage: "accept data ports below 1024",
-		kind: boolean(func(c *maps.Config) *bool { return &c.AllowLowDataPorts })},
+	{name: "allow-low-data-ports", in: everywhere, json: "allow_low_data_ports", says: "low data ports %s",
+		usage: fmt.Sprintf("accept data ports below %d", maps.LowPortLimit),
+		kind:  boolean(func(c *maps.Config) *bool { return &c.AllowLowDataPorts })},
 	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
 	{name: "expectations", in: inRun, usage: "expectation table entries (fixed when first created)",
@@ -70,6 +71,7 @@ type setting struct {
 	usage string
 	in    commands
 	json  string // key in `config --json`; empty for what maps.Config does not hold
+	says  string // how `config` and `status` word it, around the value (%s)
 	kind
 }
 
@@ -109,12 +111,13 @@ func applySettings(c *cli.Context, cmd commands, o *loader.Options) error {
 	return o.Config.Validate()
 }
 
-// describeConfig shows cfg by the names that change it.
+// describeConfig shows cfg in the words `config` and `status` have always
+// used (scripts read them).
 func describeConfig(cfg maps.Config) string {
 	var parts []string
 	for _, s := range settingsTable {
 		if s.show != nil {
-			parts = append(parts, s.name+" "+s.text(cfg))
+			parts = append(parts, fmt.Sprintf(s.says, s.text(cfg)))
 		}
 	}
 	return strings.Join(parts, ", ")
