@@ -5,6 +5,9 @@
  * evict the oldest and a closing connection can remove what it left behind.
  * Rejected commands and replies are reported here too, with the expectation
  * they would have written.
+ *
+ * The __noinline functions are global BPF functions for the verifier's
+ * sake: see text.h.
  */
 #ifndef FTPGATE_EXPECT_H
 #define FTPGATE_EXPECT_H

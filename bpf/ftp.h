@@ -5,6 +5,9 @@
  * and whether a reply answers an outstanding passive request. See DESIGN.md,
  * "Expectations", and the Go statement of the same rules in
  * internal/reference.
+ *
+ * The __noinline functions are global BPF functions for the verifier's
+ * sake: see text.h.
  */
 #ifndef FTPGATE_FTP_H
 #define FTPGATE_FTP_H
@@ -34,6 +37,9 @@
 #define PORT_MAX 65535
 /* EPRT: delimiter, address family, delimiter */
 #define EPRT_HEAD_LEN 3
+/* EPRT address families (RFC 2428: the IANA numbers) */
+#define EPRT_AF_INET '1'
+#define EPRT_AF_INET6 '2'
 /* 229: the opening parenthesis and three delimiters */
 #define EPSV_HEAD_LEN 4
 
@@ -153,10 +159,10 @@ static __always_inline int eprt_address(struct scratch *s, __u8 *family)
 		return -1;
 	s->cur += EPRT_HEAD_LEN;
 	int err;
-	if (af == '1' && d != '.') {
+	if (af == EPRT_AF_INET && d != '.') {
 		*family = AF_INET;
 		err = text_ipv4();
-	} else if (af == '2' && d != ':' && !is_hex_letter(d)) {
+	} else if (af == EPRT_AF_INET6 && d != ':' && !is_hex_letter(d)) {
 		/* a delimiter that can stand inside the address is ambiguous */
 		*family = AF_INET6;
 		err = text_ipv6();

@@ -5,6 +5,9 @@
  * retransmitted bytes, treats missing bytes as a gap (resynchronising at the
  * next line start), and rejoins a line split across segments through its
  * carry buffer. Complete lines go to the FTP layer (ftp.h).
+ *
+ * The __noinline functions are global BPF functions for the verifier's
+ * sake: see text.h.
  */
 #ifndef FTPGATE_STREAM_H
 #define FTPGATE_STREAM_H

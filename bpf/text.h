@@ -36,6 +36,8 @@
 #define IPV6_WORDS 4
 #define IPV6_GROUP_BITS 16
 #define IPV6_GROUP_MASK 0xffff
+/* the length of "::" */
+#define IPV6_GAP_LEN 2
 /* a dotted IPv4 tail stands for the last two IPv6 groups */
 #define IPV4_TAIL_GROUPS 2
 #define IPV4_OCTETS 4
@@ -247,7 +249,7 @@ __noinline int text_ipv6(void)
 		if (line_at(s, s->cur + 1) != ':')
 			return -1;
 		gap = 0;
-		s->cur += 2;
+		s->cur += IPV6_GAP_LEN;
 	}
 
 	for (int i = 0; i < IPV6_GROUPS; i++) {
@@ -279,7 +281,7 @@ __noinline int text_ipv6(void)
 			if (gap >= 0)
 				return -1; /* two "::" */
 			gap = n;
-			s->cur += 2;
+			s->cur += IPV6_GAP_LEN;
 		} else {
 			s->cur++;
 			/* a single ':' must be followed by a group */
