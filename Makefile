@@ -23,9 +23,13 @@ build: ## Build the static ftpgate binary into bin/
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ftpgate
 
 .PHONY: generate
-generate: ## Regenerate the BPF objects and Go bindings with Debian's clang-16
+generate: ## Regenerate the BPF objects and Go bindings with clang-16 (headers from bpf/include)
 	scripts/deps.sh generate
 	cd bpf && $(GO) generate ./...
+
+.PHONY: update-headers
+update-headers: ## Refresh the vendored kernel and libbpf headers in bpf/include from Debian's packages
+	scripts/update-headers.sh
 
 .PHONY: check-generate
 check-generate: generate ## Fail if the committed BPF objects differ from a fresh `make generate`

@@ -7,6 +7,14 @@
 #ifndef FTPGATE_ADMIT_H
 #define FTPGATE_ADMIT_H
 
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "ftpgate.h"
+#include "maps.h"
+#include "parsing.h"
+#include "common.h"
+
 /*
  * would_drop returns the verdict for a packet the policy rejects. In dry-run
  * mode it passes; an unexpected SYN is then counted as syn_dryrun_would_drop

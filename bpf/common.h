@@ -3,6 +3,13 @@
 #ifndef FTPGATE_COMMON_H
 #define FTPGATE_COMMON_H
 
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "ftpgate.h"
+#include "maps.h"
+#include "parsing.h"
+
 #define NSEC_PER_SEC 1000000000ULL
 
 static __always_inline void stat_inc(__u32 idx)
@@ -83,6 +90,12 @@ static __always_inline void flow_key_from(struct flow_key *k, const struct pkt_i
 		copy_addr(k->src, p->src);
 		copy_addr(k->dst, p->dst);
 	}
+}
+
+/* dir_of returns the parser state of direction dir (enum direction) */
+static __always_inline struct dir_state *dir_of(struct ctrl_val *cv, __u32 dir)
+{
+	return dir == DIR_SERVER ? &cv->dir[DIR_SERVER] : &cv->dir[DIR_CLIENT];
 }
 
 #endif /* FTPGATE_COMMON_H */

@@ -13,16 +13,11 @@
  * GPL-only helpers) or BSD-2-Clause, at your option.
  */
 #include <linux/bpf.h>
-#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
 
 #include "ftpgate.h"
-#include "maps.h"
-#include "parsing.h"
-#include "common.h"
 #include "admit.h"
-#include "parser.h"
+#include "control.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 

@@ -13,6 +13,8 @@
 #ifndef FTPGATE_H
 #define FTPGATE_H
 
+#include <linux/types.h>
+
 /*
  * Parser limits. The Go reference parser and the tests import these values
  * from the generated bindings, so changing one here changes it everywhere.

@@ -11,14 +11,13 @@ import (
 	"github.com/ftpgate/ftpgate/maps"
 )
 
-// Addresses from the documentation ranges.
+// Addresses from the documentation ranges (RFC 5737, RFC 3849).
 var (
-	client4 = netip.MustParseAddr("192.0.2.10")
-	server4 = netip.MustParseAddr("198.51.100.20")
-	other4  = netip.MustParseAddr("203.0.113.30")
-	client6 = netip.MustParseAddr("2001:db8:1::10")
-	server6 = netip.MustParseAddr("2001:db8:2::20")
+	client4, server4, other4 = addr("192.0.2.10"), addr("198.51.100.20"), addr("203.0.113.30")
+	client6, server6         = addr("2001:db8:1::10"), addr("2001:db8:2::20")
 )
+
+var addr = netip.MustParseAddr
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
 
@@ -28,6 +27,20 @@ func open(t *testing.T, r *bpftest.Rig, client, server netip.Addr) *bpftest.Conn
 	c := bpftest.NewConn(r, ap(client, 40000), ap(server, 21))
 	must(t, c.Open())
 	return c
+}
+
+// converse plays a short exchange, leaving out the empty lines: the client's
+// pre and cmd, then the server's reply.
+func converse(t *testing.T, c *bpftest.Conn, pre, cmd, reply string) {
+	t.Helper()
+	for _, line := range []string{pre, cmd} {
+		if line != "" {
+			must(t, c.ClientSends(line))
+		}
+	}
+	if reply != "" {
+		must(t, c.ServerSends(reply))
+	}
 }
 
 func must(t *testing.T, err error) {

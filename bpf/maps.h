@@ -7,54 +7,37 @@
 #ifndef FTPGATE_MAPS_H
 #define FTPGATE_MAPS_H
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PORT_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct port_val);
-} ctrl_ports SEC(".maps");
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PORT_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct port_val);
-} allow_ports SEC(".maps");
+#include "ftpgate.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, DEFAULT_CTRL_CONNS);
-	__type(key, struct ctrl_key);
-	__type(value, struct ctrl_val);
-} ctrl_conns SEC(".maps");
+/*
+ * Every keyed map is declared in this one form, with a named key and value
+ * type, so that bpftool prints field names and bpf2go generates the Go types.
+ */
+#define FTPGATE_MAP(_name, _type, _entries, _key, _value)                                                   \
+	struct {                                                                                             \
+		__uint(type, _type);                                                                         \
+		__uint(max_entries, _entries);                                                               \
+		__type(key, _key);                                                                           \
+		__type(value, _value);                                                                       \
+	} _name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, DEFAULT_EXPECTATIONS);
-	__type(key, struct expect_key);
-	__type(value, struct expect_val);
-} expectations SEC(".maps");
+/* the two port sets, indexed by port */
+FTPGATE_MAP(ctrl_ports, BPF_MAP_TYPE_ARRAY, PORT_ENTRIES, __u32, struct port_val);
+FTPGATE_MAP(allow_ports, BPF_MAP_TYPE_ARRAY, PORT_ENTRIES, __u32, struct port_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, DEFAULT_DATA_FLOWS);
-	__type(key, struct flow_key);
-	__type(value, struct flow_val);
-} data_flows SEC(".maps");
+/* the connection tables, resized by the loader */
+FTPGATE_MAP(ctrl_conns, BPF_MAP_TYPE_LRU_HASH, DEFAULT_CTRL_CONNS, struct ctrl_key, struct ctrl_val);
+FTPGATE_MAP(expectations, BPF_MAP_TYPE_LRU_HASH, DEFAULT_EXPECTATIONS, struct expect_key, struct expect_val);
+FTPGATE_MAP(data_flows, BPF_MAP_TYPE_LRU_HASH, DEFAULT_DATA_FLOWS, struct flow_key, struct flow_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
+/* one counter per enum stat */
+FTPGATE_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, STAT_MAX, __u32, __u64);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct config_val);
-} config SEC(".maps");
+/* run-time configuration, entry 0 */
+FTPGATE_MAP(config, BPF_MAP_TYPE_ARRAY, 1, __u32, struct config_val);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -62,12 +45,13 @@ struct {
 } events SEC(".maps");
 
 /* guarded interfaces by ifindex: TC egress skips what one of them received */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_GUARDED_IFS);
-	__type(key, __u32);
-	__type(value, struct iface_val);
-} guarded_ifs SEC(".maps");
+FTPGATE_MAP(guarded_ifs, BPF_MAP_TYPE_HASH, MAX_GUARDED_IFS, __u32, struct iface_val);
+
+/* room for a TCP header with every option (TCP_MAX_HDR), a power of two */
+#define TCP_HDR_BUF 64
+/* TCP pseudo-header words: IPv4 (two addresses, protocol and length), IPv6 */
+#define PSEUDO_WORDS_V4 3
+#define PSEUDO_WORDS_V6 10
 
 /*
  * Per-CPU working memory of the TC parser: the segment's payload, the line
@@ -93,17 +77,18 @@ struct scratch {
 	__u32 tcp_len;  /* TCP header plus payload */
 	__u32 loaded;   /* payload bytes in pkt */
 	__u32 pad;
-	__u32 pseudo[10]; /* TCP pseudo-header, for the checksum */
-	__u8 hdr[64];     /* TCP header, for the checksum */
+	__u32 pseudo[PSEUDO_WORDS_V6]; /* TCP pseudo-header, for the checksum */
+	__u8 hdr[TCP_HDR_BUF];         /* TCP header, for the checksum */
 	__u8 pkt[SCAN_BUF_SIZE];
 	__u8 line[2 * MAX_LINE_LEN];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct scratch);
-} scratch_buf SEC(".maps");
+FTPGATE_MAP(scratch_buf, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct scratch);
+
+static __always_inline struct scratch *get_scratch(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&scratch_buf, &zero);
+}
 
 #endif /* FTPGATE_MAPS_H */

@@ -8,11 +8,16 @@
 #ifndef FTPGATE_PARSING_H
 #define FTPGATE_PARSING_H
 
+#include <linux/types.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "ftpgate.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -27,6 +32,17 @@
 #define IPV4_MIN_IHL 5
 #define TCP_MIN_DOFF 5
 #define IPV6_FRAG_OFFSET_MASK 0xfff8
+/* the byte of the TCP header that holds the flags, after doff */
+#define TCP_FLAGS_OFFSET 13
+/* header lengths in units: doff and ihl in words, IPv6 extensions (RFC 8200) */
+#define TCP_DOFF_UNIT 4
+#define IPV4_IHL_UNIT 4
+#define IPV6_EXT_UNIT 8
+/* the AH length counts 4-octet words minus two (RFC 4302) */
+#define AH_LEN_UNIT 4
+#define AH_LEN_BIAS 2
+/* beyond any real header chain; keeps the offset provably small for the verifier */
+#define MAX_L4_OFFSET 1024
 
 #define TCPF_FIN 0x01
 #define TCPF_SYN 0x02
@@ -105,9 +121,9 @@ static __always_inline int parse_tcp(void *data, void *data_end, __u32 off, stru
 	p->sport = bpf_ntohs(tcp->source);
 	p->dport = bpf_ntohs(tcp->dest);
 	p->seq = bpf_ntohl(tcp->seq);
-	p->flags = ((__u8 *)tcp)[13];
+	p->flags = ((__u8 *)tcp)[TCP_FLAGS_OFFSET];
 	p->l4_off = off;
-	p->payload_off = off + tcp->doff * 4;
+	p->payload_off = off + tcp->doff * TCP_DOFF_UNIT;
 	return PARSE_TCP;
 }
 
@@ -132,7 +148,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, str
 	p->dst[1] = p->dst[2] = p->dst[3] = 0;
 	p->l3_off = off;
 
-	__u32 ihl = ip->ihl * 4;
+	__u32 ihl = ip->ihl * IPV4_IHL_UNIT;
 	__u32 tot = bpf_ntohs(ip->tot_len);
 	int ret = parse_tcp(data, data_end, off + ihl, p);
 	if (ret != PARSE_TCP)
@@ -181,9 +197,9 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, str
 				return PARSE_OTHER;
 			len = sizeof(*fh);
 		} else if (nh == IPPROTO_AH) {
-			len = (ext->len + 2) * 4;
+			len = (ext->len + AH_LEN_BIAS) * AH_LEN_UNIT;
 		} else {
-			len = (ext->len + 1) * 8;
+			len = (ext->len + 1) * IPV6_EXT_UNIT;
 		}
 		nh = ext->nexthdr;
 		hoff += len;
@@ -195,12 +211,11 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, str
 		return PARSE_OTHER;
 
 	p->family = AF_INET6;
-	__builtin_memcpy(p->src, &ip6->saddr, 16);
-	__builtin_memcpy(p->dst, &ip6->daddr, 16);
+	__builtin_memcpy(p->src, &ip6->saddr, sizeof(ip6->saddr));
+	__builtin_memcpy(p->dst, &ip6->daddr, sizeof(ip6->daddr));
 	p->l3_off = off;
 
-	/* keep the offset provably small for the verifier */
-	if (hoff > 1024)
+	if (hoff > MAX_L4_OFFSET)
 		return PARSE_UNPARSED;
 	int ret = parse_tcp(data, data_end, hoff, p);
 	if (ret != PARSE_TCP)

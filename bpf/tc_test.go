@@ -57,15 +57,7 @@ func TestCommandForms(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bpftest.Shared(t)
 			c := open(t, r, tc.client, tc.server)
-			if tc.cmd != "" {
-				must(t, c.ClientSends(tc.cmd))
-			}
-			if tc.pre != "" {
-				must(t, c.ClientSends(tc.pre))
-			}
-			if tc.reply != "" {
-				must(t, c.ServerSends(tc.reply))
-			}
+			converse(t, c, tc.pre, tc.cmd, tc.reply)
 			wantExpect(t, r, tc.want...)
 			wantCounters(t, r, map[string]uint64{tc.counter: 1, "expect_created": 1})
 		})
@@ -230,15 +222,7 @@ func TestRejections(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bpftest.Shared(t)
 			c := open(t, r, client4, server4)
-			if tc.pre != "" {
-				must(t, c.ClientSends(tc.pre))
-			}
-			if tc.cmd != "" {
-				must(t, c.ClientSends(tc.cmd))
-			}
-			if tc.reply != "" {
-				must(t, c.ServerSends(tc.reply))
-			}
+			converse(t, c, tc.pre, tc.cmd, tc.reply)
 			wantExpect(t, r)
 			wantCounters(t, r, map[string]uint64{tc.counter: 1, "expect_created": 0})
 		})

@@ -2,7 +2,8 @@
 # Installs the Debian packages ftpgate's build, tests and demo need, only
 # when something is missing (apt-get update is slow; a warm machine skips it).
 #   scripts/deps.sh test      tools for `make test` and `make demo`
-#   scripts/deps.sh generate  clang-16 and the headers for `make generate`
+#   scripts/deps.sh generate  clang-16 for `make generate` (headers are in bpf/include)
+#   scripts/deps.sh headers   the Debian packages `make update-headers` copies from
 #   scripts/deps.sh vm        qemu for `make vmtest`
 set -eu
 
@@ -31,6 +32,9 @@ for what in "$@"; do
 	generate)
 		want clang-16 clang-16
 		want llvm-strip-16 llvm-16
+		;;
+	headers)
+		want clang-16 clang-16
 		want_file /usr/include/bpf/bpf_helpers.h libbpf-dev
 		want_file /usr/include/linux/bpf.h linux-libc-dev
 		;;
@@ -40,7 +44,7 @@ for what in "$@"; do
 		want zstd zstd
 		;;
 	*)
-		echo "deps.sh: unknown set '$what' (use test, generate or vm)" >&2
+		echo "deps.sh: unknown set '$what' (use test, generate, headers or vm)" >&2
 		exit 2
 		;;
 	esac
