@@ -31,20 +31,11 @@ var ErrLayoutMismatch = errors.New("pinned maps have a different layout than thi
 // ErrNoInterface means an --iface does not exist.
 var ErrNoInterface = errors.New("no such interface")
 
-// TableSizes sets the entries of the three LRU tables. They are fixed when
-// the maps are first created; a restart keeps the pinned sizes.
-type TableSizes struct {
-	CtrlConns    uint32
-	Expectations uint32
-	DataFlows    uint32
-}
+// TableSizes sets the entries of the LRU tables; see maps.TableSizes.
+type TableSizes = maps.TableSizes
 
 // DefaultTableSizes suits a busy gateway.
-var DefaultTableSizes = TableSizes{
-	CtrlConns:    uint32(bpf.FtpgateLimitsDEFAULT_CTRL_CONNS),
-	Expectations: uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
-	DataFlows:    uint32(bpf.FtpgateLimitsDEFAULT_DATA_FLOWS),
-}
+var DefaultTableSizes = maps.DefaultTableSizes
 
 // Options is the complete configuration `run` applies.
 type Options struct {
@@ -119,12 +110,12 @@ func Start(opts Options) (*Dataplane, error) {
 
 	d := &Dataplane{log: log, pinDir: opts.PinDir}
 	if err := d.loadPinned(opts); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 
 	if err := d.apply(opts, ifaces); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 
@@ -134,16 +125,16 @@ func Start(opts Options) (*Dataplane, error) {
 		prev = nil
 	}
 	if err := d.attachAll(opts, ifaces, prev); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 	if err := d.pinPrograms(); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
 	if err := writeState(&d.State); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 	return d, nil
@@ -182,11 +173,7 @@ func (d *Dataplane) loadPinned(opts Options) error {
 	if sizes == (TableSizes{}) {
 		sizes = DefaultTableSizes
 	}
-	for name, n := range map[string]uint32{maps.NameCtrlConns: sizes.CtrlConns, maps.NameExpectations: sizes.Expectations, maps.NameDataFlows: sizes.DataFlows} {
-		if n > 0 {
-			spec.Maps[name].MaxEntries = n
-		}
-	}
+	sizes.Resize(spec)
 
 	if _, err := os.Stat(filepath.Join(opts.PinDir, maps.NameConfig)); errors.Is(err, os.ErrNotExist) {
 		if err := d.createPins(spec, opts.PinDir); err != nil {
@@ -403,15 +390,12 @@ func (d *Dataplane) pinPrograms() error {
 	return nil
 }
 
-// release closes handles; attachments and pins stay.
-func (d *Dataplane) release() error {
-	err := d.objs.Close()
-	return errors.Join(err, d.lock.Close())
-}
-
 // Close releases this process's handles and the pin directory lock, leaving
 // the dataplane attached and pinned: a restart picks it up without loss.
-func (d *Dataplane) Close() error { return d.release() }
+// Start calls it too when it fails half-way.
+func (d *Dataplane) Close() error {
+	return errors.Join(d.objs.Close(), d.lock.Close())
+}
 
 // PinDir returns the pin directory.
 func (d *Dataplane) PinDir() string { return d.pinDir }

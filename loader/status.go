@@ -77,7 +77,7 @@ func ReadStatus(pinDir, netnsName string) (*Status, error) {
 		id, _ := info.ID()
 		st.Programs = append(st.Programs, ProgramStatus{Name: name, ID: uint32(id), Tag: info.Tag})
 	}
-	for _, name := range []string{maps.NameCtrlConns, maps.NameExpectations, maps.NameDataFlows} {
+	for _, name := range maps.LRUTables {
 		n, err := m.Fill(name)
 		if err != nil {
 			return nil, err

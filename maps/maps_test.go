@@ -18,7 +18,14 @@ func TestAddrWordsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestKindJSON: the names come from the C enum kind through BTF; the ones
+// listings print never change.
 func TestKindJSON(t *testing.T) {
+	for k, want := range map[Kind]string{0: "none", KindPort: "port", KindEprt: "eprt", KindPasv: "pasv", KindEpsv: "epsv", 200: "none"} {
+		if k.String() != want {
+			t.Errorf("Kind(%d) = %q, want %q", k, k.String(), want)
+		}
+	}
 	for _, k := range []Kind{KindPort, KindEprt, KindPasv, KindEpsv} {
 		b, err := json.Marshal(k)
 		if err != nil {

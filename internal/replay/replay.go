@@ -10,7 +10,6 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
@@ -113,7 +112,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 			res.Truncated++
 		}
 		// the clock offset makes the kernel clock read the packet's time
-		mono, err := monotonic()
+		mono, err := maps.Monotonic()
 		if err != nil {
 			return nil, err
 		}
@@ -199,26 +198,20 @@ func collectEvents(rig *bpfrun.Rig, res *Result) error {
 		return err
 	}
 	for _, ev := range events {
-		switch bpf.FtpgateEventType(ev.Type) {
-		case bpf.FtpgateEventTypeEV_EXPECT_CREATED:
+		switch ev.Type {
+		case maps.EventCreated:
 			var val bpf.FtpgateExpectVal
 			expires := time.Time{}
-			if err := rig.Maps.Expectations.Lookup(ev.Expect, &val); err == nil {
+			if err := rig.Maps.Expectations.Lookup(ev.Expectation, &val); err == nil {
 				expires = time.Unix(0, int64(val.ExpiresNs))
 			}
 			res.Expectations = append(res.Expectations, &Expectation{
-				Kind: maps.Kind(ev.Kind).String(), Src: maps.Addr(ev.Expect.Family, ev.Expect.Src),
-				Dst: maps.Addr(ev.Expect.Family, ev.Expect.Dst), DPort: ev.Expect.Dport,
-				Control: maps.ControlFromKey(ev.Ctrl), key: ev.Expect, expires: expires,
+				Kind: ev.Kind.String(), Src: ev.Src, Dst: ev.Dst, DPort: ev.DPort,
+				Control: ev.Control, key: ev.Expectation, expires: expires,
 			})
-		case bpf.FtpgateEventTypeEV_EXPECT_CONSUMED:
-			setFate(res, ev.Expect, "consumed")
-		case bpf.FtpgateEventTypeEV_EXPECT_EVICTED:
-			setFate(res, ev.Expect, "evicted")
-		case bpf.FtpgateEventTypeEV_EXPECT_CLOSED:
-			setFate(res, ev.Expect, "closed")
-		case bpf.FtpgateEventTypeEV_EXPECT_EXPIRED:
-			setFate(res, ev.Expect, "expired")
+		case maps.EventConsumed, maps.EventEvicted, maps.EventClosed, maps.EventExpired:
+			// the fates are the event types' names
+			setFate(res, ev.Expectation, ev.Type)
 		}
 	}
 	return nil
@@ -272,15 +265,6 @@ func isLocal(local []netip.Prefix, frame []byte) bool {
 		}
 	}
 	return false
-}
-
-// monotonic reads the clock bpf_ktime_get_ns uses.
-func monotonic() (uint64, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0, fmt.Errorf("read monotonic clock: %w", err)
-	}
-	return uint64(ts.Nano()), nil
 }
 
 // String gives a readable one-line summary of a connection.
