@@ -279,10 +279,10 @@ func (d *Dataplane) apply(opts Options, ifaces []IfaceState) error {
 	if len(ctrl) == 0 {
 		ctrl = []uint16{21}
 	}
-	if err := d.Maps.ControlPorts().Replace(ctrl); err != nil {
+	if err := d.Maps.CtrlPorts().Replace(ctrl); err != nil {
 		return err
 	}
-	if err := d.Maps.AllowedPorts().Replace(opts.AllowPorts); err != nil {
+	if err := d.Maps.AllowPorts().Replace(opts.AllowPorts); err != nil {
 		return err
 	}
 	var idx []uint32

@@ -58,10 +58,10 @@ func ReadStatus(pinDir, netnsName string) (*Status, error) {
 	if st.Config, err = m.GetConfig(); err != nil {
 		return nil, err
 	}
-	if st.Ctrl, err = m.ControlPorts().List(); err != nil {
+	if st.Ctrl, err = m.CtrlPorts().List(); err != nil {
 		return nil, err
 	}
-	if st.Allow, err = m.AllowedPorts().List(); err != nil {
+	if st.Allow, err = m.AllowPorts().List(); err != nil {
 		return nil, err
 	}
 	for _, name := range progPins {

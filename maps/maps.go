@@ -40,8 +40,8 @@ type table struct {
 // tables is every map ftpgate pins, in a stable order; the LRU tables come in
 // the order status and metrics list them.
 var tables = []table{
-	{NameCtrlPorts, func(m *Maps) **ebpf.Map { return &m.CtrlPorts }, nil},
-	{NameAllowPorts, func(m *Maps) **ebpf.Map { return &m.AllowPorts }, nil},
+	{NameCtrlPorts, func(m *Maps) **ebpf.Map { return &m.ctrlPorts }, nil},
+	{NameAllowPorts, func(m *Maps) **ebpf.Map { return &m.allowPorts }, nil},
 	{NameCtrlConns, func(m *Maps) **ebpf.Map { return &m.CtrlConns }, func(s *TableSizes) *uint32 { return &s.CtrlConns }},
 	{NameExpectations, func(m *Maps) **ebpf.Map { return &m.Expectations }, func(s *TableSizes) *uint32 { return &s.Expectations }},
 	{NameDataFlows, func(m *Maps) **ebpf.Map { return &m.DataFlows }, func(s *TableSizes) *uint32 { return &s.DataFlows }},
@@ -100,8 +100,8 @@ var ErrNotPinned = errors.New("ftpgate maps are not pinned there")
 
 // Maps holds a handle on every map.
 type Maps struct {
-	CtrlPorts    *ebpf.Map
-	AllowPorts   *ebpf.Map
+	ctrlPorts    *ebpf.Map // through CtrlPorts()
+	allowPorts   *ebpf.Map // through AllowPorts()
 	CtrlConns    *ebpf.Map
 	Expectations *ebpf.Map
 	DataFlows    *ebpf.Map

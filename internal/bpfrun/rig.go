@@ -97,10 +97,10 @@ func (r *Rig) Reset() error {
 			return err
 		}
 	}
-	if err := r.Maps.ControlPorts().Replace([]uint16{21}); err != nil {
+	if err := r.Maps.CtrlPorts().Replace([]uint16{21}); err != nil {
 		return err
 	}
-	if err := r.Maps.AllowedPorts().Replace(nil); err != nil {
+	if err := r.Maps.AllowPorts().Replace(nil); err != nil {
 		return err
 	}
 	if err := r.Maps.SetConfig(maps.DefaultConfig()); err != nil {

@@ -89,14 +89,14 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 	if len(ctrl) == 0 {
 		ctrl = []uint16{21}
 	}
-	if err := m.ControlPorts().Replace(ctrl); err != nil {
+	if err := m.CtrlPorts().Replace(ctrl); err != nil {
 		return nil, err
 	}
 	allow := opts.AllowPorts
 	if len(allow) == 0 {
 		allow = ctrl
 	}
-	if err := m.AllowedPorts().Replace(allow); err != nil {
+	if err := m.AllowPorts().Replace(allow); err != nil {
 		return nil, err
 	}
 	cfg := opts.Config
