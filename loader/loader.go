@@ -40,6 +40,7 @@ var DefaultTableSizes = maps.DefaultTableSizes
 // Options is the complete configuration `run` applies.
 type Options struct {
 	PinDir     string
+	StateDir   StateDir
 	Ifaces     []string
 	NetNS      string
 	XDPMode    XDPMode
@@ -119,7 +120,7 @@ func Start(opts Options) (*Dataplane, error) {
 		return nil, err
 	}
 
-	prev, err := ReadState(opts.PinDir)
+	prev, err := opts.StateDir.Read(opts.PinDir)
 	if err != nil {
 		log.Warn("ignoring unreadable state", "err", err)
 		prev = nil
@@ -133,7 +134,7 @@ func Start(opts Options) (*Dataplane, error) {
 		return nil, err
 	}
 	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
-	if err := writeState(&d.State); err != nil {
+	if err := opts.StateDir.write(&d.State); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -400,23 +401,24 @@ func (d *Dataplane) Close() error {
 // PinDir returns the pin directory.
 func (d *Dataplane) PinDir() string { return d.pinDir }
 
-// Detach removes every attachment and pin under pinDir and the state file,
-// leaving nothing behind. It refuses while a running ftpgate holds the lock.
-func Detach(pinDir, netnsName string, log *slog.Logger) error {
+// Detach removes every attachment and pin under pinDir and its state file in
+// states, leaving nothing behind. It refuses while a running ftpgate holds
+// the lock.
+func Detach(pinDir string, states StateDir, netnsName string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if err := CheckHost(); err != nil {
 		return err
 	}
-	st, err := ReadState(pinDir)
+	st, err := states.Read(pinDir)
 	if err != nil {
 		return err
 	}
 	if _, err := os.Stat(pinDir); errors.Is(err, os.ErrNotExist) {
 		// idempotent, so that scripts and unit files can always call it
 		log.Info("nothing pinned; nothing to detach", "pin_dir", pinDir)
-		return removeState(pinDir)
+		return states.remove(pinDir)
 	}
 	lock, err := lockDir(pinDir)
 	if err != nil {
@@ -458,5 +460,5 @@ func Detach(pinDir, netnsName string, log *slog.Logger) error {
 	if err := removeTree(pinDir); err != nil {
 		return fmt.Errorf("remove %s: %w", pinDir, err)
 	}
-	return removeState(pinDir)
+	return states.remove(pinDir)
 }

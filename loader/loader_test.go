@@ -27,6 +27,7 @@ type testEnv struct {
 	ns     string
 	ifaces []string
 	pinDir string
+	states StateDir
 }
 
 func newEnv(t *testing.T) *testEnv {
@@ -40,16 +41,13 @@ func newEnv(t *testing.T) *testEnv {
 	env := &testEnv{ifaces: []string{"fg0", "fg1"}}
 	env.ns = nettest.VethNS(t, "fgl", env.ifaces[0], env.ifaces[1])
 	env.pinDir = filepath.Join(nettest.BPFFS(t), "ftpgate")
-
-	old := StateDir
-	StateDir = t.TempDir()
-	t.Cleanup(func() { StateDir = old })
+	env.states = StateDir(t.TempDir())
 	return env
 }
 
 func (e *testEnv) options(xdp XDPMode, tc TCMode) Options {
 	return Options{
-		PinDir: e.pinDir, Ifaces: e.ifaces, NetNS: e.ns, XDPMode: xdp, TCMode: tc,
+		PinDir: e.pinDir, StateDir: e.states, Ifaces: e.ifaces, NetNS: e.ns, XDPMode: xdp, TCMode: tc,
 		CtrlPorts: []uint16{21}, AllowPorts: []uint16{21}, Config: maps.DefaultConfig(),
 		Tables: TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
 	}
@@ -92,7 +90,7 @@ func (e *testEnv) nothingLeft(t *testing.T) {
 	if _, err := os.Stat(e.pinDir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pin dir %s still exists (%v)", e.pinDir, err)
 	}
-	if st, _ := ReadState(e.pinDir); st != nil {
+	if st, _ := e.states.Read(e.pinDir); st != nil {
 		t.Fatalf("state file still exists: %+v", st)
 	}
 }
@@ -112,7 +110,7 @@ func TestAttachDetachEveryMode(t *testing.T) {
 					}
 				}
 				must(t, dp.Close())
-				st, err := ReadStatus(env.pinDir, "")
+				st, err := ReadStatus(env.pinDir, env.states, "")
 				must(t, err)
 				if err := st.Check(); err != nil {
 					t.Fatalf("after start: %v", err)
@@ -120,7 +118,7 @@ func TestAttachDetachEveryMode(t *testing.T) {
 				if len(st.Programs) != 3 {
 					t.Fatalf("pinned programs: %+v", st.Programs)
 				}
-				must(t, Detach(env.pinDir, "", nil))
+				must(t, Detach(env.pinDir, env.states, "", nil))
 				env.nothingLeft(t)
 			})
 		}
@@ -133,7 +131,7 @@ func TestAutoModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer Detach(env.pinDir, "", nil)
+	defer Detach(env.pinDir, env.states, "", nil)
 	defer dp.Close()
 	wantTC := TCNetlink
 	if HaveTCX() {
@@ -178,7 +176,7 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 			if err != nil {
 				t.Fatalf("restart: %v", err)
 			}
-			defer Detach(env.pinDir, "", nil)
+			defer Detach(env.pinDir, env.states, "", nil)
 			defer dp2.Close()
 
 			var got bpf.FtpgateExpectVal
@@ -202,7 +200,7 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 					t.Errorf("link %s changed id %d -> %d: recreated instead of updated", name, oldLinks[name], id)
 				}
 			}
-			st, err := ReadStatus(env.pinDir, "")
+			st, err := ReadStatus(env.pinDir, env.states, "")
 			must(t, err)
 			must(t, st.Check())
 			if tc == TCNetlink {
@@ -276,13 +274,13 @@ func TestSecondDaemonIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer Detach(env.pinDir, "", nil)
+	defer Detach(env.pinDir, env.states, "", nil)
 	defer dp.Close()
 	_, err = Start(env.options(XDPGeneric, TCNetlink))
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second start: %v, want ErrLocked", err)
 	}
-	if err := Detach(env.pinDir, "", nil); !errors.Is(err, ErrLocked) {
+	if err := Detach(env.pinDir, env.states, "", nil); !errors.Is(err, ErrLocked) {
 		t.Fatalf("detach while running: %v, want ErrLocked", err)
 	}
 }
@@ -294,7 +292,7 @@ func TestLayoutMismatchIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, dp.Close())
-	defer Detach(env.pinDir, "", nil)
+	defer Detach(env.pinDir, env.states, "", nil)
 	// replace the config map with one of another value size, as an older
 	// build with another struct layout would have left
 	path := filepath.Join(env.pinDir, maps.NameConfig)
@@ -365,7 +363,7 @@ func TestAgerReclaimsExpired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer Detach(env.pinDir, "", nil)
+	defer Detach(env.pinDir, env.states, "", nil)
 	defer dp.Close()
 	// a VM booted seconds ago has a small monotonic clock: move ftpgate's
 	// clock forward so that "two minutes ago" exists

@@ -44,15 +44,16 @@ type Status struct {
 	Allow    []uint16        `json:"allow_ports"`
 }
 
-// ReadStatus inspects what is attached and pinned for pinDir.
-func ReadStatus(pinDir, netnsName string) (*Status, error) {
+// ReadStatus inspects what is attached and pinned for pinDir, as recorded
+// in states.
+func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, error) {
 	m, err := maps.Open(pinDir)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
 	st := &Status{PinDir: pinDir}
-	if st.State, err = ReadState(pinDir); err != nil {
+	if st.State, err = states.Read(pinDir); err != nil {
 		return nil, err
 	}
 	if st.Config, err = m.GetConfig(); err != nil {
