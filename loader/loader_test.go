@@ -410,3 +410,16 @@ func TestParseKernel(t *testing.T) {
 		t.Error("ParseKernel(garbage) succeeded")
 	}
 }
+
+// TestTCXProbe: the probe, not the version, decides; on Debian's kernels the
+// two must agree, or auto would pick the wrong mechanism.
+func TestTCXProbe(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "the TCX probe loads a program: needs root")
+	}
+	v, err := RunningKernel()
+	must(t, err)
+	if want := !v.Less(KernelVersion{6, 6}); HaveTCX() != want {
+		t.Fatalf("kernel %s: HaveTCX() = %v, want %v", v, HaveTCX(), want)
+	}
+}
