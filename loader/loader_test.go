@@ -53,6 +53,20 @@ func (e *testEnv) options(xdp XDPMode, tc TCMode) Options {
 	}
 }
 
+// start starts a dataplane that the test's cleanup releases and detaches.
+func (e *testEnv) start(t *testing.T, opts Options) *Dataplane {
+	t.Helper()
+	dp, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dp.Close()
+		Detach(e.pinDir, e.states, "", nil)
+	})
+	return dp
+}
+
 func tcModes(t *testing.T) []TCMode {
 	if HaveTCX() {
 		return []TCMode{TCX, TCNetlink}
@@ -100,10 +114,7 @@ func TestAttachDetachEveryMode(t *testing.T) {
 		for _, tc := range tcModes(t) {
 			t.Run(fmt.Sprintf("xdp=%s,tc=%s", xdp, tc), func(t *testing.T) {
 				env := newEnv(t)
-				dp, err := Start(env.options(xdp, tc))
-				if err != nil {
-					t.Fatal(err)
-				}
+				dp := env.start(t, env.options(xdp, tc))
 				for _, ifc := range dp.State.Ifaces {
 					if ifc.XDPMode != xdp || ifc.TCMode != tc {
 						t.Errorf("%s attached xdp=%s tc=%s, want %s %s", ifc.Name, ifc.XDPMode, ifc.TCMode, xdp, tc)
@@ -127,12 +138,7 @@ func TestAttachDetachEveryMode(t *testing.T) {
 
 func TestAutoModes(t *testing.T) {
 	env := newEnv(t)
-	dp, err := Start(env.options(XDPAuto, TCAuto))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Detach(env.pinDir, env.states, "", nil)
-	defer dp.Close()
+	dp := env.start(t, env.options(XDPAuto, TCAuto))
 	wantTC := TCNetlink
 	if HaveTCX() {
 		wantTC = TCX
@@ -157,10 +163,7 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 		t.Run(string(tc), func(t *testing.T) {
 			env := newEnv(t)
 			opts := env.options(XDPGeneric, tc)
-			dp, err := Start(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			dp := env.start(t, opts)
 			// state that must survive: an expectation, a counter, a run-time port
 			ek := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 30000, Src: [4]uint32{0x0a0200c0}, Dst: [4]uint32{0x146433c6}}
 			ev := bpf.FtpgateExpectVal{ExpiresNs: ^uint64(0) >> 1, CreatedNs: 1, Kind: uint8(maps.KindPasv)}
@@ -172,12 +175,7 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 			oldLinks := linkIDs(t, env.pinDir)
 			must(t, dp.Close())
 
-			dp2, err := Start(opts)
-			if err != nil {
-				t.Fatalf("restart: %v", err)
-			}
-			defer Detach(env.pinDir, env.states, "", nil)
-			defer dp2.Close()
+			dp2 := env.start(t, opts)
 
 			var got bpf.FtpgateExpectVal
 			if err := dp2.Maps.Expectations.Lookup(ek, &got); err != nil || got.Kind != ev.Kind {
@@ -270,13 +268,8 @@ func linkIDs(t *testing.T, pinDir string) map[string]uint32 {
 
 func TestSecondDaemonIsRefused(t *testing.T) {
 	env := newEnv(t)
-	dp, err := Start(env.options(XDPGeneric, TCNetlink))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Detach(env.pinDir, env.states, "", nil)
-	defer dp.Close()
-	_, err = Start(env.options(XDPGeneric, TCNetlink))
+	env.start(t, env.options(XDPGeneric, TCNetlink))
+	_, err := Start(env.options(XDPGeneric, TCNetlink))
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second start: %v, want ErrLocked", err)
 	}
@@ -287,12 +280,7 @@ func TestSecondDaemonIsRefused(t *testing.T) {
 
 func TestLayoutMismatchIsRefused(t *testing.T) {
 	env := newEnv(t)
-	dp, err := Start(env.options(XDPGeneric, TCNetlink))
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, dp.Close())
-	defer Detach(env.pinDir, env.states, "", nil)
+	must(t, env.start(t, env.options(XDPGeneric, TCNetlink)).Close())
 	// replace the config map with one of another value size, as an older
 	// build with another struct layout would have left
 	path := filepath.Join(env.pinDir, maps.NameConfig)
@@ -359,12 +347,7 @@ func loadLink(path string) (uint32, error) {
 
 func TestAgerReclaimsExpired(t *testing.T) {
 	env := newEnv(t)
-	dp, err := Start(env.options(XDPGeneric, TCNetlink))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Detach(env.pinDir, env.states, "", nil)
-	defer dp.Close()
+	dp := env.start(t, env.options(XDPGeneric, TCNetlink))
 	// a VM booted seconds ago has a small monotonic clock: move ftpgate's
 	// clock forward so that "two minutes ago" exists
 	cfg := maps.DefaultConfig()
