@@ -125,11 +125,15 @@ type Expectation struct {
 	ExpiresMs int64         `json:"expires_in_ms"`
 	Control   Control       `json:"control"`
 	key       bpf.FtpgateExpectKey
+	expired   bool
 }
 
-// Expired reports whether the expectation can admit nothing any more: the
-// XDP filter refuses it from its expiry on, whether or not it is reclaimed.
-func (e Expectation) Expired() bool { return e.ExpiresIn <= 0 }
+// Expired is the XDP filter's rule: an expectation admits nothing from its
+// expiry on, whether or not it has been reclaimed yet.
+func Expired(now, expiresNs uint64) bool { return now >= expiresNs }
+
+// Expired reports whether the expectation can admit nothing any more.
+func (e Expectation) Expired() bool { return e.expired }
 
 // Key is the expectation's map key.
 func (e Expectation) Key() bpf.FtpgateExpectKey { return e.key }
@@ -247,6 +251,7 @@ func (m *Maps) ListExpectations() ([]Expectation, error) {
 			ExpiresMs: left.Milliseconds(),
 			Control:   ControlFromKey(v.Ctrl),
 			key:       k,
+			expired:   Expired(now, v.ExpiresNs),
 		}
 	})
 }

@@ -27,14 +27,14 @@ type Options struct {
 
 // Expectation is one expectation the capture made, with its fate.
 type Expectation struct {
-	Kind    string       `json:"kind"`
-	Src     netip.Addr   `json:"src"`
-	Dst     netip.Addr   `json:"dst"`
-	DPort   uint16       `json:"dport"`
-	Control maps.Control `json:"control"`
-	Fate    string       `json:"fate"` // consumed, evicted, closed, expired, live
-	key     bpf.FtpgateExpectKey
-	expires time.Time
+	Kind      string       `json:"kind"`
+	Src       netip.Addr   `json:"src"`
+	Dst       netip.Addr   `json:"dst"`
+	DPort     uint16       `json:"dport"`
+	Control   maps.Control `json:"control"`
+	Fate      string       `json:"fate"` // consumed, evicted, closed, expired, live
+	key       bpf.FtpgateExpectKey
+	expiresNs uint64 // on the capture's clock
 }
 
 // Connection is the verdict on one connection attempt (SYN without ACK).
@@ -175,7 +175,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 			continue
 		}
 		e.Fate = "live"
-		if !last.Before(e.expires) {
+		if maps.Expired(uint64(last.UnixNano()), e.expiresNs) {
 			e.Fate = "expired"
 		}
 	}
@@ -201,13 +201,12 @@ func collectEvents(rig *bpfrun.Rig, res *Result) error {
 		switch ev.Type {
 		case maps.EventCreated:
 			var val bpf.FtpgateExpectVal
-			expires := time.Time{}
-			if err := rig.Maps.Expectations.Lookup(ev.Expectation, &val); err == nil {
-				expires = time.Unix(0, int64(val.ExpiresNs))
+			if err := rig.Maps.Expectations.Lookup(ev.Expectation, &val); err != nil {
+				val.ExpiresNs = 0 // already gone: expired whenever the capture ends
 			}
 			res.Expectations = append(res.Expectations, &Expectation{
 				Kind: ev.Kind.String(), Src: ev.Src, Dst: ev.Dst, DPort: ev.DPort,
-				Control: ev.Control, key: ev.Expectation, expires: expires,
+				Control: ev.Control, key: ev.Expectation, expiresNs: val.ExpiresNs,
 			})
 		case maps.EventConsumed, maps.EventEvicted, maps.EventClosed, maps.EventExpired:
 			// the fates are the event types' names
