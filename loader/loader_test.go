@@ -74,8 +74,8 @@ func tcModes(t *testing.T) []TCMode {
 	return []TCMode{TCNetlink}
 }
 
-// nothingLeft checks that no XDP program, tc filter or pin remains.
-func (e *testEnv) nothingLeft(t *testing.T) {
+// eachLink runs check on every test interface, inside the namespace.
+func (e *testEnv) eachLink(t *testing.T, check func(name string, lk netlink.Link) error) {
 	t.Helper()
 	err := inNetns(e.ns, func() error {
 		for _, name := range e.ifaces {
@@ -83,17 +83,8 @@ func (e *testEnv) nothingLeft(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if x := lk.Attrs().Xdp; x != nil && x.Attached {
-				return fmt.Errorf("%s still has XDP program %d", name, x.ProgId)
-			}
-			for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-				filters, err := netlink.FilterList(lk, parent)
-				if err != nil && !errors.Is(err, unix.EINVAL) {
-					return err
-				}
-				if len(filters) > 0 {
-					return fmt.Errorf("%s still has tc filters: %v", name, filters)
-				}
+			if err := check(name, lk); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -101,6 +92,26 @@ func (e *testEnv) nothingLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// nothingLeft checks that no XDP program, tc filter or pin remains.
+func (e *testEnv) nothingLeft(t *testing.T) {
+	t.Helper()
+	e.eachLink(t, func(name string, lk netlink.Link) error {
+		if x := lk.Attrs().Xdp; x != nil && x.Attached {
+			return fmt.Errorf("%s still has XDP program %d", name, x.ProgId)
+		}
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			filters, err := netlink.FilterList(lk, parent)
+			if err != nil && !errors.Is(err, unix.EINVAL) {
+				return err
+			}
+			if len(filters) > 0 {
+				return fmt.Errorf("%s still has tc filters: %v", name, filters)
+			}
+		}
+		return nil
+	})
 	if _, err := os.Stat(e.pinDir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pin dir %s still exists (%v)", e.pinDir, err)
 	}
@@ -211,31 +222,22 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 // oneFilterEach checks the netlink filters were replaced, not added.
 func (e *testEnv) oneFilterEach(t *testing.T, progs map[string]uint32) {
 	t.Helper()
-	err := inNetns(e.ns, func() error {
-		for _, name := range e.ifaces {
-			lk, err := netlink.LinkByName(name)
+	e.eachLink(t, func(name string, lk netlink.Link) error {
+		for _, h := range tcHooks {
+			filters, err := netlink.FilterList(lk, h.parent)
 			if err != nil {
 				return err
 			}
-			for _, h := range tcHooks {
-				filters, err := netlink.FilterList(lk, h.parent)
-				if err != nil {
-					return err
-				}
-				if len(filters) != 1 {
-					return fmt.Errorf("%s %s: %d filters, want 1", name, h.name, len(filters))
-				}
-				bf, ok := filters[0].(*netlink.BpfFilter)
-				if !ok || uint32(bf.Id) != progs["ftpgate_tc_"+h.name] {
-					return fmt.Errorf("%s %s: filter runs %+v, want program %d", name, h.name, filters[0], progs["ftpgate_tc_"+h.name])
-				}
+			if len(filters) != 1 {
+				return fmt.Errorf("%s %s: %d filters, want 1", name, h.name, len(filters))
+			}
+			bf, ok := filters[0].(*netlink.BpfFilter)
+			if !ok || uint32(bf.Id) != progs["ftpgate_tc_"+h.name] {
+				return fmt.Errorf("%s %s: filter runs %+v, want program %d", name, h.name, filters[0], progs["ftpgate_tc_"+h.name])
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func progIDs(t *testing.T, pinDir string) map[string]uint32 {
