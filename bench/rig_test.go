@@ -48,11 +48,11 @@ func loadRig(ctrl, exp, flows uint32) (*bpfrun.Rig, error) {
 		r.Close()
 		return nil, err
 	}
-	if err := r.Maps.ControlPorts().Replace([]uint16{21, 2121}); err != nil {
+	if err := r.Maps.CtrlPorts().Replace([]uint16{21, 2121}); err != nil {
 		r.Close()
 		return nil, err
 	}
-	if err := r.Maps.AllowedPorts().Replace([]uint16{21, 2121}); err != nil {
+	if err := r.Maps.AllowPorts().Replace([]uint16{21, 2121}); err != nil {
 		r.Close()
 		return nil, err
 	}

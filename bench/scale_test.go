@@ -267,7 +267,7 @@ func BenchmarkScale(b *testing.B) {
 	// kernel memory per entry
 	mem := map[string]any{}
 	for _, t := range tables {
-		for _, name := range []string{maps.NameCtrlConns, maps.NameExpectations, maps.NameDataFlows} {
+		for _, name := range maps.LRUTables {
 			m := t.r.Maps.ByName(name)
 			info, err := m.Info()
 			if err != nil {

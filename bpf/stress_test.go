@@ -53,7 +53,7 @@ func TestHundredThousandControlConnections(t *testing.T) {
 // and a negotiated connection in the middle of the flood still gets in.
 func TestSYNFloodToRandomPorts(t *testing.T) {
 	r := bpftest.Shared(t)
-	must(t, r.Maps.AllowedPorts().Add(21))
+	must(t, r.Maps.AllowPorts().Add(21))
 	passive(t, r)
 	rng := rand.New(rand.NewPCG(1, 2))
 	const n = 20000

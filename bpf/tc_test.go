@@ -328,7 +328,7 @@ func TestFinOfBothSidesForgetsConnection(t *testing.T) {
 	}
 }
 
-func TestAlternateControlPort(t *testing.T) {
+func TestAlternateCtrlPort(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := bpftest.NewConn(r, ap(client4, 40003), ap(server4, 2121))
 	must(t, c.Open())
@@ -336,7 +336,7 @@ func TestAlternateControlPort(t *testing.T) {
 	wantExpect(t, r)
 	wantCounters(t, r, map[string]uint64{"ctrl_segments": 0})
 
-	must(t, r.Maps.ControlPorts().Add(2121))
+	must(t, r.Maps.CtrlPorts().Add(2121))
 	c2 := bpftest.NewConn(r, ap(client4, 40004), ap(server4, 2121))
 	must(t, c2.Open())
 	must(t, c2.ClientSends("PORT 192,0,2,10,195,81\r\n"))

@@ -33,7 +33,7 @@ func passive(t *testing.T, r *bpftest.Rig) {
 
 func TestSYNAdmission(t *testing.T) {
 	r := bpftest.Shared(t)
-	must(t, r.Maps.AllowedPorts().Add(21))
+	must(t, r.Maps.AllowPorts().Add(21))
 
 	// allowed port
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 40000), ap(server4, 21)), bpftest.XDPPass)
@@ -78,7 +78,7 @@ func TestNonSYNAndNonTCPPass(t *testing.T) {
 func TestEncapsulations(t *testing.T) {
 	r := bpftest.Shared(t)
 	passive(t, r)
-	must(t, r.Maps.AllowedPorts().Add(22))
+	must(t, r.Maps.AllowPorts().Add(22))
 	cases := []struct {
 		name string
 		pkt  packet.TCP
@@ -101,7 +101,7 @@ func TestEncapsulations(t *testing.T) {
 
 func TestUnparsableTCPIsDropped(t *testing.T) {
 	r := bpftest.Shared(t)
-	must(t, r.Maps.AllowedPorts().Add(22))
+	must(t, r.Maps.AllowPorts().Add(22))
 	cases := []struct {
 		name  string
 		frame []byte

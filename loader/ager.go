@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -74,61 +73,39 @@ func (a *Ager) Run(ctx context.Context) {
 // Sweep makes one pass over the three tables.
 func (a *Ager) Sweep() (Reclaimed, error) {
 	var r Reclaimed
-	now, err := a.Maps.Now()
+	exps, err := a.Maps.ListExpectations()
 	if err != nil {
 		return r, err
 	}
-
-	var ek bpf.FtpgateExpectKey
-	var ev bpf.FtpgateExpectVal
-	var expired []bpf.FtpgateExpectKey
-	it := a.Maps.Expectations.Iterate()
-	for it.Next(&ek, &ev) {
-		if now >= ev.ExpiresNs {
-			expired = append(expired, ek)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return r, fmt.Errorf("scan %s: %w", maps.NameExpectations, err)
-	}
-	if r.Expectations, err = deleteKeys(a.Maps.Expectations, expired); err != nil {
+	if r.Expectations, err = reclaim(a.Maps.Expectations, exps, maps.Expectation.Expired, maps.Expectation.Key); err != nil {
 		return r, err
 	}
-
-	var fk bpf.FtpgateFlowKey
-	var fv bpf.FtpgateFlowVal
-	var idle []bpf.FtpgateFlowKey
-	fit := a.Maps.DataFlows.Iterate()
-	for fit.Next(&fk, &fv) {
-		age := time.Duration(now - min(now, fv.LastSeenNs))
-		if (fv.Flags != 0 && age >= a.ClosedLinger) || age >= a.FlowIdle {
-			idle = append(idle, fk)
-		}
-	}
-	if err := fit.Err(); err != nil {
-		return r, fmt.Errorf("scan %s: %w", maps.NameDataFlows, err)
-	}
-	if r.Flows, err = deleteKeys(a.Maps.DataFlows, idle); err != nil {
+	flows, err := a.Maps.ListFlows()
+	if err != nil {
 		return r, err
 	}
-
-	var ck bpf.FtpgateCtrlKey
-	var cv bpf.FtpgateCtrlVal
-	var quiet []bpf.FtpgateCtrlKey
-	cit := a.Maps.CtrlConns.Iterate()
-	for cit.Next(&ck, &cv) {
-		last := max(cv.Dir[0].LastNs, cv.Dir[1].LastNs)
-		age := time.Duration(now - min(now, last))
-		closing := cv.Dir[0].Fin != 0 || cv.Dir[1].Fin != 0
-		if (closing && age >= a.ClosedLinger) || age >= a.CtrlIdle {
-			quiet = append(quiet, ck)
-		}
+	flowDone := func(f maps.Flow) bool { return maps.Reclaimable(f.Idle(), f.Closed, a.ClosedLinger, a.FlowIdle) }
+	if r.Flows, err = reclaim(a.Maps.DataFlows, flows, flowDone, maps.Flow.Key); err != nil {
+		return r, err
 	}
-	if err := cit.Err(); err != nil {
-		return r, fmt.Errorf("scan %s: %w", maps.NameCtrlConns, err)
+	conns, err := a.Maps.ListConns()
+	if err != nil {
+		return r, err
 	}
-	r.Conns, err = deleteKeys(a.Maps.CtrlConns, quiet)
+	connDone := func(c maps.Conn) bool { return maps.Reclaimable(c.Idle(), c.Closing, a.ClosedLinger, a.CtrlIdle) }
+	r.Conns, err = reclaim(a.Maps.CtrlConns, conns, connDone, maps.Conn.Key)
 	return r, err
+}
+
+// reclaim deletes the listed entries that are done with.
+func reclaim[E, K any](m *ebpf.Map, entries []E, done func(E) bool, key func(E) K) (int, error) {
+	var keys []K
+	for _, e := range entries {
+		if done(e) {
+			keys = append(keys, key(e))
+		}
+	}
+	return deleteKeys(m, keys)
 }
 
 // deleteKeys deletes in one batch where the kernel can (5.6+), one by one

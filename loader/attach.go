@@ -23,16 +23,6 @@ const (
 	XDPGeneric XDPMode = "generic" // in the stack (skb mode)
 )
 
-// TCMode selects how the parser attaches.
-type TCMode string
-
-// TC attach mechanisms.
-const (
-	TCAuto    TCMode = "auto"    // TCX where the kernel has it (6.6+), netlink below
-	TCX       TCMode = "tcx"     // TCX links
-	TCNetlink TCMode = "netlink" // clsact qdisc + cls_bpf direct-action filter
-)
-
 // ParseXDPMode validates a --xdp-mode value.
 func ParseXDPMode(s string) (XDPMode, error) {
 	switch m := XDPMode(s); m {
@@ -42,24 +32,8 @@ func ParseXDPMode(s string) (XDPMode, error) {
 	return "", fmt.Errorf("unknown XDP mode %q: use auto, native or generic", s)
 }
 
-// ParseTCMode validates a --tc-attach value.
-func ParseTCMode(s string) (TCMode, error) {
-	switch m := TCMode(s); m {
-	case TCAuto, TCX, TCNetlink:
-		return m, nil
-	}
-	return "", fmt.Errorf("unknown TC attach mechanism %q: use auto, tcx or netlink", s)
-}
-
 // ErrXDPBusy means another XDP program holds the interface.
 var ErrXDPBusy = errors.New("another XDP program is attached")
-
-// Netlink filter identity: the same handle and priority on every restart, so
-// a restart atomically replaces the filter instead of adding a second one.
-const (
-	tcFilterHandle   = 0xf7
-	tcFilterPriority = 0xf7
-)
 
 // IfaceState records how one interface is guarded; it is kept in the state
 // file so that status, restart and detach find what run attached.
@@ -93,11 +67,11 @@ func attachXDP(prog *ebpf.Program, ifc *IfaceState, want XDPMode, prev *IfaceSta
 	pin := linkPin(pinDir, ifc.Name, "xdp")
 
 	if prev != nil && prev.XDPMode == mode {
-		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
-			defer l.Close()
-			if err := l.Update(prog); err != nil {
-				return fmt.Errorf("update xdp link on %q: %w", ifc.Name, err)
-			}
+		ok, err := updatePinnedLink(pin, prog)
+		if err != nil {
+			return fmt.Errorf("update xdp link on %q: %w", ifc.Name, err)
+		}
+		if ok {
 			ifc.XDPMode = mode
 			return nil
 		}
@@ -115,9 +89,7 @@ func attachXDP(prog *ebpf.Program, ifc *IfaceState, want XDPMode, prev *IfaceSta
 	if err != nil {
 		return err
 	}
-	defer l.Close()
-	if err := l.Pin(pin); err != nil {
-		l.Close()
+	if err := pinNewLink(l, pin); err != nil {
 		return fmt.Errorf("pin xdp link of %q: %w", ifc.Name, err)
 	}
 	ifc.XDPMode = mode
@@ -158,6 +130,24 @@ func describeXDP(ifindex int) string {
 	return fmt.Sprintf("program id %d, name %q", id, info.Name)
 }
 
+// updatePinnedLink swaps prog into the link pinned at pin; false when no
+// link is pinned there.
+func updatePinnedLink(pin string, prog *ebpf.Program) (bool, error) {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		return false, nil
+	}
+	defer l.Close()
+	return true, l.Update(prog)
+}
+
+// pinNewLink pins a link that attach just made and drops this process's
+// handle; when the pin fails, dropping the handle detaches it again.
+func pinNewLink(l link.Link, pin string) error {
+	defer l.Close()
+	return l.Pin(pin)
+}
+
 func removePinnedLink(pin string) error {
 	l, err := link.LoadPinnedLink(pin, nil)
 	if errors.Is(err, os.ErrNotExist) {
@@ -177,177 +167,12 @@ func removePinnedLink(pin string) error {
 	return nil
 }
 
-// tcDirs are the two TC hooks with their program and names.
-type tcHook struct {
-	name   string // ingress or egress
-	tcx    ebpf.AttachType
-	parent uint32
-}
-
-var tcHooks = []tcHook{
-	{"ingress", ebpf.AttachTCXIngress, netlink.HANDLE_MIN_INGRESS},
-	{"egress", ebpf.AttachTCXEgress, netlink.HANDLE_MIN_EGRESS},
-}
-
-// attachTC attaches (or swaps in place) the parser at ingress and egress.
-// Runs inside the target network namespace.
-func attachTC(progs [2]*ebpf.Program, ifc *IfaceState, want TCMode, prev *IfaceState, pinDir string) error {
-	mode := want
-	if mode == TCAuto {
-		mode = TCX
-		if !HaveTCX() {
-			mode = TCNetlink
-		}
-	}
-	if prev != nil && prev.TCMode != "" && prev.TCMode != mode {
-		// switching mechanism: remove the old attachment first
-		if err := detachTC(prev, pinDir); err != nil {
-			return err
-		}
-	}
-	for i, h := range tcHooks {
-		var err error
-		if mode == TCX {
-			err = attachTCX(progs[i], ifc, h, pinDir)
-		} else {
-			err = attachNetlinkFilter(progs[i], ifc, h)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	ifc.TCMode = mode
-	return nil
-}
-
-func attachTCX(prog *ebpf.Program, ifc *IfaceState, h tcHook, pinDir string) error {
-	pin := linkPin(pinDir, ifc.Name, "tcx-"+h.name)
-	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
-		defer l.Close()
-		if err := l.Update(prog); err != nil {
-			return fmt.Errorf("update tcx %s link on %q: %w", h.name, ifc.Name, err)
-		}
-		return nil
-	}
-	if err := removePinnedLink(pin); err != nil {
-		return err
-	}
-	l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: h.tcx})
-	if err != nil {
-		return fmt.Errorf("attach tcx %s to %q: %w", h.name, ifc.Name, err)
-	}
-	defer l.Close()
-	if err := l.Pin(pin); err != nil {
-		return fmt.Errorf("pin tcx %s link of %q: %w", h.name, ifc.Name, err)
-	}
-	return nil
-}
-
-func clsact(ifindex int) *netlink.GenericQdisc {
-	return &netlink.GenericQdisc{
-		QdiscAttrs: netlink.QdiscAttrs{
-			LinkIndex: ifindex,
-			Handle:    netlink.MakeHandle(0xffff, 0),
-			Parent:    netlink.HANDLE_CLSACT,
-		},
-		QdiscType: "clsact",
-	}
-}
-
-func tcFilter(ifindex int, h tcHook, prog *ebpf.Program) *netlink.BpfFilter {
-	f := &netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{
-			LinkIndex: ifindex,
-			Parent:    h.parent,
-			Handle:    netlink.MakeHandle(0, tcFilterHandle),
-			Protocol:  unix.ETH_P_ALL,
-			Priority:  tcFilterPriority,
-		},
-		Name:         "ftpgate_tc_" + h.name,
-		DirectAction: true,
-	}
-	if prog != nil {
-		f.Fd = prog.FD()
-	}
-	return f
-}
-
-// attachNetlinkFilter adds the clsact qdisc if needed and adds or atomically
-// replaces ftpgate's cls_bpf filter (same handle and priority).
-func attachNetlinkFilter(prog *ebpf.Program, ifc *IfaceState, h tcHook) error {
-	if err := netlink.QdiscAdd(clsact(ifc.Index)); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add clsact qdisc to %q: %w", ifc.Name, err)
-	}
-	if err := netlink.FilterReplace(tcFilter(ifc.Index, h, prog)); err != nil {
-		return fmt.Errorf("attach tc %s filter to %q: %w", h.name, ifc.Name, err)
-	}
-	return nil
-}
-
-// detachTC removes what attachTC put on an interface. Runs inside the
-// interface's network namespace.
-func detachTC(ifc *IfaceState, pinDir string) error {
-	var errs []error
-	for _, h := range tcHooks {
-		switch ifc.TCMode {
-		case TCX:
-			errs = append(errs, removePinnedLink(linkPin(pinDir, ifc.Name, "tcx-"+h.name)))
-		case TCNetlink:
-			err := netlink.FilterDel(tcFilter(ifc.Index, h, nil))
-			if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
-				errs = append(errs, fmt.Errorf("remove tc %s filter from %q: %w", h.name, ifc.Name, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // detachIface removes everything ftpgate attached to one interface.
 func detachIface(ifc *IfaceState, pinDir string) error {
 	return errors.Join(
 		removePinnedLink(linkPin(pinDir, ifc.Name, "xdp")),
 		detachTC(ifc, pinDir),
 	)
-}
-
-// HaveTCX reports whether the running kernel has TCX links (Linux 6.6+).
-func HaveTCX() bool {
-	v, err := RunningKernel()
-	if err != nil {
-		return false
-	}
-	return !v.Less(KernelVersion{6, 6})
-}
-
-// tcAttached reports whether ftpgate's TC programs are attached to ifc.
-func tcAttached(ifc *IfaceState, pinDir string) bool {
-	for _, h := range tcHooks {
-		switch ifc.TCMode {
-		case TCX:
-			l, err := link.LoadPinnedLink(linkPin(pinDir, ifc.Name, "tcx-"+h.name), nil)
-			if err != nil {
-				return false
-			}
-			l.Close()
-		case TCNetlink:
-			filters, err := netlink.FilterList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: ifc.Index}}, h.parent)
-			if err != nil {
-				return false
-			}
-			found := false
-			for _, f := range filters {
-				if bf, ok := f.(*netlink.BpfFilter); ok && bf.Attrs().Priority == tcFilterPriority && bf.Attrs().Handle == netlink.MakeHandle(0, tcFilterHandle) {
-					found = true
-				}
-			}
-			if !found {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // xdpAttached reports whether the pinned XDP link is live.

@@ -64,6 +64,10 @@ func ParseKernel(release string) (KernelVersion, error) {
 }
 
 // CheckHost refuses to start where ftpgate cannot work, with the reason.
+// The kernel floor stays a version check: MinKernel stands for several
+// features at once (see there), each of which a probe would have to load a
+// program for, and the refusal must name a version the operator can act on.
+// Features chosen per kernel, such as TCX, are probed (HaveTCX).
 func CheckHost() error {
 	if os.Geteuid() != 0 {
 		return ErrNotRoot

@@ -31,24 +31,16 @@ var ErrLayoutMismatch = errors.New("pinned maps have a different layout than thi
 // ErrNoInterface means an --iface does not exist.
 var ErrNoInterface = errors.New("no such interface")
 
-// TableSizes sets the entries of the three LRU tables. They are fixed when
-// the maps are first created; a restart keeps the pinned sizes.
-type TableSizes struct {
-	CtrlConns    uint32
-	Expectations uint32
-	DataFlows    uint32
-}
+// TableSizes sets the entries of the LRU tables; see maps.TableSizes.
+type TableSizes = maps.TableSizes
 
 // DefaultTableSizes suits a busy gateway.
-var DefaultTableSizes = TableSizes{
-	CtrlConns:    uint32(bpf.FtpgateLimitsDEFAULT_CTRL_CONNS),
-	Expectations: uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
-	DataFlows:    uint32(bpf.FtpgateLimitsDEFAULT_DATA_FLOWS),
-}
+var DefaultTableSizes = maps.DefaultTableSizes
 
 // Options is the complete configuration `run` applies.
 type Options struct {
 	PinDir     string
+	StateDir   StateDir
 	Ifaces     []string
 	NetNS      string
 	XDPMode    XDPMode
@@ -119,31 +111,31 @@ func Start(opts Options) (*Dataplane, error) {
 
 	d := &Dataplane{log: log, pinDir: opts.PinDir}
 	if err := d.loadPinned(opts); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 
 	if err := d.apply(opts, ifaces); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 
-	prev, err := ReadState(opts.PinDir)
+	prev, err := opts.StateDir.Read(opts.PinDir)
 	if err != nil {
 		log.Warn("ignoring unreadable state", "err", err)
 		prev = nil
 	}
 	if err := d.attachAll(opts, ifaces, prev); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 	if err := d.pinPrograms(); err != nil {
-		d.release()
+		d.Close()
 		return nil, err
 	}
 	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
-	if err := writeState(&d.State); err != nil {
-		d.release()
+	if err := opts.StateDir.write(&d.State); err != nil {
+		d.Close()
 		return nil, err
 	}
 	return d, nil
@@ -182,11 +174,7 @@ func (d *Dataplane) loadPinned(opts Options) error {
 	if sizes == (TableSizes{}) {
 		sizes = DefaultTableSizes
 	}
-	for name, n := range map[string]uint32{maps.NameCtrlConns: sizes.CtrlConns, maps.NameExpectations: sizes.Expectations, maps.NameDataFlows: sizes.DataFlows} {
-		if n > 0 {
-			spec.Maps[name].MaxEntries = n
-		}
-	}
+	sizes.Resize(spec)
 
 	if _, err := os.Stat(filepath.Join(opts.PinDir, maps.NameConfig)); errors.Is(err, os.ErrNotExist) {
 		if err := d.createPins(spec, opts.PinDir); err != nil {
@@ -292,10 +280,10 @@ func (d *Dataplane) apply(opts Options, ifaces []IfaceState) error {
 	if len(ctrl) == 0 {
 		ctrl = []uint16{21}
 	}
-	if err := d.Maps.ControlPorts().Replace(ctrl); err != nil {
+	if err := d.Maps.CtrlPorts().Replace(ctrl); err != nil {
 		return err
 	}
-	if err := d.Maps.AllowedPorts().Replace(opts.AllowPorts); err != nil {
+	if err := d.Maps.AllowPorts().Replace(opts.AllowPorts); err != nil {
 		return err
 	}
 	var idx []uint32
@@ -403,36 +391,34 @@ func (d *Dataplane) pinPrograms() error {
 	return nil
 }
 
-// release closes handles; attachments and pins stay.
-func (d *Dataplane) release() error {
-	err := d.objs.Close()
-	return errors.Join(err, d.lock.Close())
-}
-
 // Close releases this process's handles and the pin directory lock, leaving
 // the dataplane attached and pinned: a restart picks it up without loss.
-func (d *Dataplane) Close() error { return d.release() }
+// Start calls it too when it fails half-way.
+func (d *Dataplane) Close() error {
+	return errors.Join(d.objs.Close(), d.lock.Close())
+}
 
 // PinDir returns the pin directory.
 func (d *Dataplane) PinDir() string { return d.pinDir }
 
-// Detach removes every attachment and pin under pinDir and the state file,
-// leaving nothing behind. It refuses while a running ftpgate holds the lock.
-func Detach(pinDir, netnsName string, log *slog.Logger) error {
+// Detach removes every attachment and pin under pinDir and its state file in
+// states, leaving nothing behind. It refuses while a running ftpgate holds
+// the lock.
+func Detach(pinDir string, states StateDir, netnsName string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if err := CheckHost(); err != nil {
 		return err
 	}
-	st, err := ReadState(pinDir)
+	st, err := states.Read(pinDir)
 	if err != nil {
 		return err
 	}
 	if _, err := os.Stat(pinDir); errors.Is(err, os.ErrNotExist) {
 		// idempotent, so that scripts and unit files can always call it
 		log.Info("nothing pinned; nothing to detach", "pin_dir", pinDir)
-		return removeState(pinDir)
+		return states.remove(pinDir)
 	}
 	lock, err := lockDir(pinDir)
 	if err != nil {
@@ -474,5 +460,5 @@ func Detach(pinDir, netnsName string, log *slog.Logger) error {
 	if err := removeTree(pinDir); err != nil {
 		return fmt.Errorf("remove %s: %w", pinDir, err)
 	}
-	return removeState(pinDir)
+	return states.remove(pinDir)
 }

@@ -27,6 +27,7 @@ type testEnv struct {
 	ns     string
 	ifaces []string
 	pinDir string
+	states StateDir
 }
 
 func newEnv(t *testing.T) *testEnv {
@@ -40,19 +41,30 @@ func newEnv(t *testing.T) *testEnv {
 	env := &testEnv{ifaces: []string{"fg0", "fg1"}}
 	env.ns = nettest.VethNS(t, "fgl", env.ifaces[0], env.ifaces[1])
 	env.pinDir = filepath.Join(nettest.BPFFS(t), "ftpgate")
-
-	old := StateDir
-	StateDir = t.TempDir()
-	t.Cleanup(func() { StateDir = old })
+	env.states = StateDir(t.TempDir())
 	return env
 }
 
 func (e *testEnv) options(xdp XDPMode, tc TCMode) Options {
 	return Options{
-		PinDir: e.pinDir, Ifaces: e.ifaces, NetNS: e.ns, XDPMode: xdp, TCMode: tc,
+		PinDir: e.pinDir, StateDir: e.states, Ifaces: e.ifaces, NetNS: e.ns, XDPMode: xdp, TCMode: tc,
 		CtrlPorts: []uint16{21}, AllowPorts: []uint16{21}, Config: maps.DefaultConfig(),
 		Tables: TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
 	}
+}
+
+// start starts a dataplane that the test's cleanup releases and detaches.
+func (e *testEnv) start(t *testing.T, opts Options) *Dataplane {
+	t.Helper()
+	dp, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dp.Close()
+		Detach(e.pinDir, e.states, "", nil)
+	})
+	return dp
 }
 
 func tcModes(t *testing.T) []TCMode {
@@ -62,8 +74,8 @@ func tcModes(t *testing.T) []TCMode {
 	return []TCMode{TCNetlink}
 }
 
-// nothingLeft checks that no XDP program, tc filter or pin remains.
-func (e *testEnv) nothingLeft(t *testing.T) {
+// eachLink runs check on every test interface, inside the namespace.
+func (e *testEnv) eachLink(t *testing.T, check func(name string, lk netlink.Link) error) {
 	t.Helper()
 	err := inNetns(e.ns, func() error {
 		for _, name := range e.ifaces {
@@ -71,17 +83,8 @@ func (e *testEnv) nothingLeft(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if x := lk.Attrs().Xdp; x != nil && x.Attached {
-				return fmt.Errorf("%s still has XDP program %d", name, x.ProgId)
-			}
-			for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-				filters, err := netlink.FilterList(lk, parent)
-				if err != nil && !errors.Is(err, unix.EINVAL) {
-					return err
-				}
-				if len(filters) > 0 {
-					return fmt.Errorf("%s still has tc filters: %v", name, filters)
-				}
+			if err := check(name, lk); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -89,10 +92,30 @@ func (e *testEnv) nothingLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// nothingLeft checks that no XDP program, tc filter or pin remains.
+func (e *testEnv) nothingLeft(t *testing.T) {
+	t.Helper()
+	e.eachLink(t, func(name string, lk netlink.Link) error {
+		if x := lk.Attrs().Xdp; x != nil && x.Attached {
+			return fmt.Errorf("%s still has XDP program %d", name, x.ProgId)
+		}
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			filters, err := netlink.FilterList(lk, parent)
+			if err != nil && !errors.Is(err, unix.EINVAL) {
+				return err
+			}
+			if len(filters) > 0 {
+				return fmt.Errorf("%s still has tc filters: %v", name, filters)
+			}
+		}
+		return nil
+	})
 	if _, err := os.Stat(e.pinDir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pin dir %s still exists (%v)", e.pinDir, err)
 	}
-	if st, _ := ReadState(e.pinDir); st != nil {
+	if st, _ := e.states.Read(e.pinDir); st != nil {
 		t.Fatalf("state file still exists: %+v", st)
 	}
 }
@@ -102,17 +125,14 @@ func TestAttachDetachEveryMode(t *testing.T) {
 		for _, tc := range tcModes(t) {
 			t.Run(fmt.Sprintf("xdp=%s,tc=%s", xdp, tc), func(t *testing.T) {
 				env := newEnv(t)
-				dp, err := Start(env.options(xdp, tc))
-				if err != nil {
-					t.Fatal(err)
-				}
+				dp := env.start(t, env.options(xdp, tc))
 				for _, ifc := range dp.State.Ifaces {
 					if ifc.XDPMode != xdp || ifc.TCMode != tc {
 						t.Errorf("%s attached xdp=%s tc=%s, want %s %s", ifc.Name, ifc.XDPMode, ifc.TCMode, xdp, tc)
 					}
 				}
 				must(t, dp.Close())
-				st, err := ReadStatus(env.pinDir, "")
+				st, err := ReadStatus(env.pinDir, env.states, "")
 				must(t, err)
 				if err := st.Check(); err != nil {
 					t.Fatalf("after start: %v", err)
@@ -120,7 +140,7 @@ func TestAttachDetachEveryMode(t *testing.T) {
 				if len(st.Programs) != 3 {
 					t.Fatalf("pinned programs: %+v", st.Programs)
 				}
-				must(t, Detach(env.pinDir, "", nil))
+				must(t, Detach(env.pinDir, env.states, "", nil))
 				env.nothingLeft(t)
 			})
 		}
@@ -129,12 +149,7 @@ func TestAttachDetachEveryMode(t *testing.T) {
 
 func TestAutoModes(t *testing.T) {
 	env := newEnv(t)
-	dp, err := Start(env.options(XDPAuto, TCAuto))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Detach(env.pinDir, "", nil)
-	defer dp.Close()
+	dp := env.start(t, env.options(XDPAuto, TCAuto))
 	wantTC := TCNetlink
 	if HaveTCX() {
 		wantTC = TCX
@@ -159,10 +174,7 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 		t.Run(string(tc), func(t *testing.T) {
 			env := newEnv(t)
 			opts := env.options(XDPGeneric, tc)
-			dp, err := Start(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			dp := env.start(t, opts)
 			// state that must survive: an expectation, a counter, a run-time port
 			ek := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 30000, Src: [4]uint32{0x0a0200c0}, Dst: [4]uint32{0x146433c6}}
 			ev := bpf.FtpgateExpectVal{ExpiresNs: ^uint64(0) >> 1, CreatedNs: 1, Kind: uint8(maps.KindPasv)}
@@ -174,12 +186,7 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 			oldLinks := linkIDs(t, env.pinDir)
 			must(t, dp.Close())
 
-			dp2, err := Start(opts)
-			if err != nil {
-				t.Fatalf("restart: %v", err)
-			}
-			defer Detach(env.pinDir, "", nil)
-			defer dp2.Close()
+			dp2 := env.start(t, opts)
 
 			var got bpf.FtpgateExpectVal
 			if err := dp2.Maps.Expectations.Lookup(ek, &got); err != nil || got.Kind != ev.Kind {
@@ -202,7 +209,7 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 					t.Errorf("link %s changed id %d -> %d: recreated instead of updated", name, oldLinks[name], id)
 				}
 			}
-			st, err := ReadStatus(env.pinDir, "")
+			st, err := ReadStatus(env.pinDir, env.states, "")
 			must(t, err)
 			must(t, st.Check())
 			if tc == TCNetlink {
@@ -215,31 +222,22 @@ func TestRestartKeepsStateAndSwapsPrograms(t *testing.T) {
 // oneFilterEach checks the netlink filters were replaced, not added.
 func (e *testEnv) oneFilterEach(t *testing.T, progs map[string]uint32) {
 	t.Helper()
-	err := inNetns(e.ns, func() error {
-		for _, name := range e.ifaces {
-			lk, err := netlink.LinkByName(name)
+	e.eachLink(t, func(name string, lk netlink.Link) error {
+		for _, h := range tcHooks {
+			filters, err := netlink.FilterList(lk, h.parent)
 			if err != nil {
 				return err
 			}
-			for _, h := range tcHooks {
-				filters, err := netlink.FilterList(lk, h.parent)
-				if err != nil {
-					return err
-				}
-				if len(filters) != 1 {
-					return fmt.Errorf("%s %s: %d filters, want 1", name, h.name, len(filters))
-				}
-				bf, ok := filters[0].(*netlink.BpfFilter)
-				if !ok || uint32(bf.Id) != progs["ftpgate_tc_"+h.name] {
-					return fmt.Errorf("%s %s: filter runs %+v, want program %d", name, h.name, filters[0], progs["ftpgate_tc_"+h.name])
-				}
+			if len(filters) != 1 {
+				return fmt.Errorf("%s %s: %d filters, want 1", name, h.name, len(filters))
+			}
+			bf, ok := filters[0].(*netlink.BpfFilter)
+			if !ok || uint32(bf.Id) != progs["ftpgate_tc_"+h.name] {
+				return fmt.Errorf("%s %s: filter runs %+v, want program %d", name, h.name, filters[0], progs["ftpgate_tc_"+h.name])
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func progIDs(t *testing.T, pinDir string) map[string]uint32 {
@@ -272,29 +270,19 @@ func linkIDs(t *testing.T, pinDir string) map[string]uint32 {
 
 func TestSecondDaemonIsRefused(t *testing.T) {
 	env := newEnv(t)
-	dp, err := Start(env.options(XDPGeneric, TCNetlink))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Detach(env.pinDir, "", nil)
-	defer dp.Close()
-	_, err = Start(env.options(XDPGeneric, TCNetlink))
+	env.start(t, env.options(XDPGeneric, TCNetlink))
+	_, err := Start(env.options(XDPGeneric, TCNetlink))
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second start: %v, want ErrLocked", err)
 	}
-	if err := Detach(env.pinDir, "", nil); !errors.Is(err, ErrLocked) {
+	if err := Detach(env.pinDir, env.states, "", nil); !errors.Is(err, ErrLocked) {
 		t.Fatalf("detach while running: %v, want ErrLocked", err)
 	}
 }
 
 func TestLayoutMismatchIsRefused(t *testing.T) {
 	env := newEnv(t)
-	dp, err := Start(env.options(XDPGeneric, TCNetlink))
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, dp.Close())
-	defer Detach(env.pinDir, "", nil)
+	must(t, env.start(t, env.options(XDPGeneric, TCNetlink)).Close())
 	// replace the config map with one of another value size, as an older
 	// build with another struct layout would have left
 	path := filepath.Join(env.pinDir, maps.NameConfig)
@@ -361,12 +349,7 @@ func loadLink(path string) (uint32, error) {
 
 func TestAgerReclaimsExpired(t *testing.T) {
 	env := newEnv(t)
-	dp, err := Start(env.options(XDPGeneric, TCNetlink))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Detach(env.pinDir, "", nil)
-	defer dp.Close()
+	dp := env.start(t, env.options(XDPGeneric, TCNetlink))
 	// a VM booted seconds ago has a small monotonic clock: move ftpgate's
 	// clock forward so that "two minutes ago" exists
 	cfg := maps.DefaultConfig()
@@ -410,5 +393,18 @@ func TestParseKernel(t *testing.T) {
 	}
 	if _, err := ParseKernel("garbage"); err == nil {
 		t.Error("ParseKernel(garbage) succeeded")
+	}
+}
+
+// TestTCXProbe: the probe, not the version, decides; on Debian's kernels the
+// two must agree, or auto would pick the wrong mechanism.
+func TestTCXProbe(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "the TCX probe loads a program: needs root")
+	}
+	v, err := RunningKernel()
+	must(t, err)
+	if want := !v.Less(KernelVersion{6, 6}); HaveTCX() != want {
+		t.Fatalf("kernel %s: HaveTCX() = %v, want %v", v, HaveTCX(), want)
 	}
 }

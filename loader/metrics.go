@@ -62,7 +62,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for name, v := range counters {
 		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(v), name)
 	}
-	for _, name := range []string{maps.NameCtrlConns, maps.NameExpectations, maps.NameDataFlows} {
+	for _, name := range maps.LRUTables {
 		n, err := c.Maps.Fill(name)
 		if err != nil {
 			c.Log.Warn("metrics: count entries", "map", name, "err", err)

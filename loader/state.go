@@ -12,8 +12,12 @@ import (
 
 // StateDir holds one small JSON file per pin directory: what run attached
 // where. bpffs holds only BPF objects, so this lives in /run (gone at reboot,
-// like the pins themselves).
-var StateDir = "/run/ftpgate"
+// like the pins themselves). Tests and side-by-side instances give their own;
+// the empty StateDir is DefaultStateDir.
+type StateDir string
+
+// DefaultStateDir is where run records its state unless told otherwise.
+const DefaultStateDir StateDir = "/run/ftpgate"
 
 // State is what `run` last attached for a pin directory.
 type State struct {
@@ -25,14 +29,21 @@ type State struct {
 	Ifaces  []IfaceState `json:"ifaces"`
 }
 
-func statePath(pinDir string) string {
-	name := strings.ReplaceAll(strings.Trim(filepath.Clean(pinDir), "/"), "/", "_")
-	return filepath.Join(StateDir, name+".json")
+func (d StateDir) dir() string {
+	if d == "" {
+		return string(DefaultStateDir)
+	}
+	return string(d)
 }
 
-// ReadState returns the state recorded for pinDir, or nil when none is.
-func ReadState(pinDir string) (*State, error) {
-	b, err := os.ReadFile(statePath(pinDir))
+func (d StateDir) path(pinDir string) string {
+	name := strings.ReplaceAll(strings.Trim(filepath.Clean(pinDir), "/"), "/", "_")
+	return filepath.Join(d.dir(), name+".json")
+}
+
+// Read returns the state recorded for pinDir, or nil when none is.
+func (d StateDir) Read(pinDir string) (*State, error) {
+	b, err := os.ReadFile(d.path(pinDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -41,20 +52,20 @@ func ReadState(pinDir string) (*State, error) {
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("parse state %s: %w", statePath(pinDir), err)
+		return nil, fmt.Errorf("parse state %s: %w", d.path(pinDir), err)
 	}
 	return &s, nil
 }
 
-func writeState(s *State) error {
-	if err := os.MkdirAll(StateDir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", StateDir, err)
+func (d StateDir) write(s *State) error {
+	if err := os.MkdirAll(d.dir(), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", d.dir(), err)
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
-	path := statePath(s.PinDir)
+	path := d.path(s.PinDir)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("write state: %w", err)
@@ -65,8 +76,8 @@ func writeState(s *State) error {
 	return nil
 }
 
-func removeState(pinDir string) error {
-	err := os.Remove(statePath(pinDir))
+func (d StateDir) remove(pinDir string) error {
+	err := os.Remove(d.path(pinDir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove state: %w", err)
 	}

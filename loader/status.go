@@ -44,24 +44,25 @@ type Status struct {
 	Allow    []uint16        `json:"allow_ports"`
 }
 
-// ReadStatus inspects what is attached and pinned for pinDir.
-func ReadStatus(pinDir, netnsName string) (*Status, error) {
+// ReadStatus inspects what is attached and pinned for pinDir, as recorded
+// in states.
+func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, error) {
 	m, err := maps.Open(pinDir)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
 	st := &Status{PinDir: pinDir}
-	if st.State, err = ReadState(pinDir); err != nil {
+	if st.State, err = states.Read(pinDir); err != nil {
 		return nil, err
 	}
 	if st.Config, err = m.GetConfig(); err != nil {
 		return nil, err
 	}
-	if st.Ctrl, err = m.ControlPorts().List(); err != nil {
+	if st.Ctrl, err = m.CtrlPorts().List(); err != nil {
 		return nil, err
 	}
-	if st.Allow, err = m.AllowedPorts().List(); err != nil {
+	if st.Allow, err = m.AllowPorts().List(); err != nil {
 		return nil, err
 	}
 	for _, name := range progPins {
@@ -77,7 +78,7 @@ func ReadStatus(pinDir, netnsName string) (*Status, error) {
 		id, _ := info.ID()
 		st.Programs = append(st.Programs, ProgramStatus{Name: name, ID: uint32(id), Tag: info.Tag})
 	}
-	for _, name := range []string{maps.NameCtrlConns, maps.NameExpectations, maps.NameDataFlows} {
+	for _, name := range maps.LRUTables {
 		n, err := m.Fill(name)
 		if err != nil {
 			return nil, err

@@ -20,15 +20,28 @@ type Event struct {
 	Dst     netip.Addr    `json:"dst"`
 	DPort   uint16        `json:"dport"`
 	Control Control       `json:"control"`
+	// Expectation is the key of the expectation the event is about, to
+	// look it up or match it against other events.
+	Expectation bpf.FtpgateExpectKey `json:"-"`
 }
 
+// Event types, as Event.Type spells them.
+const (
+	EventCreated  = "created"
+	EventConsumed = "consumed"
+	EventEvicted  = "evicted"
+	EventExpired  = "expired"
+	EventClosed   = "closed"
+	EventReject   = "reject"
+)
+
 var eventTypes = map[bpf.FtpgateEventType]string{
-	bpf.FtpgateEventTypeEV_EXPECT_CREATED:  "created",
-	bpf.FtpgateEventTypeEV_EXPECT_CONSUMED: "consumed",
-	bpf.FtpgateEventTypeEV_EXPECT_EVICTED:  "evicted",
-	bpf.FtpgateEventTypeEV_EXPECT_EXPIRED:  "expired",
-	bpf.FtpgateEventTypeEV_EXPECT_CLOSED:   "closed",
-	bpf.FtpgateEventTypeEV_REJECT:          "reject",
+	bpf.FtpgateEventTypeEV_EXPECT_CREATED:  EventCreated,
+	bpf.FtpgateEventTypeEV_EXPECT_CONSUMED: EventConsumed,
+	bpf.FtpgateEventTypeEV_EXPECT_EVICTED:  EventEvicted,
+	bpf.FtpgateEventTypeEV_EXPECT_EXPIRED:  EventExpired,
+	bpf.FtpgateEventTypeEV_EXPECT_CLOSED:   EventClosed,
+	bpf.FtpgateEventTypeEV_REJECT:          EventReject,
 }
 
 // DecodeEvent decodes a raw ring-buffer record.
@@ -38,10 +51,11 @@ func DecodeEvent(raw []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
 	out := Event{
-		Time:    time.Duration(ev.TsNs),
-		Type:    eventTypes[bpf.FtpgateEventType(ev.Type)],
-		Kind:    Kind(ev.Kind),
-		Control: ControlFromKey(ev.Ctrl),
+		Time:        time.Duration(ev.TsNs),
+		Type:        eventTypes[bpf.FtpgateEventType(ev.Type)],
+		Kind:        Kind(ev.Kind),
+		Control:     ControlFromKey(ev.Ctrl),
+		Expectation: ev.Expect,
 	}
 	if out.Type == "" {
 		out.Type = fmt.Sprintf("unknown-%d", ev.Type)
@@ -49,7 +63,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 	if ev.Expect.Family != 0 {
 		out.Src, out.Dst, out.DPort = Addr(ev.Expect.Family, ev.Expect.Src), Addr(ev.Expect.Family, ev.Expect.Dst), ev.Expect.Dport
 	}
-	if out.Type == "reject" {
+	if out.Type == EventReject {
 		names, err := CounterNames()
 		if err == nil && int(ev.Reason) < len(names) {
 			out.Reason = names[ev.Reason]

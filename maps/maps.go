@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/cilium/ebpf"
 
@@ -28,10 +29,70 @@ const (
 	NameGuardedIfs   = "guarded_ifs"
 )
 
+// table is one pinned map: its name, where its handle lives, and for the LRU
+// tables where its size lives, since only they are sized at creation.
+type table struct {
+	name   string
+	handle func(*Maps) **ebpf.Map
+	size   func(*TableSizes) *uint32
+}
+
+// tables is every map ftpgate pins, in a stable order; the LRU tables come in
+// the order status and metrics list them.
+var tables = []table{
+	{NameCtrlPorts, func(m *Maps) **ebpf.Map { return &m.ctrlPorts }, nil},
+	{NameAllowPorts, func(m *Maps) **ebpf.Map { return &m.allowPorts }, nil},
+	{NameCtrlConns, func(m *Maps) **ebpf.Map { return &m.CtrlConns }, func(s *TableSizes) *uint32 { return &s.CtrlConns }},
+	{NameExpectations, func(m *Maps) **ebpf.Map { return &m.Expectations }, func(s *TableSizes) *uint32 { return &s.Expectations }},
+	{NameDataFlows, func(m *Maps) **ebpf.Map { return &m.DataFlows }, func(s *TableSizes) *uint32 { return &s.DataFlows }},
+	{NameStats, func(m *Maps) **ebpf.Map { return &m.Stats }, nil},
+	{NameConfig, func(m *Maps) **ebpf.Map { return &m.Config }, nil},
+	{NameEvents, func(m *Maps) **ebpf.Map { return &m.Events }, nil},
+	{NameGuardedIfs, func(m *Maps) **ebpf.Map { return &m.GuardedIfs }, nil},
+}
+
 // Names lists every map ftpgate pins, in a stable order.
-var Names = []string{
-	NameCtrlPorts, NameAllowPorts, NameCtrlConns, NameExpectations,
-	NameDataFlows, NameStats, NameConfig, NameEvents, NameGuardedIfs,
+var Names = tableNames(func(table) bool { return true })
+
+// LRUTables lists the three LRU tables (control connections, expectations,
+// data flows): the ones sized by TableSizes, aged, and shown with their fill.
+var LRUTables = tableNames(func(t table) bool { return t.size != nil })
+
+func tableNames(keep func(table) bool) []string {
+	var out []string
+	for _, t := range tables {
+		if keep(t) {
+			out = append(out, t.name)
+		}
+	}
+	return out
+}
+
+// TableSizes sets the entries of the LRU tables. They are fixed when the maps
+// are first created; a restart keeps the pinned sizes.
+type TableSizes struct {
+	CtrlConns    uint32
+	Expectations uint32
+	DataFlows    uint32
+}
+
+// DefaultTableSizes suits a busy gateway.
+var DefaultTableSizes = TableSizes{
+	CtrlConns:    uint32(bpf.FtpgateLimitsDEFAULT_CTRL_CONNS),
+	Expectations: uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
+	DataFlows:    uint32(bpf.FtpgateLimitsDEFAULT_DATA_FLOWS),
+}
+
+// Resize sets the sizes in spec; a zero size keeps the object's.
+func (s TableSizes) Resize(spec *ebpf.CollectionSpec) {
+	for _, t := range tables {
+		if t.size == nil {
+			continue
+		}
+		if n := *t.size(&s); n > 0 {
+			spec.Maps[t.name].MaxEntries = n
+		}
+	}
 }
 
 // ErrNotPinned means the pin directory holds no ftpgate maps.
@@ -39,8 +100,8 @@ var ErrNotPinned = errors.New("ftpgate maps are not pinned there")
 
 // Maps holds a handle on every map.
 type Maps struct {
-	CtrlPorts    *ebpf.Map
-	AllowPorts   *ebpf.Map
+	ctrlPorts    *ebpf.Map // through CtrlPorts()
+	allowPorts   *ebpf.Map // through AllowPorts()
 	CtrlConns    *ebpf.Map
 	Expectations *ebpf.Map
 	DataFlows    *ebpf.Map
@@ -53,31 +114,24 @@ type Maps struct {
 }
 
 // FromObjects views maps loaded into this process. Close does not close them:
-// their owner does.
+// their owner does. The generated struct is matched by its `ebpf` tags, the
+// pinned names, so this needs no edit when a map is added to the table.
 func FromObjects(o *bpf.FtpgateMaps) *Maps {
-	return &Maps{
-		CtrlPorts:    o.CtrlPorts,
-		AllowPorts:   o.AllowPorts,
-		CtrlConns:    o.CtrlConns,
-		Expectations: o.Expectations,
-		DataFlows:    o.DataFlows,
-		Stats:        o.Stats,
-		Config:       o.Config,
-		Events:       o.Events,
-		GuardedIfs:   o.GuardedIfs,
+	m := &Maps{}
+	v := reflect.ValueOf(o).Elem()
+	for i := range v.NumField() {
+		if h := m.handle(v.Type().Field(i).Tag.Get("ebpf")); h != nil {
+			*h = v.Field(i).Interface().(*ebpf.Map)
+		}
 	}
+	return m
 }
 
 // Open opens the maps pinned under dir.
 func Open(dir string) (*Maps, error) {
 	m := &Maps{owned: true}
-	targets := map[string]**ebpf.Map{
-		NameCtrlPorts: &m.CtrlPorts, NameAllowPorts: &m.AllowPorts, NameCtrlConns: &m.CtrlConns,
-		NameExpectations: &m.Expectations, NameDataFlows: &m.DataFlows, NameStats: &m.Stats,
-		NameConfig: &m.Config, NameEvents: &m.Events, NameGuardedIfs: &m.GuardedIfs,
-	}
-	for _, name := range Names {
-		path := filepath.Join(dir, name)
+	for _, t := range tables {
+		path := filepath.Join(dir, t.name)
 		mp, err := ebpf.LoadPinnedMap(path, nil)
 		if err != nil {
 			m.Close()
@@ -86,7 +140,7 @@ func Open(dir string) (*Maps, error) {
 			}
 			return nil, fmt.Errorf("open pinned map %s: %w", path, err)
 		}
-		*targets[name] = mp
+		*t.handle(m) = mp
 	}
 	return m, nil
 }
@@ -97,9 +151,8 @@ func (m *Maps) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, mp := range []*ebpf.Map{m.CtrlPorts, m.AllowPorts, m.CtrlConns, m.Expectations,
-		m.DataFlows, m.Stats, m.Config, m.Events, m.GuardedIfs} {
-		if mp != nil {
+	for _, t := range tables {
+		if mp := *t.handle(m); mp != nil {
 			errs = append(errs, mp.Close())
 		}
 	}
@@ -108,25 +161,17 @@ func (m *Maps) Close() error {
 
 // ByName returns the map pinned under name, or nil.
 func (m *Maps) ByName(name string) *ebpf.Map {
-	switch name {
-	case NameCtrlPorts:
-		return m.CtrlPorts
-	case NameAllowPorts:
-		return m.AllowPorts
-	case NameCtrlConns:
-		return m.CtrlConns
-	case NameExpectations:
-		return m.Expectations
-	case NameDataFlows:
-		return m.DataFlows
-	case NameStats:
-		return m.Stats
-	case NameConfig:
-		return m.Config
-	case NameEvents:
-		return m.Events
-	case NameGuardedIfs:
-		return m.GuardedIfs
+	if h := m.handle(name); h != nil {
+		return *h
+	}
+	return nil
+}
+
+func (m *Maps) handle(name string) **ebpf.Map {
+	for _, t := range tables {
+		if t.name == name {
+			return t.handle(m)
+		}
 	}
 	return nil
 }

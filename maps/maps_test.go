@@ -6,6 +6,10 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
 )
 
 func TestAddrWordsRoundTrip(t *testing.T) {
@@ -18,7 +22,14 @@ func TestAddrWordsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestKindJSON: the names come from the C enum kind through BTF; the ones
+// listings print never change.
 func TestKindJSON(t *testing.T) {
+	for k, want := range map[Kind]string{0: "none", KindPort: "port", KindEprt: "eprt", KindPasv: "pasv", KindEpsv: "epsv", 200: "none"} {
+		if k.String() != want {
+			t.Errorf("Kind(%d) = %q, want %q", k, k.String(), want)
+		}
+	}
 	for _, k := range []Kind{KindPort, KindEprt, KindPasv, KindEpsv} {
 		b, err := json.Marshal(k)
 		if err != nil {
@@ -76,5 +87,32 @@ func TestConfigValidate(t *testing.T) {
 		if (ValidPort(p) == nil) != ok {
 			t.Errorf("ValidPort(%d) wrong", p)
 		}
+	}
+}
+
+// TestTable: the table names maps the object has, and its LRU tables are
+// exactly the object's LRU maps, so TableSizes and the ager cover them all.
+func TestTable(t *testing.T) {
+	spec, err := bpf.LoadFtpgate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range Names {
+		if spec.Maps[name] == nil {
+			t.Errorf("table names %s, which the object does not have", name)
+		}
+	}
+	var lru []string
+	for name, ms := range spec.Maps {
+		if ms.Type == ebpf.LRUHash {
+			lru = append(lru, name)
+		}
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(lru)), slices.Sorted(slices.Values(LRUTables))) {
+		t.Errorf("LRUTables %v, the object's LRU maps %v", LRUTables, lru)
+	}
+	m := FromObjects(&bpf.FtpgateMaps{Config: &ebpf.Map{}})
+	if m.ByName(NameConfig) == nil || m.ByName(NameStats) != nil {
+		t.Error("FromObjects does not match the generated struct by pinned name")
 	}
 }

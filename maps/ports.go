@@ -17,11 +17,11 @@ type PortSet struct {
 	name string
 }
 
-// ControlPorts is the set of ports whose connections are FTP control channels.
-func (m *Maps) ControlPorts() PortSet { return PortSet{m.CtrlPorts, NameCtrlPorts} }
+// CtrlPorts is the set of ports whose connections are FTP control channels.
+func (m *Maps) CtrlPorts() PortSet { return PortSet{m.ctrlPorts, NameCtrlPorts} }
 
-// AllowedPorts is the set of ports that accept new connections.
-func (m *Maps) AllowedPorts() PortSet { return PortSet{m.AllowPorts, NameAllowPorts} }
+// AllowPorts is the set of ports that accept new connections.
+func (m *Maps) AllowPorts() PortSet { return PortSet{m.allowPorts, NameAllowPorts} }
 
 // ValidPort reports whether p is a port that can be put in a set.
 func ValidPort(p int) error {

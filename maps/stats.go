@@ -10,40 +10,38 @@ import (
 	"github.com/ftpgate/ftpgate/bpf"
 )
 
-var (
-	statNamesOnce sync.Once
-	statNames     []string
-	statNamesErr  error
-)
-
-// CounterNames returns the stable counter names, indexed like the stats map.
-// They come from the C enum (STAT_CTRL_SEGMENTS becomes ctrl_segments) in the
-// embedded object's BTF, so C and Go cannot disagree.
-func CounterNames() ([]string, error) {
-	statNamesOnce.Do(func() {
-		spec, err := bpf.LoadFtpgate()
-		if err != nil {
-			statNamesErr = fmt.Errorf("load embedded object: %w", err)
-			return
+// enumNames reads a C enum from the embedded object's BTF and returns its
+// names indexed by value, lower case and without prefix (STAT_CTRL_SEGMENTS
+// becomes ctrl_segments), so C and Go cannot disagree. skip is a value name
+// that only bounds the enum.
+func enumNames(enum, prefix, skip string) ([]string, error) {
+	spec, err := bpf.LoadFtpgate()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded object: %w", err)
+	}
+	var e *btf.Enum
+	if err := spec.Types.TypeByName(enum, &e); err != nil {
+		return nil, fmt.Errorf("find enum %s in BTF: %w", enum, err)
+	}
+	var names []string
+	for _, v := range e.Values {
+		if v.Name == skip {
+			continue
 		}
-		var enum *btf.Enum
-		if err := spec.Types.TypeByName("stat", &enum); err != nil {
-			statNamesErr = fmt.Errorf("find counter enum in BTF: %w", err)
-			return
+		idx := int(v.Value)
+		for len(names) <= idx {
+			names = append(names, "")
 		}
-		for _, v := range enum.Values {
-			if v.Name == "STAT_MAX" {
-				continue
-			}
-			idx := int(v.Value)
-			for len(statNames) <= idx {
-				statNames = append(statNames, "")
-			}
-			statNames[idx] = strings.ToLower(strings.TrimPrefix(v.Name, "STAT_"))
-		}
-	})
-	return statNames, statNamesErr
+		names[idx] = strings.ToLower(strings.TrimPrefix(v.Name, prefix))
+	}
+	return names, nil
 }
+
+var counterNames = sync.OnceValues(func() ([]string, error) { return enumNames("stat", "STAT_", "STAT_MAX") })
+
+// CounterNames returns the stable counter names, indexed like the stats map,
+// from the C enum stat.
+func CounterNames() ([]string, error) { return counterNames() }
 
 // Counters sums the per-CPU counters by name.
 func (m *Maps) Counters() (map[string]uint64, error) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,18 +28,17 @@ const (
 	KindEpsv = Kind(bpf.FtpgateKindKIND_EPSV)
 )
 
+// kindNames are the C enum kind's names (KIND_PASV becomes pasv), indexed by value.
+var kindNames = sync.OnceValues(func() ([]string, error) { return enumNames("kind", "KIND_", "") })
+
+// String names the kind as the C enum does; "none" for no kind or one this
+// build does not know.
 func (k Kind) String() string {
-	switch k {
-	case KindPort:
-		return "port"
-	case KindEprt:
-		return "eprt"
-	case KindPasv:
-		return "pasv"
-	case KindEpsv:
-		return "epsv"
+	names, err := kindNames()
+	if err != nil || int(k) >= len(names) || names[k] == "" {
+		return "none"
 	}
-	return "none"
+	return names[k]
 }
 
 // MarshalText makes Kind print as its name in JSON.
@@ -46,9 +46,13 @@ func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // UnmarshalText reads a Kind's name.
 func (k *Kind) UnmarshalText(b []byte) error {
-	for _, c := range []Kind{0, KindPort, KindEprt, KindPasv, KindEpsv} {
-		if c.String() == string(b) {
-			*k = c
+	names, err := kindNames()
+	if err != nil {
+		return err
+	}
+	for i, name := range names {
+		if name != "" && name == string(b) {
+			*k = Kind(i)
 			return nil
 		}
 	}
@@ -120,7 +124,19 @@ type Expectation struct {
 	ExpiresIn time.Duration `json:"-"`
 	ExpiresMs int64         `json:"expires_in_ms"`
 	Control   Control       `json:"control"`
+	key       bpf.FtpgateExpectKey
+	expired   bool
 }
+
+// Expired is the XDP filter's rule: an expectation admits nothing from its
+// expiry on, whether or not it has been reclaimed yet.
+func Expired(now, expiresNs uint64) bool { return now >= expiresNs }
+
+// Expired reports whether the expectation can admit nothing any more.
+func (e Expectation) Expired() bool { return e.expired }
+
+// Key is the expectation's map key.
+func (e Expectation) Key() bpf.FtpgateExpectKey { return e.key }
 
 // Flow is a data connection admitted through an expectation.
 type Flow struct {
@@ -137,7 +153,11 @@ type Flow struct {
 	Closed  bool          `json:"closed"`
 	Control Control       `json:"control"`
 	idle    time.Duration
+	key     bpf.FtpgateFlowKey
 }
+
+// Key is the flow's map key.
+func (f Flow) Key() bpf.FtpgateFlowKey { return f.key }
 
 // Idle is how long ago the flow was last seen (SYN, FIN or RST, or any packet
 // with accounting on).
@@ -153,22 +173,43 @@ type Conn struct {
 	Pending     string `json:"pending"` // pasv, epsv or empty
 	Closing     bool   `json:"closing"`
 	idle        time.Duration
+	key         bpf.FtpgateCtrlKey
 }
+
+// Key is the connection's map key as the programs wrote it.
+func (c Conn) Key() bpf.FtpgateCtrlKey { return c.key }
 
 // Idle is how long ago the last segment of the connection was parsed.
 func (c Conn) Idle() time.Duration { return c.idle }
 
-// Now reads ftpgate's clock: the kernel's monotonic clock plus the configured offset.
-func (m *Maps) Now() (uint64, error) {
+// Reclaimable is the one rule for when a data flow or control connection is
+// finished with: closing (FIN or RST seen) and quiet for linger, which leaves
+// time for listings and retransmissions, or quiet for idleLimit whatever its
+// state.
+func Reclaimable(idle time.Duration, closing bool, linger, idleLimit time.Duration) bool {
+	return (closing && idle >= linger) || idle >= idleLimit
+}
+
+// Monotonic reads CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads.
+func Monotonic() (uint64, error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		return 0, fmt.Errorf("read monotonic clock: %w", err)
+	}
+	return uint64(ts.Nano()), nil
+}
+
+// Now reads ftpgate's clock: the kernel's monotonic clock plus the configured offset.
+func (m *Maps) Now() (uint64, error) {
+	mono, err := Monotonic()
+	if err != nil {
+		return 0, err
 	}
 	c, err := m.GetConfig()
 	if err != nil {
 		return 0, err
 	}
-	return uint64(ts.Nano() + int64(c.ClockOffset)), nil
+	return uint64(int64(mono) + int64(c.ClockOffset)), nil
 }
 
 func since(now, then uint64) time.Duration {
@@ -178,19 +219,30 @@ func since(now, then uint64) time.Duration {
 	return time.Duration(now - then)
 }
 
-// ListExpectations lists the live and expired-but-unreclaimed expectations.
-func (m *Maps) ListExpectations() ([]Expectation, error) {
+// list decodes every entry of a table, reading the clock once.
+func list[K, V, E any](m *Maps, name string, decode func(now uint64, k K, v *V) E) ([]E, error) {
 	now, err := m.Now()
 	if err != nil {
 		return nil, err
 	}
-	var out []Expectation
-	var k bpf.FtpgateExpectKey
-	var v bpf.FtpgateExpectVal
-	it := m.Expectations.Iterate()
+	var out []E
+	var k K
+	var v V
+	it := m.ByName(name).Iterate()
 	for it.Next(&k, &v) {
+		out = append(out, decode(now, k, &v))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// ListExpectations lists the live and expired-but-unreclaimed expectations.
+func (m *Maps) ListExpectations() ([]Expectation, error) {
+	return list(m, NameExpectations, func(now uint64, k bpf.FtpgateExpectKey, v *bpf.FtpgateExpectVal) Expectation {
 		left := time.Duration(int64(v.ExpiresNs) - int64(now))
-		out = append(out, Expectation{
+		return Expectation{
 			Kind:      Kind(v.Kind),
 			Src:       Addr(k.Family, k.Src),
 			Dst:       Addr(k.Family, k.Dst),
@@ -198,27 +250,17 @@ func (m *Maps) ListExpectations() ([]Expectation, error) {
 			ExpiresIn: left,
 			ExpiresMs: left.Milliseconds(),
 			Control:   ControlFromKey(v.Ctrl),
-		})
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", NameExpectations, err)
-	}
-	return out, nil
+			key:       k,
+			expired:   Expired(now, v.ExpiresNs),
+		}
+	})
 }
 
 // ListFlows lists the data flows.
 func (m *Maps) ListFlows() ([]Flow, error) {
-	now, err := m.Now()
-	if err != nil {
-		return nil, err
-	}
-	var out []Flow
-	var k bpf.FtpgateFlowKey
-	var v bpf.FtpgateFlowVal
-	it := m.DataFlows.Iterate()
-	for it.Next(&k, &v) {
+	return list(m, NameDataFlows, func(now uint64, k bpf.FtpgateFlowKey, v *bpf.FtpgateFlowVal) Flow {
 		idle := since(now, v.LastSeenNs)
-		out = append(out, Flow{
+		return Flow{
 			Kind:    Kind(v.Kind),
 			Src:     Addr(k.Family, k.Src),
 			SPort:   k.Sport,
@@ -232,45 +274,31 @@ func (m *Maps) ListFlows() ([]Flow, error) {
 			Closed:  v.Flags != 0,
 			Control: ControlFromKey(v.Ctrl),
 			idle:    idle,
-		})
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", NameDataFlows, err)
-	}
-	return out, nil
+			key:     k,
+		}
+	})
 }
 
 // ListConns lists the control connections.
 func (m *Maps) ListConns() ([]Conn, error) {
-	now, err := m.Now()
-	if err != nil {
-		return nil, err
-	}
-	var out []Conn
-	var k bpf.FtpgateCtrlKey
-	var v bpf.FtpgateCtrlVal
-	it := m.CtrlConns.Iterate()
-	for it.Next(&k, &v) {
+	return list(m, NameCtrlConns, func(now uint64, k bpf.FtpgateCtrlKey, v *bpf.FtpgateCtrlVal) Conn {
 		cli, srv := v.Dir[bpf.FtpgateDirectionDIR_CLIENT], v.Dir[bpf.FtpgateDirectionDIR_SERVER]
-		last := max(cli.LastNs, srv.LastNs)
+		idle := since(now, max(cli.LastNs, srv.LastNs))
 		c := Conn{
 			Control:     ControlFromKey(k),
 			AgeMs:       since(now, v.CreatedNs).Milliseconds(),
-			IdleMs:      since(now, last).Milliseconds(),
+			IdleMs:      idle.Milliseconds(),
 			ClientLines: cli.Lines,
 			ServerLines: srv.Lines,
 			Closing:     cli.Fin != 0 || srv.Fin != 0,
-			idle:        since(now, last),
+			idle:        idle,
+			key:         k,
 		}
 		if cli.PasvKind != 0 && cli.PasvGen != srv.PasvGen {
 			c.Pending = Kind(cli.PasvKind).String()
 		}
-		out = append(out, c)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", NameCtrlConns, err)
-	}
-	return out, nil
+		return c
+	})
 }
 
 // Fill counts the entries of a hash map (for status and metrics).

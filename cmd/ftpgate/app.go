@@ -50,8 +50,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			ctrlCommand(),
 			statsCommand(),
 			configCommand(),
-			portsCommand("ports", "control ports (FTP control channels are parsed there; adding one does not allow connections to it)", (*maps.Maps).ControlPorts),
-			portsCommand("allow", "allowed ports (new connections to them are admitted)", (*maps.Maps).AllowedPorts),
+			portsCommand("ports", "control ports (FTP control channels are parsed there; adding one does not allow connections to it)", (*maps.Maps).CtrlPorts),
+			portsCommand("allow", "allowed ports (new connections to them are admitted)", (*maps.Maps).AllowPorts),
 			monitorCommand(),
 			replayCommand(),
 			detachCommand(),
@@ -65,6 +65,14 @@ func pinDirFlag() cli.Flag {
 	return &cli.StringFlag{Name: "pin-dir", Value: loader.DefaultPinDir, Usage: "bpffs directory holding ftpgate's pinned maps, programs and links"}
 }
 
+// stateDirFlag is hidden: operators keep the default, tests and side-by-side
+// instances give their own.
+func stateDirFlag() cli.Flag {
+	return &cli.StringFlag{Name: "state-dir", Value: string(loader.DefaultStateDir), Hidden: true, Usage: "directory of run's state files"}
+}
+
+func stateDir(c *cli.Context) loader.StateDir { return loader.StateDir(c.String("state-dir")) }
+
 func netnsFlag() cli.Flag {
 	return &cli.StringFlag{Name: "netns", Usage: "network namespace (`NAME` under /var/run/netns) for interfaces and netlink; pins stay in the host's bpffs"}
 }
@@ -74,7 +82,7 @@ func jsonFlag() cli.Flag {
 }
 
 func commonFlags(extra ...cli.Flag) []cli.Flag {
-	return append([]cli.Flag{pinDirFlag(), netnsFlag()}, extra...)
+	return append([]cli.Flag{pinDirFlag(), netnsFlag(), stateDirFlag()}, extra...)
 }
 
 // pinCommand builds a command on the dataplane pinned at --pin-dir: every

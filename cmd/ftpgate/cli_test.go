@@ -32,6 +32,7 @@ func ftpgate(args ...string) result {
 // pins on a private bpffs and a private state directory.
 type fixture struct {
 	ns, pinDir string
+	states     loader.StateDir
 	dp         *loader.Dataplane
 }
 
@@ -43,11 +44,9 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{}
 	f.ns = nettest.VethNS(t, "fgc", "fc0", "fc1")
 	f.pinDir = filepath.Join(nettest.BPFFS(t), "ftpgate")
-	old := loader.StateDir
-	loader.StateDir = t.TempDir()
-	t.Cleanup(func() { loader.StateDir = old })
+	f.states = loader.StateDir(t.TempDir())
 	dp, err := loader.Start(loader.Options{
-		PinDir: f.pinDir, NetNS: f.ns, Ifaces: []string{"fc0", "fc1"}, XDPMode: loader.XDPGeneric,
+		PinDir: f.pinDir, StateDir: f.states, NetNS: f.ns, Ifaces: []string{"fc0", "fc1"}, XDPMode: loader.XDPGeneric,
 		CtrlPorts: []uint16{21}, AllowPorts: []uint16{21, 22}, Config: maps.DefaultConfig(),
 		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
 	})
@@ -57,14 +56,14 @@ func newFixture(t *testing.T) *fixture {
 	f.dp = dp
 	t.Cleanup(func() {
 		dp.Close()
-		loader.Detach(f.pinDir, "", nil)
+		loader.Detach(f.pinDir, f.states, "", nil)
 	})
 	return f
 }
 
 // cmd runs a command with this fixture's --pin-dir after the command words.
 func (f *fixture) cmd(words []string, flags ...string) result {
-	args := append(append(append([]string{}, words...), "--pin-dir", f.pinDir), flags...)
+	args := append(append(append([]string{}, words...), "--pin-dir", f.pinDir, "--state-dir", string(f.states)), flags...)
 	return ftpgate(args...)
 }
 

@@ -18,7 +18,7 @@ func expectationsCommand() *cli.Command {
 		read: func(m *maps.Maps) ([]maps.Expectation, error) {
 			list, err := m.ListExpectations()
 			// expired entries the ager has not reclaimed yet admit nothing
-			return slices.DeleteFunc(list, func(e maps.Expectation) bool { return e.ExpiresIn <= 0 }), err
+			return slices.DeleteFunc(list, maps.Expectation.Expired), err
 		},
 		order: func(a, b maps.Expectation) int { return int(a.ExpiresIn - b.ExpiresIn) },
 		row: func(e maps.Expectation) string {

@@ -19,6 +19,7 @@ func runCommand() *cli.Command {
 	flags := append([]cli.Flag{
 		pinDirFlag(),
 		netnsFlag(),
+		stateDirFlag(),
 		&cli.StringFlag{Name: "config", Usage: "YAML `FILE` whose keys are these flags' names; flags on the command line win"},
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "iface", Aliases: []string{"i"}, Usage: "guarded interface (repeat for several)"}),
 	}, settingFlags(inRun)...)
@@ -48,6 +49,7 @@ func optionsFromFlags(c *cli.Context) (loader.Options, error) {
 	var o loader.Options
 	var err error
 	o.PinDir = c.String("pin-dir")
+	o.StateDir = stateDir(c)
 	o.NetNS = c.String("netns")
 	o.Ifaces = c.StringSlice("iface")
 	if len(o.Ifaces) == 0 {
@@ -120,7 +122,7 @@ func runAction(c *cli.Context) error {
 		log.Warn("release handles", "err", err)
 	}
 	if c.Bool("detach-on-exit") {
-		if err := loader.Detach(opts.PinDir, opts.NetNS, log); err != nil {
+		if err := loader.Detach(opts.PinDir, opts.StateDir, opts.NetNS, log); err != nil {
 			return fmt.Errorf("detach: %w", err)
 		}
 		log.Info("detached and removed pins")

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/nettest"
-	"github.com/ftpgate/ftpgate/loader"
 )
 
 // TestRunUntilSignalled runs `ftpgate run` in-process: it attaches, writes
@@ -22,13 +21,11 @@ func TestRunUntilSignalled(t *testing.T) {
 	}
 	ns := nettest.VethNS(t, "fgr", "fr0", "fr1")
 	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
-	old := loader.StateDir
-	loader.StateDir = t.TempDir()
-	t.Cleanup(func() { loader.StateDir = old })
+	states := t.TempDir()
 
 	for _, detach := range []bool{false, true} {
 		ready := filepath.Join(t.TempDir(), "ready")
-		args := []string{"run", "--netns", ns, "--iface", "fr0", "--pin-dir", pinDir, "--ready-file", ready,
+		args := []string{"run", "--netns", ns, "--iface", "fr0", "--pin-dir", pinDir, "--state-dir", states, "--ready-file", ready,
 			"--ctrl-conns", "1024", "--expectations", "1024", "--flows", "1024", "--log-level", "warn"}
 		if detach {
 			args = append(args, "--detach-on-exit")
@@ -49,7 +46,7 @@ func TestRunUntilSignalled(t *testing.T) {
 				t.Fatal("run not ready after 30s")
 			}
 		}
-		if r := ftpgate("status", "--pin-dir", pinDir); r.code != 0 || !strings.Contains(r.stdout, "fr0") {
+		if r := ftpgate("status", "--pin-dir", pinDir, "--state-dir", states); r.code != 0 || !strings.Contains(r.stdout, "fr0") {
 			t.Fatalf("status while running: %d %s%s", r.code, r.stdout, r.stderr)
 		}
 		if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
@@ -68,7 +65,7 @@ func TestRunUntilSignalled(t *testing.T) {
 			t.Fatalf("detach-on-exit=%v, pins present: %v", detach, err == nil)
 		}
 		if !detach {
-			if r := ftpgate("status", "--pin-dir", pinDir); r.code != 0 {
+			if r := ftpgate("status", "--pin-dir", pinDir, "--state-dir", states); r.code != 0 {
 				t.Fatalf("status after the daemon stopped: %s", r.stderr)
 			}
 		}

@@ -4,11 +4,10 @@
 package bpfrun
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -43,11 +42,7 @@ func Load(ctrlConns, expectations, flows uint32) (*Rig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load embedded object: %w", err)
 	}
-	for name, n := range map[string]uint32{maps.NameCtrlConns: ctrlConns, maps.NameExpectations: expectations, maps.NameDataFlows: flows} {
-		if n > 0 {
-			spec.Maps[name].MaxEntries = n
-		}
-	}
+	maps.TableSizes{CtrlConns: ctrlConns, Expectations: expectations, DataFlows: flows}.Resize(spec)
 	r := &Rig{}
 	if err := spec.LoadAndAssign(&r.Objs, nil); err != nil {
 		var ve *ebpf.VerifierError
@@ -69,7 +64,7 @@ func (r *Rig) Close() error {
 }
 
 // Events drains the ring buffer and returns what the programs reported.
-func (r *Rig) Events() ([]bpf.FtpgateEvent, error) {
+func (r *Rig) Events() ([]maps.Event, error) {
 	if r.events == nil {
 		rd, err := ringbuf.NewReader(r.Objs.Events)
 		if err != nil {
@@ -77,7 +72,7 @@ func (r *Rig) Events() ([]bpf.FtpgateEvent, error) {
 		}
 		r.events = rd
 	}
-	var out []bpf.FtpgateEvent
+	var out []maps.Event
 	for {
 		r.events.SetDeadline(time.Now())
 		rec, err := r.events.Read()
@@ -87,9 +82,9 @@ func (r *Rig) Events() ([]bpf.FtpgateEvent, error) {
 		if err != nil {
 			return out, fmt.Errorf("read events: %w", err)
 		}
-		var ev bpf.FtpgateEvent
-		if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
-			return out, fmt.Errorf("decode event: %w", err)
+		ev, err := maps.DecodeEvent(rec.RawSample)
+		if err != nil {
+			return out, err
 		}
 		out = append(out, ev)
 	}
@@ -97,15 +92,15 @@ func (r *Rig) Events() ([]bpf.FtpgateEvent, error) {
 
 // Reset empties every table, zeroes the counters and restores the defaults.
 func (r *Rig) Reset() error {
-	for _, m := range []*ebpf.Map{r.Objs.CtrlConns, r.Objs.Expectations, r.Objs.DataFlows, r.Objs.GuardedIfs} {
-		if err := Clear(m); err != nil {
+	for _, name := range append(slices.Clone(maps.LRUTables), maps.NameGuardedIfs) {
+		if err := Clear(r.Maps.ByName(name)); err != nil {
 			return err
 		}
 	}
-	if err := r.Maps.ControlPorts().Replace([]uint16{21}); err != nil {
+	if err := r.Maps.CtrlPorts().Replace([]uint16{21}); err != nil {
 		return err
 	}
-	if err := r.Maps.AllowedPorts().Replace(nil); err != nil {
+	if err := r.Maps.AllowPorts().Replace(nil); err != nil {
 		return err
 	}
 	if err := r.Maps.SetConfig(maps.DefaultConfig()); err != nil {

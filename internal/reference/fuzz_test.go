@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/reference"
 	"github.com/ftpgate/ftpgate/maps"
@@ -143,15 +142,10 @@ func compare(t *testing.T, r *bpftest.Rig, client, server, plan []byte, opts byt
 	}
 	var got []reference.Expectation
 	for _, ev := range events {
-		if ev.Type != uint32(bpf.FtpgateEventTypeEV_EXPECT_CREATED) {
+		if ev.Type != maps.EventCreated {
 			continue
 		}
-		got = append(got, reference.Expectation{
-			Kind:  maps.Kind(ev.Kind).String(),
-			Src:   maps.Addr(ev.Expect.Family, ev.Expect.Src),
-			Dst:   maps.Addr(ev.Expect.Family, ev.Expect.Dst),
-			DPort: ev.Expect.Dport,
-		})
+		got = append(got, reference.Expectation{Kind: ev.Kind.String(), Src: ev.Src, Dst: ev.Dst, DPort: ev.DPort})
 	}
 	if !slices.Equal(got, ref.Created) {
 		return fmt.Sprintf("BPF created %v\nreference created %v", got, ref.Created)

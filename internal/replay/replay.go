@@ -10,7 +10,6 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
@@ -28,14 +27,14 @@ type Options struct {
 
 // Expectation is one expectation the capture made, with its fate.
 type Expectation struct {
-	Kind    string       `json:"kind"`
-	Src     netip.Addr   `json:"src"`
-	Dst     netip.Addr   `json:"dst"`
-	DPort   uint16       `json:"dport"`
-	Control maps.Control `json:"control"`
-	Fate    string       `json:"fate"` // consumed, evicted, closed, expired, live
-	key     bpf.FtpgateExpectKey
-	expires time.Time
+	Kind      string       `json:"kind"`
+	Src       netip.Addr   `json:"src"`
+	Dst       netip.Addr   `json:"dst"`
+	DPort     uint16       `json:"dport"`
+	Control   maps.Control `json:"control"`
+	Fate      string       `json:"fate"` // consumed, evicted, closed, expired, live
+	key       bpf.FtpgateExpectKey
+	expiresNs uint64 // on the capture's clock
 }
 
 // Connection is the verdict on one connection attempt (SYN without ACK).
@@ -90,14 +89,14 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 	if len(ctrl) == 0 {
 		ctrl = []uint16{21}
 	}
-	if err := m.ControlPorts().Replace(ctrl); err != nil {
+	if err := m.CtrlPorts().Replace(ctrl); err != nil {
 		return nil, err
 	}
 	allow := opts.AllowPorts
 	if len(allow) == 0 {
 		allow = ctrl
 	}
-	if err := m.AllowedPorts().Replace(allow); err != nil {
+	if err := m.AllowPorts().Replace(allow); err != nil {
 		return nil, err
 	}
 	cfg := opts.Config
@@ -113,7 +112,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 			res.Truncated++
 		}
 		// the clock offset makes the kernel clock read the packet's time
-		mono, err := monotonic()
+		mono, err := maps.Monotonic()
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +175,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 			continue
 		}
 		e.Fate = "live"
-		if !last.Before(e.expires) {
+		if maps.Expired(uint64(last.UnixNano()), e.expiresNs) {
 			e.Fate = "expired"
 		}
 	}
@@ -199,26 +198,19 @@ func collectEvents(rig *bpfrun.Rig, res *Result) error {
 		return err
 	}
 	for _, ev := range events {
-		switch bpf.FtpgateEventType(ev.Type) {
-		case bpf.FtpgateEventTypeEV_EXPECT_CREATED:
+		switch ev.Type {
+		case maps.EventCreated:
 			var val bpf.FtpgateExpectVal
-			expires := time.Time{}
-			if err := rig.Maps.Expectations.Lookup(ev.Expect, &val); err == nil {
-				expires = time.Unix(0, int64(val.ExpiresNs))
+			if err := rig.Maps.Expectations.Lookup(ev.Expectation, &val); err != nil {
+				val.ExpiresNs = 0 // already gone: expired whenever the capture ends
 			}
 			res.Expectations = append(res.Expectations, &Expectation{
-				Kind: maps.Kind(ev.Kind).String(), Src: maps.Addr(ev.Expect.Family, ev.Expect.Src),
-				Dst: maps.Addr(ev.Expect.Family, ev.Expect.Dst), DPort: ev.Expect.Dport,
-				Control: maps.ControlFromKey(ev.Ctrl), key: ev.Expect, expires: expires,
+				Kind: ev.Kind.String(), Src: ev.Src, Dst: ev.Dst, DPort: ev.DPort,
+				Control: ev.Control, key: ev.Expectation, expiresNs: val.ExpiresNs,
 			})
-		case bpf.FtpgateEventTypeEV_EXPECT_CONSUMED:
-			setFate(res, ev.Expect, "consumed")
-		case bpf.FtpgateEventTypeEV_EXPECT_EVICTED:
-			setFate(res, ev.Expect, "evicted")
-		case bpf.FtpgateEventTypeEV_EXPECT_CLOSED:
-			setFate(res, ev.Expect, "closed")
-		case bpf.FtpgateEventTypeEV_EXPECT_EXPIRED:
-			setFate(res, ev.Expect, "expired")
+		case maps.EventConsumed, maps.EventEvicted, maps.EventClosed, maps.EventExpired:
+			// the fates are the event types' names
+			setFate(res, ev.Expectation, ev.Type)
 		}
 	}
 	return nil
@@ -272,15 +264,6 @@ func isLocal(local []netip.Prefix, frame []byte) bool {
 		}
 	}
 	return false
-}
-
-// monotonic reads the clock bpf_ktime_get_ns uses.
-func monotonic() (uint64, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0, fmt.Errorf("read monotonic clock: %w", err)
-	}
-	return uint64(ts.Nano()), nil
 }
 
 // String gives a readable one-line summary of a connection.

@@ -108,10 +108,10 @@ func TestUnsolicitedConnectionsAreDropped(t *testing.T) {
 	}
 }
 
-// TestAlternateControlPortAtRunTime: 2121 is allowed from the start, so the
+// TestAlternateCtrlPortAtRunTime: 2121 is allowed from the start, so the
 // control connection works, but data connections need it to be a control
 // port: they fail before `ftpgate ports add 2121` and work right after.
-func TestAlternateControlPortAtRunTime(t *testing.T) {
+func TestAlternateCtrlPortAtRunTime(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
 	l := lab.New(t, lab.Options{FileSize: 64 << 10})

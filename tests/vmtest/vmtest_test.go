@@ -51,11 +51,9 @@ func newGatewayLab(t *testing.T, tc loader.TCMode) *gatewayLab {
 	}
 
 	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
-	old := loader.StateDir
-	loader.StateDir = t.TempDir()
-	t.Cleanup(func() { loader.StateDir = old })
+	states := loader.StateDir(t.TempDir())
 	dp, err := loader.Start(loader.Options{
-		PinDir: pinDir, NetNS: g.gateway, Ifaces: []string{gwClientIf, gwServerIf},
+		PinDir: pinDir, StateDir: states, NetNS: g.gateway, Ifaces: []string{gwClientIf, gwServerIf},
 		XDPMode: loader.XDPAuto, TCMode: tc,
 		CtrlPorts: []uint16{ftpPort}, AllowPorts: []uint16{ftpPort}, Config: maps.DefaultConfig(),
 		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
@@ -66,7 +64,7 @@ func newGatewayLab(t *testing.T, tc loader.TCMode) *gatewayLab {
 	g.dp = dp
 	t.Cleanup(func() {
 		dp.Close()
-		if err := loader.Detach(pinDir, "", nil); err != nil {
+		if err := loader.Detach(pinDir, states, "", nil); err != nil {
 			t.Errorf("detach: %v", err)
 		}
 	})
