@@ -2,7 +2,7 @@
 /*
  * XDP admission filter: decides, for every inbound packet of a guarded
  * interface, PASS or DROP before the stack sees it. Only new TCP connection
- * attempts (SYN without ACK) are ever dropped; see DESIGN.md, "Admission policy".
+ * attempts (SYN without ACK) are ever dropped; see docs/design.md, "Admission policy".
  */
 #ifndef FTPGATE_ADMIT_H
 #define FTPGATE_ADMIT_H

@@ -2,7 +2,7 @@
 /*
  * The FTP layer of the TC parser: which lines matter (PORT, EPRT, PASV, EPSV
  * from the client; 227 and 229 from the server), what each one announces,
- * and whether a reply answers an outstanding passive request. See DESIGN.md,
+ * and whether a reply answers an outstanding passive request. See docs/design.md,
  * "Expectations", and the Go statement of the same rules in
  * internal/reference.
  *

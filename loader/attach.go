@@ -18,7 +18,7 @@ type XDPMode string
 
 // XDP attach modes.
 const (
-	XDPAuto    XDPMode = "auto"    // native, except generic on veth (see DESIGN.md)
+	XDPAuto    XDPMode = "auto"    // native, except generic on veth (see docs/design.md)
 	XDPNative  XDPMode = "native"  // in the driver
 	XDPGeneric XDPMode = "generic" // in the stack (skb mode)
 )

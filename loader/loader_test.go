@@ -155,7 +155,7 @@ func TestAutoModes(t *testing.T) {
 		wantTC = TCX
 	}
 	for _, ifc := range dp.State.Ifaces {
-		// veth: generic, see DESIGN.md
+		// veth: generic, see docs/design.md
 		if ifc.Kind != "veth" || ifc.XDPMode != XDPGeneric || ifc.TCMode != wantTC {
 			t.Errorf("%s (%s): xdp=%s tc=%s, want generic %s", ifc.Name, ifc.Kind, ifc.XDPMode, ifc.TCMode, wantTC)
 		}

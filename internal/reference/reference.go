@@ -1,5 +1,5 @@
 // Package reference is a plain Go statement of ftpgate's control-channel
-// parsing rules (DESIGN.md, "Expectations", and the decisions in the
+// parsing rules (docs/design.md, "Expectations", and the decisions in the
 // README). It is written for clarity, not speed, and shares only the named
 // limits with the BPF program. The differential fuzzer feeds the same
 // segments to both and compares the expectations they create.
