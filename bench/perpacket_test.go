@@ -9,6 +9,7 @@ import (
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -76,7 +77,7 @@ func BenchmarkPerPacket(b *testing.B) {
 	if err := r.Objs.Expectations.Put(expectKey(clientAddr, serverAddr, retrDst.Port()), expVal(now)); err != nil {
 		b.Fatal(err)
 	}
-	if ret, err := r.XDP(bpfrun.SYN(retrSrc, retrDst)); err != nil || ret != bpfrun.XDPPass {
+	if ret, err := r.XDP(bpftest.SYN(retrSrc, retrDst)); err != nil || ret != bpfrun.XDPPass {
 		b.Fatalf("admit data flow: %d %v", ret, err)
 	}
 
@@ -84,9 +85,9 @@ func BenchmarkPerPacket(b *testing.B) {
 		{name: "xdp udp (non-TCP)", frame: packet.UDP(cli(5353), srv(53), make([]byte, 64)), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp tcp ack (non-SYN)", target: atMost(2), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: xdp, want: bpfrun.XDPPass},
-		{name: "xdp syn allowed port", frame: bpfrun.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
-		{name: "xdp syn retransmit (data_flows hit)", frame: bpfrun.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass},
-		{name: "xdp syn dropped", frame: bpfrun.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop},
+		{name: "xdp syn allowed port", frame: bpftest.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp syn retransmit (data_flows hit)", frame: bpftest.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop},
 		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
 	}
@@ -114,17 +115,17 @@ func BenchmarkPerPacket(b *testing.B) {
 			for i := range ppBatch {
 				dport := uint16(10000 + i)
 				keys[i], vals[i] = expectKey(clientAddr, serverAddr, dport), expVal(now)
-				frames[i] = bpfrun.SYN(cli(uint16(20000+round)), srv(dport))
+				frames[i] = bpftest.SYN(cli(uint16(20000+round)), srv(dport))
 			}
 			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
 		}})
 
 	// one control connection that sends NOOP, segment after segment
-	noop := bpfrun.NewConn(r, cli(40010), srv(21))
+	noop := bpftest.NewConn(r, cli(40010), srv(21))
 	if err := noop.Open(); err != nil {
 		b.Fatal(err)
 	}
-	capture := func(c *bpfrun.Conn, fn func() error) ([]byte, error) {
+	capture := func(c *bpftest.Conn, fn func() error) ([]byte, error) {
 		var got []byte
 		c.Hook = func(f []byte, _ bool) error { got = f; return nil }
 		defer func() { c.Hook = nil }()
@@ -146,7 +147,7 @@ func BenchmarkPerPacket(b *testing.B) {
 
 	// PORT and 227: one fresh control connection per frame, so that every
 	// frame creates an expectation without evicting one (cap 1 per connection)
-	freshConns := func(round int, pasv bool) ([]*bpfrun.Conn, error) {
+	freshConns := func(round int, pasv bool) ([]*bpftest.Conn, error) {
 		if err := bpfrun.Clear(r.Objs.CtrlConns); err != nil {
 			return nil, err
 		}
@@ -156,9 +157,9 @@ func BenchmarkPerPacket(b *testing.B) {
 		if _, err := r.Events(); err != nil {
 			return nil, err
 		}
-		conns := make([]*bpfrun.Conn, ppBatch)
+		conns := make([]*bpftest.Conn, ppBatch)
 		for i := range conns {
-			c := bpfrun.NewConn(r, netip.AddrPortFrom(clientAddr, uint16(50000+i)), srv(21))
+			c := bpftest.NewConn(r, netip.AddrPortFrom(clientAddr, uint16(50000+i)), srv(21))
 			if err := c.Open(); err != nil {
 				return nil, err
 			}
@@ -205,7 +206,7 @@ func BenchmarkPerPacket(b *testing.B) {
 			}
 			return frames, tcEg, nil
 		}})
-	feat := bpfrun.NewConn(r, cli(40011), srv(21))
+	feat := bpftest.NewConn(r, cli(40011), srv(21))
 	if err := feat.Open(); err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -149,7 +150,7 @@ func BenchmarkScale(b *testing.B) {
 			frames: func(t *scTable, idx []int) ([][]byte, *ebpf.Program) {
 				fr := make([][]byte, len(idx))
 				for j, i := range idx {
-					fr[j] = bpfrun.SYN(netip.AddrPortFrom(scClient(i).Addr(), 60000), netip.AddrPortFrom(serverAddr, scClient(i).Port()))
+					fr[j] = bpftest.SYN(netip.AddrPortFrom(scClient(i).Addr(), 60000), netip.AddrPortFrom(serverAddr, scClient(i).Port()))
 				}
 				return fr, t.r.Objs.FtpgateXdp
 			},
@@ -174,7 +175,7 @@ func BenchmarkScale(b *testing.B) {
 			frames: func(t *scTable, idx []int) ([][]byte, *ebpf.Program) {
 				fr := make([][]byte, len(idx))
 				for j, i := range idx {
-					fr[j] = bpfrun.SYN(scClient(i), netip.AddrPortFrom(serverAddr, 20))
+					fr[j] = bpftest.SYN(scClient(i), netip.AddrPortFrom(serverAddr, 20))
 				}
 				return fr, t.r.Objs.FtpgateXdp
 			}},
