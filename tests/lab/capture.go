@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ftpgate/ftpgate/internal/nettest"
 )
 
 // Capture is a running tcpdump writing a pcap file.
@@ -106,7 +108,7 @@ func (c *Capture) Stop() error {
 // timeout passes, so a test can stop the capture only once the traffic it
 // produced is on disk.
 func (c *Capture) WaitPackets(n int, timeout time.Duration) error {
-	return poll(timeout, func() error {
+	return nettest.Poll(timeout, func() error {
 		got, err := CountPcapPackets(c.Path)
 		if err != nil {
 			return err

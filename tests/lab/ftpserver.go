@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ftpgate/ftpgate/internal/nettest"
 )
 
 func (l *Lab) makeFiles() error {
@@ -129,12 +131,12 @@ func (l *Lab) startVsftpd() error {
 func (l *Lab) waitBanner(p *Process, port int, timeout time.Duration) error {
 	for _, fam := range []int{4, 6} {
 		addr := netip.AddrPortFrom(l.ServerAddr(fam), uint16(port)).String()
-		err := poll(timeout, func() error {
+		err := nettest.Poll(timeout, func() error {
 			select {
 			case <-p.Exited():
 				// vsftpd exits with status 2 and no message on an unknown
 				// config variable, so say at least that it died.
-				return errStop{fmt.Errorf("server exited: %v", p.waitErr)}
+				return nettest.Stop{Err: fmt.Errorf("server exited: %v", p.waitErr)}
 			default:
 			}
 			c, err := l.Dial(context.Background(), l.ClientNS, "tcp", addr, time.Second)
@@ -266,8 +268,3 @@ func proftpdRoot() (string, error) {
 	}
 	return filepath.Join(root, ProftpdDir), nil
 }
-
-// errStop ends a poll early: retrying cannot help.
-type errStop struct{ error }
-
-func (e errStop) Unwrap() error { return e.error }
