@@ -179,13 +179,17 @@ func createNamespaces(t testing.TB, opts Options) (*Topology, error) {
 		if taken(tp.Namespaces()) {
 			continue
 		}
-		if err := createNS(t, tp.Gateway, "net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"); err != nil {
-			return nil, err
-		}
+		err := createNS(t, tp.Gateway, "net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding")
 		for _, h := range tp.Hosts {
-			if err := createNS(t, h.NS); err != nil {
-				return nil, err
+			if err == nil {
+				err = createNS(t, h.NS)
 			}
+		}
+		if errors.Is(err, os.ErrExist) {
+			continue // another run took a name since taken looked
+		}
+		if err != nil {
+			return nil, err
 		}
 		return tp, nil
 	}
@@ -222,6 +226,9 @@ func createNS(t testing.TB, name string, on ...string) error {
 		}
 		return netlink.LinkSetUp(lo)
 	})
+	if errors.Is(err, os.ErrExist) {
+		return err // the name is another run's: not ours to remove
+	}
 	if _, serr := os.Stat(filepath.Join(netnsDir, name)); serr == nil {
 		t.Cleanup(func() { removeNS(t, name) })
 	}
