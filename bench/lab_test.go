@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ftpgate/ftpgate/internal/nettest"
+	"github.com/ftpgate/ftpgate/tests/lab"
 )
 
 // netLab is the client — gateway — server topology of internal/nettest
@@ -245,37 +247,20 @@ func (l *netLab) gateUp(mode string) (*gate, error) {
 	}
 	g.done = make(chan struct{})
 	go func() { _ = g.cmd.Wait(); close(g.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			return g, nil
-		}
-		select {
-		case <-g.done:
-			g.down()
-			return nil, fmt.Errorf("ftpgate run --xdp-mode %s exited: %s", mode, g.log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			g.down()
-			return nil, fmt.Errorf("ftpgate not ready after 30s: %s", g.log.String())
-		}
+	switch err := lab.WaitReady(ready, g.done, 30*time.Second); {
+	case errors.Is(err, lab.ErrExited):
+		g.down()
+		return nil, fmt.Errorf("ftpgate run --xdp-mode %s exited: %s", mode, g.log.String())
+	case err != nil:
+		g.down()
+		return nil, fmt.Errorf("ftpgate not ready after 30s: %s", g.log.String())
 	}
+	return g, nil
 }
 
 // down stops run with SIGTERM and detaches (removes links, programs, pins).
 func (g *gate) down() error {
-	select {
-	case <-g.done:
-	default:
-		_ = g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.done:
-		case <-time.After(15 * time.Second):
-			_ = g.cmd.Process.Kill()
-			<-g.done
-		}
-	}
+	lab.Terminate(g.cmd.Process, syscall.SIGTERM, g.done, 15*time.Second)
 	_, err := run(g.l.bin, "detach", "--pin-dir", g.pinDir, "--netns", g.l.gw)
 	_ = os.RemoveAll(g.pinDir)
 	return err

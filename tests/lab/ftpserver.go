@@ -114,14 +114,23 @@ func (l *Lab) startVsftpd() error {
 			return fmt.Errorf("write vsftpd config: %w", err)
 		}
 		stdout := filepath.Join(l.Dir, fmt.Sprintf("vsftpd-%d.out", port))
-		p, err := l.Start(l.ServerNS, stdout, "vsftpd", conf)
-		if err != nil {
+		if err := l.startServer("vsftpd", port, stdout, "vsftpd", conf); err != nil {
 			return err
 		}
-		if err := l.waitBanner(p, port, 10*time.Second); err != nil {
-			out, _ := os.ReadFile(stdout)
-			return fmt.Errorf("vsftpd on port %d: %w (output: %s)", port, err, strings.TrimSpace(string(out)))
-		}
+	}
+	return nil
+}
+
+// startServer starts an FTP server in the server namespace, its output in
+// stdout, and waits for its banner on port.
+func (l *Lab) startServer(name string, port int, stdout string, argv ...string) error {
+	p, err := l.Start(l.ServerNS, stdout, argv...)
+	if err != nil {
+		return err
+	}
+	if err := l.waitBanner(p, port, 10*time.Second); err != nil {
+		out, _ := os.ReadFile(stdout)
+		return fmt.Errorf("%s on port %d: %w (output: %s)", name, port, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -230,16 +239,8 @@ func (l *Lab) startProftpd(port int) error {
 		return fmt.Errorf("write proftpd config: %w", err)
 	}
 	out := filepath.Join(dir, "proftpd.out")
-	p, err := l.Start(l.ServerNS, out, "env", "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu"),
+	return l.startServer("proftpd", port, out, "env", "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu"),
 		bin, "--nodaemon", "--config", confPath)
-	if err != nil {
-		return err
-	}
-	if err := l.waitBanner(p, port, 10*time.Second); err != nil {
-		b, _ := os.ReadFile(out)
-		return fmt.Errorf("proftpd on port %d: %w (output: %s)", port, err, strings.TrimSpace(string(b)))
-	}
-	return nil
 }
 
 // moduleRoot finds the directory holding go.mod above the working directory

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -208,16 +209,51 @@ func (p *Process) Exited() <-chan struct{} { return p.done }
 // Stop ends the program (SIGTERM, SIGKILL after 5 s) and returns its wait
 // error. It is idempotent.
 func (p *Process) Stop() error {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p.once.Do(func() { Terminate(p.cmd.Process, syscall.SIGTERM, p.done, 5*time.Second) })
 	return p.waitErr
+}
+
+// ErrExited means a program ended before it was ready.
+var ErrExited = errors.New("exited before it was ready")
+
+// WaitReady waits until the ready file path exists (the program's own
+// signal that it serves), failing with ErrExited once done is closed and
+// with a timeout error after timeout.
+func WaitReady(path string, done <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return ErrExited
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not there after %v", path, timeout)
+		}
+	}
+}
+
+// Terminate asks a program to end with sig and waits until done is closed;
+// a program still running after grace is killed. It reports whether it had
+// to be, and returns at once for a program that has already exited.
+func Terminate(p *os.Process, sig os.Signal, done <-chan struct{}, grace time.Duration) (killed bool) {
+	select {
+	case <-done:
+		return false
+	default:
+	}
+	_ = p.Signal(sig)
+	select {
+	case <-done:
+		return false
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-done
+		return true
+	}
 }
 
 // Start runs argv in namespace ns in the background, logging its output to
