@@ -172,40 +172,33 @@ func BenchmarkPerPacket(b *testing.B) {
 		}
 		return conns, nil
 	}
+	// eachConn prepares a round of one segment per fresh control connection
+	// (after a PASV if pasv), the segment sent makes, run through prog
+	eachConn := func(pasv bool, prog *ebpf.Program, send func(c *bpftest.Conn, i int) error) func(int) ([][]byte, *ebpf.Program, error) {
+		return func(round int) ([][]byte, *ebpf.Program, error) {
+			conns, err := freshConns(round, pasv)
+			if err != nil {
+				return nil, nil, err
+			}
+			frames := make([][]byte, len(conns))
+			for i, c := range conns {
+				if frames[i], err = capture(c, func() error { return send(c, i) }); err != nil {
+					return nil, nil, err
+				}
+			}
+			return frames, prog, nil
+		}
+	}
 	cases = append(cases, &ppCase{name: "tc control segment with PORT", tc: true, stateful: true, counter: "cmd_port",
-		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
-			conns, err := freshConns(round, false)
-			if err != nil {
-				return nil, nil, err
-			}
-			frames := make([][]byte, len(conns))
-			for i, c := range conns {
-				p := 40000 + i
-				frames[i], err = capture(c, func() error { return c.ClientSends(fmt.Sprintf("PORT 192,0,2,2,%d,%d\r\n", p>>8, p&255)) })
-				if err != nil {
-					return nil, nil, err
-				}
-			}
-			return frames, tcIn, nil
-		}})
+		prepare: eachConn(false, tcIn, func(c *bpftest.Conn, i int) error {
+			p := 40000 + i
+			return c.ClientSends(fmt.Sprintf("PORT 192,0,2,2,%d,%d\r\n", p>>8, p&255))
+		})})
 	cases = append(cases, &ppCase{name: "tc 227 reply (after PASV)", tc: true, stateful: true, counter: "reply_227",
-		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
-			conns, err := freshConns(round, true)
-			if err != nil {
-				return nil, nil, err
-			}
-			frames := make([][]byte, len(conns))
-			for i, c := range conns {
-				p := 30000 + i
-				frames[i], err = capture(c, func() error {
-					return c.ServerSends(fmt.Sprintf("227 Entering Passive Mode (198,51,100,2,%d,%d).\r\n", p>>8, p&255))
-				})
-				if err != nil {
-					return nil, nil, err
-				}
-			}
-			return frames, tcEg, nil
-		}})
+		prepare: eachConn(true, tcEg, func(c *bpftest.Conn, i int) error {
+			p := 30000 + i
+			return c.ServerSends(fmt.Sprintf("227 Entering Passive Mode (198,51,100,2,%d,%d).\r\n", p>>8, p&255))
+		})})
 	feat := bpftest.NewConn(r, cli(40011), srv(21))
 	if err := feat.Open(); err != nil {
 		b.Fatal(err)
