@@ -3,9 +3,7 @@ package vmtest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -83,21 +81,15 @@ func (g *gatewayLab) get(family int, mode ftpmini.Mode) ([]byte, error) {
 	return got, err
 }
 
-// connect tries a TCP connection from namespace ns; it reports whether the
-// attempt timed out (dropped), as opposed to connecting or being refused.
-func connectTimesOut(t *testing.T, ns string, to netip.AddrPort) bool {
+// dropped tries a TCP connection from namespace ns and reports whether it
+// timed out (the SYN was dropped), as opposed to connecting or being refused.
+func dropped(t *testing.T, ns string, to netip.AddrPort) bool {
 	t.Helper()
-	var err error
-	must(t, nettest.Do(ns, func() error {
-		var c net.Conn
-		c, err = net.DialTimeout("tcp", to.String(), 2*time.Second)
-		if c != nil {
-			c.Close()
-		}
-		return nil
-	}))
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	out, err := nettest.ConnectTimesOut(context.Background(), ns, to.Addr(), int(to.Port()), 2*time.Second)
+	if err != nil {
+		t.Logf("connect %s from %s: %v", to, ns, err)
+	}
+	return err == nil && out == nettest.TimedOut
 }
 
 func tcModes() []loader.TCMode {
@@ -124,10 +116,10 @@ func TestFTPThroughGuardedGateway(t *testing.T) {
 			}
 
 			// unsolicited, both directions: dropped, so the connect times out
-			if !connectTimesOut(t, g.Client().NS, netip.AddrPortFrom(g.Server().Addr(4), 40000)) {
+			if !dropped(t, g.Client().NS, netip.AddrPortFrom(g.Server().Addr(4), 40000)) {
 				t.Error("client -> server:40000 was not dropped")
 			}
-			if !connectTimesOut(t, g.Server().NS, netip.AddrPortFrom(g.Client().Addr(6), 40000)) {
+			if !dropped(t, g.Server().NS, netip.AddrPortFrom(g.Client().Addr(6), 40000)) {
 				t.Error("server -> client:40000 was not dropped")
 			}
 
