@@ -81,9 +81,7 @@ func BenchmarkLab(b *testing.B) {
 	}
 	tsoNative := ""
 	for round := range labRounds {
-		// rotate the order of the configurations every round
-		for k := range labConfigs {
-			ci := (k + round) % len(labConfigs)
+		for _, ci := range rotated(round, len(labConfigs)) {
 			c := labConfigs[ci]
 			down, _, err := c.up(l)
 			if err != nil {
@@ -133,6 +131,16 @@ func BenchmarkLab(b *testing.B) {
 	addNote("throughput", "%d MiB per transfer with curl (speed_download/speed_upload), %d rounds, the four configurations in a rotated order each round, ratio = median over rounds of the per-round ratio; passive transfers on control port 21, active ones on 2121; `--xdp-mode auto` picks generic on veth, so 'ftpgate generic XDP' is what auto does here", labFileSize>>20, labRounds)
 
 	floodBench(b, l)
+}
+
+// rotated is the order of n configurations in a round: rotated by the
+// round, so that none always runs first.
+func rotated(round, n int) []int {
+	order := make([]int, n)
+	for k := range order {
+		order[k] = (k + round) % n
+	}
+	return order
 }
 
 func fmtList(v []float64, div float64) string {
@@ -208,8 +216,7 @@ func floodBench(b *testing.B, l *netLab) {
 	res := make([]acc, len(configs))
 	ctx := context.Background()
 	for round := range floodRounds {
-		for k := range configs {
-			ci := (k + round) % len(configs)
+		for _, ci := range rotated(round, len(configs)) {
 			c := configs[ci]
 			down, g, err := c.up(l)
 			if err != nil {
