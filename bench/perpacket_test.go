@@ -48,16 +48,7 @@ func BenchmarkPerPacket(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	bareXDP, err := bare(ebpf.XDP, bpfrun.XDPPass)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bareXDP.Close()
-	bareTC, err := bare(ebpf.SchedCLS, bpfrun.TCOK)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bareTC.Close()
+	bareXDP, bareTC := bares(b)
 
 	xdp, tcIn, tcEg := r.Objs.FtpgateXdp, r.Objs.FtpgateTcIngress, r.Objs.FtpgateTcEgress
 	cli := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(clientAddr, port) }
@@ -219,12 +210,6 @@ func BenchmarkPerPacket(b *testing.B) {
 
 	type samples struct{ path, base, base1 []float64 }
 	res := make([]samples, len(cases))
-	// the bare programs' cost per run when timed one run per call: the
-	// harness overhead (timer, loop) that the stateful paths also carry
-	bareOnce := func(p *ebpf.Program, frame []byte) (float64, error) {
-		d, _, err := once(p, frame)
-		return d, err
-	}
 	for round := range ppRounds {
 		for ci, c := range cases {
 			baseProg := bareXDP
@@ -252,22 +237,12 @@ func BenchmarkPerPacket(b *testing.B) {
 			if err != nil {
 				b.Fatalf("%s: prepare: %v", c.name, err)
 			}
-			pd := make([]float64, 0, len(frames))
-			bd := make([]float64, 0, len(frames))
-			delta, err := counterDelta(r, func() error {
-				for _, f := range frames {
-					d, err := bareOnce(baseProg, f)
-					if err != nil {
-						return err
-					}
-					bd = append(bd, d)
-					d, _, err = once(prog, f)
-					if err != nil {
-						return err
-					}
-					pd = append(pd, d)
-				}
-				return nil
+			// the bare program timed one run per call too: the harness
+			// overhead (timer, loop) that the stateful paths also carry
+			var pd, bd []float64
+			delta, err := counterDelta(r, func() (err error) {
+				pd, bd, err = interleaved(baseProg, prog, frames)
+				return err
 			}, c.counter)
 			if err != nil {
 				b.Fatalf("%s: %v", c.name, err)
