@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,12 +14,16 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
+
+	"github.com/ftpgate/ftpgate/internal/nettest"
+	"github.com/ftpgate/ftpgate/tests/lab"
 )
 
-// netLab is a client — gateway — server chain of network namespaces with
-// vsftpd on the server (ports 21 and 2121), IPv4 only, documentation
-// addresses. Everything lives in the namespaces and a tmpfs directory.
+// netLab is the client — gateway — server topology of internal/nettest
+// with vsftpd on the server (ports 21 and 2121, IPv4). Everything lives in
+// the namespaces and a tmpfs directory, and goes when the benchmark ends.
 type netLab struct {
 	id, cli, gw, srv string
 	dir, root, file  string
@@ -27,13 +32,13 @@ type netLab struct {
 	bin              string // ftpgate binary
 }
 
-const (
-	labClient = "192.0.2.2"
-	labGwC    = "192.0.2.1"
-	labGwS    = "198.51.100.1"
-	labServer = "198.51.100.2"
-	nftTable  = "fgbench"
+// the lab's IPv4 addresses, as curl and the flood generator take them
+var (
+	labClient = nettest.ClientV4.Addr().String()
+	labServer = nettest.ServerV4.Addr().String()
 )
+
+const nftTable = "fgbench"
 
 func run(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -47,49 +52,20 @@ func nsRun(ns string, args ...string) (string, error) {
 	return run("ip", append([]string{"netns", "exec", ns}, args...)...)
 }
 
-func newNetLab(fileSize int64) (*netLab, error) {
-	b := make([]byte, 2)
-	_, _ = rand.Read(b)
-	id := "fgb-" + hex.EncodeToString(b)
-	l := &netLab{id: id, cli: id + "-cli", gw: id + "-gw", srv: id + "-srv", fileSize: fileSize}
-	l.dir = filepath.Join("/dev/shm", id)
-	for _, ns := range []string{l.cli, l.gw, l.srv} {
-		if _, err := run("ip", "netns", "add", ns); err != nil {
-			l.Close()
-			return nil, err
+func newNetLab(b *testing.B, fileSize int64) *netLab {
+	b.Helper()
+	tp := nettest.NewTopology(b, nettest.Options{Prefix: "fgb"})
+	l := &netLab{id: tp.ID, cli: tp.Client().NS, gw: tp.Gateway, srv: tp.Server().NS, fileSize: fileSize}
+	l.dir = filepath.Join("/dev/shm", l.id)
+	// registered after the topology's, so it runs first: vsftpd ends before
+	// its namespace goes
+	b.Cleanup(l.close)
+	for _, step := range []func() error{l.makeFiles, l.startVsftpd} {
+		if err := step(); err != nil {
+			b.Fatalf("bench lab: %v", err)
 		}
 	}
-	batch := func(ns string, lines ...string) error {
-		cmd := exec.Command("ip", "-n", ns, "-batch", "-")
-		cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("ip -n %s -batch: %w: %s", ns, err, out)
-		}
-		return nil
-	}
-	steps := []func() error{
-		func() error { _, err := nsRun(l.gw, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); return err },
-		func() error {
-			return batch(l.gw, "link add gw-c type veth peer name eth0 netns "+l.cli, "link add gw-s type veth peer name eth0 netns "+l.srv,
-				"link set lo up", "link set gw-c up", "link set gw-s up",
-				"addr add "+labGwC+"/24 dev gw-c", "addr add "+labGwS+"/24 dev gw-s")
-		},
-		func() error {
-			return batch(l.cli, "link set lo up", "link set eth0 up", "addr add "+labClient+"/24 dev eth0", "route add default via "+labGwC)
-		},
-		func() error {
-			return batch(l.srv, "link set lo up", "link set eth0 up", "addr add "+labServer+"/24 dev eth0", "route add default via "+labGwS)
-		},
-		l.makeFiles,
-		l.startVsftpd,
-	}
-	for _, s := range steps {
-		if err := s(); err != nil {
-			l.Close()
-			return nil, err
-		}
-	}
-	return l, nil
+	return l
 }
 
 func (l *netLab) makeFiles() error {
@@ -139,39 +115,24 @@ func (l *netLab) startVsftpd() error {
 		}
 		l.vsftpd = append(l.vsftpd, cmd)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	err := nettest.Poll(15*time.Second, func() error {
 		_, err := nsRun(l.cli, "curl", "-s", "-S", "--max-time", "2", "-o", "/dev/null", "ftp://"+labServer+"/")
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("vsftpd not reachable through the gateway: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("vsftpd not reachable through the gateway: %w", err)
 	}
+	return nil
 }
 
-func (l *netLab) Close() {
+func (l *netLab) close() {
 	for _, c := range l.vsftpd {
 		if c.Process != nil {
 			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 			_ = c.Wait()
 		}
 	}
-	for _, ns := range []string{l.cli, l.gw, l.srv} {
-		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		_, _ = run("ip", "netns", "del", ns)
-	}
-	if l.dir != "" {
-		_ = os.RemoveAll(l.dir)
-	}
+	_ = os.RemoveAll(l.dir)
 }
 
 // transfer runs one curl transfer from the client and returns bytes/s.
@@ -286,37 +247,20 @@ func (l *netLab) gateUp(mode string) (*gate, error) {
 	}
 	g.done = make(chan struct{})
 	go func() { _ = g.cmd.Wait(); close(g.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			return g, nil
-		}
-		select {
-		case <-g.done:
-			g.down()
-			return nil, fmt.Errorf("ftpgate run --xdp-mode %s exited: %s", mode, g.log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			g.down()
-			return nil, fmt.Errorf("ftpgate not ready after 30s: %s", g.log.String())
-		}
+	switch err := lab.WaitReady(ready, g.done, 30*time.Second); {
+	case errors.Is(err, lab.ErrExited):
+		g.down()
+		return nil, fmt.Errorf("ftpgate run --xdp-mode %s exited: %s", mode, g.log.String())
+	case err != nil:
+		g.down()
+		return nil, fmt.Errorf("ftpgate not ready after 30s: %s", g.log.String())
 	}
+	return g, nil
 }
 
 // down stops run with SIGTERM and detaches (removes links, programs, pins).
 func (g *gate) down() error {
-	select {
-	case <-g.done:
-	default:
-		_ = g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.done:
-		case <-time.After(15 * time.Second):
-			_ = g.cmd.Process.Kill()
-			<-g.done
-		}
-	}
+	lab.Terminate(g.cmd.Process, syscall.SIGTERM, g.done, 15*time.Second)
 	_, err := run(g.l.bin, "detach", "--pin-dir", g.pinDir, "--netns", g.l.gw)
 	_ = os.RemoveAll(g.pinDir)
 	return err

@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 )
 
@@ -71,11 +70,7 @@ func BenchmarkLab(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := newNetLab(labFileSize)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
+	l := newNetLab(b, labFileSize)
 	l.bin = bin
 	ctx := context.Background()
 
@@ -86,9 +81,7 @@ func BenchmarkLab(b *testing.B) {
 	}
 	tsoNative := ""
 	for round := range labRounds {
-		// rotate the order of the configurations every round
-		for k := range labConfigs {
-			ci := (k + round) % len(labConfigs)
+		for _, ci := range rotated(round, len(labConfigs)) {
 			c := labConfigs[ci]
 			down, _, err := c.up(l)
 			if err != nil {
@@ -140,6 +133,16 @@ func BenchmarkLab(b *testing.B) {
 	floodBench(b, l)
 }
 
+// rotated is the order of n configurations in a round: rotated by the
+// round, so that none always runs first.
+func rotated(round, n int) []int {
+	order := make([]int, n)
+	for k := range order {
+		order[k] = (k + round) % n
+	}
+	return order
+}
+
 func fmtList(v []float64, div float64) string {
 	s := make([]string, len(v))
 	for i, x := range v {
@@ -166,61 +169,45 @@ func cpuTicks() (softirq, total uint64) {
 // flood sends unsolicited SYNs from the client namespace through a raw
 // socket until count packets are sent, d passes or stop is closed.
 func flood(l *netLab, count int, d time.Duration, stop <-chan struct{}) (int, error) {
-	type res struct {
-		n   int
-		err error
+	// the socket belongs to the namespace it is made in; sending from it
+	// needs no thread in that namespace
+	var fd int
+	err := nettest.Do(l.cli, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		return err
+	})
+	if err != nil {
+		return 0, err
 	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
-		h, err := netns.GetFromName(l.cli)
-		if err != nil {
-			ch <- res{0, err}
-			return
+	defer unix.Close(fd)
+	pkts := make([][]byte, 4096)
+	src := netip.MustParseAddr(labClient)
+	dst := netip.MustParseAddr(labServer)
+	for i := range pkts {
+		pkts[i] = packet.TCP{Src: netip.AddrPortFrom(src, uint16(10000+i)), Dst: netip.AddrPortFrom(dst, uint16(5000+i%997)),
+			Seq: uint32(i) * 7919, Flags: packet.SYN}.Bytes()[14:]
+	}
+	to := &unix.SockaddrInet4{Addr: dst.As4()}
+	deadline := time.Now().Add(d)
+	n := 0
+	for n < count {
+		if err := unix.Sendto(fd, pkts[n%len(pkts)], 0, to); err != nil && err != unix.ENOBUFS {
+			return n, err
 		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			ch <- res{0, err}
-			return
-		}
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
-		if err != nil {
-			ch <- res{0, err}
-			return
-		}
-		defer unix.Close(fd)
-		pkts := make([][]byte, 4096)
-		src := netip.MustParseAddr(labClient)
-		dst := netip.MustParseAddr(labServer)
-		for i := range pkts {
-			pkts[i] = packet.TCP{Src: netip.AddrPortFrom(src, uint16(10000+i)), Dst: netip.AddrPortFrom(dst, uint16(5000+i%997)),
-				Seq: uint32(i) * 7919, Flags: packet.SYN}.Bytes()[14:]
-		}
-		to := &unix.SockaddrInet4{Addr: dst.As4()}
-		deadline := time.Now().Add(d)
-		n := 0
-		for n < count {
-			if err := unix.Sendto(fd, pkts[n%len(pkts)], 0, to); err != nil && err != unix.ENOBUFS {
-				ch <- res{n, err}
-				return
+		n++
+		if n%1024 == 0 {
+			if time.Now().After(deadline) {
+				break
 			}
-			n++
-			if n%1024 == 0 {
-				if time.Now().After(deadline) {
-					break
-				}
-				select {
-				case <-stop:
-					ch <- res{n, nil}
-					return
-				default:
-				}
+			select {
+			case <-stop:
+				return n, nil
+			default:
 			}
 		}
-		ch <- res{n, nil}
-	}()
-	r := <-ch
-	return r.n, r.err
+	}
+	return n, nil
 }
 
 func floodBench(b *testing.B, l *netLab) {
@@ -229,8 +216,7 @@ func floodBench(b *testing.B, l *netLab) {
 	res := make([]acc, len(configs))
 	ctx := context.Background()
 	for round := range floodRounds {
-		for k := range configs {
-			ci := (k + round) % len(configs)
+		for _, ci := range rotated(round, len(configs)) {
 			c := configs[ci]
 			down, g, err := c.up(l)
 			if err != nil {

@@ -139,6 +139,19 @@ func fmtVal(v float64) string {
 	}
 }
 
+// cells are a row's columns as the text and markdown tables print them.
+func (r Row) cells() []string {
+	ratio := "-"
+	if r.Ratio != 0 {
+		ratio = fmt.Sprintf("%.3f", r.Ratio)
+	}
+	bv := "-"
+	if r.Baseline != "" {
+		bv = fmtVal(r.BaseValue)
+	}
+	return []string{r.Section, r.Case, fmtVal(r.Value), r.Unit, orDash(r.Baseline), bv, ratio, orDash(r.Target), orDash(r.Verdict)}
+}
+
 func report() {
 	resMu.Lock()
 	defer resMu.Unlock()
@@ -147,16 +160,7 @@ func report() {
 	tw := tabwriter.NewWriter(&sb, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "section\tcase\tmedian\tunit\tbaseline\tbaseline median\tratio\ttarget\tverdict")
 	for _, r := range results {
-		ratio := "-"
-		if r.Ratio != 0 {
-			ratio = fmt.Sprintf("%.3f", r.Ratio)
-		}
-		bv := "-"
-		if r.Baseline != "" {
-			bv = fmtVal(r.BaseValue)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Section, r.Case, fmtVal(r.Value), r.Unit,
-			orDash(r.Baseline), bv, ratio, orDash(r.Target), orDash(r.Verdict))
+		fmt.Fprintln(tw, strings.Join(r.cells(), "\t"))
 	}
 	tw.Flush()
 	fmt.Println()
@@ -172,16 +176,7 @@ func report() {
 	var md strings.Builder
 	md.WriteString("| section | case | median | unit | baseline | baseline median | ratio | target | verdict |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		ratio := "-"
-		if r.Ratio != 0 {
-			ratio = fmt.Sprintf("%.3f", r.Ratio)
-		}
-		bv := "-"
-		if r.Baseline != "" {
-			bv = fmtVal(r.BaseValue)
-		}
-		fmt.Fprintf(&md, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Section, r.Case, fmtVal(r.Value), r.Unit,
-			orDash(r.Baseline), bv, ratio, orDash(r.Target), orDash(r.Verdict))
+		fmt.Fprintf(&md, "| %s |\n", strings.Join(r.cells(), " | "))
 	}
 	for _, sec := range sortedKeys(notes) {
 		for _, n := range notes[sec] {

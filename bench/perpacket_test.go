@@ -9,6 +9,7 @@ import (
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -47,16 +48,7 @@ func BenchmarkPerPacket(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	bareXDP, err := bare(ebpf.XDP, bpfrun.XDPPass)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bareXDP.Close()
-	bareTC, err := bare(ebpf.SchedCLS, bpfrun.TCOK)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bareTC.Close()
+	bareXDP, bareTC := bares(b)
 
 	xdp, tcIn, tcEg := r.Objs.FtpgateXdp, r.Objs.FtpgateTcIngress, r.Objs.FtpgateTcEgress
 	cli := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(clientAddr, port) }
@@ -76,7 +68,7 @@ func BenchmarkPerPacket(b *testing.B) {
 	if err := r.Objs.Expectations.Put(expectKey(clientAddr, serverAddr, retrDst.Port()), expVal(now)); err != nil {
 		b.Fatal(err)
 	}
-	if ret, err := r.XDP(bpfrun.SYN(retrSrc, retrDst)); err != nil || ret != bpfrun.XDPPass {
+	if ret, err := r.XDP(bpftest.SYN(retrSrc, retrDst)); err != nil || ret != bpfrun.XDPPass {
 		b.Fatalf("admit data flow: %d %v", ret, err)
 	}
 
@@ -84,9 +76,9 @@ func BenchmarkPerPacket(b *testing.B) {
 		{name: "xdp udp (non-TCP)", frame: packet.UDP(cli(5353), srv(53), make([]byte, 64)), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp tcp ack (non-SYN)", target: atMost(2), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: xdp, want: bpfrun.XDPPass},
-		{name: "xdp syn allowed port", frame: bpfrun.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
-		{name: "xdp syn retransmit (data_flows hit)", frame: bpfrun.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass},
-		{name: "xdp syn dropped", frame: bpfrun.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop},
+		{name: "xdp syn allowed port", frame: bpftest.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp syn retransmit (data_flows hit)", frame: bpftest.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop},
 		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
 	}
@@ -114,17 +106,17 @@ func BenchmarkPerPacket(b *testing.B) {
 			for i := range ppBatch {
 				dport := uint16(10000 + i)
 				keys[i], vals[i] = expectKey(clientAddr, serverAddr, dport), expVal(now)
-				frames[i] = bpfrun.SYN(cli(uint16(20000+round)), srv(dport))
+				frames[i] = bpftest.SYN(cli(uint16(20000+round)), srv(dport))
 			}
 			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
 		}})
 
 	// one control connection that sends NOOP, segment after segment
-	noop := bpfrun.NewConn(r, cli(40010), srv(21))
+	noop := bpftest.NewConn(r, cli(40010), srv(21))
 	if err := noop.Open(); err != nil {
 		b.Fatal(err)
 	}
-	capture := func(c *bpfrun.Conn, fn func() error) ([]byte, error) {
+	capture := func(c *bpftest.Conn, fn func() error) ([]byte, error) {
 		var got []byte
 		c.Hook = func(f []byte, _ bool) error { got = f; return nil }
 		defer func() { c.Hook = nil }()
@@ -146,7 +138,7 @@ func BenchmarkPerPacket(b *testing.B) {
 
 	// PORT and 227: one fresh control connection per frame, so that every
 	// frame creates an expectation without evicting one (cap 1 per connection)
-	freshConns := func(round int, pasv bool) ([]*bpfrun.Conn, error) {
+	freshConns := func(round int, pasv bool) ([]*bpftest.Conn, error) {
 		if err := bpfrun.Clear(r.Objs.CtrlConns); err != nil {
 			return nil, err
 		}
@@ -156,9 +148,9 @@ func BenchmarkPerPacket(b *testing.B) {
 		if _, err := r.Events(); err != nil {
 			return nil, err
 		}
-		conns := make([]*bpfrun.Conn, ppBatch)
+		conns := make([]*bpftest.Conn, ppBatch)
 		for i := range conns {
-			c := bpfrun.NewConn(r, netip.AddrPortFrom(clientAddr, uint16(50000+i)), srv(21))
+			c := bpftest.NewConn(r, netip.AddrPortFrom(clientAddr, uint16(50000+i)), srv(21))
 			if err := c.Open(); err != nil {
 				return nil, err
 			}
@@ -171,41 +163,34 @@ func BenchmarkPerPacket(b *testing.B) {
 		}
 		return conns, nil
 	}
+	// eachConn prepares a round of one segment per fresh control connection
+	// (after a PASV if pasv), the segment sent makes, run through prog
+	eachConn := func(pasv bool, prog *ebpf.Program, send func(c *bpftest.Conn, i int) error) func(int) ([][]byte, *ebpf.Program, error) {
+		return func(round int) ([][]byte, *ebpf.Program, error) {
+			conns, err := freshConns(round, pasv)
+			if err != nil {
+				return nil, nil, err
+			}
+			frames := make([][]byte, len(conns))
+			for i, c := range conns {
+				if frames[i], err = capture(c, func() error { return send(c, i) }); err != nil {
+					return nil, nil, err
+				}
+			}
+			return frames, prog, nil
+		}
+	}
 	cases = append(cases, &ppCase{name: "tc control segment with PORT", tc: true, stateful: true, counter: "cmd_port",
-		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
-			conns, err := freshConns(round, false)
-			if err != nil {
-				return nil, nil, err
-			}
-			frames := make([][]byte, len(conns))
-			for i, c := range conns {
-				p := 40000 + i
-				frames[i], err = capture(c, func() error { return c.ClientSends(fmt.Sprintf("PORT 192,0,2,2,%d,%d\r\n", p>>8, p&255)) })
-				if err != nil {
-					return nil, nil, err
-				}
-			}
-			return frames, tcIn, nil
-		}})
+		prepare: eachConn(false, tcIn, func(c *bpftest.Conn, i int) error {
+			p := 40000 + i
+			return c.ClientSends(fmt.Sprintf("PORT 192,0,2,2,%d,%d\r\n", p>>8, p&255))
+		})})
 	cases = append(cases, &ppCase{name: "tc 227 reply (after PASV)", tc: true, stateful: true, counter: "reply_227",
-		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
-			conns, err := freshConns(round, true)
-			if err != nil {
-				return nil, nil, err
-			}
-			frames := make([][]byte, len(conns))
-			for i, c := range conns {
-				p := 30000 + i
-				frames[i], err = capture(c, func() error {
-					return c.ServerSends(fmt.Sprintf("227 Entering Passive Mode (198,51,100,2,%d,%d).\r\n", p>>8, p&255))
-				})
-				if err != nil {
-					return nil, nil, err
-				}
-			}
-			return frames, tcEg, nil
-		}})
-	feat := bpfrun.NewConn(r, cli(40011), srv(21))
+		prepare: eachConn(true, tcEg, func(c *bpftest.Conn, i int) error {
+			p := 30000 + i
+			return c.ServerSends(fmt.Sprintf("227 Entering Passive Mode (198,51,100,2,%d,%d).\r\n", p>>8, p&255))
+		})})
+	feat := bpftest.NewConn(r, cli(40011), srv(21))
 	if err := feat.Open(); err != nil {
 		b.Fatal(err)
 	}
@@ -225,12 +210,6 @@ func BenchmarkPerPacket(b *testing.B) {
 
 	type samples struct{ path, base, base1 []float64 }
 	res := make([]samples, len(cases))
-	// the bare programs' cost per run when timed one run per call: the
-	// harness overhead (timer, loop) that the stateful paths also carry
-	bareOnce := func(p *ebpf.Program, frame []byte) (float64, error) {
-		d, _, err := once(p, frame)
-		return d, err
-	}
 	for round := range ppRounds {
 		for ci, c := range cases {
 			baseProg := bareXDP
@@ -258,22 +237,12 @@ func BenchmarkPerPacket(b *testing.B) {
 			if err != nil {
 				b.Fatalf("%s: prepare: %v", c.name, err)
 			}
-			pd := make([]float64, 0, len(frames))
-			bd := make([]float64, 0, len(frames))
-			delta, err := counterDelta(r, func() error {
-				for _, f := range frames {
-					d, err := bareOnce(baseProg, f)
-					if err != nil {
-						return err
-					}
-					bd = append(bd, d)
-					d, _, err = once(prog, f)
-					if err != nil {
-						return err
-					}
-					pd = append(pd, d)
-				}
-				return nil
+			// the bare program timed one run per call too: the harness
+			// overhead (timer, loop) that the stateful paths also carry
+			var pd, bd []float64
+			delta, err := counterDelta(r, func() (err error) {
+				pd, bd, err = interleaved(baseProg, prog, frames)
+				return err
 			}, c.counter)
 			if err != nil {
 				b.Fatalf("%s: %v", c.name, err)

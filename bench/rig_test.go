@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -31,6 +32,22 @@ func bare(typ ebpf.ProgramType, ret int32) (*ebpf.Program, error) {
 		License:      "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, ret), asm.Return()},
 	})
+}
+
+// bares returns the bare XDP and TC programs, closed when b ends.
+func bares(b *testing.B) (xdp, tc *ebpf.Program) {
+	b.Helper()
+	xdp, err := bare(ebpf.XDP, bpfrun.XDPPass)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { xdp.Close() })
+	tc, err = bare(ebpf.SchedCLS, bpfrun.TCOK)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tc.Close() })
+	return xdp, tc
 }
 
 // loadRig loads ftpgate's programs with the given table sizes and the
@@ -89,6 +106,26 @@ func once(p *ebpf.Program, frame []byte) (float64, uint32, error) {
 		return 0, 0, err
 	}
 	return float64(d.Nanoseconds()), ret, nil
+}
+
+// interleaved runs each frame once through base and once through prog,
+// alternating so that both see the same cache, and returns the durations
+// (ns) of prog's runs and of base's.
+func interleaved(base, prog *ebpf.Program, frames [][]byte) (progNs, baseNs []float64, err error) {
+	progNs = make([]float64, 0, len(frames))
+	baseNs = make([]float64, 0, len(frames))
+	for _, f := range frames {
+		d, _, err := once(base, f)
+		if err != nil {
+			return nil, nil, err
+		}
+		baseNs = append(baseNs, d)
+		if d, _, err = once(prog, f); err != nil {
+			return nil, nil, err
+		}
+		progNs = append(progNs, d)
+	}
+	return progNs, baseNs, nil
 }
 
 // pinCPU locks the goroutine to its thread and the thread to one CPU, so that

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -124,16 +125,7 @@ func BenchmarkScale(b *testing.B) {
 		return
 	}
 	defer pinCPU(0)()
-	bareXDP, err := bare(ebpf.XDP, bpfrun.XDPPass)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bareXDP.Close()
-	bareTC, err := bare(ebpf.SchedCLS, bpfrun.TCOK)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bareTC.Close()
+	bareXDP, bareTC := bares(b)
 
 	tables := make([]*scTable, len(scSizes))
 	for i, n := range scSizes {
@@ -149,7 +141,7 @@ func BenchmarkScale(b *testing.B) {
 			frames: func(t *scTable, idx []int) ([][]byte, *ebpf.Program) {
 				fr := make([][]byte, len(idx))
 				for j, i := range idx {
-					fr[j] = bpfrun.SYN(netip.AddrPortFrom(scClient(i).Addr(), 60000), netip.AddrPortFrom(serverAddr, scClient(i).Port()))
+					fr[j] = bpftest.SYN(netip.AddrPortFrom(scClient(i).Addr(), 60000), netip.AddrPortFrom(serverAddr, scClient(i).Port()))
 				}
 				return fr, t.r.Objs.FtpgateXdp
 			},
@@ -174,7 +166,7 @@ func BenchmarkScale(b *testing.B) {
 			frames: func(t *scTable, idx []int) ([][]byte, *ebpf.Program) {
 				fr := make([][]byte, len(idx))
 				for j, i := range idx {
-					fr[j] = bpfrun.SYN(scClient(i), netip.AddrPortFrom(serverAddr, 20))
+					fr[j] = bpftest.SYN(scClient(i), netip.AddrPortFrom(serverAddr, 20))
 				}
 				return fr, t.r.Objs.FtpgateXdp
 			}},
@@ -206,22 +198,10 @@ func BenchmarkScale(b *testing.B) {
 				if path.tc {
 					baseProg = bareTC
 				}
-				pd := make([]float64, 0, len(frames))
-				bd := make([]float64, 0, len(frames))
-				delta, err := counterDelta(t.r, func() error {
-					for _, f := range frames {
-						d, _, err := once(baseProg, f)
-						if err != nil {
-							return err
-						}
-						bd = append(bd, d)
-						d, _, err = once(prog, f)
-						if err != nil {
-							return err
-						}
-						pd = append(pd, d)
-					}
-					return nil
+				var pd, bd []float64
+				delta, err := counterDelta(t.r, func() (err error) {
+					pd, bd, err = interleaved(baseProg, prog, frames)
+					return err
 				}, path.counter, "ctrl_retransmit")
 				if err != nil {
 					b.Fatal(err)

@@ -1,11 +1,12 @@
-// Package bpftest gives tests one shared, reset BPF rig (see bpfrun) and
-// the rule that turns BPF skips into failures where BPF must work.
+// Package bpftest gives tests one shared, reset BPF rig (see bpfrun), a
+// driver for control connections, and the rule that turns BPF skips into
+// failures where BPF must work. It lives apart from bpfrun so that the
+// shipped binary, which links bpfrun for replay, carries no test support.
 package bpftest
 
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"sync"
 	"testing"
@@ -83,12 +84,3 @@ func Shared(tb testing.TB) *Rig {
 	}
 	return shared
 }
-
-// Conn drives a control connection through the TC parser.
-type Conn = bpfrun.Conn
-
-// NewConn describes a control connection; Open sends its handshake.
-func NewConn(r *Rig, client, server netip.AddrPort) *Conn { return bpfrun.NewConn(r, client, server) }
-
-// SYN returns a data-connection SYN frame from src to dst.
-func SYN(src, dst netip.AddrPort) []byte { return bpfrun.SYN(src, dst) }

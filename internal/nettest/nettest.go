@@ -1,6 +1,8 @@
-// Package nettest makes throwaway network namespaces with a veth pair and
-// private bpffs mounts for privileged tests, and removes them afterwards.
-// It runs no external binary, so it works inside the VM matrix too.
+// Package nettest makes throwaway network namespaces for privileged tests:
+// a single one with a veth pair, the client — gateway — server topology
+// every lab builds on (see Topology), and private bpffs mounts; it removes
+// them afterwards. It runs no external binary, so it works inside the VM
+// matrix too.
 package nettest
 
 import (
@@ -21,7 +23,7 @@ func NS(t testing.TB, name string) {
 	if err := nsrun.Create(name, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { netns.DeleteNamed(name) })
+	t.Cleanup(func() { removeNS(t, name) })
 }
 
 // VethNS creates a named network namespace (prefix plus a random suffix)
@@ -46,7 +48,7 @@ func VethNS(t testing.TB, prefix, a, b string) string {
 		netns.DeleteNamed(name)
 		t.Fatalf("set up %s: %v", name, err)
 	}
-	t.Cleanup(func() { netns.DeleteNamed(name) })
+	t.Cleanup(func() { removeNS(t, name) })
 	return name
 }
 

@@ -25,11 +25,7 @@ import (
 // TestTransfersThroughGateway: passive and active, IPv4 and IPv6, curl and
 // lftp, through a gateway guarded on both sides.
 func TestTransfersThroughGateway(t *testing.T) {
-	lab.Require(t)
-	t.Parallel()
-	l := lab.New(t, lab.Options{FileSize: 256 << 10})
-	g := newGate(t, l)
-	g.start()
+	l, g := guardedLab(t, lab.Options{FileSize: 256 << 10})
 	for _, tool := range lab.Tools {
 		for _, fam := range []int{4, 6} {
 			for _, mode := range lab.Modes {
@@ -53,11 +49,7 @@ func TestTransfersThroughGateway(t *testing.T) {
 }
 
 func TestUploadThroughGateway(t *testing.T) {
-	lab.Require(t)
-	t.Parallel()
-	l := lab.New(t, lab.Options{FileSize: 64 << 10})
-	g := newGate(t, l)
-	g.start()
+	l, _ := guardedLab(t, lab.Options{FileSize: 64 << 10})
 	for _, mode := range []lab.Mode{lab.PASV, lab.PORT} {
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		r := l.Upload(ctx, mode, 4, lab.FTPPort, lab.Curl, 128<<10)
@@ -69,13 +61,10 @@ func TestUploadThroughGateway(t *testing.T) {
 }
 
 func TestProftpdThroughGateway(t *testing.T) {
-	lab.Require(t)
 	lab.RequireProftpd(t)
-	t.Parallel()
 	const port = 2100
-	l := lab.New(t, lab.Options{FileSize: 64 << 10, ProFTPDPort: port})
-	g := newGate(t, l)
-	g.start("--ftp-port", "21", "--ftp-port", strconv.Itoa(port), "--allow-port", strconv.Itoa(port))
+	l, _ := guardedLab(t, lab.Options{FileSize: 64 << 10, ProFTPDPort: port},
+		"--ftp-port", "21", "--ftp-port", strconv.Itoa(port), "--allow-port", strconv.Itoa(port))
 	for _, mode := range []lab.Mode{lab.PASV, lab.EPSV, lab.PORT} {
 		wantTransfer(t, l, mode, 4, port, lab.Curl)
 	}
@@ -85,11 +74,7 @@ func TestProftpdThroughGateway(t *testing.T) {
 // TestUnsolicitedConnectionsAreDropped: a connection nobody negotiated
 // times out (dropped), in both directions, and is counted.
 func TestUnsolicitedConnectionsAreDropped(t *testing.T) {
-	lab.Require(t)
-	t.Parallel()
-	l := lab.New(t, lab.Options{NoFTP: true})
-	g := newGate(t, l)
-	g.start()
+	l, g := guardedLab(t, lab.Options{NoFTP: true})
 	ctx := context.Background()
 	for _, c := range []struct {
 		from string
@@ -112,11 +97,7 @@ func TestUnsolicitedConnectionsAreDropped(t *testing.T) {
 // control connection works, but data connections need it to be a control
 // port: they fail before `ftpgate ports add 2121` and work right after.
 func TestAlternateCtrlPortAtRunTime(t *testing.T) {
-	lab.Require(t)
-	t.Parallel()
-	l := lab.New(t, lab.Options{FileSize: 64 << 10})
-	g := newGate(t, l)
-	g.start()
+	l, g := guardedLab(t, lab.Options{FileSize: 64 << 10})
 	wantNoTransfer(t, l, lab.PASV, 4, lab.AltFTPPort, lab.Curl)
 	if out, err := g.cli("ports", "add", "2121"); err != nil {
 		t.Fatalf("ports add: %v\n%s", err, out)
@@ -211,11 +192,7 @@ func pasvPort(t *testing.T, reply string) int {
 // binary after the 227 and before the data connection: the expectation made
 // before the restart admits it, and the counters carry on.
 func TestRestartBetween227AndDataConnection(t *testing.T) {
-	lab.Require(t)
-	t.Parallel()
-	l := lab.New(t, lab.Options{FileSize: 64 << 10})
-	g := newGate(t, l)
-	g.start()
+	l, g := guardedLab(t, lab.Options{FileSize: 64 << 10})
 
 	s := dialFTP(t, l, netip.AddrPortFrom(l.ServerAddr(4), lab.FTPPort).String())
 	s.login()
@@ -262,11 +239,7 @@ func TestRestartBetween227AndDataConnection(t *testing.T) {
 // TestDryRunPassesAndCounts: in dry-run an unsolicited connection reaches the
 // server (which refuses it: nothing listens) and is counted.
 func TestDryRunPassesAndCounts(t *testing.T) {
-	lab.Require(t)
-	t.Parallel()
-	l := lab.New(t, lab.Options{NoFTP: true})
-	g := newGate(t, l)
-	g.start("--dry-run")
+	l, g := guardedLab(t, lab.Options{NoFTP: true}, "--dry-run")
 	out, err := l.ConnectTimesOut(context.Background(), l.ClientNS, l.ServerAddr(4), 40000, 2*time.Second)
 	if err != nil || out != lab.Refused {
 		t.Fatalf("connect in dry-run: %v %v, want refused by the server", out, err)
@@ -324,11 +297,7 @@ func TestFwmarkMakesStatefulFirewallWork(t *testing.T) {
 // TestStatusAndListings checks the operator's read-only commands against a
 // live dataplane with a pending expectation.
 func TestStatusAndListings(t *testing.T) {
-	lab.Require(t)
-	t.Parallel()
-	l := lab.New(t, lab.Options{FileSize: 64 << 10})
-	g := newGate(t, l)
-	g.start()
+	l, g := guardedLab(t, lab.Options{FileSize: 64 << 10})
 
 	out, err := g.cli("status")
 	if err != nil {

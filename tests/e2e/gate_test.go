@@ -84,6 +84,19 @@ func newGate(t *testing.T, l *lab.Lab) *gate {
 	return g
 }
 
+// guardedLab is what most tests start with: a lab of their own, in
+// parallel with the others, whose gateway runs ftpgate with the defaults
+// plus extra flags.
+func guardedLab(t *testing.T, opts lab.Options, extra ...string) (*lab.Lab, *gate) {
+	t.Helper()
+	lab.Require(t)
+	t.Parallel()
+	l := lab.New(t, opts)
+	g := newGate(t, l)
+	g.start(extra...)
+	return l, g
+}
+
 // start runs `ftpgate run` with the lab's defaults plus extra flags and
 // waits for its ready file.
 func (g *gate) start(extra ...string) {
@@ -100,19 +113,11 @@ func (g *gate) start(extra ...string) {
 	g.done = make(chan struct{})
 	go func() { g.cmd.Wait(); close(g.done) }()
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			return
-		}
-		select {
-		case <-g.done:
-			g.t.Fatalf("ftpgate run exited before it was ready: %v\n%s", g.cmd.ProcessState, g.log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			g.t.Fatalf("ftpgate run not ready after 30s\n%s", g.log)
-		}
+	switch err := lab.WaitReady(ready, g.done, 30*time.Second); {
+	case errors.Is(err, lab.ErrExited):
+		g.t.Fatalf("ftpgate run exited before it was ready: %v\n%s", g.cmd.ProcessState, g.log)
+	case err != nil:
+		g.t.Fatalf("ftpgate run not ready after 30s\n%s", g.log)
 	}
 }
 
@@ -121,17 +126,8 @@ func (g *gate) stop() {
 	if g.cmd == nil || g.cmd.Process == nil {
 		return
 	}
-	select {
-	case <-g.done:
-	default:
-		g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.done:
-		case <-time.After(15 * time.Second):
-			g.cmd.Process.Kill()
-			<-g.done
-			g.t.Errorf("ftpgate run ignored SIGTERM for 15s\n%s", g.log)
-		}
+	if lab.Terminate(g.cmd.Process, syscall.SIGTERM, g.done, 15*time.Second) {
+		g.t.Errorf("ftpgate run ignored SIGTERM for 15s\n%s", g.log)
 	}
 	g.cmd = nil
 }

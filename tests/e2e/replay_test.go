@@ -22,11 +22,7 @@ const updateEnv = "FTPGATE_UPDATE_TESTDATA"
 // capture on a guarded interface itself would lack what XDP dropped: XDP
 // runs before packet sockets see anything.)
 func TestReplayLabCapture(t *testing.T) {
-	lab.Require(t)
-	t.Parallel()
-	l := lab.New(t, lab.Options{FileSize: 2048})
-	g := newGate(t, l)
-	g.start()
+	l, g := guardedLab(t, lab.Options{FileSize: 2048})
 	pcap := filepath.Join(t.TempDir(), "client.pcap")
 	capture, err := l.StartCapture(l.ClientNS, lab.ClientIf, pcap, "tcp")
 	if err != nil {

@@ -27,6 +27,9 @@ const (
 // Modes lists all four modes.
 var Modes = []Mode{PASV, EPSV, PORT, EPRT}
 
+// Command returns the FTP verb the mode sends ("PASV", ...).
+func (m Mode) Command() string { return strings.ToUpper(string(m)) }
+
 // Config tunes a client.
 type Config struct {
 	// Timeout bounds each control exchange, data connect/accept and

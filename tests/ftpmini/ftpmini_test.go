@@ -22,6 +22,18 @@ func randomBytes(t *testing.T, n int) []byte {
 	return b
 }
 
+// dialClient connects a client with the given timeout, closed when the
+// test ends.
+func dialClient(t *testing.T, ctx context.Context, addr string, timeout time.Duration) *Client {
+	t.Helper()
+	c, err := Dial(ctx, addr, Config{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func startServer(t *testing.T, addr string, files map[string][]byte) *Server {
 	t.Helper()
 	s, err := Listen(addr, files)
@@ -51,11 +63,7 @@ func TestModes(t *testing.T) {
 			t.Run(host+"/"+string(mode), func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				c, err := Dial(ctx, addr, Config{Timeout: 5 * time.Second})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
+				c := dialClient(t, ctx, addr, 5*time.Second)
 				if err := c.Login(ctx, "anonymous", "x"); err != nil {
 					t.Fatal(err)
 				}
@@ -101,15 +109,11 @@ func TestModes(t *testing.T) {
 func TestIPv4OnlyCommandsOnIPv6(t *testing.T) {
 	s := startServer(t, "[::1]:0", map[string][]byte{"f": []byte("x")})
 	ctx := context.Background()
-	c, err := Dial(ctx, fmt.Sprintf("[::1]:%d", s.Port()), Config{Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialClient(t, ctx, fmt.Sprintf("[::1]:%d", s.Port()), 2*time.Second)
 	if err := c.Login(ctx, "u", "p"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Retrieve(ctx, "f", PASV)
+	_, err := c.Retrieve(ctx, "f", PASV)
 	var re *ReplyError
 	if !errors.As(err, &re) || re.Code != 425 {
 		t.Fatalf("PASV over IPv6: %v, want a 425 reply", err)
@@ -158,11 +162,7 @@ func TestGetPutAndErrors(t *testing.T) {
 func TestRequiresLogin(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", map[string][]byte{"f": []byte("x")})
 	ctx := context.Background()
-	c, err := Dial(ctx, fmt.Sprintf("127.0.0.1:%d", s.Port()), Config{Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialClient(t, ctx, fmt.Sprintf("127.0.0.1:%d", s.Port()), 2*time.Second)
 	var re *ReplyError
 	if _, err := c.Retrieve(ctx, "f", EPSV); !errors.As(err, &re) || re.Code != 530 {
 		t.Fatalf("RETR before login: %v, want 530", err)
@@ -187,11 +187,7 @@ func TestPassivePortRange(t *testing.T) {
 	go func() { _ = s.Serve(ctl) }()
 	t.Cleanup(func() { s.Close() })
 	ctx := context.Background()
-	c, err := Dial(ctx, ctl.Addr().String(), Config{Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialClient(t, ctx, ctl.Addr().String(), 2*time.Second)
 	if err := c.Login(ctx, "u", "p"); err != nil {
 		t.Fatal(err)
 	}

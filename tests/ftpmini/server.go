@@ -429,6 +429,20 @@ func (ss *session) openData() (net.Conn, error) {
 	return nil, errors.New("no PASV/EPSV/PORT/EPRT before transfer")
 }
 
+// startData opens the data connection and announces the transfer with
+// 150 msg; on failure it replies 425 and returns nil.
+func (ss *session) startData(msg string) net.Conn {
+	dc, err := ss.openData()
+	if err != nil {
+		ss.s.logf("ftpmini: %v", err)
+		_ = ss.reply(425, "cannot open data connection")
+		return nil
+	}
+	_ = ss.reply(150, msg)
+	_ = dc.SetDeadline(time.Now().Add(ss.s.timeout()))
+	return dc
+}
+
 func (ss *session) cmdRetr(name string) {
 	ss.s.mu.Lock()
 	b, ok := ss.s.files[cleanName(name)]
@@ -438,15 +452,11 @@ func (ss *session) cmdRetr(name string) {
 		_ = ss.reply(550, "no such file")
 		return
 	}
-	dc, err := ss.openData()
-	if err != nil {
-		ss.s.logf("ftpmini: %v", err)
-		_ = ss.reply(425, "cannot open data connection")
+	dc := ss.startData(fmt.Sprintf("sending %s (%d bytes)", name, len(b)))
+	if dc == nil {
 		return
 	}
 	defer dc.Close()
-	_ = ss.reply(150, fmt.Sprintf("sending %s (%d bytes)", name, len(b)))
-	_ = dc.SetDeadline(time.Now().Add(ss.s.timeout()))
 	if _, err := dc.Write(b); err != nil {
 		_ = ss.reply(426, "transfer aborted")
 		return
@@ -465,15 +475,11 @@ func (ss *session) cmdStor(name string) {
 		_ = ss.reply(501, "missing file name")
 		return
 	}
-	dc, err := ss.openData()
-	if err != nil {
-		ss.s.logf("ftpmini: %v", err)
-		_ = ss.reply(425, "cannot open data connection")
+	dc := ss.startData("send the data")
+	if dc == nil {
 		return
 	}
 	defer dc.Close()
-	_ = ss.reply(150, "send the data")
-	_ = dc.SetDeadline(time.Now().Add(ss.s.timeout()))
 	b, err := io.ReadAll(dc)
 	if err != nil {
 		_ = ss.reply(426, "transfer aborted")

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ftpgate/ftpgate/internal/nettest"
 )
 
 // Capture is a running tcpdump writing a pcap file.
@@ -85,13 +87,7 @@ func (c *Capture) output() string {
 // and waits for tcpdump to exit. It is safe to call more than once.
 func (c *Capture) Stop() error {
 	c.once.Do(func() {
-		_ = c.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
+		Terminate(c.cmd.Process, syscall.SIGINT, c.done, 5*time.Second)
 		err := c.cmd.Wait()
 		var ee *exec.ExitError
 		// tcpdump exits 0 on SIGINT; a signal death only after our SIGKILL.
@@ -106,7 +102,7 @@ func (c *Capture) Stop() error {
 // timeout passes, so a test can stop the capture only once the traffic it
 // produced is on disk.
 func (c *Capture) WaitPackets(n int, timeout time.Duration) error {
-	return poll(timeout, func() error {
+	return nettest.Poll(timeout, func() error {
 		got, err := CountPcapPackets(c.Path)
 		if err != nil {
 			return err

@@ -11,23 +11,23 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/ftpgate/ftpgate/tests/ftpmini"
 )
 
-// Mode is the FTP data-connection setup command a client is forced to use.
-type Mode string
+// Mode is the FTP data-connection setup command a client is forced to use:
+// the same modes as the pure-Go client's.
+type Mode = ftpmini.Mode
 
 const (
-	PASV Mode = "pasv"
-	EPSV Mode = "epsv"
-	PORT Mode = "port"
-	EPRT Mode = "eprt"
+	PASV = ftpmini.PASV
+	EPSV = ftpmini.EPSV
+	PORT = ftpmini.PORT
+	EPRT = ftpmini.EPRT
 )
 
 // Modes lists all four modes.
-var Modes = []Mode{PASV, EPSV, PORT, EPRT}
-
-// Command returns the FTP verb the mode sends ("PASV", ...).
-func (m Mode) Command() string { return strings.ToUpper(string(m)) }
+var Modes = ftpmini.Modes
 
 // Tool is the FTP client program the lab drives.
 type Tool string

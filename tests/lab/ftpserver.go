@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ftpgate/ftpgate/internal/nettest"
 )
 
 func (l *Lab) makeFiles() error {
@@ -112,14 +114,23 @@ func (l *Lab) startVsftpd() error {
 			return fmt.Errorf("write vsftpd config: %w", err)
 		}
 		stdout := filepath.Join(l.Dir, fmt.Sprintf("vsftpd-%d.out", port))
-		p, err := l.Start(l.ServerNS, stdout, "vsftpd", conf)
-		if err != nil {
+		if err := l.startServer("vsftpd", port, stdout, "vsftpd", conf); err != nil {
 			return err
 		}
-		if err := l.waitBanner(p, port, 10*time.Second); err != nil {
-			out, _ := os.ReadFile(stdout)
-			return fmt.Errorf("vsftpd on port %d: %w (output: %s)", port, err, strings.TrimSpace(string(out)))
-		}
+	}
+	return nil
+}
+
+// startServer starts an FTP server in the server namespace, its output in
+// stdout, and waits for its banner on port.
+func (l *Lab) startServer(name string, port int, stdout string, argv ...string) error {
+	p, err := l.Start(l.ServerNS, stdout, argv...)
+	if err != nil {
+		return err
+	}
+	if err := l.waitBanner(p, port, 10*time.Second); err != nil {
+		out, _ := os.ReadFile(stdout)
+		return fmt.Errorf("%s on port %d: %w (output: %s)", name, port, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -129,12 +140,12 @@ func (l *Lab) startVsftpd() error {
 func (l *Lab) waitBanner(p *Process, port int, timeout time.Duration) error {
 	for _, fam := range []int{4, 6} {
 		addr := netip.AddrPortFrom(l.ServerAddr(fam), uint16(port)).String()
-		err := poll(timeout, func() error {
+		err := nettest.Poll(timeout, func() error {
 			select {
 			case <-p.Exited():
 				// vsftpd exits with status 2 and no message on an unknown
 				// config variable, so say at least that it died.
-				return errStop{fmt.Errorf("server exited: %v", p.waitErr)}
+				return nettest.Stop{Err: fmt.Errorf("server exited: %v", p.waitErr)}
 			default:
 			}
 			c, err := l.Dial(context.Background(), l.ClientNS, "tcp", addr, time.Second)
@@ -228,16 +239,8 @@ func (l *Lab) startProftpd(port int) error {
 		return fmt.Errorf("write proftpd config: %w", err)
 	}
 	out := filepath.Join(dir, "proftpd.out")
-	p, err := l.Start(l.ServerNS, out, "env", "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu"),
+	return l.startServer("proftpd", port, out, "env", "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu"),
 		bin, "--nodaemon", "--config", confPath)
-	if err != nil {
-		return err
-	}
-	if err := l.waitBanner(p, port, 10*time.Second); err != nil {
-		b, _ := os.ReadFile(out)
-		return fmt.Errorf("proftpd on port %d: %w (output: %s)", port, err, strings.TrimSpace(string(b)))
-	}
-	return nil
 }
 
 // moduleRoot finds the directory holding go.mod above the working directory
@@ -266,8 +269,3 @@ func proftpdRoot() (string, error) {
 	}
 	return filepath.Join(root, ProftpdDir), nil
 }
-
-// errStop ends a poll early: retrying cannot help.
-type errStop struct{ error }
-
-func (e errStop) Unwrap() error { return e.error }

@@ -1,5 +1,5 @@
-// Package lab builds a three-namespace network (client — gateway — server)
-// with real FTP servers, so integration tests can attach ftpgate to the
+// Package lab puts real FTP servers on the client — gateway — server
+// topology of internal/nettest, so integration tests can attach ftpgate to the
 // gateway's two interfaces and drive real FTP clients through it.
 //
 // Everything the lab creates lives inside network namespaces it names with a
@@ -20,40 +20,37 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/ftpgate/ftpgate/internal/nettest"
 )
 
 // Interface names. They are per-namespace, so parallel labs can reuse them.
 const (
 	// GwClientIf is the gateway's interface towards the client.
-	GwClientIf = "gw-c"
+	GwClientIf = nettest.GwClientIf
 	// GwServerIf is the gateway's interface towards the server.
-	GwServerIf = "gw-s"
+	GwServerIf = nettest.GwServerIf
 	// ClientIf and ServerIf are the hosts' interfaces towards the gateway.
-	ClientIf = "eth0"
-	ServerIf = "eth0"
+	ClientIf = nettest.HostIf
+	ServerIf = nettest.HostIf
 )
 
-// Fixed addresses (documentation ranges only).
+// Fixed addresses (documentation ranges only), those of the topology.
 var (
-	ClientV4   = netip.MustParseAddr("192.0.2.2")
-	GwClientV4 = netip.MustParseAddr("192.0.2.1")
-	GwServerV4 = netip.MustParseAddr("198.51.100.1")
-	ServerV4   = netip.MustParseAddr("198.51.100.2")
+	ClientV4   = nettest.ClientV4.Addr()
+	GwClientV4 = nettest.GwClientV4.Addr()
+	GwServerV4 = nettest.GwServerV4.Addr()
+	ServerV4   = nettest.ServerV4.Addr()
 
-	ClientV6   = netip.MustParseAddr("2001:db8:1::2")
-	GwClientV6 = netip.MustParseAddr("2001:db8:1::1")
-	GwServerV6 = netip.MustParseAddr("2001:db8:2::1")
-	ServerV6   = netip.MustParseAddr("2001:db8:2::2")
+	ClientV6   = nettest.ClientV6.Addr()
+	GwClientV6 = nettest.GwClientV6.Addr()
+	GwServerV6 = nettest.GwServerV6.Addr()
+	ServerV6   = nettest.ServerV6.Addr()
 )
 
 // FTP ports the lab's vsftpd instances listen on.
@@ -82,8 +79,10 @@ type Options struct {
 
 // Lab is one client — gateway — server topology.
 type Lab struct {
-	t    *testing.T
+	t    testing.TB
 	opts Options
+	// Topo is the network underneath: namespaces, links, addresses.
+	Topo *nettest.Topology
 
 	// ID is the random prefix of this lab's namespace names ("fg-1a2b").
 	ID string
@@ -107,7 +106,7 @@ type Lab struct {
 
 // New builds a lab and registers its teardown with t.Cleanup. It fails the
 // test (t.Fatal) on any setup error. The caller must be root; see Require.
-func New(t *testing.T, opts Options) *Lab {
+func New(t testing.TB, opts Options) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("lab: network namespaces need root; run the tests as root")
@@ -115,16 +114,10 @@ func New(t *testing.T, opts Options) *Lab {
 	if opts.FileSize == 0 {
 		opts.FileSize = 2 << 20
 	}
-	l := &Lab{t: t, opts: opts, Dir: t.TempDir()}
-	if err := l.createNamespaces(); err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	if err := l.wire(); err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	if err := l.waitRouted(15 * time.Second); err != nil {
-		t.Fatalf("lab: %v", err)
-	}
+	tp := nettest.NewTopology(t, nettest.Options{Prefix: "fg"})
+	l := &Lab{t: t, opts: opts, Topo: tp, ID: tp.ID, Dir: t.TempDir(),
+		ClientNS: tp.Client().NS, GatewayNS: tp.Gateway, ServerNS: tp.Server().NS,
+		GwClientIndex: tp.Client().GwIndex, GwServerIndex: tp.Server().GwIndex}
 	if !opts.NoFTP {
 		if err := l.makeFiles(); err != nil {
 			t.Fatalf("lab: %v", err)
@@ -146,17 +139,10 @@ func (l *Lab) Namespaces() []string { return []string{l.ClientNS, l.GatewayNS, l
 
 // ClientAddr, GwClientAddr, GwServerAddr and ServerAddr return the lab
 // address of the given family (4 or 6).
-func (l *Lab) ClientAddr(family int) netip.Addr   { return pick(family, ClientV4, ClientV6) }
-func (l *Lab) GwClientAddr(family int) netip.Addr { return pick(family, GwClientV4, GwClientV6) }
-func (l *Lab) GwServerAddr(family int) netip.Addr { return pick(family, GwServerV4, GwServerV6) }
-func (l *Lab) ServerAddr(family int) netip.Addr   { return pick(family, ServerV4, ServerV6) }
-
-func pick(family int, v4, v6 netip.Addr) netip.Addr {
-	if family == 6 {
-		return v6
-	}
-	return v4
-}
+func (l *Lab) ClientAddr(family int) netip.Addr   { return l.Topo.Client().Addr(family) }
+func (l *Lab) GwClientAddr(family int) netip.Addr { return l.Topo.Client().GwAddr(family) }
+func (l *Lab) GwServerAddr(family int) netip.Addr { return l.Topo.Server().GwAddr(family) }
+func (l *Lab) ServerAddr(family int) netip.Addr   { return l.Topo.Server().Addr(family) }
 
 func randHex(n int) string {
 	b := make([]byte, n)
@@ -164,240 +150,18 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func (l *Lab) createNamespaces() error {
-	// Retry on the (unlikely) collision with another lab's random prefix.
-	for attempt := 0; attempt < 5; attempt++ {
-		id := "fg-" + randHex(2)
-		names := []string{id + "-cli", id + "-gw", id + "-srv"}
-		collide := false
-		for _, n := range names {
-			if _, err := os.Stat(filepath.Join("/run/netns", n)); err == nil {
-				collide = true
-			}
-		}
-		if collide {
-			continue
-		}
-		l.ID = id
-		l.ClientNS, l.GatewayNS, l.ServerNS = names[0], names[1], names[2]
-		for _, n := range names {
-			if out, err := exec.Command("ip", "netns", "add", n).CombinedOutput(); err != nil {
-				return fmt.Errorf("create namespace %s: %w: %s", n, err, bytes.TrimSpace(out))
-			}
-			ns := n
-			// Registered per namespace so a half-built lab is still torn down.
-			l.t.Cleanup(func() { l.deleteNamespace(ns) })
-		}
-		return nil
-	}
-	return errors.New("create namespaces: could not find a free random prefix")
-}
-
-// deleteNamespace kills what is left running inside the namespace (only
-// processes this lab started there, e.g. vsftpd session children) and
-// removes it; a namespace with live processes would otherwise linger.
-func (l *Lab) deleteNamespace(ns string) {
-	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-		l.t.Logf("lab: delete namespace %s: %v: %s", ns, err, bytes.TrimSpace(out))
-	}
-}
-
-// ipBatch runs `ip -n NS -batch -` so a namespace is configured in one exec.
-func ipBatch(ns string, lines ...string) error {
-	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("ip -n %s -batch: %w: %s", ns, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-func writeSysctl(ns, key, val string) error {
-	// Go code in the namespace would need a new mount namespace for /proc/sys
-	// to reflect the netns; `ip netns exec` already does that remount.
-	out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-q", "-w", key+"="+val).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("sysctl %s=%s in %s: %w: %s", key, val, ns, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-func (l *Lab) wire() error {
-	for _, ns := range l.Namespaces() {
-		// DAD off before any interface exists, so addresses are usable at once
-		// (nodad below covers the explicitly added ones too).
-		for _, k := range []string{"net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"} {
-			if err := writeSysctl(ns, k, "0"); err != nil {
-				return err
-			}
-		}
-	}
-	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
-		if err := writeSysctl(l.GatewayNS, k, "1"); err != nil {
-			return err
-		}
-	}
-	// The veth pairs are created straight inside the namespaces, so no
-	// interface ever appears in the host's namespace.
-	if err := ipBatch(l.GatewayNS,
-		fmt.Sprintf("link add %s type veth peer name %s netns %s", GwClientIf, ClientIf, l.ClientNS),
-		fmt.Sprintf("link add %s type veth peer name %s netns %s", GwServerIf, ServerIf, l.ServerNS),
-		"link set lo up",
-		"link set "+GwClientIf+" up",
-		"link set "+GwServerIf+" up",
-		"addr add "+GwClientV4.String()+"/24 dev "+GwClientIf,
-		"addr add "+GwServerV4.String()+"/24 dev "+GwServerIf,
-		"addr add "+GwClientV6.String()+"/64 dev "+GwClientIf+" nodad",
-		"addr add "+GwServerV6.String()+"/64 dev "+GwServerIf+" nodad",
-	); err != nil {
-		return err
-	}
-	if err := ipBatch(l.ClientNS,
-		"link set lo up",
-		"link set "+ClientIf+" up",
-		"addr add "+ClientV4.String()+"/24 dev "+ClientIf,
-		"addr add "+ClientV6.String()+"/64 dev "+ClientIf+" nodad",
-		"route add default via "+GwClientV4.String(),
-		"route add default via "+GwClientV6.String(),
-	); err != nil {
-		return err
-	}
-	if err := ipBatch(l.ServerNS,
-		"link set lo up",
-		"link set "+ServerIf+" up",
-		"addr add "+ServerV4.String()+"/24 dev "+ServerIf,
-		"addr add "+ServerV6.String()+"/64 dev "+ServerIf+" nodad",
-		"route add default via "+GwServerV4.String(),
-		"route add default via "+GwServerV6.String(),
-	); err != nil {
-		return err
-	}
-	return l.InNS(l.GatewayNS, func() error {
-		c, err := net.InterfaceByName(GwClientIf)
-		if err != nil {
-			return fmt.Errorf("look up %s: %w", GwClientIf, err)
-		}
-		s, err := net.InterfaceByName(GwServerIf)
-		if err != nil {
-			return fmt.Errorf("look up %s: %w", GwServerIf, err)
-		}
-		l.GwClientIndex, l.GwServerIndex = c.Index, s.Index
-		return nil
-	})
-}
-
-// waitRouted proves end-to-end forwarding for both families by connecting
-// from the client to a throwaway listener in the server namespace, retrying
-// until the links are up (veth carrier comes up asynchronously).
-func (l *Lab) waitRouted(timeout time.Duration) error {
-	for _, fam := range []int{4, 6} {
-		ln, err := l.Listen(l.ServerNS, "tcp", netip.AddrPortFrom(l.ServerAddr(fam), 0).String())
-		if err != nil {
-			return err
-		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		port := ln.Addr().(*net.TCPAddr).Port
-		err = poll(timeout, func() error {
-			c, err := l.Dial(context.Background(), l.ClientNS, "tcp", netip.AddrPortFrom(l.ServerAddr(fam), uint16(port)).String(), time.Second)
-			if err != nil {
-				return err
-			}
-			return c.Close()
-		})
-		ln.Close()
-		if err != nil {
-			return fmt.Errorf("IPv%d path client -> server not ready: %w", fam, err)
-		}
-	}
-	return nil
-}
-
-// poll retries fn until it succeeds or timeout passes, backing off from
-// 10 ms to 200 ms; it returns the last error on timeout.
-func poll(timeout time.Duration, fn func() error) error {
-	deadline := time.Now().Add(timeout)
-	wait := 10 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		var stop errStop
-		if errors.As(err, &stop) {
-			return stop.error
-		}
-		if time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("not ready after %v: %w", timeout, err)
-		}
-		time.Sleep(wait)
-		if wait < 200*time.Millisecond {
-			wait *= 2
-		}
-	}
-}
-
-// InNS runs fn on an OS thread switched into network namespace ns. The
-// thread is never unlocked, so Go discards it when fn returns instead of
-// handing a thread in the wrong namespace to other goroutines. Sockets fn
-// creates stay in ns; goroutines fn starts do NOT run in ns.
-func (l *Lab) InNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.GetFromName(ns)
-		if err != nil {
-			errc <- fmt.Errorf("open namespace %s: %w", ns, err)
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// InNS runs fn on an OS thread switched into network namespace ns. Sockets
+// fn creates stay in ns; goroutines fn starts do NOT run in ns.
+func (l *Lab) InNS(ns string, fn func() error) error { return nettest.Do(ns, fn) }
 
 // Dial opens a connection from inside namespace ns.
 func (l *Lab) Dial(ctx context.Context, ns, network, addr string, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := l.InNS(ns, func() error {
-		var err error
-		d := net.Dialer{Timeout: timeout}
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+	return nettest.Dial(ctx, ns, network, addr, timeout)
 }
 
 // Listen opens a listener inside namespace ns; it can be used from any goroutine.
 func (l *Lab) Listen(ns, network, addr string) (net.Listener, error) {
-	var ln net.Listener
-	err := l.InNS(ns, func() error {
-		var err error
-		ln, err = net.Listen(network, addr)
-		if err != nil {
-			return fmt.Errorf("listen %s %s in %s: %w", network, addr, ns, err)
-		}
-		return nil
-	})
-	return ln, err
+	return nettest.Listen(ns, network, addr)
 }
 
 // Exec runs argv inside namespace ns via `ip netns exec` and returns its
@@ -445,16 +209,51 @@ func (p *Process) Exited() <-chan struct{} { return p.done }
 // Stop ends the program (SIGTERM, SIGKILL after 5 s) and returns its wait
 // error. It is idempotent.
 func (p *Process) Stop() error {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p.once.Do(func() { Terminate(p.cmd.Process, syscall.SIGTERM, p.done, 5*time.Second) })
 	return p.waitErr
+}
+
+// ErrExited means a program ended before it was ready.
+var ErrExited = errors.New("exited before it was ready")
+
+// WaitReady waits until the ready file path exists (the program's own
+// signal that it serves), failing with ErrExited once done is closed and
+// with a timeout error after timeout.
+func WaitReady(path string, done <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return ErrExited
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not there after %v", path, timeout)
+		}
+	}
+}
+
+// Terminate asks a program to end with sig and waits until done is closed;
+// a program still running after grace is killed. It reports whether it had
+// to be, and returns at once for a program that has already exited.
+func Terminate(p *os.Process, sig os.Signal, done <-chan struct{}, grace time.Duration) (killed bool) {
+	select {
+	case <-done:
+		return false
+	default:
+	}
+	_ = p.Signal(sig)
+	select {
+	case <-done:
+		return false
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-done
+		return true
+	}
 }
 
 // Start runs argv in namespace ns in the background, logging its output to

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -19,7 +20,6 @@ const InstallEnv = "FTPGATE_INSTALL"
 // requiredBinaries maps each binary the lab runs to its Debian package.
 var requiredBinaries = map[string]string{
 	"ip":        "iproute2",
-	"sysctl":    "procps",
 	"vsftpd":    "vsftpd",
 	"curl":      "curl",
 	"lftp":      "lftp",
@@ -121,9 +121,35 @@ func RequireProftpd(t testing.TB) {
 	}
 	installMu.Lock()
 	defer installMu.Unlock()
+	// go test runs packages in parallel processes (tests/lab, tests/e2e):
+	// one extracts while the others wait, then finds it done
+	unlock, err := lockFile(filepath.Dir(root))
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	defer unlock()
+	if _, err := os.Stat(bin); err == nil {
+		return
+	}
 	if err := extractProftpd(root); err != nil {
 		t.Fatalf("lab: %v", err)
 	}
+}
+
+// lockFile takes an exclusive flock on dir/.lock, creating dir if needed.
+func lockFile(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func extractProftpd(root string) error {

@@ -3,9 +3,7 @@ package vmtest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -25,7 +23,7 @@ const ftpPort = 21
 // gatewayLab is the topology with ftpmini on the server and ftpgate on both
 // gateway interfaces.
 type gatewayLab struct {
-	*topology
+	*nettest.Topology
 	dp   *loader.Dataplane
 	file []byte
 }
@@ -35,17 +33,14 @@ func newGatewayLab(t *testing.T, tc loader.TCMode) *gatewayLab {
 	if os.Geteuid() != 0 {
 		bpftest.SkipOrFail(t, "the end-to-end test needs root")
 	}
-	g := &gatewayLab{topology: newTopology(t), file: bytes.Repeat([]byte("ftpgate in a VM\n"), 16384)}
+	g := &gatewayLab{Topology: nettest.NewTopology(t, nettest.Options{Prefix: "fgv"}), file: bytes.Repeat([]byte("ftpgate in a VM\n"), 16384)}
 
-	for _, addr := range []netip.Prefix{serverV4, serverV6} {
-		var ln net.Listener
-		must(t, nettest.Do(g.server, func() error {
-			var err error
-			ln, err = net.Listen("tcp", netip.AddrPortFrom(addr.Addr(), ftpPort).String())
-			return err
-		}))
+	server := g.Server().NS
+	for _, fam := range []int{4, 6} {
+		ln, err := nettest.Listen(server, "tcp", netip.AddrPortFrom(g.Server().Addr(fam), ftpPort).String())
+		must(t, err)
 		srv := ftpmini.NewServer(map[string][]byte{"file": g.file})
-		srv.WrapDataSocket = func(create func() error) error { return nettest.Do(g.server, create) }
+		srv.WrapDataSocket = func(create func() error) error { return nettest.Do(server, create) }
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
 	}
@@ -53,7 +48,7 @@ func newGatewayLab(t *testing.T, tc loader.TCMode) *gatewayLab {
 	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
 	states := loader.StateDir(t.TempDir())
 	dp, err := loader.Start(loader.Options{
-		PinDir: pinDir, StateDir: states, NetNS: g.gateway, Ifaces: []string{gwClientIf, gwServerIf},
+		PinDir: pinDir, StateDir: states, NetNS: g.Gateway, Ifaces: []string{nettest.GwClientIf, nettest.GwServerIf},
 		XDPMode: loader.XDPAuto, TCMode: tc,
 		CtrlPorts: []uint16{ftpPort}, AllowPorts: []uint16{ftpPort}, Config: maps.DefaultConfig(),
 		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
@@ -72,12 +67,9 @@ func newGatewayLab(t *testing.T, tc loader.TCMode) *gatewayLab {
 }
 
 func (g *gatewayLab) get(family int, mode ftpmini.Mode) ([]byte, error) {
-	srv := serverV4.Addr()
-	if family == 6 {
-		srv = serverV6.Addr()
-	}
+	srv := g.Server().Addr(family)
 	var got []byte
-	err := nettest.Do(g.client, func() error {
+	err := nettest.Do(g.Client().NS, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		var err error
@@ -87,21 +79,15 @@ func (g *gatewayLab) get(family int, mode ftpmini.Mode) ([]byte, error) {
 	return got, err
 }
 
-// connect tries a TCP connection from namespace ns; it reports whether the
-// attempt timed out (dropped), as opposed to connecting or being refused.
-func connectTimesOut(t *testing.T, ns string, to netip.AddrPort) bool {
+// dropped tries a TCP connection from namespace ns and reports whether it
+// timed out (the SYN was dropped), as opposed to connecting or being refused.
+func dropped(t *testing.T, ns string, to netip.AddrPort) bool {
 	t.Helper()
-	var err error
-	must(t, nettest.Do(ns, func() error {
-		var c net.Conn
-		c, err = net.DialTimeout("tcp", to.String(), 2*time.Second)
-		if c != nil {
-			c.Close()
-		}
-		return nil
-	}))
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	out, err := nettest.ConnectTimesOut(context.Background(), ns, to.Addr(), int(to.Port()), 2*time.Second)
+	if err != nil {
+		t.Logf("connect %s from %s: %v", to, ns, err)
+	}
+	return err == nil && out == nettest.TimedOut
 }
 
 func tcModes() []loader.TCMode {
@@ -128,10 +114,10 @@ func TestFTPThroughGuardedGateway(t *testing.T) {
 			}
 
 			// unsolicited, both directions: dropped, so the connect times out
-			if !connectTimesOut(t, g.client, netip.AddrPortFrom(serverV4.Addr(), 40000)) {
+			if !dropped(t, g.Client().NS, netip.AddrPortFrom(g.Server().Addr(4), 40000)) {
 				t.Error("client -> server:40000 was not dropped")
 			}
-			if !connectTimesOut(t, g.server, netip.AddrPortFrom(clientV6.Addr(), 40000)) {
+			if !dropped(t, g.Server().NS, netip.AddrPortFrom(g.Client().Addr(6), 40000)) {
 				t.Error("server -> client:40000 was not dropped")
 			}
 
@@ -154,6 +140,13 @@ func TestFTPThroughGuardedGateway(t *testing.T) {
 				t.Errorf("drops: %s", summary(c))
 			}
 		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

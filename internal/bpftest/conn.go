@@ -1,4 +1,4 @@
-package bpfrun
+package bpftest
 
 import (
 	"net/netip"
