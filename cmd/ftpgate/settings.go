@@ -39,7 +39,7 @@ var settingsTable = []setting{
 	{name: "dry-run", in: everywhere, json: "dry_run", says: "dry-run %s", usage: "count what would be dropped, drop nothing",
 		kind: boolean(func(c *maps.Config) *bool { return &c.DryRun })},
 	{name: "fwmark", in: inRun | inSet, json: "fwmark", says: "fwmark %s",
-		usage: "mark admitted data SYNs at TC ingress with `V[/M]` (for nftables: meta mark & M == V accept); config set: \"off\" stops marking",
+		usage: "mark admitted data SYNs at TC ingress with `V[/M]` (for nftables: meta mark & M == V accept)",
 		kind:  fwmark()},
 	{name: "accounting", in: inRun | inSet, json: "accounting", says: "accounting %s", usage: "count packets and bytes of data flows (a map write per packet)",
 		kind: boolean(func(c *maps.Config) *bool { return &c.Accounting })},
@@ -202,6 +202,9 @@ func fwmark() kind {
 	}
 	return kind{
 		flag: func(name, usage string, cmd commands) cli.Flag {
+			if cmd == inSet {
+				usage += `; "off" stops marking`
+			}
 			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage}, altsrc.NewStringFlag, cmd)
 		},
 		apply: func(c *cli.Context, name string, cmd commands, o *loader.Options) (err error) {
