@@ -48,9 +48,9 @@ leaving the dataplane attached and pinned, so a restart loses nothing.`,
 func optionsFromFlags(c *cli.Context) (loader.Options, error) {
 	var o loader.Options
 	var err error
-	o.PinDir = c.String("pin-dir")
+	o.PinDir = pinDir(c)
 	o.StateDir = stateDir(c)
-	o.NetNS = c.String("netns")
+	o.NetNS = netNS(c)
 	o.Ifaces = c.StringSlice("iface")
 	if len(o.Ifaces) == 0 {
 		return o, errors.New("no interface to guard: give --iface NAME (repeat for several)")
