@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +86,64 @@ func TestCommonFlagsAtAnyLevel(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%v: pin-dir, netns, state-dir = %q, want %q", tc.args, got, tc.want)
 		}
+	}
+}
+
+// TestFlagsFirst: flags after a command's arguments are read as if given
+// before them; a value flag keeps its value, a bool flag takes none, and
+// after -- nothing is a flag.
+func TestFlagsFirst(t *testing.T) {
+	type parsed struct {
+		json   bool
+		pinDir string
+		ifaces []string
+		args   []string
+	}
+	var got parsed
+	leaf := &cli.Command{Name: "child", Aliases: []string{"c"}, ArgsUsage: "ARG...",
+		Flags: []cli.Flag{jsonFlag(), pinDirFlag(), &cli.StringSliceFlag{Name: "iface", Aliases: []string{"i"}}},
+		Action: func(c *cli.Context) error {
+			got = parsed{c.Bool("json"), c.String("pin-dir"), c.StringSlice("iface"), c.Args().Slice()}
+			return nil
+		}}
+	app := &cli.App{Name: "ftpgate", Writer: io.Discard, ErrWriter: io.Discard, Commands: []*cli.Command{
+		{Name: "parent", Flags: []cli.Flag{pinDirFlag()}, Subcommands: []*cli.Command{leaf}},
+	}}
+	cases := []struct {
+		args      []string
+		reordered []string
+		want      parsed
+	}{
+		{[]string{"parent", "child", "1", "--json", "2"},
+			[]string{"parent", "child", "--json", "1", "2"}, parsed{true, loader.DefaultPinDir, nil, []string{"1", "2"}}},
+		{[]string{"parent", "child", "1", "--json=false", "--pin-dir", "/p", "2"},
+			[]string{"parent", "child", "--json=false", "--pin-dir", "/p", "1", "2"}, parsed{false, "/p", nil, []string{"1", "2"}}},
+		{[]string{"parent", "--pin-dir", "/p", "c", "1", "-i", "a", "-i=b", "2", "--json"},
+			[]string{"parent", "--pin-dir", "/p", "c", "-i", "a", "-i=b", "--json", "1", "2"}, parsed{true, loader.DefaultPinDir, []string{"a", "b"}, []string{"1", "2"}}},
+		{[]string{"parent", "child", "1", "--pin-dir=/p", "--", "--json", "-i"},
+			[]string{"parent", "child", "--pin-dir=/p", "--", "1", "--json", "-i"}, parsed{false, "/p", nil, []string{"1", "--json", "-i"}}},
+		{[]string{"parent", "child", "--", "1", "--json"},
+			[]string{"parent", "child", "--", "1", "--json"}, parsed{false, loader.DefaultPinDir, nil, []string{"1", "--json"}}},
+		// a value flag's value that looks like an argument stays with it
+		{[]string{"parent", "child", "--pin-dir", "child", "1"},
+			[]string{"parent", "child", "--pin-dir", "child", "1"}, parsed{false, "child", nil, []string{"1"}}},
+	}
+	for _, tc := range cases {
+		args := append([]string{"ftpgate"}, tc.args...)
+		if r := flagsFirst(app, args); !slices.Equal(r[1:], tc.reordered) {
+			t.Errorf("flagsFirst(%q) = %q, want %q", tc.args, r[1:], tc.reordered)
+			continue
+		}
+		got = parsed{}
+		if err := app.Run(flagsFirst(app, args)); err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if got.json != tc.want.json || got.pinDir != tc.want.pinDir || !slices.Equal(got.ifaces, tc.want.ifaces) || !slices.Equal(got.args, tc.want.args) {
+			t.Errorf("%q parsed as %+v, want %+v", tc.args, got, tc.want)
+		}
+	}
+	// an unknown flag after the arguments is reported as unknown
+	if err := app.Run(flagsFirst(app, []string{"ftpgate", "parent", "child", "1", "--bogus"})); err == nil || !strings.Contains(err.Error(), "flag provided but not defined: -bogus") {
+		t.Errorf("unknown flag after the arguments: %v", err)
 	}
 }
