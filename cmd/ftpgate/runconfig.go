@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -23,15 +24,25 @@ func configFileKeys(c *cli.Context, flags []cli.Flag) error {
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
-	var doc map[string]any
+	var doc any
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("%s: %w", file, err)
+		return fmt.Errorf("%s: %s", file, strings.ReplaceAll(err.Error(), "\n", ";"))
+	}
+	var keys []string
+	switch doc := doc.(type) {
+	case nil: // an empty file
+	case map[string]any:
+		for k := range doc {
+			keys = append(keys, k)
+		}
+	case map[any]any:
+		for k := range doc {
+			keys = append(keys, fmt.Sprint(k))
+		}
+	default:
+		return fmt.Errorf("%s: the top level must map flag names to values (ftp-port: [21])", file)
 	}
 	valid := fileKeys(flags)
-	keys := make([]string, 0, len(doc))
-	for k := range doc {
-		keys = append(keys, k)
-	}
 	slices.Sort(keys)
 	for _, k := range keys {
 		if valid[k] {

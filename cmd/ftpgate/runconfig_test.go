@@ -19,7 +19,9 @@ func TestConfigFileUnknownKey(t *testing.T) {
 		"dryrun: true\n":             `unknown key "dryrun" in %s: did you mean "dry-run"?`,
 		"pin-dir: /sys/fs/bpf/x\n":   `"pin-dir" in %s is read from the command line only: give --pin-dir`,
 		"zzzzzzzzzzzzzzzzzzz: 1\n":   `unknown key "zzzzzzzzzzzzzzzzzzz" in %s: the keys are the flags of ` + "`ftpgate run --help`",
-		"iface: [lo]\n- not a map\n": `%s: `,
+		"iface: [lo]\n- not a map\n": `%s: yaml: line 1:`,
+		"- iface\n- lo\n":            `%s: the top level must map flag names to values (ftp-port: [21])`,
+		"\"\": 1\n":                  `unknown key "" in %s`,
 	}
 	for body, want := range cases {
 		t.Run(strings.Fields(body)[0], func(t *testing.T) {
