@@ -29,7 +29,7 @@ type Collector struct {
 
 var (
 	descEvents = prometheus.NewDesc("ftpgate_events_total",
-		"Dataplane events and drop/skip reasons, by counter name (see ftpgate stats).", []string{"event"}, nil)
+		"Dataplane events and drop/skip reasons, by counter name (see `ftpgate stats`).", []string{"event"}, nil)
 	descEntries = prometheus.NewDesc("ftpgate_map_entries",
 		"Entries in a table.", []string{"map"}, nil)
 	descCapacity = prometheus.NewDesc("ftpgate_map_capacity",

@@ -81,7 +81,7 @@ func checkMountNamespace(dir string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w: ftpgate runs in a mount namespace of its own (as under `ip netns exec`), "+
-		"so pins would vanish when it exits; use `ftpgate --netns NAME` instead of `ip netns exec`", dir, ErrPrivateBPFFS)
+		"so pins would vanish when it exits; use `ftpgate run --netns NAME` instead of `ip netns exec`", dir, ErrPrivateBPFFS)
 }
 
 // checkSharedBPFFS refuses a bpffs that init (PID 1) does not see: pins there
@@ -97,7 +97,7 @@ func checkSharedBPFFS(dir string) error {
 		return nil
 	}
 	if mine.Dev != init.Dev || mine.Ino != init.Ino {
-		return fmt.Errorf("%s: %w: pins would vanish when ftpgate exits; use `ftpgate --netns NAME` instead of `ip netns exec`", dir, ErrPrivateBPFFS)
+		return fmt.Errorf("%s: %w: pins would vanish when ftpgate exits; use `ftpgate run --netns NAME` instead of `ip netns exec`", dir, ErrPrivateBPFFS)
 	}
 	return nil
 }

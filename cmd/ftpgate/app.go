@@ -18,7 +18,7 @@ import (
 // tests can read it. It returns the process exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	if err := app.Run(args); err != nil {
+	if err := app.Run(flagsFirst(app, args)); err != nil {
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
 			if msg := err.Error(); msg != "" {
@@ -71,8 +71,6 @@ func stateDirFlag() cli.Flag {
 	return &cli.StringFlag{Name: "state-dir", Value: string(loader.DefaultStateDir), Hidden: true, Usage: "directory of run's state files"}
 }
 
-func stateDir(c *cli.Context) loader.StateDir { return loader.StateDir(c.String("state-dir")) }
-
 func netnsFlag() cli.Flag {
 	return &cli.StringFlag{Name: "netns", Usage: "network namespace (`NAME` under /var/run/netns) for interfaces and netlink; pins stay in the host's bpffs"}
 }
@@ -86,7 +84,8 @@ func commonFlags(extra ...cli.Flag) []cli.Flag {
 }
 
 // pinCommand builds a command on the dataplane pinned at --pin-dir: every
-// such command takes --pin-dir and --netns before its own flags.
+// such command takes --pin-dir and --netns, read with pinDir and netNS so that
+// they count on a parent command too.
 func pinCommand(name, usage string, flags []cli.Flag, action cli.ActionFunc) *cli.Command {
 	return &cli.Command{Name: name, Usage: usage, Flags: commonFlags(flags...), Action: action}
 }
@@ -119,7 +118,7 @@ func withMaps(c *cli.Context, f func(*maps.Maps) error) error {
 	if err := loader.CheckHost(); err != nil {
 		return err
 	}
-	m, err := maps.Open(c.String("pin-dir"))
+	m, err := maps.Open(pinDir(c))
 	if err != nil {
 		return err
 	}

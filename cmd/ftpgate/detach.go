@@ -13,6 +13,6 @@ func detachCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return loader.Detach(c.String("pin-dir"), stateDir(c), c.String("netns"), log)
+			return loader.Detach(pinDir(c), stateDir(c), netNS(c), log)
 		})
 }

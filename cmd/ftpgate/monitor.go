@@ -30,7 +30,7 @@ func monitor(c *cli.Context, m *maps.Maps) error {
 	}
 	defer rd.Close()
 	// readiness, on stderr so that JSON on stdout stays clean
-	fmt.Fprintf(c.App.ErrWriter, "monitoring %s/%s (interrupt to stop)\n", c.String("pin-dir"), maps.NameEvents)
+	fmt.Fprintf(c.App.ErrWriter, "monitoring %s/%s (interrupt to stop)\n", pinDir(c), maps.NameEvents)
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -65,9 +64,6 @@ func portArgs(c *cli.Context, what string) ([]uint16, error) {
 	}
 	var ports []uint16
 	for _, a := range c.Args().Slice() {
-		if strings.HasPrefix(a, "-") {
-			return nil, fmt.Errorf("%s: %q: flags go before the ports (ftpgate %s --pin-dir DIR PORT...)", what, a, what)
-		}
 		p, err := strconv.Atoi(a)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q is not a port number", what, a)

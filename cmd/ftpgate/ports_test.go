@@ -44,10 +44,31 @@ func TestPortsAndAllow(t *testing.T) {
 	}
 }
 
-func TestFlagsAfterPortsAreExplained(t *testing.T) {
-	r := ftpgate("ports", "add", "2121", "--pin-dir", "/tmp/x")
+// TestFlagsAfterPorts: flags may follow the ports, in either form, value
+// flags and bool flags alike; after -- everything is a port.
+func TestFlagsAfterPorts(t *testing.T) {
+	f := newFixture(t)
+	for _, args := range [][]string{
+		{"ports", "add", "2121", "--pin-dir", f.pinDir, "--state-dir=" + string(f.states), "990"},
+		{"allow", "add", "2121", "--pin-dir=" + f.pinDir, "--state-dir", string(f.states)},
+		{"allow", "del", "--pin-dir", f.pinDir, "22", "--state-dir", string(f.states)},
+	} {
+		if r := ftpgate(args...); r.code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
+		}
+	}
+	if got := portsOf(t, f, "ports"); !slices.Equal(got, []uint16{21, 990, 2121}) {
+		t.Errorf("ports = %v, want [21 990 2121]", got)
+	}
+	if got := portsOf(t, f, "allow"); !slices.Equal(got, []uint16{21, 2121}) {
+		t.Errorf("allow = %v, want [21 2121]", got)
+	}
+	if r := ftpgate("ports", "add", "2121", "--help"); r.code != 0 || !strings.Contains(r.stdout, "PORT [PORT...]") {
+		t.Errorf("ports add 2121 --help: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := ftpgate("ports", "add", "2121", "--", "--pin-dir")
 	oneLine(t, r)
-	if !strings.Contains(r.stderr, "flags go before the ports") {
-		t.Fatalf("error does not explain flag order: %s", r.stderr)
+	if !strings.Contains(r.stderr, `"--pin-dir" is not a port number`) {
+		t.Errorf("after --: %s", r.stderr)
 	}
 }

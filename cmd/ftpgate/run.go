@@ -39,8 +39,13 @@ func runCommand() *cli.Command {
 port sets, timeouts, limits and modes. Changes made at run time (ports add,
 allow add) last until the next run. On SIGTERM/SIGINT it stops ageing and exits,
 leaving the dataplane attached and pinned, so a restart loses nothing.`,
-		Flags:  flags,
-		Before: altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config")),
+		Flags: flags,
+		Before: func(c *cli.Context) error {
+			if err := configFileKeys(c, flags); err != nil {
+				return err
+			}
+			return altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))(c)
+		},
 		Action: runAction,
 	}
 }
@@ -48,9 +53,9 @@ leaving the dataplane attached and pinned, so a restart loses nothing.`,
 func optionsFromFlags(c *cli.Context) (loader.Options, error) {
 	var o loader.Options
 	var err error
-	o.PinDir = c.String("pin-dir")
+	o.PinDir = pinDir(c)
 	o.StateDir = stateDir(c)
-	o.NetNS = c.String("netns")
+	o.NetNS = netNS(c)
 	o.Ifaces = c.StringSlice("iface")
 	if len(o.Ifaces) == 0 {
 		return o, errors.New("no interface to guard: give --iface NAME (repeat for several)")

@@ -14,7 +14,7 @@ func statusCommand() *cli.Command {
 			if err := loader.CheckHost(); err != nil {
 				return err
 			}
-			st, err := loader.ReadStatus(c.String("pin-dir"), stateDir(c), c.String("netns"))
+			st, err := loader.ReadStatus(pinDir(c), stateDir(c), netNS(c))
 			if err != nil {
 				return err
 			}

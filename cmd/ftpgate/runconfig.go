@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+	"gopkg.in/yaml.v3"
+)
+
+// configFileKeys checks the keys of run's --config file before altsrc reads
+// it, which looks up only the keys it knows and would leave a misspelt
+// setting at its default (`ftpport: [2121]` started on port 21). The keys are
+// the names of the flags the file can set: altsrc's flags among flags.
+func configFileKeys(c *cli.Context, flags []cli.Flag) error {
+	file := c.String("config")
+	if file == "" {
+		return nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var doc any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("%s: %s", file, strings.ReplaceAll(err.Error(), "\n", ";"))
+	}
+	var keys []string
+	switch doc := doc.(type) {
+	case nil: // an empty file
+	case map[string]any:
+		for k := range doc {
+			keys = append(keys, k)
+		}
+	case map[any]any:
+		for k := range doc {
+			keys = append(keys, fmt.Sprint(k))
+		}
+	default:
+		return fmt.Errorf("%s: the top level must map flag names to values (ftp-port: [21])", file)
+	}
+	valid := fileKeys(flags)
+	slices.Sort(keys)
+	for _, k := range keys {
+		if valid[k] {
+			continue
+		}
+		for _, f := range flags {
+			if slices.Contains(f.Names(), k) {
+				return fmt.Errorf("%q in %s is read from the command line only: give --%s", k, file, k)
+			}
+		}
+		if near := closest(k, valid); near != "" {
+			return fmt.Errorf("unknown key %q in %s: did you mean %q?", k, file, near)
+		}
+		return fmt.Errorf("unknown key %q in %s: the keys are the flags of `ftpgate run --help`", k, file)
+	}
+	return nil
+}
+
+// fileKeys is the set of keys a config file may hold: every name of the
+// flags that read one.
+func fileKeys(flags []cli.Flag) map[string]bool {
+	keys := map[string]bool{}
+	for _, f := range flags {
+		if _, ok := f.(altsrc.FlagInputSourceExtension); ok {
+			for _, n := range f.Names() {
+				keys[n] = true
+			}
+		}
+	}
+	return keys
+}
+
+// closest is the key of valid nearest to k in edit distance, if it is near
+// enough to be what was meant.
+func closest(k string, valid map[string]bool) string {
+	best, bestDist := "", len(k)/2+1
+	for v := range valid {
+		if d := editDistance(k, v); d < bestDist || (d == bestDist && best != "" && v < best) {
+			best, bestDist = v, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
