@@ -96,5 +96,8 @@ func NewWallClock(offset time.Duration) (WallClock, error) {
 	return WallClock{ftp: time.Duration(mono) + offset, wall: time.Now()}, nil
 }
 
+// Now returns the ftpgate-clock time at which the two clocks were read.
+func (w WallClock) Now() time.Duration { return w.ftp }
+
 // Wall returns the wall-clock time of an ftpgate-clock time.
 func (w WallClock) Wall(t time.Duration) time.Time { return w.wall.Add(t - w.ftp) }
