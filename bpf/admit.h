@@ -31,6 +31,27 @@ static __always_inline int would_drop(const struct config_val *cfg, __u32 reason
 }
 
 /*
+ * syn_drop drops (or in dry-run passes) an unexpected SYN and reports it,
+ * within the rate limit, with the reason it was counted under and its
+ * 5-tuple. Only this path pays for the report.
+ */
+static __always_inline int syn_drop(const struct config_val *cfg, const struct pkt_info *p)
+{
+	int verdict = would_drop(cfg, STAT_SYN_DROP_UNEXPECTED);
+	__u64 now = now_ns(cfg);
+	if (!event_allowed(now))
+		return verdict;
+	struct expect_key k = {};
+	k.family = p->family;
+	k.dport = p->dport;
+	copy_addr(k.src, p->src);
+	copy_addr(k.dst, p->dst);
+	__u32 reason = verdict == XDP_PASS ? STAT_SYN_DRYRUN_WOULD_DROP : STAT_SYN_DROP_UNEXPECTED;
+	emit_event_port(EV_SYN_DROP, reason, KIND_NONE, &k, 0, p->sport, now);
+	return verdict;
+}
+
+/*
  * consume_expectation admits a SYN through a live expectation, once, and
  * records its connection fk as a data flow.
  */
@@ -126,7 +147,7 @@ static __always_inline int admit(struct xdp_md *ctx)
 			stat_inc(STAT_SYN_PASS_EXPECTED);
 			return XDP_PASS;
 		}
-		return would_drop(cfg, STAT_SYN_DROP_UNEXPECTED);
+		return syn_drop(cfg, &p);
 	}
 
 	if ((fl & (TCPF_FIN | TCPF_RST)) || (cfg && cfg->accounting)) {

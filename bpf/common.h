@@ -34,9 +34,12 @@ static __always_inline __u64 now_ns(const struct config_val *cfg)
 	return t;
 }
 
-/* emit_event reports to user space; the record is built in place in the ring */
-static __always_inline void emit_event(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
-				       const struct ctrl_key *ck, __u64 ts)
+/*
+ * emit_event_port reports to user space; the record is built in place in the
+ * ring. sport is the source port of a dropped SYN, else 0.
+ */
+static __always_inline void emit_event_port(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
+					    const struct ctrl_key *ck, __u16 sport, __u64 ts)
 {
 	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
@@ -48,11 +51,53 @@ static __always_inline void emit_event(__u32 type, __u32 reason, __u8 kind, cons
 	ev->type = type;
 	ev->reason = reason;
 	ev->kind = kind;
+	ev->sport = sport;
 	if (ek)
 		__builtin_memcpy(&ev->expect, ek, sizeof(ev->expect));
 	if (ck)
 		__builtin_memcpy(&ev->ctrl, ck, sizeof(ev->ctrl));
 	bpf_ringbuf_submit(ev, 0);
+}
+
+/* emit_event reports an expectation event: never rate-limited */
+static __always_inline void emit_event(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
+				       const struct ctrl_key *ck, __u64 ts)
+{
+	emit_event_port(type, reason, kind, ek, ck, 0, ts);
+}
+
+/* the credit one rate-limited event costs, and the most the bucket holds */
+#define EVENT_COST_NS (NSEC_PER_SEC / REJECT_EVENTS_PER_SEC)
+#define EVENT_CREDIT_MAX_NS ((__u64)REJECT_EVENTS_BURST * EVENT_COST_NS)
+
+/*
+ * event_allowed decides whether a rejection or a dropped SYN, seen at now,
+ * is reported: the bucket must hold a token and the ring must be less than
+ * half full, so that these events can never take the room of expectation
+ * events. What is not reported counts as events_suppressed.
+ */
+static __always_inline int event_allowed(__u64 now)
+{
+	__u32 zero = 0;
+	struct event_budget *b = bpf_map_lookup_elem(&event_budget, &zero);
+	if (!b)
+		return 0;
+	if (now < b->last_ns) {
+		/* the clock was set back (tests, replay): start afresh */
+		b->last_ns = now;
+		b->credit_ns = EVENT_CREDIT_MAX_NS;
+	}
+	__u64 credit = b->credit_ns + (now - b->last_ns);
+	if (credit > EVENT_CREDIT_MAX_NS)
+		credit = EVENT_CREDIT_MAX_NS;
+	b->last_ns = now;
+	if (credit < EVENT_COST_NS || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= EVENTS_BYTES / 2) {
+		b->credit_ns = credit;
+		stat_inc(STAT_EVENTS_SUPPRESSED);
+		return 0;
+	}
+	b->credit_ns = credit - EVENT_COST_NS;
+	return 1;
 }
 
 static __always_inline int port_enabled(void *map, __u16 port)

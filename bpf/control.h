@@ -125,10 +125,15 @@ static __always_inline __u32 stream_start(struct dir_state *st, const struct pkt
 	return seq;
 }
 
-/* ctrl_closing counts a FIN or RST and removes the connection's expectations */
-static __always_inline void ctrl_closing(void)
+/*
+ * ctrl_closing removes the expectations of a connection that saw a FIN or
+ * RST, and counts the connection as closed at its first FIN or RST (in
+ * either direction): once per connection.
+ */
+static __always_inline void ctrl_closing(const struct dir_state *st, const struct dir_state *other)
 {
-	stat_inc(STAT_CTRL_CLOSED);
+	if (!st->fin && !other->fin)
+		stat_inc(STAT_CTRL_CLOSED);
 	ctrl_close();
 }
 
@@ -168,8 +173,8 @@ static __always_inline void stream_fin(struct scratch *s, struct dir_state *st, 
 	if (st->next_seq == end)
 		st->next_seq++;
 	if (!st->fin) {
+		ctrl_closing(st, other);
 		st->fin = 1;
-		ctrl_closing();
 	}
 	if (other->fin)
 		bpf_map_delete_elem(&ctrl_conns, &s->key);
@@ -203,7 +208,7 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	__u32 seq = stream_start(st, &p, now);
 
 	if (p.flags & TCPF_RST) {
-		ctrl_closing();
+		ctrl_closing(st, other);
 		bpf_map_delete_elem(&ctrl_conns, &s->key);
 		return TC_ACT_OK;
 	}

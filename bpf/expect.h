@@ -22,11 +22,16 @@
 /* the slots of both directions of a connection, numbered client first */
 #define CONN_SLOTS (2 * EXPECT_SLOTS)
 
-/* reject counts a rejected line and reports the expectation it asked for */
+/*
+ * reject counts a rejected line and reports the expectation it asked for,
+ * within the rate limit of rejection events
+ */
 static __always_inline void reject(struct scratch *s, __u32 reason, __u8 kind)
 {
 	stat_inc(reason);
-	emit_event(EV_REJECT, reason, kind, &s->exp, &s->key, now_ns(get_config()));
+	__u64 now = now_ns(get_config());
+	if (event_allowed(now))
+		emit_event(EV_REJECT, reason, kind, &s->exp, &s->key, now);
 }
 
 /* slot_owner returns the direction that holds slot i (0..CONN_SLOTS) */

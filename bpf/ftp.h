@@ -224,16 +224,24 @@ static __always_inline int reply_begin(struct scratch *s, struct ctrl_val *cv, _
 	s->exp.family = s->key.family;
 	copy_addr(s->exp.src, s->key.client);
 	copy_addr(s->exp.dst, s->key.server);
-	if (!paired(cv, kind)) {
-		reject(s, STAT_REJECT_UNPAIRED, kind);
-		return 0;
-	}
 	s->cur = TOKEN_LEN;
 	for (int i = 0; i < MAX_LINE_LEN; i++) {
 		__u8 c = line_at(s, s->cur);
 		if (c == 0 || (until ? c == until : is_digit(c)))
 			break;
 		s->cur++;
+	}
+	if (!paired(cv, kind)) {
+		/*
+		 * An unpaired 227 without a single digit after its code carries
+		 * no address at all: not a passive reply (pure-ftpd answers QUIT
+		 * with "227 Logout."), so not reported as a rejection.
+		 */
+		if (kind == KIND_PASV && !is_digit(line_at(s, s->cur)))
+			stat_inc(STAT_REPLY_227_NO_ADDRESS);
+		else
+			reject(s, STAT_REJECT_UNPAIRED, kind);
+		return 0;
 	}
 	return 1;
 }

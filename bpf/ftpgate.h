@@ -65,6 +65,14 @@ enum limits {
 	EVENTS_BYTES = 262144,
 	/* guarded interfaces one dataplane holds */
 	MAX_GUARDED_IFS = 256,
+	/*
+	 * Rejections and dropped SYNs are reported at this rate, after a burst
+	 * of REJECT_EVENTS_BURST; the rest count as events_suppressed. They are
+	 * also reported only while the ring is less than half full, so that
+	 * expectation events always find room.
+	 */
+	REJECT_EVENTS_PER_SEC = 100,
+	REJECT_EVENTS_BURST = 200,
 };
 
 /*
@@ -104,14 +112,16 @@ enum stat {
 	/* added beyond the list */
 	STAT_CTRL_PICKUP,          /* a control connection first seen mid-stream */
 	STAT_CTRL_RETRANSMIT,      /* a segment whose bytes were all parsed already */
-	STAT_CTRL_CLOSED,          /* FIN/RST seen on a control connection */
-	STAT_CTRL_SKIP_FORWARDED,  /* egress segment already parsed at a guarded ingress */
+	STAT_CTRL_CLOSED,          /* a control connection's first FIN or RST: once per connection */
+	STAT_CTRL_SKIP_FORWARDED,  /* egress sighting of a segment already counted at a guarded ingress */
 	STAT_CTRL_CONN_FULL,       /* control-connection table refused a new entry */
 	STAT_EXPECT_TABLE_FULL,    /* expectation table refused a new entry */
 	STAT_FLOW_TABLE_FULL,      /* data-flow table refused a new entry */
 	STAT_SYN_FWMARK,           /* admitted data SYN marked at TC ingress */
 	STAT_EVENTS_LOST,          /* ring buffer full, an event was not reported */
 	STAT_CTRL_BAD_CHECKSUM,    /* control segment with a wrong TCP checksum: ignored */
+	STAT_EVENTS_SUPPRESSED,    /* rejection or dropped-SYN event over the rate limit: not reported */
+	STAT_REPLY_227_NO_ADDRESS, /* unpaired 227 without an address (pure-ftpd's "227 Logout."): ignored */
 	STAT_MAX,
 };
 
@@ -144,7 +154,8 @@ enum event_type {
 	EV_EXPECT_EVICTED = 3,
 	EV_EXPECT_EXPIRED = 4,
 	EV_EXPECT_CLOSED = 5,
-	EV_REJECT = 6, /* reason holds the enum stat of the rejection */
+	EV_REJECT = 6,   /* reason holds the enum stat of the rejection */
+	EV_SYN_DROP = 7, /* a dropped (or, in dry-run, would-be dropped) SYN; reason as counted */
 };
 
 /* a control connection: client and server end, IPv4 or IPv6 */
@@ -255,14 +266,27 @@ struct config_val {
 	__u8 allow_low_data_ports;  /* accept data ports below 1024 */
 };
 
+/*
+ * One event. EV_SYN_DROP carries the SYN's addresses and destination port in
+ * expect and its source port in sport; the others carry the expectation and
+ * its control connection.
+ */
 struct event {
-	__u64 ts_ns;
+	__u64 ts_ns;  /* ftpgate clock */
 	__u32 type;   /* enum event_type */
-	__u32 reason; /* enum stat, for EV_REJECT */
+	__u32 reason; /* enum stat, for EV_REJECT and EV_SYN_DROP */
 	__u8 kind;
-	__u8 pad[7];
+	__u8 pad;
+	__u16 sport; /* EV_SYN_DROP: the SYN's source port */
+	__u8 pad2[4];
 	struct expect_key expect;
 	struct ctrl_key ctrl;
+};
+
+/* the rate limiter of rejection and dropped-SYN events: a token bucket in ns of credit */
+struct event_budget {
+	__u64 last_ns;   /* ftpgate clock of the last refill */
+	__u64 credit_ns; /* one event costs NSEC_PER_SEC / REJECT_EVENTS_PER_SEC */
 };
 
 #endif /* FTPGATE_H */

@@ -74,10 +74,18 @@ type FtpgateEvent struct {
 	Type   uint32
 	Reason uint32
 	Kind   uint8
-	Pad    [7]uint8
+	Pad    uint8
+	Sport  uint16
+	Pad2   [4]uint8
 	Expect FtpgateExpectKey
 	Ctrl   FtpgateCtrlKey
 	_      [4]byte
+}
+
+type FtpgateEventBudget struct {
+	_        structs.HostLayout
+	LastNs   uint64
+	CreditNs uint64
 }
 
 type FtpgateEventType uint32
@@ -89,6 +97,7 @@ const (
 	FtpgateEventTypeEV_EXPECT_EXPIRED  FtpgateEventType = 4
 	FtpgateEventTypeEV_EXPECT_CLOSED   FtpgateEventType = 5
 	FtpgateEventTypeEV_REJECT          FtpgateEventType = 6
+	FtpgateEventTypeEV_SYN_DROP        FtpgateEventType = 7
 )
 
 type FtpgateExpectKey struct {
@@ -171,6 +180,8 @@ const (
 	FtpgateLimitsMAX_TABLE_ENTRIES           FtpgateLimits = 16777216
 	FtpgateLimitsEVENTS_BYTES                FtpgateLimits = 262144
 	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
+	FtpgateLimitsREJECT_EVENTS_PER_SEC       FtpgateLimits = 100
+	FtpgateLimitsREJECT_EVENTS_BURST         FtpgateLimits = 200
 )
 
 type FtpgateParseMode uint32
@@ -254,7 +265,9 @@ const (
 	FtpgateStatSTAT_SYN_FWMARK            FtpgateStat = 35
 	FtpgateStatSTAT_EVENTS_LOST           FtpgateStat = 36
 	FtpgateStatSTAT_CTRL_BAD_CHECKSUM     FtpgateStat = 37
-	FtpgateStatSTAT_MAX                   FtpgateStat = 38
+	FtpgateStatSTAT_EVENTS_SUPPRESSED     FtpgateStat = 38
+	FtpgateStatSTAT_REPLY_227NO_ADDRESS   FtpgateStat = 39
+	FtpgateStatSTAT_MAX                   FtpgateStat = 40
 )
 
 // Names of all BPF objects in the ELF.
@@ -266,6 +279,7 @@ const (
 	FtpgateMapCtrlConns         = "ctrl_conns"
 	FtpgateMapCtrlPorts         = "ctrl_ports"
 	FtpgateMapDataFlows         = "data_flows"
+	FtpgateMapEventBudget       = "event_budget"
 	FtpgateMapEvents            = "events"
 	FtpgateMapExpectations      = "expectations"
 	FtpgateMapGuardedIfs        = "guarded_ifs"
@@ -332,6 +346,7 @@ type FtpgateMapSpecs struct {
 	CtrlConns    *ebpf.MapSpec `ebpf:"ctrl_conns"`
 	CtrlPorts    *ebpf.MapSpec `ebpf:"ctrl_ports"`
 	DataFlows    *ebpf.MapSpec `ebpf:"data_flows"`
+	EventBudget  *ebpf.MapSpec `ebpf:"event_budget"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Expectations *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs   *ebpf.MapSpec `ebpf:"guarded_ifs"`
@@ -370,6 +385,7 @@ type FtpgateMaps struct {
 	CtrlConns    *ebpf.Map `ebpf:"ctrl_conns"`
 	CtrlPorts    *ebpf.Map `ebpf:"ctrl_ports"`
 	DataFlows    *ebpf.Map `ebpf:"data_flows"`
+	EventBudget  *ebpf.Map `ebpf:"event_budget"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Expectations *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs   *ebpf.Map `ebpf:"guarded_ifs"`
@@ -384,6 +400,7 @@ func (m *FtpgateMaps) Close() error {
 		m.CtrlConns,
 		m.CtrlPorts,
 		m.DataFlows,
+		m.EventBudget,
 		m.Events,
 		m.Expectations,
 		m.GuardedIfs,

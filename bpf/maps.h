@@ -44,6 +44,12 @@ struct {
 	__uint(max_entries, EVENTS_BYTES);
 } events SEC(".maps");
 
+/*
+ * the rate limiter of rejection and dropped-SYN events: one bucket shared by
+ * every CPU (races only loosen the limit), never pinned: a restart refills it
+ */
+FTPGATE_MAP(event_budget, BPF_MAP_TYPE_ARRAY, 1, __u32, struct event_budget);
+
 /* guarded interfaces by ifindex: TC egress skips what one of them received */
 FTPGATE_MAP(guarded_ifs, BPF_MAP_TYPE_HASH, MAX_GUARDED_IFS, __u32, struct iface_val);
 

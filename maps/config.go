@@ -20,6 +20,9 @@ const (
 	EPRTDelimMin     = byte(bpf.FtpgateLimitsEPRT_DELIM_MIN)
 	EPRTDelimMax     = byte(bpf.FtpgateLimitsEPRT_DELIM_MAX)
 	MaxTableEntries  = int(bpf.FtpgateLimitsMAX_TABLE_ENTRIES)
+	// rejection and dropped-SYN events: a burst, then this many a second
+	RejectEventsBurst  = int(bpf.FtpgateLimitsREJECT_EVENTS_BURST)
+	RejectEventsPerSec = int(bpf.FtpgateLimitsREJECT_EVENTS_PER_SEC)
 )
 
 // Defaults of the run-time settings, from the C definitions.

@@ -12,14 +12,18 @@ import (
 
 // Event is one record of the events ring buffer.
 type Event struct {
-	Time    time.Duration `json:"-"`
-	Type    string        `json:"type"`             // created, consumed, evicted, expired, closed, reject
-	Reason  string        `json:"reason,omitempty"` // for reject: the counter name (reject_bounce, ...)
-	Kind    Kind          `json:"kind"`
-	Src     netip.Addr    `json:"src"`
-	Dst     netip.Addr    `json:"dst"`
-	DPort   uint16        `json:"dport"`
-	Control Control       `json:"control"`
+	Time time.Duration `json:"-"` // ftpgate's clock (see Monotonic)
+	// Wall is Time on the wall clock, set by whoever reads the event (see
+	// WallClock); zero until then.
+	Wall    time.Time  `json:"time,omitzero"`
+	Type    string     `json:"type"`             // created, consumed, evicted, expired, closed, reject, syn_drop
+	Reason  string     `json:"reason,omitempty"` // for reject and syn_drop: the counter name (reject_bounce, syn_drop_unexpected, ...)
+	Kind    Kind       `json:"kind"`
+	Src     netip.Addr `json:"src"`
+	SPort   uint16     `json:"sport,omitempty"` // for syn_drop: the SYN's source port
+	Dst     netip.Addr `json:"dst"`
+	DPort   uint16     `json:"dport"`
+	Control Control    `json:"control"`
 	// Expectation is the key of the expectation the event is about, to
 	// look it up or match it against other events.
 	Expectation bpf.FtpgateExpectKey `json:"-"`
@@ -33,6 +37,7 @@ const (
 	EventExpired  = "expired"
 	EventClosed   = "closed"
 	EventReject   = "reject"
+	EventSYNDrop  = "syn_drop"
 )
 
 var eventTypes = map[bpf.FtpgateEventType]string{
@@ -42,6 +47,7 @@ var eventTypes = map[bpf.FtpgateEventType]string{
 	bpf.FtpgateEventTypeEV_EXPECT_EXPIRED:  EventExpired,
 	bpf.FtpgateEventTypeEV_EXPECT_CLOSED:   EventClosed,
 	bpf.FtpgateEventTypeEV_REJECT:          EventReject,
+	bpf.FtpgateEventTypeEV_SYN_DROP:        EventSYNDrop,
 }
 
 // DecodeEvent decodes a raw ring-buffer record.
@@ -54,6 +60,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 		Time:        time.Duration(ev.TsNs),
 		Type:        eventTypes[bpf.FtpgateEventType(ev.Type)],
 		Kind:        Kind(ev.Kind),
+		SPort:       ev.Sport,
 		Control:     ControlFromKey(ev.Ctrl),
 		Expectation: ev.Expect,
 	}
@@ -63,7 +70,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 	if ev.Expect.Family != 0 {
 		out.Src, out.Dst, out.DPort = Addr(ev.Expect.Family, ev.Expect.Src), Addr(ev.Expect.Family, ev.Expect.Dst), ev.Expect.Dport
 	}
-	if out.Type == EventReject {
+	if out.Type == EventReject || out.Type == EventSYNDrop {
 		names, err := CounterNames()
 		if err == nil && int(ev.Reason) < len(names) {
 			out.Reason = names[ev.Reason]
@@ -71,3 +78,26 @@ func DecodeEvent(raw []byte) (Event, error) {
 	}
 	return out, nil
 }
+
+// WallClock turns ftpgate-clock times into wall-clock times: it pairs the
+// ftpgate clock now (kernel monotonic plus offset) with time.Now once, so
+// every event read afterwards gets the same translation.
+type WallClock struct {
+	ftp  time.Duration
+	wall time.Time
+}
+
+// NewWallClock reads both clocks; offset is the configured clock offset.
+func NewWallClock(offset time.Duration) (WallClock, error) {
+	mono, err := Monotonic()
+	if err != nil {
+		return WallClock{}, err
+	}
+	return WallClock{ftp: time.Duration(mono) + offset, wall: time.Now()}, nil
+}
+
+// Now returns the ftpgate-clock time at which the two clocks were read.
+func (w WallClock) Now() time.Duration { return w.ftp }
+
+// Wall returns the wall-clock time of an ftpgate-clock time.
+func (w WallClock) Wall(t time.Duration) time.Time { return w.wall.Add(t - w.ftp) }

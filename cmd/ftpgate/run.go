@@ -121,7 +121,9 @@ func runAction(c *cli.Context) error {
 		Maps: dp.Maps, Interval: c.Duration("age-interval"), FlowIdle: loader.DefaultFlowIdle,
 		ClosedLinger: loader.DefaultClosedLinger, CtrlIdle: loader.DefaultCtrlIdle, Log: log, OnSweep: metrics.Add,
 	}
+	stopEvents := serveEvents(dp, opts, log)
 	ager.Run(ctx)
+	stopEvents()
 
 	if err := dp.Close(); err != nil {
 		log.Warn("release handles", "err", err)

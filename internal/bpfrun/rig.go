@@ -109,6 +109,10 @@ func (r *Rig) Reset() error {
 	if _, err := r.Events(); err != nil {
 		return err
 	}
+	// a full bucket of rejection events
+	if err := r.Objs.EventBudget.Put(uint32(0), bpf.FtpgateEventBudget{}); err != nil {
+		return fmt.Errorf("reset event budget: %w", err)
+	}
 	zeros := make([]uint64, ebpf.MustPossibleCPU())
 	for i := uint32(0); i < r.Objs.Stats.MaxEntries(); i++ {
 		if err := r.Objs.Stats.Put(i, zeros); err != nil {

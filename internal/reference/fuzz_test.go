@@ -161,6 +161,8 @@ var seedTranscripts = []struct{ client, server string }{
 	{"EPRT |2|2001:db8:1::10|50002|\r\nEPRT |2|2001:0db8:0001:0000:0000:0000:0000:0010|50003|\r\n", ""},
 	{"EPRT |2|::ffff:192.0.2.10|50004|\r\nEPRT |2|2001:db8:::1|5|\r\nEPRT |2|2001::db8::1|5|\r\n", ""},
 	{"PASV\r\n", "227 Entering Passive Mode (198,51,100,20,117,48).\r\n"},
+	{"QUIT\r\n", "227 Logout.\r\n"},
+	{"PASV\r\nQUIT\r\n", "227 Entering Passive Mode (198,51,100,20,117,48)\r\n227 Logout.\r\n"},
 	{"pasv\r\n", "227 =198,51,100,20,117,49\r\n"},
 	{"EPSV\r\n", "229 Entering Extended Passive Mode (|||30002|)\r\n"},
 	{"epsv\r\nEPSV ALL\r\n", "229 ok (!!!30003!)\r\n200 ok\r\n"},

@@ -386,13 +386,19 @@ func (c *Conn) paired(want string) bool {
 }
 
 func (c *Conn) reply227(p *cursor) {
-	if !c.paired("pasv") {
-		c.reject("reject_unpaired")
-		return
-	}
 	// the numbers start at the first digit after the code
 	for p.pos < len(p.line) && !isDigit(p.line[p.pos]) && p.line[p.pos] != 0 {
 		p.pos++
+	}
+	if !c.paired("pasv") {
+		// without a digit there is no address: not a passive reply at all
+		// (pure-ftpd's "227 Logout."), counted but not a rejection
+		if !isDigit(p.peek()) {
+			c.reject("reply_227_no_address")
+			return
+		}
+		c.reject("reject_unpaired")
+		return
 	}
 	addr, port, ok := p.hostPort()
 	if !ok {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,7 +27,7 @@ func freeLoopbackPort(t *testing.T) int {
 }
 
 // TestMetricsAndMonitor scrapes the Prometheus endpoint and streams the
-// events ring buffer around a passive transfer.
+// events, served by run, around a passive transfer and a dropped SYN.
 func TestMetricsAndMonitor(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
@@ -35,7 +36,7 @@ func TestMetricsAndMonitor(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
 	g.start("--metrics-addr", addr)
 
-	mon := exec.Command(g.bin, "monitor", "--pin-dir", g.pinDir, "--json", "--count", "2")
+	mon := exec.Command(g.bin, "monitor", "--pin-dir", g.pinDir, "--json", "--count", "3")
 	out, err := mon.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +62,7 @@ func TestMetricsAndMonitor(t *testing.T) {
 	ready := make(chan error, 1)
 	go func() {
 		line, err := bufio.NewReader(errOut).ReadString('\n')
-		if err == nil && !strings.HasPrefix(line, "monitoring ") {
+		if err == nil && !strings.HasPrefix(line, "monitoring the events of ftpgate run") {
 			err = fmt.Errorf("unexpected %q", line)
 		}
 		ready <- err
@@ -76,25 +77,39 @@ func TestMetricsAndMonitor(t *testing.T) {
 		t.Fatal("monitor not ready after 10s")
 	}
 	wantTransfer(t, l, lab.PASV, 4, lab.FTPPort, lab.Curl)
+	// a SYN nothing admits: monitor shows it dropped, with its 5-tuple
+	if out, err := l.ConnectTimesOut(context.Background(), l.ClientNS, l.ServerAddr(4), 40000, time.Second); err != nil || out != lab.TimedOut {
+		t.Fatalf("unsolicited connect: %v %v, want timed out", out, err)
+	}
 
 	var types []string
 	timeout := time.After(10 * time.Second)
-	for len(types) < 2 {
+	for len(types) < 3 {
 		select {
 		case line, ok := <-lines:
 			if !ok {
 				t.Fatalf("monitor ended after %v", types)
 			}
 			var ev struct {
-				Type  string `json:"type"`
-				Kind  string `json:"kind"`
-				Dst   string `json:"dst"`
-				DPort int    `json:"dport"`
+				Time   time.Time `json:"time"`
+				Type   string    `json:"type"`
+				Reason string    `json:"reason"`
+				Kind   string    `json:"kind"`
+				Src    string    `json:"src"`
+				Dst    string    `json:"dst"`
+				DPort  int       `json:"dport"`
 			}
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
 				t.Fatalf("monitor line %q: %v", line, err)
 			}
-			if ev.Kind != "pasv" || ev.Dst != l.ServerAddr(4).String() || ev.DPort < lab.PasvMinPort {
+			if age := time.Since(ev.Time); age < -time.Second || age > time.Minute {
+				t.Fatalf("event time %v is not now: %s", ev.Time, line)
+			}
+			if ev.Type == "syn_drop" {
+				if ev.Reason != "syn_drop_unexpected" || ev.Src != l.ClientAddr(4).String() || ev.Dst != l.ServerAddr(4).String() || ev.DPort != 40000 {
+					t.Fatalf("event %s", line)
+				}
+			} else if ev.Kind != "pasv" || ev.Dst != l.ServerAddr(4).String() || ev.DPort < lab.PasvMinPort {
 				t.Fatalf("event %s", line)
 			}
 			types = append(types, ev.Type)
@@ -102,8 +117,8 @@ func TestMetricsAndMonitor(t *testing.T) {
 			t.Fatalf("monitor saw only %v", types)
 		}
 	}
-	if strings.Join(types, ",") != "created,consumed" {
-		t.Fatalf("events %v, want created,consumed", types)
+	if strings.Join(types, ",") != "created,consumed,syn_drop" {
+		t.Fatalf("events %v, want created,consumed,syn_drop", types)
 	}
 
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -114,7 +129,8 @@ func TestMetricsAndMonitor(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`ftpgate_events_total{event="syn_pass_expected"} 1`,
-		`ftpgate_events_total{event="syn_drop_unexpected"} 0`,
+		`ftpgate_events_total{event="events_lost"} 0`,
+		`ftpgate_events_total{event="events_suppressed"} 0`,
 		`ftpgate_map_capacity{map="expectations"} 262144`,
 		`ftpgate_map_entries{map="data_flows"}`,
 		`ftpgate_attach_info{iface="gw-c",tc_mode="tcx",xdp_mode="generic"} 1`,
