@@ -25,7 +25,7 @@ with its reason, and every dropped (or, in dry-run, would-be dropped) data SYN
 with its reason. Rejections and dropped SYNs are rate-limited in the kernel
 (the rest count as events_suppressed); expectation events never are.
 
-While ftpgate run is live, monitor gets the events from run (any number of
+While `+"`ftpgate run`"+` is live, monitor gets the events from run (any number of
 monitors at once). Without a live run it reads the ring buffer itself,
 skipping what was there before it started; it says so on stderr.`
 	return cmd
@@ -64,14 +64,14 @@ func openEvents(c *cli.Context, m *maps.Maps) (src eventSource, direct bool, err
 	path := stateDir(c).EventsSocket(pinDir(c))
 	st, err := loader.DialEvents(path)
 	if err == nil {
-		fmt.Fprintf(c.App.ErrWriter, "monitoring the events of ftpgate run (%s; interrupt to stop)\n", path)
+		fmt.Fprintf(c.App.ErrWriter, "monitoring the events of `ftpgate run` (%s; interrupt to stop)\n", path)
 		return socketSource{st}, false, nil
 	}
 	rd, rerr := ringbuf.NewReader(m.Events)
 	if rerr != nil {
 		return nil, false, fmt.Errorf("read %s: %w", maps.NameEvents, rerr)
 	}
-	fmt.Fprintf(c.App.ErrWriter, "no live ftpgate run serves events (%v): reading the ring directly, skipping older events\n", errors.Unwrap(err))
+	fmt.Fprintf(c.App.ErrWriter, "no live `ftpgate run` serves events (%v): reading the ring directly, skipping older events\n", errors.Unwrap(err))
 	// readiness, on stderr so that JSON on stdout stays clean
 	fmt.Fprintf(c.App.ErrWriter, "monitoring %s/%s (interrupt to stop)\n", pinDir(c), maps.NameEvents)
 	return ringSource{rd}, true, nil
@@ -103,7 +103,7 @@ func monitor(c *cli.Context, m *maps.Maps) error {
 			return nil
 		}
 		if errors.Is(err, io.EOF) {
-			fmt.Fprintln(c.App.ErrWriter, "ftpgate run stopped serving events")
+			fmt.Fprintln(c.App.ErrWriter, "`ftpgate run` stopped serving events")
 			return nil
 		}
 		if err != nil {

@@ -104,7 +104,7 @@ func TestMonitorOverRunSocket(t *testing.T) {
 	f.dropSYN(t, 50123)
 	for i, mon := range mons {
 		r := waitMonitor(t, mon)
-		if !strings.Contains(r.stderr, "events of ftpgate run") {
+		if !strings.Contains(r.stderr, "events of `ftpgate run`") {
 			t.Errorf("monitor %d does not read from run: %q", i, r.stderr)
 		}
 		var ev struct {

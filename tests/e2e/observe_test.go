@@ -62,7 +62,7 @@ func TestMetricsAndMonitor(t *testing.T) {
 	ready := make(chan error, 1)
 	go func() {
 		line, err := bufio.NewReader(errOut).ReadString('\n')
-		if err == nil && !strings.HasPrefix(line, "monitoring the events of ftpgate run") {
+		if err == nil && !strings.HasPrefix(line, "monitoring the events of `ftpgate run`") {
 			err = fmt.Errorf("unexpected %q", line)
 		}
 		ready <- err
