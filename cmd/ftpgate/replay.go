@@ -8,6 +8,7 @@ import (
 
 	"github.com/ftpgate/ftpgate/internal/replay"
 	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 func replayCommand() *cli.Command {
@@ -55,8 +56,12 @@ func replayAction(c *cli.Context) error {
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "%d packets replayed\n", res.Packets)
-	if res.Truncated > 0 {
-		fmt.Fprintf(w, "%d oversized frames (GRO/TSO) were cut to %d bytes; their headers are intact\n", res.Truncated, replay.MaxTestRunFrame)
+	if res.RuntFrames > 0 {
+		fmt.Fprintf(w, "%d runt frame(s) skipped: shorter than their link-layer header or a 14-byte Ethernet header\n", res.RuntFrames)
+	}
+	if res.OversizedFrames > 0 {
+		fmt.Fprintf(w, "%d oversized frame(s) (GRO/TSO): XDP saw their headers, the parser the first %d payload bytes of each control segment, as live (the rest counts as a gap)\n",
+			res.OversizedFrames, maps.MaxScanBytes)
 	}
 	fmt.Fprintf(w, "\nexpectations created: %d\n", len(res.Expectations))
 	table(w, "", res.Expectations, func(e *replay.Expectation) string {

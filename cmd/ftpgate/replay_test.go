@@ -24,10 +24,12 @@ import (
 type timed struct {
 	at    time.Duration
 	frame []byte
+	// raw: frame is written as it is, whatever the capture's link type
+	raw bool
 }
 
 func seg(at time.Duration, src, dst netip.AddrPort, seq uint32, flags uint8, payload string) timed {
-	return timed{at, packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: flags, Payload: []byte(payload)}.Bytes()}
+	return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: flags, Payload: []byte(payload)}.Bytes()}
 }
 
 // session: a PASV that is used, an unsolicited SYN, a retransmitted data
@@ -77,13 +79,14 @@ func writeCaptureFile(t *testing.T, frames []timed, ng bool, lt layers.LinkType)
 	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	for _, f := range frames {
 		data := f.frame
-		switch lt {
-		case layers.LinkTypeLinuxSLL:
+		switch {
+		case f.raw:
+		case lt == layers.LinkTypeLinuxSLL:
 			h := make([]byte, 16)
 			binary.BigEndian.PutUint16(h[2:], 1) // ARPHRD_ETHER
 			binary.BigEndian.PutUint16(h[14:], binary.BigEndian.Uint16(data[12:14]))
 			data = append(h, data[14:]...)
-		case layers.LinkTypeRaw:
+		case lt == layers.LinkTypeRaw:
 			data = data[14:]
 		}
 		ci := gopacket.CaptureInfo{Timestamp: base.Add(f.at), CaptureLength: len(data), Length: len(data)}
@@ -103,6 +106,8 @@ func writeCaptureFile(t *testing.T, frames []timed, ng bool, lt layers.LinkType)
 
 type replayJSON struct {
 	Packets      int `json:"packets"`
+	RuntFrames   int `json:"runt_frames"`
+	Oversized    int `json:"oversized_frames"`
 	Expectations []struct {
 		Kind  string `json:"kind"`
 		Dst   string `json:"dst"`
@@ -247,7 +252,7 @@ func TestReplayGarbageFrames(t *testing.T) {
 		if n%2 == 0 {
 			f[12], f[13] = 0x08, 0x00 // claims IPv4
 		}
-		frames = append(frames, timed{time.Duration(n) * time.Millisecond, f})
+		frames = append(frames, timed{at: time.Duration(n) * time.Millisecond, frame: f})
 	}
 	r := ftpgate("replay", "--pcap", writeCaptureFile(t, frames, false, layers.LinkTypeEthernet), "--json")
 	if r.code != 0 {
@@ -256,5 +261,170 @@ func TestReplayGarbageFrames(t *testing.T) {
 	var got replayJSON
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.Packets != len(frames) {
 		t.Fatalf("%v: %s", err, r.stdout)
+	}
+}
+
+// replayJSONOf replays a capture with --json and decodes the result.
+func replayJSONOf(t *testing.T, path string, flags ...string) replayJSON {
+	t.Helper()
+	r := ftpgate(append([]string{"replay", "--pcap", path, "--json"}, flags...)...)
+	if r.code != 0 {
+		t.Fatalf("replay: %s", r.stderr)
+	}
+	var got replayJSON
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	return got
+}
+
+// TestReplayRuntFrames: a frame too short for its link layer or for the
+// 14-byte Ethernet header BPF_PROG_TEST_RUN needs is skipped and counted;
+// the rest of the capture is replayed, expectations after it included.
+func TestReplayRuntFrames(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "replay loads BPF programs: needs root")
+	}
+	// runts go in after the PASV, before the 227 that answers it
+	withRunts := func(runts ...[]byte) []timed {
+		s := session()
+		out := append([]timed{}, s[:3]...)
+		for _, r := range runts {
+			out = append(out, timed{at: 2500 * time.Microsecond, frame: r, raw: true})
+		}
+		return append(out, s[3:]...)
+	}
+	ipv4Stub := append(append([]byte{}, session()[2].frame[:14]...), 0x45, 0, 0, 40, 0, 0) // 6 bytes of an IPv4 header
+	for _, c := range []struct {
+		name    string
+		lt      layers.LinkType
+		frames  []timed
+		runts   int
+		packets int
+	}{
+		{"ethernet", layers.LinkTypeEthernet, withRunts(make([]byte, 10), nil, make([]byte, 13), ipv4Stub), 3, 11},
+		{"linux cooked", layers.LinkTypeLinuxSLL, withRunts(make([]byte, 10)), 1, 10},
+		{"raw ip", layers.LinkTypeRaw, withRunts(nil, []byte{0x45, 0, 0}), 1, 11},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeCaptureFile(t, c.frames, false, c.lt)
+			got := replayJSONOf(t, path)
+			if got.RuntFrames != c.runts || got.Packets != c.packets {
+				t.Errorf("runt_frames %d, packets %d; want %d, %d", got.RuntFrames, got.Packets, c.runts, c.packets)
+			}
+			if len(got.Expectations) != 2 || got.Expectations[0].DPort != 30000 || got.Expectations[0].Fate != "consumed" {
+				t.Errorf("expectations after the runts: %+v", got.Expectations)
+			}
+			r := ftpgate("replay", "--pcap", path)
+			if want := strconv.Itoa(c.runts) + " runt frame"; !strings.Contains(r.stdout, want) {
+				t.Errorf("summary lacks %q:\n%s%s", want, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+// lines returns n bytes of CRLF-terminated lines of at most width bytes
+// that no parser cares about (NOOPs from a client, a listing from a server)
+func lines(fromClient bool, n, width int) string {
+	var b strings.Builder
+	word := "-rw-r--r-- 1 ftp ftp "
+	if fromClient {
+		word = "NOOP "
+	}
+	for n > 0 {
+		w := min(width, n)
+		if n-w == 1 {
+			w--
+		}
+		line := word + strings.Repeat("x", width)
+		switch {
+		case w == 1:
+			b.WriteString("\n")
+		case w <= len(word)+2:
+			b.WriteString(strings.Repeat("x", w-2) + "\r\n")
+		default:
+			b.WriteString(line[:w-2] + "\r\n")
+		}
+		n -= w
+	}
+	return b.String()
+}
+
+// TestReplayGROSegment: a capture taken with GRO or TSO holds control
+// segments far larger than BPF_PROG_TEST_RUN takes. Replay parses what the
+// live parser would (the first MAX_SCAN_BYTES of the segment, at most
+// MAX_LINES lines) and counts the rest as a gap, as live.
+func TestReplayGROSegment(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "replay loads BPF programs: needs root")
+	}
+	c, s := netip.AddrPortFrom(cli4, 40000), netip.AddrPortFrom(srv4, 21)
+	port := "PORT 192,0,2,2,195,80\r\n" // 192.0.2.2:50000
+	reply := "227 Entering Passive Mode (198,51,100,2,117,48).\r\n"
+	// a super-segment as a capture after GRO holds it: checksum offload form
+	big := func(at time.Duration, src, dst netip.AddrPort, seq uint32, payload string) timed {
+		return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: packet.ACK | packet.PSH,
+			Payload: []byte(payload), PartialChecksum: true}.Bytes()}
+	}
+	open := []timed{
+		seg(0, c, s, 100, packet.SYN, ""),
+		seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+	}
+	fromClient := func(payload string, more ...timed) []timed {
+		return append(append(append([]timed{}, open...), big(2*time.Millisecond, c, s, 101, payload)), more...)
+	}
+	activeSYN := seg(10*time.Millisecond, netip.AddrPortFrom(srv4, 20), netip.AddrPortFrom(cli4, 50000), 1, packet.SYN, "")
+	after := func(n int, payload string) timed {
+		return seg(5*time.Millisecond, c, s, 101+uint32(n), packet.ACK|packet.PSH, payload)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		frames  []timed
+		want    string // kind and port of the expectation, empty for none
+		scanCut uint64 // scan_limit
+	}{
+		{"PORT at 3000 of 8 KiB", fromClient(lines(true, 3000, 100)+port+lines(true, 8192-3000-len(port), 100), activeSYN), "port 50000", 1},
+		{"PORT past 4096", fromClient(lines(true, 4100, 100)+port+lines(true, 4000, 100), activeSYN), "", 1},
+		{"PORT as the 64th line", fromClient(lines(true, 63*56, 56)+port+lines(true, 4000, 56), activeSYN), "port 50000", 1},
+		{"PORT as the 65th line", fromClient(lines(true, 64*56, 56)+port+lines(true, 4000, 56), activeSYN), "", 1},
+		{"PORT at 3500 of 4000", fromClient(lines(true, 3500, 100)+port+lines(true, 4000-3500-len(port), 100), activeSYN), "port 50000", 0},
+		{"227 at 3000 of 8 KiB", append(append([]timed{}, open...),
+			seg(2*time.Millisecond, c, s, 101, packet.ACK|packet.PSH, "PASV\r\n"),
+			big(3*time.Millisecond, s, c, 501, lines(false, 3000, 100)+reply+lines(false, 8192-3000-len(reply), 100))), "pasv 30000", 1},
+		{"PORT after 8 KiB that end a line", fromClient(lines(true, 8192, 100), after(8192, port), activeSYN), "port 50000", 1},
+		{"PORT after 4097 bytes that end a line", fromClient(lines(true, 4095, 100)+"\r\n", after(4097, port), activeSYN), "port 50000", 1},
+		{"PORT after 8 KiB that end mid-line", fromClient(lines(true, 8192, 100)+"NOOP", after(8196, port), activeSYN), "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := replayJSONOf(t, writeCaptureFile(t, tc.frames, false, layers.LinkTypeEthernet))
+			var exps []string
+			for _, e := range got.Expectations {
+				exps = append(exps, e.Kind+" "+strconv.Itoa(e.DPort))
+			}
+			if strings.Join(exps, ",") != tc.want {
+				t.Errorf("expectations %v, want %q", exps, tc.want)
+			}
+			if got.Counters["scan_limit"] != tc.scanCut {
+				t.Errorf("scan_limit %d, want %d", got.Counters["scan_limit"], tc.scanCut)
+			}
+			// each captured control segment counts once, as live
+			var ctrlSegs uint64
+			for _, f := range tc.frames {
+				p := gopacket.NewPacket(f.frame, layers.LayerTypeEthernet, gopacket.Default)
+				if tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP); ok && (tcp.SrcPort == 21 || tcp.DstPort == 21) {
+					ctrlSegs++
+				}
+			}
+			if got.Counters["ctrl_segments"] != ctrlSegs {
+				t.Errorf("ctrl_segments %d, want %d", got.Counters["ctrl_segments"], ctrlSegs)
+			}
+			if tc.want == "port 50000" && (len(got.Connections) < 2 || got.Connections[len(got.Connections)-1].Reason != "expected") {
+				t.Errorf("the data connection was not admitted: %+v", got.Connections)
+			}
+			if got.Oversized != 1 || got.Counters["ctrl_bad_checksum"] != 0 {
+				t.Errorf("oversized_frames %d, ctrl_bad_checksum %d", got.Oversized, got.Counters["ctrl_bad_checksum"])
+			}
+		})
 	}
 }
