@@ -359,42 +359,67 @@ func TestReplayGROSegment(t *testing.T) {
 		bpftest.SkipOrFail(t, "replay loads BPF programs: needs root")
 	}
 	c, s := netip.AddrPortFrom(cli4, 40000), netip.AddrPortFrom(srv4, 21)
+	c6, s6 := netip.AddrPortFrom(cli6, 40000), netip.AddrPortFrom(srv6, 21)
 	port := "PORT 192,0,2,2,195,80\r\n" // 192.0.2.2:50000
+	eprt := "EPRT |2|2001:db8:1::2|50000|\r\n"
 	reply := "227 Entering Passive Mode (198,51,100,2,117,48).\r\n"
 	// a super-segment as a capture after GRO holds it: checksum offload form
 	big := func(at time.Duration, src, dst netip.AddrPort, seq uint32, payload string) timed {
 		return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: packet.ACK | packet.PSH,
 			Payload: []byte(payload), PartialChecksum: true}.Bytes()}
 	}
-	open := []timed{
-		seg(0, c, s, 100, packet.SYN, ""),
-		seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+	forged := func(at time.Duration, src, dst netip.AddrPort, seq uint32, payload string) timed {
+		return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: packet.ACK | packet.PSH,
+			Payload: []byte(payload), BadChecksum: true}.Bytes()}
 	}
+	open := func(c, s netip.AddrPort) []timed {
+		return []timed{
+			seg(0, c, s, 100, packet.SYN, ""),
+			seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+		}
+	}
+	activeSYN := func(cli netip.Addr, srv netip.Addr) timed {
+		return seg(10*time.Millisecond, netip.AddrPortFrom(srv, 20), netip.AddrPortFrom(cli, 50000), 1, packet.SYN, "")
+	}
+	// the client sends payload in one super-segment, then more
 	fromClient := func(payload string, more ...timed) []timed {
-		return append(append(append([]timed{}, open...), big(2*time.Millisecond, c, s, 101, payload)), more...)
+		return append(append(open(c, s), big(2*time.Millisecond, c, s, 101, payload)), append(more, activeSYN(cli4, srv4))...)
 	}
-	activeSYN := seg(10*time.Millisecond, netip.AddrPortFrom(srv4, 20), netip.AddrPortFrom(cli4, 50000), 1, packet.SYN, "")
 	after := func(n int, payload string) timed {
 		return seg(5*time.Millisecond, c, s, 101+uint32(n), packet.ACK|packet.PSH, payload)
 	}
+	head := lines(true, 1000, 100)
 
 	for _, tc := range []struct {
 		name    string
 		frames  []timed
 		want    string // kind and port of the expectation, empty for none
 		scanCut uint64 // scan_limit
+		badSum  uint64 // ctrl_bad_checksum
 	}{
-		{"PORT at 3000 of 8 KiB", fromClient(lines(true, 3000, 100)+port+lines(true, 8192-3000-len(port), 100), activeSYN), "port 50000", 1},
-		{"PORT past 4096", fromClient(lines(true, 4100, 100)+port+lines(true, 4000, 100), activeSYN), "", 1},
-		{"PORT as the 64th line", fromClient(lines(true, 63*56, 56)+port+lines(true, 4000, 56), activeSYN), "port 50000", 1},
-		{"PORT as the 65th line", fromClient(lines(true, 64*56, 56)+port+lines(true, 4000, 56), activeSYN), "", 1},
-		{"PORT at 3500 of 4000", fromClient(lines(true, 3500, 100)+port+lines(true, 4000-3500-len(port), 100), activeSYN), "port 50000", 0},
-		{"227 at 3000 of 8 KiB", append(append([]timed{}, open...),
+		{"PORT at 3000 of 8 KiB", fromClient(lines(true, 3000, 100) + port + lines(true, 8192-3000-len(port), 100)), "port 50000", 1, 0},
+		{"PORT past 4096", fromClient(lines(true, 4100, 100) + port + lines(true, 4000, 100)), "", 1, 0},
+		{"PORT as the 64th line", fromClient(lines(true, 63*56, 56) + port + lines(true, 4000, 56)), "port 50000", 1, 0},
+		{"PORT as the 65th line", fromClient(lines(true, 64*56, 56) + port + lines(true, 4000, 56)), "", 1, 0},
+		{"PORT at 3500 of 4000", fromClient(lines(true, 3500, 100) + port + lines(true, 4000-3500-len(port), 100)), "port 50000", 0, 0},
+		{"227 at 3000 of 8 KiB", append(open(c, s),
 			seg(2*time.Millisecond, c, s, 101, packet.ACK|packet.PSH, "PASV\r\n"),
-			big(3*time.Millisecond, s, c, 501, lines(false, 3000, 100)+reply+lines(false, 8192-3000-len(reply), 100))), "pasv 30000", 1},
-		{"PORT after 8 KiB that end a line", fromClient(lines(true, 8192, 100), after(8192, port), activeSYN), "port 50000", 1},
-		{"PORT after 4097 bytes that end a line", fromClient(lines(true, 4095, 100)+"\r\n", after(4097, port), activeSYN), "port 50000", 1},
-		{"PORT after 8 KiB that end mid-line", fromClient(lines(true, 8192, 100)+"NOOP", after(8196, port), activeSYN), "", 1},
+			big(3*time.Millisecond, s, c, 501, lines(false, 3000, 100)+reply+lines(false, 8192-3000-len(reply), 100))), "pasv 30000", 1, 0},
+		{"EPRT at 3000 of 8 KiB over IPv6", append(open(c6, s6),
+			big(2*time.Millisecond, c6, s6, 101, lines(true, 3000, 100)+eprt+lines(true, 8192-3000-len(eprt), 100)),
+			activeSYN(cli6, srv6)), "eprt 50000", 1, 0},
+		{"PORT after 8 KiB that end a line", fromClient(lines(true, 8192, 100), after(8192, port)), "port 50000", 1, 0},
+		{"PORT after 4097 bytes that end a line", fromClient(lines(true, 4095, 100)+"\r\n", after(4097, port)), "port 50000", 1, 0},
+		{"PORT after 8 KiB that end mid-line", fromClient(lines(true, 8192, 100)+"NOOP", after(8196, port)), "", 1, 0},
+		// the live parser checks the checksum of a segment it reads whole
+		{"PORT at 3000 of 3800, bad checksum", append(append(open(c, s),
+			forged(2*time.Millisecond, c, s, 101, lines(true, 3000, 100)+port+lines(true, 800-len(port), 100))), activeSYN(cli4, srv4)), "", 0, 1},
+		{"PORT at 3000 of 8 KiB, bad checksum", append(append(open(c, s),
+			forged(2*time.Millisecond, c, s, 101, lines(true, 3000, 100)+port+lines(true, 8192-3000-len(port), 100))), activeSYN(cli4, srv4)), "port 50000", 1, 0},
+		// retransmitted bytes are passed over: the 64 lines count from the new ones
+		{"PORT as the 64th new line of a partly retransmitted segment", append(append(open(c, s),
+			seg(2*time.Millisecond, c, s, 101, packet.ACK, head),
+			big(3*time.Millisecond, c, s, 101, head+lines(true, 63*40, 40)+port+lines(true, 5000, 40))), activeSYN(cli4, srv4)), "port 50000", 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := replayJSONOf(t, writeCaptureFile(t, tc.frames, false, layers.LinkTypeEthernet))
@@ -422,7 +447,7 @@ func TestReplayGROSegment(t *testing.T) {
 			if tc.want == "port 50000" && (len(got.Connections) < 2 || got.Connections[len(got.Connections)-1].Reason != "expected") {
 				t.Errorf("the data connection was not admitted: %+v", got.Connections)
 			}
-			if got.Oversized != 1 || got.Counters["ctrl_bad_checksum"] != 0 {
+			if got.Oversized != 1 || got.Counters["ctrl_bad_checksum"] != tc.badSum {
 				t.Errorf("oversized_frames %d, ctrl_bad_checksum %d", got.Oversized, got.Counters["ctrl_bad_checksum"])
 			}
 		})
