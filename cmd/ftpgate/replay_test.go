@@ -2,22 +2,33 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/internal/replay"
+	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 // a timed frame of a synthetic capture
@@ -434,14 +445,7 @@ func TestReplayGROSegment(t *testing.T) {
 				t.Errorf("scan_limit %d, want %d", got.Counters["scan_limit"], tc.scanCut)
 			}
 			// each captured control segment counts once, as live
-			var ctrlSegs uint64
-			for _, f := range tc.frames {
-				p := gopacket.NewPacket(f.frame, layers.LayerTypeEthernet, gopacket.Default)
-				if tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP); ok && (tcp.SrcPort == 21 || tcp.DstPort == 21) {
-					ctrlSegs++
-				}
-			}
-			if got.Counters["ctrl_segments"] != ctrlSegs {
+			if ctrlSegs := ctrlFrames(tc.frames); got.Counters["ctrl_segments"] != ctrlSegs {
 				t.Errorf("ctrl_segments %d, want %d", got.Counters["ctrl_segments"], ctrlSegs)
 			}
 			if tc.want == "port 50000" && (len(got.Connections) < 2 || got.Connections[len(got.Connections)-1].Reason != "expected") {
@@ -451,5 +455,250 @@ func TestReplayGROSegment(t *testing.T) {
 				t.Errorf("oversized_frames %d, ctrl_bad_checksum %d", got.Oversized, got.Counters["ctrl_bad_checksum"])
 			}
 		})
+	}
+}
+
+// sniffer records every frame of an interface, whole (a GSO/GRO
+// super-segment as one frame, as tcpdump sees it).
+type sniffer struct {
+	fd     int
+	start  time.Time
+	mu     sync.Mutex
+	frames []timed
+	quit   chan struct{}
+	done   chan struct{}
+}
+
+func sniff(t *testing.T, ns, iface string) *sniffer {
+	t.Helper()
+	s := &sniffer{start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
+	err := nettest.Do(ns, func() error {
+		ifc, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		// an AF_PACKET socket takes the protocol in network byte order
+		proto := binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, unix.ETH_P_ALL))
+		if s.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(proto)); err != nil {
+			return err
+		}
+		return unix.Bind(s.fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifc.Index})
+	})
+	if err != nil {
+		t.Fatalf("sniff %s: %v", iface, err)
+	}
+	unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 50000})
+	go func() {
+		defer close(s.done)
+		buf := make([]byte, 1<<17)
+		for {
+			n, _, err := unix.Recvfrom(s.fd, buf, 0)
+			if err != nil {
+				select {
+				case <-s.quit:
+					return // nothing left to read
+				default:
+					continue
+				}
+			}
+			s.mu.Lock()
+			s.frames = append(s.frames, timed{at: time.Since(s.start), frame: append([]byte(nil), buf[:n]...)})
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// captured returns the frames so far.
+func (s *sniffer) captured() []timed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.frames)
+}
+
+func (s *sniffer) stop() {
+	select {
+	case <-s.quit:
+		return
+	default:
+	}
+	close(s.quit)
+	<-s.done
+	unix.Close(s.fd)
+}
+
+// ctrlFrames counts the frames to or from port 21.
+func ctrlFrames(frames []timed) uint64 {
+	var n uint64
+	for _, f := range frames {
+		p := gopacket.NewPacket(f.frame, layers.LayerTypeEthernet, gopacket.Default)
+		if tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP); ok && (tcp.SrcPort == 21 || tcp.DstPort == 21) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReplayGROMatchesLive sends super-segments through a live dataplane
+// on the client's interface, whose TC egress gets TCP's GSO segments whole,
+// captures the traffic there as tcpdump would, and replays the capture:
+// replay makes the expectations the live parser made and counts the same
+// gaps and segments.
+func TestReplayGROMatchesLive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "a live dataplane in namespaces needs root")
+	}
+	tp := nettest.NewTopology(t, nettest.Options{Prefix: "fgr"})
+	cli, srv := tp.Client(), tp.Server()
+	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
+	states := loader.StateDir(t.TempDir())
+	dp, err := loader.Start(loader.Options{
+		PinDir: pinDir, StateDir: states, NetNS: cli.NS, Ifaces: []string{nettest.HostIf}, XDPMode: loader.XDPGeneric,
+		CtrlPorts: []uint16{21}, AllowPorts: []uint16{21}, Config: maps.DefaultConfig(),
+		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dp.Close()
+		loader.Detach(pinDir, states, "", nil)
+	})
+
+	portCmd := func(port int) string {
+		return fmt.Sprintf("PORT 192,0,2,2,%d,%d\r\n", port>>8, port&0xff)
+	}
+	// Each connection sends its messages in order, each in one write. The
+	// stack sends a write as GSO segments of several MSS (1448 bytes here),
+	// the first one whole: a PORT at 3000 is read live, one at 4200 is not,
+	// and one after a super-segment that ends with LF is.
+	mss5 := 5 * 1448
+	conns := [][]string{
+		{lines(true, 3000, 100) + portCmd(50000) + lines(true, 8192-3000-len(portCmd(50000)), 100)},
+		{lines(true, 4200, 100) + portCmd(50001) + lines(true, 8192-4200-len(portCmd(50001)), 100)},
+		{lines(true, mss5, 100), portCmd(50002)},
+	}
+	ln, err := nettest.Listen(srv.NS, "tcp4", netip.AddrPortFrom(srv.Addr(4), 21).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// the server answers every message once it is all in
+	served := make(chan error, len(conns))
+	go func() {
+		for _, msgs := range conns {
+			c, err := ln.Accept()
+			if err != nil {
+				served <- err
+				return
+			}
+			go func() {
+				defer c.Close()
+				for _, m := range msgs {
+					if _, err := io.ReadFull(c, make([]byte, len(m))); err != nil {
+						served <- err
+						return
+					}
+					if _, err := c.Write([]byte("200 ok\r\n")); err != nil {
+						served <- err
+						return
+					}
+				}
+				_, err := io.Copy(io.Discard, c)
+				served <- err
+			}()
+		}
+	}()
+
+	sn := sniff(t, cli.NS, nettest.HostIf)
+	var open []net.Conn
+	for _, msgs := range conns {
+		c, err := nettest.Dial(context.Background(), cli.NS, "tcp4", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		for _, m := range msgs {
+			if _, err := c.Write([]byte(m)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, make([]byte, len("200 ok\r\n"))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// closing removes a connection's expectations: look before
+	liveExps, err := dp.Maps.ListExpectations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range open {
+		c.Close()
+	}
+	for range conns {
+		if err := <-served; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// the connections are closed (both FINs seen) and every segment the
+	// dataplane counted is in the capture
+	var liveCounters map[string]uint64
+	if err := nettest.Poll(5*time.Second, func() error {
+		if n, err := dp.Maps.Fill(maps.NameCtrlConns); err != nil || n != 0 {
+			return fmt.Errorf("%d control connections left (%v)", n, err)
+		}
+		if liveCounters, err = dp.Maps.Counters(); err != nil {
+			return nettest.Stop{Err: err}
+		}
+		if n := ctrlFrames(sn.captured()); n != liveCounters["ctrl_segments"] {
+			return fmt.Errorf("%d control segments captured, %d counted", n, liveCounters["ctrl_segments"])
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sn.stop()
+	frames := sn.captured()
+
+	var supers int
+	for _, f := range frames {
+		if len(f.frame) > replay.MaxTestRunFrame {
+			supers++
+		}
+	}
+	if supers < len(conns) {
+		t.Fatalf("captured %d frames, %d of them super-segments: the stack sent no GSO segments", len(frames), supers)
+	}
+
+	var live []string
+	for _, e := range liveExps {
+		live = append(live, e.Kind.String()+" "+strconv.Itoa(int(e.DPort)))
+	}
+	slices.Sort(live)
+
+	got := replayJSONOf(t, writeCaptureFile(t, frames, false, layers.LinkTypeEthernet), "--local", "192.0.2.0/24")
+	var replayed []string
+	for _, e := range got.Expectations {
+		replayed = append(replayed, e.Kind+" "+strconv.Itoa(e.DPort))
+		if e.Fate != "closed" {
+			t.Errorf("expectation %+v: fate %s, want closed with its connection", e, e.Fate)
+		}
+	}
+	slices.Sort(replayed)
+	if want := "port 50000,port 50002"; strings.Join(live, ",") != want {
+		t.Errorf("live expectations %v, want %s", live, want)
+	}
+	if strings.Join(replayed, ",") != strings.Join(live, ",") {
+		t.Errorf("replay made %v, the live dataplane %v", replayed, live)
+	}
+	for _, name := range []string{"scan_limit", "ctrl_segments", "cmd_port", "ctrl_bad_checksum", "parse_resync", "ctrl_closed"} {
+		if got.Counters[name] != liveCounters[name] {
+			t.Errorf("%s: replay %d, live %d", name, got.Counters[name], liveCounters[name])
+		}
+	}
+	if got.Oversized != supers {
+		t.Errorf("oversized_frames %d, want %d", got.Oversized, supers)
 	}
 }
