@@ -20,7 +20,9 @@ a pcap or pcapng capture (Ethernet, Linux cooked SLL/SLL2 or raw IP) through
 them with BPF_PROG_TEST_RUN, in order: XDP first, as if the packet arrived on a
 guarded interface, then TC ingress if it passed. Packets from a --local prefix
 are outbound: TC egress only. Time follows the capture, so expectations expire
-as they would have on the wire. No interface is touched.`,
+as they would have on the wire. No interface is touched. Runt frames are
+skipped and counted; GRO/TSO super-segments are parsed as the live parser
+reads them (their first 4096 payload bytes; the rest is a gap).`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "pcap", Required: true, Usage: "capture `FILE` (pcap or pcapng)"},
 			&cli.StringSliceFlag{Name: "local", Usage: "`CIDR` whose packets are outbound (repeat)"},
