@@ -294,7 +294,7 @@ func (p *player) oversized(frame []byte, ingress bool) error {
 	if len(payload) == total && !s.trusted(frame[s.tcpOff:s.payloadOff+total]) {
 		f := s.piece(s.seq, s.flags, payload[:min(len(payload), maxPiece)], min(len(payload), maxPiece))
 		csum := f[s.tcpOff+tcpCsumOff:]
-		for s.trustedPiece(f) {
+		for s.trusted(f[s.tcpOff:]) {
 			binary.BigEndian.PutUint16(csum, binary.BigEndian.Uint16(csum)+1)
 		}
 		return p.tc(f, ingress)
@@ -309,11 +309,12 @@ func (p *player) oversized(frame []byte, ingress bool) error {
 		base++
 	} else if st := cv.Dir[dir]; known && st.Seen != 0 {
 		if d := int32(base - st.NextSeq); d < 0 {
-			if int64(-d) >= int64(total) {
+			old := int(uint32(-d)) // as sync_stream reads it
+			if old >= total {
 				// all old: a retransmission, parsed by no one
 				return run(base, last, nil, total)
 			}
-			start = int(-d)
+			start = old
 		}
 	}
 
@@ -365,11 +366,6 @@ func (p *player) oversized(frame []byte, ingress bool) error {
 		return run(base+uint32(total), last, nil, 0)
 	}
 	return nil
-}
-
-// trustedPiece applies trusted to a piece built from this segment
-func (s tcpSegment) trustedPiece(f []byte) bool {
-	return s.trusted(f[s.tcpOff:])
 }
 
 // controlDir is control_dir (bpf/control.h): the direction of a control
