@@ -540,21 +540,31 @@ func ctrlFrames(frames []timed) uint64 {
 	return n
 }
 
-// TestReplayGROMatchesLive sends super-segments through a live dataplane
-// on the client's interface, whose TC egress gets TCP's GSO segments whole,
+// TestReplayGROMatchesLive sends super-segments through a live dataplane,
 // captures the traffic there as tcpdump would, and replays the capture:
 // replay makes the expectations the live parser made and counts the same
-// gaps and segments.
+// gaps and segments. On the client's interface TC egress gets TCP's GSO
+// segments whole; on the server's, TC ingress gets them whole too (veth
+// and the forwarding gateway pass them on unsegmented, as after GRO).
 func TestReplayGROMatchesLive(t *testing.T) {
 	if os.Geteuid() != 0 {
 		bpftest.SkipOrFail(t, "a live dataplane in namespaces needs root")
 	}
+	t.Run("client egress", func(t *testing.T) { groMatchesLive(t, false) })
+	t.Run("server ingress", func(t *testing.T) { groMatchesLive(t, true) })
+}
+
+func groMatchesLive(t *testing.T, onServer bool) {
 	tp := nettest.NewTopology(t, nettest.Options{Prefix: "fgr"})
 	cli, srv := tp.Client(), tp.Server()
+	guarded, local := cli, "192.0.2.0/24"
+	if onServer {
+		guarded, local = srv, "198.51.100.0/24"
+	}
 	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
 	states := loader.StateDir(t.TempDir())
 	dp, err := loader.Start(loader.Options{
-		PinDir: pinDir, StateDir: states, NetNS: cli.NS, Ifaces: []string{nettest.HostIf}, XDPMode: loader.XDPGeneric,
+		PinDir: pinDir, StateDir: states, NetNS: guarded.NS, Ifaces: []string{nettest.HostIf}, XDPMode: loader.XDPGeneric,
 		CtrlPorts: []uint16{21}, AllowPorts: []uint16{21}, Config: maps.DefaultConfig(),
 		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
 	})
@@ -611,7 +621,7 @@ func TestReplayGROMatchesLive(t *testing.T) {
 		}
 	}()
 
-	sn := sniff(t, cli.NS, nettest.HostIf)
+	sn := sniff(t, guarded.NS, nettest.HostIf)
 	var open []net.Conn
 	for _, msgs := range conns {
 		c, err := nettest.Dial(context.Background(), cli.NS, "tcp4", ln.Addr().String(), 5*time.Second)
@@ -678,7 +688,7 @@ func TestReplayGROMatchesLive(t *testing.T) {
 	}
 	slices.Sort(live)
 
-	got := replayJSONOf(t, writeCaptureFile(t, frames, false, layers.LinkTypeEthernet), "--local", "192.0.2.0/24")
+	got := replayJSONOf(t, writeCaptureFile(t, frames, false, layers.LinkTypeEthernet), "--local", local)
 	var replayed []string
 	for _, e := range got.Expectations {
 		replayed = append(replayed, e.Kind+" "+strconv.Itoa(e.DPort))
