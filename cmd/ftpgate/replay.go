@@ -8,6 +8,7 @@ import (
 
 	"github.com/ftpgate/ftpgate/internal/replay"
 	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 func replayCommand() *cli.Command {
@@ -19,7 +20,9 @@ a pcap or pcapng capture (Ethernet, Linux cooked SLL/SLL2 or raw IP) through
 them with BPF_PROG_TEST_RUN, in order: XDP first, as if the packet arrived on a
 guarded interface, then TC ingress if it passed. Packets from a --local prefix
 are outbound: TC egress only. Time follows the capture, so expectations expire
-as they would have on the wire. No interface is touched.`,
+as they would have on the wire. No interface is touched. Runt frames are
+skipped and counted; GRO/TSO super-segments are parsed as the live parser
+reads them (their first 4096 payload bytes; the rest is a gap).`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "pcap", Required: true, Usage: "capture `FILE` (pcap or pcapng)"},
 			&cli.StringSliceFlag{Name: "local", Usage: "`CIDR` whose packets are outbound (repeat)"},
@@ -55,8 +58,12 @@ func replayAction(c *cli.Context) error {
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "%d packets replayed\n", res.Packets)
-	if res.Truncated > 0 {
-		fmt.Fprintf(w, "%d oversized frames (GRO/TSO) were cut to %d bytes; their headers are intact\n", res.Truncated, replay.MaxTestRunFrame)
+	if res.RuntFrames > 0 {
+		fmt.Fprintf(w, "%d runt frame(s) skipped: shorter than their link-layer header or a 14-byte Ethernet header\n", res.RuntFrames)
+	}
+	if res.OversizedFrames > 0 {
+		fmt.Fprintf(w, "%d oversized frame(s) (GRO/TSO): XDP saw their headers, the parser the first %d payload bytes of each control segment, as live (the rest counts as a gap)\n",
+			res.OversizedFrames, maps.MaxScanBytes)
 	}
 	fmt.Fprintf(w, "\nexpectations created: %d\n", len(res.Expectations))
 	table(w, "", res.Expectations, func(e *replay.Expectation) string {

@@ -14,7 +14,9 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
-// Frame is one captured packet, turned into an Ethernet frame.
+// Frame is one captured packet, turned into an Ethernet frame. A frame
+// shorter than an Ethernet header is a runt (empty when the packet was too
+// short for its own link-layer header): replay skips and counts it.
 type Frame struct {
 	Time time.Time
 	Data []byte
@@ -22,6 +24,9 @@ type Frame struct {
 
 // ErrLinkType means the capture's link type is not one replay understands.
 var ErrLinkType = errors.New("unsupported link type")
+
+// errRunt means a packet is too short for its link-layer header.
+var errRunt = errors.New("runt")
 
 // packetSource is what the pcap and pcapng readers share.
 type packetSource interface {
@@ -82,6 +87,10 @@ func ReadCapture(path string) ([]Frame, error) {
 			return nil, fmt.Errorf("packet %d: %w", n, err)
 		}
 		eth, err := toEthernet(lt, data)
+		if errors.Is(err, errRunt) {
+			frames = append(frames, Frame{Time: ci.Timestamp})
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("packet %d of %s: %w", n, path, err)
 		}
@@ -100,26 +109,27 @@ const (
 )
 
 // toEthernet returns data as an Ethernet frame, or nil for a packet that
-// carries no IP (an SLL header of another protocol).
+// carries no IP (an SLL header of another protocol); errRunt for a packet
+// too short for its link-layer header.
 func toEthernet(lt layers.LinkType, data []byte) ([]byte, error) {
 	switch lt {
 	case layers.LinkTypeEthernet:
 		return data, nil
 	case layers.LinkTypeLinuxSLL:
 		if len(data) < sllHeaderLen {
-			return nil, errors.New("truncated Linux cooked header")
+			return nil, errRunt
 		}
 		return withEthernet(binary.BigEndian.Uint16(data[14:16]), data[sllHeaderLen:]), nil
 	case linkTypeSLL2:
 		if len(data) < sll2HeaderLen {
-			return nil, errors.New("truncated Linux cooked v2 header")
+			return nil, errRunt
 		}
 		return withEthernet(binary.BigEndian.Uint16(data[0:2]), data[sll2HeaderLen:]), nil
 	// LINKTYPE_RAW (101), the DLT_RAW values some systems write (12, 14),
 	// LINKTYPE_IPV4 (228) and LINKTYPE_IPV6 (229)
 	case 101, 12, 14, 228, 229:
 		if len(data) == 0 {
-			return nil, errors.New("empty raw IP packet")
+			return nil, errRunt
 		}
 		switch data[0] >> 4 {
 		case 4:

@@ -51,18 +51,39 @@ type Connection struct {
 
 // Result is what a replay found.
 type Result struct {
+	// Packets counts the frames replayed, runts not included.
 	Packets int `json:"packets"`
-	// Truncated counts frames cut to what BPF_PROG_TEST_RUN accepts
-	// (GRO/TSO super-segments); their headers are intact.
-	Truncated    int               `json:"truncated"`
-	Expectations []*Expectation    `json:"expectations"`
-	Connections  []Connection      `json:"connections"`
-	Counters     map[string]uint64 `json:"counters"`
+	// RuntFrames counts the frames skipped as too short for their link
+	// layer or for the Ethernet header BPF_PROG_TEST_RUN needs.
+	RuntFrames int `json:"runt_frames"`
+	// OversizedFrames counts the frames larger than BPF_PROG_TEST_RUN takes
+	// (GRO/TSO super-segments): XDP ran on their headers, TC on the pieces
+	// the live parser would read (segment.go).
+	OversizedFrames int               `json:"oversized_frames"`
+	Expectations    []*Expectation    `json:"expectations"`
+	Connections     []Connection      `json:"connections"`
+	Counters        map[string]uint64 `json:"counters"`
 }
 
-// MaxTestRunFrame is the largest frame BPF_PROG_TEST_RUN takes for XDP
-// (a page less XDP headroom and the shared-info tailroom), with margin.
+// MaxTestRunFrame is the largest frame replay gives BPF_PROG_TEST_RUN: a
+// page less the XDP headroom and the shared-info tailroom, with margin (an
+// skb takes up to a page less NET_SKB_PAD and the tailroom, ~3700 bytes).
 const MaxTestRunFrame = 3500
+
+// player runs frames through a loaded rig.
+type player struct {
+	rig  *bpfrun.Rig
+	ctrl map[uint16]bool
+	// extraSegments counts the test runs beyond the first that one
+	// oversized control segment took: ctrl_segments counts it once
+	extraSegments uint64
+}
+
+// tc runs a frame through TC ingress or egress.
+func (p *player) tc(frame []byte, ingress bool) error {
+	_, err := p.rig.TC(frame, ingress, 0)
+	return err
+}
 
 // reasons map the counter a SYN moved to its verdict and reason
 var synOutcomes = []struct{ counter, verdict, reason string }{
@@ -104,12 +125,31 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	res := &Result{Packets: len(frames)}
+	p := &player{rig: rig, ctrl: map[uint16]bool{}}
+	for _, port := range ctrl {
+		p.ctrl[port] = true
+	}
+	// tcFrame runs a frame through TC, in pieces if it is too large
+	tcFrame := func(frame []byte, ingress bool) error {
+		if len(frame) > MaxTestRunFrame {
+			return p.oversized(frame, ingress)
+		}
+		return p.tc(frame, ingress)
+	}
+
+	res := &Result{}
 	var last time.Time
 	for _, f := range frames {
+		if len(f.Data) < etherHeaderLen {
+			res.RuntFrames++
+			continue
+		}
+		res.Packets++
+		// XDP needs only the headers
+		xdpFrame := f.Data
 		if len(f.Data) > MaxTestRunFrame {
-			f.Data = f.Data[:MaxTestRunFrame]
-			res.Truncated++
+			xdpFrame = f.Data[:MaxTestRunFrame]
+			res.OversizedFrames++
 		}
 		// the clock offset makes the kernel clock read the packet's time
 		mono, err := maps.Monotonic()
@@ -125,7 +165,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 		syn, conn := connectionAttempt(f.Data)
 		outbound := isLocal(opts.Local, f.Data)
 		if outbound {
-			if _, err := rig.TC(f.Data, false, 0); err != nil {
+			if err := tcFrame(f.Data, false); err != nil {
 				return nil, err
 			}
 			if syn {
@@ -139,7 +179,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 					return nil, err
 				}
 			}
-			v, err := rig.XDP(f.Data)
+			v, err := rig.XDP(xdpFrame)
 			if err != nil {
 				return nil, err
 			}
@@ -160,7 +200,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 				res.Connections = append(res.Connections, conn)
 			}
 			if v == bpfrun.XDPPass && len(f.Data) > etherHeaderLen {
-				if _, err := rig.TC(f.Data, true, 0); err != nil {
+				if err := tcFrame(f.Data, true); err != nil {
 					return nil, err
 				}
 			}
@@ -182,6 +222,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 	if res.Counters, err = m.Counters(); err != nil {
 		return nil, err
 	}
+	res.Counters["ctrl_segments"] -= p.extraSegments
 	if res.Expectations == nil {
 		res.Expectations = []*Expectation{}
 	}
