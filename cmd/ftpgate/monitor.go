@@ -25,7 +25,7 @@ with its reason, and every dropped (or, in dry-run, would-be dropped) data SYN
 with its reason. Rejections and dropped SYNs are rate-limited in the kernel
 (the rest count as events_suppressed); expectation events never are.
 
-While `+"`ftpgate run`"+` is live, monitor gets the events from run (any number of
+While ` + "`ftpgate run`" + ` is live, monitor gets the events from run (any number of
 monitors at once). Without a live run it reads the ring buffer itself,
 skipping what was there before it started; it says so on stderr.`
 	return cmd
