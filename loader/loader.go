@@ -31,6 +31,11 @@ var ErrLayoutMismatch = errors.New("pinned maps have a different layout than thi
 // ErrNoInterface means an --iface does not exist.
 var ErrNoInterface = errors.New("no such interface")
 
+// ErrNotEthernet means an --iface carries no Ethernet header (tun,
+// wireguard, ppp, ipip, gre): the programs parse Ethernet frames and would
+// filter nothing there.
+var ErrNotEthernet = errors.New("ftpgate parses Ethernet frames only")
+
 // TableSizes sets the entries of the LRU tables; see maps.TableSizes.
 type TableSizes = maps.TableSizes
 
@@ -156,11 +161,27 @@ func resolveIfaces(ns string, names []string) ([]IfaceState, error) {
 				}
 				return fmt.Errorf("interface %q: %w in %s (check the name with `ip link`)", name, ErrNoInterface, where)
 			}
+			if err := checkEthernet(lk); err != nil {
+				return err
+			}
 			out = append(out, IfaceState{Name: name, Index: lk.Attrs().Index, Kind: lk.Type()})
 		}
 		return nil
 	})
 	return out, err
+}
+
+// carriesEthernet reports whether a link type (netlink's name of the
+// ARPHRD type) puts an Ethernet header in front of IP. Loopback does: the
+// stack gives its packets an all-zero Ethernet header.
+func carriesEthernet(encap string) bool { return encap == "ether" || encap == "loopback" }
+
+func checkEthernet(lk netlink.Link) error {
+	if a := lk.Attrs(); !carriesEthernet(a.EncapType) {
+		return fmt.Errorf("interface %q is a %s link (link type %s, no Ethernet header): %w; guard the Ethernet interface the traffic crosses instead",
+			a.Name, lk.Type(), a.EncapType, ErrNotEthernet)
+	}
+	return nil
 }
 
 // loadPinned re-opens pinned maps when there are some, creates and pins them
