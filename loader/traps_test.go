@@ -1,7 +1,10 @@
 package loader
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,5 +46,58 @@ func TestEthernetLinkTypes(t *testing.T) {
 		if got := carriesEthernet(encap); got != want {
 			t.Errorf("carriesEthernet(%q) = %v, want %v", encap, got, want)
 		}
+	}
+}
+
+// TestStateNamesDoNotCollide: pin dirs …/a_b and …/a/b each keep their own
+// state, and detaching one leaves the other's state and filters alone.
+func TestStateNamesDoNotCollide(t *testing.T) {
+	env := newEnv(t)
+	base := filepath.Dir(env.pinDir)
+	one, other := env.options(XDPGeneric, TCNetlink), env.options(XDPGeneric, TCNetlink)
+	one.PinDir, one.Ifaces = filepath.Join(base, "a_b"), []string{"fg0"}
+	other.PinDir, other.Ifaces = filepath.Join(base, "a", "b"), []string{"fg1"}
+	for _, o := range []Options{one, other} {
+		dp, err := Start(o)
+		must(t, err)
+		must(t, dp.Close())
+		t.Cleanup(func() { Detach(o.PinDir, o.StateDir, "", nil) })
+	}
+	must(t, Detach(one.PinDir, one.StateDir, "", nil))
+	st, err := env.states.Read(other.PinDir)
+	if err != nil || st == nil || st.PinDir != other.PinDir {
+		t.Fatalf("state of %s after detaching %s: %+v, %v", other.PinDir, one.PinDir, st, err)
+	}
+	status, err := ReadStatus(other.PinDir, env.states, "")
+	must(t, err)
+	if err := status.Check(); err != nil {
+		t.Fatalf("%s after detaching %s: %v", other.PinDir, one.PinDir, err)
+	}
+}
+
+// TestOldStateNameIsRead: a state file written under the old name (the pin
+// dir with '/' replaced by '_') is still found, so an upgrade keeps track of
+// what the previous build attached; a file of another pin dir that happens
+// to share the old name is not taken for it.
+func TestOldStateNameIsRead(t *testing.T) {
+	states := StateDir(t.TempDir())
+	s := &State{PinDir: "/sys/fs/bpf/a/b", PID: 7}
+	b, err := json.Marshal(s)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(string(states), "sys_fs_bpf_a_b.json"), b, 0o644))
+	got, err := states.Read("/sys/fs/bpf/a/b")
+	if err != nil || got == nil || got.PID != 7 {
+		t.Fatalf("old-style state not read: %+v, %v", got, err)
+	}
+	if got, err := states.Read("/sys/fs/bpf/a_b"); err != nil || got != nil {
+		t.Fatalf("state of /sys/fs/bpf/a/b taken for /sys/fs/bpf/a_b: %+v, %v", got, err)
+	}
+	// the next write moves it to the new name
+	must(t, states.write(got))
+	if _, err := os.Stat(filepath.Join(string(states), "sys_fs_bpf_a_b.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("old-style state file left after a write: %v", err)
+	}
+	if got, err := states.Read("/sys/fs/bpf/a/b"); err != nil || got == nil || got.PID != 7 {
+		t.Fatalf("state after rewrite: %+v, %v", got, err)
 	}
 }
