@@ -113,6 +113,9 @@ func Start(opts Options) (*Dataplane, error) {
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
 	}
+	if err := removeStaleNewDirs(opts.PinDir); err != nil {
+		log.Warn("leftovers of an interrupted start", "err", err)
+	}
 
 	d := &Dataplane{log: log, pinDir: opts.PinDir}
 	if err := d.loadPinned(opts); err != nil {
@@ -249,7 +252,7 @@ func isSizeOnly(ms *ebpf.MapSpec, m *ebpf.Map) bool {
 // renamed into place, so a pin directory is either complete or absent. A
 // concurrent creator that wins the rename is fine: its maps are used.
 func (d *Dataplane) createPins(spec *ebpf.CollectionSpec, pinDir string) error {
-	tmp := fmt.Sprintf("%s-new-%d", pinDir, os.Getpid()) // no dot: bpffs refuses them
+	tmp := newDir(pinDir, os.Getpid())
 	if err := removeTree(tmp); err != nil {
 		return fmt.Errorf("clear %s: %w", tmp, err)
 	}
@@ -434,6 +437,9 @@ func Detach(pinDir string, states StateDir, netnsName string, log *slog.Logger) 
 	}
 	st, err := states.Read(pinDir)
 	if err != nil {
+		return err
+	}
+	if err := removeStaleNewDirs(pinDir); err != nil {
 		return err
 	}
 	if _, err := os.Stat(pinDir); errors.Is(err, os.ErrNotExist) {

@@ -3,12 +3,17 @@ package loader
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 // addTun creates a persistent tun device (no Ethernet header) in ns.
@@ -99,5 +104,57 @@ func TestOldStateNameIsRead(t *testing.T) {
 	}
 	if got, err := states.Read("/sys/fs/bpf/a/b"); err != nil || got == nil || got.PID != 7 {
 		t.Fatalf("state after rewrite: %+v, %v", got, err)
+	}
+}
+
+// deadPID returns the pid of a process that has exited.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	must(t, cmd.Run())
+	return cmd.Process.Pid
+}
+
+// leftNew makes a <pin>-new-<pid> directory with a pinned map in it, as a
+// first start killed half-way leaves.
+func leftNew(t *testing.T, pinDir string, pid int) string {
+	t.Helper()
+	dir := fmt.Sprintf("%s-new-%d", pinDir, pid)
+	must(t, os.MkdirAll(dir, 0o700))
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	must(t, err)
+	defer m.Close()
+	must(t, m.Pin(filepath.Join(dir, maps.NameConfig)))
+	return dir
+}
+
+// TestStaleNewDirsAreRemoved: start and detach remove the temporary pin
+// directories of dead processes and leave a live process's alone.
+func TestStaleNewDirsAreRemoved(t *testing.T) {
+	env := newEnv(t)
+	must(t, os.MkdirAll(filepath.Dir(env.pinDir), 0o700))
+	dead := leftNew(t, env.pinDir, deadPID(t))
+	live := leftNew(t, env.pinDir, 1) // init is alive
+	t.Cleanup(func() { removeTree(live) })
+	must(t, env.start(t, env.options(XDPGeneric, TCNetlink)).Close())
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("start left %s (%v)", dead, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("start removed a live process's %s: %v", live, err)
+	}
+	dead = leftNew(t, env.pinDir, deadPID(t))
+	must(t, Detach(env.pinDir, env.states, "", nil))
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("detach left %s (%v)", dead, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("detach removed a live process's %s: %v", live, err)
+	}
+	// detach with nothing pinned still tidies up
+	dead = leftNew(t, env.pinDir, deadPID(t))
+	must(t, Detach(env.pinDir, env.states, "", nil))
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("detach of an absent pin dir left %s (%v)", dead, err)
 	}
 }
