@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -60,12 +61,20 @@ type Options struct {
 // Dataplane is the loaded and attached ftpgate. Close releases this
 // process's handles and leaves the dataplane attached and pinned.
 type Dataplane struct {
-	Maps   *maps.Maps
+	Maps *maps.Maps
+	// State is what Start attached; the link watcher (Watch) updates it
+	// under mu when it re-attaches an interface: read Ifaces for a copy.
 	State  State
 	objs   bpf.FtpgateObjects
 	lock   *pinLock
 	log    *slog.Logger
 	pinDir string
+	states StateDir
+	progs  ourPrograms
+
+	mu         sync.Mutex
+	reattached map[string]uint64 // per interface name
+	stopWatch  func()
 }
 
 // pinned file layout under the pin directory
@@ -117,7 +126,7 @@ func Start(opts Options) (*Dataplane, error) {
 		log.Warn("leftovers of an interrupted start", "err", err)
 	}
 
-	d := &Dataplane{log: log, pinDir: opts.PinDir}
+	d := &Dataplane{log: log, pinDir: opts.PinDir, states: opts.StateDir, reattached: map[string]uint64{}}
 	if err := d.loadPinned(opts); err != nil {
 		d.Close()
 		return nil, err
@@ -141,6 +150,7 @@ func Start(opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
+	d.progs = programIDs(d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress)
 	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
 	if err := opts.StateDir.write(&d.State); err != nil {
 		d.Close()
@@ -419,7 +429,42 @@ func (d *Dataplane) pinPrograms() error {
 // the dataplane attached and pinned: a restart picks it up without loss.
 // Start calls it too when it fails half-way.
 func (d *Dataplane) Close() error {
+	if d.stopWatch != nil {
+		d.stopWatch()
+	}
 	return errors.Join(d.objs.Close(), d.lock.Close())
+}
+
+// Ifaces returns the guarded interfaces as last attached.
+func (d *Dataplane) Ifaces() []IfaceState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.State.Ifaces)
+}
+
+// Observe asks the kernel what of this dataplane's programs is on each
+// guarded interface now.
+func (d *Dataplane) Observe() ([]IfaceStatus, error) {
+	ifaces := d.Ifaces()
+	var out []IfaceStatus
+	err := inNetns(d.State.NetNS, func() error {
+		for _, ifc := range ifaces {
+			out = append(out, observe(ifc, d.progs))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Reattached returns how often the watcher re-attached each guarded interface.
+func (d *Dataplane) Reattached() map[string]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]uint64{}
+	for _, ifc := range d.State.Ifaces {
+		out[ifc.Name] = d.reattached[ifc.Name]
+	}
+	return out
 }
 
 // PinDir returns the pin directory.

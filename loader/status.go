@@ -10,11 +10,16 @@ import (
 	"github.com/ftpgate/ftpgate/maps"
 )
 
-// IfaceStatus is one guarded interface as the kernel shows it now.
+// IfaceStatus is one guarded interface as the kernel shows it now: the
+// embedded IfaceState is what run recorded, the rest what the kernel says.
 type IfaceStatus struct {
 	IfaceState
-	XDPAttached bool `json:"xdp_attached"`
-	TCAttached  bool `json:"tc_attached"`
+	Present     bool    `json:"present"`                 // an interface of this name exists
+	IndexSeen   int     `json:"ifindex_seen,omitempty"`  // its ifindex now
+	XDPAttached bool    `json:"xdp_attached"`            // ftpgate's XDP program is on it
+	XDPSeen     XDPMode `json:"xdp_mode_seen,omitempty"` // in this mode
+	TCAttached  bool    `json:"tc_attached"`             // ftpgate's TC programs are on both hooks
+	TCSeen      TCMode  `json:"tc_mode_seen,omitempty"`  // with this mechanism
 }
 
 // ProgramStatus names a pinned program.
@@ -65,7 +70,8 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	if st.Allow, err = m.AllowPorts().List(); err != nil {
 		return nil, err
 	}
-	for _, name := range progPins {
+	var ours ourPrograms
+	for i, name := range progPins {
 		p, err := ebpf.LoadPinnedProgram(filepath.Join(pinDir, progsDir, name), nil)
 		if err != nil {
 			continue
@@ -76,6 +82,7 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 			continue
 		}
 		id, _ := info.ID()
+		ours[i] = id
 		st.Programs = append(st.Programs, ProgramStatus{Name: name, ID: uint32(id), Tag: info.Tag})
 	}
 	for _, name := range maps.LRUTables {
@@ -96,7 +103,7 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	st.Attached = len(st.State.Ifaces) > 0
 	err = inNetns(ns, func() error {
 		for _, ifc := range st.State.Ifaces {
-			is := IfaceStatus{IfaceState: ifc, XDPAttached: xdpAttached(&ifc, pinDir), TCAttached: tcAttached(&ifc, pinDir)}
+			is := observe(ifc, ours)
 			st.Attached = st.Attached && is.XDPAttached && is.TCAttached
 			st.Ifaces = append(st.Ifaces, is)
 		}
@@ -117,6 +124,9 @@ func (s *Status) Check() error {
 		return fmt.Errorf("%w: no `ftpgate run` recorded for %s", ErrNotAttached, s.PinDir)
 	}
 	for _, i := range s.Ifaces {
+		if !i.Present {
+			return fmt.Errorf("%w: interface %q is gone (a running `ftpgate run` re-attaches it when it is created again)", ErrNotAttached, i.Name)
+		}
 		if !i.XDPAttached {
 			return fmt.Errorf("%w: XDP is missing on %q", ErrNotAttached, i.Name)
 		}

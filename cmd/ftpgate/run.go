@@ -104,7 +104,7 @@ func runAction(c *cli.Context) error {
 		defer os.Remove(path)
 	}
 
-	metrics := &loader.Collector{Maps: dp.Maps, Ifaces: dp.State.Ifaces, Log: log}
+	metrics := &loader.Collector{Dataplane: dp, Log: log}
 	if addr := c.String("metrics-addr"); addr != "" {
 		if err := loader.ServeMetrics(ctx, addr, metrics); err != nil {
 			dp.Close()
