@@ -150,8 +150,9 @@ func Start(opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
+	pidStart, _ := processStart(os.Getpid())
 	d.progs = programIDs(d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress)
-	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
+	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
 	if err := opts.StateDir.write(&d.State); err != nil {
 		d.Close()
 		return nil, err

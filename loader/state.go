@@ -23,12 +23,15 @@ const DefaultStateDir StateDir = "/run/ftpgate"
 
 // State is what `run` last attached for a pin directory.
 type State struct {
-	PinDir  string       `json:"pin_dir"`
-	NetNS   string       `json:"netns,omitempty"`
-	PID     int          `json:"pid"`
-	Version string       `json:"version"`
-	Started time.Time    `json:"started"`
-	Ifaces  []IfaceState `json:"ifaces"`
+	PinDir string `json:"pin_dir"`
+	NetNS  string `json:"netns,omitempty"`
+	PID    int    `json:"pid"`
+	// PIDStart is the process's start time (clock ticks after boot), so
+	// that status tells the run from a later process with the same pid.
+	PIDStart uint64       `json:"pid_start,omitempty"`
+	Version  string       `json:"version"`
+	Started  time.Time    `json:"started"`
+	Ifaces   []IfaceState `json:"ifaces"`
 }
 
 func (d StateDir) dir() string {

@@ -40,6 +40,7 @@ type MapStatus struct {
 type Status struct {
 	PinDir   string          `json:"pin_dir"`
 	State    *State          `json:"run,omitempty"`
+	Daemon   DaemonStatus    `json:"daemon"`
 	Attached bool            `json:"attached"`
 	Ifaces   []IfaceStatus   `json:"ifaces"`
 	Programs []ProgramStatus `json:"programs"`
@@ -96,6 +97,7 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	if st.State == nil {
 		return st, nil
 	}
+	st.Daemon = daemonStatus(pinDir, st.State)
 	ns := st.State.NetNS
 	if netnsName != "" {
 		ns = netnsName
@@ -115,8 +117,14 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	return st, nil
 }
 
-// ErrNotAttached means status found the dataplane detached (wholly or in part).
-var ErrNotAttached = errors.New("not attached")
+var (
+	// ErrNotAttached means status found the dataplane detached (wholly or in part).
+	ErrNotAttached = errors.New("not attached")
+	// ErrNoDaemon means the dataplane is attached but no `ftpgate run`
+	// holds it: it filters, but nothing ages entries, serves metrics or
+	// re-attaches a re-created interface.
+	ErrNoDaemon = errors.New("attached, but no `ftpgate run` is running")
+)
 
 // Check returns ErrNotAttached with the first missing piece.
 func (s *Status) Check() error {
@@ -135,4 +143,13 @@ func (s *Status) Check() error {
 		}
 	}
 	return nil
+}
+
+// CheckDaemon returns ErrNoDaemon, with the reason, when no run holds the
+// pin directory.
+func (s *Status) CheckDaemon() error {
+	if s.State == nil || s.Daemon.Running {
+		return nil
+	}
+	return fmt.Errorf("%w (%s): start it again to age entries and re-attach re-created interfaces", ErrNoDaemon, s.Daemon.Reason)
 }

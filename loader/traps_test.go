@@ -158,3 +158,38 @@ func TestStaleNewDirsAreRemoved(t *testing.T) {
 		t.Fatalf("detach of an absent pin dir left %s (%v)", dead, err)
 	}
 }
+
+// TestStatusTellsDeadDaemon: status says whether the `run` that attached is
+// still there, and if not, why: stopped, exited, or its pid taken by
+// another process.
+func TestStatusTellsDeadDaemon(t *testing.T) {
+	env := newEnv(t)
+	dp := env.start(t, env.options(XDPGeneric, TCNetlink))
+	daemon := func() DaemonStatus {
+		t.Helper()
+		st, err := ReadStatus(env.pinDir, env.states, "")
+		must(t, err)
+		return st.Daemon
+	}
+	if d := daemon(); !d.Running || d.PID != os.Getpid() {
+		t.Fatalf("while running: %+v, want running as pid %d", d, os.Getpid())
+	}
+	must(t, dp.Close())
+	if d := daemon(); d.Running || !strings.Contains(d.Reason, "stopped") {
+		t.Fatalf("after Close: %+v, want not running, stopped", d)
+	}
+	rewrite := func(pid int) {
+		st, err := env.states.Read(env.pinDir)
+		must(t, err)
+		st.PID = pid
+		must(t, env.states.write(st))
+	}
+	rewrite(deadPID(t))
+	if d := daemon(); d.Running || !strings.Contains(d.Reason, "exited") {
+		t.Fatalf("pid gone: %+v, want not running, exited", d)
+	}
+	rewrite(1) // alive, but not the process that started at the recorded time
+	if d := daemon(); d.Running || !strings.Contains(d.Reason, "another process") {
+		t.Fatalf("pid reused: %+v, want not running, another process", d)
+	}
+}

@@ -34,3 +34,26 @@ func TestRunRefusesL3Interface(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusSaysDaemonGone: once the `run` that attached is gone, status
+// says so (the dataplane stays attached), exits 4, and --json tells it.
+func TestStatusSaysDaemonGone(t *testing.T) {
+	f := newFixture(t)
+	if r := f.cmd([]string{"status"}); r.code != 0 || !strings.Contains(r.stdout, "run:       pid") {
+		t.Fatalf("status while running: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	f.dp.Close()
+	r := f.cmd([]string{"status"})
+	if r.code != 4 || !strings.Contains(r.stdout, "run:       not running") || !strings.Contains(r.stdout, "stays attached") {
+		t.Fatalf("status after run stopped: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var st struct {
+		Attached bool `json:"attached"`
+		Daemon   struct {
+			Running bool `json:"running"`
+		} `json:"daemon"`
+	}
+	if f.jsonOf(t, &st, "status"); !st.Attached || st.Daemon.Running {
+		t.Fatalf("status --json after run stopped: %+v", st)
+	}
+}
