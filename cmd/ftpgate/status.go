@@ -46,6 +46,14 @@ func yesNo(b bool) string {
 	return "NO"
 }
 
+// seen is the mode the kernel reports, or the recorded one marked missing.
+func seen(kernel, recorded string, attached bool) string {
+	if attached {
+		return kernel
+	}
+	return recorded + " (missing)"
+}
+
 func printStatus(c *cli.Context, st *loader.Status) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "pin dir:   %s\n", st.PinDir)
@@ -63,8 +71,13 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 	fmt.Fprintf(w, "ftp ports: %v   allowed ports: %v\n", st.Ctrl, st.Allow)
 	fmt.Fprintf(w, "config:    %s\n\n", describeConfig(st.Config))
 
+	// what the kernel shows; the modes run attached when a program is missing
 	table(w, "INTERFACE\tIFINDEX\tXDP\tTC\tATTACHED", st.Ifaces, func(i loader.IfaceStatus) string {
-		return fmt.Sprintf("%s\t%d\t%s\t%s\t%s", i.Name, i.Index, i.XDPMode, i.TCMode, yesNo(i.XDPAttached && i.TCAttached))
+		if !i.Present {
+			return fmt.Sprintf("%s\t-\t%s\t%s\tNO (interface gone)", i.Name, i.XDPMode, i.TCMode)
+		}
+		return fmt.Sprintf("%s\t%d\t%s\t%s\t%s", i.Name, i.IndexSeen, seen(string(i.XDPSeen), string(i.XDPMode), i.XDPAttached),
+			seen(string(i.TCSeen), string(i.TCMode), i.TCAttached), yesNo(i.XDPAttached && i.TCAttached))
 	})
 	fmt.Fprintln(w)
 	table(w, "PROGRAM\tID\tTAG", st.Programs, func(p loader.ProgramStatus) string {

@@ -57,3 +57,22 @@ func TestStatusSaysDaemonGone(t *testing.T) {
 		t.Fatalf("status --json after run stopped: %+v", st)
 	}
 }
+
+// TestStatusShowsDeletedInterface: status asks the kernel, so a guarded
+// interface deleted behind ftpgate's back shows as gone and status exits 3.
+func TestStatusShowsDeletedInterface(t *testing.T) {
+	f := newFixture(t)
+	if err := nettest.Do(f.ns, func() error {
+		lk, err := netlink.LinkByName("fc0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(lk)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := f.cmd([]string{"status"})
+	if r.code != 3 || !strings.Contains(r.stdout, "NO (interface gone)") || !strings.Contains(r.stderr, `interface "fc0" is gone`) {
+		t.Fatalf("status after fc0 was deleted: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
