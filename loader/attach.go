@@ -67,7 +67,7 @@ func attachXDP(prog *ebpf.Program, ifc *IfaceState, want XDPMode, prev *IfaceSta
 	pin := linkPin(pinDir, ifc.Name, "xdp")
 
 	if prev != nil && prev.XDPMode == mode {
-		ok, err := updatePinnedLink(pin, prog)
+		ok, err := updatePinnedLink(pin, ifc.Index, prog)
 		if err != nil {
 			return fmt.Errorf("update xdp link on %q: %w", ifc.Name, err)
 		}
@@ -131,14 +131,35 @@ func describeXDP(ifindex int) string {
 }
 
 // updatePinnedLink swaps prog into the link pinned at pin; false when no
-// link is pinned there.
-func updatePinnedLink(pin string, prog *ebpf.Program) (bool, error) {
+// link is pinned there, or the pinned one is no longer attached to ifindex
+// (its interface was deleted, or it was detached behind ftpgate's back):
+// the caller then attaches afresh.
+func updatePinnedLink(pin string, ifindex int, prog *ebpf.Program) (bool, error) {
 	l, err := link.LoadPinnedLink(pin, nil)
 	if err != nil {
 		return false, nil
 	}
 	defer l.Close()
+	if linkIfindex(l) != ifindex {
+		return false, nil
+	}
 	return true, l.Update(prog)
+}
+
+// linkIfindex is the interface an XDP or TCX link is attached to; 0 when
+// it is attached to none any more.
+func linkIfindex(l link.Link) int {
+	info, err := l.Info()
+	if err != nil {
+		return 0
+	}
+	if x := info.XDP(); x != nil {
+		return int(x.Ifindex)
+	}
+	if x := info.TCX(); x != nil {
+		return int(x.Ifindex)
+	}
+	return 0
 }
 
 // pinNewLink pins a link that attach just made and drops this process's
@@ -173,21 +194,4 @@ func detachIface(ifc *IfaceState, pinDir string) error {
 		removePinnedLink(linkPin(pinDir, ifc.Name, "xdp")),
 		detachTC(ifc, pinDir),
 	)
-}
-
-// xdpAttached reports whether the pinned XDP link is live.
-func xdpAttached(ifc *IfaceState, pinDir string) bool {
-	l, err := link.LoadPinnedLink(linkPin(pinDir, ifc.Name, "xdp"), nil)
-	if err != nil {
-		return false
-	}
-	defer l.Close()
-	info, err := l.Info()
-	if err != nil {
-		return false
-	}
-	if x := info.XDP(); x != nil {
-		return x.Ifindex == uint32(ifc.Index)
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -30,6 +31,11 @@ var ErrLayoutMismatch = errors.New("pinned maps have a different layout than thi
 
 // ErrNoInterface means an --iface does not exist.
 var ErrNoInterface = errors.New("no such interface")
+
+// ErrNotEthernet means an --iface carries no Ethernet header (tun,
+// wireguard, ppp, ipip, gre): the programs parse Ethernet frames and would
+// filter nothing there.
+var ErrNotEthernet = errors.New("ftpgate parses Ethernet frames only")
 
 // TableSizes sets the entries of the LRU tables; see maps.TableSizes.
 type TableSizes = maps.TableSizes
@@ -55,12 +61,20 @@ type Options struct {
 // Dataplane is the loaded and attached ftpgate. Close releases this
 // process's handles and leaves the dataplane attached and pinned.
 type Dataplane struct {
-	Maps   *maps.Maps
+	Maps *maps.Maps
+	// State is what Start attached; the link watcher (Watch) updates it
+	// under mu when it re-attaches an interface: read Ifaces for a copy.
 	State  State
 	objs   bpf.FtpgateObjects
 	lock   *pinLock
 	log    *slog.Logger
 	pinDir string
+	states StateDir
+	progs  ourPrograms
+
+	mu         sync.Mutex
+	reattached map[string]uint64 // per interface name
+	stopWatch  func()
 }
 
 // pinned file layout under the pin directory
@@ -108,8 +122,11 @@ func Start(opts Options) (*Dataplane, error) {
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
 	}
+	if err := removeStaleNewDirs(opts.PinDir); err != nil {
+		log.Warn("leftovers of an interrupted start", "err", err)
+	}
 
-	d := &Dataplane{log: log, pinDir: opts.PinDir}
+	d := &Dataplane{log: log, pinDir: opts.PinDir, states: opts.StateDir, reattached: map[string]uint64{}}
 	if err := d.loadPinned(opts); err != nil {
 		d.Close()
 		return nil, err
@@ -133,7 +150,9 @@ func Start(opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
-	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
+	pidStart, _ := processStart(os.Getpid())
+	d.progs = programIDs(d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress)
+	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
 	if err := opts.StateDir.write(&d.State); err != nil {
 		d.Close()
 		return nil, err
@@ -156,11 +175,27 @@ func resolveIfaces(ns string, names []string) ([]IfaceState, error) {
 				}
 				return fmt.Errorf("interface %q: %w in %s (check the name with `ip link`)", name, ErrNoInterface, where)
 			}
+			if err := checkEthernet(lk); err != nil {
+				return err
+			}
 			out = append(out, IfaceState{Name: name, Index: lk.Attrs().Index, Kind: lk.Type()})
 		}
 		return nil
 	})
 	return out, err
+}
+
+// carriesEthernet reports whether a link type (netlink's name of the
+// ARPHRD type) puts an Ethernet header in front of IP. Loopback does: the
+// stack gives its packets an all-zero Ethernet header.
+func carriesEthernet(encap string) bool { return encap == "ether" || encap == "loopback" }
+
+func checkEthernet(lk netlink.Link) error {
+	if a := lk.Attrs(); !carriesEthernet(a.EncapType) {
+		return fmt.Errorf("interface %q is a %s link (link type %s, no Ethernet header): %w; guard the Ethernet interface the traffic crosses instead",
+			a.Name, lk.Type(), a.EncapType, ErrNotEthernet)
+	}
+	return nil
 }
 
 // loadPinned re-opens pinned maps when there are some, creates and pins them
@@ -228,7 +263,7 @@ func isSizeOnly(ms *ebpf.MapSpec, m *ebpf.Map) bool {
 // renamed into place, so a pin directory is either complete or absent. A
 // concurrent creator that wins the rename is fine: its maps are used.
 func (d *Dataplane) createPins(spec *ebpf.CollectionSpec, pinDir string) error {
-	tmp := fmt.Sprintf("%s-new-%d", pinDir, os.Getpid()) // no dot: bpffs refuses them
+	tmp := newDir(pinDir, os.Getpid())
 	if err := removeTree(tmp); err != nil {
 		return fmt.Errorf("clear %s: %w", tmp, err)
 	}
@@ -395,7 +430,42 @@ func (d *Dataplane) pinPrograms() error {
 // the dataplane attached and pinned: a restart picks it up without loss.
 // Start calls it too when it fails half-way.
 func (d *Dataplane) Close() error {
+	if d.stopWatch != nil {
+		d.stopWatch()
+	}
 	return errors.Join(d.objs.Close(), d.lock.Close())
+}
+
+// Ifaces returns the guarded interfaces as last attached.
+func (d *Dataplane) Ifaces() []IfaceState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.State.Ifaces)
+}
+
+// Observe asks the kernel what of this dataplane's programs is on each
+// guarded interface now.
+func (d *Dataplane) Observe() ([]IfaceStatus, error) {
+	ifaces := d.Ifaces()
+	var out []IfaceStatus
+	err := inNetns(d.State.NetNS, func() error {
+		for _, ifc := range ifaces {
+			out = append(out, observe(ifc, d.progs))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Reattached returns how often the watcher re-attached each guarded interface.
+func (d *Dataplane) Reattached() map[string]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]uint64{}
+	for _, ifc := range d.State.Ifaces {
+		out[ifc.Name] = d.reattached[ifc.Name]
+	}
+	return out
 }
 
 // PinDir returns the pin directory.
@@ -413,6 +483,9 @@ func Detach(pinDir string, states StateDir, netnsName string, log *slog.Logger) 
 	}
 	st, err := states.Read(pinDir)
 	if err != nil {
+		return err
+	}
+	if err := removeStaleNewDirs(pinDir); err != nil {
 		return err
 	}
 	if _, err := os.Stat(pinDir); errors.Is(err, os.ErrNotExist) {

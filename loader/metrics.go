@@ -17,11 +17,11 @@ import (
 	"github.com/ftpgate/ftpgate/maps"
 )
 
-// Collector exposes the dataplane to Prometheus. It reads the maps at scrape
-// time, so the figures are never staler than the scrape.
+// Collector exposes the dataplane to Prometheus. It reads the maps and asks
+// the kernel what is attached at scrape time, so the figures are never
+// staler than the scrape.
 type Collector struct {
-	Maps   *maps.Maps
-	Ifaces []IfaceState
+	Dataplane *Dataplane
 	// Reclaimed counts what the ager removed, per table.
 	Reclaimed struct{ Expectations, Flows, Conns atomic.Uint64 }
 	Log       *slog.Logger
@@ -35,7 +35,10 @@ var (
 	descCapacity = prometheus.NewDesc("ftpgate_map_capacity",
 		"Capacity (max_entries) of a table.", []string{"map"}, nil)
 	descAttach = prometheus.NewDesc("ftpgate_attach_info",
-		"A guarded interface and how it is attached.", []string{"iface", "xdp_mode", "tc_mode"}, nil)
+		"1 when the kernel shows ftpgate's XDP and both TC programs on a guarded interface, 0 when any is missing or the interface is gone; modes as the kernel reports them (as run attached them when missing).",
+		[]string{"iface", "xdp_mode", "tc_mode"}, nil)
+	descReattach = prometheus.NewDesc("ftpgate_reattach_total",
+		"Times run re-attached a guarded interface that was deleted and created again.", []string{"iface"}, nil)
 	descBuild = prometheus.NewDesc("ftpgate_build_info",
 		"Build information.", []string{"version", "goversion"}, nil)
 	descReclaimed = prometheus.NewDesc("ftpgate_ager_reclaimed_total",
@@ -46,7 +49,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEvents, descEntries, descCapacity, descAttach, descBuild, descReclaimed, descScrapeErrors} {
+	for _, d := range []*prometheus.Desc{descEvents, descEntries, descCapacity, descAttach, descReattach, descBuild, descReclaimed, descScrapeErrors} {
 		ch <- d
 	}
 }
@@ -54,7 +57,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	failed := 0.0
-	counters, err := c.Maps.Counters()
+	m := c.Dataplane.Maps
+	counters, err := m.Counters()
 	if err != nil {
 		c.Log.Warn("metrics: read counters", "err", err)
 		failed = 1
@@ -63,17 +67,35 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(v), name)
 	}
 	for _, name := range maps.LRUTables {
-		n, err := c.Maps.Fill(name)
+		n, err := m.Fill(name)
 		if err != nil {
 			c.Log.Warn("metrics: count entries", "map", name, "err", err)
 			failed = 1
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(n), name)
-		ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(c.Maps.ByName(name).MaxEntries()), name)
+		ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(m.ByName(name).MaxEntries()), name)
 	}
-	for _, i := range c.Ifaces {
-		ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, 1, i.Name, string(i.XDPMode), string(i.TCMode))
+	seen, err := c.Dataplane.Observe()
+	if err != nil {
+		c.Log.Warn("metrics: query attachments", "err", err)
+		failed = 1
+	}
+	for _, i := range seen {
+		v, xdp, tc := 0.0, i.XDPMode, i.TCMode
+		if i.XDPAttached {
+			xdp = i.XDPSeen
+		}
+		if i.TCAttached {
+			tc = i.TCSeen
+		}
+		if i.XDPAttached && i.TCAttached {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, v, i.Name, string(xdp), string(tc))
+	}
+	for name, n := range c.Dataplane.Reattached() {
+		ch <- prometheus.MustNewConstMetric(descReattach, prometheus.CounterValue, float64(n), name)
 	}
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, Version, runtime.Version())
 	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Expectations.Load()), maps.NameExpectations)

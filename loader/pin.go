@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -149,4 +150,37 @@ func removeTree(path string) error {
 		}
 	}
 	return os.Remove(path)
+}
+
+// newDir names the temporary directory createPins builds a pin
+// directory in: <pin>-new-<pid> (no dot: bpffs refuses them).
+func newDir(pinDir string, pid int) string { return fmt.Sprintf("%s-new-%d", pinDir, pid) }
+
+// removeStaleNewDirs removes the temporary pin directories of processes
+// that died before renaming theirs into place (a first start killed
+// half-way leaves its maps, some 95 MB at the default sizes, pinned there).
+// A live process's directory is left alone: it may be creating it now.
+func removeStaleNewDirs(pinDir string) error {
+	prefix := filepath.Clean(pinDir) + "-new-"
+	paths, err := filepath.Glob(prefix + "*")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range paths {
+		pid, err := strconv.Atoi(strings.TrimPrefix(p, prefix))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		if err := removeTree(p); err != nil {
+			errs = append(errs, fmt.Errorf("remove stale %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// processAlive reports whether pid exists (EPERM: it does, owned by another user).
+func processAlive(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }

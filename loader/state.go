@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,12 +23,15 @@ const DefaultStateDir StateDir = "/run/ftpgate"
 
 // State is what `run` last attached for a pin directory.
 type State struct {
-	PinDir  string       `json:"pin_dir"`
-	NetNS   string       `json:"netns,omitempty"`
-	PID     int          `json:"pid"`
-	Version string       `json:"version"`
-	Started time.Time    `json:"started"`
-	Ifaces  []IfaceState `json:"ifaces"`
+	PinDir string `json:"pin_dir"`
+	NetNS  string `json:"netns,omitempty"`
+	PID    int    `json:"pid"`
+	// PIDStart is the process's start time (clock ticks after boot), so
+	// that status tells the run from a later process with the same pid.
+	PIDStart uint64       `json:"pid_start,omitempty"`
+	Version  string       `json:"version"`
+	Started  time.Time    `json:"started"`
+	Ifaces   []IfaceState `json:"ifaces"`
 }
 
 func (d StateDir) dir() string {
@@ -36,14 +41,61 @@ func (d StateDir) dir() string {
 	return string(d)
 }
 
-func (d StateDir) path(pinDir string) string {
+// Path names the file of kind ext (".json" for the state; other per-pin-dir
+// files, such as sockets, take their own extension) that belongs to pinDir
+// in this state directory. The name is the pin dir's last element, for the
+// reader, and a hash of its clean absolute path, so that two pin dirs never
+// share a name (…/a_b and …/a/b did when '/' became '_'). It stays short
+// enough for a unix socket path.
+func (d StateDir) Path(pinDir, ext string) string {
+	clean := cleanPinDir(pinDir)
+	base := filepath.Base(clean)
+	if len(base) > maxReadableName {
+		base = base[:maxReadableName]
+	}
+	sum := sha256.Sum256([]byte(clean))
+	return filepath.Join(d.dir(), base+"-"+hex.EncodeToString(sum[:stateHashBytes])+ext)
+}
+
+func (d StateDir) path(pinDir, ext string) string { return d.Path(pinDir, ext) }
+
+// readable part and hash length of a state name
+const (
+	maxReadableName = 32
+	stateHashBytes  = 8
+)
+
+func cleanPinDir(pinDir string) string {
+	if abs, err := filepath.Abs(pinDir); err == nil {
+		return abs
+	}
+	return filepath.Clean(pinDir)
+}
+
+// oldPath is the name builds before collision-free names used: it is read
+// when the new name is absent, so that an upgrade keeps track of what the
+// previous build attached.
+func (d StateDir) oldPath(pinDir string) string {
 	name := strings.ReplaceAll(strings.Trim(filepath.Clean(pinDir), "/"), "/", "_")
 	return filepath.Join(d.dir(), name+".json")
 }
 
 // Read returns the state recorded for pinDir, or nil when none is.
 func (d StateDir) Read(pinDir string) (*State, error) {
-	b, err := os.ReadFile(d.path(pinDir))
+	s, err := readState(d.path(pinDir, ".json"))
+	if s != nil || err != nil {
+		return s, err
+	}
+	// an old-style name may belong to another pin dir that mapped to it
+	s, err = readState(d.oldPath(pinDir))
+	if s == nil || err != nil || cleanPinDir(s.PinDir) != cleanPinDir(pinDir) {
+		return nil, err
+	}
+	return s, nil
+}
+
+func readState(path string) (*State, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -52,7 +104,7 @@ func (d StateDir) Read(pinDir string) (*State, error) {
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("parse state %s: %w", d.path(pinDir), err)
+		return nil, fmt.Errorf("parse state %s: %w", path, err)
 	}
 	return &s, nil
 }
@@ -65,7 +117,7 @@ func (d StateDir) write(s *State) error {
 	if err != nil {
 		return err
 	}
-	path := d.path(s.PinDir)
+	path := d.path(s.PinDir, ".json")
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("write state: %w", err)
@@ -73,13 +125,26 @@ func (d StateDir) write(s *State) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	return nil
+	return d.removeOld(s.PinDir)
 }
 
 func (d StateDir) remove(pinDir string) error {
-	err := os.Remove(d.path(pinDir))
+	err := os.Remove(d.path(pinDir, ".json"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove state: %w", err)
+	}
+	return d.removeOld(pinDir)
+}
+
+// removeOld removes pinDir's old-style state file, and only when it is
+// pinDir's.
+func (d StateDir) removeOld(pinDir string) error {
+	old, err := readState(d.oldPath(pinDir))
+	if err != nil || old == nil || cleanPinDir(old.PinDir) != cleanPinDir(pinDir) {
+		return nil
+	}
+	if err := os.Remove(d.oldPath(pinDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove old state: %w", err)
 	}
 	return nil
 }

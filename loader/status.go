@@ -10,11 +10,16 @@ import (
 	"github.com/ftpgate/ftpgate/maps"
 )
 
-// IfaceStatus is one guarded interface as the kernel shows it now.
+// IfaceStatus is one guarded interface as the kernel shows it now: the
+// embedded IfaceState is what run recorded, the rest what the kernel says.
 type IfaceStatus struct {
 	IfaceState
-	XDPAttached bool `json:"xdp_attached"`
-	TCAttached  bool `json:"tc_attached"`
+	Present     bool    `json:"present"`                 // an interface of this name exists
+	IndexSeen   int     `json:"ifindex_seen,omitempty"`  // its ifindex now
+	XDPAttached bool    `json:"xdp_attached"`            // ftpgate's XDP program is on it
+	XDPSeen     XDPMode `json:"xdp_mode_seen,omitempty"` // in this mode
+	TCAttached  bool    `json:"tc_attached"`             // ftpgate's TC programs are on both hooks
+	TCSeen      TCMode  `json:"tc_mode_seen,omitempty"`  // with this mechanism
 }
 
 // ProgramStatus names a pinned program.
@@ -35,6 +40,7 @@ type MapStatus struct {
 type Status struct {
 	PinDir   string          `json:"pin_dir"`
 	State    *State          `json:"run,omitempty"`
+	Daemon   DaemonStatus    `json:"daemon"`
 	Attached bool            `json:"attached"`
 	Ifaces   []IfaceStatus   `json:"ifaces"`
 	Programs []ProgramStatus `json:"programs"`
@@ -65,7 +71,8 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	if st.Allow, err = m.AllowPorts().List(); err != nil {
 		return nil, err
 	}
-	for _, name := range progPins {
+	var ours ourPrograms
+	for i, name := range progPins {
 		p, err := ebpf.LoadPinnedProgram(filepath.Join(pinDir, progsDir, name), nil)
 		if err != nil {
 			continue
@@ -76,6 +83,7 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 			continue
 		}
 		id, _ := info.ID()
+		ours[i] = id
 		st.Programs = append(st.Programs, ProgramStatus{Name: name, ID: uint32(id), Tag: info.Tag})
 	}
 	for _, name := range maps.LRUTables {
@@ -89,6 +97,7 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	if st.State == nil {
 		return st, nil
 	}
+	st.Daemon = daemonStatus(pinDir, st.State)
 	ns := st.State.NetNS
 	if netnsName != "" {
 		ns = netnsName
@@ -96,7 +105,7 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	st.Attached = len(st.State.Ifaces) > 0
 	err = inNetns(ns, func() error {
 		for _, ifc := range st.State.Ifaces {
-			is := IfaceStatus{IfaceState: ifc, XDPAttached: xdpAttached(&ifc, pinDir), TCAttached: tcAttached(&ifc, pinDir)}
+			is := observe(ifc, ours)
 			st.Attached = st.Attached && is.XDPAttached && is.TCAttached
 			st.Ifaces = append(st.Ifaces, is)
 		}
@@ -108,8 +117,14 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	return st, nil
 }
 
-// ErrNotAttached means status found the dataplane detached (wholly or in part).
-var ErrNotAttached = errors.New("not attached")
+var (
+	// ErrNotAttached means status found the dataplane detached (wholly or in part).
+	ErrNotAttached = errors.New("not attached")
+	// ErrNoDaemon means the dataplane is attached but no `ftpgate run`
+	// holds it: it filters, but nothing ages entries, serves metrics or
+	// re-attaches a re-created interface.
+	ErrNoDaemon = errors.New("attached, but no `ftpgate run` is running")
+)
 
 // Check returns ErrNotAttached with the first missing piece.
 func (s *Status) Check() error {
@@ -117,6 +132,9 @@ func (s *Status) Check() error {
 		return fmt.Errorf("%w: no `ftpgate run` recorded for %s", ErrNotAttached, s.PinDir)
 	}
 	for _, i := range s.Ifaces {
+		if !i.Present {
+			return fmt.Errorf("%w: interface %q is gone (a running `ftpgate run` re-attaches it when it is created again)", ErrNotAttached, i.Name)
+		}
 		if !i.XDPAttached {
 			return fmt.Errorf("%w: XDP is missing on %q", ErrNotAttached, i.Name)
 		}
@@ -125,4 +143,13 @@ func (s *Status) Check() error {
 		}
 	}
 	return nil
+}
+
+// CheckDaemon returns ErrNoDaemon, with the reason, when no run holds the
+// pin directory.
+func (s *Status) CheckDaemon() error {
+	if s.State == nil || s.Daemon.Running {
+		return nil
+	}
+	return fmt.Errorf("%w (%s): start it again to age entries and re-attach re-created interfaces", ErrNoDaemon, s.Daemon.Reason)
 }

@@ -34,8 +34,9 @@ type tcMechanism interface {
 	attach(prog *ebpf.Program, ifc *IfaceState, h tcHook) error
 	// detach removes it; nothing attached is not an error.
 	detach(ifc *IfaceState, h tcHook) error
-	// attached tells status whether it is there.
-	attached(ifc *IfaceState, h tcHook) bool
+	// attached asks the kernel whether program prog is on the hook of
+	// ifc.Index (status and metrics report this, not the pins).
+	attached(ifc *IfaceState, h tcHook, prog ebpf.ProgramID) bool
 }
 
 // tcMechanisms are the mechanisms --tc-attach can name; a third one is one
@@ -110,21 +111,6 @@ func detachTC(ifc *IfaceState, pinDir string) error {
 	return errors.Join(errs...)
 }
 
-// tcAttached reports whether ftpgate's TC programs are attached to ifc.
-func tcAttached(ifc *IfaceState, pinDir string) bool {
-	mk := tcMechanisms[ifc.TCMode]
-	if mk == nil {
-		return false
-	}
-	m := mk(pinDir)
-	for _, h := range tcHooks {
-		if !m.attached(ifc, h) {
-			return false
-		}
-	}
-	return true
-}
-
 // tcxLinks attaches with TCX links (6.6+), pinned so they outlive the process
 // and can be updated in place.
 type tcxLinks struct{ pinDir string }
@@ -134,7 +120,7 @@ func (x tcxLinks) pin(ifc *IfaceState, h tcHook) string {
 }
 
 func (x tcxLinks) replace(prog *ebpf.Program, ifc *IfaceState, h tcHook) (bool, error) {
-	ok, err := updatePinnedLink(x.pin(ifc, h), prog)
+	ok, err := updatePinnedLink(x.pin(ifc, h), ifc.Index, prog)
 	if err != nil {
 		return ok, fmt.Errorf("update tcx %s link on %q: %w", h.name, ifc.Name, err)
 	}
@@ -160,13 +146,17 @@ func (x tcxLinks) detach(ifc *IfaceState, h tcHook) error {
 	return removePinnedLink(x.pin(ifc, h))
 }
 
-func (x tcxLinks) attached(ifc *IfaceState, h tcHook) bool {
-	l, err := link.LoadPinnedLink(x.pin(ifc, h), nil)
+func (tcxLinks) attached(ifc *IfaceState, h tcHook, prog ebpf.ProgramID) bool {
+	res, err := link.QueryPrograms(link.QueryOptions{Target: ifc.Index, Attach: h.tcx})
 	if err != nil {
 		return false
 	}
-	l.Close()
-	return true
+	for _, p := range res.Programs {
+		if p.ID == prog {
+			return true
+		}
+	}
+	return false
 }
 
 // netlinkFilters attaches with a clsact qdisc and a cls_bpf direct-action
@@ -198,8 +188,8 @@ func tcFilter(ifindex int, h tcHook, prog *ebpf.Program) *netlink.BpfFilter {
 	return f
 }
 
-func (n netlinkFilters) replace(prog *ebpf.Program, ifc *IfaceState, h tcHook) (bool, error) {
-	if !n.attached(ifc, h) {
+func (netlinkFilters) replace(prog *ebpf.Program, ifc *IfaceState, h tcHook) (bool, error) {
+	if ourFilter(ifc, h) == nil {
 		return false, nil
 	}
 	// the same handle and priority: the kernel swaps the program atomically
@@ -231,17 +221,24 @@ func (netlinkFilters) detach(ifc *IfaceState, h tcHook) error {
 	return nil
 }
 
-func (netlinkFilters) attached(ifc *IfaceState, h tcHook) bool {
+func (netlinkFilters) attached(ifc *IfaceState, h tcHook, prog ebpf.ProgramID) bool {
+	f := ourFilter(ifc, h)
+	return f != nil && ebpf.ProgramID(f.Id) == prog
+}
+
+// ourFilter returns the filter of ftpgate's handle and priority at the
+// hook, whatever program it runs.
+func ourFilter(ifc *IfaceState, h tcHook) *netlink.BpfFilter {
 	filters, err := netlink.FilterList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: ifc.Index}}, h.parent)
 	if err != nil {
-		return false
+		return nil
 	}
 	for _, f := range filters {
 		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Attrs().Priority == tcFilterPriority && bf.Attrs().Handle == netlink.MakeHandle(0, tcFilterHandle) {
-			return true
+			return bf
 		}
 	}
-	return false
+	return nil
 }
 
 // HaveTCX reports whether the running kernel has TCX links (Linux 6.6+). It

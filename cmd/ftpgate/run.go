@@ -109,7 +109,11 @@ func runAction(c *cli.Context) error {
 		defer os.Remove(path)
 	}
 
-	metrics := &loader.Collector{Maps: dp.Maps, Ifaces: dp.State.Ifaces, Log: log}
+	if err := dp.Watch(ctx); err != nil {
+		dp.Close()
+		return err
+	}
+	metrics := &loader.Collector{Dataplane: dp, Log: log}
 	if addr := c.String("metrics-addr"); addr != "" {
 		if err := loader.ServeMetrics(ctx, addr, metrics); err != nil {
 			dp.Close()

@@ -65,8 +65,9 @@ func TestRunUntilSignalled(t *testing.T) {
 			t.Fatalf("detach-on-exit=%v, pins present: %v", detach, err == nil)
 		}
 		if !detach {
-			if r := ftpgate("status", "--pin-dir", pinDir, "--state-dir", states); r.code != 0 {
-				t.Fatalf("status after the daemon stopped: %s", r.stderr)
+			// still attached, but nothing ages: status says both, exit 4
+			if r := ftpgate("status", "--pin-dir", pinDir, "--state-dir", states); r.code != 4 || !strings.Contains(r.stdout, "not running") {
+				t.Fatalf("status after the daemon stopped: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 			}
 		}
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 func statusCommand() *cli.Command {
-	return pinCommand("status", "show interfaces, attach modes, program ids and table fill; exit 0 only when attached",
+	return pinCommand("status", "show interfaces, attach modes, program ids and table fill; exit 0 only when attached and run is running",
 		[]cli.Flag{jsonFlag()}, func(c *cli.Context) error {
 			if err := loader.CheckHost(); err != nil {
 				return err
@@ -29,6 +29,12 @@ func statusCommand() *cli.Command {
 			if err := st.Check(); err != nil {
 				return cli.Exit(err.Error(), 3)
 			}
+			// attached and filtering, but degraded: a code of its own, so that
+			// monitoring sees it and a script that only asks "attached?" can
+			// accept 0 and 4
+			if err := st.CheckDaemon(); err != nil {
+				return cli.Exit(err.Error(), 4)
+			}
 			return nil
 		})
 }
@@ -40,6 +46,14 @@ func yesNo(b bool) string {
 	return "NO"
 }
 
+// seen is the mode the kernel reports, or the recorded one marked missing.
+func seen(kernel, recorded string, attached bool) string {
+	if attached {
+		return kernel
+	}
+	return recorded + " (missing)"
+}
+
 func printStatus(c *cli.Context, st *loader.Status) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "pin dir:   %s\n", st.PinDir)
@@ -48,13 +62,22 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 		if ns == "" {
 			ns = "(host)"
 		}
-		fmt.Fprintf(w, "run:       pid %d, version %s, started %s, netns %s\n", st.State.PID, st.State.Version, st.State.Started.Format("2006-01-02 15:04:05Z"), ns)
+		if st.Daemon.Running {
+			fmt.Fprintf(w, "run:       pid %d, version %s, started %s, netns %s\n", st.Daemon.PID, st.State.Version, st.State.Started.Format("2006-01-02 15:04:05Z"), ns)
+		} else {
+			fmt.Fprintf(w, "run:       not running (%s); the dataplane stays attached — start `ftpgate run` again to age entries\n", st.Daemon.Reason)
+		}
 	}
 	fmt.Fprintf(w, "ftp ports: %v   allowed ports: %v\n", st.Ctrl, st.Allow)
 	fmt.Fprintf(w, "config:    %s\n\n", describeConfig(st.Config))
 
+	// what the kernel shows; the modes run attached when a program is missing
 	table(w, "INTERFACE\tIFINDEX\tXDP\tTC\tATTACHED", st.Ifaces, func(i loader.IfaceStatus) string {
-		return fmt.Sprintf("%s\t%d\t%s\t%s\t%s", i.Name, i.Index, i.XDPMode, i.TCMode, yesNo(i.XDPAttached && i.TCAttached))
+		if !i.Present {
+			return fmt.Sprintf("%s\t-\t%s\t%s\tNO (interface gone)", i.Name, i.XDPMode, i.TCMode)
+		}
+		return fmt.Sprintf("%s\t%d\t%s\t%s\t%s", i.Name, i.IndexSeen, seen(string(i.XDPSeen), string(i.XDPMode), i.XDPAttached),
+			seen(string(i.TCSeen), string(i.TCMode), i.TCAttached), yesNo(i.XDPAttached && i.TCAttached))
 	})
 	fmt.Fprintln(w)
 	table(w, "PROGRAM\tID\tTAG", st.Programs, func(p loader.ProgramStatus) string {
