@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,10 +27,11 @@ const maxSocketPath = 107
 const eventsSuffix = ".events.sock"
 
 // EventsSocket returns the unix socket where `run` serves the events of
-// pinDir: the state file's name with another suffix, or, where that path is
-// too long for a socket address, a hash of it in the same directory.
+// pinDir: named like the state file, with another suffix, or, where a long
+// state directory makes that too long for a socket address, a hash of it in
+// the same directory.
 func (d StateDir) EventsSocket(pinDir string) string {
-	p := strings.TrimSuffix(d.path(pinDir), filepath.Ext(d.path(pinDir))) + eventsSuffix
+	p := d.Path(pinDir, eventsSuffix)
 	if len(p) <= maxSocketPath {
 		return p
 	}

@@ -84,7 +84,7 @@ func TestEventServerDrainsAndServes(t *testing.T) {
 func TestEventsSocketPath(t *testing.T) {
 	d := StateDir("/run/ftpgate")
 	pin := "/sys/fs/bpf/ftpgate"
-	state := d.path(pin)
+	state := d.Path(pin, ".json")
 	if got, want := d.EventsSocket(pin), strings.TrimSuffix(state, filepath.Ext(state))+".events.sock"; got != want {
 		t.Errorf("socket %s, want %s beside the state file %s", got, want, state)
 	}

@@ -57,8 +57,6 @@ func (d StateDir) Path(pinDir, ext string) string {
 	return filepath.Join(d.dir(), base+"-"+hex.EncodeToString(sum[:stateHashBytes])+ext)
 }
 
-func (d StateDir) path(pinDir, ext string) string { return d.Path(pinDir, ext) }
-
 // readable part and hash length of a state name
 const (
 	maxReadableName = 32
@@ -82,7 +80,7 @@ func (d StateDir) oldPath(pinDir string) string {
 
 // Read returns the state recorded for pinDir, or nil when none is.
 func (d StateDir) Read(pinDir string) (*State, error) {
-	s, err := readState(d.path(pinDir, ".json"))
+	s, err := readState(d.Path(pinDir, ".json"))
 	if s != nil || err != nil {
 		return s, err
 	}
@@ -117,7 +115,7 @@ func (d StateDir) write(s *State) error {
 	if err != nil {
 		return err
 	}
-	path := d.path(s.PinDir, ".json")
+	path := d.Path(s.PinDir, ".json")
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("write state: %w", err)
@@ -129,7 +127,7 @@ func (d StateDir) write(s *State) error {
 }
 
 func (d StateDir) remove(pinDir string) error {
-	err := os.Remove(d.path(pinDir, ".json"))
+	err := os.Remove(d.Path(pinDir, ".json"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove state: %w", err)
 	}

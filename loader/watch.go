@@ -58,7 +58,7 @@ func (d *Dataplane) Watch(ctx context.Context) error {
 				return
 			case u, ok := <-updates:
 				if !ok {
-					d.log.Error("link events stopped: a re-created interface is no longer re-attached; restart ftpgate run")
+					d.log.Error("link events stopped: a re-created interface is no longer re-attached; restart `ftpgate run`")
 					return
 				}
 				d.onLink(u)
