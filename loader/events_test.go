@@ -1,7 +1,10 @@
 package loader
 
 import (
+	"errors"
+	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,5 +95,24 @@ func TestEventsSocketPath(t *testing.T) {
 	got := d.EventsSocket(long)
 	if len(got) > maxSocketPath || filepath.Dir(got) != d.dir() || got == d.EventsSocket(long+"2") {
 		t.Errorf("socket for a long pin dir: %s", got)
+	}
+}
+
+// TestDetachRemovesLeftSocket: a run killed with SIGKILL leaves its events
+// socket; detach removes it with the state file.
+func TestDetachRemovesLeftSocket(t *testing.T) {
+	env := newEnv(t)
+	must(t, env.start(t, env.options(XDPGeneric, TCNetlink)).Close())
+	path := env.states.EventsSocket(env.pinDir)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	must(t, err)
+	ln.SetUnlinkOnClose(false) // as a killed process leaves it
+	must(t, ln.Close())
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("no left socket to test with: %v", err)
+	}
+	must(t, Detach(env.pinDir, env.states, "", nil))
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("detach left %s (%v)", path, err)
 	}
 }

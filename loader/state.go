@@ -126,10 +126,13 @@ func (d StateDir) write(s *State) error {
 	return d.removeOld(s.PinDir)
 }
 
+// remove removes pinDir's state file and the events socket a killed run may
+// have left beside it.
 func (d StateDir) remove(pinDir string) error {
-	err := os.Remove(d.Path(pinDir, ".json"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove state: %w", err)
+	for _, p := range []string{d.Path(pinDir, ".json"), d.EventsSocket(pinDir)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove state: %w", err)
+		}
 	}
 	return d.removeOld(pinDir)
 }
