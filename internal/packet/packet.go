@@ -9,6 +9,8 @@ package packet
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/ftpgate/ftpgate/internal/inetsum"
 )
 
 // TCP flag bits.
@@ -97,8 +99,8 @@ func (t TCP) tcpSegment() []byte {
 	copy(b[tcpHeaderLen:], t.TCPOptions)
 	b = append(b, t.Payload...)
 
-	sum := pseudoHeaderSum(t.Src.Addr(), t.Dst.Addr(), protoTCP, len(b))
-	csum := finish(sum + onesSum(b))
+	sum := inetsum.Pseudo(t.Src.Addr(), t.Dst.Addr(), protoTCP, len(b))
+	csum := finish(sum + inetsum.Sum(b))
 	if t.PartialChecksum {
 		csum = ^finish(sum)
 	}
@@ -126,7 +128,7 @@ func (t TCP) ipv4(payload []byte) []byte {
 	src, dst := t.Src.Addr().As4(), t.Dst.Addr().As4()
 	copy(b[12:], src[:])
 	copy(b[16:], dst[:])
-	binary.BigEndian.PutUint16(b[10:], finish(onesSum(b)))
+	binary.BigEndian.PutUint16(b[10:], finish(inetsum.Sum(b)))
 	return append(b, payload...)
 }
 
@@ -177,7 +179,7 @@ func UDP(src, dst netip.AddrPort, payload []byte) []byte {
 		frame = t.ipv4(u)
 		frame[9] = protoUDP
 		frame[10], frame[11] = 0, 0
-		binary.BigEndian.PutUint16(frame[10:], finish(onesSum(frame[:ipv4HeaderLen])))
+		binary.BigEndian.PutUint16(frame[10:], finish(inetsum.Sum(frame[:ipv4HeaderLen])))
 	} else {
 		frame = t.ipv6(u)
 		frame[6] = protoUDP
@@ -186,28 +188,5 @@ func UDP(src, dst netip.AddrPort, payload []byte) []byte {
 	return append(append([]byte{}, eth...), frame...)
 }
 
-func pseudoHeaderSum(src, dst netip.Addr, proto byte, length int) uint32 {
-	var sum uint32
-	s, d := src.AsSlice(), dst.AsSlice()
-	sum += onesSum(s) + onesSum(d)
-	sum += uint32(proto) + uint32(length)
-	return sum
-}
-
-func onesSum(b []byte) uint32 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	return sum
-}
-
-func finish(sum uint32) uint16 {
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
-}
+// finish is the checksum field for a sum.
+func finish(sum uint64) uint16 { return ^inetsum.Fold(sum) }

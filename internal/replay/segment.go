@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/inetsum"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -183,7 +184,7 @@ func (s tcpSegment) piece(seq uint32, flags uint8, payload []byte, claim int) []
 		binary.BigEndian.PutUint16(ip[ipv4LenOff:], uint16(l3))
 		ihl := int(ip[0]&0x0f) * 4
 		binary.BigEndian.PutUint16(ip[ipv4CsumOff:], 0)
-		binary.BigEndian.PutUint16(ip[ipv4CsumOff:], ^fold(onesSum(ip[:ihl])))
+		binary.BigEndian.PutUint16(ip[ipv4CsumOff:], ^inetsum.Fold(inetsum.Sum(ip[:ihl])))
 	} else {
 		binary.BigEndian.PutUint16(ip[ipv6LenOff:], uint16(l3-ipv6Hdr))
 	}
@@ -191,7 +192,7 @@ func (s tcpSegment) piece(seq uint32, flags uint8, payload []byte, claim int) []
 	binary.BigEndian.PutUint32(tcp[tcpSeqOff:], seq)
 	tcp[tcpFlagsOff] = flags
 	binary.BigEndian.PutUint16(tcp[tcpCsumOff:], 0)
-	binary.BigEndian.PutUint16(tcp[tcpCsumOff:], ^fold(s.pseudoSum(len(tcp))+onesSum(tcp)))
+	binary.BigEndian.PutUint16(tcp[tcpCsumOff:], ^inetsum.Fold(s.pseudoSum(len(tcp))+inetsum.Sum(tcp)))
 	return f
 }
 
@@ -206,35 +207,15 @@ func (s tcpSegment) trusted(tcp []byte) bool {
 		return true
 	}
 	pseudo := s.pseudoSum(len(tcp))
-	if fold(pseudo) == binary.BigEndian.Uint16(tcp[tcpCsumOff:]) {
+	if inetsum.Fold(pseudo) == binary.BigEndian.Uint16(tcp[tcpCsumOff:]) {
 		return true
 	}
-	return fold(pseudo+onesSum(tcp)) == csumGood
+	return inetsum.Fold(pseudo+inetsum.Sum(tcp)) == csumGood
 }
 
 // pseudoSum is the one's-complement sum of the TCP pseudo-header
 func (s tcpSegment) pseudoSum(tcpLen int) uint64 {
-	src, dst := s.src.Addr().AsSlice(), s.dst.Addr().AsSlice()
-	return onesSum(src) + onesSum(dst) + protoTCP + uint64(tcpLen)
-}
-
-// onesSum adds b up as big-endian 16-bit words, the last one zero-padded
-func onesSum(b []byte) uint64 {
-	var sum uint64
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint64(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint64(b[len(b)-1]) << 8
-	}
-	return sum
-}
-
-func fold(sum uint64) uint16 {
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
+	return inetsum.Pseudo(s.src.Addr(), s.dst.Addr(), protoTCP, tcpLen)
 }
 
 // reach is where the live parser stops reading payload from start: each
