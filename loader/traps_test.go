@@ -142,27 +142,25 @@ func TestStaleNewDirsAreRemoved(t *testing.T) {
 	dead := leftNew(t, env.pinDir, deadPID(t))
 	live := leftNew(t, env.pinDir, 1) // init is alive
 	t.Cleanup(func() { removeTree(live) })
+	// after each step the dead process's dir is gone, the live one's kept
+	check := func(step string) {
+		t.Helper()
+		if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s left %s (%v)", step, dead, err)
+		}
+		if _, err := os.Stat(live); err != nil {
+			t.Fatalf("%s removed a live process's %s: %v", step, live, err)
+		}
+	}
 	must(t, env.start(t, env.options(XDPGeneric, TCNetlink)).Close())
-	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("start left %s (%v)", dead, err)
-	}
-	if _, err := os.Stat(live); err != nil {
-		t.Fatalf("start removed a live process's %s: %v", live, err)
-	}
+	check("start")
 	dead = leftNew(t, env.pinDir, deadPID(t))
 	must(t, Detach(env.pinDir, env.states, "", nil))
-	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("detach left %s (%v)", dead, err)
-	}
-	if _, err := os.Stat(live); err != nil {
-		t.Fatalf("detach removed a live process's %s: %v", live, err)
-	}
+	check("detach")
 	// detach with nothing pinned still tidies up
 	dead = leftNew(t, env.pinDir, deadPID(t))
 	must(t, Detach(env.pinDir, env.states, "", nil))
-	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("detach of an absent pin dir left %s (%v)", dead, err)
-	}
+	check("detach of an absent pin dir")
 }
 
 // TestStatusTellsDeadDaemon: status says whether the `run` that attached is
