@@ -7,14 +7,16 @@ import (
 	"time"
 
 	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
+// the lab's addresses, also for the synthetic packets
 var (
-	cli4 = netip.MustParseAddr("192.0.2.2")
-	srv4 = netip.MustParseAddr("198.51.100.2")
-	cli6 = netip.MustParseAddr("2001:db8:1::2")
-	srv6 = netip.MustParseAddr("2001:db8:2::2")
+	cli4 = nettest.ClientV4.Addr()
+	srv4 = nettest.ServerV4.Addr()
+	cli6 = nettest.ClientV6.Addr()
+	srv6 = nettest.ServerV6.Addr()
 )
 
 func ctrlKey(client, server netip.Addr) bpf.FtpgateCtrlKey {

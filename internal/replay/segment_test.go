@@ -9,15 +9,17 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
+// the lab's addresses: a client port and the FTP port
 var (
-	cli4 = netip.MustParseAddrPort("192.0.2.2:40000")
-	srv4 = netip.MustParseAddrPort("198.51.100.2:21")
-	cli6 = netip.MustParseAddrPort("[2001:db8:1::2]:40000")
-	srv6 = netip.MustParseAddrPort("[2001:db8:2::2]:21")
+	cli4 = netip.AddrPortFrom(nettest.ClientV4.Addr(), 40000)
+	srv4 = netip.AddrPortFrom(nettest.ServerV4.Addr(), 21)
+	cli6 = netip.AddrPortFrom(nettest.ClientV6.Addr(), 40000)
+	srv6 = netip.AddrPortFrom(nettest.ServerV6.Addr(), 21)
 )
 
 func TestLocateTCP(t *testing.T) {
