@@ -83,7 +83,10 @@ static __always_inline int event_allowed(__u64 now)
 	if (!b)
 		return 0;
 	if (now < b->last_ns) {
-		/* the clock was set back (tests, replay): start afresh */
+		/*
+		 * only config.clock_offset moves this CPU's clock back (tests,
+		 * replay): start afresh
+		 */
 		b->last_ns = now;
 		b->credit_ns = EVENT_CREDIT_MAX_NS;
 	}

@@ -1,7 +1,10 @@
 package bpf_test
 
 import (
+	"golang.org/x/sys/unix"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,6 +53,7 @@ func TestRejectionsCannotCrowdOutLifecycleEvents(t *testing.T) {
 // kernel clock runs on while the test sends, so the bucket may refill by
 // what that time is worth.
 func TestRejectEventsRateLimited(t *testing.T) {
+	bpftest.OneCPU(t) // the bucket is per CPU
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
 	// the bucket refills from its last update: the previous batch's last send
@@ -154,4 +158,57 @@ func TestUnpaired227WithoutAddress(t *testing.T) {
 		t.Fatalf("events for an unpaired 227 with an address: %+v", evs)
 	}
 	wantCounters(t, r, map[string]uint64{"reply_227_no_address": 1, "reject_unpaired": 1})
+}
+
+// TestSYNDropEventsLimitedOnEveryCPU: a SYN flood from several CPUs at once
+// is reported at most at the per-CPU rate on each. With one bucket for all
+// CPUs, a CPU that read the clock before another wrote its later time saw
+// the clock go back and refilled the bucket: the flood was reported until
+// the ring was half full.
+func TestSYNDropEventsLimitedOnEveryCPU(t *testing.T) {
+	r := bpftest.Shared(t)
+	var cpus unix.CPUSet
+	must(t, unix.SchedGetaffinity(0, &cpus))
+	const perCPU = 20000
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	used := 0
+	for cpu := 0; used < cpus.Count(); cpu++ {
+		if !cpus.IsSet(cpu) {
+			continue
+		}
+		used++
+		wg.Add(1)
+		go func(cpu int) {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var one unix.CPUSet
+			one.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &one); err != nil {
+				errs <- err
+				return
+			}
+			frame := bpftest.SYN(ap(client4, uint16(10000+cpu)), ap(server4, 30000))
+			for range perCPU {
+				if _, err := r.XDP(frame); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(cpu)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	limit := used * (maps.RejectEventsBurst + int(elapsed.Seconds()*float64(maps.RejectEventsPerSec)) + 1)
+	got := countType(events(t, r), maps.EventSYNDrop)
+	if got > limit {
+		t.Fatalf("%d SYN drop events from %d CPUs in %v, want at most %d", got, used, elapsed, limit)
+	}
+	wantCounters(t, r, map[string]uint64{"syn_drop_unexpected": uint64(used * perCPU), "events_suppressed": uint64(used*perCPU - got)})
 }

@@ -66,8 +66,8 @@ enum limits {
 	/* guarded interfaces one dataplane holds */
 	MAX_GUARDED_IFS = 256,
 	/*
-	 * Rejections and dropped SYNs are reported at this rate, after a burst
-	 * of REJECT_EVENTS_BURST; the rest count as events_suppressed. They are
+	 * Rejections and dropped SYNs are reported at this rate per CPU, after a
+	 * burst of REJECT_EVENTS_BURST; the rest count as events_suppressed. They are
 	 * also reported only while the ring is less than half full, so that
 	 * expectation events always find room.
 	 */

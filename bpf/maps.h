@@ -45,10 +45,12 @@ struct {
 } events SEC(".maps");
 
 /*
- * the rate limiter of rejection and dropped-SYN events: one bucket shared by
- * every CPU (races only loosen the limit), never pinned: a restart refills it
+ * the rate limiter of rejection and dropped-SYN events: one bucket per CPU.
+ * A shared bucket bounced its cache line between the CPUs of a SYN flood on
+ * every drop, and its clock went backwards whenever another CPU had just
+ * written a later time. Never pinned: a restart refills it.
  */
-FTPGATE_MAP(event_budget, BPF_MAP_TYPE_ARRAY, 1, __u32, struct event_budget);
+FTPGATE_MAP(event_budget, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct event_budget);
 
 /* guarded interfaces by ifindex: TC egress skips what one of them received */
 FTPGATE_MAP(guarded_ifs, BPF_MAP_TYPE_HASH, MAX_GUARDED_IFS, __u32, struct iface_val);

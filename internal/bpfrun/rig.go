@@ -109,8 +109,8 @@ func (r *Rig) Reset() error {
 	if _, err := r.Events(); err != nil {
 		return err
 	}
-	// a full bucket of rejection events
-	if err := r.Objs.EventBudget.Put(uint32(0), bpf.FtpgateEventBudget{}); err != nil {
+	// a full bucket of rejection events on every CPU
+	if err := r.Objs.EventBudget.Put(uint32(0), make([]bpf.FtpgateEventBudget, ebpf.MustPossibleCPU())); err != nil {
 		return fmt.Errorf("reset event budget: %w", err)
 	}
 	zeros := make([]uint64, ebpf.MustPossibleCPU())

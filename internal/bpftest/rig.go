@@ -7,7 +7,9 @@ package bpftest
 import (
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -83,4 +85,31 @@ func Shared(tb testing.TB) *Rig {
 		tb.Fatalf("reset: %v", err)
 	}
 	return shared
+}
+
+// OneCPU keeps the test on one CPU until it ends, for tests of
+// per-CPU state (the event rate limiter): BPF_PROG_TEST_RUN runs the program
+// on the calling thread's CPU.
+func OneCPU(tb testing.TB) {
+	tb.Helper()
+	runtime.LockOSThread()
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
+		tb.Fatalf("read CPU affinity: %v", err)
+	}
+	first := 0
+	for !old.IsSet(first) {
+		first++
+	}
+	var one unix.CPUSet
+	one.Set(first)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		runtime.UnlockOSThread()
+		tb.Fatalf("set CPU affinity: %v", err)
+	}
+	tb.Cleanup(func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	})
 }
