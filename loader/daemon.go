@@ -91,3 +91,7 @@ func processStart(pid int) (uint64, error) {
 	}
 	return strconv.ParseUint(fields[startField], 10, 64)
 }
+
+// RunHolding returns the pid of the `ftpgate run` that holds pinDir now, if
+// one does.
+func RunHolding(pinDir string) (int, bool) { return flockHolder(pinDir) }

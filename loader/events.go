@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -88,14 +89,14 @@ func ServeEvents(m *maps.Maps, path string, log *slog.Logger) (*EventServer, err
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale events socket: %w", err)
 	}
+	// Events name the hosts of every control connection: root's only. The
+	// socket is born with mode 0600 (a chmod after bind leaves a moment in
+	// which anyone may connect, and follows symbolic links).
+	old := unix.Umask(0o177)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	unix.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on events socket: %w", err)
-	}
-	// events name the hosts of every control connection: root's only
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("events socket: %w", err)
 	}
 	rd, err := ringbuf.NewReader(m.Events)
 	if err != nil {
@@ -141,8 +142,14 @@ func (s *EventServer) accept() {
 	defer s.done.Done()
 	for {
 		conn, err := s.ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
 		if err != nil {
-			return // closed
+			// out of file descriptors, say: monitors must still get in later
+			s.log.Warn("accept a monitor", "err", err)
+			time.Sleep(acceptBackoff)
+			continue
 		}
 		c := &eventClient{conn: conn, queue: make(chan frame, clientQueue)}
 		c.queue <- frame{} // the empty record: registered, nothing missed from here on
@@ -223,6 +230,13 @@ func DialEvents(path string) (*EventStream, error) {
 	return e, nil
 }
 
+// acceptBackoff is the pause after a failed accept, before the next.
+const acceptBackoff = 100 * time.Millisecond
+
+// maxFrame bounds a record read from the socket: run sends ring records,
+// each one struct event.
+const maxFrame = 4096
+
 // dialTimeout bounds the wait for run to register a new monitor.
 const dialTimeout = 5 * time.Second
 
@@ -237,7 +251,11 @@ func (e *EventStream) Read() (raw []byte, skipped uint32, err error) {
 		}
 		return nil, 0, err
 	}
-	raw = make([]byte, binary.LittleEndian.Uint32(hdr[:4]))
+	n := binary.LittleEndian.Uint32(hdr[:4])
+	if n > maxFrame {
+		return nil, 0, fmt.Errorf("read event: a record of %d bytes is not from `ftpgate run`", n)
+	}
+	raw = make([]byte, n)
 	if _, err := io.ReadFull(e.conn, raw); err != nil {
 		return nil, 0, fmt.Errorf("read event: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/maps"
@@ -114,5 +115,22 @@ func TestDetachRemovesLeftSocket(t *testing.T) {
 	must(t, Detach(env.pinDir, env.states, "", nil))
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("detach left %s (%v)", path, err)
+	}
+}
+
+// TestEventsSocketIsRootsOnly: events name the hosts of every control
+// connection, so the socket is born 0600, whatever the umask.
+func TestEventsSocketIsRootsOnly(t *testing.T) {
+	env := newEnv(t)
+	dp := env.start(t, env.options(XDPGeneric, TCNetlink))
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	srv, err := ServeEvents(dp.Maps, env.states.EventsSocket(env.pinDir), nil)
+	must(t, err)
+	defer srv.Close()
+	fi, err := os.Lstat(env.states.EventsSocket(env.pinDir))
+	must(t, err)
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("events socket mode %v, want a socket with 0600", fi.Mode())
 	}
 }

@@ -67,9 +67,14 @@ func flagsFirst(app *cli.App, args []string) []string {
 			continue
 		}
 		// the first argument of the command: flags stop here
-		var moved, positional, end []string
+		var moved, positional, end, dangling []string
 		for j := i; j < len(rest); j++ {
 			switch b := rest[j]; {
+			case isFlag(b) && takesValue(flags, b) && j == len(rest)-1:
+				// a value flag with no value: moved in front, it would take
+				// the first argument as its value; left last, it is refused
+				// as an argument
+				dangling = append(dangling, b)
 			case b == "--":
 				// it now ends the flags before all the arguments
 				end = []string{b}
@@ -85,7 +90,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 			// help takes no arguments: the parser would read one as a topic
 			return append(out, moved...)
 		}
-		return append(append(append(out, moved...), end...), positional...)
+		return slices.Concat(out, moved, end, positional, dangling)
 	}
 	return out
 }

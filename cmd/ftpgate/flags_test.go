@@ -127,6 +127,10 @@ func TestFlagsFirst(t *testing.T) {
 		// a value flag's value that looks like an argument stays with it
 		{[]string{"parent", "child", "--pin-dir", "child", "1"},
 			[]string{"parent", "child", "--pin-dir", "child", "1"}, parsed{false, "child", nil, []string{"1"}}},
+		// a value flag without its value stays last: moved, it would take
+		// the first argument as its value
+		{[]string{"parent", "child", "1", "2", "--pin-dir"},
+			[]string{"parent", "child", "1", "2", "--pin-dir"}, parsed{false, loader.DefaultPinDir, nil, []string{"1", "2", "--pin-dir"}}},
 	}
 	for _, tc := range cases {
 		args := append([]string{"ftpgate"}, tc.args...)

@@ -67,6 +67,11 @@ func openEvents(c *cli.Context, m *maps.Maps) (src eventSource, direct bool, err
 		fmt.Fprintf(c.App.ErrWriter, "monitoring the events of `ftpgate run` (%s; interrupt to stop)\n", path)
 		return socketSource{st}, false, nil
 	}
+	// the ring has one reader position: reading it beside a live run would
+	// split the events between the two
+	if pid, ok := loader.RunHolding(pinDir(c)); ok {
+		return nil, false, fmt.Errorf("`ftpgate run` (pid %d) holds %s but serves no events on %s (%v): give monitor the --state-dir run was given, or restart run", pid, pinDir(c), path, errors.Unwrap(err))
+	}
 	rd, rerr := ringbuf.NewReader(m.Events)
 	if rerr != nil {
 		return nil, false, fmt.Errorf("read %s: %w", maps.NameEvents, rerr)

@@ -76,6 +76,7 @@ func waitMonitor(t *testing.T, ch <-chan result) result {
 // left there before it started, and every event has its time (issue 10 c).
 func TestMonitorSkipsStaleEvents(t *testing.T) {
 	f := newFixture(t)
+	f.dp.Close()        // as after run stopped: the dataplane stays, nothing drains it
 	f.dropSYN(t, 40000) // stale: before the monitor starts
 	mon := f.startMonitor(t, "1")
 	before := time.Now()
@@ -121,5 +122,16 @@ func TestMonitorOverRunSocket(t *testing.T) {
 			time.Since(ev.Time) > time.Minute || time.Since(ev.Time) < -time.Second {
 			t.Fatalf("monitor %d printed %s", i, r.stdout)
 		}
+	}
+}
+
+// With run holding the pin directory but no events socket to be found (a
+// run given another --state-dir), monitor refuses rather than read the ring
+// beside run: the two readers would split the events between them.
+func TestMonitorRefusesToSplitRunsEvents(t *testing.T) {
+	f := newFixture(t) // its dataplane holds the pin directory, as run does
+	r := f.cmd([]string{"monitor"}, "--count", "1")
+	if r.code == 0 || !strings.Contains(r.stderr, "serves no events") || strings.Contains(r.stderr, "reading the ring directly") {
+		t.Fatalf("monitor beside a live run without its socket: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

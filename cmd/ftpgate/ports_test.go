@@ -72,3 +72,16 @@ func TestFlagsAfterPorts(t *testing.T) {
 		t.Errorf("after --: %s", r.stderr)
 	}
 }
+
+// A value flag left without its value after the ports changes nothing: it
+// must not take a port as its value (then 2121 would never be added).
+func TestDanglingValueFlagAfterPorts(t *testing.T) {
+	f := newFixture(t)
+	r := f.cmd([]string{"ports", "add", "2121", "2122"}, "--state-dir")
+	if r.code == 0 {
+		t.Fatalf("ports add 2121 2122 --state-dir succeeded: %q", r.stdout)
+	}
+	if r := f.cmd([]string{"ports"}); strings.Contains(r.stdout, "2121") || strings.Contains(r.stdout, "2122") {
+		t.Fatalf("ports after the refused command: %q", r.stdout)
+	}
+}
