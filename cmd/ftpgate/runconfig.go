@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -25,8 +28,15 @@ func configFileKeys(c *cli.Context, flags []cli.Flag) error {
 		return fmt.Errorf("--config: %w", err)
 	}
 	var doc any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%s: %s", file, strings.ReplaceAll(err.Error(), "\n", ";"))
+	}
+	// altsrc reads the first document only: settings in a second would be
+	// ignored without a word
+	var more any
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: more than one YAML document (---): put every setting in one", file)
 	}
 	var keys []string
 	switch doc := doc.(type) {

@@ -22,6 +22,8 @@ func TestConfigFileUnknownKey(t *testing.T) {
 		"iface: [lo]\n- not a map\n": `%s: yaml: line 1:`,
 		"- iface\n- lo\n":            `%s: the top level must map flag names to values (ftp-port: [21])`,
 		"\"\": 1\n":                  `unknown key "" in %s`,
+		// altsrc reads the first document only
+		"ftp-port: [21]\n---\nftpport: [2121]\n": `%s: more than one YAML document (---): put every setting in one`,
 	}
 	for body, want := range cases {
 		t.Run(strings.Fields(body)[0], func(t *testing.T) {
