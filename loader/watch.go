@@ -22,12 +22,19 @@ import (
 // its new ifindex in guarded_ifs and in the state file, and a log line and
 // a count in ftpgate_reattach_total. It returns once subscribed.
 func (d *Dataplane) Watch(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
 	opts := netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { d.log.Warn("link events", "err", err) },
+		ErrorCallback: func(err error) {
+			// closing the subscription on the way out reads as an error too
+			if ctx.Err() == nil {
+				d.log.Warn("link events", "err", err)
+			}
+		},
 	}
 	if ns := d.State.NetNS; ns != "" {
 		h, err := netns.GetFromName(ns)
 		if err != nil {
+			cancel()
 			return fmt.Errorf("watch links: open network namespace %q: %w", ns, err)
 		}
 		defer h.Close() // only used to open the socket
@@ -36,9 +43,9 @@ func (d *Dataplane) Watch(ctx context.Context) error {
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
+		cancel()
 		return fmt.Errorf("watch links: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
 	finished := make(chan struct{})
 	d.stopWatch = func() { cancel(); <-finished }
 	go func() {
