@@ -73,39 +73,25 @@ func (a *Ager) Run(ctx context.Context) {
 // Sweep makes one pass over the three tables.
 func (a *Ager) Sweep() (Reclaimed, error) {
 	var r Reclaimed
-	exps, err := a.Maps.ListExpectations()
+	exps, err := a.Maps.StaleExpectations()
+	if err == nil {
+		r.Expectations, err = deleteKeys(a.Maps.Expectations, exps)
+	}
 	if err != nil {
 		return r, err
 	}
-	if r.Expectations, err = reclaim(a.Maps.Expectations, exps, maps.Expectation.Expired, maps.Expectation.Key); err != nil {
-		return r, err
+	flows, err := a.Maps.StaleFlows(a.ClosedLinger, a.FlowIdle)
+	if err == nil {
+		r.Flows, err = deleteKeys(a.Maps.DataFlows, flows)
 	}
-	flows, err := a.Maps.ListFlows()
 	if err != nil {
 		return r, err
 	}
-	flowDone := func(f maps.Flow) bool { return maps.Reclaimable(f.Idle(), f.Closed, a.ClosedLinger, a.FlowIdle) }
-	if r.Flows, err = reclaim(a.Maps.DataFlows, flows, flowDone, maps.Flow.Key); err != nil {
-		return r, err
+	conns, err := a.Maps.StaleConns(a.ClosedLinger, a.CtrlIdle)
+	if err == nil {
+		r.Conns, err = deleteKeys(a.Maps.CtrlConns, conns)
 	}
-	conns, err := a.Maps.ListConns()
-	if err != nil {
-		return r, err
-	}
-	connDone := func(c maps.Conn) bool { return maps.Reclaimable(c.Idle(), c.Closing, a.ClosedLinger, a.CtrlIdle) }
-	r.Conns, err = reclaim(a.Maps.CtrlConns, conns, connDone, maps.Conn.Key)
 	return r, err
-}
-
-// reclaim deletes the listed entries that are done with.
-func reclaim[E, K any](m *ebpf.Map, entries []E, done func(E) bool, key func(E) K) (int, error) {
-	var keys []K
-	for _, e := range entries {
-		if done(e) {
-			keys = append(keys, key(e))
-		}
-	}
-	return deleteKeys(m, keys)
 }
 
 // deleteKeys deletes in one batch where the kernel can (5.6+), one by one

@@ -124,7 +124,6 @@ type Expectation struct {
 	ExpiresIn time.Duration `json:"-"`
 	ExpiresMs int64         `json:"expires_in_ms"`
 	Control   Control       `json:"control"`
-	key       bpf.FtpgateExpectKey
 	expired   bool
 }
 
@@ -134,9 +133,6 @@ func Expired(now, expiresNs uint64) bool { return now >= expiresNs }
 
 // Expired reports whether the expectation can admit nothing any more.
 func (e Expectation) Expired() bool { return e.expired }
-
-// Key is the expectation's map key.
-func (e Expectation) Key() bpf.FtpgateExpectKey { return e.key }
 
 // Flow is a data connection admitted through an expectation.
 type Flow struct {
@@ -152,16 +148,7 @@ type Flow struct {
 	Bytes   uint64        `json:"bytes"`
 	Closed  bool          `json:"closed"`
 	Control Control       `json:"control"`
-	idle    time.Duration
-	key     bpf.FtpgateFlowKey
 }
-
-// Key is the flow's map key.
-func (f Flow) Key() bpf.FtpgateFlowKey { return f.key }
-
-// Idle is how long ago the flow was last seen (SYN, FIN or RST, or any packet
-// with accounting on).
-func (f Flow) Idle() time.Duration { return f.idle }
 
 // Conn is a control connection and its parser state.
 type Conn struct {
@@ -172,21 +159,13 @@ type Conn struct {
 	ServerLines uint32 `json:"server_lines"`
 	Pending     string `json:"pending"` // pasv, epsv or empty
 	Closing     bool   `json:"closing"`
-	idle        time.Duration
-	key         bpf.FtpgateCtrlKey
 }
 
-// Key is the connection's map key as the programs wrote it.
-func (c Conn) Key() bpf.FtpgateCtrlKey { return c.key }
-
-// Idle is how long ago the last segment of the connection was parsed.
-func (c Conn) Idle() time.Duration { return c.idle }
-
-// Reclaimable is the one rule for when a data flow or control connection is
+// reclaimable is the one rule for when a data flow or control connection is
 // finished with: closing (FIN or RST seen) and quiet for linger, which leaves
 // time for listings and retransmissions, or quiet for idleLimit whatever its
 // state.
-func Reclaimable(idle time.Duration, closing bool, linger, idleLimit time.Duration) bool {
+func reclaimable(idle time.Duration, closing bool, linger, idleLimit time.Duration) bool {
 	return (closing && idle >= linger) || idle >= idleLimit
 }
 
@@ -220,22 +199,79 @@ func since(now, then uint64) time.Duration {
 }
 
 // list decodes every entry of a table, reading the clock once.
-func list[K, V, E any](m *Maps, name string, decode func(now uint64, k K, v *V) E) ([]E, error) {
+// each passes every entry of the table name to fn, with the clock read once.
+func each[K, V any](m *Maps, name string, fn func(now uint64, k K, v *V)) error {
 	now, err := m.Now()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []E
 	var k K
 	var v V
 	it := m.ByName(name).Iterate()
 	for it.Next(&k, &v) {
-		out = append(out, decode(now, k, &v))
+		fn(now, k, &v)
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("read %s: %w", name, err)
 	}
-	return out, nil
+	return nil
+}
+
+func list[K, V, E any](m *Maps, name string, decode func(now uint64, k K, v *V) E) ([]E, error) {
+	var out []E
+	err := each(m, name, func(now uint64, k K, v *V) { out = append(out, decode(now, k, v)) })
+	return out, err
+}
+
+// stale returns the keys of the table name whose entries done says are
+// finished with, without decoding the rest: the ager sweeps tables of
+// hundreds of thousands of entries every few seconds.
+func stale[K, V any](m *Maps, name string, done func(now uint64, v *V) bool) ([]K, error) {
+	var keys []K
+	err := each(m, name, func(now uint64, k K, v *V) {
+		if done(now, v) {
+			keys = append(keys, k)
+		}
+	})
+	return keys, err
+}
+
+// flowState is how long a flow has been idle (since its SYN, FIN or RST, or
+// any packet with accounting on) and whether it has closed.
+func flowState(now uint64, v *bpf.FtpgateFlowVal) (idle time.Duration, closed bool) {
+	return since(now, v.LastSeenNs), v.Flags != 0
+}
+
+// connState is how long ago a control connection's last segment was parsed
+// and whether it is closing (FIN or RST seen).
+func connState(now uint64, v *bpf.FtpgateCtrlVal) (idle time.Duration, closing bool) {
+	cli, srv := v.Dir[bpf.FtpgateDirectionDIR_CLIENT], v.Dir[bpf.FtpgateDirectionDIR_SERVER]
+	return since(now, max(cli.LastNs, srv.LastNs)), cli.Fin != 0 || srv.Fin != 0
+}
+
+// StaleExpectations returns the keys of the expired expectations.
+func (m *Maps) StaleExpectations() ([]bpf.FtpgateExpectKey, error) {
+	return stale[bpf.FtpgateExpectKey](m, NameExpectations, func(now uint64, v *bpf.FtpgateExpectVal) bool {
+		return Expired(now, v.ExpiresNs)
+	})
+}
+
+// StaleFlows returns the keys of the data flows closed for linger or idle
+// for idleLimit.
+func (m *Maps) StaleFlows(linger, idleLimit time.Duration) ([]bpf.FtpgateFlowKey, error) {
+	return stale[bpf.FtpgateFlowKey](m, NameDataFlows, func(now uint64, v *bpf.FtpgateFlowVal) bool {
+		idle, closed := flowState(now, v)
+		return reclaimable(idle, closed, linger, idleLimit)
+	})
+}
+
+// StaleConns returns the keys of the control connections closing for
+// linger or silent for idleLimit.
+func (m *Maps) StaleConns(linger, idleLimit time.Duration) ([]bpf.FtpgateCtrlKey, error) {
+	return stale[bpf.FtpgateCtrlKey](m, NameCtrlConns, func(now uint64, v *bpf.FtpgateCtrlVal) bool {
+		idle, closing := connState(now, v)
+		return reclaimable(idle, closing, linger, idleLimit)
+	})
 }
 
 // ListExpectations lists the live and expired-but-unreclaimed expectations.
@@ -250,7 +286,6 @@ func (m *Maps) ListExpectations() ([]Expectation, error) {
 			ExpiresIn: left,
 			ExpiresMs: left.Milliseconds(),
 			Control:   ControlFromKey(v.Ctrl),
-			key:       k,
 			expired:   Expired(now, v.ExpiresNs),
 		}
 	})
@@ -259,7 +294,7 @@ func (m *Maps) ListExpectations() ([]Expectation, error) {
 // ListFlows lists the data flows.
 func (m *Maps) ListFlows() ([]Flow, error) {
 	return list(m, NameDataFlows, func(now uint64, k bpf.FtpgateFlowKey, v *bpf.FtpgateFlowVal) Flow {
-		idle := since(now, v.LastSeenNs)
+		idle, closed := flowState(now, v)
 		return Flow{
 			Kind:    Kind(v.Kind),
 			Src:     Addr(k.Family, k.Src),
@@ -271,10 +306,8 @@ func (m *Maps) ListFlows() ([]Flow, error) {
 			IdleMs:  idle.Milliseconds(),
 			Packets: v.Packets,
 			Bytes:   v.Bytes,
-			Closed:  v.Flags != 0,
+			Closed:  closed,
 			Control: ControlFromKey(v.Ctrl),
-			idle:    idle,
-			key:     k,
 		}
 	})
 }
@@ -283,16 +316,14 @@ func (m *Maps) ListFlows() ([]Flow, error) {
 func (m *Maps) ListConns() ([]Conn, error) {
 	return list(m, NameCtrlConns, func(now uint64, k bpf.FtpgateCtrlKey, v *bpf.FtpgateCtrlVal) Conn {
 		cli, srv := v.Dir[bpf.FtpgateDirectionDIR_CLIENT], v.Dir[bpf.FtpgateDirectionDIR_SERVER]
-		idle := since(now, max(cli.LastNs, srv.LastNs))
+		idle, closing := connState(now, v)
 		c := Conn{
 			Control:     ControlFromKey(k),
 			AgeMs:       since(now, v.CreatedNs).Milliseconds(),
 			IdleMs:      idle.Milliseconds(),
 			ClientLines: cli.Lines,
 			ServerLines: srv.Lines,
-			Closing:     cli.Fin != 0 || srv.Fin != 0,
-			idle:        idle,
-			key:         k,
+			Closing:     closing,
 		}
 		if cli.PasvKind != 0 && cli.PasvGen != srv.PasvGen {
 			c.Pending = Kind(cli.PasvKind).String()
