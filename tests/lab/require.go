@@ -26,6 +26,7 @@ var requiredBinaries = map[string]string{
 	"nft":       "nftables",
 	"tcpdump":   "tcpdump",
 	"conntrack": "conntrack",
+	"ethtool":   "ethtool",
 }
 
 // proftpd's shared libraries that a plain Debian 12 lacks; they are

@@ -1,0 +1,138 @@
+// Package attack reproduces the attacks of issue #11 in a real netns lab
+// (client — gateway — server, real vsftpd) against ftpgate and, on the same
+// topology and traffic, against the kernel's own FTP helper (nftables
+// `ct helper`, default-deny forward chain) with strict and with loose
+// reverse-path filtering. Every test asserts the safe outcome for ftpgate;
+// the kernel's outcomes are recorded beside it, never asserted.
+//
+// With FTPGATE_ATTACK_REPORT=FILE the run writes the side-by-side table as
+// a markdown fragment (docs/trust.md holds a copy).
+package attack
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// ReportEnv names the file the outcome table is written to.
+const ReportEnv = "FTPGATE_ATTACK_REPORT"
+
+var (
+	buildOnce sync.Once
+	buildErr  error
+	binDir    string
+	binPath   string
+)
+
+// ftpgateBinary builds cmd/ftpgate once per run.
+func ftpgateBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "ftpgate-attack-"); buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "ftpgate")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/ftpgate/ftpgate/cmd/ftpgate")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build ftpgate: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	if path := os.Getenv(ReportEnv); path != "" && len(outcomes.rows) > 0 {
+		if err := os.WriteFile(path, []byte(outcomes.markdown()), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "attack: write report: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// outcome is what one attack did to one target.
+type outcome struct {
+	// Safe: the attacker was not admitted and the attacked session (if
+	// any) still transferred.
+	Safe bool
+	// Detail says what was observed, for the table and the log.
+	Detail string
+}
+
+func (o outcome) word() string {
+	if o.Safe {
+		return "holds"
+	}
+	return "**fails**"
+}
+
+// results collects outcomes across parallel subtests, keyed by attack then target.
+type results struct {
+	mu    sync.Mutex
+	rows  map[string]map[string]outcome
+	notes map[string]string
+}
+
+var outcomes = &results{rows: map[string]map[string]outcome{}, notes: map[string]string{}}
+
+func (r *results) record(attack, target string, o outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rows[attack] == nil {
+		r.rows[attack] = map[string]outcome{}
+	}
+	r.rows[attack][target] = o
+}
+
+func (r *results) note(attack, text string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes[attack] = text
+}
+
+func (r *results) markdown() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("| attack |")
+	for _, tg := range targets {
+		b.WriteString(" " + tg.title + " |")
+	}
+	b.WriteString(" notes |\n|---|")
+	for range targets {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|\n")
+	names := make([]string, 0, len(r.rows))
+	for a := range r.rows {
+		names = append(names, a)
+	}
+	sort.Strings(names)
+	for _, a := range names {
+		b.WriteString("| " + a + " |")
+		for _, tg := range targets {
+			o, ok := r.rows[a][tg.name]
+			cell := "not run"
+			if ok {
+				cell = o.word() + ": " + strings.ReplaceAll(o.Detail, "|", "/")
+			}
+			b.WriteString(" " + cell + " |")
+		}
+		b.WriteString(" " + strings.ReplaceAll(r.notes[a], "|", "/") + " |\n")
+	}
+	return b.String()
+}
