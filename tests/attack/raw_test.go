@@ -2,6 +2,7 @@ package attack
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -93,3 +94,5 @@ func (in *injector) mustSend(t *testing.T, ttl uint8, segs ...packet.TCP) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func isAddrInUse(err error) bool { return errors.Is(err, unix.EADDRINUSE) }

@@ -3,7 +3,9 @@ package attack
 import (
 	"context"
 	"fmt"
+	"github.com/ftpgate/ftpgate/internal/nettest"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -27,7 +29,13 @@ const attemptTimeout = 2 * time.Second
 // service the attacker tries to reach.
 func (e *env) serve(ns string, addr netip.Addr, port int) {
 	e.t.Helper()
-	ln, err := e.l.Listen(ns, "tcp", netip.AddrPortFrom(addr, uint16(port)).String())
+	var ln net.Listener
+	// a port a server just closed may take a moment to be free
+	err := nettest.Poll(5*time.Second, func() error {
+		var err error
+		ln, err = e.l.Listen(ns, "tcp", netip.AddrPortFrom(addr, uint16(port)).String())
+		return err
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
