@@ -213,3 +213,35 @@ func (s *session) passiveGet() error {
 	}
 	return s.retrieve(target, netip.AddrPort{})
 }
+
+// store uploads data as name (relative to the current directory) over a
+// passive data connection.
+func (s *session) store(name string, data []byte) error {
+	target, err := s.passive()
+	if err != nil {
+		return err
+	}
+	var dc net.Conn
+	err = nettest.Do(s.l.ClientNS, func() error {
+		var err error
+		dc, err = net.DialTimeout("tcp", target.String(), 3*time.Second)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", errDataBlocked, target, err)
+	}
+	defer dc.Close()
+	if err := s.send("STOR " + name + "\r\n"); err != nil {
+		return err
+	}
+	if code, text, err := s.reply(); err != nil || (code != 150 && code != 125) {
+		return fmt.Errorf("STOR: %d %q %v", code, strings.TrimSpace(text), err)
+	}
+	_ = dc.SetDeadline(time.Now().Add(stepTimeout))
+	if _, err := dc.Write(data); err != nil {
+		return fmt.Errorf("write data: %w", err)
+	}
+	dc.Close()
+	_, err = s.expect(226)
+	return err
+}
