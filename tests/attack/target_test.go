@@ -100,7 +100,7 @@ func (e *env) report(row string, o outcome) {
 	outcomes.record(row, e.target.name, o)
 	switch {
 	case e.target.isGate() && !o.Safe:
-		e.t.Errorf("%s: ftpgate: ATTACK SUCCEEDED: %s", row, o.Detail)
+		e.t.Errorf("%s: ftpgate: UNSAFE: %s", row, o.Detail)
 	default:
 		e.t.Logf("%s: %s: %s: %s", row, e.target.name, o.word(), o.Detail)
 	}
