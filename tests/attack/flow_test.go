@@ -35,7 +35,7 @@ func TestDataFlowReuse(t *testing.T) {
 		e.serve(e.l.ServerNS, target.Addr(), int(target.Port()))
 		before := e.counters()
 		e.report(row, e.reconnect(local, target))
-		e.wantRefusalCounted(before, `syn_drop`)
+		e.wantRefusalCounted(before, countSynDrop)
 	})
 }
 

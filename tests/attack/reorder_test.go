@@ -71,7 +71,8 @@ func TestReorderedPipelining(t *testing.T) {
 }
 
 // seqWatch follows the sequence numbers of the TCP segments on a host's
-// link to the gateway, from a packet socket: the test needs the next
+// link to the gateway, from a packet socket (ETH_P_ALL: only those see
+// outgoing frames too): the test needs the next
 // sequence number of each side of a connection to inject the client's own
 // next bytes.
 type seqWatch struct {
@@ -87,7 +88,7 @@ func (e *env) watch(ns string) *seqWatch {
 	var fd int
 	err := nettest.Do(ns, func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return fmt.Errorf("packet socket: %w", err)
 		}
@@ -145,7 +146,7 @@ func (w *seqWatch) account(f []byte) {
 // connection: both sides seen and nothing new for a while.
 func (w *seqWatch) next(client, server netip.AddrPort) (cli, srv uint32, ok bool) {
 	var last [2]uint32
-	err := nettest.Poll(2*time.Second, func() error {
+	err := nettest.Poll(5*time.Second, func() error {
 		w.mu.Lock()
 		c, okc := w.ends[[2]netip.AddrPort{client, server}]
 		s, oks := w.ends[[2]netip.AddrPort{server, client}]

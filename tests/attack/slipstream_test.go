@@ -47,7 +47,7 @@ func TestSlipstream(t *testing.T) {
 		if err := <-posted; err != nil {
 			e.t.Fatalf("the user's POST: %v", err)
 		}
-		e.wantRefusalCounted(before, `not_ftp|nonftp|http|conform`)
+		e.wantRefusalCounted(before, countNotFTP)
 	})
 }
 

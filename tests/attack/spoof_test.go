@@ -96,7 +96,7 @@ func TestSpoofedSegment(t *testing.T) {
 			in.mustSend(e.t, 1, forged(netip.AddrPortFrom(c, ephemeral()), netip.AddrPortFrom(s, 21),
 				"\r\nPORT "+portArg(c, victimPort)+"\r\n"))
 			e.report(row, e.attempt(e.l.ServerNS, c, victimPort))
-			e.wantRefusalCounted(before, `spoof`)
+			e.wantRefusalCounted(before, countSpoofed)
 		})
 	})
 	t.Run("pasv-v4", func(t *testing.T) {
@@ -109,10 +109,10 @@ func TestSpoofedSegment(t *testing.T) {
 			in := e.injectorOn(e.l.ClientNS, lab.GwClientIf)
 			cp := netip.AddrPortFrom(c, ephemeral())
 			sp := netip.AddrPortFrom(s, 21)
-			in.mustSend(e.t, 1, forged(cp, sp, "PASV\r\n"),
-				forged(sp, cp, "227 Entering Passive Mode ("+portArg(s, victimPort)+").\r\n"))
+			in.mustSend(e.t, 1, forged(cp, sp, "\r\nPASV\r\n"),
+				forged(sp, cp, "\r\n227 Entering Passive Mode ("+portArg(s, victimPort)+").\r\n"))
 			e.report(row, e.attempt(e.l.ClientNS, s, victimPort))
-			e.wantRefusalCounted(before, `spoof`)
+			e.wantRefusalCounted(before, countSpoofed)
 		})
 	})
 	t.Run("eprt-v6", func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestSpoofedSegment(t *testing.T) {
 			in.mustSend(e.t, 1, forged(netip.AddrPortFrom(c, ephemeral()), netip.AddrPortFrom(s, 21),
 				fmt.Sprintf("\r\nEPRT |2|%s|%d|\r\n", c, victimPort)))
 			e.report(row, e.attempt(e.l.ServerNS, c, victimPort))
-			e.wantRefusalCounted(before, `spoof`)
+			e.wantRefusalCounted(before, countSpoofed)
 		})
 	})
 	t.Run("port-v4-handshake", func(t *testing.T) {
@@ -153,7 +153,7 @@ func TestSpoofedSegment(t *testing.T) {
 			// the last segment reached the outside host only after the gateway parsed it
 			time.Sleep(100 * time.Millisecond)
 			e.report(row, e.attempt(e.l.ServerNS, c, victimPort))
-			e.wantRefusalCounted(before, `spoof`)
+			e.wantRefusalCounted(before, countSpoofed)
 		})
 	})
 }
