@@ -47,7 +47,7 @@ func TestTableFlood(t *testing.T) {
 		}
 		after := e.counters()
 		e.t.Logf("sent %d segments; ftpgate counted %d control segments", sent, after["ctrl_segments"]-before["ctrl_segments"])
-		e.report(row, sessionSurvives(s, "the flood"))
+		e.report(row, e.sessionSurvives(s, "the flood"))
 		e.wantRefusalCounted(before, countTableGuard)
 	})
 }

@@ -60,11 +60,11 @@ func (e *env) reconnect(local, target netip.AddrPort) outcome {
 	}
 	if last == nil {
 		c.Close()
-		return outcome{Detail: fmt.Sprintf("reconnect %s -> %s admitted", local, target)}
+		return outcome{Detail: fmt.Sprintf("reconnect from the same port admitted (%s -> %s)", local, target)}
 	}
 	why := last.Error()
 	if errors.Is(last, os.ErrDeadlineExceeded) {
 		why = lab.TimedOut.String()
 	}
-	return outcome{Safe: true, Detail: fmt.Sprintf("reconnect %s -> %s: %s", local, target, why)}
+	return outcome{Safe: true, Detail: "reconnect from the same port " + why}
 }

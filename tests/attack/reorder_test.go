@@ -64,7 +64,8 @@ func TestReorderedPipelining(t *testing.T) {
 			e.t.Fatal(err)
 		}
 		if err := s.retrieve(target, netip.AddrPort{}); err != nil {
-			o = outcome{Detail: fmt.Sprintf("the transfer failed: %v", err)}
+			e.t.Logf("transfer: %v", err)
+			o = outcome{Detail: "transfer: " + failure(err)}
 		}
 		e.report(row, o)
 	})

@@ -1,7 +1,7 @@
 package attack
 
 import (
-	"fmt"
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -32,11 +32,20 @@ func (e *env) spray(s *session, flags uint8, badChecksum bool) {
 }
 
 // sessionSurvives: the attacked session's next passive download works.
-func sessionSurvives(s *session, what string) outcome {
+func (e *env) sessionSurvives(s *session, what string) outcome {
 	if err := s.passiveGet(); err != nil {
-		return outcome{Detail: fmt.Sprintf("the next transfer on the session failed after %s: %v", what, err)}
+		e.t.Logf("after %s: %v", what, err)
+		return outcome{Detail: "next transfer on the session: " + failure(err)}
 	}
-	return outcome{Safe: true, Detail: "the next transfer on the session worked"}
+	return outcome{Safe: true, Detail: "next transfer on the session worked"}
+}
+
+// failure says briefly how a transfer failed, for the table.
+func failure(err error) string {
+	if errors.Is(err, errDataBlocked) {
+		return "data connection dropped"
+	}
+	return err.Error()
 }
 
 func (e *env) open(family int) *session {
@@ -70,7 +79,7 @@ func TestBlindDesync(t *testing.T) {
 			}
 			before := e.counters()
 			e.spray(s, packet.ACK, r.bad)
-			e.report(r.row, sessionSurvives(s, "spoofed ACKs"))
+			e.report(r.row, e.sessionSurvives(s, "spoofed ACKs"))
 			if r.bad {
 				e.wantRefusalCounted(before, countChecksum)
 			} else {
@@ -104,10 +113,11 @@ func TestSpoofedClose(t *testing.T) {
 			}
 			before := e.counters()
 			e.spray(s, r.flags, r.bad)
-			o := outcome{Safe: true, Detail: "the pending data connection and the next transfer worked"}
+			o := outcome{Safe: true, Detail: "pending data connection and next transfer worked"}
 			if err := s.retrieve(target, netip.AddrPort{}); err != nil {
-				o = outcome{Detail: fmt.Sprintf("the data connection negotiated before the attack failed: %v", err)}
-			} else if n := sessionSurvives(s, "the spoofed close"); !n.Safe {
+				e.t.Logf("data connection negotiated before the attack: %v", err)
+				o = outcome{Detail: "data connection negotiated before the attack: " + failure(err)}
+			} else if n := e.sessionSurvives(s, "the spoofed close"); !n.Safe {
 				o = n
 			}
 			e.report(r.row, o)
