@@ -85,20 +85,33 @@ func ephemeral() uint16 { return uint16(40000 + rand.IntN(20000)) }
 // TestSpoofedSegment is finding 1: forged control segments, each dying at
 // the gateway (TTL 1) right after the gateway saw it, must not open a hole.
 func TestSpoofedSegment(t *testing.T) {
-	t.Run("port-v4", func(t *testing.T) {
-		const row = "1a spoofed PORT, one segment, TTL 1 (IPv4, from outside)"
-		outcomes.note(row, "one segment from outside with the inside client's source address; then the outside host connects to client:3306")
-		forEachTarget(t, spec{}, func(e *env) {
-			c, s := e.l.ClientAddr(4), e.l.ServerAddr(4)
-			e.serve(e.l.ClientNS, c, victimPort)
-			before := e.counters()
-			in := e.injectorOn(e.l.ServerNS, lab.GwServerIf)
-			in.mustSend(e.t, 1, forged(netip.AddrPortFrom(c, ephemeral()), netip.AddrPortFrom(s, 21),
-				"\r\nPORT "+portArg(c, victimPort)+"\r\n"))
-			e.report(row, e.attempt(e.l.ServerNS, c, victimPort))
-			e.wantRefusalCounted(before, countSpoofed)
+	// one segment from outside, "from" the inside client, announcing the
+	// client's port 3306; the outside host then connects to it
+	for _, tc := range []struct {
+		name, row, note string
+		family          int
+		command         func(c netip.Addr) string
+	}{
+		{"port-v4", "1a spoofed PORT, one segment, TTL 1 (IPv4, from outside)",
+			"one segment from outside with the inside client's source address; then the outside host connects to client:3306", 4,
+			func(c netip.Addr) string { return "PORT " + portArg(c, victimPort) }},
+		{"eprt-v6", "1c spoofed EPRT |2|, one segment, hop limit 1 (IPv6, from outside)",
+			"netfilter's IPv6 reverse-path check is the nftables fib expression (no rp_filter sysctl for IPv6)", 6,
+			func(c netip.Addr) string { return fmt.Sprintf("EPRT |2|%s|%d|", c, victimPort) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			outcomes.note(tc.row, tc.note)
+			forEachTarget(t, spec{}, func(e *env) {
+				c, s := e.l.ClientAddr(tc.family), e.l.ServerAddr(tc.family)
+				e.serve(e.l.ClientNS, c, victimPort)
+				before := e.counters()
+				in := e.injectorOn(e.l.ServerNS, lab.GwServerIf)
+				in.mustSend(e.t, 1, forged(netip.AddrPortFrom(c, ephemeral()), netip.AddrPortFrom(s, 21), "\r\n"+tc.command(c)+"\r\n"))
+				e.report(tc.row, e.attempt(e.l.ServerNS, c, victimPort))
+				e.wantRefusalCounted(before, countSpoofed)
+			})
 		})
-	})
+	}
 	t.Run("pasv-v4", func(t *testing.T) {
 		const row = "1b spoofed PASV + forged 227 \"from\" the server, TTL 1 (IPv4, from inside)"
 		outcomes.note(row, "PASV with no connection, then a 227 with the server's source address injected on the client's link; then the client connects to server:3306")
@@ -112,20 +125,6 @@ func TestSpoofedSegment(t *testing.T) {
 			in.mustSend(e.t, 1, forged(cp, sp, "\r\nPASV\r\n"),
 				forged(sp, cp, "\r\n227 Entering Passive Mode ("+portArg(s, victimPort)+").\r\n"))
 			e.report(row, e.attempt(e.l.ClientNS, s, victimPort))
-			e.wantRefusalCounted(before, countSpoofed)
-		})
-	})
-	t.Run("eprt-v6", func(t *testing.T) {
-		const row = "1c spoofed EPRT |2|, one segment, hop limit 1 (IPv6, from outside)"
-		outcomes.note(row, "netfilter's IPv6 reverse-path check is the nftables fib expression (no rp_filter sysctl for IPv6)")
-		forEachTarget(t, spec{}, func(e *env) {
-			c, s := e.l.ClientAddr(6), e.l.ServerAddr(6)
-			e.serve(e.l.ClientNS, c, victimPort)
-			before := e.counters()
-			in := e.injectorOn(e.l.ServerNS, lab.GwServerIf)
-			in.mustSend(e.t, 1, forged(netip.AddrPortFrom(c, ephemeral()), netip.AddrPortFrom(s, 21),
-				fmt.Sprintf("\r\nEPRT |2|%s|%d|\r\n", c, victimPort)))
-			e.report(row, e.attempt(e.l.ServerNS, c, victimPort))
 			e.wantRefusalCounted(before, countSpoofed)
 		})
 	})
