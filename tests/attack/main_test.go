@@ -107,13 +107,23 @@ func (r *results) note(attack, text string) {
 func (r *results) markdown() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// a target that ran nowhere (a flag this build lacks) has no column
+	var cols []target
+	for _, tg := range targets {
+		for _, row := range r.rows {
+			if _, ok := row[tg.name]; ok {
+				cols = append(cols, tg)
+				break
+			}
+		}
+	}
 	var b strings.Builder
 	b.WriteString("| attack |")
-	for _, tg := range targets {
+	for _, tg := range cols {
 		b.WriteString(" " + tg.title + " |")
 	}
 	b.WriteString(" notes |\n|---|")
-	for range targets {
+	for range cols {
 		b.WriteString("---|")
 	}
 	b.WriteString("---|\n")
@@ -124,7 +134,7 @@ func (r *results) markdown() string {
 	sort.Strings(names)
 	for _, a := range names {
 		b.WriteString("| " + a + " |")
-		for _, tg := range targets {
+		for _, tg := range cols {
 			o, ok := r.rows[a][tg.name]
 			cell := "not run"
 			if ok {

@@ -71,7 +71,7 @@ func TestBlindDesync(t *testing.T) {
 	}
 	outcomes.note(rows[0].row, "8 ACKs from outside (4 seqs a quarter of the space apart, both directions of the session); rx checksum offload off on the gateway")
 	outcomes.note(rows[1].row, "same with a right checksum: only window tracking can tell them")
-	forEachTarget(t, spec{}, func(e *env) {
+	forEachTarget(t, spec{spoofing: true}, func(e *env) {
 		for _, r := range rows {
 			s := e.open(4)
 			if err := s.passiveGet(); err != nil {
@@ -104,7 +104,7 @@ func TestSpoofedClose(t *testing.T) {
 		{"5d spoofed FIN, random seq, valid checksum", packet.FIN | packet.ACK, false},
 	}
 	outcomes.note(rows[0].row, "sent between the 227 and the data connection, both directions; then that data connection and one more transfer")
-	forEachTarget(t, spec{}, func(e *env) {
+	forEachTarget(t, spec{spoofing: true}, func(e *env) {
 		for _, r := range rows {
 			s := e.open(4)
 			target, err := s.passive()

@@ -101,7 +101,7 @@ func TestSpoofedSegment(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			outcomes.note(tc.row, tc.note)
-			forEachTarget(t, spec{}, func(e *env) {
+			forEachTarget(t, spec{spoofing: true}, func(e *env) {
 				c, s := e.l.ClientAddr(tc.family), e.l.ServerAddr(tc.family)
 				e.serve(e.l.ClientNS, c, victimPort)
 				before := e.counters()
@@ -115,7 +115,7 @@ func TestSpoofedSegment(t *testing.T) {
 	t.Run("pasv-v4", func(t *testing.T) {
 		const row = "1b spoofed PASV + forged 227 \"from\" the server, TTL 1 (IPv4, from inside)"
 		outcomes.note(row, "PASV with no connection, then a 227 with the server's source address injected on the client's link; then the client connects to server:3306")
-		forEachTarget(t, spec{}, func(e *env) {
+		forEachTarget(t, spec{spoofing: true}, func(e *env) {
 			c, s := e.l.ClientAddr(4), e.l.ServerAddr(4)
 			e.serve(e.l.ServerNS, s, victimPort)
 			before := e.counters()
@@ -131,7 +131,7 @@ func TestSpoofedSegment(t *testing.T) {
 	t.Run("port-v4-handshake", func(t *testing.T) {
 		const row = "1d spoofed PORT after a forged handshake, line-aligned (IPv4, from outside)"
 		outcomes.note(row, "SYN, SYN-ACK (TTL 1), ACK, a first line, then PORT in its own segment: what the kernel's helper needs; the outside host drops the spoofed segments it receives itself")
-		forEachTarget(t, spec{}, func(e *env) {
+		forEachTarget(t, spec{spoofing: true}, func(e *env) {
 			c, s := e.l.ClientAddr(4), e.l.ServerAddr(4)
 			e.serve(e.l.ClientNS, c, victimPort)
 			// The attacker's own host must not answer the segments it
