@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -63,7 +62,7 @@ func (e *env) reconnect(local, target netip.AddrPort) outcome {
 		return outcome{Detail: fmt.Sprintf("reconnect from the same port admitted (%s -> %s)", local, target)}
 	}
 	why := last.Error()
-	if errors.Is(last, os.ErrDeadlineExceeded) {
+	if ne, ok := errors.AsType[net.Error](last); ok && ne.Timeout() {
 		why = lab.TimedOut.String()
 	}
 	return outcome{Safe: true, Detail: "reconnect from the same port " + why}
