@@ -79,6 +79,9 @@ func forEachTarget(t *testing.T, sp spec, attack func(e *env)) {
 		bpftest.SkipOrFail(t, "attack labs create network namespaces and load BPF: need root")
 	}
 	lab.Require(t)
+	if sp.opts.FileSize == 0 {
+		sp.opts.FileSize = 64 << 10
+	}
 	for _, tg := range targets {
 		t.Run(tg.name, func(t *testing.T) {
 			switch {
@@ -90,9 +93,6 @@ func forEachTarget(t *testing.T, sp spec, attack func(e *env)) {
 				t.Skipf("this ftpgate build has no %s", tg.gateFlags[0])
 			}
 			t.Parallel()
-			if sp.opts.FileSize == 0 {
-				sp.opts.FileSize = 64 << 10
-			}
 			l := lab.New(t, sp.opts)
 			e := &env{t: t, l: l, target: tg}
 			// Without this, veth marks frames sent from a packet socket as
