@@ -271,7 +271,7 @@ const (
 	countSpoofed    = `spoof`                                         // reverse-path check (plan: ctrl_spoofed)
 	countChecksum   = `checksum|spoof`                                // bad checksum (outside copies of inside addresses may be counted as spoofed first)
 	countWindow     = `window|out_of|invalid|spoof`                   // out-of-window segment
-	countNotFTP     = `not_ftp|nonftp|http|conform`                   // a control-port connection that is not FTP
+	countNotFTP     = `not_ftp|nonftp|http|tls|conform`               // a control-port connection that is not FTP
 	countTableGuard = `^ctrl_.*(embryo|evict|full|rate|limit)|embryo` // untrusted-connection table refusals/evictions
 	countSynDrop    = `syn_drop`                                      // a data SYN with no expectation
 )
