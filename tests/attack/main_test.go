@@ -133,16 +133,19 @@ func (r *results) markdown() string {
 	}
 	sort.Strings(names)
 	for _, a := range names {
-		b.WriteString("| " + a + " |")
+		b.WriteString("| " + cellText(a) + " |")
 		for _, tg := range cols {
 			o, ok := r.rows[a][tg.name]
 			cell := "not run"
 			if ok {
-				cell = o.word() + ": " + strings.ReplaceAll(o.Detail, "|", "/")
+				cell = o.word() + ": " + cellText(o.Detail)
 			}
 			b.WriteString(" " + cell + " |")
 		}
-		b.WriteString(" " + strings.ReplaceAll(r.notes[a], "|", "/") + " |\n")
+		b.WriteString(" " + cellText(r.notes[a]) + " |\n")
 	}
 	return b.String()
 }
+
+// cellText escapes what would end a markdown table cell.
+func cellText(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
