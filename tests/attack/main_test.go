@@ -149,3 +149,17 @@ func (r *results) markdown() string {
 
 // cellText escapes what would end a markdown table cell.
 func cellText(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// TestReportTable: every row of the generated table has as many cells as
+// its header, whatever the names and details hold.
+func TestReportTable(t *testing.T) {
+	r := &results{rows: map[string]map[string]outcome{}, notes: map[string]string{}}
+	r.record("x EPRT |2|", "ftpgate", outcome{Detail: "a|b"})
+	r.record("x EPRT |2|", "nf-strict", outcome{Safe: true, Detail: "ok"})
+	r.note("x EPRT |2|", "n|n")
+	lines := strings.Split(strings.TrimSpace(r.markdown()), "\n")
+	cells := func(l string) int { return strings.Count(strings.ReplaceAll(l, `\|`, ""), "|") }
+	if len(lines) != 3 || cells(lines[0]) != 5 || cells(lines[1]) != 5 || cells(lines[2]) != 5 {
+		t.Fatalf("table:\n%s", strings.Join(lines, "\n"))
+	}
+}
