@@ -458,7 +458,8 @@ static __always_inline void ftp_head(struct scratch *s, struct ctrl_val *cv, str
 {
 	int hs = ftp_handshake(cv);
 	if (s->dir == DIR_CLIENT) {
-		if (st->ftp.started || (!hs && ftp_verified(cv)))
+		/* a tentative line may be framed wrongly: its gap decides */
+		if (st->ftp.started || (!hs && ftp_verified(cv)) || (st->ftp.tentative && !st->ftp.filling))
 			return;
 		if (hs && !ftp_command(s))
 			not_ftp(cv, st);
