@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
 )
 
 // The tests of issue #11's FTP rules: conformance (is it FTP at all), replies
@@ -119,8 +119,8 @@ func TestStatEcho(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
 	must(t, c.ClientSends("STAT .\r\nPASV\r\n"))
-	must(t, c.ServerSends("213-Status follows:\r\ndrwxr-xr-x 2 ftp ftp 4096 Jan 1 00:00 x\r\n" +
-		"227 Entering Passive Mode (198,51,100,20,12,234)\r\n" +
+	must(t, c.ServerSends("213-Status follows:\r\ndrwxr-xr-x 2 ftp ftp 4096 Jan 1 00:00 x\r\n"+
+		"227 Entering Passive Mode (198,51,100,20,12,234)\r\n"+
 		"213 End of status\r\n"))
 	wantExpect(t, r)
 	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48)\r\n"))
@@ -157,10 +157,10 @@ func TestPreliminaryThenFinal(t *testing.T) {
 func TestQueueOverflow(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
-	must(t, c.ClientSends(strings.Repeat("NOOP\r\n", cmdQueue) + "PASV\r\n"))
+	must(t, c.ClientSends(strings.Repeat("NOOP\r\n", cmdQueue)+"PASV\r\n"))
 	wantCounters(t, r, map[string]uint64{"cmd_queue_full": 1})
 	// all answered in order: the PASV's kind was not kept, so its 227 is refused
-	must(t, c.ServerSends(strings.Repeat("200 ok\r\n", cmdQueue) + "227 Entering Passive Mode (198,51,100,20,117,48)\r\n"))
+	must(t, c.ServerSends(strings.Repeat("200 ok\r\n", cmdQueue)+"227 Entering Passive Mode (198,51,100,20,117,48)\r\n"))
 	wantExpect(t, r)
 	wantCounters(t, r, map[string]uint64{"reject_unpaired": 1})
 	// the queue has drained: pairing works again

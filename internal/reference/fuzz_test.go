@@ -40,7 +40,6 @@ const (
 // the server speaks first.
 const greeting = "220 ready\r\n"
 
-
 // plan byte: bit 0 direction (0 client, 1 server), bits 1-2 operation,
 // bits 3-7 size-1 (1..32 bytes)
 const (
