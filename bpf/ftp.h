@@ -55,6 +55,7 @@
 #define LINE_HEAD_KNOWN 1 /* its first bytes (up to LINE_HEAD) are in s->line */
 #define LINE_END 2        /* it is complete */
 #define LINE_FULL 4       /* all of it is in s->line: a relevant line to act on */
+#define LINE_CRLF 8       /* it ends with CR LF */
 #define TOK_PORT TOKEN('P', 'O', 'R', 'T')
 #define TOK_EPRT TOKEN('E', 'P', 'R', 'T')
 #define TOK_PASV TOKEN('P', 'A', 'S', 'V')
@@ -577,20 +578,26 @@ static __always_inline void ftp_command_line(struct ctrl_val *cv, struct dir_sta
  * handshake is the greeting: it answers the connection, not a command.
  * Returns 1 for a reply line that ends a reply.
  */
-static __always_inline int ftp_reply(struct scratch *s, struct ctrl_val *cv, struct dir_state *st)
+static __always_inline int ftp_reply(struct scratch *s, struct ctrl_val *cv, struct dir_state *st, int crlf)
 {
 	struct ftp_track *srv = &st->ftp;
 	struct ftp_track *cli = &cv->dir[DIR_CLIENT].ftp;
 	srv->reply_kind = KIND_NONE;
 	__u32 t = line_token(s);
 	if (srv->multi) {
-		if (t != srv->multi_code)
-			return 0; /* text inside the reply */
+		/*
+		 * text inside the reply; a server that ends its lines with CRLF
+		 * ends the reply with one too: an echoed name cut by a bare LF
+		 * (vsftpd turns a NUL into one) cannot end it early
+		 */
+		if (t != srv->multi_code || (srv->multi_crlf && !crlf))
+			return 0;
 		srv->multi = 0;
 	} else if (!reply_line(s)) {
 		return 0; /* text outside any reply */
 	} else if (line_at(s, REPLY_CODE_LEN) == '-') {
 		srv->multi = 1;
+		srv->multi_crlf = crlf;
 		srv->multi_code = (t & TOK_CODE_MASK) | ((__u32)' ' << TOKEN_BYTE3_SHIFT);
 		return 0;
 	}
@@ -669,7 +676,7 @@ __noinline int ftp_line(int what)
 
 	__u8 kind = line_kind(line_token(s), s->dir);
 	if (s->dir == DIR_SERVER) {
-		if (ftp_reply(s, cv, st) && kind != KIND_NONE && (what & LINE_FULL))
+		if (ftp_reply(s, cv, st, (what & LINE_CRLF) != 0) && kind != KIND_NONE && (what & LINE_FULL))
 			process_line(s, cv, kind);
 		return 0;
 	}

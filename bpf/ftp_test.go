@@ -128,6 +128,21 @@ func TestStatEcho(t *testing.T) {
 	wantCounters(t, r, map[string]uint64{"reply_227": 1, "expect_created": 1})
 }
 
+// TestStatEchoEndsReplyEarly: the echoed name also holds a line that looks
+// like the end of the STAT reply. vsftpd cuts it with a bare LF (from a NUL),
+// while its own lines end with CRLF: the reply does not end there.
+func TestStatEchoEndsReplyEarly(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	must(t, c.ClientSends("STAT .\r\nPASV\r\n"))
+	must(t, c.ServerSends("213-Status follows:\r\ndrwxr-xr-x 2 ftp ftp 4096 Jan 1 00:00 x\n" +
+		"213 x\n227 Entering Passive Mode (198,51,100,20,12,234)\r\n"))
+	must(t, c.ServerSends("213 End of status\r\n"))
+	wantExpect(t, r)
+	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48)\r\n"))
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+}
+
 func TestPipelining(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := bpftest.NewConn(r, ap(client4, 40000), ap(server4, 21))

@@ -284,7 +284,8 @@ struct ftp_track {
 	__u8 filling;        /* client: parsing bytes that fill the gap */
 	__u8 tent_n;         /* client: tentative commands held */
 	__u8 head_len;       /* bytes in head */
-	__u8 pad[2];
+	__u8 cr;             /* the last byte parsed was a CR */
+	__u8 multi_crlf;     /* server: the multi-line reply opened with a CRLF line end */
 	__u32 multi_code;    /* server: the token ("xyz ") that ends the multi-line reply */
 	__u32 queued;        /* client: commands appended */
 	__u32 unknown_until; /* client: pairing refused until answered reaches this (queue overflow) */

@@ -214,7 +214,8 @@ type FtpgateFtpTrack struct {
 	Filling      uint8
 	TentN        uint8
 	HeadLen      uint8
-	Pad          [2]uint8
+	Cr           uint8
+	MultiCrlf    uint8
 	MultiCode    uint32
 	Queued       uint32
 	UnknownUntil uint32

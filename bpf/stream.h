@@ -169,6 +169,13 @@ __noinline int parse_step(void)
 	int lf = find_lf();
 	if (lf < 0 || lf >= end)
 		lf = -1;
+	/* whether the line ends with CR LF: the CR may end the previous segment */
+	int crlf = 0;
+	if (lf > 0)
+		crlf = s->pkt[(lf - 1) & SCAN_MASK] == '\r';
+	else if (lf == 0)
+		crlf = st->ftp.cr;
+	st->ftp.cr = s->pkt[(end - 1) & SCAN_MASK] == '\r';
 
 	if (st->mode == MODE_SKIP || st->mode == MODE_SKIP_LINE) {
 		if (lf < 0) {
@@ -179,7 +186,7 @@ __noinline int parse_step(void)
 		if (st->mode == MODE_SKIP_LINE) {
 			head_restore(s, st);
 			st->lines++;
-			ftp_line(LINE_END);
+			ftp_line(LINE_END | (crlf ? LINE_CRLF : 0));
 		}
 		st->mode = MODE_LINE_START;
 		return 0;
@@ -225,7 +232,7 @@ __noinline int parse_step(void)
 	s->pos = seg_end;
 	stream_restart(st, MODE_LINE_START);
 	st->lines++;
-	int what = LINE_HEAD_KNOWN | LINE_END;
+	int what = LINE_HEAD_KNOWN | LINE_END | (crlf ? LINE_CRLF : 0);
 	if (rel && total > MAX_LINE_LEN)
 		reject(s, STAT_REJECT_OVERLONG, KIND_NONE);
 	else if (rel)
@@ -299,6 +306,7 @@ static __always_inline void fill_gap(struct scratch *s, struct dir_state *st, __
 		return;
 	}
 	__u8 mode = st->mode;
+	__u8 cr = f->cr;
 	__u16 carry = st->carry_len;
 	st->mode = MODE_LINE_START;
 	st->carry_len = 0;
@@ -307,6 +315,7 @@ static __always_inline void fill_gap(struct scratch *s, struct dir_state *st, __
 	f->filling = 0;
 	st->mode = mode;
 	st->carry_len = carry;
+	f->cr = cr;
 	if (cut || !f->tentative) {
 		tentative_drop(f);
 		return;

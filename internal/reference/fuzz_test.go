@@ -214,6 +214,8 @@ var seedTranscripts = []struct{ client, server string }{
 	// #11: pipelining, multi-line replies, echoes, openings that are not FTP
 	{"USER a\r\nPASS b\r\nTYPE I\r\nPASV\r\nRETR x\r\n", "331 ok\r\n230 ok\r\n200 ok\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n150 ok\r\n226 ok\r\n"},
 	{"STAT .\r\nPASV\r\n", "213-Status follows:\r\n227 Entering Passive Mode (198,51,100,20,12,234)\r\n213 End\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
+	{"STAT .\r\nPASV\r\n", "213-Status follows:\r\nx\n213 x\n227 Entering Passive Mode (198,51,100,20,12,234)\r\n213 End\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
+	{"STAT .\nPASV\n", "213-Status follows:\nx\n213 x\n227 Entering Passive Mode (198,51,100,20,12,234)\n213 End\n227 Entering Passive Mode (198,51,100,20,117,48)\n"},
 	{"FEAT\r\nEPSV\r\n", "211-Features:\r\n EPSV\r\n229 (|||30000|)\r\n211 End\r\n229 Entering Extended Passive Mode (|||30001|)\r\n"},
 	{"RETR x\r\nEPSV\r\n", "150 opening\r\n226 done\r\n229 ok (|||30002|)\r\n"},
 	{"POST / HTTP/1.1\r\nHost: x\r\n\r\nPORT 192,0,2,10,195,80\r\n", "HTTP/1.1 200 OK\r\n"},

@@ -78,7 +78,9 @@ type track struct {
 	started   bool // client: first line checked; server: a well-formed first reply line seen
 	greeted   bool // server: the greeting is complete
 	multi     bool // server: inside a multi-line reply
+	multiCRLF bool // server: the multi-line reply opened with a CRLF line end
 	multiCode string
+	cr        bool // the last byte parsed was a CR
 	replyKind string // server: the kind of command the current reply answers, if known
 
 	// client: the queue's tail, the kinds by index, the overflow mark, and
@@ -285,12 +287,12 @@ func (c *Conn) fillGap(seq uint32, payload []byte) {
 		c.tentativeDrop()
 		return
 	}
-	m, carry := d.mode, d.carry
+	m, carry, cr := d.mode, d.carry, f.cr
 	d.mode, d.carry = lineStart, nil
 	f.filling = true
 	cut := c.parseLines(true, payload[:min(len(payload), MaxScanBytes)], int(from), stop)
 	f.filling = false
-	d.mode, d.carry = m, carry
+	d.mode, d.carry, f.cr = m, carry, cr
 	if cut || !f.tentative {
 		c.tentativeDrop()
 		return
@@ -320,13 +322,19 @@ func (c *Conn) step(fromClient bool, buf []byte, pos int) (int, bool) {
 			break
 		}
 	}
+	// whether the line ends with CR LF: the CR may end the previous segment
+	crlf := 0
+	if lf > 0 && buf[lf-1] == '\r' || lf == 0 && d.ftp.cr {
+		crlf = lineCRLF
+	}
+	d.ftp.cr = buf[len(buf)-1] == '\r'
 	if d.mode == skipping || d.mode == skipLine {
 		if lf < 0 {
 			return len(buf), true
 		}
 		if d.mode == skipLine {
 			d.mode = lineStart
-			c.ftpLine(fromClient, d.head, lineEnd)
+			c.ftpLine(fromClient, d.head, lineEnd|crlf)
 		}
 		d.mode = lineStart
 		return lf + 1, false
@@ -363,7 +371,7 @@ func (c *Conn) step(fromClient bool, buf []byte, pos int) (int, bool) {
 	}
 
 	d.mode, d.carry = lineStart, nil
-	what := headKnown | lineEnd
+	what := headKnown | lineEnd | crlf
 	if rel && total > MaxLineLen {
 		c.reject("reject_overlong")
 	} else if rel {
@@ -378,6 +386,7 @@ const (
 	headKnown = 1 << iota // its first bytes (up to LineHead) are known
 	lineEnd               // it is complete
 	lineFull              // all of it is at hand: a relevant line to act on
+	lineCRLF              // it ends with CR LF
 )
 
 // ftpLine applies the conformance rules to a line's first bytes, and at
@@ -394,7 +403,7 @@ func (c *Conn) ftpLine(fromClient bool, line []byte, what int) {
 	}
 	kind := lineKind(line, fromClient)
 	if !fromClient {
-		if c.reply(line) && kind != "" && what&lineFull != 0 {
+		if c.reply(line, what&lineCRLF != 0) && kind != "" && what&lineFull != 0 {
 			c.handleLine(false, line)
 		}
 		return
@@ -460,20 +469,22 @@ func (c *Conn) head(fromClient bool, line []byte) {
 // queue is known, notes the kind of command it answers. The first final
 // reply after a handshake is the greeting. It tells whether the line ends
 // a reply.
-func (c *Conn) reply(line []byte) bool {
+func (c *Conn) reply(line []byte, crlf bool) bool {
 	srv, cli := c.srv(), c.cli()
 	srv.replyKind = ""
 	tok := token(line)
 	switch {
 	case srv.multi:
-		if tok != srv.multiCode {
+		// a server that ends its lines with CRLF ends the reply with one
+		// too: an echoed name cut by a bare LF cannot end it early
+		if tok != srv.multiCode || srv.multiCRLF && !crlf {
 			return false
 		}
 		srv.multi = false
 	case !replyLine(line):
 		return false
 	case at(line, 3) == '-':
-		srv.multi, srv.multiCode = true, tok[:3]+" "
+		srv.multi, srv.multiCRLF, srv.multiCode = true, crlf, tok[:3]+" "
 		return false
 	}
 	if at(line, 0) == '1' {
