@@ -135,7 +135,7 @@ func TestStatEchoEndsReplyEarly(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
 	must(t, c.ClientSends("STAT .\r\nPASV\r\n"))
-	must(t, c.ServerSends("213-Status follows:\r\ndrwxr-xr-x 2 ftp ftp 4096 Jan 1 00:00 x\n" +
+	must(t, c.ServerSends("213-Status follows:\r\ndrwxr-xr-x 2 ftp ftp 4096 Jan 1 00:00 x\n"+
 		"213 x\n227 Entering Passive Mode (198,51,100,20,12,234)\r\n"))
 	must(t, c.ServerSends("213 End of status\r\n"))
 	wantExpect(t, r)

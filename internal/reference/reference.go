@@ -80,7 +80,7 @@ type track struct {
 	multi     bool // server: inside a multi-line reply
 	multiCRLF bool // server: the multi-line reply opened with a CRLF line end
 	multiCode string
-	cr        bool // the last byte parsed was a CR
+	cr        bool   // the last byte parsed was a CR
 	replyKind string // server: the kind of command the current reply answers, if known
 
 	// client: the queue's tail, the kinds by index, the overflow mark, and
