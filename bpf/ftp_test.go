@@ -169,6 +169,19 @@ func TestPreliminaryThenFinal(t *testing.T) {
 	wantExpect(t, r, expect{"epsv", client4, server4, 30002})
 }
 
+// ABOR after Telnet IP and Synch (IAC IP IAC DM) is a command line like any
+// other: the aborted RETR gets its 426, ABOR its 226.
+func TestTelnetAbort(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	must(t, c.ClientSends("RETR x\r\n"))
+	must(t, c.ServerSends("150 opening\r\n"))
+	must(t, c.ClientSends("\xff\xf4\xff\xf2ABOR\r\nPASV\r\n"))
+	must(t, c.ServerSends("426 aborted\r\n226 ABOR ok\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"))
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+	wantCounters(t, r, map[string]uint64{"reply_unsolicited": 0})
+}
+
 func TestQueueOverflow(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
