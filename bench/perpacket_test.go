@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -113,7 +114,7 @@ func BenchmarkPerPacket(b *testing.B) {
 
 	// one control connection that sends NOOP, segment after segment
 	noop := bpftest.NewConn(r, cli(40010), srv(21))
-	if err := noop.Open(); err != nil {
+	if err := errors.Join(noop.Open(), noop.Greet()); err != nil {
 		b.Fatal(err)
 	}
 	capture := func(c *bpftest.Conn, fn func() error) ([]byte, error) {
@@ -151,7 +152,7 @@ func BenchmarkPerPacket(b *testing.B) {
 		conns := make([]*bpftest.Conn, ppBatch)
 		for i := range conns {
 			c := bpftest.NewConn(r, netip.AddrPortFrom(clientAddr, uint16(50000+i)), srv(21))
-			if err := c.Open(); err != nil {
+			if err := errors.Join(c.Open(), c.Greet()); err != nil {
 				return nil, err
 			}
 			if pasv {
@@ -191,7 +192,7 @@ func BenchmarkPerPacket(b *testing.B) {
 			return c.ServerSends(fmt.Sprintf("227 Entering Passive Mode (198,51,100,2,%d,%d).\r\n", p>>8, p&255))
 		})})
 	feat := bpftest.NewConn(r, cli(40011), srv(21))
-	if err := feat.Open(); err != nil {
+	if err := errors.Join(feat.Open(), feat.Greet()); err != nil {
 		b.Fatal(err)
 	}
 	const eightLines = "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PASV\r\n REST STREAM\r\n SIZE\r\n211 End\r\n"

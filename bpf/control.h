@@ -112,6 +112,7 @@ static __always_inline __u32 stream_start(struct dir_state *st, const struct pkt
 	if (p->flags & TCPF_SYN) {
 		st->seen = 1;
 		stream_restart(st, MODE_LINE_START);
+		ftp_syn(st);
 		st->fin = 0;
 		seq += 1; /* the SYN takes one sequence number */
 		st->next_seq = seq;

@@ -137,6 +137,7 @@ func TestCtrlClosedOncePerConnection(t *testing.T) {
 
 	c2 := bpftest.NewConn(r, ap(client4, 40001), ap(server4, 21))
 	must(t, c2.Open())
+	must(t, c2.Greet())
 	must(t, c2.ClientFlags(0x11))
 	must(t, c2.ServerFlags(0x04)) // RST after the client's FIN
 	wantCounters(t, r, map[string]uint64{"ctrl_closed": 2})

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The FTP layer of the TC parser: which lines matter (PORT, EPRT, PASV, EPSV
- * from the client; 227 and 229 from the server), what each one announces,
- * and whether a reply answers an outstanding passive request. See docs/design.md,
- * "Expectations", and the Go statement of the same rules in
- * internal/reference.
+ * The FTP layer of the TC parser: whether the connection is FTP at all (the
+ * server greets first, the client's first line is an FTP command, no HTTP),
+ * the client's outstanding commands in order and the server's replies that
+ * consume them (a multi-line reply is one reply), which lines matter (PORT,
+ * EPRT, PASV, EPSV from the client; 227 and 229 from the server) and what
+ * each one announces. See docs/design.md, "Expectations" and "Trust model",
+ * and the Go statement of the same rules in internal/reference.
  *
  * The __noinline functions are global BPF functions for the verifier's
  * sake: see text.h.
@@ -23,8 +25,37 @@
 #include "expect.h"
 
 /* four-letter tokens in upper case, as read from the wire (little-endian) */
-#define TOKEN(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
+#define TOKEN(a, b, c, d) FTP_TOKEN(a, b, c, d)
 #define TOKEN_LEN 4
+/* the fourth byte of a token */
+#define TOKEN_BYTE3_SHIFT 24
+#define CMD_QUEUE_MASK (CMD_QUEUE - 1)
+/* reply codes: the first digit tells preliminary (1), final (2-5) */
+#define REPLY_CODE_LEN 3
+#define REPLY_PRELIMINARY '1'
+#define REPLY_FINAL_MAX '5'
+/* the greetings of RFC 959 4.2: ready, ready in n minutes, not available */
+#define TOK_220 TOKEN('2', '2', '0', ' ')
+#define TOK_120 TOKEN('1', '2', '0', ' ')
+#define TOK_421 TOKEN('4', '2', '1', ' ')
+/* a reply line's token with its fourth byte (space or '-') taken off */
+#define TOK_CODE_MASK 0x00ffffffU
+/* HTTP: request methods (with the space after them) and the response line */
+#define TOK_HTTP TOKEN('H', 'T', 'T', 'P')
+#define TOK_GET TOKEN('G', 'E', 'T', ' ')
+#define TOK_PUT TOKEN('P', 'U', 'T', ' ')
+#define TOK_POST TOKEN('P', 'O', 'S', 'T')
+#define TOK_HEAD TOKEN('H', 'E', 'A', 'D')
+#define TOK_DELE TOKEN('D', 'E', 'L', 'E')
+#define TOK_OPTI TOKEN('O', 'P', 'T', 'I')
+#define TOK_CONN TOKEN('C', 'O', 'N', 'N')
+#define TOK_PATC TOKEN('P', 'A', 'T', 'C')
+#define TOK_TRAC TOKEN('T', 'R', 'A', 'C')
+/* what ftp_line is told about a line */
+#define LINE_HEAD_KNOWN 1 /* its first bytes (up to LINE_HEAD) are in s->line */
+#define LINE_END 2        /* it is complete */
+#define LINE_FULL 4       /* all of it is in s->line: a relevant line to act on */
+#define LINE_CRLF 8       /* it ends with CR LF */
 #define TOK_PORT TOKEN('P', 'O', 'R', 'T')
 #define TOK_EPRT TOKEN('E', 'P', 'R', 'T')
 #define TOK_PASV TOKEN('P', 'A', 'S', 'V')
@@ -73,6 +104,46 @@ static __always_inline __u8 line_kind(__u32 t, __u32 dir)
 	if (t == TOK_EPSV)
 		return KIND_EPSV;
 	return KIND_NONE;
+}
+
+/*
+ * ftp_handshake tells whether the connection began with a handshake the
+ * parser saw. The lead wires it to H1's tcp_handshake_seen(cv) (bpf/tcp.h).
+ */
+static __always_inline int ftp_handshake(const struct ctrl_val *cv)
+{
+	return cv->dir[DIR_CLIENT].ftp.handshake && cv->dir[DIR_SERVER].ftp.handshake;
+}
+
+/* ftp_syn starts a direction's FTP state at its SYN */
+static __always_inline void ftp_syn(struct dir_state *st)
+{
+	__builtin_memset(&st->ftp, 0, sizeof(st->ftp));
+	st->ftp.handshake = 1;
+}
+
+/* ftp_not tells whether either direction found the connection is not FTP */
+static __always_inline int ftp_not(const struct ctrl_val *cv)
+{
+	return cv->dir[DIR_CLIENT].ftp.not_ftp || cv->dir[DIR_SERVER].ftp.not_ftp;
+}
+
+/* not_ftp marks the connection not FTP for its lifetime, counted once */
+static __always_inline void not_ftp(struct ctrl_val *cv, struct dir_state *st)
+{
+	if (!ftp_not(cv))
+		stat_inc(STAT_CTRL_NOT_FTP);
+	st->ftp.not_ftp = 1;
+}
+
+/*
+ * ftp_verified tells whether the lines of the connection may create
+ * expectations: the server has sent a well-formed first reply line (the
+ * greeting after a handshake) and nothing marked it not FTP
+ */
+static __always_inline int ftp_verified(const struct ctrl_val *cv)
+{
+	return cv->dir[DIR_SERVER].ftp.started && !ftp_not(cv);
 }
 
 /* delim_ok tells whether d may delimit the fields of EPRT or 229 (RFC 2428) */
@@ -195,21 +266,12 @@ static __always_inline void cmd_eprt(struct scratch *s)
 }
 
 /*
- * paired tells whether the server's reply answers an outstanding passive
- * request of kind want from the client, and marks that request answered: one
- * reply per request. Only the server direction's half is written.
+ * paired tells whether the reply being read is the final reply to a
+ * passive request of kind want at the head of the queue (ftp_reply found it)
  */
 static __always_inline int paired(struct ctrl_val *cv, __u8 want)
 {
-	struct dir_state *cli = &cv->dir[DIR_CLIENT];
-	struct dir_state *srv = &cv->dir[DIR_SERVER];
-	__u32 gen = cli->pasv_gen;
-	__u8 kind = cli->pasv_kind;
-
-	if (kind != want || gen == srv->pasv_gen)
-		return 0;
-	srv->pasv_gen = gen;
-	return 1;
+	return cv->dir[DIR_SERVER].ftp.reply_kind == want;
 }
 
 /*
@@ -230,6 +292,10 @@ static __always_inline int reply_begin(struct scratch *s, struct ctrl_val *cv, _
 		if (c == 0 || (until ? c == until : is_digit(c)))
 			break;
 		s->cur++;
+	}
+	if (!ftp_verified(cv)) {
+		reject(s, STAT_REJECT_UNVERIFIED, kind);
+		return 0;
 	}
 	if (!paired(cv, kind)) {
 		/*
@@ -313,59 +379,317 @@ static __always_inline int command_ends(struct scratch *s)
 	return c == ' ' || c == '\r' || c == '\n' || c == 0;
 }
 
-/*
- * passive_request records a PASV or EPSV as the client's outstanding request.
- * "EPSV ALL" announces EPSV-only use; it asks for no port.
- */
-static __always_inline void passive_request(struct scratch *s, struct dir_state *cli, __u8 kind)
+/* upper upper-cases an ASCII letter and leaves any other byte alone */
+static __always_inline __u32 upper(__u8 c)
 {
-	if (kind == KIND_EPSV) {
-		stat_inc(STAT_CMD_EPSV);
-		s->cur = TOKEN_LEN;
-		skip_spaces(s);
-		if ((line_at(s, s->cur) | ASCII_CASE_BIT) == 'a') {
-			cli->pasv_kind = KIND_NONE;
-			return;
-		}
-	} else {
-		stat_inc(STAT_CMD_PASV);
-	}
-	cli->pasv_kind = kind;
-	cli->pasv_gen++;
+	return c >= 'a' && c <= 'z' ? c - ('a' - 'A') : c;
 }
 
-/* process_line handles the complete line in s->line[0..line_len) */
-__noinline int process_line(void)
+/*
+ * ftp_command tells whether the line is an FTP command (enum ftp_cmd): three
+ * letters then a space or the line end, or four letters then the same, in
+ * any case.
+ */
+static __always_inline int ftp_command(struct scratch *s)
 {
-	struct scratch *s;
-	struct ctrl_val *cv = scratch_conn(&s);
-	if (!cv)
-		return -1;
-	__builtin_memset(&s->exp, 0, sizeof(s->exp));
-	__u8 kind = line_kind(line_token(s), s->dir);
+	__u8 c3 = line_at(s, 3);
+	__u32 t;
+	if (c3 == ' ' || c3 == '\r' || c3 == '\n' || c3 == 0) {
+		t = TOKEN(upper(line_at(s, 0)), upper(line_at(s, 1)), upper(line_at(s, 2)), 0);
+	} else {
+		if (!command_ends(s))
+			return 0;
+		t = TOKEN(upper(line_at(s, 0)), upper(line_at(s, 1)), upper(line_at(s, 2)), upper(c3));
+	}
+	switch (t) {
+#define FTP_CMD_CASE(name, a, b, c, d) case FTP_CMD_##name:
+		FTP_COMMANDS(FTP_CMD_CASE)
+#undef FTP_CMD_CASE
+		return 1;
+	}
+	return 0;
+}
 
+/*
+ * http_line tells whether the line is an HTTP request line (a method and a
+ * space; methods are case-sensitive) or, from the server, a status line
+ */
+static __always_inline int http_line(struct scratch *s, __u32 dir)
+{
+	__u32 t = line_token(s);
+	if (dir == DIR_SERVER)
+		return t == TOK_HTTP && line_at(s, TOKEN_LEN) == '/';
+	if (t == TOK_GET || t == TOK_PUT)
+		return 1;
+	if (t == TOK_POST || t == TOK_HEAD)
+		return line_at(s, 4) == ' ';
+	if (t == TOK_PATC)
+		return line_at(s, 4) == 'H' && line_at(s, 5) == ' ';
+	if (t == TOK_TRAC)
+		return line_at(s, 4) == 'E' && line_at(s, 5) == ' ';
+	if (t == TOK_DELE)
+		return line_at(s, 4) == 'T' && line_at(s, 5) == 'E' && line_at(s, 6) == ' ';
+	if (t == TOK_OPTI)
+		return line_at(s, 4) == 'O' && line_at(s, 5) == 'N' && line_at(s, 6) == 'S' && line_at(s, 7) == ' ';
+	if (t == TOK_CONN)
+		return line_at(s, 4) == 'E' && line_at(s, 5) == 'C' && line_at(s, 6) == 'T' && line_at(s, 7) == ' ';
+	return 0;
+}
+
+/*
+ * reply_line tells whether the line starts a reply: three digits, the first
+ * 1-5, then a space or '-' (RFC 959 4.2)
+ */
+static __always_inline int reply_line(struct scratch *s)
+{
+	__u8 c0 = line_at(s, 0);
+	__u8 c3 = line_at(s, REPLY_CODE_LEN);
+	return c0 >= REPLY_PRELIMINARY && c0 <= REPLY_FINAL_MAX && is_digit(line_at(s, 1)) &&
+	       is_digit(line_at(s, 2)) && (c3 == ' ' || c3 == '-');
+}
+
+/*
+ * ftp_head checks a line's first bytes against the conformance rules: after
+ * a handshake the server's first line is a greeting (220, 120 or 421) and
+ * the client's first line an FTP command; on a picked-up connection the
+ * server's first reply line verifies it. An HTTP line marks a picked-up
+ * connection not FTP.
+ */
+static __always_inline void ftp_head(struct scratch *s, struct ctrl_val *cv, struct dir_state *st)
+{
+	int hs = ftp_handshake(cv);
+	if (s->dir == DIR_CLIENT) {
+		/* a tentative line may be framed wrongly: its gap decides */
+		if (st->ftp.started || (!hs && ftp_verified(cv)) || (st->ftp.tentative && !st->ftp.filling))
+			return;
+		if (hs && !ftp_command(s))
+			not_ftp(cv, st);
+		else if (!hs && http_line(s, DIR_CLIENT))
+			not_ftp(cv, st);
+		else if (hs)
+			st->ftp.started = 1;
+		return;
+	}
+	if (st->ftp.started)
+		return;
+	if (hs) {
+		__u32 t = line_token(s) & TOK_CODE_MASK;
+		if (reply_line(s) && (t == (TOK_220 & TOK_CODE_MASK) || t == (TOK_120 & TOK_CODE_MASK) ||
+				      t == (TOK_421 & TOK_CODE_MASK)))
+			st->ftp.started = 1;
+		else
+			not_ftp(cv, st);
+		return;
+	}
+	if (reply_line(s)) {
+		st->ftp.started = 1;
+		st->ftp.greeted = 1; /* a pickup has no greeting to wait for */
+	} else if (http_line(s, DIR_SERVER)) {
+		not_ftp(cv, st);
+	}
+}
+
+/*
+ * queue_push appends a command of kind (PASV, EPSV, or KIND_NONE for any
+ * other) to the client's queue. When CMD_QUEUE commands are outstanding the
+ * kind is not kept, and pairing stays refused until the server has answered
+ * this one.
+ */
+static __always_inline void queue_push(struct ctrl_val *cv, __u8 kind)
+{
+	struct ftp_track *cli = &cv->dir[DIR_CLIENT].ftp;
+	__u32 q = cli->queued;
+	if (q - cv->dir[DIR_SERVER].ftp.answered >= CMD_QUEUE) {
+		stat_inc(STAT_CMD_QUEUE_FULL);
+		cli->unknown_until = q + 1;
+	} else {
+		cli->cmd[q & CMD_QUEUE_MASK] = kind;
+	}
+	cli->queued = q + 1;
+}
+
+/*
+ * tentative_drop gives up the commands held after a gap: the bytes of the gap
+ * hold an unknown number of commands, so the queue is unknown until it drains
+ */
+static __always_inline void tentative_drop(struct ftp_track *cli)
+{
+	if (cli->tentative)
+		stat_inc(STAT_TENTATIVE_DROPPED);
+	cli->tentative = 0;
+	cli->filling = 0;
+	cli->tent_n = 0;
+	cli->lost_gen++;
+}
+
+/* tentative_confirm appends the tentative commands, in order, once the gap is filled */
+static __always_inline void tentative_confirm(struct ctrl_val *cv)
+{
+	struct ftp_track *cli = &cv->dir[DIR_CLIENT].ftp;
+	stat_inc(STAT_GAP_FILLED);
+	for (__u32 i = 0; i < TENT_CMDS; i++) {
+		if (i >= cli->tent_n)
+			break;
+		queue_push(cv, cli->tent[i & (TENT_CMDS - 1)]);
+	}
+	cli->tentative = 0;
+	cli->filling = 0;
+	cli->tent_n = 0;
+}
+
+/* command_kind returns what a command line asks for: PASV, EPSV, PORT, EPRT or KIND_NONE */
+static __always_inline __u8 command_kind(struct scratch *s)
+{
+	__u8 kind = line_kind(line_token(s), DIR_CLIENT);
+	if (kind == KIND_NONE || !command_ends(s))
+		return KIND_NONE;
+	if (kind == KIND_EPSV) {
+		/* "EPSV ALL" announces EPSV-only use; it asks for no port */
+		s->cur = TOKEN_LEN;
+		skip_spaces(s);
+		if ((line_at(s, s->cur) | ASCII_CASE_BIT) == 'a')
+			return KIND_NONE;
+	}
+	return kind;
+}
+
+/* ftp_command_line takes a complete client line: into the queue, or held as tentative */
+static __always_inline void ftp_command_line(struct ctrl_val *cv, struct dir_state *st, __u8 kind)
+{
+	__u8 qkind = kind == KIND_PASV || kind == KIND_EPSV ? kind : KIND_NONE;
+	if (st->ftp.tentative && !st->ftp.filling) {
+		if (st->ftp.tent_n >= TENT_CMDS) {
+			tentative_drop(&st->ftp);
+			return;
+		}
+		stat_inc(STAT_CMD_TENTATIVE);
+		st->ftp.tent[st->ftp.tent_n & (TENT_CMDS - 1)] = qkind;
+		st->ftp.tent_n++;
+		return;
+	}
+	queue_push(cv, qkind);
+}
+
+/*
+ * ftp_reply takes a complete reply line of the server: a multi-line reply
+ * ends only at its code and a space, and its inner lines are text; a final
+ * reply (2xx-5xx) consumes the command at the head of the queue and notes its
+ * kind in reply_kind when the queue is known. The first final reply after a
+ * handshake is the greeting: it answers the connection, not a command.
+ * Returns 1 for a reply line that ends a reply.
+ */
+static __always_inline int ftp_reply(struct scratch *s, struct ctrl_val *cv, struct dir_state *st, int crlf)
+{
+	struct ftp_track *srv = &st->ftp;
+	struct ftp_track *cli = &cv->dir[DIR_CLIENT].ftp;
+	srv->reply_kind = KIND_NONE;
+	__u32 t = line_token(s);
+	if (srv->multi) {
+		/*
+		 * text inside the reply; a server that ends its lines with CRLF
+		 * ends the reply with one too: an echoed name cut by a bare LF
+		 * (vsftpd turns a NUL into one) cannot end it early
+		 */
+		if (t != srv->multi_code || (srv->multi_crlf && !crlf))
+			return 0;
+		srv->multi = 0;
+	} else if (!reply_line(s)) {
+		return 0; /* text outside any reply */
+	} else if (line_at(s, REPLY_CODE_LEN) == '-') {
+		srv->multi = 1;
+		srv->multi_crlf = crlf;
+		srv->multi_code = (t & TOK_CODE_MASK) | ((__u32)' ' << TOKEN_BYTE3_SHIFT);
+		return 0;
+	}
+	if (line_at(s, 0) == REPLY_PRELIMINARY)
+		return 1;
+	if (!srv->greeted) {
+		srv->greeted = 1;
+		return 1;
+	}
+	__u32 h = srv->answered;
+	__u32 q = cli->queued;
+	if (h == q) {
+		stat_inc(STAT_REPLY_UNSOLICITED);
+		srv->lost_seen = cli->lost_gen; /* drained */
+		return 1;
+	}
+	int known = h >= cli->unknown_until && srv->lost_seen == cli->lost_gen;
+	__u8 kind = cli->cmd[h & CMD_QUEUE_MASK];
+	srv->answered = h + 1;
+	if (h + 1 == q)
+		srv->lost_seen = cli->lost_gen; /* drained */
+	if (known)
+		srv->reply_kind = kind;
+	return 1;
+}
+
+/* process_line acts on a relevant line (PORT, EPRT, 227, 229) in s->line[0..line_len) */
+static __always_inline void process_line(struct scratch *s, struct ctrl_val *cv, __u8 kind)
+{
+	__builtin_memset(&s->exp, 0, sizeof(s->exp));
 	if (s->dir == DIR_SERVER) {
 		if (kind == KIND_PASV)
 			reply_227(s, cv);
 		else if (kind == KIND_EPSV)
 			reply_229(s, cv);
-		return 0;
+		return;
 	}
-
-	struct dir_state *cli = &cv->dir[DIR_CLIENT];
-	if (!command_ends(s)) {
-		reject(s, STAT_REJECT_MALFORMED, KIND_NONE);
-		return 0;
+	if (kind == KIND_PASV) {
+		stat_inc(STAT_CMD_PASV);
+		return;
 	}
-	if (kind == KIND_PASV || kind == KIND_EPSV) {
-		passive_request(s, cli, kind);
-	} else if (kind == KIND_PORT) {
-		cli->pasv_kind = KIND_NONE;
+	if (kind == KIND_EPSV) {
+		stat_inc(STAT_CMD_EPSV);
+		return;
+	}
+	if (kind != KIND_PORT && kind != KIND_EPRT)
+		return;
+	if (!ftp_verified(cv)) {
+		reject(s, STAT_REJECT_UNVERIFIED, kind);
+		return;
+	}
+	if (kind == KIND_PORT)
 		cmd_port(s);
-	} else if (kind == KIND_EPRT) {
-		cli->pasv_kind = KIND_NONE;
+	else
 		cmd_eprt(s);
+}
+
+/*
+ * ftp_line handles what the parser knows of a line (LINE_HEAD_KNOWN,
+ * LINE_END, LINE_FULL): the conformance rules on its first bytes, the
+ * queue at its end, and the expectation a relevant complete line announces.
+ */
+__noinline int ftp_line(int what)
+{
+	struct scratch *s;
+	struct ctrl_val *cv = scratch_conn(&s);
+	if (!cv)
+		return -1;
+	struct dir_state *st = dir_of(cv, s->dir);
+	if (ftp_not(cv))
+		return 0;
+	if (what & LINE_HEAD_KNOWN)
+		ftp_head(s, cv, st);
+	if (!(what & LINE_END) || ftp_not(cv))
+		return 0;
+
+	__u8 kind = line_kind(line_token(s), s->dir);
+	if (s->dir == DIR_SERVER) {
+		if (ftp_reply(s, cv, st, (what & LINE_CRLF) != 0) && kind != KIND_NONE && (what & LINE_FULL))
+			process_line(s, cv, kind);
+		return 0;
 	}
+	if (kind != KIND_NONE && (what & LINE_FULL) && !command_ends(s)) {
+		reject(s, STAT_REJECT_MALFORMED, KIND_NONE);
+		kind = KIND_NONE;
+	}
+	if (kind != KIND_NONE)
+		kind = command_kind(s);
+	int tentative = st->ftp.tentative && !st->ftp.filling;
+	ftp_command_line(cv, st, kind);
+	if (kind != KIND_NONE && (what & LINE_FULL) && !tentative)
+		process_line(s, cv, kind);
 	return 0;
 }
 

@@ -52,6 +52,7 @@ struct btf_anchor {
 	enum event_type ev_type;
 	enum parse_mode mode;
 	enum direction dir;
+	enum ftp_cmd cmd;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

@@ -73,6 +73,13 @@ enum limits {
 	 */
 	REJECT_EVENTS_PER_SEC = 100,
 	REJECT_EVENTS_BURST = 200,
+	/* #11 ftp */
+	/* commands the client may have outstanding (a power of two): the reply queue */
+	CMD_QUEUE = 16,
+	/* commands after a gap in the client stream kept tentative until the gap is filled */
+	TENT_CMDS = 8,
+	/* first bytes of a line kept to classify it: command, reply code, HTTP method */
+	LINE_HEAD = 8,
 };
 
 /*
@@ -122,6 +129,14 @@ enum stat {
 	STAT_CTRL_BAD_CHECKSUM,    /* control segment with a wrong TCP checksum: ignored */
 	STAT_EVENTS_SUPPRESSED,    /* rejection or dropped-SYN event over the rate limit: not reported */
 	STAT_REPLY_227_NO_ADDRESS, /* unpaired 227 without an address (pure-ftpd's "227 Logout."): ignored */
+	/* #11 ftp */
+	STAT_CTRL_NOT_FTP,         /* a control connection that is not FTP (HTTP, TLS, no greeting): never parsed again */
+	STAT_REJECT_UNVERIFIED,    /* a picked-up connection's line before the server's first reply line: ignored */
+	STAT_CMD_QUEUE_FULL,       /* a command found CMD_QUEUE outstanding: pairing refused until answered */
+	STAT_REPLY_UNSOLICITED,    /* a final reply with no outstanding command */
+	STAT_CMD_TENTATIVE,        /* a command after a gap in the client stream, kept tentative */
+	STAT_GAP_FILLED,           /* a gap filled by a retransmission ending a line: tentative commands confirmed */
+	STAT_TENTATIVE_DROPPED,    /* tentative commands given up (gap filled otherwise, another gap, too many) */
 	STAT_MAX,
 };
 
@@ -145,7 +160,43 @@ enum parse_mode {
 	MODE_LINE_START = 0, /* the next byte starts a line */
 	MODE_CARRY = 1,      /* inside a line whose start is in the carry buffer */
 	MODE_SKIP = 2,       /* inside a line that is not parsed: wait for LF */
+	MODE_SKIP_LINE = 3,  /* inside a line whose first bytes are in ftp.head: wait for LF, then finish it */
 };
+
+/*
+ * FTP command tokens (RFC 959, 2228, 2389, 2428, 3659, 7151, the X* forms of
+ * RFC 775, LANG of RFC 2640): the first four bytes of the line, upper case,
+ * little-endian as read from the wire; a three-letter command has a zero
+ * fourth byte. The list is written only here: the Go reference parser reads
+ * enum ftp_cmd from the object's BTF.
+ */
+#define FTP_TOKEN(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
+#define FTP_COMMANDS(X)                                                                                     \
+	X(ABOR, 'A', 'B', 'O', 'R') X(ACCT, 'A', 'C', 'C', 'T') X(ADAT, 'A', 'D', 'A', 'T')                 \
+	X(ALLO, 'A', 'L', 'L', 'O') X(APPE, 'A', 'P', 'P', 'E') X(AUTH, 'A', 'U', 'T', 'H')                 \
+	X(CCC, 'C', 'C', 'C', 0) X(CDUP, 'C', 'D', 'U', 'P') X(CONF, 'C', 'O', 'N', 'F')                    \
+	X(CWD, 'C', 'W', 'D', 0) X(DELE, 'D', 'E', 'L', 'E') X(ENC, 'E', 'N', 'C', 0)                       \
+	X(EPRT, 'E', 'P', 'R', 'T') X(EPSV, 'E', 'P', 'S', 'V') X(FEAT, 'F', 'E', 'A', 'T')                 \
+	X(HELP, 'H', 'E', 'L', 'P') X(HOST, 'H', 'O', 'S', 'T') X(LANG, 'L', 'A', 'N', 'G')                 \
+	X(LIST, 'L', 'I', 'S', 'T') X(MDTM, 'M', 'D', 'T', 'M') X(MIC, 'M', 'I', 'C', 0)                    \
+	X(MKD, 'M', 'K', 'D', 0) X(MLSD, 'M', 'L', 'S', 'D') X(MLST, 'M', 'L', 'S', 'T')                    \
+	X(MODE, 'M', 'O', 'D', 'E') X(NLST, 'N', 'L', 'S', 'T') X(NOOP, 'N', 'O', 'O', 'P')                 \
+	X(OPTS, 'O', 'P', 'T', 'S') X(PASS, 'P', 'A', 'S', 'S') X(PASV, 'P', 'A', 'S', 'V')                 \
+	X(PBSZ, 'P', 'B', 'S', 'Z') X(PORT, 'P', 'O', 'R', 'T') X(PROT, 'P', 'R', 'O', 'T')                 \
+	X(PWD, 'P', 'W', 'D', 0) X(QUIT, 'Q', 'U', 'I', 'T') X(REIN, 'R', 'E', 'I', 'N')                    \
+	X(REST, 'R', 'E', 'S', 'T') X(RETR, 'R', 'E', 'T', 'R') X(RMD, 'R', 'M', 'D', 0)                    \
+	X(RNFR, 'R', 'N', 'F', 'R') X(RNTO, 'R', 'N', 'T', 'O') X(SITE, 'S', 'I', 'T', 'E')                 \
+	X(SIZE, 'S', 'I', 'Z', 'E') X(SMNT, 'S', 'M', 'N', 'T') X(STAT, 'S', 'T', 'A', 'T')                 \
+	X(STOR, 'S', 'T', 'O', 'R') X(STOU, 'S', 'T', 'O', 'U') X(STRU, 'S', 'T', 'R', 'U')                 \
+	X(SYST, 'S', 'Y', 'S', 'T') X(TYPE, 'T', 'Y', 'P', 'E') X(USER, 'U', 'S', 'E', 'R')                 \
+	X(XCUP, 'X', 'C', 'U', 'P') X(XCWD, 'X', 'C', 'W', 'D') X(XMKD, 'X', 'M', 'K', 'D')                 \
+	X(XPWD, 'X', 'P', 'W', 'D') X(XRMD, 'X', 'R', 'M', 'D')
+
+#define FTP_CMD_ENUM(name, a, b, c, d) FTP_CMD_##name = FTP_TOKEN(a, b, c, d),
+enum ftp_cmd {
+	FTP_COMMANDS(FTP_CMD_ENUM)
+};
+#undef FTP_CMD_ENUM
 
 /* events sent through the ring buffer */
 enum event_type {
@@ -215,6 +266,39 @@ struct flow_val {
 	struct ctrl_key ctrl;
 };
 
+/*
+ * The FTP layer's state of one direction (#11): conformance, the reply queue
+ * and the tentative commands after a gap. Written only by the hook that sees
+ * the direction, like the rest of struct dir_state. The client direction
+ * appends to the queue (queued: its tail), the server direction consumes it
+ * (answered: its head). docs/design.md, "Trust model", states the rules.
+ */
+struct ftp_track {
+	__u8 handshake;      /* this direction began with a SYN (stands in for tcp_handshake_seen) */
+	__u8 not_ftp;        /* this direction found the connection is not FTP */
+	__u8 started;        /* client: first line checked; server: a well-formed first reply line seen */
+	__u8 greeted;        /* server: the greeting (the reply to the connection) is complete */
+	__u8 multi;          /* server: inside a multi-line reply */
+	__u8 reply_kind;     /* server: kind of the command the current reply answers, if known */
+	__u8 tentative;      /* client: the bytes after a gap are tentative */
+	__u8 filling;        /* client: parsing bytes that fill the gap */
+	__u8 tent_n;         /* client: tentative commands held */
+	__u8 head_len;       /* bytes in head */
+	__u8 cr;             /* the last byte parsed was a CR */
+	__u8 multi_crlf;     /* server: the multi-line reply opened with a CRLF line end */
+	__u32 multi_code;    /* server: the token ("xyz ") that ends the multi-line reply */
+	__u32 queued;        /* client: commands appended */
+	__u32 unknown_until; /* client: pairing refused until answered reaches this (queue overflow) */
+	__u32 lost_gen;      /* client: counts parse gaps, where an unknown number of commands was lost */
+	__u32 lost_seen;     /* server: the lost_gen the queue has drained past */
+	__u32 answered;      /* server: final replies that consumed a command */
+	__u32 gap_seq;       /* client: first byte of the gap not yet seen */
+	__u32 tent_seq;      /* client: first byte after the gap (the tentative bytes) */
+	__u8 head[LINE_HEAD];   /* first bytes of the line being skipped (MODE_SKIP_LINE) */
+	__u8 cmd[CMD_QUEUE];    /* client: enum kind of each outstanding command, by queued % CMD_QUEUE */
+	__u8 tent[TENT_CMDS];   /* client: enum kind of each tentative command */
+};
+
 /* the parser state of one direction: written only by the hook that sees it */
 struct dir_state {
 	__u32 next_seq;    /* sequence number of the next unparsed byte */
@@ -223,19 +307,13 @@ struct dir_state {
 	__u8 fin;          /* FIN seen in this direction */
 	__u8 slot_next;    /* next slot of the ring to write */
 	__u16 carry_len;   /* bytes held in carry */
-	/*
-	 * client direction: kind (PASV or EPSV) of the last passive request that
-	 * has not yet been superseded; pasv_gen counts passive requests.
-	 * server direction: pasv_gen is the request number last answered.
-	 */
-	__u8 pasv_kind;
-	__u8 pad;
-	__u32 pasv_gen;
+	__u8 pad[2];
 	__u32 lines;       /* complete lines parsed */
 	__u64 last_ns;     /* ftpgate clock of the last segment */
 	struct expect_key slot[EXPECT_SLOTS];
 	__u64 slot_created[EXPECT_SLOTS];
 	__u8 carry[MAX_LINE_LEN];
+	struct ftp_track ftp;
 };
 
 struct ctrl_val {

@@ -50,15 +50,14 @@ type FtpgateDirState struct {
 	Fin         uint8
 	SlotNext    uint8
 	CarryLen    uint16
-	PasvKind    uint8
-	Pad         uint8
-	PasvGen     uint32
+	Pad         [2]uint8
 	Lines       uint32
-	_           [4]byte
 	LastNs      uint64
 	Slot        [4]FtpgateExpectKey
 	SlotCreated [4]uint64
 	Carry       [128]uint8
+	Ftp         FtpgateFtpTrack
+	_           [4]byte
 }
 
 type FtpgateDirection uint32
@@ -142,6 +141,94 @@ type FtpgateFlowVal struct {
 	Ctrl       FtpgateCtrlKey
 }
 
+type FtpgateFtpCmd uint32
+
+const (
+	FtpgateFtpCmdFTP_CMD_ABOR FtpgateFtpCmd = 1380926017
+	FtpgateFtpCmdFTP_CMD_ACCT FtpgateFtpCmd = 1413694273
+	FtpgateFtpCmdFTP_CMD_ADAT FtpgateFtpCmd = 1413563457
+	FtpgateFtpCmdFTP_CMD_ALLO FtpgateFtpCmd = 1330400321
+	FtpgateFtpCmdFTP_CMD_APPE FtpgateFtpCmd = 1162891329
+	FtpgateFtpCmdFTP_CMD_AUTH FtpgateFtpCmd = 1213486401
+	FtpgateFtpCmdFTP_CMD_CCC  FtpgateFtpCmd = 4408131
+	FtpgateFtpCmdFTP_CMD_CDUP FtpgateFtpCmd = 1347765315
+	FtpgateFtpCmdFTP_CMD_CONF FtpgateFtpCmd = 1179537219
+	FtpgateFtpCmdFTP_CMD_CWD  FtpgateFtpCmd = 4478787
+	FtpgateFtpCmdFTP_CMD_DELE FtpgateFtpCmd = 1162626372
+	FtpgateFtpCmdFTP_CMD_ENC  FtpgateFtpCmd = 4410949
+	FtpgateFtpCmdFTP_CMD_EPRT FtpgateFtpCmd = 1414680645
+	FtpgateFtpCmdFTP_CMD_EPSV FtpgateFtpCmd = 1448300613
+	FtpgateFtpCmdFTP_CMD_FEAT FtpgateFtpCmd = 1413563718
+	FtpgateFtpCmdFTP_CMD_HELP FtpgateFtpCmd = 1347175752
+	FtpgateFtpCmdFTP_CMD_HOST FtpgateFtpCmd = 1414745928
+	FtpgateFtpCmdFTP_CMD_LANG FtpgateFtpCmd = 1196310860
+	FtpgateFtpCmdFTP_CMD_LIST FtpgateFtpCmd = 1414744396
+	FtpgateFtpCmdFTP_CMD_MDTM FtpgateFtpCmd = 1297368141
+	FtpgateFtpCmdFTP_CMD_MIC  FtpgateFtpCmd = 4409677
+	FtpgateFtpCmdFTP_CMD_MKD  FtpgateFtpCmd = 4475725
+	FtpgateFtpCmdFTP_CMD_MLSD FtpgateFtpCmd = 1146309709
+	FtpgateFtpCmdFTP_CMD_MLST FtpgateFtpCmd = 1414745165
+	FtpgateFtpCmdFTP_CMD_MODE FtpgateFtpCmd = 1162104653
+	FtpgateFtpCmdFTP_CMD_NLST FtpgateFtpCmd = 1414745166
+	FtpgateFtpCmdFTP_CMD_NOOP FtpgateFtpCmd = 1347374926
+	FtpgateFtpCmdFTP_CMD_OPTS FtpgateFtpCmd = 1398034511
+	FtpgateFtpCmdFTP_CMD_PASS FtpgateFtpCmd = 1397965136
+	FtpgateFtpCmdFTP_CMD_PASV FtpgateFtpCmd = 1448296784
+	FtpgateFtpCmdFTP_CMD_PBSZ FtpgateFtpCmd = 1515405904
+	FtpgateFtpCmdFTP_CMD_PORT FtpgateFtpCmd = 1414680400
+	FtpgateFtpCmdFTP_CMD_PROT FtpgateFtpCmd = 1414484560
+	FtpgateFtpCmdFTP_CMD_PWD  FtpgateFtpCmd = 4478800
+	FtpgateFtpCmdFTP_CMD_QUIT FtpgateFtpCmd = 1414092113
+	FtpgateFtpCmdFTP_CMD_REIN FtpgateFtpCmd = 1313424722
+	FtpgateFtpCmdFTP_CMD_REST FtpgateFtpCmd = 1414743378
+	FtpgateFtpCmdFTP_CMD_RETR FtpgateFtpCmd = 1381254482
+	FtpgateFtpCmdFTP_CMD_RMD  FtpgateFtpCmd = 4476242
+	FtpgateFtpCmdFTP_CMD_RNFR FtpgateFtpCmd = 1380339282
+	FtpgateFtpCmdFTP_CMD_RNTO FtpgateFtpCmd = 1330925138
+	FtpgateFtpCmdFTP_CMD_SITE FtpgateFtpCmd = 1163151699
+	FtpgateFtpCmdFTP_CMD_SIZE FtpgateFtpCmd = 1163544915
+	FtpgateFtpCmdFTP_CMD_SMNT FtpgateFtpCmd = 1414417747
+	FtpgateFtpCmdFTP_CMD_STAT FtpgateFtpCmd = 1413567571
+	FtpgateFtpCmdFTP_CMD_STOR FtpgateFtpCmd = 1380930643
+	FtpgateFtpCmdFTP_CMD_STOU FtpgateFtpCmd = 1431262291
+	FtpgateFtpCmdFTP_CMD_STRU FtpgateFtpCmd = 1431458899
+	FtpgateFtpCmdFTP_CMD_SYST FtpgateFtpCmd = 1414748499
+	FtpgateFtpCmdFTP_CMD_TYPE FtpgateFtpCmd = 1162893652
+	FtpgateFtpCmdFTP_CMD_USER FtpgateFtpCmd = 1380275029
+	FtpgateFtpCmdFTP_CMD_XCUP FtpgateFtpCmd = 1347765080
+	FtpgateFtpCmdFTP_CMD_XCWD FtpgateFtpCmd = 1146569560
+	FtpgateFtpCmdFTP_CMD_XMKD FtpgateFtpCmd = 1145785688
+	FtpgateFtpCmdFTP_CMD_XPWD FtpgateFtpCmd = 1146572888
+	FtpgateFtpCmdFTP_CMD_XRMD FtpgateFtpCmd = 1145918040
+)
+
+type FtpgateFtpTrack struct {
+	_            structs.HostLayout
+	Handshake    uint8
+	NotFtp       uint8
+	Started      uint8
+	Greeted      uint8
+	Multi        uint8
+	ReplyKind    uint8
+	Tentative    uint8
+	Filling      uint8
+	TentN        uint8
+	HeadLen      uint8
+	Cr           uint8
+	MultiCrlf    uint8
+	MultiCode    uint32
+	Queued       uint32
+	UnknownUntil uint32
+	LostGen      uint32
+	LostSeen     uint32
+	Answered     uint32
+	GapSeq       uint32
+	TentSeq      uint32
+	Head         [8]uint8
+	Cmd          [16]uint8
+	Tent         [8]uint8
+}
+
 type FtpgateIfaceVal struct {
 	_       structs.HostLayout
 	Enabled uint32
@@ -182,6 +269,9 @@ const (
 	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
 	FtpgateLimitsREJECT_EVENTS_PER_SEC       FtpgateLimits = 100
 	FtpgateLimitsREJECT_EVENTS_BURST         FtpgateLimits = 200
+	FtpgateLimitsCMD_QUEUE                   FtpgateLimits = 16
+	FtpgateLimitsTENT_CMDS                   FtpgateLimits = 8
+	FtpgateLimitsLINE_HEAD                   FtpgateLimits = 8
 )
 
 type FtpgateParseMode uint32
@@ -190,6 +280,7 @@ const (
 	FtpgateParseModeMODE_LINE_START FtpgateParseMode = 0
 	FtpgateParseModeMODE_CARRY      FtpgateParseMode = 1
 	FtpgateParseModeMODE_SKIP       FtpgateParseMode = 2
+	FtpgateParseModeMODE_SKIP_LINE  FtpgateParseMode = 3
 )
 
 type FtpgatePortVal struct {
@@ -267,7 +358,14 @@ const (
 	FtpgateStatSTAT_CTRL_BAD_CHECKSUM     FtpgateStat = 37
 	FtpgateStatSTAT_EVENTS_SUPPRESSED     FtpgateStat = 38
 	FtpgateStatSTAT_REPLY_227NO_ADDRESS   FtpgateStat = 39
-	FtpgateStatSTAT_MAX                   FtpgateStat = 40
+	FtpgateStatSTAT_CTRL_NOT_FTP          FtpgateStat = 40
+	FtpgateStatSTAT_REJECT_UNVERIFIED     FtpgateStat = 41
+	FtpgateStatSTAT_CMD_QUEUE_FULL        FtpgateStat = 42
+	FtpgateStatSTAT_REPLY_UNSOLICITED     FtpgateStat = 43
+	FtpgateStatSTAT_CMD_TENTATIVE         FtpgateStat = 44
+	FtpgateStatSTAT_GAP_FILLED            FtpgateStat = 45
+	FtpgateStatSTAT_TENTATIVE_DROPPED     FtpgateStat = 46
+	FtpgateStatSTAT_MAX                   FtpgateStat = 47
 )
 
 // Names of all BPF objects in the ELF.

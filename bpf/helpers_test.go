@@ -21,11 +21,13 @@ var addr = netip.MustParseAddr
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
 
-// open returns a control connection from client:40000 to server:21, opened.
+// open returns a control connection from client:40000 to server:21, opened
+// and greeted by the server.
 func open(t *testing.T, r *bpftest.Rig, client, server netip.Addr) *bpftest.Conn {
 	t.Helper()
 	c := bpftest.NewConn(r, ap(client, 40000), ap(server, 21))
 	must(t, c.Open())
+	must(t, c.Greet())
 	return c
 }
 

@@ -32,17 +32,39 @@ static __always_inline void stream_restart(struct dir_state *st, __u8 mode)
 }
 
 /*
- * stream_gap handles bytes the parser will never read: the partial line goes,
- * and so does the outstanding passive request, because the lost bytes may
- * have held a new request or the reply that answered it.
+ * stream_gap handles bytes the parser will never read: the partial line goes.
+ * Client commands were lost, so the queue is unknown until it drains; server
+ * replies were lost, so every outstanding command counts as answered.
  */
 static __always_inline void stream_gap(struct dir_state *st, struct dir_state *other, __u32 dir, __u8 mode)
 {
 	stream_restart(st, mode);
-	if (dir == DIR_CLIENT)
-		st->pasv_kind = KIND_NONE;
-	else
-		st->pasv_gen = other->pasv_gen;
+	if (dir == DIR_CLIENT) {
+		tentative_drop(&st->ftp);
+		return;
+	}
+	st->ftp.answered = other->ftp.queued;
+	st->ftp.lost_seen = other->ftp.lost_gen;
+	st->ftp.multi = 0;
+	st->ftp.greeted = 1;
+}
+
+/*
+ * tentative_start handles a gap in the client stream at a line start: what
+ * follows is parsed as if it started a line, but its commands are held apart
+ * until the gap is filled (fill_gap). Returns 0 when the gap cannot be held
+ * (inside a line, or a second gap).
+ */
+static __always_inline int tentative_start(struct dir_state *st, __u32 seq)
+{
+	if (st->ftp.tentative || st->mode != MODE_LINE_START)
+		return 0;
+	st->ftp.tentative = 1;
+	st->ftp.filling = 0;
+	st->ftp.tent_n = 0;
+	st->ftp.gap_seq = st->next_seq;
+	st->ftp.tent_seq = seq;
+	return 1;
 }
 
 /*
@@ -55,8 +77,10 @@ static __always_inline int sync_stream(struct dir_state *st, struct dir_state *o
 	__s32 d = (__s32)(seq - st->next_seq);
 
 	if (d > 0) {
-		/* bytes were missed: resynchronise at the next line start */
+		/* bytes were missed: hold what follows, or resynchronise at the next line start */
 		stat_inc(STAT_PARSE_RESYNC);
+		if (dir == DIR_CLIENT && len && tentative_start(st, seq))
+			return 0;
 		stream_gap(st, other, dir, MODE_SKIP);
 		return 0;
 	}
@@ -104,9 +128,29 @@ static __always_inline void line_to_carry(struct scratch *s, struct dir_state *s
 	st->mode = MODE_CARRY;
 }
 
+/* head_save keeps the first LINE_HEAD bytes of s->line for the end of a skipped line */
+static __always_inline void head_save(struct scratch *s, struct dir_state *st)
+{
+	for (__u32 k = 0; k < LINE_HEAD; k++)
+		st->ftp.head[k] = s->line[k];
+	st->ftp.head_len = LINE_HEAD;
+	st->carry_len = 0;
+	st->mode = MODE_SKIP_LINE;
+}
+
+/* head_restore puts the kept first bytes of a skipped line back into s->line */
+static __always_inline void head_restore(struct scratch *s, struct dir_state *st)
+{
+	for (__u32 k = 0; k < LINE_HEAD; k++)
+		s->line[k] = st->ftp.head[k];
+	s->line_len = st->ftp.head_len > LINE_HEAD ? LINE_HEAD : st->ftp.head_len;
+}
+
 /*
  * parse_step handles what stands at s->pos in the segment: the rest of a
  * skipped line, or one line (completed from the carry buffer if needed).
+ * Every line goes to the FTP layer (ftp_line): its first bytes once known,
+ * then its end; only a relevant line is kept whole.
  * Returns 1 when the segment is used up, 0 when there is more to do.
  */
 __noinline int parse_step(void)
@@ -119,19 +163,31 @@ __noinline int parse_step(void)
 
 	__u32 pos = s->pos;
 	__u32 end = s->end;
-	if (end > MAX_SCAN_BYTES || pos >= end)
+	if (end > MAX_SCAN_BYTES || pos >= end || ftp_not(cv))
 		return 1;
 
 	int lf = find_lf();
 	if (lf < 0 || lf >= end)
 		lf = -1;
+	/* whether the line ends with CR LF: the CR may end the previous segment */
+	int crlf = 0;
+	if (lf > 0)
+		crlf = s->pkt[(lf - 1) & SCAN_MASK] == '\r';
+	else if (lf == 0)
+		crlf = st->ftp.cr;
+	st->ftp.cr = s->pkt[(end - 1) & SCAN_MASK] == '\r';
 
-	if (st->mode == MODE_SKIP) {
+	if (st->mode == MODE_SKIP || st->mode == MODE_SKIP_LINE) {
 		if (lf < 0) {
 			s->pos = end;
 			return 1;
 		}
 		s->pos = lf + 1;
+		if (st->mode == MODE_SKIP_LINE) {
+			head_restore(s, st);
+			st->lines++;
+			ftp_line(LINE_END | (crlf ? LINE_CRLF : 0));
+		}
 		st->mode = MODE_LINE_START;
 		return 0;
 	}
@@ -157,14 +213,16 @@ __noinline int parse_step(void)
 	if (lf < 0) {
 		/* the line goes on in the next segment */
 		s->pos = end;
-		if (total >= TOKEN_LEN && !rel) {
-			stream_restart(st, MODE_SKIP);
+		if (total < LINE_HEAD) {
+			/* a line too short to tell is kept */
+			line_to_carry(s, st, keep);
 			return 1;
 		}
-		/* a line too short to tell is kept */
-		if (total > MAX_LINE_LEN) {
+		ftp_line(LINE_HEAD_KNOWN);
+		if (rel && total > MAX_LINE_LEN)
 			reject(s, STAT_REJECT_OVERLONG, KIND_NONE);
-			stream_restart(st, MODE_SKIP);
+		if (!rel || total > MAX_LINE_LEN) {
+			head_save(s, st);
 			return 1;
 		}
 		line_to_carry(s, st, keep);
@@ -174,15 +232,14 @@ __noinline int parse_step(void)
 	s->pos = seg_end;
 	stream_restart(st, MODE_LINE_START);
 	st->lines++;
-	if (!rel)
-		return 0;
-	if (total > MAX_LINE_LEN) {
+	int what = LINE_HEAD_KNOWN | LINE_END | (crlf ? LINE_CRLF : 0);
+	if (rel && total > MAX_LINE_LEN)
 		reject(s, STAT_REJECT_OVERLONG, KIND_NONE);
-		return 0;
-	}
-	if (cl > 0)
+	else if (rel)
+		what |= LINE_FULL;
+	if (rel && cl > 0 && total <= MAX_LINE_LEN)
 		stat_inc(STAT_LINE_REASSEMBLED);
-	process_line();
+	ftp_line(what);
 	return 0;
 }
 
@@ -190,6 +247,19 @@ __noinline int parse_step(void)
 static __always_inline __u32 scan_bytes(__u32 len)
 {
 	return len > MAX_SCAN_BYTES ? MAX_SCAN_BYTES : len;
+}
+
+/* parse_lines runs parse_step over s->pkt[start..end); returns 1 when it stopped at MAX_LINES */
+static __always_inline int parse_lines(struct scratch *s, __u32 start, __u32 end)
+{
+	s->pos = start;
+	s->end = end;
+	int i;
+	for (i = 0; i < MAX_LINES; i++) {
+		if (parse_step())
+			break;
+	}
+	return i == MAX_LINES && s->pos < s->end;
 }
 
 /*
@@ -201,14 +271,7 @@ static __always_inline __u32 scan_bytes(__u32 len)
 static __always_inline void stream_parse(struct __sk_buff *skb, struct scratch *s, struct dir_state *st,
 					 struct dir_state *other, __u32 start, __u32 len, __u32 last_off)
 {
-	s->pos = start;
-	s->end = scan_bytes(len);
-	int i;
-	for (i = 0; i < MAX_LINES; i++) {
-		if (parse_step())
-			break;
-	}
-	if ((i == MAX_LINES && s->pos < s->end) || len > MAX_SCAN_BYTES) {
+	if (parse_lines(s, start, scan_bytes(len)) || len > MAX_SCAN_BYTES) {
 		stat_inc(STAT_SCAN_LIMIT);
 		__u8 last = 0;
 		bpf_skb_load_bytes(skb, last_off, &last, sizeof(last));
@@ -217,16 +280,77 @@ static __always_inline void stream_parse(struct __sk_buff *skb, struct scratch *
 }
 
 /*
+ * fill_gap parses the bytes of a client segment that fill the gap before
+ * tentative commands: they must start at or before the gap, be loaded, and
+ * end with a LF at tent_seq or earlier (the parser is at a line start after
+ * them). Their commands join the queue; once the gap is closed up to
+ * tent_seq, the tentative commands follow them. Anything else that touches
+ * the gap gives the tentative commands up.
+ */
+static __always_inline void fill_gap(struct scratch *s, struct dir_state *st, __u32 seq, __u32 len)
+{
+	struct ftp_track *f = &st->ftp;
+	__s32 from = (__s32)(f->gap_seq - seq);
+	__s32 upto = (__s32)(f->tent_seq - seq);
+	if (from < 0) {
+		/* starts inside the gap: only its end could be told apart */
+		if (upto > 0)
+			tentative_drop(f);
+		return;
+	}
+	if ((__u32)from >= len)
+		return; /* all before the gap: old bytes */
+	__u32 stop = (__u32)upto < len ? (__u32)upto : len;
+	if (stop > s->loaded || stop == 0 || stop > MAX_SCAN_BYTES || s->pkt[(stop - 1) & SCAN_MASK] != '\n') {
+		tentative_drop(f);
+		return;
+	}
+	__u8 mode = st->mode;
+	__u8 cr = f->cr;
+	__u16 carry = st->carry_len;
+	st->mode = MODE_LINE_START;
+	st->carry_len = 0;
+	f->filling = 1;
+	int cut = parse_lines(s, from, stop);
+	f->filling = 0;
+	st->mode = mode;
+	st->carry_len = carry;
+	f->cr = cr;
+	if (cut || !f->tentative) {
+		tentative_drop(f);
+		return;
+	}
+	f->gap_seq = seq + stop;
+	if (f->gap_seq == f->tent_seq) {
+		struct scratch *sc;
+		struct ctrl_val *cv = scratch_conn(&sc);
+		if (cv)
+			tentative_confirm(cv);
+	}
+}
+
+/*
  * stream_segment takes a segment of len payload bytes from seq into the
- * stream; loaded tells whether its first bytes are in s->pkt.
+ * stream; loaded tells whether its first bytes are in s->pkt. Nothing of a
+ * connection that is not FTP is parsed; after a handshake, client bytes
+ * before the server's greeting mark it not FTP.
  */
 static __always_inline void stream_segment(struct __sk_buff *skb, struct scratch *s, struct dir_state *st,
 					   struct dir_state *other, __u32 dir, __u32 seq, __u32 len,
 					   __u32 payload_off, int loaded)
 {
+	struct ctrl_val *cv = scratch_conn(&s);
+	if (!cv || ftp_not(cv))
+		goto out;
+	if (dir == DIR_CLIENT && st->ftp.tentative && loaded > 0)
+		fill_gap(s, st, seq, len);
 	int start = sync_stream(st, other, dir, seq, len);
 	if (start < 0)
 		return;
+	if (dir == DIR_CLIENT && len > 0 && ftp_handshake(cv) && !other->ftp.started) {
+		not_ftp(cv, st);
+		goto out;
+	}
 	if (len > 0 && !loaded) {
 		/* bytes the parser cannot read count as a gap */
 		stat_inc(STAT_SCAN_LIMIT);
@@ -235,7 +359,9 @@ static __always_inline void stream_segment(struct __sk_buff *skb, struct scratch
 		/* old bytes of a partial retransmission are passed over */
 		stream_parse(skb, s, st, other, start, len, payload_off + len - 1);
 	}
-	st->next_seq = seq + len;
+out:
+	if ((__s32)(seq + len - st->next_seq) > 0)
+		st->next_seq = seq + len;
 }
 
 #endif /* FTPGATE_STREAM_H */

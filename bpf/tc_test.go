@@ -150,9 +150,19 @@ func TestMidStreamPickup(t *testing.T) {
 	// no handshake seen: the first segment might begin inside a line
 	must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
 	wantExpect(t, r)
+	// and before the server's first reply line nothing is believed
 	must(t, c.ClientSends("PORT 192,0,2,10,195,81\r\n"))
-	wantExpect(t, r, expect{"port", server4, client4, 50001})
-	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "cmd_port": 1})
+	wantExpect(t, r)
+	// the server's first segment might begin inside a line too
+	must(t, c.ServerSends("200 PORT command successful\r\n"))
+	must(t, c.ServerSends("200 PORT command successful\r\n"))
+	must(t, c.ClientSends("PORT 192,0,2,10,195,82\r\n"))
+	wantExpect(t, r, expect{"port", server4, client4, 50002})
+	must(t, c.ServerSends("200 PORT command successful\r\n"))
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48).\r\n"))
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 2, "cmd_port": 1, "reject_unverified": 1})
 }
 
 func TestInjectedReplyIsIgnored(t *testing.T) {
@@ -234,6 +244,7 @@ func TestLooseAndLowPortConfig(t *testing.T) {
 	setConfig(t, r, func(c *maps.Config) { c.Loose = true; c.AllowLowDataPorts = true; c.MaxExpectPerConn = 2 })
 	c := open(t, r, client4, server4)
 	must(t, c.ClientSends("PORT 203,0,113,30,0,22\r\n"))
+	must(t, c.ServerSends("200 PORT command successful\r\n"))
 	must(t, c.ClientSends("PASV\r\n"))
 	must(t, c.ServerSends("227 Entering Passive Mode (10,0,0,5,117,48)\r\n"))
 	wantExpect(t, r, expect{"port", server4, other4, 22}, expect{"pasv", client4, netip.MustParseAddr("10.0.0.5"), 30000})
@@ -258,6 +269,7 @@ func TestPerConnectionCapEvictsOldest(t *testing.T) {
 	wantCounters(t, r, map[string]uint64{"expect_evicted": 1, "expect_created": 2})
 
 	// across directions: a passive request evicts the pending active one
+	must(t, c.ServerSends("200 ok\r\n200 ok\r\n"))
 	must(t, c.ClientSends("PASV\r\n"))
 	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48)\r\n"))
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
@@ -266,6 +278,7 @@ func TestPerConnectionCapEvictsOldest(t *testing.T) {
 	setConfig(t, r, func(c *maps.Config) { c.MaxExpectPerConn = 3 })
 	c2 := bpftest.NewConn(r, ap(client4, 40002), ap(server4, 21))
 	must(t, c2.Open())
+	must(t, c2.Greet())
 	for p := 0; p < 5; p++ {
 		must(t, c2.ClientSends(fmt.Sprintf("PORT 192,0,2,10,196,%d\r\n", p)))
 	}
@@ -332,6 +345,7 @@ func TestAlternateCtrlPort(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := bpftest.NewConn(r, ap(client4, 40003), ap(server4, 2121))
 	must(t, c.Open())
+	must(t, c.Greet())
 	must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
 	wantExpect(t, r)
 	wantCounters(t, r, map[string]uint64{"ctrl_segments": 0})
@@ -339,6 +353,7 @@ func TestAlternateCtrlPort(t *testing.T) {
 	must(t, r.Maps.CtrlPorts().Add(2121))
 	c2 := bpftest.NewConn(r, ap(client4, 40004), ap(server4, 2121))
 	must(t, c2.Open())
+	must(t, c2.Greet())
 	must(t, c2.ClientSends("PORT 192,0,2,10,195,81\r\n"))
 	wantExpect(t, r, expect{"port", server4, client4, 50001})
 }

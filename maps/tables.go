@@ -325,8 +325,11 @@ func (m *Maps) ListConns() ([]Conn, error) {
 			ServerLines: srv.Lines,
 			Closing:     closing,
 		}
-		if cli.PasvKind != 0 && cli.PasvGen != srv.PasvGen {
-			c.Pending = Kind(cli.PasvKind).String()
+		// the passive request at the head of the reply queue, if any
+		if h := srv.Ftp.Answered; h != cli.Ftp.Queued {
+			if k := cli.Ftp.Cmd[h%uint32(len(cli.Ftp.Cmd))]; k != 0 {
+				c.Pending = Kind(k).String()
+			}
 		}
 		return c
 	})

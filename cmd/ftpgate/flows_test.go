@@ -21,7 +21,7 @@ func TestFlowsAndCtrl(t *testing.T) {
 	var cv bpf.FtpgateCtrlVal
 	cv.CreatedNs = now
 	cv.Dir[0].Lines, cv.Dir[1].Lines = 5, 6
-	cv.Dir[0].PasvKind, cv.Dir[0].PasvGen = uint8(maps.KindPasv), 1
+	cv.Dir[0].Ftp.Cmd[0], cv.Dir[0].Ftp.Queued = uint8(maps.KindPasv), 1
 	if err := f.dp.Maps.CtrlConns.Put(ctrlKey(cli4, srv4), cv); err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,9 @@ func seg(at time.Duration, src, dst netip.AddrPort, seq uint32, flags uint8, pay
 
 // session: a PASV that is used, an unsolicited SYN, a retransmitted data
 // SYN, and a second PASV whose data connection comes too late.
+// greeting is the server's first line: it speaks first, or it is not FTP.
+const greeting = "220 ready\r\n"
+
 func session() []timed {
 	c, s := netip.AddrPortFrom(cli4, 40000), netip.AddrPortFrom(srv4, 21)
 	pasv := "PASV\r\n"
@@ -52,16 +55,18 @@ func session() []timed {
 	r2 := "227 Entering Passive Mode (198,51,100,2,117,49).\r\n"
 	data := netip.AddrPortFrom(srv4, 30000)
 	late := netip.AddrPortFrom(srv4, 30001)
+	s1 := 501 + uint32(len(greeting))
 	return []timed{
 		seg(0, c, s, 100, packet.SYN, ""),
 		seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+		seg(1500*time.Microsecond, s, c, 501, packet.ACK|packet.PSH, greeting),
 		seg(2*time.Millisecond, c, s, 101, packet.ACK|packet.PSH, pasv),
-		seg(3*time.Millisecond, s, c, 501, packet.ACK|packet.PSH, r1),
+		seg(3*time.Millisecond, s, c, s1, packet.ACK|packet.PSH, r1),
 		seg(4*time.Millisecond, netip.AddrPortFrom(cli4, 50000), data, 1, packet.SYN, ""),
 		seg(5*time.Millisecond, netip.AddrPortFrom(cli4, 50000), data, 1, packet.SYN, ""),
 		seg(6*time.Millisecond, netip.AddrPortFrom(cli4, 50001), netip.AddrPortFrom(srv4, 31337), 1, packet.SYN, ""),
 		seg(7*time.Millisecond, c, s, 101+uint32(len(pasv)), packet.ACK|packet.PSH, pasv),
-		seg(8*time.Millisecond, s, c, 501+uint32(len(r1)), packet.ACK|packet.PSH, r2),
+		seg(8*time.Millisecond, s, c, s1+uint32(len(r1)), packet.ACK|packet.PSH, r2),
 		// six minutes later: the 300 s expectation has expired
 		seg(6*time.Minute, netip.AddrPortFrom(cli4, 50002), late, 1, packet.SYN, ""),
 	}
@@ -157,7 +162,7 @@ func TestReplay(t *testing.T) {
 			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 				t.Fatalf("%v\n%s", err, r.stdout)
 			}
-			if got.Packets != 10 || len(got.Expectations) != 2 || len(got.Connections) != 5 {
+			if got.Packets != 11 || len(got.Expectations) != 2 || len(got.Connections) != 5 {
 				t.Fatalf("replay: %s", r.stdout)
 			}
 			if e := got.Expectations[0]; e.Kind != "pasv" || e.Dst != "198.51.100.2" || e.DPort != 30000 || e.Fate != "consumed" {
@@ -180,7 +185,7 @@ func TestReplay(t *testing.T) {
 
 	t.Run("readable summary", func(t *testing.T) {
 		r := ftpgate("replay", "--pcap", writeCaptureFile(t, session(), false, layers.LinkTypeEthernet))
-		for _, want := range []string{"10 packets replayed", "consumed", "no-expectation", "syn_pass_expected"} {
+		for _, want := range []string{"11 packets replayed", "consumed", "no-expectation", "syn_pass_expected"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("summary lacks %q:\n%s", want, r.stdout)
 			}
@@ -299,11 +304,11 @@ func TestReplayRuntFrames(t *testing.T) {
 	// runts go in after the PASV, before the 227 that answers it
 	withRunts := func(runts ...[]byte) []timed {
 		s := session()
-		out := append([]timed{}, s[:3]...)
+		out := append([]timed{}, s[:4]...)
 		for _, r := range runts {
 			out = append(out, timed{at: 2500 * time.Microsecond, frame: r, raw: true})
 		}
-		return append(out, s[3:]...)
+		return append(out, s[4:]...)
 	}
 	ipv4Stub := append(append([]byte{}, session()[2].frame[:14]...), 0x45, 0, 0, 40, 0, 0) // 6 bytes of an IPv4 header
 	for _, c := range []struct {
@@ -313,9 +318,9 @@ func TestReplayRuntFrames(t *testing.T) {
 		runts   int
 		packets int
 	}{
-		{"ethernet", layers.LinkTypeEthernet, withRunts(make([]byte, 10), nil, make([]byte, 13), ipv4Stub), 3, 11},
-		{"linux cooked", layers.LinkTypeLinuxSLL, withRunts(make([]byte, 10)), 1, 10},
-		{"raw ip", layers.LinkTypeRaw, withRunts(nil, []byte{0x45, 0, 0}), 1, 11},
+		{"ethernet", layers.LinkTypeEthernet, withRunts(make([]byte, 10), nil, make([]byte, 13), ipv4Stub), 3, 12},
+		{"linux cooked", layers.LinkTypeLinuxSLL, withRunts(make([]byte, 10)), 1, 11},
+		{"raw ip", layers.LinkTypeRaw, withRunts(nil, []byte{0x45, 0, 0}), 1, 12},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := writeCaptureFile(t, c.frames, false, c.lt)
@@ -387,6 +392,7 @@ func TestReplayGROSegment(t *testing.T) {
 		return []timed{
 			seg(0, c, s, 100, packet.SYN, ""),
 			seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+			seg(1500*time.Microsecond, s, c, 501, packet.ACK|packet.PSH, greeting),
 		}
 	}
 	activeSYN := func(cli netip.Addr, srv netip.Addr) timed {
@@ -415,7 +421,7 @@ func TestReplayGROSegment(t *testing.T) {
 		{"PORT at 3500 of 4000", fromClient(lines(true, 3500, 100) + port + lines(true, 4000-3500-len(port), 100)), "port 50000", 0, 0},
 		{"227 at 3000 of 8 KiB", append(open(c, s),
 			seg(2*time.Millisecond, c, s, 101, packet.ACK|packet.PSH, "PASV\r\n"),
-			big(3*time.Millisecond, s, c, 501, lines(false, 3000, 100)+reply+lines(false, 8192-3000-len(reply), 100))), "pasv 30000", 1, 0},
+			big(3*time.Millisecond, s, c, 501+uint32(len(greeting)), lines(false, 3000, 100)+reply+lines(false, 8192-3000-len(reply), 100))), "pasv 30000", 1, 0},
 		{"EPRT at 3000 of 8 KiB over IPv6", append(open(c6, s6),
 			big(2*time.Millisecond, c6, s6, 101, lines(true, 3000, 100)+eprt+lines(true, 8192-3000-len(eprt), 100)),
 			activeSYN(cli6, srv6)), "eprt 50000", 1, 0},
@@ -605,6 +611,10 @@ func groMatchesLive(t *testing.T, onServer bool) {
 			}
 			go func() {
 				defer c.Close()
+				if _, err := c.Write([]byte(greeting)); err != nil {
+					served <- err
+					return
+				}
 				for _, m := range msgs {
 					if _, err := io.ReadFull(c, make([]byte, len(m))); err != nil {
 						served <- err
@@ -630,6 +640,9 @@ func groMatchesLive(t *testing.T, onServer bool) {
 		}
 		open = append(open, c)
 		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, len(greeting))); err != nil {
+			t.Fatal(err)
+		}
 		for _, m := range msgs {
 			if _, err := c.Write([]byte(m)); err != nil {
 				t.Fatal(err)

@@ -55,6 +55,15 @@ func (c *Conn) Open() error {
 	return nil
 }
 
+// Greeting is the server's first reply line that Greet sends.
+const Greeting = "220 ftpgate test server\r\n"
+
+// Greet sends the server's greeting: after a handshake the server speaks
+// first, or the parser takes the connection for something other than FTP.
+func (c *Conn) Greet() error {
+	return c.ServerSends(Greeting)
+}
+
 // ClientSends sends payload from the client as the next segment.
 func (c *Conn) ClientSends(payload string) error {
 	err := c.send(true, c.CSeq, packet.ACK|packet.PSH, []byte(payload))

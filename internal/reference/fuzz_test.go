@@ -32,15 +32,21 @@ const (
 	optLoose   = 1 << 0
 	optLowPort = 1 << 1
 	optIPv6    = 1 << 2
+	optPickup  = 1 << 3 // no handshake: the connection is picked up mid-stream
+	optNoGreet = 1 << 4 // the server's stream is sent as it is, without a greeting first
 )
+
+// greeting opens the server's stream unless optNoGreet: after a handshake
+// the server speaks first.
+const greeting = "220 ready\r\n"
 
 // plan byte: bit 0 direction (0 client, 1 server), bits 1-2 operation,
 // bits 3-7 size-1 (1..32 bytes)
 const (
 	opSend       = 0 // the next bytes, in order
-	opSend2      = 1 // the same (sends are the common case)
+	opFill       = 1 // up to size bytes of the earliest gap, late (a reordered retransmission)
 	opRetransmit = 2 // up to size old bytes again, then size new ones
-	opGap        = 3 // skip size bytes: they are never sent
+	opGap        = 3 // skip size bytes: sent only if an opFill fills them
 )
 
 // segment is one data segment of a direction.
@@ -50,12 +56,17 @@ type segment struct {
 	data       []byte
 }
 
-// schedule cuts the two streams into segments following plan; what the plan
-// leaves is sent in order at the end, client first.
-func schedule(client, server, plan []byte) []segment {
+// schedule cuts the two streams into segments following plan, after the
+// server's first greet bytes; what the plan leaves is sent in order at the
+// end, in turns of 64 bytes, client first.
+func schedule(client, server, plan []byte, greet int) []segment {
 	streams := [2][]byte{client, server}
-	var sent [2]int
+	sent := [2]int{0, greet}
+	var gaps [2][][2]int // ranges skipped by opGap and not yet filled
 	var segs []segment
+	if greet > 0 {
+		segs = append(segs, segment{false, 0, server[:greet]})
+	}
 	add := func(dir, from, to int) {
 		to = min(to, len(streams[dir]))
 		if from >= to {
@@ -66,20 +77,36 @@ func schedule(client, server, plan []byte) []segment {
 	for _, b := range plan {
 		dir, op, size := int(b&1), int(b>>1&3), int(b>>3)+1
 		switch op {
-		case opSend, opSend2:
+		case opSend:
 			add(dir, sent[dir], sent[dir]+size)
 			sent[dir] = min(sent[dir]+size, len(streams[dir]))
+		case opFill:
+			if len(gaps[dir]) == 0 {
+				add(dir, sent[dir], sent[dir]+size)
+				sent[dir] = min(sent[dir]+size, len(streams[dir]))
+				break
+			}
+			g := &gaps[dir][0]
+			n := min(size, g[1]-g[0])
+			add(dir, g[0], g[0]+n)
+			if g[0] += n; g[0] >= g[1] {
+				gaps[dir] = gaps[dir][1:]
+			}
 		case opRetransmit:
 			add(dir, max(0, sent[dir]-size), sent[dir]+size)
 			sent[dir] = min(sent[dir]+size, len(streams[dir]))
 		case opGap:
-			sent[dir] = min(sent[dir]+size, len(streams[dir]))
+			to := min(sent[dir]+size, len(streams[dir]))
+			if to > sent[dir] {
+				gaps[dir] = append(gaps[dir], [2]int{sent[dir], to})
+			}
+			sent[dir] = to
 		}
 	}
-	for dir := range streams {
-		for sent[dir] < len(streams[dir]) {
+	for sent[0] < len(client) || sent[1] < len(server) {
+		for dir := range streams {
 			add(dir, sent[dir], sent[dir]+64)
-			sent[dir] += 64
+			sent[dir] = min(sent[dir]+64, len(streams[dir]))
 		}
 	}
 	return segs
@@ -113,12 +140,19 @@ func compare(t *testing.T, r *bpftest.Rig, client, server, plan []byte, opts byt
 	conn := bpftest.NewConn(r, netip.AddrPortFrom(c, port), netip.AddrPortFrom(s, 21))
 	ref := reference.NewConn(c, s, cfg)
 	cISN, sISN := conn.CSeq, conn.SSeq
-	if err := conn.Open(); err != nil {
-		t.Fatal(err)
+	if opts&optPickup == 0 {
+		if err := conn.Open(); err != nil {
+			t.Fatal(err)
+		}
+		ref.SYN(true, cISN)
+		ref.SYN(false, sISN)
 	}
-	ref.SYN(true, cISN)
-	ref.SYN(false, sISN)
-	for _, seg := range schedule(client, server, plan) {
+	greet := 0
+	if opts&optNoGreet == 0 {
+		server = append([]byte(greeting), server...)
+		greet = len(greeting)
+	}
+	for _, seg := range schedule(client, server, plan, greet) {
 		isn := sISN
 		if seg.fromClient {
 			isn = cISN
@@ -177,6 +211,18 @@ var seedTranscripts = []struct{ client, server string }{
 	{"PORT 192,0,2,10,195,80" + strings.Repeat(" ", 200) + "\r\nPORT 192,0,2,10,195,81\r\n", ""},
 	{strings.Repeat("NOOP\r\n", 70) + "PORT 192,0,2,10,195,80\r\n", ""},
 	{"PASV\r\nLIST\r\n", "227 Entering Passive Mode (10,0,0,5,117,48)\r\n"},
+	// #11: pipelining, multi-line replies, echoes, openings that are not FTP
+	{"USER a\r\nPASS b\r\nTYPE I\r\nPASV\r\nRETR x\r\n", "331 ok\r\n230 ok\r\n200 ok\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n150 ok\r\n226 ok\r\n"},
+	{"STAT .\r\nPASV\r\n", "213-Status follows:\r\n227 Entering Passive Mode (198,51,100,20,12,234)\r\n213 End\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
+	{"STAT .\r\nPASV\r\n", "213-Status follows:\r\nx\n213 x\n227 Entering Passive Mode (198,51,100,20,12,234)\r\n213 End\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
+	{"STAT .\nPASV\n", "213-Status follows:\nx\n213 x\n227 Entering Passive Mode (198,51,100,20,12,234)\n213 End\n227 Entering Passive Mode (198,51,100,20,117,48)\n"},
+	{"FEAT\r\nEPSV\r\n", "211-Features:\r\n EPSV\r\n229 (|||30000|)\r\n211 End\r\n229 Entering Extended Passive Mode (|||30001|)\r\n"},
+	{"RETR x\r\nEPSV\r\n", "150 opening\r\n226 done\r\n229 ok (|||30002|)\r\n"},
+	{"POST / HTTP/1.1\r\nHost: x\r\n\r\nPORT 192,0,2,10,195,80\r\n", "HTTP/1.1 200 OK\r\n"},
+	{"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\nPORT 192,0,2,10,195,80\r\n", ""},
+	{"xyz\r\nPORT 192,0,2,10,195,80\r\n", "200 ok\r\n"},
+	{"\xff\xf4\xff\xf2ABOR\r\nPASV\r\n", "226 aborted\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
+	{strings.Repeat("NOOP\r\n", 17) + "PASV\r\n", strings.Repeat("200 ok\r\n", 17) + "227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
 }
 
 func FuzzParserMatchesReference(f *testing.F) {
@@ -186,6 +232,9 @@ func FuzzParserMatchesReference(f *testing.F) {
 		f.Add([]byte(s.client), []byte(s.server), []byte{}, byte(0))
 		f.Add([]byte(s.client), []byte(s.server), []byte{0x30, 0x31, 0x14, 0x15, 0x18}, byte(i&3))
 		f.Add([]byte(s.client), []byte(s.server), []byte{0x10, 0x06, 0x11, 0x07}, byte(0))
+		// a pickup; a client segment lost and retransmitted after the next one
+		f.Add([]byte(s.client), []byte(s.server), []byte{0x19, 0x18, 0x06, 0x30}, byte(optPickup))
+		f.Add([]byte(s.client), []byte(s.server), []byte{0x3e, 0x28, 0x3a, 0x3a}, byte(0))
 	}
 	f.Fuzz(func(t *testing.T, client, server, plan []byte, opts byte) {
 		if diff := compare(t, r, client, server, plan, opts); diff != "" {
@@ -201,7 +250,11 @@ func TestSeedsAgree(t *testing.T) {
 	for _, s := range seedTranscripts {
 		for cut := byte(0); cut < 32; cut += 3 {
 			plan := []byte{cut << 3, cut<<3 | 1, 0x04, 0x05, cut << 3, cut<<3 | 1}
-			for _, opts := range []byte{0, optLoose | optLowPort} {
+			if cut%2 == 1 {
+				// a client gap of cut+1 bytes, the next 8 bytes, then the gap late
+				plan = []byte{cut<<3 | opGap<<1, 7 << 3, cut<<3 | opFill<<1, 0x05}
+			}
+			for _, opts := range []byte{0, optLoose | optLowPort, optPickup, optNoGreet} {
 				if diff := compare(t, r, []byte(s.client), []byte(s.server), plan, opts); diff != "" {
 					t.Fatalf("client %q server %q plan %x opts %x:\n%s", s.client, s.server, plan, opts, diff)
 				}
