@@ -52,6 +52,7 @@ struct btf_anchor {
 	enum event_type ev_type;
 	enum parse_mode mode;
 	enum direction dir;
+	enum tcp_track_flags tcp_flags;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

@@ -73,6 +73,25 @@ enum limits {
 	 */
 	REJECT_EVENTS_PER_SEC = 100,
 	REJECT_EVENTS_BURST = 200,
+	/* #11 tcp */
+	/* default entries of the untrusted-connection table and of its per-source limiter */
+	DEFAULT_CTRL_EMBRYO = 16384,
+	DEFAULT_EMBRYO_SOURCES = 16384,
+	/*
+	 * untrusted control connections one source address may start per second,
+	 * after a burst of EMBRYO_PER_SRC_BURST; the rest count as ctrl_embryo_limited
+	 */
+	EMBRYO_PER_SRC_PER_SEC = 32,
+	EMBRYO_PER_SRC_BURST = 128,
+	/* the largest window scale a SYN may announce (RFC 7323) */
+	TCP_MAX_WSCALE = 14,
+	/*
+	 * the window scale assumed for a connection picked up mid-stream, whose
+	 * SYNs were not seen: Linux's choice for its usual buffer sizes
+	 */
+	TCP_PICKUP_WSCALE = 7,
+	/* how far an ACK may lag when the acknowledging side's window is unknown (as conntrack) */
+	TCP_ACK_WINDOW_FALLBACK = 66000,
 };
 
 /*
@@ -122,6 +141,15 @@ enum stat {
 	STAT_CTRL_BAD_CHECKSUM,    /* control segment with a wrong TCP checksum: ignored */
 	STAT_EVENTS_SUPPRESSED,    /* rejection or dropped-SYN event over the rate limit: not reported */
 	STAT_REPLY_227_NO_ADDRESS, /* unpaired 227 without an address (pure-ftpd's "227 Logout."): ignored */
+	/* #11 tcp */
+	STAT_TCP_OUT_OF_WINDOW,    /* control segment outside the window learnt from the peer: ignored */
+	STAT_TCP_RST_IGNORED,      /* control RST not at the sender's sequence (or out of window): ignored */
+	STAT_TCP_UNTRUSTED,        /* payload of a control connection not yet trusted: tracked, not parsed */
+	STAT_CTRL_EMBRYO_CREATED,  /* an untrusted control connection began to be tracked */
+	STAT_CTRL_EMBRYO_LIMITED,  /* a new untrusted control connection over its source's rate: not tracked */
+	STAT_CTRL_TRUSTED_HANDSHAKE, /* a control connection trusted through its handshake */
+	STAT_CTRL_TRUSTED_PICKUP,  /* a control connection picked up mid-stream, trusted once seq and ack agreed */
+	STAT_SYN_FLOW_REFUSED,     /* data SYN on an admitted flow's 5-tuple with another ISN, or after FIN/RST */
 	STAT_MAX,
 };
 
@@ -210,13 +238,64 @@ struct flow_val {
 	__u64 packets; /* only with config.accounting */
 	__u64 bytes;   /* only with config.accounting */
 	__u8 kind;
-	__u8 flags; /* enum flow_flags */
-	__u8 pad[6];
+	__u8 flags;   /* enum flow_flags */
+	__u8 pad[2];
+	__u32 syn_seq; /* sequence number of the admitted SYN: a retransmission repeats it */
 	struct ctrl_key ctrl;
+};
+
+/* what the TCP tracker (tcp.h) knows of one direction */
+enum tcp_track_flags {
+	TCP_SEEN = 1,     /* a segment of this direction was accepted */
+	TCP_SYN_SEEN = 2, /* its SYN was seen: isn is its initial sequence number */
+	TCP_WSCALE = 4,   /* its SYN announced a window scale */
+	TCP_WINDOW = 8,   /* it has acknowledged: maxend holds the edge it allows the peer */
+	TCP_ACKED = 16,   /* it acknowledged bytes the other direction was seen sending */
+	TCP_DATA = 32,    /* it sent payload before the connection was trusted */
+};
+
+/*
+ * The TCP state of one direction (the sender), after conntrack's
+ * tcp_in_window. Only the hook that sees the direction writes it; the other
+ * direction's checks read it.
+ */
+struct tcp_track {
+	__u32 isn;    /* the SYN's sequence number, or the first one seen (pickup) */
+	__u32 end;    /* highest seq + length sent; SYN and FIN count one */
+	__u32 maxend; /* highest ack + window sent: the peer's seq stays at or below it */
+	__u32 maxwin; /* largest window advertised, scaled */
+	__u8 wscale;  /* window scale its SYN announced */
+	__u8 flags;   /* enum tcp_track_flags */
+	__u8 pad[2];
+};
+
+/*
+ * An untrusted control connection: a handshake in progress, or one picked up
+ * mid-stream whose two directions have not yet agreed on seq and ack. It
+ * moves to ctrl_conns once trusted.
+ */
+struct embryo_val {
+	__u64 created_ns;
+	__u64 last_ns;
+	struct tcp_track tcp[2]; /* indexed by enum direction */
+};
+
+/* the source address of a segment that starts tracking an untrusted connection */
+struct src_key {
+	__u8 family;
+	__u8 pad[3];
+	__u32 addr[4];
+};
+
+/* a per-source token bucket in ns of credit, as struct event_budget */
+struct src_budget {
+	__u64 last_ns;
+	__u64 credit_ns;
 };
 
 /* the parser state of one direction: written only by the hook that sees it */
 struct dir_state {
+	struct tcp_track tcp; /* TCP tracking (tcp.h) */
 	__u32 next_seq;    /* sequence number of the next unparsed byte */
 	__u8 seen;         /* this direction has been seen */
 	__u8 mode;         /* enum parse_mode */

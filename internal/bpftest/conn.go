@@ -29,6 +29,13 @@ func NewConn(r *Rig, client, server netip.AddrPort) *Conn {
 
 func (c *Conn) send(fromClient bool, seq uint32, flags uint8, payload []byte) error {
 	t := packet.TCP{Seq: seq, Flags: flags, Payload: payload}
+	if flags&packet.ACK != 0 {
+		// each side acknowledges everything the other has sent
+		t.Ack = c.CSeq
+		if fromClient {
+			t.Ack = c.SSeq
+		}
+	}
 	if fromClient {
 		t.Src, t.Dst = c.Client, c.Server
 	} else {
@@ -42,8 +49,17 @@ func (c *Conn) send(fromClient bool, seq uint32, flags uint8, payload []byte) er
 	return err
 }
 
-// Open sends SYN, SYN-ACK.
+// Open sends the handshake: SYN, SYN-ACK and the client's ACK, after which
+// the parser trusts the connection.
 func (c *Conn) Open() error {
+	if err := c.OpenHalf(); err != nil {
+		return err
+	}
+	return c.send(true, c.CSeq, packet.ACK, nil)
+}
+
+// OpenHalf sends SYN and SYN-ACK only: the connection is not yet trusted.
+func (c *Conn) OpenHalf() error {
 	if err := c.send(true, c.CSeq, packet.SYN, nil); err != nil {
 		return err
 	}
