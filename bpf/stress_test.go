@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 )
@@ -25,28 +27,54 @@ func TestTenThousandPORTCommands(t *testing.T) {
 	wantCounters(t, r, map[string]uint64{"cmd_port": n, "expect_created": n, "expect_evicted": n - 1})
 }
 
-// TestHundredThousandControlConnections overflows the (1024-entry) control
-// connection table: the LRU evicts, nothing fails, the newest still parse.
+// TestHundredThousandControlConnections: a flood of `x\r\n` without a
+// handshake, from 250 sources, to the control port. Nothing of it is trusted:
+// it never reaches ctrl_conns, the per-source limit refuses most of it
+// (counted), and an established session's PASV still works afterwards.
 func TestHundredThousandControlConnections(t *testing.T) {
 	r := bpftest.Shared(t)
+	est := open(t, r, client4, server4)
 	const n = 100000
 	for i := 0; i < n; i++ {
 		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 250)}), uint16(1024+i/250))
-		frame := packet.TCP{Src: src, Dst: ap(server4, 21), Seq: 1, Flags: packet.ACK, Payload: []byte("NOOP\r\n")}.Bytes()
+		frame := packet.TCP{Src: src, Dst: ap(server4, 21), Seq: 1, Flags: packet.ACK, Payload: []byte("x\r\n")}.Bytes()
 		if _, err := r.TC(frame, true, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	conns, err := r.Maps.ListConns()
 	must(t, err)
-	if len(conns) == 0 || len(conns) > int(r.Objs.CtrlConns.MaxEntries()) {
-		t.Fatalf("%d control connections tracked, table holds %d", len(conns), r.Objs.CtrlConns.MaxEntries())
+	if len(conns) != 1 {
+		t.Fatalf("%d control connections tracked, want the established one", len(conns))
 	}
-	wantCounters(t, r, map[string]uint64{"ctrl_segments": n, "ctrl_pickup": n})
-	// a new connection after the flood works as usual
-	c := open(t, r, client4, server4)
-	must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
-	wantExpect(t, r, expect{"port", server4, client4, 50000})
+	cnt, err := r.Counters()
+	must(t, err)
+	// the established session began as an embryo too
+	if cnt["ctrl_embryo_created"]+cnt["ctrl_embryo_limited"] != n+1 || cnt["ctrl_embryo_limited"] == 0 {
+		t.Errorf("embryos created %d, limited %d: want %d together, some limited",
+			cnt["ctrl_embryo_created"], cnt["ctrl_embryo_limited"], n+1)
+	}
+	wantCounters(t, r, map[string]uint64{"ctrl_segments": n + 3, "ctrl_conn_full": 0, "ctrl_trusted_pickup": 0})
+	converse(t, est, "", "PASV\r\n", "227 Entering Passive Mode (198,51,100,20,117,48)\r\n")
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+}
+
+// TestEstablishedSurvivesFullTable: with ctrl_conns full, a new trusted
+// connection is refused and counted; the established ones are not evicted.
+func TestEstablishedSurvivesFullTable(t *testing.T) {
+	r := bpftest.Shared(t)
+	est := open(t, r, client4, server4)
+	room := int(r.Objs.CtrlConns.MaxEntries()) - 1
+	for i := 0; i < room+10; i++ {
+		if i%int(bpf.FtpgateLimitsEMBRYO_PER_SRC_BURST) == 0 {
+			must(t, bpfrun.Clear(r.Objs.EmbryoSources))
+		}
+		c := bpftest.NewConn(r, ap(client4, uint16(10000+i)), ap(server4, 21))
+		must(t, c.Open())
+	}
+	wantCounters(t, r, map[string]uint64{"ctrl_conn_full": 10, "ctrl_trusted_handshake": uint64(room + 1)})
+	converse(t, est, "", "PASV\r\n", "227 Entering Passive Mode (198,51,100,20,117,48)\r\n")
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
 }
 
 // TestSYNFloodToRandomPorts: every unsolicited SYN is dropped and counted,

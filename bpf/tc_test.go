@@ -144,15 +144,22 @@ func TestGapResynchronisesAtNextLine(t *testing.T) {
 	wantExpect(t, r, expect{"pasv", client4, server4, 30003})
 }
 
+// TestMidStreamPickup: a connection first seen mid-stream is tracked but not
+// parsed until both directions have acknowledged what the other sent; then
+// each direction resumes at its next line.
 func TestMidStreamPickup(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := bpftest.NewConn(r, ap(client4, 40001), ap(server4, 21))
-	// no handshake seen: the first segment might begin inside a line
+	c.CSeq, c.SSeq = 0x7ffffff0, 0x12345678 // no handshake: any numbers
 	must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
+	must(t, c.ServerSends("200 PORT ok\r\n")) // acknowledges the client's bytes
 	wantExpect(t, r)
+	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "tcp_untrusted": 2, "ctrl_trusted_pickup": 0})
+	// the client acknowledges the server's bytes: trusted, this line skipped
 	must(t, c.ClientSends("PORT 192,0,2,10,195,81\r\n"))
-	wantExpect(t, r, expect{"port", server4, client4, 50001})
-	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "cmd_port": 1})
+	must(t, c.ClientSends("PORT 192,0,2,10,195,82\r\n"))
+	wantExpect(t, r, expect{"port", server4, client4, 50002})
+	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "ctrl_trusted_pickup": 1, "cmd_port": 1})
 }
 
 func TestInjectedReplyIsIgnored(t *testing.T) {

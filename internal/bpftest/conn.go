@@ -13,6 +13,7 @@ type Conn struct {
 	R              *Rig
 	Client, Server netip.AddrPort
 	CSeq, SSeq     uint32 // next sequence number of each side
+	cAcked, sAcked uint32 // what each side last acknowledged
 	Hook           func(frame []byte, fromClient bool) error
 }
 
@@ -24,16 +25,30 @@ const (
 
 // NewConn describes a control connection; Open sends its handshake.
 func NewConn(r *Rig, client, server netip.AddrPort) *Conn {
-	return &Conn{R: r, Client: client, Server: server, CSeq: clientISN, SSeq: serverISN}
+	return &Conn{R: r, Client: client, Server: server, CSeq: clientISN, SSeq: serverISN, cAcked: serverISN, sAcked: clientISN}
 }
+
+// WScale is the window scale both sides announce in Open, as Linux does for
+// its usual buffer sizes: the windows then let tests send far more than 64 KiB
+// one way without an ACK coming back.
+const WScale = 7
+
+// wscaleOption is NOP, then the window-scale option (kind 3, length 3).
+var wscaleOption = []byte{1, 3, 3, WScale}
 
 func (c *Conn) send(fromClient bool, seq uint32, flags uint8, payload []byte) error {
 	t := packet.TCP{Seq: seq, Flags: flags, Payload: payload}
+	if flags&packet.SYN != 0 {
+		t.TCPOptions = wscaleOption
+	}
 	if flags&packet.ACK != 0 {
 		// each side acknowledges everything the other has sent
-		t.Ack = c.CSeq
 		if fromClient {
 			t.Ack = c.SSeq
+			c.cAcked = c.SSeq
+		} else {
+			t.Ack = c.CSeq
+			c.sAcked = c.CSeq
 		}
 	}
 	if fromClient {
@@ -71,8 +86,17 @@ func (c *Conn) OpenHalf() error {
 	return nil
 }
 
+// ackEvery is how much one side sends before the other acknowledges it with
+// a bare ACK, as a receiver does: the sender stays inside the window.
+const ackEvery = 32 << 10
+
 // ClientSends sends payload from the client as the next segment.
 func (c *Conn) ClientSends(payload string) error {
+	if c.CSeq+uint32(len(payload))-c.sAcked > ackEvery {
+		if err := c.send(false, c.SSeq, packet.ACK, nil); err != nil {
+			return err
+		}
+	}
 	err := c.send(true, c.CSeq, packet.ACK|packet.PSH, []byte(payload))
 	c.CSeq += uint32(len(payload))
 	return err
@@ -80,6 +104,11 @@ func (c *Conn) ClientSends(payload string) error {
 
 // ServerSends sends payload from the server as the next segment.
 func (c *Conn) ServerSends(payload string) error {
+	if c.SSeq+uint32(len(payload))-c.cAcked > ackEvery {
+		if err := c.send(true, c.CSeq, packet.ACK, nil); err != nil {
+			return err
+		}
+	}
 	err := c.send(false, c.SSeq, packet.ACK|packet.PSH, []byte(payload))
 	c.SSeq += uint32(len(payload))
 	return err
