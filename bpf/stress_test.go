@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/ftpgate/ftpgate/bpf"
-	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 )
@@ -66,9 +64,6 @@ func TestEstablishedSurvivesFullTable(t *testing.T) {
 	est := open(t, r, client4, server4)
 	room := int(r.Objs.CtrlConns.MaxEntries()) - 1
 	for i := 0; i < room+10; i++ {
-		if i%int(bpf.FtpgateLimitsEMBRYO_PER_SRC_BURST) == 0 {
-			must(t, bpfrun.Clear(r.Objs.EmbryoSources))
-		}
 		c := bpftest.NewConn(r, ap(client4, uint16(10000+i)), ap(server4, 21))
 		must(t, c.Open())
 	}

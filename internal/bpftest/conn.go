@@ -1,7 +1,14 @@
 package bpftest
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/maps"
 
 	"github.com/ftpgate/ftpgate/internal/packet"
 )
@@ -15,6 +22,7 @@ type Conn struct {
 	CSeq, SSeq     uint32 // next sequence number of each side
 	cAcked, sAcked uint32 // what each side last acknowledged
 	Hook           func(frame []byte, fromClient bool) error
+	NoWScale       bool // Open's SYNs announce no window scale
 }
 
 // Initial sequence numbers: arbitrary, and close to the wrap to exercise it.
@@ -38,7 +46,7 @@ var wscaleOption = []byte{1, 3, 3, WScale}
 
 func (c *Conn) send(fromClient bool, seq uint32, flags uint8, payload []byte) error {
 	t := packet.TCP{Seq: seq, Flags: flags, Payload: payload}
-	if flags&packet.SYN != 0 {
+	if flags&packet.SYN != 0 && !c.NoWScale {
 		t.TCPOptions = wscaleOption
 	}
 	if flags&packet.ACK != 0 {
@@ -74,7 +82,18 @@ func (c *Conn) Open() error {
 }
 
 // OpenHalf sends SYN and SYN-ACK only: the connection is not yet trusted.
+//
+// Tests open connections from one client address far faster than the
+// per-source limit of untrusted connections allows (EMBRYO_PER_SRC_*, which
+// has tests of its own): each Conn starts with its source's bucket full.
 func (c *Conn) OpenHalf() error {
+	if c.R != nil {
+		fam, words := maps.Words(c.Client.Addr())
+		err := c.R.Objs.EmbryoSources.Delete(bpf.FtpgateSrcKey{Family: fam, Addr: words})
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("refill the source's bucket: %w", err)
+		}
+	}
 	if err := c.send(true, c.CSeq, packet.SYN, nil); err != nil {
 		return err
 	}
@@ -146,4 +165,21 @@ func (c *Conn) ServerFlags(flags uint8) error {
 // SYN returns a data-connection SYN frame from src to dst.
 func SYN(src, dst netip.AddrPort) []byte {
 	return packet.TCP{Src: src, Dst: dst, Seq: 1, Flags: packet.SYN}.Bytes()
+}
+
+// Forge sends seg as if from the client (or the server) of the connection:
+// Src and Dst are filled in, everything else (sequence and acknowledgement
+// numbers, flags, checksum) is as given. Nothing of the Conn moves.
+func (c *Conn) Forge(fromClient bool, seg packet.TCP) error {
+	if fromClient {
+		seg.Src, seg.Dst = c.Client, c.Server
+	} else {
+		seg.Src, seg.Dst = c.Server, c.Client
+	}
+	frame := seg.Bytes()
+	if c.Hook != nil {
+		return c.Hook(frame, fromClient)
+	}
+	_, err := c.R.TC(frame, fromClient, 0)
+	return err
 }
