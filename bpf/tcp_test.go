@@ -133,7 +133,7 @@ func TestOutOfWindowData(t *testing.T) {
 		t.Fatalf("client sequence %#x did not wrap", c.CSeq)
 	}
 	const scaledWindow = 65535 << bpftest.WScale
-	must(t, c.ClientAt(c.CSeq+scaledWindow+10, "PORT 192,0,2,10,195,79\r\n")) // beyond the edge
+	must(t, c.ClientAt(c.CSeq+scaledWindow+10, "PORT 192,0,2,10,195,79\r\n"))  // beyond the edge
 	must(t, c.ClientAt(c.CSeq-scaledWindow-100, "PORT 192,0,2,10,195,78\r\n")) // older than a window
 	wantCounters(t, r, map[string]uint64{"tcp_out_of_window": 2, "parse_resync": 0})
 	must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
