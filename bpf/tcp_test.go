@@ -2,10 +2,15 @@ package bpf_test
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/internal/reference"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 const pasvReply = "227 Entering Passive Mode (198,51,100,20,117,48)\r\n"
@@ -180,4 +185,112 @@ func TestRetransmittedSYNNeedsSameISN(t *testing.T) {
 	converse(t, c, "", "PASV\r\n", pasvReply)
 	wantVerdict(t, r, syn(5000), bpftest.XDPPass)
 	wantCounters(t, r, map[string]uint64{"syn_pass_expected": 2})
+}
+
+// TestTrackerMatchesReference runs random segment sequences (handshakes and
+// pickups; in order, retransmitted, random, forged, RST, FIN, SYN) through the
+// BPF tracker and the Go model in internal/reference: every verdict, counted,
+// and where the connection's state lives must agree.
+func TestTrackerMatchesReference(t *testing.T) {
+	r := bpftest.Shared(t)
+	rng := rand.New(rand.NewPCG(11, 11))
+	counters := []string{"tcp_out_of_window", "tcp_rst_ignored", "ctrl_bad_checksum"}
+	last, err := r.Counters()
+	must(t, err)
+	for run := range 200 {
+		client := ap(netip.AddrFrom4([4]byte{10, byte(run >> 8), byte(run), 1}), uint16(1024+run))
+		c := bpftest.NewConn(r, client, ap(server4, 21))
+		c.CSeq, c.SSeq = rng.Uint32(), rng.Uint32()
+		// the server's address starts pickups too: a full bucket each run
+		must(t, bpfrun.Clear(r.Objs.EmbryoSources))
+		model := reference.NewTCPTracker()
+		next := [2]uint32{c.CSeq, c.SSeq}
+		isn := next
+		for step := range 40 {
+			d := rng.IntN(2)
+			fromClient := d == 0
+			seg := packet.TCP{Seq: next[d], Ack: next[1-d], Flags: packet.ACK}
+			n := 0
+			switch k := rng.IntN(20); {
+			case step == 0 && run%2 == 0, k == 0:
+				fromClient, d = step == 0 || fromClient, 0
+				if step > 0 && rng.IntN(2) == 0 {
+					d, fromClient = 1, false
+				}
+				seg = packet.TCP{Seq: isn[d], Flags: packet.SYN}
+				if d == 1 {
+					seg.Flags |= packet.ACK
+					seg.Ack = isn[0] + 1
+				}
+				if rng.IntN(4) != 0 {
+					seg.TCPOptions = []byte{1, 3, 3, 7}
+				}
+			case k < 9:
+				n = 1 + rng.IntN(40)
+			case k < 11:
+				seg.Seq -= uint32(rng.IntN(100)) // an old or overlapping segment
+				n = rng.IntN(50)
+			case k < 13:
+				seg.Seq = rng.Uint32()
+			case k < 14:
+				seg.Ack = rng.Uint32()
+				n = rng.IntN(10)
+			case k < 15:
+				seg.BadChecksum = true
+				n = rng.IntN(10)
+			case k < 17:
+				seg.Flags = packet.RST
+				if rng.IntN(2) == 0 {
+					seg.Seq += uint32(rng.IntN(3))
+				}
+			case k < 18:
+				seg.Flags |= packet.FIN
+			}
+			seg.Payload = make([]byte, n)
+			for i := range seg.Payload {
+				seg.Payload[i] = 'x'
+			}
+			ws := reference.NoWScale
+			if len(seg.TCPOptions) == 4 {
+				ws = int(seg.TCPOptions[3])
+			}
+			res := model.Segment(reference.TCPSegment{FromClient: fromClient, Seq: seg.Seq, Ack: seg.Ack, Flags: seg.Flags,
+				Window: 65535, WScale: ws, Len: n, BadChecksum: seg.BadChecksum})
+			must(t, c.Forge(fromClient, seg))
+			if res.Verdict == reference.TCPAccepted && seg.Flags&(packet.SYN|packet.RST) == 0 {
+				end := seg.Seq + uint32(n)
+				if seg.Flags&packet.FIN != 0 {
+					end++
+				}
+				if int32(end-next[d]) > 0 {
+					next[d] = end
+				}
+			} else if res.Verdict == reference.TCPAccepted && seg.Flags&packet.SYN != 0 {
+				next[d] = max(next[d], isn[d]+1)
+			}
+
+			now, err := r.Counters()
+			must(t, err)
+			for _, name := range counters {
+				want := uint64(0)
+				if res.Verdict.Counter() == name {
+					want = 1
+				}
+				if got := now[name] - last[name]; got != want {
+					t.Fatalf("run %d step %d: %+v from client %v: %s moved by %d, model says %+v",
+						run, step, seg, fromClient, name, got, res)
+				}
+			}
+			last = now
+			key := maps.Control{Client: c.Client.Addr(), ClientPort: c.Client.Port(), Server: server4, ServerPort: 21}.Key()
+			var cv bpf.FtpgateCtrlVal
+			var ev bpf.FtpgateEmbryoVal
+			inConns := r.Objs.CtrlConns.Lookup(&key, &cv) == nil
+			inEmbryo := r.Objs.CtrlEmbryo.Lookup(&key, &ev) == nil
+			if inConns != model.Trusted() || inEmbryo != (model.Tracked() && !model.Trusted()) {
+				t.Fatalf("run %d step %d: %+v: ctrl_conns %v, ctrl_embryo %v, model trusted %v (%+v)",
+					run, step, seg, inConns, inEmbryo, model.Trusted(), res)
+			}
+		}
+	}
 }

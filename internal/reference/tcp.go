@@ -103,6 +103,9 @@ func NewTCPTracker() *TCPTracker { return &TCPTracker{} }
 // Trusted tells whether the FTP layer may believe the connection's bytes.
 func (t *TCPTracker) Trusted() bool { return t.trusted }
 
+// Tracked tells whether the connection has state (trusted or not).
+func (t *TCPTracker) Tracked() bool { return t.tracked }
+
 // HandshakeSeen tells whether both SYNs were seen (tcp_handshake_seen).
 func (t *TCPTracker) HandshakeSeen() bool { return t.dir[0].synSeen && t.dir[1].synSeen }
 
@@ -180,13 +183,13 @@ func (t *TCPTracker) Segment(seg TCPSegment) TCPResult {
 
 	res := TCPResult{Verdict: TCPAccepted}
 	if seg.Flags&TCPRst != 0 {
-		t.tracked, res.Closed = false, true
+		*t, res.Closed = TCPTracker{}, true
 		return res
 	}
 	if !t.trusted {
 		if seg.Flags&TCPFin != 0 {
 			// an untrusted connection that closes leaves nothing
-			t.tracked, res.Closed = false, true
+			*t, res.Closed = TCPTracker{}, true
 			return res
 		}
 		if !(S.acked && R.acked) || seg.Flags&TCPSyn != 0 {
@@ -207,7 +210,7 @@ func (t *TCPTracker) Segment(seg TCPSegment) TCPResult {
 	if seg.Flags&TCPFin != 0 {
 		S.fin = true
 		if R.fin {
-			t.tracked, t.trusted, res.Closed = false, false, true
+			*t, res.Closed = TCPTracker{}, true
 		}
 	}
 	return res
