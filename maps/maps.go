@@ -86,13 +86,13 @@ type TableSizes struct {
 	EmbryoSources uint32
 }
 
-// DefaultTableSizes suits a busy gateway.
+// DefaultTableSizes suits a busy gateway. The untrusted-connection tables
+// are left at zero: they keep the object's sizes (DEFAULT_CTRL_EMBRYO,
+// DEFAULT_EMBRYO_SOURCES), which no setting changes yet.
 var DefaultTableSizes = TableSizes{
-	CtrlConns:     uint32(bpf.FtpgateLimitsDEFAULT_CTRL_CONNS),
-	Expectations:  uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
-	DataFlows:     uint32(bpf.FtpgateLimitsDEFAULT_DATA_FLOWS),
-	CtrlEmbryo:    uint32(bpf.FtpgateLimitsDEFAULT_CTRL_EMBRYO),
-	EmbryoSources: uint32(bpf.FtpgateLimitsDEFAULT_EMBRYO_SOURCES),
+	CtrlConns:    uint32(bpf.FtpgateLimitsDEFAULT_CTRL_CONNS),
+	Expectations: uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
+	DataFlows:    uint32(bpf.FtpgateLimitsDEFAULT_DATA_FLOWS),
 }
 
 // Resize sets the sizes in spec; a zero size keeps the object's.
