@@ -25,16 +25,18 @@ func TestTenThousandPORTCommands(t *testing.T) {
 	wantCounters(t, r, map[string]uint64{"cmd_port": n, "expect_created": n, "expect_evicted": n - 1})
 }
 
-// TestHundredThousandControlConnections: a flood of `x\r\n` without a
-// handshake, from 250 sources, to the control port. Nothing of it is trusted:
-// it never reaches ctrl_conns, the per-source limit refuses most of it
-// (counted), and an established session's PASV still works afterwards.
-func TestHundredThousandControlConnections(t *testing.T) {
+// TestControlPortFloodFromOneSource (issue 11, finding 6): a flood of
+// `x\r\n` without a handshake from one source, to the control port, each
+// segment a new connection. Nothing of it is trusted: it never reaches
+// ctrl_conns, the per-source limit refuses most of it (counted), and an
+// established session's PASV still works afterwards. (One source: however
+// slowly the test runs, it cannot earn tokens for more than a few hundred.)
+func TestControlPortFloodFromOneSource(t *testing.T) {
 	r := bpftest.Shared(t)
 	est := open(t, r, client4, server4)
-	const n = 100000
+	const n = 60000
 	for i := 0; i < n; i++ {
-		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 250)}), uint16(1024+i/250))
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, 66}), uint16(1024+i))
 		frame := packet.TCP{Src: src, Dst: ap(server4, 21), Seq: 1, Flags: packet.ACK, Payload: []byte("x\r\n")}.Bytes()
 		if _, err := r.TC(frame, true, 0); err != nil {
 			t.Fatal(err)
@@ -48,8 +50,8 @@ func TestHundredThousandControlConnections(t *testing.T) {
 	cnt, err := r.Counters()
 	must(t, err)
 	// the established session began as an embryo too
-	if cnt["ctrl_embryo_created"]+cnt["ctrl_embryo_limited"] != n+1 || cnt["ctrl_embryo_limited"] == 0 {
-		t.Errorf("embryos created %d, limited %d: want %d together, some limited",
+	if cnt["ctrl_embryo_created"]+cnt["ctrl_embryo_limited"] != n+1 || cnt["ctrl_embryo_limited"] < n/2 {
+		t.Errorf("embryos created %d, limited %d: want %d together, most limited",
 			cnt["ctrl_embryo_created"], cnt["ctrl_embryo_limited"], n+1)
 	}
 	wantCounters(t, r, map[string]uint64{"ctrl_segments": n + 3, "ctrl_conn_full": 0, "ctrl_trusted_pickup": 0})
