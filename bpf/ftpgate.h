@@ -55,7 +55,7 @@ enum limits {
 	/* EPRT delimiters are printable ASCII: RFC 2428 allows 33..126 */
 	EPRT_DELIM_MIN = 33,
 	EPRT_DELIM_MAX = 126,
-	/* default entries of the three LRU tables, resized by the loader */
+	/* default entries of the three connection tables, resized by the loader */
 	DEFAULT_CTRL_CONNS = 65536,
 	DEFAULT_EXPECTATIONS = 262144,
 	DEFAULT_DATA_FLOWS = 262144,

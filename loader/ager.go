@@ -13,8 +13,9 @@ import (
 )
 
 // Ager reclaims table entries nobody will use again. Correctness never
-// depends on it: the XDP filter checks expiry itself and the LRU tables evict
-// under pressure; the ager only keeps the tables (and listings) tidy.
+// depends on it: the XDP filter checks expiry itself. ctrl_conns and
+// expectations are plain hashes that refuse new entries when full (counted),
+// so the ager is what frees their room; the LRU tables evict on their own.
 type Ager struct {
 	Maps     *maps.Maps
 	Interval time.Duration

@@ -37,7 +37,7 @@ var ErrNoInterface = errors.New("no such interface")
 // filter nothing there.
 var ErrNotEthernet = errors.New("ftpgate parses Ethernet frames only")
 
-// TableSizes sets the entries of the LRU tables; see maps.TableSizes.
+// TableSizes sets the entries of the connection tables; see maps.TableSizes.
 type TableSizes = maps.TableSizes
 
 // DefaultTableSizes suits a busy gateway.
