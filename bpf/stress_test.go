@@ -5,6 +5,12 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/maps"
 
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
@@ -98,4 +104,24 @@ func TestSYNFloodToRandomPorts(t *testing.T) {
 		dropped++
 	}
 	wantCounters(t, r, map[string]uint64{"syn_drop_unexpected": uint64(dropped), "syn_pass_expected": 1})
+}
+
+// TestFullExpectationTableRefusesVisibly (issue 11, finding 6): the
+// expectation table is a plain hash: when full, a new expectation is refused
+// and counted, and none of the live ones is evicted to make room.
+func TestFullExpectationTableRefusesVisibly(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	now, err := r.Maps.Now()
+	must(t, err)
+	size := int(r.Objs.Expectations.MaxEntries())
+	for i := range size {
+		k := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: uint16(1024 + i)}
+		must(t, r.Objs.Expectations.Put(k, bpf.FtpgateExpectVal{ExpiresNs: now + uint64(time.Hour), CreatedNs: now}))
+	}
+	must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
+	wantCounters(t, r, map[string]uint64{"expect_table_full": 1, "expect_created": 0})
+	if n, err := r.Maps.Fill(maps.NameExpectations); err != nil || n != size {
+		t.Fatalf("%d expectations (%v), want the %d put there", n, err, size)
+	}
 }
