@@ -10,10 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
-	"github.com/ftpgate/ftpgate/maps"
-
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 // TestTenThousandPORTCommands: one control connection floods PORT commands;
