@@ -336,6 +336,17 @@ const (
 	FtpgateStatSTAT_MAX                    FtpgateStat = 48
 )
 
+type FtpgateTcpTrackFlags uint32
+
+const (
+	FtpgateTcpTrackFlagsTCP_SEEN     FtpgateTcpTrackFlags = 1
+	FtpgateTcpTrackFlagsTCP_SYN_SEEN FtpgateTcpTrackFlags = 2
+	FtpgateTcpTrackFlagsTCP_WSCALE   FtpgateTcpTrackFlags = 4
+	FtpgateTcpTrackFlagsTCP_WINDOW   FtpgateTcpTrackFlags = 8
+	FtpgateTcpTrackFlagsTCP_ACKED    FtpgateTcpTrackFlags = 16
+	FtpgateTcpTrackFlagsTCP_DATA     FtpgateTcpTrackFlags = 32
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

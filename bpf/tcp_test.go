@@ -100,6 +100,14 @@ func TestSpoofedSegmentWithoutHandshake(t *testing.T) {
 	must(t, c2.ClientSends("PORT 192,0,2,10,195,81\r\n"))
 	wantExpect(t, r)
 	wantCounters(t, r, map[string]uint64{"tcp_untrusted": 2, "cmd_port": 0})
+	embryos, err := r.Maps.ListEmbryos()
+	must(t, err)
+	if len(embryos) != 2 || embryos[0].SYN == embryos[1].SYN {
+		t.Fatalf("untrusted connections %+v, want the pickup and the SYN", embryos)
+	}
+	if conns, err := r.Maps.ListConns(); err != nil || len(conns) != 0 {
+		t.Fatalf("trusted connections %+v (%v), want none", conns, err)
+	}
 }
 
 // TestHandshake: the third ACK makes the connection trusted, also when it

@@ -352,6 +352,28 @@ func (m *Maps) ListConns() ([]Conn, error) {
 	})
 }
 
+// Embryo is a control connection not (yet) trusted: a handshake in
+// progress, or one picked up mid-stream whose directions have not agreed.
+type Embryo struct {
+	Control
+	AgeMs  int64 `json:"age_ms"`
+	IdleMs int64 `json:"idle_ms"`
+	// SYN: the client's SYN was seen (a handshake, not a pickup)
+	SYN bool `json:"syn"`
+}
+
+// ListEmbryos lists the untrusted control connections.
+func (m *Maps) ListEmbryos() ([]Embryo, error) {
+	return list(m, NameCtrlEmbryo, func(now uint64, k bpf.FtpgateCtrlKey, v *bpf.FtpgateEmbryoVal) Embryo {
+		return Embryo{
+			Control: ControlFromKey(k),
+			AgeMs:   since(now, v.CreatedNs).Milliseconds(),
+			IdleMs:  since(now, v.LastNs).Milliseconds(),
+			SYN:     v.Tcp[bpf.FtpgateDirectionDIR_CLIENT].Flags&uint8(bpf.FtpgateTcpTrackFlagsTCP_SYN_SEEN) != 0,
+		}
+	})
+}
+
 // Fill counts the entries of a hash map (for status and metrics).
 func (m *Maps) Fill(name string) (int, error) {
 	mp := m.ByName(name)
