@@ -208,14 +208,15 @@ static __always_inline struct ctrl_val *embryo_segment(struct scratch *s, const 
 		bpf_map_delete_elem(&ctrl_embryo, &s->key);
 		return 0;
 	}
-	if (!tcp_pair_trusted(&ev->tcp[DIR_CLIENT], &ev->tcp[DIR_SERVER]) || (p->flags & TCPF_SYN)) {
-		if (p->payload_len) {
-			ev->tcp[s->dir == DIR_SERVER ? DIR_SERVER : DIR_CLIENT].flags |= TCP_DATA;
-			stat_inc(STAT_TCP_UNTRUSTED);
-		}
-		return 0;
+	struct ctrl_val *cv = 0;
+	if (tcp_pair_trusted(&ev->tcp[DIR_CLIENT], &ev->tcp[DIR_SERVER]) && !(p->flags & TCPF_SYN))
+		cv = embryo_promote(s, ev);
+	if (!cv && p->payload_len) {
+		/* not trusted, or ctrl_conns full: the bytes go by unparsed */
+		ev->tcp[s->dir == DIR_SERVER ? DIR_SERVER : DIR_CLIENT].flags |= TCP_DATA;
+		stat_inc(STAT_TCP_UNTRUSTED);
 	}
-	return embryo_promote(s, ev);
+	return cv;
 }
 
 /*
