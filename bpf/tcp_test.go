@@ -302,3 +302,16 @@ func TestTrackerMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestConnCloseFreesTheTable: a test driver that closes its connections can
+// open more of them than ctrl_conns holds.
+func TestConnCloseFreesTheTable(t *testing.T) {
+	r := bpftest.Shared(t)
+	size := int(r.Objs.CtrlConns.MaxEntries())
+	for i := range size + 10 {
+		c := bpftest.NewConn(r, ap(client4, uint16(10000+i)), ap(server4, 21))
+		must(t, c.Open())
+		must(t, c.Close())
+	}
+	wantCounters(t, r, map[string]uint64{"ctrl_conn_full": 0, "ctrl_trusted_handshake": uint64(size + 10)})
+}

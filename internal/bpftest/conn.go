@@ -183,3 +183,11 @@ func (c *Conn) Forge(fromClient bool, seg packet.TCP) error {
 	_, err := c.R.TC(frame, fromClient, 0)
 	return err
 }
+
+// Close resets the connection from the client side (an RST at its next
+// sequence number), which removes its state: ctrl_conns is a plain hash
+// that refuses new connections when full, so a test that opens more than
+// the test table holds (1024) must close what it is done with.
+func (c *Conn) Close() error {
+	return c.send(true, c.CSeq, packet.RST|packet.ACK, nil)
+}
