@@ -21,6 +21,8 @@ type Conn struct {
 	Client, Server netip.AddrPort
 	CSeq, SSeq     uint32 // next sequence number of each side
 	cAcked, sAcked uint32 // what each side last acknowledged
+	cEnd           uint32 // the client's highest sequence number sent, whatever the method
+	cEndSet        bool
 	Hook           func(frame []byte, fromClient bool) error
 	NoWScale       bool // Open's SYNs announce no window scale
 }
@@ -61,6 +63,13 @@ func (c *Conn) send(fromClient bool, seq uint32, flags uint8, payload []byte) er
 	}
 	if fromClient {
 		t.Src, t.Dst = c.Client, c.Server
+		end := seq + uint32(len(payload))
+		if flags&(packet.SYN|packet.FIN) != 0 {
+			end++
+		}
+		if !c.cEndSet || int32(end-c.cEnd) > 0 {
+			c.cEnd, c.cEndSet = end, true
+		}
 	} else {
 		t.Src, t.Dst = c.Server, c.Client
 	}
@@ -184,10 +193,15 @@ func (c *Conn) Forge(fromClient bool, seg packet.TCP) error {
 	return err
 }
 
-// Close resets the connection from the client side (an RST at its next
-// sequence number), which removes its state: ctrl_conns is a plain hash
-// that refuses new connections when full, so a test that opens more than
-// the test table holds (1024) must close what it is done with.
+// Close resets the connection from the client side (an RST after the
+// highest byte the client sent, however it was sent), which removes its
+// state: ctrl_conns is a plain hash that refuses new connections when full,
+// so a test that opens more than the test table holds (1024) must close what
+// it is done with.
 func (c *Conn) Close() error {
-	return c.send(true, c.CSeq, packet.RST|packet.ACK, nil)
+	seq := c.CSeq
+	if c.cEndSet && int32(c.cEnd-seq) > 0 {
+		seq = c.cEnd
+	}
+	return c.send(true, seq, packet.RST|packet.ACK, nil)
 }
