@@ -148,17 +148,8 @@ func BenchmarkPerPacket(b *testing.B) {
 		if _, err := r.Events(); err != nil {
 			return nil, err
 		}
-		if err := bpfrun.Clear(r.Objs.CtrlEmbryo); err != nil {
-			return nil, err
-		}
 		conns := make([]*bpftest.Conn, ppBatch)
 		for i := range conns {
-			// one source starts EMBRYO_PER_SRC_BURST connections at once
-			if i%int(bpf.FtpgateLimitsEMBRYO_PER_SRC_BURST) == 0 {
-				if err := bpfrun.Clear(r.Objs.EmbryoSources); err != nil {
-					return nil, err
-				}
-			}
 			c := bpftest.NewConn(r, netip.AddrPortFrom(clientAddr, uint16(50000+i)), srv(21))
 			if err := c.Open(); err != nil {
 				return nil, err
