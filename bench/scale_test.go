@@ -247,7 +247,7 @@ func BenchmarkScale(b *testing.B) {
 	// kernel memory per entry
 	mem := map[string]any{}
 	for _, t := range tables {
-		for _, name := range maps.LRUTables {
+		for _, name := range maps.SizedTables {
 			m := t.r.Maps.ByName(name)
 			info, err := m.Info()
 			if err != nil {

@@ -53,7 +53,7 @@ static __always_inline int syn_drop(const struct config_val *cfg, const struct p
 
 /*
  * consume_expectation admits a SYN through a live expectation, once, and
- * records its connection fk as a data flow.
+ * records its connection fk as a data flow, with the SYN's sequence number.
  */
 static __always_inline int consume_expectation(const struct pkt_info *p, const struct flow_key *fk,
 					       const struct config_val *cfg)
@@ -82,6 +82,7 @@ static __always_inline int consume_expectation(const struct pkt_info *p, const s
 	fv.created_ns = now;
 	fv.last_seen_ns = now;
 	fv.kind = ev->kind;
+	fv.syn_seq = p->seq;
 	if (cfg && cfg->accounting) {
 		fv.packets = 1;
 		fv.bytes = p->ip_len;
@@ -139,9 +140,17 @@ static __always_inline int admit(struct xdp_md *ctx)
 		flow_key_from(&fk, &p, 0);
 		struct flow_val *fv = bpf_map_lookup_elem(&data_flows, &fk);
 		if (fv) {
-			fv->last_seen_ns = now_ns(cfg);
-			stat_inc(STAT_SYN_PASS_RETRANSMIT);
-			return XDP_PASS;
+			/*
+			 * An admitted flow is one connection: its SYN again (same
+			 * ISN, not closed) passes; another connection on the same
+			 * 5-tuple needs an expectation of its own.
+			 */
+			if (fv->syn_seq == p.seq && !(fv->flags & (FLOW_FIN | FLOW_RST))) {
+				fv->last_seen_ns = now_ns(cfg);
+				stat_inc(STAT_SYN_PASS_RETRANSMIT);
+				return XDP_PASS;
+			}
+			stat_inc(STAT_SYN_FLOW_REFUSED);
 		}
 		if (consume_expectation(&p, &fk, cfg)) {
 			stat_inc(STAT_SYN_PASS_EXPECTED);

@@ -80,10 +80,13 @@ static __always_inline __s64 payload_sum(struct scratch *s, __u32 n, __s64 sum)
 
 /*
  * segment_trusted checks the TCP checksum of the control segment described
- * in scratch (header offset and length, payload in pkt). A segment the NIC
- * verified is trusted; so is one whose checksum field holds only the
+ * in scratch (header in hdr, loaded by tcp_header_load; payload in pkt), for
+ * every segment that changes state, header-only ones included. A segment the
+ * NIC verified is trusted; so is one whose checksum field holds only the
  * pseudo-header sum, as the stack leaves it for checksum offload
- * (CHECKSUM_PARTIAL: sent by a local process or through a veth). A segment
+ * (CHECKSUM_PARTIAL: sent by a local process or through a veth). BPF cannot
+ * tell such a segment from a forged one carrying the same value on a wire
+ * whose receiver will verify it: see docs/design.md, "Checksums". A segment
  * longer than the parser reads cannot be checked here and is trusted.
  */
 __noinline int segment_trusted(struct __sk_buff *skb)
@@ -101,8 +104,6 @@ __noinline int segment_trusted(struct __sk_buff *skb)
 		return 1;
 	/* the mask restates the bounds checked above in a form every verifier keeps */
 	__u32 hl = ((hdr_len - 1) & (sizeof(s->hdr) - 1)) + 1;
-	if (bpf_skb_load_bytes(skb, s->l4_off, s->hdr, hl) != 0)
-		return 1;
 
 	__s64 sum = pseudo_sum(s);
 	if (sum < 0)

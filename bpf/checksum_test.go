@@ -7,10 +7,10 @@ import (
 	"github.com/ftpgate/ftpgate/internal/packet"
 )
 
-// serverSegment sends a server segment built with opts at seq, through egress.
-func serverSegment(t *testing.T, r *bpftest.Rig, seq uint32, payload string, bad, partial bool) {
+// serverSegment sends a server segment of c built with opts at seq, through egress.
+func serverSegment(t *testing.T, r *bpftest.Rig, c *bpftest.Conn, seq uint32, payload string, bad, partial bool) {
 	t.Helper()
-	f := packet.TCP{Src: ap(server4, 21), Dst: ap(client4, 40000), Seq: seq, Flags: packet.ACK | packet.PSH,
+	f := packet.TCP{Src: ap(server4, 21), Dst: ap(client4, 40000), Seq: seq, Ack: c.CSeq, Flags: packet.ACK | packet.PSH,
 		Payload: []byte(payload), BadChecksum: bad, PartialChecksum: partial}.Bytes()
 	if _, err := r.TC(f, false, 0); err != nil {
 		t.Fatal(err)
@@ -27,10 +27,10 @@ func TestForgedSegmentWithBadChecksum(t *testing.T) {
 	must(t, c.ClientSends("PASV\r\n"))
 	forged := "227 Entering Passive Mode (198,51,100,20,200,0)\r\n"
 	genuine := "227 Entering Passive Mode (198,51,100,20,117,48)\r\n"
-	serverSegment(t, r, c.SSeq, forged, true, false)
+	serverSegment(t, r, c, c.SSeq, forged, true, false)
 	wantExpect(t, r)
 	// a forged segment far ahead must not force a resync either
-	serverSegment(t, r, c.SSeq+1000, "xx\r\n", true, false)
+	serverSegment(t, r, c, c.SSeq+1000, "xx\r\n", true, false)
 	must(t, c.ServerSends(genuine))
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
 	wantCounters(t, r, map[string]uint64{"ctrl_bad_checksum": 2, "parse_resync": 0, "ctrl_retransmit": 0})
@@ -43,7 +43,7 @@ func TestPartialChecksumIsTrusted(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
 	must(t, c.ClientSends("PASV\r\n"))
-	serverSegment(t, r, c.SSeq, "227 Entering Passive Mode (198,51,100,20,117,48)\r\n", false, true)
+	serverSegment(t, r, c, c.SSeq, "227 Entering Passive Mode (198,51,100,20,117,48)\r\n", false, true)
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
 	wantCounters(t, r, map[string]uint64{"ctrl_bad_checksum": 0})
 }

@@ -20,6 +20,7 @@
 #include "expect.h"
 #include "checksum.h"
 #include "stream.h"
+#include "tcp.h"
 
 /* mark_data_syn puts the configured fwmark on an admitted data connection's SYN */
 static __always_inline void mark_data_syn(struct __sk_buff *skb, const struct pkt_info *p)
@@ -79,51 +80,143 @@ static __always_inline void ctrl_key_fill(struct scratch *s, const struct pkt_in
 	s->dir = dir;
 }
 
+/* the credit one untrusted connection costs its source, and the most a source holds */
+#define EMBRYO_COST_NS (NSEC_PER_SEC / EMBRYO_PER_SRC_PER_SEC)
+#define EMBRYO_CREDIT_MAX_NS ((__u64)EMBRYO_PER_SRC_BURST * EMBRYO_COST_NS)
+
 /*
- * ctrl_track returns the state of the control connection in s->key, created
- * if p may start tracking it; NULL otherwise. Only a SYN or data start
- * tracking: the last ACK after both FINs (or an RST) must not bring a closed
- * connection back.
+ * embryo_allowed takes a token from the bucket of p's source address: a
+ * source starts at most EMBRYO_PER_SRC_PER_SEC untrusted connections a
+ * second, after a burst. Racing CPUs may both spend the same token: the
+ * limit is approximate, its purpose is met.
  */
-static __always_inline struct ctrl_val *ctrl_track(struct scratch *s, const struct pkt_info *p, __u64 now)
+static __always_inline int embryo_allowed(const struct pkt_info *p, __u64 now)
 {
-	struct ctrl_val *cv = bpf_map_lookup_elem(&ctrl_conns, &s->key);
-	if (cv)
-		return cv;
+	struct src_key k = {};
+	k.family = p->family;
+	copy_addr(k.addr, p->src);
+	struct src_budget *b = bpf_map_lookup_elem(&embryo_sources, &k);
+	if (!b) {
+		struct src_budget nb = {now, EMBRYO_CREDIT_MAX_NS - EMBRYO_COST_NS};
+		bpf_map_update_elem(&embryo_sources, &k, &nb, BPF_ANY);
+		return 1;
+	}
+	if (now < b->last_ns)
+		b->last_ns = now; /* only config.clock_offset moves the clock back */
+	__u64 credit = b->credit_ns + (now - b->last_ns);
+	if (credit > EMBRYO_CREDIT_MAX_NS)
+		credit = EMBRYO_CREDIT_MAX_NS;
+	b->last_ns = now;
+	if (credit < EMBRYO_COST_NS) {
+		b->credit_ns = credit;
+		return 0;
+	}
+	b->credit_ns = credit - EMBRYO_COST_NS;
+	return 1;
+}
+
+/*
+ * embryo_find returns the untrusted connection in s->key, created if p may
+ * start tracking one (a SYN, or payload: a pickup) and its source is within
+ * its rate; NULL otherwise. The last ACK after both FINs (or an RST) must not
+ * bring a closed connection back.
+ */
+static __always_inline struct embryo_val *embryo_find(struct scratch *s, const struct pkt_info *p, __u64 now)
+{
+	struct embryo_val *ev = bpf_map_lookup_elem(&ctrl_embryo, &s->key);
+	if (ev)
+		return ev;
 	if ((p->flags & TCPF_RST) || (!(p->flags & TCPF_SYN) && !p->payload_len))
 		return 0;
-	s->zero.created_ns = now;
-	int err = bpf_map_update_elem(&ctrl_conns, &s->key, &s->zero, BPF_NOEXIST);
+	if (!embryo_allowed(p, now)) {
+		stat_inc(STAT_CTRL_EMBRYO_LIMITED);
+		return 0;
+	}
+	struct embryo_val zero = {};
+	zero.created_ns = now;
+	zero.last_ns = now;
+	int err = bpf_map_update_elem(&ctrl_embryo, &s->key, &zero, BPF_NOEXIST);
+	if (err == 0) {
+		stat_inc(STAT_CTRL_EMBRYO_CREATED);
+		if (!(p->flags & TCPF_SYN))
+			stat_inc(STAT_CTRL_PICKUP);
+	}
+	return bpf_map_lookup_elem(&ctrl_embryo, &s->key);
+}
+
+/*
+ * embryo_promote moves a connection that has become trusted into ctrl_conns.
+ * A direction whose SYN was seen and that sent nothing yet starts at a line;
+ * one picked up, or whose bytes went by untrusted, resynchronises at the next
+ * line. The sending direction resumes at its segment, which is parsed next.
+ * Returns the new state, or NULL when ctrl_conns is full (counted: the
+ * connection stays untrusted and tries again with its next segment).
+ */
+static __always_inline struct ctrl_val *embryo_promote(struct scratch *s, struct embryo_val *ev)
+{
+	struct ctrl_val *t = &s->zero;
+	t->created_ns = ev->created_ns;
+	for (int d = 0; d < 2; d++) {
+		struct dir_state *ds = &t->dir[d];
+		struct tcp_track *tt = &ev->tcp[d];
+		__builtin_memcpy(&ds->tcp, tt, sizeof(ds->tcp));
+		ds->seen = 1;
+		ds->next_seq = (__u32)d == s->dir ? s->seg_prev_end : tt->end;
+		ds->mode = (tt->flags & TCP_SYN_SEEN) && !(tt->flags & TCP_DATA) ? MODE_LINE_START : MODE_SKIP;
+		ds->last_ns = ev->last_ns;
+	}
+	int err = bpf_map_update_elem(&ctrl_conns, &s->key, t, BPF_NOEXIST);
+	/* the template goes back to zero for the next connection */
+	t->created_ns = 0;
+	for (int d = 0; d < 2; d++) {
+		struct dir_state *ds = &t->dir[d];
+		__builtin_memset(&ds->tcp, 0, sizeof(ds->tcp));
+		ds->seen = 0;
+		ds->next_seq = 0;
+		ds->mode = 0;
+		ds->last_ns = 0;
+	}
 	if (err && err != -EEXIST /* the other direction won */) {
 		stat_inc(STAT_CTRL_CONN_FULL);
 		return 0;
+	}
+	if (!err) {
+		int hs = (ev->tcp[DIR_CLIENT].flags & TCP_SYN_SEEN) && (ev->tcp[DIR_SERVER].flags & TCP_SYN_SEEN);
+		stat_inc(hs ? STAT_CTRL_TRUSTED_HANDSHAKE : STAT_CTRL_TRUSTED_PICKUP);
+		bpf_map_delete_elem(&ctrl_embryo, &s->key);
 	}
 	return bpf_map_lookup_elem(&ctrl_conns, &s->key);
 }
 
 /*
- * stream_start notes a direction's first segment: after a SYN the stream's
- * first byte starts a line; picked up mid-stream, the first byte is not known
- * to. Returns the sequence number of the segment's first payload byte.
+ * embryo_segment takes a segment of a connection not (yet) in ctrl_conns into
+ * ctrl_embryo. Its payload is tracked, never parsed. Returns the connection's
+ * trusted state when this segment made it trusted, NULL when the segment is
+ * done with.
  */
-static __always_inline __u32 stream_start(struct dir_state *st, const struct pkt_info *p, __u64 now)
+static __always_inline struct ctrl_val *embryo_segment(struct scratch *s, const struct pkt_info *p, __u64 now)
 {
-	__u32 seq = p->seq;
-	if (p->flags & TCPF_SYN) {
-		st->seen = 1;
-		stream_restart(st, MODE_LINE_START);
-		ftp_syn(st);
-		st->fin = 0;
-		seq += 1; /* the SYN takes one sequence number */
-		st->next_seq = seq;
-	} else if (!st->seen) {
-		stat_inc(STAT_CTRL_PICKUP);
-		st->seen = 1;
-		stream_restart(st, MODE_SKIP);
-		st->next_seq = seq;
+	struct embryo_val *ev = embryo_find(s, p, now);
+	if (!ev)
+		return 0;
+	s->embryo = 1;
+	if (tcp_track() != TCP_ACCEPT)
+		return 0;
+	ev->last_ns = now;
+	if (p->flags & (TCPF_RST | TCPF_FIN)) {
+		/* an untrusted connection that closes leaves nothing worth keeping */
+		bpf_map_delete_elem(&ctrl_embryo, &s->key);
+		return 0;
 	}
-	st->last_ns = now;
-	return seq;
+	struct ctrl_val *cv = 0;
+	if (tcp_pair_trusted(&ev->tcp[DIR_CLIENT], &ev->tcp[DIR_SERVER]) && !(p->flags & TCPF_SYN))
+		cv = embryo_promote(s, ev);
+	if (!cv && p->payload_len) {
+		/* not trusted, or ctrl_conns full: the bytes go by unparsed */
+		ev->tcp[s->dir == DIR_SERVER ? DIR_SERVER : DIR_CLIENT].flags |= TCP_DATA;
+		stat_inc(STAT_TCP_UNTRUSTED);
+	}
+	return cv;
 }
 
 /*
@@ -140,28 +233,27 @@ static __always_inline void ctrl_closing(const struct dir_state *st, const struc
 
 /*
  * payload_load loads the segment's payload (its first MAX_SCAN_BYTES) into
- * s->pkt and checks its TCP checksum before anything changes: a forged
- * segment the receiver will drop must be neither parsed nor counted as seen,
- * or the genuine retransmission that follows would be skipped as old bytes.
- * Returns 1 when loaded, 0 when not (or empty), -1 for a forged segment.
+ * s->pkt and checks the TCP checksum of every segment, header-only ones
+ * included, before anything changes: a forged segment the receiver will drop
+ * must change no state, or the genuine segment that follows would be skipped
+ * as old bytes or refused as out of window. Returns 1 when payload was
+ * loaded, 0 when not (or empty), -1 for a forged segment.
  */
 static __always_inline int payload_load(struct __sk_buff *skb, struct scratch *s, const struct pkt_info *p)
 {
 	__u32 len = p->payload_len;
 	__u32 n = scan_bytes(len);
-	if (n == 0)
-		return 0;
-	/*
-	 * Verifiers before 6.x do not learn n >= 1 from a test against zero;
-	 * this form carries the range [1, MAX_SCAN_BYTES] in the arithmetic.
-	 */
-	__u32 load = ((n - 1) & (SCAN_BUF_SIZE - 1)) + 1;
-	int loaded = bpf_skb_load_bytes(skb, p->payload_off, s->pkt, load) == 0;
-	s->loaded = loaded ? n : 0;
-	s->l4_off = p->l4_off;
-	s->hdr_len = p->payload_off - p->l4_off;
-	s->tcp_len = s->hdr_len + len;
-	if (loaded && !segment_trusted(skb)) {
+	int loaded = 0;
+	if (n > 0) {
+		/*
+		 * Verifiers before 6.x do not learn n >= 1 from a test against zero;
+		 * this form carries the range [1, MAX_SCAN_BYTES] in the arithmetic.
+		 */
+		__u32 load = ((n - 1) & (SCAN_BUF_SIZE - 1)) + 1;
+		loaded = bpf_skb_load_bytes(skb, p->payload_off, s->pkt, load) == 0;
+		s->loaded = loaded ? n : 0;
+	}
+	if ((loaded || !len) && !segment_trusted(skb)) {
 		stat_inc(STAT_CTRL_BAD_CHECKSUM);
 		return -1;
 	}
@@ -179,6 +271,18 @@ static __always_inline void stream_fin(struct scratch *s, struct dir_state *st, 
 	}
 	if (other->fin)
 		bpf_map_delete_elem(&ctrl_conns, &s->key);
+}
+
+/*
+ * untrusted_payload keeps a direction of a connection that is not trusted
+ * in step without parsing it: when trust comes, it resumes at the next line.
+ */
+static __always_inline void untrusted_payload(struct dir_state *st, __u32 seq, __u32 len)
+{
+	stat_inc(STAT_TCP_UNTRUSTED);
+	stream_restart(st, MODE_SKIP);
+	if (seq_after(seq + len, st->next_seq))
+		st->next_seq = seq + len;
 }
 
 static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
@@ -200,25 +304,44 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	if (!s)
 		return TC_ACT_OK;
 	ctrl_key_fill(s, &p, dir);
-	__u64 now = now_ns(get_config());
-	struct ctrl_val *cv = ctrl_track(s, &p, now);
-	if (!cv)
+	if (tcp_header_load(skb, s, &p) < 0)
 		return TC_ACT_OK;
+	int loaded = payload_load(skb, s, &p);
+	if (loaded < 0)
+		return TC_ACT_OK;
+	__u64 now = now_ns(get_config());
+
+	s->embryo = 0;
+	struct ctrl_val *cv = bpf_map_lookup_elem(&ctrl_conns, &s->key);
+	if (!cv) {
+		cv = embryo_segment(s, &p, now);
+		if (!cv)
+			return TC_ACT_OK;
+		s->embryo = 0; /* promoted: this segment is tracked already */
+	} else if (tcp_track() != TCP_ACCEPT) {
+		return TC_ACT_OK;
+	}
 	struct dir_state *st = dir_of(cv, dir);
 	struct dir_state *other = dir_of(cv, dir == DIR_SERVER ? DIR_CLIENT : DIR_SERVER);
-	__u32 seq = stream_start(st, &p, now);
+	st->last_ns = now;
 
 	if (p.flags & TCPF_RST) {
 		ctrl_closing(st, other);
 		bpf_map_delete_elem(&ctrl_conns, &s->key);
 		return TC_ACT_OK;
 	}
-	int loaded = payload_load(skb, s, &p);
-	if (loaded < 0)
+	/* a repeated SYN or SYN-ACK: nothing to parse */
+	if (p.flags & TCPF_SYN)
 		return TC_ACT_OK;
-	stream_segment(skb, s, st, other, dir, seq, p.payload_len, p.payload_off, loaded);
+	/* a bare ACK never moves the parser: only payload and FIN do */
+	if (p.payload_len) {
+		if (tcp_trusted(cv))
+			stream_segment(skb, s, st, other, dir, p.seq, p.payload_len, p.payload_off, loaded);
+		else
+			untrusted_payload(st, p.seq, p.payload_len);
+	}
 	if (p.flags & TCPF_FIN)
-		stream_fin(s, st, other, seq + p.payload_len);
+		stream_fin(s, st, other, p.seq + p.payload_len);
 	return TC_ACT_OK;
 }
 

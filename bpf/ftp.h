@@ -23,6 +23,7 @@
 #include "common.h"
 #include "text.h"
 #include "expect.h"
+#include "tcp.h"
 
 /* four-letter tokens in upper case, as read from the wire (little-endian) */
 #define TOKEN(a, b, c, d) FTP_TOKEN(a, b, c, d)
@@ -104,22 +105,6 @@ static __always_inline __u8 line_kind(__u32 t, __u32 dir)
 	if (t == TOK_EPSV)
 		return KIND_EPSV;
 	return KIND_NONE;
-}
-
-/*
- * ftp_handshake tells whether the connection began with a handshake the
- * parser saw. The lead wires it to H1's tcp_handshake_seen(cv) (bpf/tcp.h).
- */
-static __always_inline int ftp_handshake(const struct ctrl_val *cv)
-{
-	return cv->dir[DIR_CLIENT].ftp.handshake && cv->dir[DIR_SERVER].ftp.handshake;
-}
-
-/* ftp_syn starts a direction's FTP state at its SYN */
-static __always_inline void ftp_syn(struct dir_state *st)
-{
-	__builtin_memset(&st->ftp, 0, sizeof(st->ftp));
-	st->ftp.handshake = 1;
 }
 
 /* ftp_not tells whether either direction found the connection is not FTP */
@@ -457,7 +442,7 @@ static __always_inline int reply_line(struct scratch *s)
  */
 static __always_inline void ftp_head(struct scratch *s, struct ctrl_val *cv, struct dir_state *st)
 {
-	int hs = ftp_handshake(cv);
+	int hs = tcp_handshake_seen(cv);
 	if (s->dir == DIR_CLIENT) {
 		/* a tentative line may be framed wrongly: its gap decides */
 		if (st->ftp.started || (!hs && ftp_verified(cv)) || (st->ftp.tentative && !st->ftp.filling))

@@ -73,28 +73,39 @@ func TestGreeting(t *testing.T) {
 }
 
 func TestPickupRules(t *testing.T) {
+	// A picked-up connection is trusted once both directions acknowledged
+	// each other's bytes (tcp.h); the segment that brings trust resumes at
+	// its next line. These tests first play that exchange.
 	t.Run("HTTP", func(t *testing.T) {
 		r := bpftest.Shared(t)
 		c := bpftest.NewConn(r, ap(client4, 40001), ap(server4, 21))
+		must(t, c.ClientSends("x\r\n"))
+		must(t, c.ServerSends("x\r\n"))
 		must(t, c.ClientSends("x\r\nPOST /upload HTTP/1.1\r\n"))
 		must(t, c.ServerSends("x\r\n200 ok\r\n"))
 		must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
 		wantExpect(t, r)
-		wantCounters(t, r, map[string]uint64{"ctrl_not_ftp": 1})
+		wantCounters(t, r, map[string]uint64{"ctrl_trusted_pickup": 1, "ctrl_not_ftp": 1})
 	})
 	t.Run("HTTP response", func(t *testing.T) {
 		r := bpftest.Shared(t)
 		c := bpftest.NewConn(r, ap(client4, 40001), ap(server4, 21))
+		must(t, c.ClientSends("x\r\n"))
+		must(t, c.ServerSends("x\r\n"))
+		must(t, c.ClientSends("x\r\n"))
 		must(t, c.ServerSends("x\r\nHTTP/1.1 200 OK\r\n"))
-		wantCounters(t, r, map[string]uint64{"ctrl_not_ftp": 1})
+		wantCounters(t, r, map[string]uint64{"ctrl_trusted_pickup": 1, "ctrl_not_ftp": 1})
 	})
 	t.Run("reply verifies", func(t *testing.T) {
 		r := bpftest.Shared(t)
 		c := bpftest.NewConn(r, ap(client4, 40001), ap(server4, 21))
 		must(t, c.ServerSends("ignored\r\n"))
+		must(t, c.ClientSends("ignored\r\n"))
+		must(t, c.ServerSends("ignored\r\n"))
 		must(t, c.ClientSends("ignored\r\nPASV\r\n"))
 		must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48).\r\n"))
 		wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+		wantCounters(t, r, map[string]uint64{"ctrl_trusted_pickup": 1})
 	})
 }
 

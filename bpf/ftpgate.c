@@ -53,6 +53,7 @@ struct btf_anchor {
 	enum parse_mode mode;
 	enum direction dir;
 	enum ftp_cmd cmd;
+	enum tcp_track_flags tcp_flags;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

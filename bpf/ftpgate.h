@@ -55,7 +55,7 @@ enum limits {
 	/* EPRT delimiters are printable ASCII: RFC 2428 allows 33..126 */
 	EPRT_DELIM_MIN = 33,
 	EPRT_DELIM_MAX = 126,
-	/* default entries of the three LRU tables, resized by the loader */
+	/* default entries of the three connection tables, resized by the loader */
 	DEFAULT_CTRL_CONNS = 65536,
 	DEFAULT_EXPECTATIONS = 262144,
 	DEFAULT_DATA_FLOWS = 262144,
@@ -80,6 +80,25 @@ enum limits {
 	TENT_CMDS = 8,
 	/* first bytes of a line kept to classify it: command, reply code, HTTP method */
 	LINE_HEAD = 8,
+	/* #11 tcp */
+	/* default entries of the untrusted-connection table and of its per-source limiter */
+	DEFAULT_CTRL_EMBRYO = 16384,
+	DEFAULT_EMBRYO_SOURCES = 16384,
+	/*
+	 * untrusted control connections one source address may start per second,
+	 * after a burst of EMBRYO_PER_SRC_BURST; the rest count as ctrl_embryo_limited
+	 */
+	EMBRYO_PER_SRC_PER_SEC = 32,
+	EMBRYO_PER_SRC_BURST = 128,
+	/* the largest window scale a SYN may announce (RFC 7323) */
+	TCP_MAX_WSCALE = 14,
+	/*
+	 * the window scale assumed for a connection picked up mid-stream, whose
+	 * SYNs were not seen: Linux's choice for its usual buffer sizes
+	 */
+	TCP_PICKUP_WSCALE = 7,
+	/* how far an ACK may lag when the acknowledging side's window is unknown (as conntrack) */
+	TCP_ACK_WINDOW_FALLBACK = 66000,
 };
 
 /*
@@ -137,6 +156,15 @@ enum stat {
 	STAT_CMD_TENTATIVE,        /* a command after a gap in the client stream, kept tentative */
 	STAT_GAP_FILLED,           /* a gap filled by a retransmission ending a line: tentative commands confirmed */
 	STAT_TENTATIVE_DROPPED,    /* tentative commands given up (gap filled otherwise, another gap, too many) */
+	/* #11 tcp */
+	STAT_TCP_OUT_OF_WINDOW,    /* control segment outside the window learnt from the peer: ignored */
+	STAT_TCP_RST_IGNORED,      /* control RST not at the sender's sequence (or out of window): ignored */
+	STAT_TCP_UNTRUSTED,        /* payload of a control connection not yet trusted: tracked, not parsed */
+	STAT_CTRL_EMBRYO_CREATED,  /* an untrusted control connection began to be tracked */
+	STAT_CTRL_EMBRYO_LIMITED,  /* a new untrusted control connection over its source's rate: not tracked */
+	STAT_CTRL_TRUSTED_HANDSHAKE, /* a control connection trusted through its handshake */
+	STAT_CTRL_TRUSTED_PICKUP,  /* a control connection picked up mid-stream, trusted once seq and ack agreed */
+	STAT_SYN_FLOW_REFUSED,     /* data SYN on an admitted flow's 5-tuple with another ISN, or after FIN/RST */
 	STAT_MAX,
 };
 
@@ -261,8 +289,9 @@ struct flow_val {
 	__u64 packets; /* only with config.accounting */
 	__u64 bytes;   /* only with config.accounting */
 	__u8 kind;
-	__u8 flags; /* enum flow_flags */
-	__u8 pad[6];
+	__u8 flags;   /* enum flow_flags */
+	__u8 pad[2];
+	__u32 syn_seq; /* sequence number of the admitted SYN: a retransmission repeats it */
 	struct ctrl_key ctrl;
 };
 
@@ -274,7 +303,6 @@ struct flow_val {
  * (answered: its head). docs/design.md, "Trust model", states the rules.
  */
 struct ftp_track {
-	__u8 handshake;      /* this direction began with a SYN (stands in for tcp_handshake_seen) */
 	__u8 not_ftp;        /* this direction found the connection is not FTP */
 	__u8 started;        /* client: first line checked; server: a well-formed first reply line seen */
 	__u8 greeted;        /* server: the greeting (the reply to the connection) is complete */
@@ -286,6 +314,7 @@ struct ftp_track {
 	__u8 head_len;       /* bytes in head */
 	__u8 cr;             /* the last byte parsed was a CR */
 	__u8 multi_crlf;     /* server: the multi-line reply opened with a CRLF line end */
+	__u8 pad;
 	__u32 multi_code;    /* server: the token ("xyz ") that ends the multi-line reply */
 	__u32 queued;        /* client: commands appended */
 	__u32 unknown_until; /* client: pairing refused until answered reaches this (queue overflow) */
@@ -299,8 +328,58 @@ struct ftp_track {
 	__u8 tent[TENT_CMDS];   /* client: enum kind of each tentative command */
 };
 
+/* what the TCP tracker (tcp.h) knows of one direction */
+enum tcp_track_flags {
+	TCP_SEEN = 1,     /* a segment of this direction was accepted */
+	TCP_SYN_SEEN = 2, /* its SYN was seen: isn is its initial sequence number */
+	TCP_WSCALE = 4,   /* its SYN announced a window scale */
+	TCP_WINDOW = 8,   /* it has acknowledged: maxend holds the edge it allows the peer */
+	TCP_ACKED = 16,   /* it acknowledged bytes the other direction was seen sending */
+	TCP_DATA = 32,    /* it sent payload before the connection was trusted */
+};
+
+/*
+ * The TCP state of one direction (the sender), after conntrack's
+ * tcp_in_window. Only the hook that sees the direction writes it; the other
+ * direction's checks read it.
+ */
+struct tcp_track {
+	__u32 isn;    /* the SYN's sequence number, or the first one seen (pickup) */
+	__u32 end;    /* highest seq + length sent; SYN and FIN count one */
+	__u32 maxend; /* highest ack + window sent: the peer's seq stays at or below it */
+	__u32 maxwin; /* largest window advertised, scaled */
+	__u8 wscale;  /* window scale its SYN announced */
+	__u8 flags;   /* enum tcp_track_flags */
+	__u8 pad[2];
+};
+
+/*
+ * An untrusted control connection: a handshake in progress, or one picked up
+ * mid-stream whose two directions have not yet agreed on seq and ack. It
+ * moves to ctrl_conns once trusted.
+ */
+struct embryo_val {
+	__u64 created_ns;
+	__u64 last_ns;
+	struct tcp_track tcp[2]; /* indexed by enum direction */
+};
+
+/* the source address of a segment that starts tracking an untrusted connection */
+struct src_key {
+	__u8 family;
+	__u8 pad[3];
+	__u32 addr[4];
+};
+
+/* a per-source token bucket in ns of credit, as struct event_budget */
+struct src_budget {
+	__u64 last_ns;
+	__u64 credit_ns;
+};
+
 /* the parser state of one direction: written only by the hook that sees it */
 struct dir_state {
+	struct tcp_track tcp; /* TCP tracking (tcp.h) */
 	__u32 next_seq;    /* sequence number of the next unparsed byte */
 	__u8 seen;         /* this direction has been seen */
 	__u8 mode;         /* enum parse_mode */

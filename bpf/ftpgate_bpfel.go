@@ -43,7 +43,17 @@ type FtpgateCtrlVal struct {
 }
 
 type FtpgateDirState struct {
-	_           structs.HostLayout
+	_   structs.HostLayout
+	Tcp struct {
+		_      structs.HostLayout
+		Isn    uint32
+		End    uint32
+		Maxend uint32
+		Maxwin uint32
+		Wscale uint8
+		Flags  uint8
+		Pad    [2]uint8
+	}
 	NextSeq     uint32
 	Seen        uint8
 	Mode        uint8
@@ -52,6 +62,7 @@ type FtpgateDirState struct {
 	CarryLen    uint16
 	Pad         [2]uint8
 	Lines       uint32
+	_           [4]byte
 	LastNs      uint64
 	Slot        [4]FtpgateExpectKey
 	SlotCreated [4]uint64
@@ -66,6 +77,22 @@ const (
 	FtpgateDirectionDIR_CLIENT FtpgateDirection = 0
 	FtpgateDirectionDIR_SERVER FtpgateDirection = 1
 )
+
+type FtpgateEmbryoVal struct {
+	_         structs.HostLayout
+	CreatedNs uint64
+	LastNs    uint64
+	Tcp       [2]struct {
+		_      structs.HostLayout
+		Isn    uint32
+		End    uint32
+		Maxend uint32
+		Maxwin uint32
+		Wscale uint8
+		Flags  uint8
+		Pad    [2]uint8
+	}
+}
 
 type FtpgateEvent struct {
 	_      structs.HostLayout
@@ -137,7 +164,8 @@ type FtpgateFlowVal struct {
 	Bytes      uint64
 	Kind       uint8
 	Flags      uint8
-	Pad        [6]uint8
+	Pad        [2]uint8
+	SynSeq     uint32
 	Ctrl       FtpgateCtrlKey
 }
 
@@ -204,7 +232,6 @@ const (
 
 type FtpgateFtpTrack struct {
 	_            structs.HostLayout
-	Handshake    uint8
 	NotFtp       uint8
 	Started      uint8
 	Greeted      uint8
@@ -216,6 +243,7 @@ type FtpgateFtpTrack struct {
 	HeadLen      uint8
 	Cr           uint8
 	MultiCrlf    uint8
+	Pad          uint8
 	MultiCode    uint32
 	Queued       uint32
 	UnknownUntil uint32
@@ -272,6 +300,13 @@ const (
 	FtpgateLimitsCMD_QUEUE                   FtpgateLimits = 16
 	FtpgateLimitsTENT_CMDS                   FtpgateLimits = 8
 	FtpgateLimitsLINE_HEAD                   FtpgateLimits = 8
+	FtpgateLimitsDEFAULT_CTRL_EMBRYO         FtpgateLimits = 16384
+	FtpgateLimitsDEFAULT_EMBRYO_SOURCES      FtpgateLimits = 16384
+	FtpgateLimitsEMBRYO_PER_SRC_PER_SEC      FtpgateLimits = 32
+	FtpgateLimitsEMBRYO_PER_SRC_BURST        FtpgateLimits = 128
+	FtpgateLimitsTCP_MAX_WSCALE              FtpgateLimits = 14
+	FtpgateLimitsTCP_PICKUP_WSCALE           FtpgateLimits = 7
+	FtpgateLimitsTCP_ACK_WINDOW_FALLBACK     FtpgateLimits = 66000
 )
 
 type FtpgateParseMode uint32
@@ -289,83 +324,127 @@ type FtpgatePortVal struct {
 }
 
 type FtpgateScratch struct {
-	_       structs.HostLayout
-	Key     FtpgateCtrlKey
-	Exp     FtpgateExpectKey
-	_       [4]byte
-	Zero    FtpgateCtrlVal
-	Dir     uint32
-	Pos     uint32
-	End     uint32
-	LineLen uint32
-	Cur     uint32
-	Addr    [4]uint32
-	Group   [8]uint16
-	_       [4]byte
-	Oldest  uint64
-	Victim  uint32
-	L4Off   uint32
-	HdrLen  uint32
-	TcpLen  uint32
-	Loaded  uint32
-	Pad     uint32
-	Pseudo  [10]uint32
-	Hdr     [64]uint8
-	Pkt     [4096]uint8
-	Line    [256]uint8
+	_          structs.HostLayout
+	Key        FtpgateCtrlKey
+	Exp        FtpgateExpectKey
+	_          [4]byte
+	Zero       FtpgateCtrlVal
+	Dir        uint32
+	Pos        uint32
+	End        uint32
+	LineLen    uint32
+	Cur        uint32
+	Addr       [4]uint32
+	Group      [8]uint16
+	_          [4]byte
+	Oldest     uint64
+	Victim     uint32
+	L4Off      uint32
+	HdrLen     uint32
+	TcpLen     uint32
+	Loaded     uint32
+	Pad        uint32
+	SegSeq     uint32
+	SegEnd     uint32
+	SegAck     uint32
+	SegWin     uint32
+	SegLen     uint32
+	SegWscale  uint32
+	SegPrevEnd uint32
+	OptOff     uint32
+	Pad3       uint32
+	SegFlags   uint8
+	Embryo     uint8
+	Pad2       [2]uint8
+	Pseudo     [10]uint32
+	Hdr        [64]uint8
+	Pkt        [4096]uint8
+	Line       [256]uint8
+}
+
+type FtpgateSrcBudget struct {
+	_        structs.HostLayout
+	LastNs   uint64
+	CreditNs uint64
+}
+
+type FtpgateSrcKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Pad    [3]uint8
+	Addr   [4]uint32
 }
 
 type FtpgateStat uint32
 
 const (
-	FtpgateStatSTAT_CTRL_SEGMENTS         FtpgateStat = 0
-	FtpgateStatSTAT_CMD_PORT              FtpgateStat = 1
-	FtpgateStatSTAT_CMD_EPRT              FtpgateStat = 2
-	FtpgateStatSTAT_CMD_PASV              FtpgateStat = 3
-	FtpgateStatSTAT_CMD_EPSV              FtpgateStat = 4
-	FtpgateStatSTAT_REPLY_227             FtpgateStat = 5
-	FtpgateStatSTAT_REPLY_229             FtpgateStat = 6
-	FtpgateStatSTAT_EXPECT_CREATED        FtpgateStat = 7
-	FtpgateStatSTAT_EXPECT_CONSUMED       FtpgateStat = 8
-	FtpgateStatSTAT_EXPECT_EVICTED        FtpgateStat = 9
-	FtpgateStatSTAT_EXPECT_EXPIRED        FtpgateStat = 10
-	FtpgateStatSTAT_EXPECT_CLOSED         FtpgateStat = 11
-	FtpgateStatSTAT_REJECT_BOUNCE         FtpgateStat = 12
-	FtpgateStatSTAT_REJECT_LOW_PORT       FtpgateStat = 13
-	FtpgateStatSTAT_REJECT_UNPAIRED       FtpgateStat = 14
-	FtpgateStatSTAT_REJECT_MALFORMED      FtpgateStat = 15
-	FtpgateStatSTAT_REJECT_OVERLONG       FtpgateStat = 16
-	FtpgateStatSTAT_REJECT_FAMILY         FtpgateStat = 17
-	FtpgateStatSTAT_REPLY_ADDR_MISMATCH   FtpgateStat = 18
-	FtpgateStatSTAT_LINE_REASSEMBLED      FtpgateStat = 19
-	FtpgateStatSTAT_PARSE_RESYNC          FtpgateStat = 20
-	FtpgateStatSTAT_SCAN_LIMIT            FtpgateStat = 21
-	FtpgateStatSTAT_SYN_PASS_ALLOWED      FtpgateStat = 22
-	FtpgateStatSTAT_SYN_PASS_EXPECTED     FtpgateStat = 23
-	FtpgateStatSTAT_SYN_PASS_RETRANSMIT   FtpgateStat = 24
-	FtpgateStatSTAT_SYN_DROP_UNEXPECTED   FtpgateStat = 25
-	FtpgateStatSTAT_SYN_DRYRUN_WOULD_DROP FtpgateStat = 26
-	FtpgateStatSTAT_DROP_UNPARSED         FtpgateStat = 27
-	FtpgateStatSTAT_CTRL_PICKUP           FtpgateStat = 28
-	FtpgateStatSTAT_CTRL_RETRANSMIT       FtpgateStat = 29
-	FtpgateStatSTAT_CTRL_CLOSED           FtpgateStat = 30
-	FtpgateStatSTAT_CTRL_SKIP_FORWARDED   FtpgateStat = 31
-	FtpgateStatSTAT_CTRL_CONN_FULL        FtpgateStat = 32
-	FtpgateStatSTAT_EXPECT_TABLE_FULL     FtpgateStat = 33
-	FtpgateStatSTAT_FLOW_TABLE_FULL       FtpgateStat = 34
-	FtpgateStatSTAT_SYN_FWMARK            FtpgateStat = 35
-	FtpgateStatSTAT_EVENTS_LOST           FtpgateStat = 36
-	FtpgateStatSTAT_CTRL_BAD_CHECKSUM     FtpgateStat = 37
-	FtpgateStatSTAT_EVENTS_SUPPRESSED     FtpgateStat = 38
-	FtpgateStatSTAT_REPLY_227NO_ADDRESS   FtpgateStat = 39
-	FtpgateStatSTAT_CTRL_NOT_FTP          FtpgateStat = 40
-	FtpgateStatSTAT_REJECT_UNVERIFIED     FtpgateStat = 41
-	FtpgateStatSTAT_CMD_QUEUE_FULL        FtpgateStat = 42
-	FtpgateStatSTAT_REPLY_UNSOLICITED     FtpgateStat = 43
-	FtpgateStatSTAT_CMD_TENTATIVE         FtpgateStat = 44
-	FtpgateStatSTAT_GAP_FILLED            FtpgateStat = 45
-	FtpgateStatSTAT_TENTATIVE_DROPPED     FtpgateStat = 46
-	FtpgateStatSTAT_MAX                   FtpgateStat = 47
+	FtpgateStatSTAT_CTRL_SEGMENTS          FtpgateStat = 0
+	FtpgateStatSTAT_CMD_PORT               FtpgateStat = 1
+	FtpgateStatSTAT_CMD_EPRT               FtpgateStat = 2
+	FtpgateStatSTAT_CMD_PASV               FtpgateStat = 3
+	FtpgateStatSTAT_CMD_EPSV               FtpgateStat = 4
+	FtpgateStatSTAT_REPLY_227              FtpgateStat = 5
+	FtpgateStatSTAT_REPLY_229              FtpgateStat = 6
+	FtpgateStatSTAT_EXPECT_CREATED         FtpgateStat = 7
+	FtpgateStatSTAT_EXPECT_CONSUMED        FtpgateStat = 8
+	FtpgateStatSTAT_EXPECT_EVICTED         FtpgateStat = 9
+	FtpgateStatSTAT_EXPECT_EXPIRED         FtpgateStat = 10
+	FtpgateStatSTAT_EXPECT_CLOSED          FtpgateStat = 11
+	FtpgateStatSTAT_REJECT_BOUNCE          FtpgateStat = 12
+	FtpgateStatSTAT_REJECT_LOW_PORT        FtpgateStat = 13
+	FtpgateStatSTAT_REJECT_UNPAIRED        FtpgateStat = 14
+	FtpgateStatSTAT_REJECT_MALFORMED       FtpgateStat = 15
+	FtpgateStatSTAT_REJECT_OVERLONG        FtpgateStat = 16
+	FtpgateStatSTAT_REJECT_FAMILY          FtpgateStat = 17
+	FtpgateStatSTAT_REPLY_ADDR_MISMATCH    FtpgateStat = 18
+	FtpgateStatSTAT_LINE_REASSEMBLED       FtpgateStat = 19
+	FtpgateStatSTAT_PARSE_RESYNC           FtpgateStat = 20
+	FtpgateStatSTAT_SCAN_LIMIT             FtpgateStat = 21
+	FtpgateStatSTAT_SYN_PASS_ALLOWED       FtpgateStat = 22
+	FtpgateStatSTAT_SYN_PASS_EXPECTED      FtpgateStat = 23
+	FtpgateStatSTAT_SYN_PASS_RETRANSMIT    FtpgateStat = 24
+	FtpgateStatSTAT_SYN_DROP_UNEXPECTED    FtpgateStat = 25
+	FtpgateStatSTAT_SYN_DRYRUN_WOULD_DROP  FtpgateStat = 26
+	FtpgateStatSTAT_DROP_UNPARSED          FtpgateStat = 27
+	FtpgateStatSTAT_CTRL_PICKUP            FtpgateStat = 28
+	FtpgateStatSTAT_CTRL_RETRANSMIT        FtpgateStat = 29
+	FtpgateStatSTAT_CTRL_CLOSED            FtpgateStat = 30
+	FtpgateStatSTAT_CTRL_SKIP_FORWARDED    FtpgateStat = 31
+	FtpgateStatSTAT_CTRL_CONN_FULL         FtpgateStat = 32
+	FtpgateStatSTAT_EXPECT_TABLE_FULL      FtpgateStat = 33
+	FtpgateStatSTAT_FLOW_TABLE_FULL        FtpgateStat = 34
+	FtpgateStatSTAT_SYN_FWMARK             FtpgateStat = 35
+	FtpgateStatSTAT_EVENTS_LOST            FtpgateStat = 36
+	FtpgateStatSTAT_CTRL_BAD_CHECKSUM      FtpgateStat = 37
+	FtpgateStatSTAT_EVENTS_SUPPRESSED      FtpgateStat = 38
+	FtpgateStatSTAT_REPLY_227NO_ADDRESS    FtpgateStat = 39
+	FtpgateStatSTAT_CTRL_NOT_FTP           FtpgateStat = 40
+	FtpgateStatSTAT_REJECT_UNVERIFIED      FtpgateStat = 41
+	FtpgateStatSTAT_CMD_QUEUE_FULL         FtpgateStat = 42
+	FtpgateStatSTAT_REPLY_UNSOLICITED      FtpgateStat = 43
+	FtpgateStatSTAT_CMD_TENTATIVE          FtpgateStat = 44
+	FtpgateStatSTAT_GAP_FILLED             FtpgateStat = 45
+	FtpgateStatSTAT_TENTATIVE_DROPPED      FtpgateStat = 46
+	FtpgateStatSTAT_TCP_OUT_OF_WINDOW      FtpgateStat = 47
+	FtpgateStatSTAT_TCP_RST_IGNORED        FtpgateStat = 48
+	FtpgateStatSTAT_TCP_UNTRUSTED          FtpgateStat = 49
+	FtpgateStatSTAT_CTRL_EMBRYO_CREATED    FtpgateStat = 50
+	FtpgateStatSTAT_CTRL_EMBRYO_LIMITED    FtpgateStat = 51
+	FtpgateStatSTAT_CTRL_TRUSTED_HANDSHAKE FtpgateStat = 52
+	FtpgateStatSTAT_CTRL_TRUSTED_PICKUP    FtpgateStat = 53
+	FtpgateStatSTAT_SYN_FLOW_REFUSED       FtpgateStat = 54
+	FtpgateStatSTAT_MAX                    FtpgateStat = 55
+)
+
+type FtpgateTcpTrackFlags uint32
+
+const (
+	FtpgateTcpTrackFlagsTCP_SEEN     FtpgateTcpTrackFlags = 1
+	FtpgateTcpTrackFlagsTCP_SYN_SEEN FtpgateTcpTrackFlags = 2
+	FtpgateTcpTrackFlagsTCP_WSCALE   FtpgateTcpTrackFlags = 4
+	FtpgateTcpTrackFlagsTCP_WINDOW   FtpgateTcpTrackFlags = 8
+	FtpgateTcpTrackFlagsTCP_ACKED    FtpgateTcpTrackFlags = 16
+	FtpgateTcpTrackFlagsTCP_DATA     FtpgateTcpTrackFlags = 32
 )
 
 // Names of all BPF objects in the ELF.
@@ -375,8 +454,10 @@ const (
 	FtpgateMapAllowPorts        = "allow_ports"
 	FtpgateMapConfig            = "config"
 	FtpgateMapCtrlConns         = "ctrl_conns"
+	FtpgateMapCtrlEmbryo        = "ctrl_embryo"
 	FtpgateMapCtrlPorts         = "ctrl_ports"
 	FtpgateMapDataFlows         = "data_flows"
+	FtpgateMapEmbryoSources     = "embryo_sources"
 	FtpgateMapEventBudget       = "event_budget"
 	FtpgateMapEvents            = "events"
 	FtpgateMapExpectations      = "expectations"
@@ -439,17 +520,19 @@ type FtpgateProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FtpgateMapSpecs struct {
-	AllowPorts   *ebpf.MapSpec `ebpf:"allow_ports"`
-	Config       *ebpf.MapSpec `ebpf:"config"`
-	CtrlConns    *ebpf.MapSpec `ebpf:"ctrl_conns"`
-	CtrlPorts    *ebpf.MapSpec `ebpf:"ctrl_ports"`
-	DataFlows    *ebpf.MapSpec `ebpf:"data_flows"`
-	EventBudget  *ebpf.MapSpec `ebpf:"event_budget"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	Expectations *ebpf.MapSpec `ebpf:"expectations"`
-	GuardedIfs   *ebpf.MapSpec `ebpf:"guarded_ifs"`
-	ScratchBuf   *ebpf.MapSpec `ebpf:"scratch_buf"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	AllowPorts    *ebpf.MapSpec `ebpf:"allow_ports"`
+	Config        *ebpf.MapSpec `ebpf:"config"`
+	CtrlConns     *ebpf.MapSpec `ebpf:"ctrl_conns"`
+	CtrlEmbryo    *ebpf.MapSpec `ebpf:"ctrl_embryo"`
+	CtrlPorts     *ebpf.MapSpec `ebpf:"ctrl_ports"`
+	DataFlows     *ebpf.MapSpec `ebpf:"data_flows"`
+	EmbryoSources *ebpf.MapSpec `ebpf:"embryo_sources"`
+	EventBudget   *ebpf.MapSpec `ebpf:"event_budget"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
+	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
+	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
+	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // FtpgateVariableSpecs contains global variables before they are loaded into the kernel.
@@ -478,17 +561,19 @@ func (o *FtpgateObjects) Close() error {
 //
 // It can be passed to LoadFtpgateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FtpgateMaps struct {
-	AllowPorts   *ebpf.Map `ebpf:"allow_ports"`
-	Config       *ebpf.Map `ebpf:"config"`
-	CtrlConns    *ebpf.Map `ebpf:"ctrl_conns"`
-	CtrlPorts    *ebpf.Map `ebpf:"ctrl_ports"`
-	DataFlows    *ebpf.Map `ebpf:"data_flows"`
-	EventBudget  *ebpf.Map `ebpf:"event_budget"`
-	Events       *ebpf.Map `ebpf:"events"`
-	Expectations *ebpf.Map `ebpf:"expectations"`
-	GuardedIfs   *ebpf.Map `ebpf:"guarded_ifs"`
-	ScratchBuf   *ebpf.Map `ebpf:"scratch_buf"`
-	Stats        *ebpf.Map `ebpf:"stats"`
+	AllowPorts    *ebpf.Map `ebpf:"allow_ports"`
+	Config        *ebpf.Map `ebpf:"config"`
+	CtrlConns     *ebpf.Map `ebpf:"ctrl_conns"`
+	CtrlEmbryo    *ebpf.Map `ebpf:"ctrl_embryo"`
+	CtrlPorts     *ebpf.Map `ebpf:"ctrl_ports"`
+	DataFlows     *ebpf.Map `ebpf:"data_flows"`
+	EmbryoSources *ebpf.Map `ebpf:"embryo_sources"`
+	EventBudget   *ebpf.Map `ebpf:"event_budget"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Expectations  *ebpf.Map `ebpf:"expectations"`
+	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
+	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
+	Stats         *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *FtpgateMaps) Close() error {
@@ -496,8 +581,10 @@ func (m *FtpgateMaps) Close() error {
 		m.AllowPorts,
 		m.Config,
 		m.CtrlConns,
+		m.CtrlEmbryo,
 		m.CtrlPorts,
 		m.DataFlows,
+		m.EmbryoSources,
 		m.EventBudget,
 		m.Events,
 		m.Expectations,

@@ -51,7 +51,7 @@ func TestLoadsWithMillionEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	for _, m := range maps.LRUTables {
+	for _, m := range []string{maps.NameCtrlConns, maps.NameExpectations, maps.NameDataFlows} {
 		if got := r.Maps.ByName(m).MaxEntries(); got != million {
 			t.Errorf("%s has %d entries, want %d", m, got, million)
 		}

@@ -2,7 +2,7 @@
 /*
  * The maps, shared by every program of the object. Their names are the pinned
  * file names under the pin directory: an operator interface, never renamed.
- * The loader resizes the three LRU tables from its configuration before load.
+ * The loader resizes the connection tables from its configuration before load.
  */
 #ifndef FTPGATE_MAPS_H
 #define FTPGATE_MAPS_H
@@ -28,10 +28,19 @@
 FTPGATE_MAP(ctrl_ports, BPF_MAP_TYPE_ARRAY, PORT_ENTRIES, __u32, struct port_val);
 FTPGATE_MAP(allow_ports, BPF_MAP_TYPE_ARRAY, PORT_ENTRIES, __u32, struct port_val);
 
-/* the connection tables, resized by the loader */
-FTPGATE_MAP(ctrl_conns, BPF_MAP_TYPE_LRU_HASH, DEFAULT_CTRL_CONNS, struct ctrl_key, struct ctrl_val);
-FTPGATE_MAP(expectations, BPF_MAP_TYPE_LRU_HASH, DEFAULT_EXPECTATIONS, struct expect_key, struct expect_val);
+/*
+ * The connection tables, resized by the loader. Trusted control connections
+ * and expectations are plain hashes: a flood can fill them (refused and
+ * counted: ctrl_conn_full, expect_table_full) but never evict an entry; the
+ * ager reclaims what is stale. Untrusted control connections live apart in
+ * an LRU table, created at a per-source rate (embryo_sources): a flood of
+ * them evicts only its own kind. See docs/design.md, "Tables under pressure".
+ */
+FTPGATE_MAP(ctrl_conns, BPF_MAP_TYPE_HASH, DEFAULT_CTRL_CONNS, struct ctrl_key, struct ctrl_val);
+FTPGATE_MAP(expectations, BPF_MAP_TYPE_HASH, DEFAULT_EXPECTATIONS, struct expect_key, struct expect_val);
 FTPGATE_MAP(data_flows, BPF_MAP_TYPE_LRU_HASH, DEFAULT_DATA_FLOWS, struct flow_key, struct flow_val);
+FTPGATE_MAP(ctrl_embryo, BPF_MAP_TYPE_LRU_HASH, DEFAULT_CTRL_EMBRYO, struct ctrl_key, struct embryo_val);
+FTPGATE_MAP(embryo_sources, BPF_MAP_TYPE_LRU_HASH, DEFAULT_EMBRYO_SOURCES, struct src_key, struct src_budget);
 
 /* one counter per enum stat */
 FTPGATE_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, STAT_MAX, __u32, __u64);
@@ -85,6 +94,19 @@ struct scratch {
 	__u32 tcp_len;  /* TCP header plus payload */
 	__u32 loaded;   /* payload bytes in pkt */
 	__u32 pad;
+	/* the segment as the TCP tracker (tcp.h) reads it */
+	__u32 seg_seq;
+	__u32 seg_end;  /* seq + payload, plus one each for SYN and FIN */
+	__u32 seg_ack;
+	__u32 seg_win;  /* the window field, unscaled */
+	__u32 seg_len;  /* payload bytes */
+	__u32 seg_wscale; /* window scale a SYN announces; TCP_NO_WSCALE without one */
+	__u32 seg_prev_end; /* the sender's end before the segment */
+	__u32 opt_off;  /* cursor in the TCP options */
+	__u32 pad3;
+	__u8 seg_flags;
+	__u8 embryo;    /* the connection is in ctrl_embryo, not ctrl_conns */
+	__u8 pad2[2];
 	__u32 pseudo[PSEUDO_WORDS_V6]; /* TCP pseudo-header, for the checksum */
 	__u8 hdr[TCP_HDR_BUF];         /* TCP header, for the checksum */
 	__u8 pkt[SCAN_BUF_SIZE];

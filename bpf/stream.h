@@ -347,7 +347,7 @@ static __always_inline void stream_segment(struct __sk_buff *skb, struct scratch
 	int start = sync_stream(st, other, dir, seq, len);
 	if (start < 0)
 		return;
-	if (dir == DIR_CLIENT && len > 0 && ftp_handshake(cv) && !other->ftp.started) {
+	if (dir == DIR_CLIENT && len > 0 && tcp_handshake_seen(cv) && !other->ftp.started) {
 		not_ftp(cv, st);
 		goto out;
 	}

@@ -144,25 +144,32 @@ func TestGapResynchronisesAtNextLine(t *testing.T) {
 	wantExpect(t, r, expect{"pasv", client4, server4, 30003})
 }
 
+// TestMidStreamPickup: a connection first seen mid-stream is tracked but not
+// parsed until both directions have acknowledged what the other sent; then
+// each direction resumes at its next line.
 func TestMidStreamPickup(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := bpftest.NewConn(r, ap(client4, 40001), ap(server4, 21))
-	// no handshake seen: the first segment might begin inside a line
+	c.CSeq, c.SSeq = 0x7ffffff0, 0x12345678 // no handshake: any numbers
 	must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
+	must(t, c.ServerSends("200 PORT ok\r\n")) // acknowledges the client's bytes
 	wantExpect(t, r)
-	// and before the server's first reply line nothing is believed
+	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "tcp_untrusted": 2, "ctrl_trusted_pickup": 0})
+	// the client acknowledges the server's bytes: trusted, this line skipped
 	must(t, c.ClientSends("PORT 192,0,2,10,195,81\r\n"))
-	wantExpect(t, r)
-	// the server's first segment might begin inside a line too
-	must(t, c.ServerSends("200 PORT command successful\r\n"))
-	must(t, c.ServerSends("200 PORT command successful\r\n"))
+	// and before the server's first reply line nothing is believed
 	must(t, c.ClientSends("PORT 192,0,2,10,195,82\r\n"))
-	wantExpect(t, r, expect{"port", server4, client4, 50002})
+	wantExpect(t, r)
+	// the server's first segment after trust might begin inside a line too
+	must(t, c.ServerSends("200 PORT command successful\r\n"))
+	must(t, c.ServerSends("200 PORT command successful\r\n"))
+	must(t, c.ClientSends("PORT 192,0,2,10,195,83\r\n"))
+	wantExpect(t, r, expect{"port", server4, client4, 50003})
 	must(t, c.ServerSends("200 PORT command successful\r\n"))
 	must(t, c.ClientSends("PASV\r\n"))
 	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48).\r\n"))
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
-	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 2, "cmd_port": 1, "reject_unverified": 1})
+	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "ctrl_trusted_pickup": 1, "cmd_port": 1, "reject_unverified": 1})
 }
 
 func TestInjectedReplyIsIgnored(t *testing.T) {

@@ -13,8 +13,9 @@ import (
 )
 
 // Ager reclaims table entries nobody will use again. Correctness never
-// depends on it: the XDP filter checks expiry itself and the LRU tables evict
-// under pressure; the ager only keeps the tables (and listings) tidy.
+// depends on it: the XDP filter checks expiry itself. ctrl_conns and
+// expectations are plain hashes that refuse new entries when full (counted),
+// so the ager is what frees their room; the LRU tables evict on their own.
 type Ager struct {
 	Maps     *maps.Maps
 	Interval time.Duration
@@ -28,7 +29,10 @@ type Ager struct {
 	// CtrlIdle reclaims control connections silent for this long; one that
 	// speaks again is picked up mid-stream.
 	CtrlIdle time.Duration
-	Log      *slog.Logger
+	// EmbryoIdle reclaims untrusted control connections silent for this
+	// long (their table is an LRU: this only keeps it tidy).
+	EmbryoIdle time.Duration
+	Log        *slog.Logger
 	// OnSweep, if set, receives what each sweep reclaimed (metrics).
 	OnSweep func(Reclaimed)
 }
@@ -39,11 +43,12 @@ const (
 	DefaultFlowIdle     = time.Hour
 	DefaultClosedLinger = time.Minute
 	DefaultCtrlIdle     = 24 * time.Hour
+	DefaultEmbryoIdle   = 2 * time.Minute
 )
 
 // Reclaimed counts what one sweep removed.
 type Reclaimed struct {
-	Expectations, Flows, Conns int
+	Expectations, Flows, Conns, Embryos, Sources int
 }
 
 // Run sweeps every Interval until ctx ends.
@@ -64,13 +69,16 @@ func (a *Ager) Run(ctx context.Context) {
 				a.OnSweep(r)
 			}
 			if r != (Reclaimed{}) {
-				a.Log.Debug("ager reclaimed", "expectations", r.Expectations, "flows", r.Flows, "ctrl_conns", r.Conns)
+				a.Log.Debug("ager reclaimed", "expectations", r.Expectations, "flows", r.Flows, "ctrl_conns", r.Conns,
+					"ctrl_embryo", r.Embryos, "embryo_sources", r.Sources)
 			}
 		}
 	}
 }
 
-// Sweep makes one pass over the three tables.
+// Sweep makes one pass over the connection tables. ctrl_conns and
+// expectations are plain hash tables that refuse new entries when full, so
+// this sweep is what frees their room.
 func (a *Ager) Sweep() (Reclaimed, error) {
 	var r Reclaimed
 	exps, err := a.Maps.StaleExpectations()
@@ -90,6 +98,24 @@ func (a *Ager) Sweep() (Reclaimed, error) {
 	conns, err := a.Maps.StaleConns(a.ClosedLinger, a.CtrlIdle)
 	if err == nil {
 		r.Conns, err = deleteKeys(a.Maps.CtrlConns, conns)
+	}
+	if err != nil {
+		return r, err
+	}
+	idle := a.EmbryoIdle
+	if idle == 0 {
+		idle = DefaultEmbryoIdle
+	}
+	embryos, err := a.Maps.StaleEmbryos(idle)
+	if err == nil {
+		r.Embryos, err = deleteKeys(a.Maps.CtrlEmbryo, embryos)
+	}
+	if err != nil {
+		return r, err
+	}
+	srcs, err := a.Maps.StaleSources()
+	if err == nil {
+		r.Sources, err = deleteKeys(a.Maps.EmbryoSources, srcs)
 	}
 	return r, err
 }

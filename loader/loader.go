@@ -37,7 +37,7 @@ var ErrNoInterface = errors.New("no such interface")
 // filter nothing there.
 var ErrNotEthernet = errors.New("ftpgate parses Ethernet frames only")
 
-// TableSizes sets the entries of the LRU tables; see maps.TableSizes.
+// TableSizes sets the entries of the connection tables; see maps.TableSizes.
 type TableSizes = maps.TableSizes
 
 // DefaultTableSizes suits a busy gateway.
@@ -223,6 +223,9 @@ func (d *Dataplane) loadPinned(opts Options) error {
 	}
 	d.lock = lock
 
+	if err := d.addMissingPins(spec, opts.PinDir); err != nil {
+		return err
+	}
 	pinned, err := maps.Open(opts.PinDir)
 	if err != nil {
 		return err
@@ -250,6 +253,29 @@ func (d *Dataplane) loadPinned(opts Options) error {
 		return fmt.Errorf("load programs: %w", err)
 	}
 	d.Maps = maps.FromObjects(&d.objs.FtpgateMaps)
+	return nil
+}
+
+// addMissingPins creates and pins the maps an older version did not have, so
+// that an upgrade adds its new tables beside the state it keeps. Maps whose
+// layout changed are refused later, by the compatibility check.
+func (d *Dataplane) addMissingPins(spec *ebpf.CollectionSpec, pinDir string) error {
+	for _, name := range maps.Names {
+		path := filepath.Join(pinDir, name)
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		m, err := ebpf.NewMap(spec.Maps[name])
+		if err != nil {
+			return fmt.Errorf("create map %s: %w", name, err)
+		}
+		err = m.Pin(path)
+		m.Close()
+		if err != nil {
+			return fmt.Errorf("pin map %s: %w", name, err)
+		}
+		d.log.Info("added a map the pinned state lacked", "map", name, "pin_dir", pinDir)
+	}
 	return nil
 }
 

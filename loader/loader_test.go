@@ -297,6 +297,32 @@ func TestLayoutMismatchIsRefused(t *testing.T) {
 	}
 }
 
+// TestRestartAddsNewMaps: a pin directory left by a version without a map
+// (ctrl_embryo and embryo_sources came with issue 11) gets it on restart,
+// and keeps the state it had.
+func TestRestartAddsNewMaps(t *testing.T) {
+	env := newEnv(t)
+	opts := env.options(XDPGeneric, TCNetlink)
+	dp := env.start(t, opts)
+	ek := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 30000, Src: [4]uint32{0x0a0200c0}, Dst: [4]uint32{0x146433c6}}
+	must(t, dp.Maps.Expectations.Put(ek, bpf.FtpgateExpectVal{ExpiresNs: ^uint64(0) >> 1, CreatedNs: 1}))
+	must(t, dp.Close())
+	for _, name := range []string{maps.NameCtrlEmbryo, maps.NameEmbryoSrcs} {
+		must(t, os.Remove(filepath.Join(env.pinDir, name)))
+	}
+	dp2 := env.start(t, opts)
+	defer dp2.Close()
+	for _, name := range []string{maps.NameCtrlEmbryo, maps.NameEmbryoSrcs} {
+		if _, err := os.Stat(filepath.Join(env.pinDir, name)); err != nil {
+			t.Errorf("%s not added: %v", name, err)
+		}
+	}
+	var got bpf.FtpgateExpectVal
+	if err := dp2.Maps.Expectations.Lookup(ek, &got); err != nil {
+		t.Fatalf("expectation lost: %v", err)
+	}
+}
+
 func TestUnknownInterfaceLeavesNothing(t *testing.T) {
 	env := newEnv(t)
 	opts := env.options(XDPGeneric, TCNetlink)
@@ -365,12 +391,20 @@ func TestAgerReclaimsExpired(t *testing.T) {
 	open := bpf.FtpgateFlowKey{Family: unix.AF_INET, Sport: 2}
 	must(t, dp.Maps.DataFlows.Put(closed, bpf.FtpgateFlowVal{LastSeenNs: now - uint64(2*time.Minute), Flags: 1}))
 	must(t, dp.Maps.DataFlows.Put(open, bpf.FtpgateFlowVal{LastSeenNs: now - uint64(2*time.Minute)}))
+	// an untrusted connection silent past EmbryoIdle, one still young; a
+	// source's bucket full again, one still spending
+	oldEmbryo, newEmbryo := bpf.FtpgateCtrlKey{Family: unix.AF_INET, ClientPort: 1}, bpf.FtpgateCtrlKey{Family: unix.AF_INET, ClientPort: 2}
+	must(t, dp.Maps.CtrlEmbryo.Put(oldEmbryo, bpf.FtpgateEmbryoVal{LastNs: now - uint64(DefaultEmbryoIdle)}))
+	must(t, dp.Maps.CtrlEmbryo.Put(newEmbryo, bpf.FtpgateEmbryoVal{LastNs: now}))
+	fullSrc, busySrc := bpf.FtpgateSrcKey{Family: unix.AF_INET, Addr: [4]uint32{1}}, bpf.FtpgateSrcKey{Family: unix.AF_INET, Addr: [4]uint32{2}}
+	must(t, dp.Maps.EmbryoSources.Put(fullSrc, bpf.FtpgateSrcBudget{LastNs: now - uint64(maps.EmbryoRefill)}))
+	must(t, dp.Maps.EmbryoSources.Put(busySrc, bpf.FtpgateSrcBudget{LastNs: now}))
 
 	a := &Ager{Maps: dp.Maps, FlowIdle: DefaultFlowIdle, ClosedLinger: DefaultClosedLinger, CtrlIdle: DefaultCtrlIdle}
 	r, err := a.Sweep()
 	must(t, err)
-	if r.Expectations != 1 || r.Flows != 1 {
-		t.Fatalf("reclaimed %+v, want one expectation and one flow", r)
+	if r.Expectations != 1 || r.Flows != 1 || r.Embryos != 1 || r.Sources != 1 {
+		t.Fatalf("reclaimed %+v, want one expectation, flow, embryo and source", r)
 	}
 	var v bpf.FtpgateExpectVal
 	if err := dp.Maps.Expectations.Lookup(live, &v); err != nil {

@@ -23,7 +23,7 @@ import (
 type Collector struct {
 	Dataplane *Dataplane
 	// Reclaimed counts what the ager removed, per table.
-	Reclaimed struct{ Expectations, Flows, Conns atomic.Uint64 }
+	Reclaimed struct{ Expectations, Flows, Conns, Embryos, Sources atomic.Uint64 }
 	Log       *slog.Logger
 }
 
@@ -66,7 +66,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for name, v := range counters {
 		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(v), name)
 	}
-	for _, name := range maps.LRUTables {
+	for _, name := range maps.SizedTables {
 		n, err := m.Fill(name)
 		if err != nil {
 			c.Log.Warn("metrics: count entries", "map", name, "err", err)
@@ -101,6 +101,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Expectations.Load()), maps.NameExpectations)
 	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Flows.Load()), maps.NameDataFlows)
 	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Conns.Load()), maps.NameCtrlConns)
+	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Embryos.Load()), maps.NameCtrlEmbryo)
+	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Sources.Load()), maps.NameEmbryoSrcs)
 	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, failed)
 }
 
@@ -109,6 +111,8 @@ func (c *Collector) Add(r Reclaimed) {
 	c.Reclaimed.Expectations.Add(uint64(r.Expectations))
 	c.Reclaimed.Flows.Add(uint64(r.Flows))
 	c.Reclaimed.Conns.Add(uint64(r.Conns))
+	c.Reclaimed.Embryos.Add(uint64(r.Embryos))
+	c.Reclaimed.Sources.Add(uint64(r.Sources))
 }
 
 // ServeMetrics serves /metrics on addr until ctx ends. The listener is

@@ -86,7 +86,7 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 		ours[i] = id
 		st.Programs = append(st.Programs, ProgramStatus{Name: name, ID: uint32(id), Tag: info.Tag})
 	}
-	for _, name := range maps.LRUTables {
+	for _, name := range maps.SizedTables {
 		n, err := m.Fill(name)
 		if err != nil {
 			return nil, err

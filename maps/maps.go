@@ -27,18 +27,21 @@ const (
 	NameConfig       = "config"
 	NameEvents       = "events"
 	NameGuardedIfs   = "guarded_ifs"
+	NameCtrlEmbryo   = "ctrl_embryo"
+	NameEmbryoSrcs   = "embryo_sources"
 )
 
-// table is one pinned map: its name, where its handle lives, and for the LRU
-// tables where its size lives, since only they are sized at creation.
+// table is one pinned map: its name, where its handle lives, and for the
+// connection tables where its size lives, since only they are sized at
+// creation.
 type table struct {
 	name   string
 	handle func(*Maps) **ebpf.Map
 	size   func(*TableSizes) *uint32
 }
 
-// tables is every map ftpgate pins, in a stable order; the LRU tables come in
-// the order status and metrics list them.
+// tables is every map ftpgate pins, in a stable order; the connection tables
+// come in the order status and metrics list them.
 var tables = []table{
 	{NameCtrlPorts, func(m *Maps) **ebpf.Map { return &m.ctrlPorts }, nil},
 	{NameAllowPorts, func(m *Maps) **ebpf.Map { return &m.allowPorts }, nil},
@@ -49,14 +52,18 @@ var tables = []table{
 	{NameConfig, func(m *Maps) **ebpf.Map { return &m.Config }, nil},
 	{NameEvents, func(m *Maps) **ebpf.Map { return &m.Events }, nil},
 	{NameGuardedIfs, func(m *Maps) **ebpf.Map { return &m.GuardedIfs }, nil},
+	{NameCtrlEmbryo, func(m *Maps) **ebpf.Map { return &m.CtrlEmbryo }, func(s *TableSizes) *uint32 { return &s.CtrlEmbryo }},
+	{NameEmbryoSrcs, func(m *Maps) **ebpf.Map { return &m.EmbryoSources }, func(s *TableSizes) *uint32 { return &s.EmbryoSources }},
 }
 
 // Names lists every map ftpgate pins, in a stable order.
 var Names = tableNames(func(table) bool { return true })
 
-// LRUTables lists the three LRU tables (control connections, expectations,
-// data flows): the ones sized by TableSizes, aged, and shown with their fill.
-var LRUTables = tableNames(func(t table) bool { return t.size != nil })
+// SizedTables lists the connection tables (control connections,
+// expectations, data flows, untrusted control connections and their
+// per-source limiter): the ones sized by TableSizes, aged, and shown with
+// their fill.
+var SizedTables = tableNames(func(t table) bool { return t.size != nil })
 
 func tableNames(keep func(table) bool) []string {
 	var out []string
@@ -68,15 +75,20 @@ func tableNames(keep func(table) bool) []string {
 	return out
 }
 
-// TableSizes sets the entries of the LRU tables. They are fixed when the maps
-// are first created; a restart keeps the pinned sizes.
+// TableSizes sets the entries of the connection tables. They are fixed when
+// the maps are first created; a restart keeps the pinned sizes. A zero size
+// keeps the object's default.
 type TableSizes struct {
-	CtrlConns    uint32
-	Expectations uint32
-	DataFlows    uint32
+	CtrlConns     uint32
+	Expectations  uint32
+	DataFlows     uint32
+	CtrlEmbryo    uint32
+	EmbryoSources uint32
 }
 
-// DefaultTableSizes suits a busy gateway.
+// DefaultTableSizes suits a busy gateway. The untrusted-connection tables
+// are left at zero: they keep the object's sizes (DEFAULT_CTRL_EMBRYO,
+// DEFAULT_EMBRYO_SOURCES), which no setting changes yet.
 var DefaultTableSizes = TableSizes{
 	CtrlConns:    uint32(bpf.FtpgateLimitsDEFAULT_CTRL_CONNS),
 	Expectations: uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
@@ -109,6 +121,9 @@ type Maps struct {
 	Config       *ebpf.Map
 	Events       *ebpf.Map
 	GuardedIfs   *ebpf.Map
+	// untrusted control connections and the per-source limiter of their creation
+	CtrlEmbryo    *ebpf.Map
+	EmbryoSources *ebpf.Map
 
 	owned bool // Close closes the handles
 }

@@ -90,8 +90,9 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestTable: the table names maps the object has, and its LRU tables are
-// exactly the object's LRU maps, so TableSizes and the ager cover them all.
+// TestTable: the table names maps the object has, and its sized tables are
+// exactly the object's hash maps but the guarded interfaces, so TableSizes and
+// the ager cover them all.
 func TestTable(t *testing.T) {
 	spec, err := bpf.LoadFtpgate()
 	if err != nil {
@@ -102,14 +103,14 @@ func TestTable(t *testing.T) {
 			t.Errorf("table names %s, which the object does not have", name)
 		}
 	}
-	var lru []string
+	var hashes []string
 	for name, ms := range spec.Maps {
-		if ms.Type == ebpf.LRUHash {
-			lru = append(lru, name)
+		if (ms.Type == ebpf.LRUHash || ms.Type == ebpf.Hash) && name != NameGuardedIfs {
+			hashes = append(hashes, name)
 		}
 	}
-	if !slices.Equal(slices.Sorted(slices.Values(lru)), slices.Sorted(slices.Values(LRUTables))) {
-		t.Errorf("LRUTables %v, the object's LRU maps %v", LRUTables, lru)
+	if !slices.Equal(slices.Sorted(slices.Values(hashes)), slices.Sorted(slices.Values(SizedTables))) {
+		t.Errorf("SizedTables %v, the object's hash maps %v", SizedTables, hashes)
 	}
 	m := FromObjects(&bpf.FtpgateMaps{Config: &ebpf.Map{}})
 	if m.ByName(NameConfig) == nil || m.ByName(NameStats) != nil {

@@ -274,6 +274,26 @@ func (m *Maps) StaleConns(linger, idleLimit time.Duration) ([]bpf.FtpgateCtrlKey
 	})
 }
 
+// StaleEmbryos returns the keys of the untrusted control connections silent
+// for idle: a handshake that never completed, a pickup that never agreed.
+func (m *Maps) StaleEmbryos(idle time.Duration) ([]bpf.FtpgateCtrlKey, error) {
+	return stale[bpf.FtpgateCtrlKey](m, NameCtrlEmbryo, func(now uint64, v *bpf.FtpgateEmbryoVal) bool {
+		return since(now, v.LastNs) >= idle
+	})
+}
+
+// EmbryoRefill is how long a source's bucket of untrusted connections takes
+// to fill up again: a bucket idle this long is full, the same as none.
+var EmbryoRefill = time.Second * time.Duration(bpf.FtpgateLimitsEMBRYO_PER_SRC_BURST) /
+	time.Duration(bpf.FtpgateLimitsEMBRYO_PER_SRC_PER_SEC)
+
+// StaleSources returns the keys of the per-source buckets that are full again.
+func (m *Maps) StaleSources() ([]bpf.FtpgateSrcKey, error) {
+	return stale[bpf.FtpgateSrcKey](m, NameEmbryoSrcs, func(now uint64, v *bpf.FtpgateSrcBudget) bool {
+		return since(now, v.LastNs) >= EmbryoRefill
+	})
+}
+
 // ListExpectations lists the live and expired-but-unreclaimed expectations.
 func (m *Maps) ListExpectations() ([]Expectation, error) {
 	return list(m, NameExpectations, func(now uint64, k bpf.FtpgateExpectKey, v *bpf.FtpgateExpectVal) Expectation {
@@ -332,6 +352,28 @@ func (m *Maps) ListConns() ([]Conn, error) {
 			}
 		}
 		return c
+	})
+}
+
+// Embryo is a control connection not (yet) trusted: a handshake in
+// progress, or one picked up mid-stream whose directions have not agreed.
+type Embryo struct {
+	Control
+	AgeMs  int64 `json:"age_ms"`
+	IdleMs int64 `json:"idle_ms"`
+	// SYN: the client's SYN was seen (a handshake, not a pickup)
+	SYN bool `json:"syn"`
+}
+
+// ListEmbryos lists the untrusted control connections.
+func (m *Maps) ListEmbryos() ([]Embryo, error) {
+	return list(m, NameCtrlEmbryo, func(now uint64, k bpf.FtpgateCtrlKey, v *bpf.FtpgateEmbryoVal) Embryo {
+		return Embryo{
+			Control: ControlFromKey(k),
+			AgeMs:   since(now, v.CreatedNs).Milliseconds(),
+			IdleMs:  since(now, v.LastNs).Milliseconds(),
+			SYN:     v.Tcp[bpf.FtpgateDirectionDIR_CLIENT].Flags&uint8(bpf.FtpgateTcpTrackFlagsTCP_SYN_SEEN) != 0,
+		}
 	})
 }
 

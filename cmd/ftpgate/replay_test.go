@@ -40,7 +40,32 @@ type timed struct {
 }
 
 func seg(at time.Duration, src, dst netip.AddrPort, seq uint32, flags uint8, payload string) timed {
-	return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: flags, Payload: []byte(payload)}.Bytes()}
+	return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Ack: ackFor(src, dst, seq, flags, payload),
+		Flags: flags, Payload: []byte(payload)}.Bytes()}
+}
+
+// sentUpTo holds, per direction of a synthetic connection, the sequence
+// number after the last byte built so far: what the peer acknowledges.
+var sentUpTo = map[[2]netip.AddrPort]uint32{}
+
+// ackFor returns the acknowledgement number a segment from src to dst,
+// built in capture order, carries (the parser checks it against the window),
+// and notes what the segment itself sends. A SYN without ACK starts afresh.
+func ackFor(src, dst netip.AddrPort, seq uint32, flags uint8, payload string) uint32 {
+	end := seq + uint32(len(payload))
+	if flags&packet.SYN != 0 {
+		end++
+		if flags&packet.ACK == 0 {
+			delete(sentUpTo, [2]netip.AddrPort{dst, src})
+		}
+	}
+	if last, ok := sentUpTo[[2]netip.AddrPort{src, dst}]; !ok || flags&packet.SYN != 0 || int32(end-last) > 0 {
+		sentUpTo[[2]netip.AddrPort{src, dst}] = end
+	}
+	if flags&packet.ACK == 0 {
+		return 0
+	}
+	return sentUpTo[[2]netip.AddrPort{dst, src}]
 }
 
 // session: a PASV that is used, an unsolicited SYN, a retransmitted data
@@ -381,12 +406,12 @@ func TestReplayGROSegment(t *testing.T) {
 	reply := "227 Entering Passive Mode (198,51,100,2,117,48).\r\n"
 	// a super-segment as a capture after GRO holds it: checksum offload form
 	big := func(at time.Duration, src, dst netip.AddrPort, seq uint32, payload string) timed {
-		return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: packet.ACK | packet.PSH,
-			Payload: []byte(payload), PartialChecksum: true}.Bytes()}
+		return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Ack: ackFor(src, dst, seq, packet.ACK, payload),
+			Flags: packet.ACK | packet.PSH, Payload: []byte(payload), PartialChecksum: true}.Bytes()}
 	}
 	forged := func(at time.Duration, src, dst netip.AddrPort, seq uint32, payload string) timed {
-		return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Flags: packet.ACK | packet.PSH,
-			Payload: []byte(payload), BadChecksum: true}.Bytes()}
+		return timed{at: at, frame: packet.TCP{Src: src, Dst: dst, Seq: seq, Ack: ackFor(src, dst, seq, packet.ACK, payload),
+			Flags: packet.ACK | packet.PSH, Payload: []byte(payload), BadChecksum: true}.Bytes()}
 	}
 	open := func(c, s netip.AddrPort) []timed {
 		return []timed{
@@ -402,8 +427,11 @@ func TestReplayGROSegment(t *testing.T) {
 	fromClient := func(payload string, more ...timed) []timed {
 		return append(append(open(c, s), big(2*time.Millisecond, c, s, 101, payload)), append(more, activeSYN(cli4, srv4))...)
 	}
+	// built before the segments it follows (an argument of fromClient): it
+	// acknowledges the server's SYN-ACK explicitly
 	after := func(n int, payload string) timed {
-		return seg(5*time.Millisecond, c, s, 101+uint32(n), packet.ACK|packet.PSH, payload)
+		return timed{at: 5 * time.Millisecond, frame: packet.TCP{Src: c, Dst: s, Seq: 101 + uint32(n), Ack: 501,
+			Flags: packet.ACK | packet.PSH, Payload: []byte(payload)}.Bytes()}
 	}
 	head := lines(true, 1000, 100)
 

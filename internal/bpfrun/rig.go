@@ -92,7 +92,7 @@ func (r *Rig) Events() ([]maps.Event, error) {
 
 // Reset empties every table, zeroes the counters and restores the defaults.
 func (r *Rig) Reset() error {
-	for _, name := range append(slices.Clone(maps.LRUTables), maps.NameGuardedIfs) {
+	for _, name := range append(slices.Clone(maps.SizedTables), maps.NameGuardedIfs) {
 		if err := Clear(r.Maps.ByName(name)); err != nil {
 			return err
 		}

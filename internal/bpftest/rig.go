@@ -36,7 +36,7 @@ func Load(ctrlConns, expectations, flows uint32) (*Rig, error) {
 	return bpfrun.Load(ctrlConns, expectations, flows)
 }
 
-// Sizes of the LRU tables for tests: small, so resets are quick.
+// Sizes of the connection tables for tests: small, so resets are quick.
 const (
 	testCtrlConns    = 1024
 	testExpectations = 1024
