@@ -52,6 +52,8 @@ struct btf_anchor {
 	enum event_type ev_type;
 	enum parse_mode mode;
 	enum direction dir;
+	enum port_flags port_flags;
+	enum rp_check rp_check;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

@@ -24,6 +24,8 @@ type FtpgateConfigVal struct {
 	DryRun            uint8
 	Accounting        uint8
 	AllowLowDataPorts uint8
+	RpCheck           uint8
+	_                 [7]byte
 }
 
 type FtpgateCtrlKey struct {
@@ -182,6 +184,8 @@ const (
 	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
 	FtpgateLimitsREJECT_EVENTS_PER_SEC       FtpgateLimits = 100
 	FtpgateLimitsREJECT_EVENTS_BURST         FtpgateLimits = 200
+	FtpgateLimitsMAX_PORT_SCOPES             FtpgateLimits = 1024
+	FtpgateLimitsSCOPE_KEY_BASE_BITS         FtpgateLimits = 32
 )
 
 type FtpgateParseMode uint32
@@ -192,9 +196,33 @@ const (
 	FtpgateParseModeMODE_SKIP       FtpgateParseMode = 2
 )
 
+type FtpgatePortFlags uint32
+
+const (
+	FtpgatePortFlagsPORT_GLOBAL FtpgatePortFlags = 1
+	FtpgatePortFlagsPORT_SCOPED FtpgatePortFlags = 2
+)
+
 type FtpgatePortVal struct {
 	_       structs.HostLayout
 	Enabled uint32
+}
+
+type FtpgateRpCheck uint32
+
+const (
+	FtpgateRpCheckRP_STRICT FtpgateRpCheck = 0
+	FtpgateRpCheckRP_LOOSE  FtpgateRpCheck = 1
+	FtpgateRpCheckRP_OFF    FtpgateRpCheck = 2
+)
+
+type FtpgateScopeKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Port      uint16
+	Family    uint8
+	Pad       uint8
+	Addr      [4]uint32
 }
 
 type FtpgateScratch struct {
@@ -267,7 +295,10 @@ const (
 	FtpgateStatSTAT_CTRL_BAD_CHECKSUM     FtpgateStat = 37
 	FtpgateStatSTAT_EVENTS_SUPPRESSED     FtpgateStat = 38
 	FtpgateStatSTAT_REPLY_227NO_ADDRESS   FtpgateStat = 39
-	FtpgateStatSTAT_MAX                   FtpgateStat = 40
+	FtpgateStatSTAT_CTRL_SPOOFED          FtpgateStat = 40
+	FtpgateStatSTAT_CTRL_OUT_OF_SCOPE     FtpgateStat = 41
+	FtpgateStatSTAT_RP_NOT_FORWARDING     FtpgateStat = 42
+	FtpgateStatSTAT_MAX                   FtpgateStat = 43
 )
 
 // Names of all BPF objects in the ELF.
@@ -278,6 +309,7 @@ const (
 	FtpgateMapConfig            = "config"
 	FtpgateMapCtrlConns         = "ctrl_conns"
 	FtpgateMapCtrlPorts         = "ctrl_ports"
+	FtpgateMapCtrlScopes        = "ctrl_scopes"
 	FtpgateMapDataFlows         = "data_flows"
 	FtpgateMapEventBudget       = "event_budget"
 	FtpgateMapEvents            = "events"
@@ -345,6 +377,7 @@ type FtpgateMapSpecs struct {
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	CtrlConns    *ebpf.MapSpec `ebpf:"ctrl_conns"`
 	CtrlPorts    *ebpf.MapSpec `ebpf:"ctrl_ports"`
+	CtrlScopes   *ebpf.MapSpec `ebpf:"ctrl_scopes"`
 	DataFlows    *ebpf.MapSpec `ebpf:"data_flows"`
 	EventBudget  *ebpf.MapSpec `ebpf:"event_budget"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
@@ -384,6 +417,7 @@ type FtpgateMaps struct {
 	Config       *ebpf.Map `ebpf:"config"`
 	CtrlConns    *ebpf.Map `ebpf:"ctrl_conns"`
 	CtrlPorts    *ebpf.Map `ebpf:"ctrl_ports"`
+	CtrlScopes   *ebpf.Map `ebpf:"ctrl_scopes"`
 	DataFlows    *ebpf.Map `ebpf:"data_flows"`
 	EventBudget  *ebpf.Map `ebpf:"event_budget"`
 	Events       *ebpf.Map `ebpf:"events"`
@@ -399,6 +433,7 @@ func (m *FtpgateMaps) Close() error {
 		m.Config,
 		m.CtrlConns,
 		m.CtrlPorts,
+		m.CtrlScopes,
 		m.DataFlows,
 		m.EventBudget,
 		m.Events,

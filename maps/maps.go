@@ -20,6 +20,7 @@ import (
 const (
 	NameCtrlPorts    = "ctrl_ports"
 	NameAllowPorts   = "allow_ports"
+	NameCtrlScopes   = "ctrl_scopes"
 	NameCtrlConns    = "ctrl_conns"
 	NameExpectations = "expectations"
 	NameDataFlows    = "data_flows"
@@ -42,6 +43,7 @@ type table struct {
 var tables = []table{
 	{NameCtrlPorts, func(m *Maps) **ebpf.Map { return &m.ctrlPorts }, nil},
 	{NameAllowPorts, func(m *Maps) **ebpf.Map { return &m.allowPorts }, nil},
+	{NameCtrlScopes, func(m *Maps) **ebpf.Map { return &m.ctrlScopes }, nil},
 	{NameCtrlConns, func(m *Maps) **ebpf.Map { return &m.CtrlConns }, func(s *TableSizes) *uint32 { return &s.CtrlConns }},
 	{NameExpectations, func(m *Maps) **ebpf.Map { return &m.Expectations }, func(s *TableSizes) *uint32 { return &s.Expectations }},
 	{NameDataFlows, func(m *Maps) **ebpf.Map { return &m.DataFlows }, func(s *TableSizes) *uint32 { return &s.DataFlows }},
@@ -102,6 +104,7 @@ var ErrNotPinned = errors.New("ftpgate maps are not pinned there")
 type Maps struct {
 	ctrlPorts    *ebpf.Map // through CtrlPorts()
 	allowPorts   *ebpf.Map // through AllowPorts()
+	ctrlScopes   *ebpf.Map // through CtrlScopes()
 	CtrlConns    *ebpf.Map
 	Expectations *ebpf.Map
 	DataFlows    *ebpf.Map

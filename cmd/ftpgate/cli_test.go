@@ -142,7 +142,7 @@ func TestConfigFileIsRead(t *testing.T) {
 	os.WriteFile(bad, []byte("iface: [eth0]\nftp-port: [0]\n"), 0o644)
 	r := ftpgate("run", "--config", bad)
 	oneLine(t, r)
-	if !strings.Contains(r.stderr, "--ftp-port: port 0 is out of range") {
+	if !strings.Contains(r.stderr, "--ftp-port 0: port 0 is out of range") {
 		t.Fatalf("config value not applied: %s", r.stderr)
 	}
 	// the shipped example parses

@@ -63,7 +63,7 @@ func TestFlagsAfterPorts(t *testing.T) {
 	if got := portsOf(t, f, "allow"); !slices.Equal(got, []uint16{21, 2121}) {
 		t.Errorf("allow = %v, want [21 2121]", got)
 	}
-	if r := ftpgate("ports", "add", "2121", "--help"); r.code != 0 || !strings.Contains(r.stdout, "PORT [PORT...]") {
+	if r := ftpgate("ports", "add", "2121", "--help"); r.code != 0 || !strings.Contains(r.stdout, "PORT|PORT@PREFIX [...]") {
 		t.Errorf("ports add 2121 --help: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r := ftpgate("ports", "add", "2121", "--", "--pin-dir")
