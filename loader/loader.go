@@ -51,7 +51,7 @@ type Options struct {
 	NetNS      string
 	XDPMode    XDPMode
 	TCMode     TCMode
-	CtrlPorts  []uint16          // towards every server
+	CtrlPorts  []uint16         // towards every server
 	CtrlScopes []maps.PortScope // control ports towards some servers only
 	AllowPorts []uint16
 	Config     maps.Config

@@ -195,11 +195,17 @@ const loopbackIfindex = 1
 // interface the packet arrived on (0: locally generated). It returns the
 // skb mark the program left.
 func (r *Rig) TC(frame []byte, ingress bool, ingressIfindex uint32) (mark uint32, err error) {
+	return r.TCOn(frame, ingress, loopbackIfindex, ingressIfindex)
+}
+
+// TCOn is TC on the device ifindex of the calling thread's network
+// namespace (the device the skb is on: at ingress, the one it arrived on).
+func (r *Rig) TCOn(frame []byte, ingress bool, ifindex, ingressIfindex uint32) (mark uint32, err error) {
 	prog := r.Objs.FtpgateTcEgress
 	if ingress {
 		prog = r.Objs.FtpgateTcIngress
 	}
-	in := SkbCtx{IngressIfindex: ingressIfindex, Ifindex: loopbackIfindex}
+	in := SkbCtx{IngressIfindex: ingressIfindex, Ifindex: ifindex}
 	var out SkbCtx
 	ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: in, ContextOut: &out})
 	if err != nil {
