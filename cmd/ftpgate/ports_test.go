@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -41,6 +42,38 @@ func TestPortsAndAllow(t *testing.T) {
 	}
 	if got := portsOf(t, f, "allow"); !slices.Equal(got, []uint16{21, 22, 2121}) {
 		t.Fatalf("allow after add = %v", got)
+	}
+}
+
+// TestScopedPorts: ports add/del take PORT@PREFIX, several at once and
+// IPv6; the listing shows each scope; `del PORT@PREFIX` removes one prefix.
+func TestScopedPorts(t *testing.T) {
+	f := newFixture(t)
+	if r := f.cmd([]string{"ports", "add"}, "2121@198.51.100.0/24@2001:db8::/32", "990@203.0.113.77/25"); r.code != 0 {
+		t.Fatalf("ports add: %s", r.stderr)
+	}
+	var v portSet
+	f.jsonOf(t, &v, "ports")
+	if fmt.Sprint(v.Ports, v.Scoped) != "[21] [990@203.0.113.0/25 2121@198.51.100.0/24 2121@2001:db8::/32]" {
+		t.Fatalf("ports --json: %v %v", v.Ports, v.Scoped)
+	}
+	r := f.cmd([]string{"ports"})
+	if r.stdout != "21\n990@203.0.113.0/25\n2121@198.51.100.0/24\n2121@2001:db8::/32\n" {
+		t.Fatalf("ports:\n%s", r.stdout)
+	}
+	if r := f.cmd([]string{"status"}); !strings.Contains(r.stdout, "ftp ports: [21 990@203.0.113.0/25 2121@198.51.100.0/24 2121@2001:db8::/32]") {
+		t.Errorf("status:\n%s", r.stdout)
+	}
+	if r := f.cmd([]string{"ports", "del"}, "2121@198.51.100.0/24", "990@203.0.113.0/25"); r.code != 0 {
+		t.Fatalf("ports del: %s", r.stderr)
+	}
+	f.jsonOf(t, &v, "ports")
+	if fmt.Sprint(v.Ports, v.Scoped) != "[21] [2121@2001:db8::/32]" {
+		t.Fatalf("after del: %v %v", v.Ports, v.Scoped)
+	}
+	// a scope is not an allowed port
+	if got := portsOf(t, f, "allow"); !slices.Equal(got, []uint16{21, 22}) {
+		t.Fatalf("allow = %v", got)
 	}
 }
 
