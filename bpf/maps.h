@@ -14,7 +14,8 @@
 
 /*
  * Every keyed map is declared in this one form, with a named key and value
- * type, so that bpftool prints field names and bpf2go generates the Go types.
+ * type (and map flags where the kind needs them), so that bpftool prints
+ * field names and bpf2go generates the Go types.
  */
 #define FTPGATE_MAP_FLAGS(_name, _type, _entries, _key, _value, _flags)                                      \
 	struct {                                                                                             \

@@ -97,6 +97,9 @@ func (s TableSizes) Resize(spec *ebpf.CollectionSpec) {
 	}
 }
 
+// ErrOlderPins means the pin directory lacks a map this build has.
+var ErrOlderPins = errors.New("map missing")
+
 // ErrNotPinned means the pin directory holds no ftpgate maps.
 var ErrNotPinned = errors.New("ftpgate maps are not pinned there")
 
@@ -138,6 +141,10 @@ func Open(dir string) (*Maps, error) {
 		mp, err := ebpf.LoadPinnedMap(path, nil)
 		if err != nil {
 			m.Close()
+			if errors.Is(err, os.ErrNotExist) && t.name != tables[0].name {
+				// the others are there: pinned by a build that lacked this map
+				return nil, fmt.Errorf("open %s: %w: pinned by an older build; `ftpgate detach --pin-dir %s` removes them, losing their state", path, ErrOlderPins, dir)
+			}
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("open %s: %w (is `ftpgate run` attached with --pin-dir %s?)", path, ErrNotPinned, dir)
 			}

@@ -131,15 +131,21 @@ func (s PortSet) Replace(ports []uint16) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range cur {
-		if !slices.Contains(ports, p) {
-			if err := s.Del(p); err != nil {
+	return replaceSet(cur, ports, s.Del, s.Add)
+}
+
+// replaceSet makes a set holding cur exactly want: it deletes what want
+// lacks, then adds every member of want.
+func replaceSet[T comparable](cur, want []T, del, add func(T) error) error {
+	for _, v := range cur {
+		if !slices.Contains(want, v) {
+			if err := del(v); err != nil {
 				return err
 			}
 		}
 	}
-	for _, p := range ports {
-		if err := s.Add(p); err != nil {
+	for _, v := range want {
+		if err := add(v); err != nil {
 			return err
 		}
 	}

@@ -137,17 +137,5 @@ func (s ScopeSet) Replace(scopes []PortScope) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range cur {
-		if !slices.Contains(scopes, p) {
-			if err := s.Del(p); err != nil {
-				return err
-			}
-		}
-	}
-	for _, p := range scopes {
-		if err := s.Add(p); err != nil {
-			return err
-		}
-	}
-	return nil
+	return replaceSet(cur, scopes, s.Del, s.Add)
 }
