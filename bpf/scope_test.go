@@ -49,7 +49,7 @@ func TestScopedCtrlPort(t *testing.T) {
 
 	// towards another server: not a control connection at all
 	out := bpftest.NewConn(r, ap(client4, 40002), ap(other4, 2121))
-	must(t, out.Open())                                     // SYN, SYN-ACK
+	must(t, out.Open())                                    // SYN, SYN-ACK
 	must(t, out.ClientSends("PORT 192,0,2,10,195,81\r\n")) // one more
 	wantExpect(t, r, expect{"port", server4, client4, 50000}, expect{"pasv", client4, server4, 10000},
 		expect{"eprt", server6, client6, 50002})
