@@ -101,8 +101,8 @@ func runAction(c *cli.Context) error {
 		}
 		return err
 	}
-	log.Info("ftpgate running", "version", loader.Version, "pin_dir", opts.PinDir, "ftp_ports", opts.CtrlPorts,
-		"allow_ports", opts.AllowPorts, "dry_run", opts.Config.DryRun)
+	log.Info("ftpgate running", "version", loader.Version, "pin_dir", opts.PinDir, "ftp_ports", ctrlPortsText(opts.CtrlPorts, opts.CtrlScopes),
+		"allow_ports", opts.AllowPorts, "dry_run", opts.Config.DryRun, "rp_check", opts.Config.RPCheck.String())
 
 	if path := c.String("ready-file"); path != "" {
 		if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
