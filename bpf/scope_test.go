@@ -3,10 +3,9 @@ package bpf_test
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -123,34 +122,53 @@ type rpLab struct {
 
 func newRPLab(t *testing.T) *rpLab {
 	t.Helper()
-	l := &rpLab{ns: fmt.Sprintf("ftpgate-rp-%06d", rand.IntN(1000000))}
-	nettest.NS(t, l.ns)
-	for _, args := range []string{
-		"link add outside type veth peer name outside-peer", "link add inside type veth peer name inside-peer",
-		"link set outside up", "link set inside up", "link set outside-peer up", "link set inside-peer up",
-		"addr add 203.0.113.1/24 dev outside", "addr add 2001:db8:ff::1/64 dev outside nodad",
-		"addr add 192.0.2.1/24 dev inside", "addr add 2001:db8:1::1/64 dev inside nodad",
-		"route add default via 203.0.113.254 dev outside", "route add default via 2001:db8:ff::fe dev outside",
-		"route add unreachable 10.66.0.0/16",
-	} {
-		if out, err := exec.Command("ip", append([]string{"-n", l.ns}, strings.Fields(args)...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", args, err, out)
-		}
-	}
+	l := &rpLab{}
+	// two veth pairs, each up: outside/outside-peer and inside/inside-peer
+	l.ns = nettest.VethNS(t, "ftpgate-rp", "outside", "outside-peer")
 	err := nettest.Do(l.ns, func() error {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "inside"}, PeerName: "inside-peer"}); err != nil {
+			return err
+		}
 		for _, f := range []string{"ipv4/conf/all/forwarding", "ipv6/conf/all/forwarding"} {
 			if err := os.WriteFile("/proc/sys/net/"+f, []byte("1"), 0o644); err != nil {
 				return err
 			}
 		}
-		for name, idx := range map[string]*uint32{"outside": &l.outside, "inside": &l.inside} {
-			link, err := netlink.LinkByName(name)
+		for _, dev := range []struct {
+			name  string
+			idx   *uint32
+			addrs []string
+			gws   []string
+		}{
+			{"outside", &l.outside, []string{"203.0.113.1/24", "2001:db8:ff::1/64"}, []string{"203.0.113.254", "2001:db8:ff::fe"}},
+			{"inside", &l.inside, []string{"192.0.2.1/24", "2001:db8:1::1/64"}, nil},
+			{"inside-peer", nil, nil, nil},
+		} {
+			lk, err := netlink.LinkByName(dev.name)
 			if err != nil {
 				return err
 			}
-			*idx = uint32(link.Attrs().Index)
+			if err := netlink.LinkSetUp(lk); err != nil {
+				return err
+			}
+			if dev.idx != nil {
+				*dev.idx = uint32(lk.Attrs().Index)
+			}
+			for _, a := range dev.addrs {
+				p := pfx(a)
+				ipn := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+				if err := netlink.AddrAdd(lk, &netlink.Addr{IPNet: ipn, Flags: unix.IFA_F_NODAD}); err != nil {
+					return fmt.Errorf("address %s: %w", a, err)
+				}
+			}
+			for _, gw := range dev.gws {
+				if err := netlink.RouteAdd(&netlink.Route{LinkIndex: lk.Attrs().Index, Gw: addr(gw).AsSlice()}); err != nil {
+					return fmt.Errorf("default route via %s: %w", gw, err)
+				}
+			}
 		}
-		return nil
+		_, unreachable, _ := net.ParseCIDR("10.66.0.0/16")
+		return netlink.RouteAdd(&netlink.Route{Dst: unreachable, Type: unix.RTN_UNREACHABLE})
 	})
 	if err != nil {
 		t.Fatalf("set up %s: %v", l.ns, err)
