@@ -83,7 +83,7 @@ func portsCommand(name, what string, set func(*maps.Maps) maps.PortSet, scoped b
 		})
 	cmd.Description = "Changes take effect for the next packet, with no reload, and last until the\nnext `ftpgate run`, which applies its own flags as the complete set."
 	if scoped {
-		cmd.Description += "\n\nPORT is parsed towards every server; PORT@PREFIX (e.g. 2121@198.51.100.0/24,\nrepeat @PREFIX for several) only towards the servers of PREFIX. `del PORT`\nremoves the port for every server; `del PORT@PREFIX` removes that prefix."
+		cmd.Description += "\n\nPORT is parsed towards every server; PORT@PREFIX (e.g. 2121@198.51.100.0/24,\nrepeat @PREFIX for several) only towards the servers of PREFIX. `del PORT`\nstops parsing PORT towards every server (its prefixes stay); `del PORT@PREFIX`\nremoves that prefix."
 	}
 	cmd.Subcommands = []*cli.Command{
 		change("add", maps.PortSet.Add, maps.ScopeSet.Add),
