@@ -21,6 +21,7 @@
 #include "checksum.h"
 #include "stream.h"
 #include "tcp.h"
+#include "scope.h"
 
 /* mark_data_syn puts the configured fwmark on an admitted data connection's SYN */
 static __always_inline void mark_data_syn(struct __sk_buff *skb, const struct pkt_info *p)
@@ -39,13 +40,21 @@ static __always_inline void mark_data_syn(struct __sk_buff *skb, const struct pk
 	stat_inc(STAT_SYN_FWMARK);
 }
 
-/* control_dir returns the direction of a control segment, or -1 for another segment */
+/*
+ * control_dir returns the direction of a control segment, or -1 for another
+ * segment: one on a control port towards (or from) a server its scope
+ * leaves out is counted (ctrl_out_of_scope) and not parsed.
+ */
 static __always_inline int control_dir(const struct pkt_info *p)
 {
-	if (port_enabled(&ctrl_ports, p->dport))
+	int to = port_serves(p->dport, p->family, p->dst);
+	if (to == PORT_SERVES)
 		return DIR_CLIENT;
-	if (port_enabled(&ctrl_ports, p->sport))
+	int from = port_serves(p->sport, p->family, p->src);
+	if (from == PORT_SERVES)
 		return DIR_SERVER;
+	if (to == PORT_OUT_OF_SCOPE || from == PORT_OUT_OF_SCOPE)
+		stat_inc(STAT_CTRL_OUT_OF_SCOPE);
 	return -1;
 }
 
@@ -299,6 +308,8 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	if (dir < 0 || forwarded(skb, ingress))
 		return TC_ACT_OK;
 	stat_inc(STAT_CTRL_SEGMENTS);
+	if (!source_routed(skb, &p, ingress))
+		return TC_ACT_OK;
 
 	struct scratch *s = get_scratch();
 	if (!s)

@@ -54,6 +54,8 @@ struct btf_anchor {
 	enum direction dir;
 	enum ftp_cmd cmd;
 	enum tcp_track_flags tcp_flags;
+	enum port_flags port_flags;
+	enum rp_check rp_check;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

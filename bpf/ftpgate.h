@@ -99,6 +99,14 @@ enum limits {
 	TCP_PICKUP_WSCALE = 7,
 	/* how far an ACK may lag when the acknowledging side's window is unknown (as conntrack) */
 	TCP_ACK_WINDOW_FALLBACK = 66000,
+	/* #11 scope */
+	/* server prefixes of scoped control ports (ctrl_scopes entries) */
+	MAX_PORT_SCOPES = 1024,
+	/*
+	 * bits of a ctrl_scopes key before the address (port, family, pad),
+	 * always matched: a key's prefixlen is this plus the prefix length
+	 */
+	SCOPE_KEY_BASE_BITS = 32,
 };
 
 /*
@@ -165,6 +173,10 @@ enum stat {
 	STAT_CTRL_TRUSTED_HANDSHAKE, /* a control connection trusted through its handshake */
 	STAT_CTRL_TRUSTED_PICKUP,  /* a control connection picked up mid-stream, trusted once seq and ack agreed */
 	STAT_SYN_FLOW_REFUSED,     /* data SYN on an admitted flow's 5-tuple with another ISN, or after FIN/RST */
+	/* #11 scope */
+	STAT_CTRL_SPOOFED,         /* control segment whose source is not routed back through its arrival interface: ignored */
+	STAT_CTRL_OUT_OF_SCOPE,    /* segment on a scoped control port to or from a server outside its prefixes: not parsed */
+	STAT_RP_NOT_FORWARDING,    /* control segment on an interface with forwarding off: no reverse-path check possible, parsed */
 	STAT_MAX,
 };
 
@@ -402,7 +414,33 @@ struct ctrl_val {
 
 /* port-set entry (control ports and allowed ports) */
 struct port_val {
-	__u32 enabled;
+	__u32 enabled; /* allowed ports: 0 or 1; control ports: enum port_flags */
+};
+
+/* what a ctrl_ports entry says about its port */
+enum port_flags {
+	PORT_GLOBAL = 1, /* parsed towards every server (1 as in every release before scopes) */
+	PORT_SCOPED = 2, /* parsed towards the servers of its ctrl_scopes prefixes */
+};
+
+/*
+ * A server prefix of a scoped control port, an LPM trie key: the port,
+ * family and pad always match (SCOPE_KEY_BASE_BITS), then prefixlen minus
+ * those bits of the address (network byte order; IPv4 in addr[0]).
+ */
+struct scope_key {
+	__u32 prefixlen;
+	__u16 port;
+	__u8 family;
+	__u8 pad;
+	__u32 addr[4];
+};
+
+/* the reverse-path check of control segments (config.rp_check) */
+enum rp_check {
+	RP_STRICT = 0, /* the route back to the source leaves through the arrival interface */
+	RP_LOOSE = 1,  /* some route back to the source exists */
+	RP_OFF = 2,    /* no check: asymmetric routing */
 };
 
 /* a guarded interface, for the egress skip of forwarded segments */
@@ -421,6 +459,8 @@ struct config_val {
 	__u8 dry_run;               /* count would-be drops, pass them */
 	__u8 accounting;            /* per-packet counts on data flows */
 	__u8 allow_low_data_ports;  /* accept data ports below 1024 */
+	/* #11 scope */
+	__u8 rp_check;              /* enum rp_check; 0, the default, is strict */
 };
 
 /*

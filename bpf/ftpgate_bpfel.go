@@ -24,6 +24,8 @@ type FtpgateConfigVal struct {
 	DryRun            uint8
 	Accounting        uint8
 	AllowLowDataPorts uint8
+	RpCheck           uint8
+	_                 [7]byte
 }
 
 type FtpgateCtrlKey struct {
@@ -307,6 +309,8 @@ const (
 	FtpgateLimitsTCP_MAX_WSCALE              FtpgateLimits = 14
 	FtpgateLimitsTCP_PICKUP_WSCALE           FtpgateLimits = 7
 	FtpgateLimitsTCP_ACK_WINDOW_FALLBACK     FtpgateLimits = 66000
+	FtpgateLimitsMAX_PORT_SCOPES             FtpgateLimits = 1024
+	FtpgateLimitsSCOPE_KEY_BASE_BITS         FtpgateLimits = 32
 )
 
 type FtpgateParseMode uint32
@@ -318,9 +322,33 @@ const (
 	FtpgateParseModeMODE_SKIP_LINE  FtpgateParseMode = 3
 )
 
+type FtpgatePortFlags uint32
+
+const (
+	FtpgatePortFlagsPORT_GLOBAL FtpgatePortFlags = 1
+	FtpgatePortFlagsPORT_SCOPED FtpgatePortFlags = 2
+)
+
 type FtpgatePortVal struct {
 	_       structs.HostLayout
 	Enabled uint32
+}
+
+type FtpgateRpCheck uint32
+
+const (
+	FtpgateRpCheckRP_STRICT FtpgateRpCheck = 0
+	FtpgateRpCheckRP_LOOSE  FtpgateRpCheck = 1
+	FtpgateRpCheckRP_OFF    FtpgateRpCheck = 2
+)
+
+type FtpgateScopeKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Port      uint16
+	Family    uint8
+	Pad       uint8
+	Addr      [4]uint32
 }
 
 type FtpgateScratch struct {
@@ -433,7 +461,10 @@ const (
 	FtpgateStatSTAT_CTRL_TRUSTED_HANDSHAKE FtpgateStat = 52
 	FtpgateStatSTAT_CTRL_TRUSTED_PICKUP    FtpgateStat = 53
 	FtpgateStatSTAT_SYN_FLOW_REFUSED       FtpgateStat = 54
-	FtpgateStatSTAT_MAX                    FtpgateStat = 55
+	FtpgateStatSTAT_CTRL_SPOOFED           FtpgateStat = 55
+	FtpgateStatSTAT_CTRL_OUT_OF_SCOPE      FtpgateStat = 56
+	FtpgateStatSTAT_RP_NOT_FORWARDING      FtpgateStat = 57
+	FtpgateStatSTAT_MAX                    FtpgateStat = 58
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -456,6 +487,7 @@ const (
 	FtpgateMapCtrlConns         = "ctrl_conns"
 	FtpgateMapCtrlEmbryo        = "ctrl_embryo"
 	FtpgateMapCtrlPorts         = "ctrl_ports"
+	FtpgateMapCtrlScopes        = "ctrl_scopes"
 	FtpgateMapDataFlows         = "data_flows"
 	FtpgateMapEmbryoSources     = "embryo_sources"
 	FtpgateMapEventBudget       = "event_budget"
@@ -525,6 +557,7 @@ type FtpgateMapSpecs struct {
 	CtrlConns     *ebpf.MapSpec `ebpf:"ctrl_conns"`
 	CtrlEmbryo    *ebpf.MapSpec `ebpf:"ctrl_embryo"`
 	CtrlPorts     *ebpf.MapSpec `ebpf:"ctrl_ports"`
+	CtrlScopes    *ebpf.MapSpec `ebpf:"ctrl_scopes"`
 	DataFlows     *ebpf.MapSpec `ebpf:"data_flows"`
 	EmbryoSources *ebpf.MapSpec `ebpf:"embryo_sources"`
 	EventBudget   *ebpf.MapSpec `ebpf:"event_budget"`
@@ -566,6 +599,7 @@ type FtpgateMaps struct {
 	CtrlConns     *ebpf.Map `ebpf:"ctrl_conns"`
 	CtrlEmbryo    *ebpf.Map `ebpf:"ctrl_embryo"`
 	CtrlPorts     *ebpf.Map `ebpf:"ctrl_ports"`
+	CtrlScopes    *ebpf.Map `ebpf:"ctrl_scopes"`
 	DataFlows     *ebpf.Map `ebpf:"data_flows"`
 	EmbryoSources *ebpf.Map `ebpf:"embryo_sources"`
 	EventBudget   *ebpf.Map `ebpf:"event_budget"`
@@ -583,6 +617,7 @@ func (m *FtpgateMaps) Close() error {
 		m.CtrlConns,
 		m.CtrlEmbryo,
 		m.CtrlPorts,
+		m.CtrlScopes,
 		m.DataFlows,
 		m.EmbryoSources,
 		m.EventBudget,

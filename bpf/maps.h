@@ -14,19 +14,28 @@
 
 /*
  * Every keyed map is declared in this one form, with a named key and value
- * type, so that bpftool prints field names and bpf2go generates the Go types.
+ * type (and map flags where the kind needs them), so that bpftool prints
+ * field names and bpf2go generates the Go types.
  */
-#define FTPGATE_MAP(_name, _type, _entries, _key, _value)                                                   \
+#define FTPGATE_MAP_FLAGS(_name, _type, _entries, _key, _value, _flags)                                      \
 	struct {                                                                                             \
 		__uint(type, _type);                                                                         \
 		__uint(max_entries, _entries);                                                               \
+		__uint(map_flags, _flags);                                                                   \
 		__type(key, _key);                                                                           \
 		__type(value, _value);                                                                       \
 	} _name SEC(".maps")
+#define FTPGATE_MAP(_name, _type, _entries, _key, _value) FTPGATE_MAP_FLAGS(_name, _type, _entries, _key, _value, 0)
 
 /* the two port sets, indexed by port */
 FTPGATE_MAP(ctrl_ports, BPF_MAP_TYPE_ARRAY, PORT_ENTRIES, __u32, struct port_val);
 FTPGATE_MAP(allow_ports, BPF_MAP_TYPE_ARRAY, PORT_ENTRIES, __u32, struct port_val);
+
+/*
+ * the server prefixes of scoped control ports (PORT_SCOPED in ctrl_ports):
+ * an LPM trie, which the kernel allocates only without preallocation
+ */
+FTPGATE_MAP_FLAGS(ctrl_scopes, BPF_MAP_TYPE_LPM_TRIE, MAX_PORT_SCOPES, struct scope_key, struct port_val, BPF_F_NO_PREALLOC);
 
 /*
  * The connection tables, resized by the loader. Trusted control connections

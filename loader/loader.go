@@ -51,7 +51,8 @@ type Options struct {
 	NetNS      string
 	XDPMode    XDPMode
 	TCMode     TCMode
-	CtrlPorts  []uint16
+	CtrlPorts  []uint16         // towards every server
+	CtrlScopes []maps.PortScope // control ports towards some servers only
 	AllowPorts []uint16
 	Config     maps.Config
 	Tables     TableSizes
@@ -338,10 +339,13 @@ func (d *Dataplane) apply(opts Options, ifaces []IfaceState) error {
 		return err
 	}
 	ctrl := opts.CtrlPorts
-	if len(ctrl) == 0 {
+	if len(ctrl) == 0 && len(opts.CtrlScopes) == 0 {
 		ctrl = []uint16{21}
 	}
 	if err := d.Maps.CtrlPorts().Replace(ctrl); err != nil {
+		return err
+	}
+	if err := d.Maps.CtrlScopes().Replace(opts.CtrlScopes); err != nil {
 		return err
 	}
 	if err := d.Maps.AllowPorts().Replace(opts.AllowPorts); err != nil {

@@ -38,16 +38,17 @@ type MapStatus struct {
 
 // Status describes a pin directory and what it guards.
 type Status struct {
-	PinDir   string          `json:"pin_dir"`
-	State    *State          `json:"run,omitempty"`
-	Daemon   DaemonStatus    `json:"daemon"`
-	Attached bool            `json:"attached"`
-	Ifaces   []IfaceStatus   `json:"ifaces"`
-	Programs []ProgramStatus `json:"programs"`
-	Maps     []MapStatus     `json:"maps"`
-	Config   maps.Config     `json:"-"`
-	Ctrl     []uint16        `json:"ftp_ports"`
-	Allow    []uint16        `json:"allow_ports"`
+	PinDir   string           `json:"pin_dir"`
+	State    *State           `json:"run,omitempty"`
+	Daemon   DaemonStatus     `json:"daemon"`
+	Attached bool             `json:"attached"`
+	Ifaces   []IfaceStatus    `json:"ifaces"`
+	Programs []ProgramStatus  `json:"programs"`
+	Maps     []MapStatus      `json:"maps"`
+	Config   maps.Config      `json:"-"`
+	Ctrl     []uint16         `json:"ftp_ports"`
+	Scoped   []maps.PortScope `json:"ftp_port_scopes"`
+	Allow    []uint16         `json:"allow_ports"`
 }
 
 // ReadStatus inspects what is attached and pinned for pinDir, as recorded
@@ -66,6 +67,9 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 		return nil, err
 	}
 	if st.Ctrl, err = m.CtrlPorts().List(); err != nil {
+		return nil, err
+	}
+	if st.Scoped, err = m.CtrlScopes().List(); err != nil {
 		return nil, err
 	}
 	if st.Allow, err = m.AllowPorts().List(); err != nil {

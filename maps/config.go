@@ -20,6 +20,7 @@ const (
 	EPRTDelimMin     = byte(bpf.FtpgateLimitsEPRT_DELIM_MIN)
 	EPRTDelimMax     = byte(bpf.FtpgateLimitsEPRT_DELIM_MAX)
 	MaxTableEntries  = int(bpf.FtpgateLimitsMAX_TABLE_ENTRIES)
+	MaxPortScopes    = int(bpf.FtpgateLimitsMAX_PORT_SCOPES)
 	// rejection and dropped-SYN events: a burst, then this many a second
 	RejectEventsBurst  = int(bpf.FtpgateLimitsREJECT_EVENTS_BURST)
 	RejectEventsPerSec = int(bpf.FtpgateLimitsREJECT_EVENTS_PER_SEC)
@@ -42,6 +43,37 @@ type Config struct {
 	DryRun            bool
 	Accounting        bool
 	AllowLowDataPorts bool
+	RPCheck           RPCheck
+}
+
+// RPCheck is the reverse-path check of control segments; the zero value,
+// the default, is strict.
+type RPCheck uint8
+
+// The reverse-path modes, from the C definitions.
+const (
+	RPStrict = RPCheck(bpf.FtpgateRpCheckRP_STRICT)
+	RPLoose  = RPCheck(bpf.FtpgateRpCheckRP_LOOSE)
+	RPOff    = RPCheck(bpf.FtpgateRpCheckRP_OFF)
+)
+
+var rpCheckNames = map[RPCheck]string{RPStrict: "strict", RPLoose: "loose", RPOff: "off"}
+
+func (r RPCheck) String() string {
+	if n, ok := rpCheckNames[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("rp-check(%d)", uint8(r))
+}
+
+// ParseRPCheck reads strict, loose or off.
+func ParseRPCheck(s string) (RPCheck, error) {
+	for r, n := range rpCheckNames {
+		if n == s {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("rp-check %q: use strict, loose or off", s)
 }
 
 // DefaultConfig is what `ftpgate run` applies without flags.
@@ -56,6 +88,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxExpectPerConn < 1 || c.MaxExpectPerConn > MaxExpectPerConn {
 		return fmt.Errorf("max expectations per connection %d is out of range: use 1-%d", c.MaxExpectPerConn, MaxExpectPerConn)
+	}
+	if _, ok := rpCheckNames[c.RPCheck]; !ok {
+		return fmt.Errorf("%v is not a reverse-path mode: use strict, loose or off", c.RPCheck)
 	}
 	return nil
 }
@@ -81,6 +116,7 @@ func configToBPF(c Config) bpf.FtpgateConfigVal {
 		DryRun:            b2u(c.DryRun),
 		Accounting:        b2u(c.Accounting),
 		AllowLowDataPorts: b2u(c.AllowLowDataPorts),
+		RpCheck:           uint8(c.RPCheck),
 	}
 }
 
@@ -95,6 +131,7 @@ func configFromBPF(v bpf.FtpgateConfigVal) Config {
 		DryRun:            v.DryRun != 0,
 		Accounting:        v.Accounting != 0,
 		AllowLowDataPorts: v.AllowLowDataPorts != 0,
+		RPCheck:           RPCheck(v.RpCheck),
 	}
 }
 

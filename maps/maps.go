@@ -20,6 +20,7 @@ import (
 const (
 	NameCtrlPorts    = "ctrl_ports"
 	NameAllowPorts   = "allow_ports"
+	NameCtrlScopes   = "ctrl_scopes"
 	NameCtrlConns    = "ctrl_conns"
 	NameExpectations = "expectations"
 	NameDataFlows    = "data_flows"
@@ -45,6 +46,7 @@ type table struct {
 var tables = []table{
 	{NameCtrlPorts, func(m *Maps) **ebpf.Map { return &m.ctrlPorts }, nil},
 	{NameAllowPorts, func(m *Maps) **ebpf.Map { return &m.allowPorts }, nil},
+	{NameCtrlScopes, func(m *Maps) **ebpf.Map { return &m.ctrlScopes }, nil},
 	{NameCtrlConns, func(m *Maps) **ebpf.Map { return &m.CtrlConns }, func(s *TableSizes) *uint32 { return &s.CtrlConns }},
 	{NameExpectations, func(m *Maps) **ebpf.Map { return &m.Expectations }, func(s *TableSizes) *uint32 { return &s.Expectations }},
 	{NameDataFlows, func(m *Maps) **ebpf.Map { return &m.DataFlows }, func(s *TableSizes) *uint32 { return &s.DataFlows }},
@@ -107,6 +109,9 @@ func (s TableSizes) Resize(spec *ebpf.CollectionSpec) {
 	}
 }
 
+// ErrOlderPins means the pin directory lacks a map this build has.
+var ErrOlderPins = errors.New("map missing")
+
 // ErrNotPinned means the pin directory holds no ftpgate maps.
 var ErrNotPinned = errors.New("ftpgate maps are not pinned there")
 
@@ -114,6 +119,7 @@ var ErrNotPinned = errors.New("ftpgate maps are not pinned there")
 type Maps struct {
 	ctrlPorts    *ebpf.Map // through CtrlPorts()
 	allowPorts   *ebpf.Map // through AllowPorts()
+	ctrlScopes   *ebpf.Map // through CtrlScopes()
 	CtrlConns    *ebpf.Map
 	Expectations *ebpf.Map
 	DataFlows    *ebpf.Map
@@ -150,6 +156,10 @@ func Open(dir string) (*Maps, error) {
 		mp, err := ebpf.LoadPinnedMap(path, nil)
 		if err != nil {
 			m.Close()
+			if errors.Is(err, os.ErrNotExist) && t.name != tables[0].name {
+				// the others are there: pinned by a build that lacked this map
+				return nil, fmt.Errorf("open %s: %w: pinned by an older build; `ftpgate detach --pin-dir %s` removes them, losing their state", path, ErrOlderPins, dir)
+			}
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("open %s: %w (is `ftpgate run` attached with --pin-dir %s?)", path, ErrNotPinned, dir)
 			}

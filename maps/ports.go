@@ -31,33 +31,53 @@ func ValidPort(p int) error {
 	return nil
 }
 
-// Add puts port in the set; it takes effect for the next packet.
+// portGlobal and portScoped are the flags of a port entry. An allowed port
+// is portGlobal; a control port is portGlobal (towards every server),
+// portScoped (towards the servers of its ctrl_scopes prefixes), or both.
+const (
+	portGlobal = uint32(bpf.FtpgatePortFlagsPORT_GLOBAL)
+	portScoped = uint32(bpf.FtpgatePortFlagsPORT_SCOPED)
+)
+
+// Add puts port in the set, for every server; it takes effect for the next
+// packet.
 func (s PortSet) Add(port uint16) error {
-	return s.put(port, 1)
+	return s.change(port, portGlobal, 0)
 }
 
-// Del removes port from the set.
+// Del removes port from the set (a control port's scopes stay: see
+// ScopeSet.Del).
 func (s PortSet) Del(port uint16) error {
-	return s.put(port, 0)
+	return s.change(port, 0, portGlobal)
 }
 
-func (s PortSet) put(port uint16, enabled uint32) error {
+// change sets and clears flags of port's entry, keeping the others.
+func (s PortSet) change(port uint16, set, clear uint32) error {
 	if err := ValidPort(int(port)); err != nil {
 		return err
 	}
-	if err := s.m.Put(uint32(port), bpf.FtpgatePortVal{Enabled: enabled}); err != nil {
+	v, err := s.flags(port)
+	if err != nil {
+		return err
+	}
+	if err := s.m.Put(uint32(port), bpf.FtpgatePortVal{Enabled: v&^clear | set}); err != nil {
 		return fmt.Errorf("update %s[%d]: %w", s.name, port, err)
 	}
 	return nil
 }
 
-// Has reports whether port is in the set.
-func (s PortSet) Has(port uint16) (bool, error) {
+func (s PortSet) flags(port uint16) (uint32, error) {
 	var v bpf.FtpgatePortVal
 	if err := s.m.Lookup(uint32(port), &v); err != nil {
-		return false, fmt.Errorf("look up %s[%d]: %w", s.name, port, err)
+		return 0, fmt.Errorf("look up %s[%d]: %w", s.name, port, err)
 	}
-	return v.Enabled != 0, nil
+	return v.Enabled, nil
+}
+
+// Has reports whether port is in the set, for every server.
+func (s PortSet) Has(port uint16) (bool, error) {
+	v, err := s.flags(port)
+	return v&portGlobal != 0, err
 }
 
 // List returns the ports in the set, in ascending order. It reads the array
@@ -70,7 +90,7 @@ func (s PortSet) List() ([]uint16, error) {
 	for {
 		n, err := s.m.BatchLookup(&cursor, keys, vals, nil)
 		for i := 0; i < n; i++ {
-			if vals[i].Enabled != 0 {
+			if vals[i].Enabled&portGlobal != 0 {
 				ports = append(ports, uint16(keys[i]))
 			}
 		}
@@ -95,7 +115,7 @@ func (s PortSet) iterate() ([]uint16, error) {
 	var v bpf.FtpgatePortVal
 	it := s.m.Iterate()
 	for it.Next(&key, &v) {
-		if v.Enabled != 0 {
+		if v.Enabled&portGlobal != 0 {
 			ports = append(ports, uint16(key))
 		}
 	}
@@ -111,15 +131,21 @@ func (s PortSet) Replace(ports []uint16) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range cur {
-		if !slices.Contains(ports, p) {
-			if err := s.Del(p); err != nil {
+	return replaceSet(cur, ports, s.Del, s.Add)
+}
+
+// replaceSet makes a set holding cur exactly want: it deletes what want
+// lacks, then adds every member of want.
+func replaceSet[T comparable](cur, want []T, del, add func(T) error) error {
+	for _, v := range cur {
+		if !slices.Contains(want, v) {
+			if err := del(v); err != nil {
 				return err
 			}
 		}
 	}
-	for _, p := range ports {
-		if err := s.Add(p); err != nil {
+	for _, v := range want {
+		if err := add(v); err != nil {
 			return err
 		}
 	}

@@ -122,6 +122,13 @@ func TestBadInputIsOneLine(t *testing.T) {
 		"give at least one":     {"ports", "del"},
 		"unknown log level":     {"run", "--iface", "lo", "--log-level", "loud"},
 		"flag provided but not": {"stats", "--bogus"},
+		`--ftp-port 2121@300.1.1.0/24: "300.1.1.0/24" is not a prefix; write PORT@ADDR/LEN, e.g. 2121@198.51.100.0/24`: {"run", "--iface", "lo", "--ftp-port", "2121@300.1.1.0/24"},
+		`--ftp-port 2121@: "" is not a prefix`:                              {"run", "--iface", "lo", "--ftp-port", "2121@"},
+		`"x21" is not a port; write PORT or PORT@`:                          {"replay", "--pcap", "x", "--ftp-port", "x21@198.51.100.0/24"},
+		`--rp-check "both": use strict, loose or off`:                       {"run", "--iface", "lo", "--rp-check", "both"},
+		`ports add 2121@198.51.100.0/33: "198.51.100.0/33" is not a prefix`: {"ports", "add", "2121@198.51.100.0/33"},
+		`is not a port number; write PORT or PORT@ADDR/LEN`:                 {"ports", "del", "21x"},
+		`allow add: "2121@198.51.100.0/24" is not a port number`:            {"allow", "add", "2121@198.51.100.0/24"},
 	}
 	for want, args := range cases {
 		t.Run(want, func(t *testing.T) {
@@ -142,7 +149,7 @@ func TestConfigFileIsRead(t *testing.T) {
 	os.WriteFile(bad, []byte("iface: [eth0]\nftp-port: [0]\n"), 0o644)
 	r := ftpgate("run", "--config", bad)
 	oneLine(t, r)
-	if !strings.Contains(r.stderr, "--ftp-port: port 0 is out of range") {
+	if !strings.Contains(r.stderr, "--ftp-port 0: port 0 is out of range") {
 		t.Fatalf("config value not applied: %s", r.stderr)
 	}
 	// the shipped example parses

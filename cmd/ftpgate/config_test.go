@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 func TestConfigShowAndSet(t *testing.T) {
@@ -31,6 +33,16 @@ func TestConfigShowAndSet(t *testing.T) {
 		t.Fatalf("config after fwmark off: %+v", cfg)
 	}
 	oneLine(t, f.cmd([]string{"config", "set"}, "--max-expect-per-conn", "9"))
+	// the reverse-path check: strict unless set
+	if got["rp_check"] != "strict" {
+		t.Fatalf("config --json rp_check %v, want strict", got["rp_check"])
+	}
+	if r := f.cmd([]string{"config", "set"}, "--rp-check", "loose"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if cfg, _ = f.dp.Maps.GetConfig(); cfg.RPCheck != maps.RPLoose || !cfg.DryRun {
+		t.Fatalf("config after --rp-check loose: %+v", cfg)
+	}
 	if r := f.cmd([]string{"status"}); !strings.Contains(r.stdout, "dry-run true") {
 		t.Fatalf("status does not show the change:\n%s", r.stdout)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -44,6 +45,38 @@ func TestPortsAndAllow(t *testing.T) {
 	}
 }
 
+// TestScopedPorts: ports add/del take PORT@PREFIX, several at once and
+// IPv6; the listing shows each scope; `del PORT@PREFIX` removes one prefix.
+func TestScopedPorts(t *testing.T) {
+	f := newFixture(t)
+	if r := f.cmd([]string{"ports", "add"}, "2121@198.51.100.0/24@2001:db8::/32", "990@203.0.113.77/25"); r.code != 0 {
+		t.Fatalf("ports add: %s", r.stderr)
+	}
+	var v portSet
+	f.jsonOf(t, &v, "ports")
+	if fmt.Sprint(v.Ports, v.Scoped) != "[21] [990@203.0.113.0/25 2121@198.51.100.0/24 2121@2001:db8::/32]" {
+		t.Fatalf("ports --json: %v %v", v.Ports, v.Scoped)
+	}
+	r := f.cmd([]string{"ports"})
+	if r.stdout != "21\n990@203.0.113.0/25\n2121@198.51.100.0/24\n2121@2001:db8::/32\n" {
+		t.Fatalf("ports:\n%s", r.stdout)
+	}
+	if r := f.cmd([]string{"status"}); !strings.Contains(r.stdout, "ftp ports: [21 990@203.0.113.0/25 2121@198.51.100.0/24 2121@2001:db8::/32]") {
+		t.Errorf("status:\n%s", r.stdout)
+	}
+	if r := f.cmd([]string{"ports", "del"}, "2121@198.51.100.0/24", "990@203.0.113.0/25"); r.code != 0 {
+		t.Fatalf("ports del: %s", r.stderr)
+	}
+	f.jsonOf(t, &v, "ports")
+	if fmt.Sprint(v.Ports, v.Scoped) != "[21] [2121@2001:db8::/32]" {
+		t.Fatalf("after del: %v %v", v.Ports, v.Scoped)
+	}
+	// a scope is not an allowed port
+	if got := portsOf(t, f, "allow"); !slices.Equal(got, []uint16{21, 22}) {
+		t.Fatalf("allow = %v", got)
+	}
+}
+
 // TestFlagsAfterPorts: flags may follow the ports, in either form, value
 // flags and bool flags alike; after -- everything is a port.
 func TestFlagsAfterPorts(t *testing.T) {
@@ -63,7 +96,7 @@ func TestFlagsAfterPorts(t *testing.T) {
 	if got := portsOf(t, f, "allow"); !slices.Equal(got, []uint16{21, 2121}) {
 		t.Errorf("allow = %v, want [21 2121]", got)
 	}
-	if r := ftpgate("ports", "add", "2121", "--help"); r.code != 0 || !strings.Contains(r.stdout, "PORT [PORT...]") {
+	if r := ftpgate("ports", "add", "2121", "--help"); r.code != 0 || !strings.Contains(r.stdout, "PORT|PORT@PREFIX [...]") {
 		t.Errorf("ports add 2121 --help: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r := ftpgate("ports", "add", "2121", "--", "--pin-dir")

@@ -19,13 +19,17 @@ func replayCommand() *cli.Command {
 a pcap or pcapng capture (Ethernet, Linux cooked SLL/SLL2 or raw IP) through
 them with BPF_PROG_TEST_RUN, in order: XDP first, as if the packet arrived on a
 guarded interface, then TC ingress if it passed. Packets from a --local prefix
-are outbound: TC egress only. Time follows the capture, so expectations expire
+are outbound: TC egress only. The reverse-path check (--rp-check strict) is
+emulated from the capture's Ethernet addresses: a packet from a --local source
+sent by a MAC address other than the ones outside packets are sent to (the
+protected side's) arrived from outside: a control segment among them counts
+as ctrl_spoofed and is not parsed. Time follows the capture, so expectations expire
 as they would have on the wire. No interface is touched. Runt frames are
 skipped and counted; GRO/TSO super-segments are parsed as the live parser
 reads them (their first 4096 payload bytes; the rest is a gap).`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "pcap", Required: true, Usage: "capture `FILE` (pcap or pcapng)"},
-			&cli.StringSliceFlag{Name: "local", Usage: "`CIDR` whose packets are outbound (repeat)"},
+			&cli.StringSliceFlag{Name: "local", Usage: "`CIDR` of the protected side: its packets are outbound, unless they arrived from outside (repeat)"},
 			jsonFlag(),
 		}, settingFlags(inReplay)...),
 		Action: replayAction,
@@ -37,7 +41,7 @@ func replayAction(c *cli.Context) error {
 	if err := applySettings(c, inReplay, &o); err != nil {
 		return err
 	}
-	opts := replay.Options{CtrlPorts: o.CtrlPorts, AllowPorts: o.AllowPorts, Config: o.Config}
+	opts := replay.Options{CtrlPorts: o.CtrlPorts, CtrlScopes: o.CtrlScopes, AllowPorts: o.AllowPorts, Config: o.Config}
 	for _, s := range c.StringSlice("local") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

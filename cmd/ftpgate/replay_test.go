@@ -753,3 +753,81 @@ func groMatchesLive(t *testing.T, onServer bool) {
 		t.Errorf("oversized_frames %d, want %d", got.Oversized, supers)
 	}
 }
+
+// withMACs gives a frame the Ethernet addresses of the link it crossed.
+func withMACs(f timed, src, dst [6]byte) timed {
+	f.frame = slices.Clone(f.frame)
+	copy(f.frame[0:6], dst[:])
+	copy(f.frame[6:12], src[:])
+	return f
+}
+
+// TestReplaySpoofedLocalSource: --local emulates the reverse-path check. A
+// PORT "from" an inside host that came from the outside router's MAC
+// address (finding 1 of issue #11: one forged segment) is counted as
+// ctrl_spoofed and creates nothing; the same segment sent by the gateway
+// (the MAC outside packets are sent to) is outbound and parsed; with
+// --rp-check off (or loose: the capture holds no routes) it is parsed.
+func TestReplaySpoofedLocalSource(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "replay loads BPF programs: needs root")
+	}
+	router, gateway := [6]byte{0x02, 0, 0, 0, 0, 0x0a}, [6]byte{0x02, 0, 0, 0, 0, 0x0b}
+	inside := netip.AddrPortFrom(srv4, 40000) // the protected side: --local 198.51.100.0/24
+	outside := netip.AddrPortFrom(cli4, 21)
+	port := fmt.Sprintf("\r\nPORT %s,195,80\r\n", strings.ReplaceAll(srv4.String(), ".", ","))
+	capture := func(sender [6]byte) string {
+		return writeCaptureFile(t, []timed{
+			// an ordinary inbound packet: it shows which MAC is the gateway's
+			withMACs(seg(0, netip.AddrPortFrom(cli4, 80), netip.AddrPortFrom(srv4, 45000), 1, packet.ACK, ""), router, gateway),
+			withMACs(seg(time.Millisecond, inside, outside, 1000, packet.ACK|packet.PSH, port), sender, router),
+		}, false, layers.LinkTypeEthernet)
+	}
+	for _, c := range []struct {
+		name    string
+		sender  [6]byte
+		flags   []string
+		expects int
+		spoofed uint64
+	}{
+		{"forged, arriving from outside", router, nil, 0, 1},
+		{"genuine, sent by the gateway", gateway, nil, 1, 0},
+		{"forged, rp-check off", router, []string{"--rp-check", "off"}, 1, 0},
+		{"forged, rp-check loose", router, []string{"--rp-check", "loose"}, 1, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := replayJSONOf(t, capture(c.sender), append([]string{"--local", "198.51.100.0/24"}, c.flags...)...)
+			if len(got.Expectations) != c.expects || got.Counters["ctrl_spoofed"] != c.spoofed {
+				t.Fatalf("expectations %+v, ctrl_spoofed %d; want %d and %d", got.Expectations, got.Counters["ctrl_spoofed"], c.expects, c.spoofed)
+			}
+			if got.Counters["ctrl_segments"] != 1 {
+				t.Errorf("ctrl_segments %d, want 1", got.Counters["ctrl_segments"])
+			}
+		})
+	}
+}
+
+// TestReplayScopedPort: a scoped control port is parsed towards its
+// servers only, in replay as live.
+func TestReplayScopedPort(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "replay loads BPF programs: needs root")
+	}
+	frames := func(server netip.Addr) []timed {
+		c, s := netip.AddrPortFrom(cli4, 40000), netip.AddrPortFrom(server, 2121)
+		return []timed{
+			seg(0, c, s, 100, packet.SYN, ""),
+			seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+			seg(2*time.Millisecond, c, s, 101, packet.ACK|packet.PSH, "PASV\r\n"),
+			seg(3*time.Millisecond, s, c, 501, packet.ACK|packet.PSH, fmt.Sprintf("227 Entering Passive Mode (%s,117,48).\r\n", strings.ReplaceAll(server.String(), ".", ","))),
+		}
+	}
+	scope := []string{"--ftp-port", "21", "--ftp-port", "2121@198.51.100.0/24"}
+	if got := replayJSONOf(t, writeCaptureFile(t, frames(srv4), false, layers.LinkTypeEthernet), scope...); len(got.Expectations) != 1 {
+		t.Errorf("towards a server in scope: %+v", got.Expectations)
+	}
+	got := replayJSONOf(t, writeCaptureFile(t, frames(netip.MustParseAddr("203.0.113.7")), false, layers.LinkTypeEthernet), scope...)
+	if len(got.Expectations) != 0 || got.Counters["ctrl_out_of_scope"] != 4 {
+		t.Errorf("towards another server: %+v, ctrl_out_of_scope %d", got.Expectations, got.Counters["ctrl_out_of_scope"])
+	}
+}

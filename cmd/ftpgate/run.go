@@ -41,10 +41,13 @@ allow add) last until the next run. On SIGTERM/SIGINT it stops ageing and exits,
 leaving the dataplane attached and pinned, so a restart loses nothing.`,
 		Flags: flags,
 		Before: func(c *cli.Context) error {
-			if err := configFileKeys(c, flags); err != nil {
+			// read here, not inside altsrc, whose wrapping would make its
+			// one-line errors three
+			src, err := configFileSource(c, flags)
+			if err != nil {
 				return err
 			}
-			return altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))(c)
+			return altsrc.InitInputSourceWithContext(flags, func(*cli.Context) (altsrc.InputSourceContext, error) { return src, nil })(c)
 		},
 		Action: runAction,
 	}
@@ -98,8 +101,8 @@ func runAction(c *cli.Context) error {
 		}
 		return err
 	}
-	log.Info("ftpgate running", "version", loader.Version, "pin_dir", opts.PinDir, "ftp_ports", opts.CtrlPorts,
-		"allow_ports", opts.AllowPorts, "dry_run", opts.Config.DryRun)
+	log.Info("ftpgate running", "version", loader.Version, "pin_dir", opts.PinDir, "ftp_ports", ctrlPortsText(opts.CtrlPorts, opts.CtrlScopes),
+		"allow_ports", opts.AllowPorts, "dry_run", opts.Config.DryRun, "rp_check", opts.Config.RPCheck.String())
 
 	if path := c.String("ready-file"); path != "" {
 		if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {

@@ -14,43 +14,80 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// configFileKeys checks the keys of run's --config file before altsrc reads
-// it, which looks up only the keys it knows and would leave a misspelt
+// configFileSource reads run's --config file for altsrc, after checking its
+// keys: altsrc looks up only the keys it knows and would leave a misspelt
 // setting at its default (`ftpport: [2121]` started on port 21). The keys are
-// the names of the flags the file can set: altsrc's flags among flags.
-func configFileKeys(c *cli.Context, flags []cli.Flag) error {
+// the names of the flags the file can set: altsrc's flags among flags. A
+// list of a string-list flag may hold numbers (`ftp-port: [21,
+// 2121@198.51.100.0/24]`): they are read as the strings they are written as.
+func configFileSource(c *cli.Context, flags []cli.Flag) (altsrc.InputSourceContext, error) {
 	file := c.String("config")
+	values := map[any]any{}
 	if file == "" {
-		return nil
+		return altsrc.NewMapInputSource(file, values), nil
 	}
+	doc, err := configFileKeys(file, flags)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range doc {
+		if list, ok := v.([]any); ok && stringList(flags, k) {
+			strs := make([]any, len(list))
+			for i, e := range list {
+				strs[i] = e
+				if _, isString := e.(string); !isString {
+					strs[i] = fmt.Sprint(e)
+				}
+			}
+			v = strs
+		}
+		values[k] = v
+	}
+	return altsrc.NewMapInputSource(file, values), nil
+}
+
+// stringList says whether the flag named name reads a list of strings.
+func stringList(flags []cli.Flag, name string) bool {
+	for _, f := range flags {
+		if _, ok := f.(*altsrc.StringSliceFlag); ok && slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// configFileKeys reads file and checks its keys against flags.
+func configFileKeys(file string, flags []cli.Flag) (map[string]any, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return fmt.Errorf("--config: %w", err)
+		return nil, fmt.Errorf("--config: %w", err)
 	}
 	var doc any
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %s", file, strings.ReplaceAll(err.Error(), "\n", ";"))
+		return nil, fmt.Errorf("%s: %s", file, strings.ReplaceAll(err.Error(), "\n", ";"))
 	}
 	// altsrc reads the first document only: settings in a second would be
 	// ignored without a word
 	var more any
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: more than one YAML document (---): put every setting in one", file)
+		return nil, fmt.Errorf("%s: more than one YAML document (---): put every setting in one", file)
 	}
-	var keys []string
+	values := map[string]any{}
 	switch doc := doc.(type) {
 	case nil: // an empty file
 	case map[string]any:
-		for k := range doc {
-			keys = append(keys, k)
-		}
+		values = doc
 	case map[any]any:
-		for k := range doc {
-			keys = append(keys, fmt.Sprint(k))
+		for k, v := range doc {
+			values[fmt.Sprint(k)] = v
 		}
 	default:
-		return fmt.Errorf("%s: the top level must map flag names to values (ftp-port: [21])", file)
+		return nil, fmt.Errorf("%s: the top level must map flag names to values (ftp-port: [21])", file)
+	}
+	var keys []string
+	for k := range values {
+		keys = append(keys, k)
 	}
 	valid := fileKeys(flags)
 	slices.Sort(keys)
@@ -60,15 +97,15 @@ func configFileKeys(c *cli.Context, flags []cli.Flag) error {
 		}
 		for _, f := range flags {
 			if slices.Contains(f.Names(), k) {
-				return fmt.Errorf("%q in %s is read from the command line only: give --%s", k, file, k)
+				return nil, fmt.Errorf("%q in %s is read from the command line only: give --%s", k, file, k)
 			}
 		}
 		if near := closest(k, valid); near != "" {
-			return fmt.Errorf("unknown key %q in %s: did you mean %q?", k, file, near)
+			return nil, fmt.Errorf("unknown key %q in %s: did you mean %q?", k, file, near)
 		}
-		return fmt.Errorf("unknown key %q in %s: the keys are the flags of `ftpgate run --help`", k, file)
+		return nil, fmt.Errorf("unknown key %q in %s: the keys are the flags of `ftpgate run --help`", k, file)
 	}
-	return nil
+	return values, nil
 }
 
 // fileKeys is the set of keys a config file may hold: every name of the

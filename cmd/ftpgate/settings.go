@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,11 +25,12 @@ import (
 // TestConfigRoundTrip fails until the mapping has the field, and
 // TestConfigFileSetsEverySetting until a row sets it.
 var settingsTable = []setting{
-	{name: "ftp-port", in: inRun | inReplay, usage: "FTP control port (repeat; default 21)",
-		kind: ports(func(o *loader.Options) *[]uint16 { return &o.CtrlPorts }, func(*loader.Options) []uint16 { return []uint16{21} })},
+	{name: "ftp-port", in: inRun | inReplay,
+		usage: "FTP control `PORT` towards every server, or PORT@PREFIX towards the servers of PREFIX only (e.g. 2121@198.51.100.0/24; repeat; default 21)",
+		kind:  ctrlPorts()},
 	// after ftp-port: its default is the control ports
 	{name: "allow-port", in: inRun | inReplay, usage: "port accepting new connections (repeat; default: the FTP control ports)",
-		kind: ports(func(o *loader.Options) *[]uint16 { return &o.AllowPorts }, func(o *loader.Options) []uint16 { return o.CtrlPorts })},
+		kind: ports(func(o *loader.Options) *[]uint16 { return &o.AllowPorts }, ctrlPortNumbers)},
 	{name: "expect-timeout", in: everywhere, json: "expect_timeout_ms", says: "expect timeout %s", usage: "lifetime of an unconsumed expectation",
 		kind: duration(maps.DefaultExpectTimeout, func(c *maps.Config) *time.Duration { return &c.ExpectTimeout })},
 	{name: "max-expect-per-conn", in: everywhere, json: "max_expect_per_conn", says: "max %s per connection",
@@ -46,6 +48,9 @@ var settingsTable = []setting{
 	{name: "allow-low-data-ports", in: everywhere, json: "allow_low_data_ports", says: "low data ports %s",
 		usage: fmt.Sprintf("accept data ports below %d", maps.LowPortLimit),
 		kind:  boolean(func(c *maps.Config) *bool { return &c.AllowLowDataPorts })},
+	{name: "rp-check", in: everywhere, json: "rp_check", says: "rp-check %s",
+		usage: "parse a control segment only if its source is routed back through the interface it arrived on (strict), has any route (loose), or always (off: asymmetric routing)",
+		kind:  rpCheck()},
 	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
 	{name: "expectations", in: inRun, usage: "expectation table entries (fixed when first created)",
@@ -238,6 +243,61 @@ func ports(field func(*loader.Options) *[]uint16, def func(*loader.Options) []ui
 			*field(o) = list
 			return nil
 		},
+	}
+}
+
+// ctrlPorts is the repeated --ftp-port: PORT (every server) or
+// PORT@PREFIX[@PREFIX...] (those servers only); none gives port 21.
+func ctrlPorts() kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringSliceFlag{Name: name, Usage: usage}, altsrc.NewStringSliceFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			o.CtrlPorts, o.CtrlScopes = nil, nil
+			for _, v := range c.StringSlice(name) {
+				port, scopes, err := maps.ParsePortScopes(v)
+				if err != nil {
+					return fmt.Errorf("--%s %s: %w", name, v, err)
+				}
+				if scopes == nil {
+					o.CtrlPorts = append(o.CtrlPorts, port)
+				}
+				o.CtrlScopes = append(o.CtrlScopes, scopes...)
+			}
+			if len(o.CtrlPorts) == 0 && len(o.CtrlScopes) == 0 {
+				o.CtrlPorts = []uint16{21}
+			}
+			return nil
+		},
+	}
+}
+
+// ctrlPortNumbers is every control port, scoped or not, once.
+func ctrlPortNumbers(o *loader.Options) []uint16 {
+	out := slices.Clone(o.CtrlPorts)
+	for _, s := range o.CtrlScopes {
+		if !slices.Contains(out, s.Port) {
+			out = append(out, s.Port)
+		}
+	}
+	return out
+}
+
+func rpCheck() kind {
+	text := func(cfg maps.Config) string { return cfg.RPCheck.String() }
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage, Value: defaultFor(cmd, maps.RPStrict.String())}, altsrc.NewStringFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) (err error) {
+			if o.Config.RPCheck, err = maps.ParseRPCheck(c.String(name)); err != nil {
+				return fmt.Errorf("--%s %q: use strict, loose or off", name, c.String(name))
+			}
+			return nil
+		},
+		show: func(cfg maps.Config) any { return text(cfg) },
+		text: text,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -50,6 +51,7 @@ func TestSettingsAppearWhereNamed(t *testing.T) {
 		"ftp-port": inRun | inReplay, "allow-port": inRun | inReplay, "expect-timeout": everywhere, "max-expect-per-conn": everywhere,
 		"loose": everywhere, "dry-run": everywhere, "fwmark": inRun | inSet, "accounting": inRun | inSet,
 		"allow-low-data-ports": everywhere, "ctrl-conns": inRun, "expectations": inRun, "flows": inRun,
+		"rp-check": everywhere,
 	}
 	for _, s := range settingsTable {
 		if cliToday[s.name] != s.in {
@@ -140,7 +142,7 @@ func TestConfigSetChangesOnlyWhatIsGiven(t *testing.T) {
 // YAML file under its flag's name.
 func TestConfigFileSetsEverySetting(t *testing.T) {
 	yaml := map[string]string{
-		"ftp-port": "[2121, 21]", "allow-port": "[22]", "expect-timeout": "90s", "max-expect-per-conn": "3",
+		"ftp-port": "[2121, 21, 990@198.51.100.0/24@2001:db8::/32]", "allow-port": "[22]", "rp-check": "loose", "expect-timeout": "90s", "max-expect-per-conn": "3",
 		"loose": "true", "dry-run": "true", "fwmark": "0x100/0xff00", "accounting": "true", "allow-low-data-ports": "true",
 		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000",
 	}
@@ -165,9 +167,10 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := maps.Config{ExpectTimeout: 90 * time.Second, MaxExpectPerConn: 3, FwmarkValue: 0x100, FwmarkMask: 0xff00,
-		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true}
+		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose}
+	scopes := []maps.PortScope{{Port: 990, Prefix: netip.MustParsePrefix("198.51.100.0/24")}, {Port: 990, Prefix: netip.MustParsePrefix("2001:db8::/32")}}
 	if o.Config != want || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000}) ||
-		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.AllowPorts, []uint16{22}) {
+		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.CtrlScopes, scopes) || !slices.Equal(o.AllowPorts, []uint16{22}) {
 		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
 	}
 	// a field of maps.Config that no row sets cannot be configured
@@ -188,7 +191,7 @@ func TestConfigShownByName(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"accounting", "allow_low_data_ports", "dry_run", "expect_timeout_ms", "fwmark", "loose", "max_expect_per_conn"}
+	want := []string{"accounting", "allow_low_data_ports", "dry_run", "expect_timeout_ms", "fwmark", "loose", "max_expect_per_conn", "rp_check"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("config --json keys %v, want %v", keys, want)
 	}
@@ -197,7 +200,7 @@ func TestConfigShownByName(t *testing.T) {
 	}
 	// the wording scripts have read since the first release
 	d := describeConfig(cfg)
-	want = []string{"expect timeout 5m0s, max 1 per connection, loose false, dry-run false, fwmark off, accounting false, low data ports false"}
+	want = []string{"expect timeout 5m0s, max 1 per connection, loose false, dry-run false, fwmark off, accounting false, low data ports false, rp-check strict"}
 	if d != want[0] {
 		t.Errorf("description %q, want %q", d, want[0])
 	}

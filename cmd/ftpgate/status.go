@@ -68,7 +68,7 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 			fmt.Fprintf(w, "run:       not running (%s); the dataplane stays attached — start `ftpgate run` again to age entries\n", st.Daemon.Reason)
 		}
 	}
-	fmt.Fprintf(w, "ftp ports: %v   allowed ports: %v\n", st.Ctrl, st.Allow)
+	fmt.Fprintf(w, "ftp ports: %s   allowed ports: %v\n", ctrlPortsText(st.Ctrl, st.Scoped), st.Allow)
 	fmt.Fprintf(w, "config:    %s\n\n", describeConfig(st.Config))
 
 	// what the kernel shows; the modes run attached when a program is missing

@@ -90,12 +90,26 @@ func (r *Rig) Events() ([]maps.Event, error) {
 	}
 }
 
-// Reset empties every table, zeroes the counters and restores the defaults.
+// TestConfig is the default configuration with the reverse-path check off:
+// a test run's skb is on loopback (or the interface the caller names) in
+// this host's namespace, whose routes know nothing of the test addresses.
+// The check is tested where the routes are made for it.
+func TestConfig() maps.Config {
+	c := maps.DefaultConfig()
+	c.RPCheck = maps.RPOff
+	return c
+}
+
+// Reset empties every table, zeroes the counters and restores the defaults
+// (TestConfig).
 func (r *Rig) Reset() error {
 	for _, name := range append(slices.Clone(maps.SizedTables), maps.NameGuardedIfs) {
 		if err := Clear(r.Maps.ByName(name)); err != nil {
 			return err
 		}
+	}
+	if err := r.Maps.CtrlScopes().Replace(nil); err != nil {
+		return err
 	}
 	if err := r.Maps.CtrlPorts().Replace([]uint16{21}); err != nil {
 		return err
@@ -103,7 +117,7 @@ func (r *Rig) Reset() error {
 	if err := r.Maps.AllowPorts().Replace(nil); err != nil {
 		return err
 	}
-	if err := r.Maps.SetConfig(maps.DefaultConfig()); err != nil {
+	if err := r.Maps.SetConfig(TestConfig()); err != nil {
 		return err
 	}
 	if _, err := r.Events(); err != nil {
@@ -181,11 +195,17 @@ const loopbackIfindex = 1
 // interface the packet arrived on (0: locally generated). It returns the
 // skb mark the program left.
 func (r *Rig) TC(frame []byte, ingress bool, ingressIfindex uint32) (mark uint32, err error) {
+	return r.TCOn(frame, ingress, loopbackIfindex, ingressIfindex)
+}
+
+// TCOn is TC on the device ifindex of the calling thread's network
+// namespace (the device the skb is on: at ingress, the one it arrived on).
+func (r *Rig) TCOn(frame []byte, ingress bool, ifindex, ingressIfindex uint32) (mark uint32, err error) {
 	prog := r.Objs.FtpgateTcEgress
 	if ingress {
 		prog = r.Objs.FtpgateTcIngress
 	}
-	in := SkbCtx{IngressIfindex: ingressIfindex, Ifindex: loopbackIfindex}
+	in := SkbCtx{IngressIfindex: ingressIfindex, Ifindex: ifindex}
 	var out SkbCtx
 	ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: in, ContextOut: &out})
 	if err != nil {

@@ -122,6 +122,7 @@ const Greeting = "220 ftpgate test server\r\n"
 func (c *Conn) Greet() error {
 	return c.ServerSends(Greeting)
 }
+
 // ackEvery is how much one side sends before the other acknowledges it with
 // a bare ACK, as a receiver does: the sender stays inside the window.
 const ackEvery = 32 << 10

@@ -20,6 +20,10 @@ import (
 type Frame struct {
 	Time time.Time
 	Data []byte
+	// Ethernet: Data's Ethernet header is the captured one, so its MAC
+	// addresses tell where the frame came from (replay made up the header
+	// of a Linux cooked or raw IP packet)
+	Ethernet bool
 }
 
 // ErrLinkType means the capture's link type is not one replay understands.
@@ -95,7 +99,7 @@ func ReadCapture(path string) ([]Frame, error) {
 			return nil, fmt.Errorf("packet %d of %s: %w", n, path, err)
 		}
 		if eth != nil {
-			frames = append(frames, Frame{Time: ci.Timestamp, Data: eth})
+			frames = append(frames, Frame{Time: ci.Timestamp, Data: eth, Ethernet: lt == layers.LinkTypeEthernet})
 		}
 	}
 }

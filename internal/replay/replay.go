@@ -6,6 +6,7 @@ package replay
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -18,10 +19,13 @@ import (
 
 // Options configures a replay like `ftpgate run` would the dataplane.
 type Options struct {
-	CtrlPorts  []uint16
+	CtrlPorts  []uint16         // towards every server
+	CtrlScopes []maps.PortScope // towards some servers only
 	AllowPorts []uint16
 	Config     maps.Config
-	// Local prefixes: packets from them are outbound (TC egress only).
+	// Local prefixes, the protected side: packets from them are outbound
+	// (TC egress only), unless the capture shows that they arrived from
+	// outside (see spoofedFrames).
 	Local []netip.Prefix
 }
 
@@ -72,8 +76,9 @@ const MaxTestRunFrame = 3500
 
 // player runs frames through a loaded rig.
 type player struct {
-	rig  *bpfrun.Rig
-	ctrl map[uint16]bool
+	rig    *bpfrun.Rig
+	ctrl   map[uint16]bool // global control ports
+	scopes []maps.PortScope
 	// extraSegments counts the test runs beyond the first that one
 	// oversized control segment took: ctrl_segments counts it once
 	extraSegments uint64
@@ -107,15 +112,23 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 	defer rig.Close()
 	m := rig.Maps
 	ctrl := opts.CtrlPorts
-	if len(ctrl) == 0 {
+	if len(ctrl) == 0 && len(opts.CtrlScopes) == 0 {
 		ctrl = []uint16{21}
 	}
 	if err := m.CtrlPorts().Replace(ctrl); err != nil {
 		return nil, err
 	}
+	if err := m.CtrlScopes().Replace(opts.CtrlScopes); err != nil {
+		return nil, err
+	}
 	allow := opts.AllowPorts
 	if len(allow) == 0 {
-		allow = ctrl
+		allow = slices.Clone(ctrl)
+		for _, sc := range opts.CtrlScopes {
+			if !slices.Contains(allow, sc.Port) {
+				allow = append(allow, sc.Port)
+			}
+		}
 	}
 	if err := m.AllowPorts().Replace(allow); err != nil {
 		return nil, err
@@ -124,11 +137,20 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// the programs' FIB is this host's, not the captured network's: the
+	// reverse-path check is emulated from the capture instead
+	rpCheck := cfg.RPCheck
+	cfg.RPCheck = maps.RPOff
+	var spoofed []bool
+	if rpCheck == maps.RPStrict {
+		spoofed = spoofedFrames(frames, opts.Local)
+	}
 
-	p := &player{rig: rig, ctrl: map[uint16]bool{}}
+	p := &player{rig: rig, ctrl: map[uint16]bool{}, scopes: opts.CtrlScopes}
 	for _, port := range ctrl {
 		p.ctrl[port] = true
 	}
+	var spoofedSegments uint64
 	// tcFrame runs a frame through TC, in pieces if it is too large
 	tcFrame := func(frame []byte, ingress bool) error {
 		if len(frame) > MaxTestRunFrame {
@@ -139,7 +161,7 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 
 	res := &Result{}
 	var last time.Time
-	for _, f := range frames {
+	for i, f := range frames {
 		if len(f.Data) < etherHeaderLen {
 			res.RuntFrames++
 			continue
@@ -163,7 +185,8 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 		last = f.Time
 
 		syn, conn := connectionAttempt(f.Data)
-		outbound := isLocal(opts.Local, f.Data)
+		arrived := spoofed != nil && spoofed[i]
+		outbound := isLocal(opts.Local, f.Data) && !arrived
 		if outbound {
 			if err := tcFrame(f.Data, false); err != nil {
 				return nil, err
@@ -199,7 +222,12 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 				}
 				res.Connections = append(res.Connections, conn)
 			}
-			if v == bpfrun.XDPPass && len(f.Data) > etherHeaderLen {
+			if v == bpfrun.XDPPass && arrived {
+				if seg, ok := locateTCP(f.Data); ok && p.controlDir(seg) >= 0 {
+					// counted as source_routed counts it, never parsed
+					spoofedSegments++
+				}
+			} else if v == bpfrun.XDPPass && len(f.Data) > etherHeaderLen {
 				if err := tcFrame(f.Data, true); err != nil {
 					return nil, err
 				}
@@ -222,7 +250,8 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 	if res.Counters, err = m.Counters(); err != nil {
 		return nil, err
 	}
-	res.Counters["ctrl_segments"] -= p.extraSegments
+	res.Counters["ctrl_segments"] += spoofedSegments - p.extraSegments
+	res.Counters["ctrl_spoofed"] += spoofedSegments
 	if res.Expectations == nil {
 		res.Expectations = []*Expectation{}
 	}
@@ -293,18 +322,56 @@ func addrs(p gopacket.Packet) (netip.Addr, netip.Addr) {
 	return netip.Addr{}, netip.Addr{}
 }
 
-func isLocal(local []netip.Prefix, frame []byte) bool {
+// spoofedFrames emulates the reverse-path check (strict) on a capture: it
+// marks the frames whose source is local (the protected side) but which
+// arrived from outside. A capture holds no routes; its Ethernet addresses
+// show where a frame came from. The protected side's MAC addresses are the
+// ones frames from outside are sent to (a frame from a non-local source to
+// a local destination: its destination MAC is the gateway's, or the
+// guarded host's); a frame from a local source sent by any other MAC
+// arrived from outside: its source is forged. Frames without a captured
+// Ethernet header (Linux cooked or raw IP captures), and captures with no
+// frame from outside, carry no such evidence and are never marked. Nil
+// without local prefixes.
+func spoofedFrames(frames []Frame, local []netip.Prefix) []bool {
 	if len(local) == 0 {
-		return false
+		return nil
 	}
-	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
-	src, _ := addrs(p)
-	for _, pfx := range local {
-		if src.IsValid() && pfx.Contains(src) {
+	inside := map[[6]byte]bool{}
+	for _, f := range frames {
+		if !f.Ethernet || len(f.Data) < etherHeaderLen || f.Data[0]&1 != 0 /* group address */ {
+			continue
+		}
+		src, dst := addrs(gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.DecodeOptions{NoCopy: true, Lazy: true}))
+		if src.IsValid() && !contains(local, src) && contains(local, dst) {
+			inside[[6]byte(f.Data[0:6])] = true
+		}
+	}
+	if len(inside) == 0 {
+		return nil
+	}
+	marks := make([]bool, len(frames))
+	for i, f := range frames {
+		marks[i] = f.Ethernet && len(f.Data) >= etherHeaderLen && !inside[[6]byte(f.Data[6:12])] && isLocal(local, f.Data)
+	}
+	return marks
+}
+
+func contains(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
 			return true
 		}
 	}
 	return false
+}
+
+func isLocal(local []netip.Prefix, frame []byte) bool {
+	if len(local) == 0 {
+		return false
+	}
+	src, _ := addrs(gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.DecodeOptions{NoCopy: true, Lazy: true}))
+	return src.IsValid() && contains(local, src)
 }
 
 // String gives a readable one-line summary of a connection.

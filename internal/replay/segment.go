@@ -353,10 +353,23 @@ func (p *player) oversized(frame []byte, ingress bool) error {
 // segment, -1 for another segment
 func (p *player) controlDir(s tcpSegment) int {
 	switch {
-	case p.ctrl[s.dst.Port()]:
+	case p.serves(s.dst.Port(), s.dst.Addr()):
 		return int(bpf.FtpgateDirectionDIR_CLIENT)
-	case p.ctrl[s.src.Port()]:
+	case p.serves(s.src.Port(), s.src.Addr()):
 		return int(bpf.FtpgateDirectionDIR_SERVER)
 	}
 	return -1
+}
+
+// serves is port_serves (bpf/scope.h): port is a control port towards server
+func (p *player) serves(port uint16, server netip.Addr) bool {
+	if p.ctrl[port] {
+		return true
+	}
+	for _, sc := range p.scopes {
+		if sc.Port == port && sc.Prefix.Contains(server.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
