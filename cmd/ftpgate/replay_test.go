@@ -151,6 +151,7 @@ type replayJSON struct {
 	Oversized    int `json:"oversized_frames"`
 	Expectations []struct {
 		Kind  string `json:"kind"`
+		Src   string `json:"src"`
 		Dst   string `json:"dst"`
 		DPort int    `json:"dport"`
 		Fate  string `json:"fate"`
