@@ -84,6 +84,7 @@ func session() []timed {
 	return []timed{
 		seg(0, c, s, 100, packet.SYN, ""),
 		seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+		seg(1200*time.Microsecond, c, s, 101, packet.ACK, ""),
 		seg(1500*time.Microsecond, s, c, 501, packet.ACK|packet.PSH, greeting),
 		seg(2*time.Millisecond, c, s, 101, packet.ACK|packet.PSH, pasv),
 		seg(3*time.Millisecond, s, c, s1, packet.ACK|packet.PSH, r1),
@@ -188,7 +189,7 @@ func TestReplay(t *testing.T) {
 			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 				t.Fatalf("%v\n%s", err, r.stdout)
 			}
-			if got.Packets != 11 || len(got.Expectations) != 2 || len(got.Connections) != 5 {
+			if got.Packets != 12 || len(got.Expectations) != 2 || len(got.Connections) != 5 {
 				t.Fatalf("replay: %s", r.stdout)
 			}
 			if e := got.Expectations[0]; e.Kind != "pasv" || e.Dst != "198.51.100.2" || e.DPort != 30000 || e.Fate != "consumed" {
@@ -211,7 +212,7 @@ func TestReplay(t *testing.T) {
 
 	t.Run("readable summary", func(t *testing.T) {
 		r := ftpgate("replay", "--pcap", writeCaptureFile(t, session(), false, layers.LinkTypeEthernet))
-		for _, want := range []string{"11 packets replayed", "consumed", "no-expectation", "syn_pass_expected"} {
+		for _, want := range []string{"12 packets replayed", "consumed", "no-expectation", "syn_pass_expected"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("summary lacks %q:\n%s", want, r.stdout)
 			}
@@ -344,9 +345,9 @@ func TestReplayRuntFrames(t *testing.T) {
 		runts   int
 		packets int
 	}{
-		{"ethernet", layers.LinkTypeEthernet, withRunts(make([]byte, 10), nil, make([]byte, 13), ipv4Stub), 3, 12},
-		{"linux cooked", layers.LinkTypeLinuxSLL, withRunts(make([]byte, 10)), 1, 11},
-		{"raw ip", layers.LinkTypeRaw, withRunts(nil, []byte{0x45, 0, 0}), 1, 12},
+		{"ethernet", layers.LinkTypeEthernet, withRunts(make([]byte, 10), nil, make([]byte, 13), ipv4Stub), 3, 13},
+		{"linux cooked", layers.LinkTypeLinuxSLL, withRunts(make([]byte, 10)), 1, 12},
+		{"raw ip", layers.LinkTypeRaw, withRunts(nil, []byte{0x45, 0, 0}), 1, 13},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := writeCaptureFile(t, c.frames, false, c.lt)
@@ -418,6 +419,7 @@ func TestReplayGROSegment(t *testing.T) {
 		return []timed{
 			seg(0, c, s, 100, packet.SYN, ""),
 			seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+			seg(1200*time.Microsecond, c, s, 101, packet.ACK, ""),
 			seg(1500*time.Microsecond, s, c, 501, packet.ACK|packet.PSH, greeting),
 		}
 	}
@@ -776,12 +778,18 @@ func TestReplaySpoofedLocalSource(t *testing.T) {
 	router, gateway := [6]byte{0x02, 0, 0, 0, 0, 0x0a}, [6]byte{0x02, 0, 0, 0, 0, 0x0b}
 	inside := netip.AddrPortFrom(srv4, 40000) // the protected side: --local 198.51.100.0/24
 	outside := netip.AddrPortFrom(cli4, 21)
-	port := fmt.Sprintf("\r\nPORT %s,195,80\r\n", strings.ReplaceAll(srv4.String(), ".", ","))
+	port := fmt.Sprintf("PORT %s,195,80\r\n", strings.ReplaceAll(srv4.String(), ".", ","))
+	// the inside client's segments are sent by sender, the outside server's
+	// come from the router to the gateway
 	capture := func(sender [6]byte) string {
 		return writeCaptureFile(t, []timed{
 			// an ordinary inbound packet: it shows which MAC is the gateway's
 			withMACs(seg(0, netip.AddrPortFrom(cli4, 80), netip.AddrPortFrom(srv4, 45000), 1, packet.ACK, ""), router, gateway),
-			withMACs(seg(time.Millisecond, inside, outside, 1000, packet.ACK|packet.PSH, port), sender, router),
+			withMACs(seg(time.Millisecond, inside, outside, 999, packet.SYN, ""), sender, router),
+			withMACs(seg(2*time.Millisecond, outside, inside, 500, packet.SYN|packet.ACK, ""), router, gateway),
+			withMACs(seg(3*time.Millisecond, inside, outside, 1000, packet.ACK, ""), sender, router),
+			withMACs(seg(4*time.Millisecond, outside, inside, 501, packet.ACK|packet.PSH, greeting), router, gateway),
+			withMACs(seg(5*time.Millisecond, inside, outside, 1000, packet.ACK|packet.PSH, port), sender, router),
 		}, false, layers.LinkTypeEthernet)
 	}
 	for _, c := range []struct {
@@ -791,7 +799,7 @@ func TestReplaySpoofedLocalSource(t *testing.T) {
 		expects int
 		spoofed uint64
 	}{
-		{"forged, arriving from outside", router, nil, 0, 1},
+		{"forged, arriving from outside", router, nil, 0, 3},
 		{"genuine, sent by the gateway", gateway, nil, 1, 0},
 		{"forged, rp-check off", router, []string{"--rp-check", "off"}, 1, 0},
 		{"forged, rp-check loose", router, []string{"--rp-check", "loose"}, 1, 0},
@@ -801,8 +809,8 @@ func TestReplaySpoofedLocalSource(t *testing.T) {
 			if len(got.Expectations) != c.expects || got.Counters["ctrl_spoofed"] != c.spoofed {
 				t.Fatalf("expectations %+v, ctrl_spoofed %d; want %d and %d", got.Expectations, got.Counters["ctrl_spoofed"], c.expects, c.spoofed)
 			}
-			if got.Counters["ctrl_segments"] != 1 {
-				t.Errorf("ctrl_segments %d, want 1", got.Counters["ctrl_segments"])
+			if got.Counters["ctrl_segments"] != 5 {
+				t.Errorf("ctrl_segments %d, want 5", got.Counters["ctrl_segments"])
 			}
 		})
 	}
@@ -819,8 +827,10 @@ func TestReplayScopedPort(t *testing.T) {
 		return []timed{
 			seg(0, c, s, 100, packet.SYN, ""),
 			seg(time.Millisecond, s, c, 500, packet.SYN|packet.ACK, ""),
+			seg(1200*time.Microsecond, c, s, 101, packet.ACK, ""),
+			seg(1500*time.Microsecond, s, c, 501, packet.ACK|packet.PSH, greeting),
 			seg(2*time.Millisecond, c, s, 101, packet.ACK|packet.PSH, "PASV\r\n"),
-			seg(3*time.Millisecond, s, c, 501, packet.ACK|packet.PSH, fmt.Sprintf("227 Entering Passive Mode (%s,117,48).\r\n", strings.ReplaceAll(server.String(), ".", ","))),
+			seg(3*time.Millisecond, s, c, 501+uint32(len(greeting)), packet.ACK|packet.PSH, fmt.Sprintf("227 Entering Passive Mode (%s,117,48).\r\n", strings.ReplaceAll(server.String(), ".", ","))),
 		}
 	}
 	scope := []string{"--ftp-port", "21", "--ftp-port", "2121@198.51.100.0/24"}
@@ -828,7 +838,7 @@ func TestReplayScopedPort(t *testing.T) {
 		t.Errorf("towards a server in scope: %+v", got.Expectations)
 	}
 	got := replayJSONOf(t, writeCaptureFile(t, frames(netip.MustParseAddr("203.0.113.7")), false, layers.LinkTypeEthernet), scope...)
-	if len(got.Expectations) != 0 || got.Counters["ctrl_out_of_scope"] != 4 {
+	if len(got.Expectations) != 0 || got.Counters["ctrl_out_of_scope"] != 6 {
 		t.Errorf("towards another server: %+v, ctrl_out_of_scope %d", got.Expectations, got.Counters["ctrl_out_of_scope"])
 	}
 }
