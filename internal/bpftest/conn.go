@@ -24,7 +24,12 @@ type Conn struct {
 	cEnd           uint32 // the client's highest sequence number sent, whatever the method
 	cEndSet        bool
 	Hook           func(frame []byte, fromClient bool) error
-	NoWScale       bool // Open's SYNs announce no window scale
+	// Sent, when set, is told of every segment sent (Src, Dst, Seq, Ack,
+	// Flags, TCPOptions and Payload as on the wire; the window field is
+	// packet.DefaultWindow), before it is sent: a model can follow the
+	// same segments.
+	Sent     func(seg packet.TCP, fromClient bool)
+	NoWScale bool // Open's SYNs announce no window scale
 }
 
 // Initial sequence numbers: arbitrary, and close to the wrap to exercise it.
@@ -73,7 +78,15 @@ func (c *Conn) send(fromClient bool, seq uint32, flags uint8, payload []byte) er
 	} else {
 		t.Src, t.Dst = c.Server, c.Client
 	}
-	frame := t.Bytes()
+	return c.transmit(t, fromClient)
+}
+
+// transmit tells Sent of seg, then sends it through Hook or the rig.
+func (c *Conn) transmit(seg packet.TCP, fromClient bool) error {
+	if c.Sent != nil {
+		c.Sent(seg, fromClient)
+	}
+	frame := seg.Bytes()
 	if c.Hook != nil {
 		return c.Hook(frame, fromClient)
 	}
@@ -194,12 +207,7 @@ func (c *Conn) Forge(fromClient bool, seg packet.TCP) error {
 	} else {
 		seg.Src, seg.Dst = c.Server, c.Client
 	}
-	frame := seg.Bytes()
-	if c.Hook != nil {
-		return c.Hook(frame, fromClient)
-	}
-	_, err := c.R.TC(frame, fromClient, 0)
-	return err
+	return c.transmit(seg, fromClient)
 }
 
 // Close resets the connection from the client side (an RST after the

@@ -36,11 +36,14 @@ const (
 	tcpHeaderLen   = 20
 	ethHeaderLen   = 14
 	defaultTTL     = 64
-	defaultWindow  = 65535
+	defaultWindow  = DefaultWindow
 	ipv4DontFrag   = 0x4000
 	ipv4MoreFrags  = 0x2000
 	extHeaderBytes = 8
 )
+
+// DefaultWindow is the window field of every TCP segment built here.
+const DefaultWindow = 65535
 
 // TCP describes one TCP segment and its encapsulation.
 type TCP struct {

@@ -8,7 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/internal/reference"
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -127,7 +129,7 @@ func compare(t *testing.T, r *bpftest.Rig, client, server, plan []byte, opts byt
 	if opts&optIPv6 != 0 {
 		c, s = client6, server6
 	}
-	mc := maps.DefaultConfig()
+	mc := bpfrun.TestConfig()
 	mc.Loose, mc.AllowLowDataPorts, mc.MaxExpectPerConn = cfg.Loose, cfg.AllowLowDataPorts, maps.MaxExpectPerConn
 	if err := r.Maps.SetConfig(mc); err != nil {
 		t.Fatal(err)
@@ -135,23 +137,56 @@ func compare(t *testing.T, r *bpftest.Rig, client, server, plan []byte, opts byt
 	if _, err := r.Events(); err != nil {
 		t.Fatal(err)
 	}
+	// inputs start untrusted connections far faster than the per-source
+	// limit allows, from the client's address and (pickups) the server's:
+	// every input starts with full buckets
+	if err := bpfrun.Clear(r.Objs.EmbryoSources); err != nil {
+		t.Fatal(err)
+	}
 
 	port := uint16(1024 + nextPort.Add(1)%60000)
 	conn := bpftest.NewConn(r, netip.AddrPortFrom(c, port), netip.AddrPortFrom(s, 21))
 	ref := reference.NewConn(c, s, cfg)
+	// the reference follows every segment sent, handshake included,
+	// through the TCP model: its FTP layer sees what the tracker lets
+	// through, and starts both streams afresh when trust comes
+	tracker := reference.NewTCPTracker()
+	conn.Sent = func(seg packet.TCP, fromClient bool) {
+		res := tracker.Segment(tcpSegment(seg, fromClient))
+		if res.BecameTrusted {
+			for i, fc := range []bool{true, false} {
+				ref.Resume(fc, res.ResumeAt[i], res.SkipToLine[i], tracker.HandshakeSeen())
+			}
+		}
+		if res.Parse {
+			ref.Segment(fromClient, seg.Seq, seg.Payload)
+		}
+	}
+	// ctrl_conns is a plain hash: every input removes its connection
+	defer func() {
+		if err := conn.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}()
 	cISN, sISN := conn.CSeq, conn.SSeq
 	if opts&optPickup == 0 {
 		if err := conn.Open(); err != nil {
 			t.Fatal(err)
 		}
-		ref.SYN(true, cISN)
-		ref.SYN(false, sISN)
+	} else {
+		// the handshake went by unseen
+		conn.CSeq++
+		conn.SSeq++
 	}
 	greet := 0
 	if opts&optNoGreet == 0 {
 		server = append([]byte(greeting), server...)
 		greet = len(greeting)
 	}
+	// each side acknowledges what it has received in order, as a receiver
+	// does: CSeq and SSeq are the acknowledgement numbers the harness sends
+	got := [2][]bool{make([]bool, len(client)), make([]bool, len(server))}
+	acked := [2]int{}
 	for _, seg := range schedule(client, server, plan, greet) {
 		isn := sISN
 		if seg.fromClient {
@@ -167,24 +202,60 @@ func compare(t *testing.T, r *bpftest.Rig, client, server, plan []byte, opts byt
 		if err != nil {
 			t.Fatal(err)
 		}
-		ref.Segment(seg.fromClient, seq, seg.data)
+		d := 1
+		if seg.fromClient {
+			d = 0
+		}
+		for i := range seg.data {
+			got[d][seg.offset+i] = true
+		}
+		for acked[d] < len(got[d]) && got[d][acked[d]] {
+			acked[d]++
+		}
+		if seg.fromClient {
+			conn.CSeq = cISN + 1 + uint32(acked[d])
+		} else {
+			conn.SSeq = sISN + 1 + uint32(acked[d])
+		}
 	}
 
 	events, err := r.Events()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []reference.Expectation
+	var created []reference.Expectation
 	for _, ev := range events {
 		if ev.Type != maps.EventCreated {
 			continue
 		}
-		got = append(got, reference.Expectation{Kind: ev.Kind.String(), Src: ev.Src, Dst: ev.Dst, DPort: ev.DPort})
+		created = append(created, reference.Expectation{Kind: ev.Kind.String(), Src: ev.Src, Dst: ev.Dst, DPort: ev.DPort})
 	}
-	if !slices.Equal(got, ref.Created) {
-		return fmt.Sprintf("BPF created %v\nreference created %v", got, ref.Created)
+	if !slices.Equal(created, ref.Created) {
+		return fmt.Sprintf("BPF created %v\nreference created %v", created, ref.Created)
 	}
 	return ""
+}
+
+// tcpSegment is seg as the TCP model reads it.
+func tcpSegment(seg packet.TCP, fromClient bool) reference.TCPSegment {
+	ws := reference.NoWScale
+	for o := seg.TCPOptions; len(o) > 0; {
+		switch {
+		case o[0] == 0:
+			o = nil
+		case o[0] == 1:
+			o = o[1:]
+		case len(o) < 2 || int(o[1]) < 2 || int(o[1]) > len(o):
+			o = nil
+		default:
+			if o[0] == 3 && o[1] == 3 {
+				ws = int(o[2])
+			}
+			o = o[o[1]:]
+		}
+	}
+	return reference.TCPSegment{FromClient: fromClient, Seq: seg.Seq, Ack: seg.Ack, Flags: seg.Flags,
+		Window: packet.DefaultWindow, WScale: ws, Len: len(seg.Payload), BadChecksum: seg.BadChecksum}
 }
 
 // seedTranscripts are the control-channel exchanges of the dataplane tests.
@@ -259,6 +330,34 @@ func TestSeedsAgree(t *testing.T) {
 					t.Fatalf("client %q server %q plan %x opts %x:\n%s", s.client, s.server, plan, opts, diff)
 				}
 			}
+		}
+	}
+}
+
+// TestPickupCreates keeps the pickup inputs from agreeing vacuously: a
+// picked-up connection whose sides acknowledge each other becomes trusted
+// as real traffic does, and both parsers create the expectation that a
+// command and its reply, both after trust, negotiate.
+func TestPickupCreates(t *testing.T) {
+	r := bpftest.Shared(t)
+	client := "NOOP\r\nNOOP\r\nNOOP\r\nPASV\r\n"
+	server := "200 ok\r\n200 ok\r\n200 ok\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"
+	// a command, then its reply, by turns
+	plan := []byte{5 << 3, 7<<3 | 1, 5 << 3, 7<<3 | 1, 5 << 3, 7<<3 | 1, 5 << 3, 31<<3 | 1, 31<<3 | 1}
+	before, err := r.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := compare(t, r, []byte(client), []byte(server), plan, optPickup); diff != "" {
+		t.Fatal(diff)
+	}
+	after, err := r.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint64{"ctrl_trusted_pickup": 1, "expect_created": 1} {
+		if got := after[name] - before[name]; got != want {
+			t.Errorf("%s moved by %d, want %d", name, got, want)
 		}
 	}
 }

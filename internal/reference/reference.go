@@ -127,6 +127,19 @@ func (c *Conn) SYN(fromClient bool, seq uint32) {
 	*d = direction{seen: true, nextSeq: seq + 1, mode: lineStart, ftp: track{handshake: true, cmd: make([]string, CmdQueue)}}
 }
 
+// Resume starts a direction's stream when the TCP tracker comes to trust the
+// connection (embryo_promote): fresh FTP state, the stream at nextSeq, at a
+// line start unless skipToLine (picked up, or bytes went by untrusted).
+// handshake tells whether both SYNs were seen (tcp_handshake_seen).
+func (c *Conn) Resume(fromClient bool, nextSeq uint32, skipToLine, handshake bool) {
+	m := lineStart
+	if skipToLine {
+		m = skipping
+	}
+	d := &c.dir[side(fromClient)]
+	*d = direction{seen: true, nextSeq: nextSeq, mode: m, ftp: track{handshake: handshake, cmd: make([]string, CmdQueue)}}
+}
+
 func (c *Conn) cli() *track { return &c.dir[0].ftp }
 func (c *Conn) srv() *track { return &c.dir[1].ftp }
 

@@ -77,6 +77,11 @@ type TCPResult struct {
 	// rather than at a line start.
 	BecameTrusted bool
 	SkipToLine    [2]bool
+	// ResumeAt tells, per direction (client first), the sequence number
+	// its stream resumes at when BecameTrusted (embryo_promote's
+	// next_seq): the sender's end before this segment, which is parsed
+	// next, and the other direction's end.
+	ResumeAt [2]uint32
 	// Closed: the connection's state is gone (an accepted RST, both FINs,
 	// or a FIN or RST while untrusted).
 	Closed bool
@@ -179,6 +184,10 @@ func (t *TCPTracker) Segment(seg TCPSegment) TCPResult {
 	if seg.Flags&TCPRst != 0 && (!S.seen || seg.Seq != S.end) {
 		return TCPResult{Verdict: TCPRSTIgnored}
 	}
+	prevEnd := seg.Seq // s->seg_prev_end
+	if S.seen {
+		prevEnd = S.end
+	}
 	update(S, R, seg, end)
 
 	res := TCPResult{Verdict: TCPAccepted}
@@ -201,7 +210,9 @@ func (t *TCPTracker) Segment(seg TCPSegment) TCPResult {
 		t.trusted, res.BecameTrusted = true, true
 		for i := range t.dir {
 			res.SkipToLine[i] = !t.dir[i].synSeen || t.dir[i].data
+			res.ResumeAt[i] = t.dir[i].end
 		}
+		res.ResumeAt[d] = prevEnd
 	}
 	if seg.Flags&TCPSyn != 0 {
 		return res
