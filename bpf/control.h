@@ -171,7 +171,7 @@ static __always_inline struct ctrl_val *embryo_promote(struct scratch *s, struct
 		__builtin_memcpy(&ds->tcp, tt, sizeof(ds->tcp));
 		ds->seen = 1;
 		ds->next_seq = (__u32)d == s->dir ? s->seg_prev_end : tt->end;
-		ds->mode = (tt->flags & TCP_SYN_SEEN) && !(tt->flags & TCP_DATA) ? MODE_LINE_START : MODE_SKIP;
+		ds->mode = tcp_resume_at_line(tt) ? MODE_LINE_START : MODE_SKIP;
 		ds->last_ns = ev->last_ns;
 	}
 	int err = bpf_map_update_elem(&ctrl_conns, &s->key, t, BPF_NOEXIST);
@@ -222,7 +222,15 @@ static __always_inline struct ctrl_val *embryo_segment(struct scratch *s, const 
 		cv = embryo_promote(s, ev);
 	if (!cv && p->payload_len) {
 		/* not trusted, or ctrl_conns full: the bytes go by unparsed */
-		ev->tcp[s->dir == DIR_SERVER ? DIR_SERVER : DIR_CLIENT].flags |= TCP_DATA;
+		struct tcp_track *tt = &ev->tcp[s->dir == DIR_SERVER ? DIR_SERVER : DIR_CLIENT];
+		tt->flags |= TCP_DATA;
+		if (p->seq + p->payload_len == tt->end) {
+			/* the bytes so far end here: does a line end with them? */
+			if (s->seg_lf)
+				tt->flags |= TCP_LINE_END;
+			else
+				tt->flags &= ~TCP_LINE_END;
+		}
 		stat_inc(STAT_TCP_UNTRUSTED);
 	}
 	return cv;
@@ -261,6 +269,10 @@ static __always_inline int payload_load(struct __sk_buff *skb, struct scratch *s
 		__u32 load = ((n - 1) & (SCAN_BUF_SIZE - 1)) + 1;
 		loaded = bpf_skb_load_bytes(skb, p->payload_off, s->pkt, load) == 0;
 		s->loaded = loaded ? n : 0;
+		/* the last byte, for the line start a pickup resumes at (embryo_segment) */
+		s->seg_lf = 0;
+		bpf_skb_load_bytes(skb, p->payload_off + len - 1, &s->seg_lf, sizeof(s->seg_lf));
+		s->seg_lf = s->seg_lf == '\n';
 	}
 	if ((loaded || !len) && !segment_trusted(skb)) {
 		stat_inc(STAT_CTRL_BAD_CHECKSUM);

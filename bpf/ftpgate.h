@@ -348,6 +348,7 @@ enum tcp_track_flags {
 	TCP_WINDOW = 8,   /* it has acknowledged: maxend holds the edge it allows the peer */
 	TCP_ACKED = 16,   /* it acknowledged bytes the other direction was seen sending */
 	TCP_DATA = 32,    /* it sent payload before the connection was trusted */
+	TCP_LINE_END = 64, /* its untrusted payload so far ends with LF: trust resumes it at a line start */
 };
 
 /*

@@ -383,7 +383,8 @@ type FtpgateScratch struct {
 	Pad3       uint32
 	SegFlags   uint8
 	Embryo     uint8
-	Pad2       [2]uint8
+	SegLf      uint8
+	Pad2       uint8
 	Pseudo     [10]uint32
 	Hdr        [64]uint8
 	Pkt        [4096]uint8
@@ -476,6 +477,7 @@ const (
 	FtpgateTcpTrackFlagsTCP_WINDOW   FtpgateTcpTrackFlags = 8
 	FtpgateTcpTrackFlagsTCP_ACKED    FtpgateTcpTrackFlags = 16
 	FtpgateTcpTrackFlagsTCP_DATA     FtpgateTcpTrackFlags = 32
+	FtpgateTcpTrackFlagsTCP_LINE_END FtpgateTcpTrackFlags = 64
 )
 
 // Names of all BPF objects in the ELF.

@@ -115,7 +115,8 @@ struct scratch {
 	__u32 pad3;
 	__u8 seg_flags;
 	__u8 embryo;    /* the connection is in ctrl_embryo, not ctrl_conns */
-	__u8 pad2[2];
+	__u8 seg_lf;    /* the payload's last byte is LF */
+	__u8 pad2;
 	__u32 pseudo[PSEUDO_WORDS_V6]; /* TCP pseudo-header, for the checksum */
 	__u8 hdr[TCP_HDR_BUF];         /* TCP header, for the checksum */
 	__u8 pkt[SCAN_BUF_SIZE];

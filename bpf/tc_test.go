@@ -155,12 +155,13 @@ func TestMidStreamPickup(t *testing.T) {
 	must(t, c.ServerSends("200 PORT ok\r\n")) // acknowledges the client's bytes
 	wantExpect(t, r)
 	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "tcp_untrusted": 2, "ctrl_trusted_pickup": 0})
-	// the client acknowledges the server's bytes: trusted, this line skipped
+	// the client acknowledges the server's bytes: trusted; its untrusted
+	// bytes ended a line, so this line is read, but before the server's
+	// first reply line nothing is believed
 	must(t, c.ClientSends("PORT 192,0,2,10,195,81\r\n"))
-	// and before the server's first reply line nothing is believed
 	must(t, c.ClientSends("PORT 192,0,2,10,195,82\r\n"))
 	wantExpect(t, r)
-	// the server's first segment after trust might begin inside a line too
+	// the server's replies to PORT 81 and 82: the first one verifies
 	must(t, c.ServerSends("200 PORT command successful\r\n"))
 	must(t, c.ServerSends("200 PORT command successful\r\n"))
 	must(t, c.ClientSends("PORT 192,0,2,10,195,83\r\n"))
@@ -169,7 +170,7 @@ func TestMidStreamPickup(t *testing.T) {
 	must(t, c.ClientSends("PASV\r\n"))
 	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48).\r\n"))
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
-	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "ctrl_trusted_pickup": 1, "cmd_port": 1, "reject_unverified": 1})
+	wantCounters(t, r, map[string]uint64{"ctrl_pickup": 1, "ctrl_trusted_pickup": 1, "cmd_port": 1, "reject_unverified": 2})
 }
 
 func TestInjectedReplyIsIgnored(t *testing.T) {

@@ -75,6 +75,19 @@ static __always_inline int tcp_trusted(const struct ctrl_val *cv)
 }
 
 /*
+ * tcp_resume_at_line tells whether a direction's stream resumes at a line
+ * start when its connection becomes trusted: after its SYN with nothing sent,
+ * or when the bytes it sent untrusted ended with LF; otherwise (picked up,
+ * or mid-line) it resumes at the next line.
+ */
+static __always_inline int tcp_resume_at_line(const struct tcp_track *tt)
+{
+	if (tt->flags & TCP_DATA)
+		return !!(tt->flags & TCP_LINE_END);
+	return !!(tt->flags & TCP_SYN_SEEN);
+}
+
+/*
  * tcp_handshake_seen tells whether the connection was tracked from its
  * handshake, so that its streams' first bytes are known (the greeting rule
  * applies), rather than picked up mid-stream.

@@ -255,7 +255,8 @@ func tcpSegment(seg packet.TCP, fromClient bool) reference.TCPSegment {
 		}
 	}
 	return reference.TCPSegment{FromClient: fromClient, Seq: seg.Seq, Ack: seg.Ack, Flags: seg.Flags,
-		Window: packet.DefaultWindow, WScale: ws, Len: len(seg.Payload), BadChecksum: seg.BadChecksum}
+		Window: packet.DefaultWindow, WScale: ws, Len: len(seg.Payload), BadChecksum: seg.BadChecksum,
+		EndsLine: len(seg.Payload) > 0 && seg.Payload[len(seg.Payload)-1] == '\n'}
 }
 
 // seedTranscripts are the control-channel exchanges of the dataplane tests.

@@ -37,6 +37,7 @@ type TCPSegment struct {
 	WScale      int    // the shift a SYN announces, or NoWScale
 	Len         int    // payload bytes
 	BadChecksum bool   // the receiver would drop it
+	EndsLine    bool   // its last payload byte is LF
 }
 
 // TCPVerdict is what the tracker does with a segment.
@@ -90,6 +91,7 @@ type TCPResult struct {
 // tcpDir is struct tcp_track: what the tracker knows of one direction.
 type tcpDir struct {
 	seen, synSeen, wscaleOK, window, acked, data, fin bool
+	lineEnd                                           bool // its untrusted bytes so far end with LF
 
 	isn, end, maxend, maxwin uint32
 	wscale                   uint
@@ -204,12 +206,15 @@ func (t *TCPTracker) Segment(seg TCPSegment) TCPResult {
 		if !(S.acked && R.acked) || seg.Flags&TCPSyn != 0 {
 			if seg.Len > 0 {
 				S.data = true
+				if seg.Seq+uint32(seg.Len) == S.end {
+					S.lineEnd = seg.EndsLine
+				}
 			}
 			return res
 		}
 		t.trusted, res.BecameTrusted = true, true
 		for i := range t.dir {
-			res.SkipToLine[i] = !t.dir[i].synSeen || t.dir[i].data
+			res.SkipToLine[i] = !t.dir[i].resumeAtLine()
 			res.ResumeAt[i] = t.dir[i].end
 		}
 		res.ResumeAt[d] = prevEnd
@@ -291,4 +296,14 @@ func update(S, R *tcpDir, seg TCPSegment, end uint32) {
 	if R.seen && seqAfter(seg.Ack, R.isn) && !seqAfter(seg.Ack, R.end) {
 		S.acked = true
 	}
+}
+
+// resumeAtLine tells whether the direction's stream resumes at a line start
+// when trust comes (tcp_resume_at_line): after its SYN with nothing sent, or
+// when its untrusted bytes ended with LF.
+func (d *tcpDir) resumeAtLine() bool {
+	if d.data {
+		return d.lineEnd
+	}
+	return d.synSeen
 }

@@ -264,22 +264,20 @@ func (e *env) counters() map[string]uint64 {
 	return v.Counters
 }
 
-// Counters that must show a refusal, as patterns over counter names: the
-// fixes of #11 name their counters, so these accept any of the likely
-// names. TODO(lead): narrow each to the merged counter's name.
+// Counters that show each refusal, as regular expressions over counter
+// names (README, "Counters").
 const (
-	countSpoofed    = `spoof`                                         // reverse-path check (plan: ctrl_spoofed)
-	countChecksum   = `checksum|spoof`                                // bad checksum (outside copies of inside addresses may be counted as spoofed first)
-	countWindow     = `window|out_of|invalid|spoof`                   // out-of-window segment
-	countNotFTP     = `not_ftp|nonftp|http|tls|conform`               // a control-port connection that is not FTP
-	countTableGuard = `^ctrl_.*(embryo|evict|full|rate|limit)|embryo` // untrusted-connection table refusals/evictions
-	countSynDrop    = `syn_drop`                                      // a data SYN with no expectation
+	countSpoofed    = `^ctrl_spoofed$`                                     // reverse-path check
+	countChecksum   = `^(ctrl_bad_checksum|ctrl_spoofed)$`                 // bad checksum (a forged copy of an inside address is refused as spoofed first)
+	countWindow     = `^(tcp_out_of_window|tcp_rst_ignored|ctrl_spoofed)$` // out-of-window segment
+	countNotFTP     = `^ctrl_not_ftp$`                                     // a control-port connection that is not FTP
+	countTableGuard = `^(ctrl_embryo_limited|ctrl_conn_full)$`             // untrusted-connection refusals
+	countSynDrop    = `^syn_(drop_unexpected|flow_refused)$`               // a data SYN with no expectation
 )
 
 // wantRefusalCounted checks, for the asserted ftpgate target only, that a counter whose name
 // matches pattern rose between before and now: the refusal must be
-// visible to an operator. The patterns are deliberately loose (the fixes
-// name their counters); tighten them once the names are settled.
+// visible to an operator.
 func (e *env) wantRefusalCounted(before map[string]uint64, pattern string) {
 	e.t.Helper()
 	if !e.target.asserted {
