@@ -36,6 +36,7 @@ const (
 	optIPv6    = 1 << 2
 	optPickup  = 1 << 3 // no handshake: the connection is picked up mid-stream
 	optNoGreet = 1 << 4 // the server's stream is sent as it is, without a greeting first
+	optForge   = 1 << 5 // an off-path attacker's segment before each segment: see forge
 )
 
 // greeting opens the server's stream unless optNoGreet: after a handshake
@@ -187,7 +188,12 @@ func compare(t *testing.T, r *bpftest.Rig, client, server, plan []byte, opts byt
 	// does: CSeq and SSeq are the acknowledgement numbers the harness sends
 	got := [2][]bool{make([]bool, len(client)), make([]bool, len(server))}
 	acked := [2]int{}
-	for _, seg := range schedule(client, server, plan, greet) {
+	for i, seg := range schedule(client, server, plan, greet) {
+		if opts&optForge != 0 {
+			if err := forge(conn, i, cISN+1+uint32(acked[0]), sISN+1+uint32(acked[1])); err != nil {
+				t.Fatal(err)
+			}
+		}
 		isn := sISN
 		if seg.fromClient {
 			isn = cISN
@@ -259,6 +265,35 @@ func tcpSegment(seg packet.TCP, fromClient bool) reference.TCPSegment {
 		EndsLine: len(seg.Payload) > 0 && seg.Payload[len(seg.Payload)-1] == '\n'}
 }
 
+// forgedLines is what an off-path attacker would like either parser to read
+const forgedLines = "\r\nPORT 192,0,2,10,195,99\r\n227 Entering Passive Mode (198,51,100,20,195,99)\r\n"
+
+// forge sends the i-th forged segment of an input, alternately as the
+// client and as the server, given each side's next sequence number: the
+// forged lines at the right place with a bad checksum, the same far out of
+// the window with a good one, a bare ACK with a random sequence number and
+// a bad checksum, and an RST in the window but not at the next sequence
+// number. The TCP tracker must refuse them all, and both parsers see that.
+func forge(conn *bpftest.Conn, i int, cNext, sNext uint32) error {
+	fromClient := i%2 == 0
+	next, ack := cNext, sNext
+	if !fromClient {
+		next, ack = sNext, cNext
+	}
+	seg := packet.TCP{Seq: next, Ack: ack, Flags: packet.ACK | packet.PSH, Payload: []byte(forgedLines)}
+	switch i / 2 % 4 {
+	case 0:
+		seg.BadChecksum = true
+	case 1:
+		seg.Seq = next + 1<<30
+	case 2:
+		seg.Seq, seg.Flags, seg.Payload, seg.BadChecksum = next+0x9e3779b9*uint32(i+1), packet.ACK, nil, true
+	case 3:
+		seg.Seq, seg.Flags, seg.Payload = next+1000, packet.RST|packet.ACK, nil
+	}
+	return conn.Forge(fromClient, seg)
+}
+
 // seedTranscripts are the control-channel exchanges of the dataplane tests.
 var seedTranscripts = []struct{ client, server string }{
 	{"PORT 192,0,2,10,195,80\r\n", "200 ok\r\n"},
@@ -307,6 +342,8 @@ func FuzzParserMatchesReference(f *testing.F) {
 		// a pickup; a client segment lost and retransmitted after the next one
 		f.Add([]byte(s.client), []byte(s.server), []byte{0x19, 0x18, 0x06, 0x30}, byte(optPickup))
 		f.Add([]byte(s.client), []byte(s.server), []byte{0x3e, 0x28, 0x3a, 0x3a}, byte(0))
+		// an off-path attacker's segments between the genuine ones
+		f.Add([]byte(s.client), []byte(s.server), []byte{0x10, 0x11, 0x18, 0x19}, byte(optForge|i&optPickup))
 	}
 	f.Fuzz(func(t *testing.T, client, server, plan []byte, opts byte) {
 		if diff := compare(t, r, client, server, plan, opts); diff != "" {
@@ -326,7 +363,7 @@ func TestSeedsAgree(t *testing.T) {
 				// a client gap of cut+1 bytes, the next 8 bytes, then the gap late
 				plan = []byte{cut<<3 | opGap<<1, 7 << 3, cut<<3 | opFill<<1, 0x05}
 			}
-			for _, opts := range []byte{0, optLoose | optLowPort, optPickup, optNoGreet} {
+			for _, opts := range []byte{0, optLoose | optLowPort, optPickup, optNoGreet, optForge, optForge | optPickup} {
 				if diff := compare(t, r, []byte(s.client), []byte(s.server), plan, opts); diff != "" {
 					t.Fatalf("client %q server %q plan %x opts %x:\n%s", s.client, s.server, plan, opts, diff)
 				}
@@ -360,5 +397,34 @@ func TestPickupCreates(t *testing.T) {
 		if got := after[name] - before[name]; got != want {
 			t.Errorf("%s moved by %d, want %d", name, got, want)
 		}
+	}
+}
+
+// TestForgedSegmentsRefused keeps the optForge inputs from agreeing
+// vacuously: the forged segments reach the BPF tracker and are refused under
+// their counters, and only the genuine exchange creates an expectation.
+func TestForgedSegmentsRefused(t *testing.T) {
+	r := bpftest.Shared(t)
+	client := "USER a\r\nPASS b\r\nPASV\r\n"
+	server := "331 ok\r\n230 ok\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"
+	plan := []byte{7 << 3, 7<<3 | 1, 7 << 3, 7<<3 | 1, 7 << 3, 7<<3 | 1, 7 << 3, 7<<3 | 1}
+	before, err := r.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := compare(t, r, []byte(client), []byte(server), plan, optForge); diff != "" {
+		t.Fatal(diff)
+	}
+	after, err := r.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ctrl_bad_checksum", "tcp_out_of_window", "tcp_rst_ignored"} {
+		if after[name] == before[name] {
+			t.Errorf("%s did not move: the forged segments did not reach the tracker", name)
+		}
+	}
+	if got := after["expect_created"] - before["expect_created"]; got != 1 {
+		t.Errorf("expect_created moved by %d, want 1 (the genuine PASV)", got)
 	}
 }
