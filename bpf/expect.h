@@ -163,13 +163,15 @@ __noinline int expect_create(int kind)
 	if (stale)
 		expect_remove(&own->slot[w], stale, &s->key, EV_EXPECT_EVICTED, STAT_EXPECT_EVICTED, now);
 
-	struct expect_val val = {};
-	val.expires_ns = now + timeout;
-	val.created_ns = now;
-	val.kind = kind;
-	val.dir = s->dir;
-	__builtin_memcpy(&val.ctrl, &s->key, sizeof(val.ctrl));
-	if (bpf_map_update_elem(&expectations, &s->exp, &val, BPF_ANY) != 0) {
+	/* the value is built in scratch: the stack is spent (see struct scratch) */
+	struct expect_val *val = &s->val;
+	__builtin_memset(val, 0, sizeof(*val));
+	val->expires_ns = now + timeout;
+	val->created_ns = now;
+	val->kind = kind;
+	val->dir = s->dir;
+	__builtin_memcpy(&val->ctrl, &s->key, sizeof(val->ctrl));
+	if (bpf_map_update_elem(&expectations, &s->exp, val, BPF_ANY) != 0) {
 		stat_inc(STAT_EXPECT_TABLE_FULL);
 		return -1;
 	}

@@ -389,6 +389,7 @@ type FtpgateScratch struct {
 	Hdr        [64]uint8
 	Pkt        [4096]uint8
 	Line       [256]uint8
+	Val        FtpgateExpectVal
 }
 
 type FtpgateSrcBudget struct {

@@ -121,6 +121,12 @@ struct scratch {
 	__u8 hdr[TCP_HDR_BUF];         /* TCP header, for the checksum */
 	__u8 pkt[SCAN_BUF_SIZE];
 	__u8 line[2 * MAX_LINE_LEN];
+	/*
+	 * a new expectation, built here rather than on the stack (expect_create):
+	 * verifiers allow 512 bytes of stack over the whole call chain (5.10 and
+	 * 6.1 round every frame up to 32), and the parser's chain is deep
+	 */
+	struct expect_val val;
 };
 
 FTPGATE_MAP(scratch_buf, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct scratch);
