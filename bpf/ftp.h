@@ -434,22 +434,36 @@ static __always_inline int reply_line(struct scratch *s)
 }
 
 /*
+ * client_line_ok tells whether a client line may stand in an FTP control
+ * connection: an FTP command, or, after the first line, an empty line or one
+ * that starts with Telnet IAC (IP and Synch before ABOR). An HTTP request's
+ * header lines ("Host: ...") are none of these, so a request whose method is
+ * an FTP command, or one that reaches a picked-up connection, is caught
+ * before its body.
+ */
+static __always_inline int client_line_ok(struct scratch *s, int first)
+{
+	if (ftp_command(s))
+		return 1;
+	__u8 c0 = line_at(s, 0);
+	return !first && (c0 == TELNET_IAC || c0 == '\r' || c0 == '\n');
+}
+
+/*
  * ftp_head checks a line's first bytes against the conformance rules: after
- * a handshake the server's first line is a greeting (220, 120 or 421) and
- * the client's first line an FTP command; on a picked-up connection the
- * server's first reply line verifies it. An HTTP line marks a picked-up
- * connection not FTP.
+ * a handshake the server's first line is a greeting (220, 120 or 421); every
+ * client line is an FTP command (client_line_ok); on a picked-up connection
+ * the server's first reply line verifies it and an HTTP status line marks
+ * it not FTP.
  */
 static __always_inline void ftp_head(struct scratch *s, struct ctrl_val *cv, struct dir_state *st)
 {
 	int hs = tcp_handshake_seen(cv);
 	if (s->dir == DIR_CLIENT) {
 		/* a tentative line may be framed wrongly: its gap decides */
-		if (st->ftp.started || (!hs && ftp_verified(cv)) || (st->ftp.tentative && !st->ftp.filling))
+		if (st->ftp.tentative && !st->ftp.filling)
 			return;
-		if (hs && !ftp_command(s))
-			not_ftp(cv, st);
-		else if (!hs && http_line(s, DIR_CLIENT))
+		if (!client_line_ok(s, hs && !st->ftp.started))
 			not_ftp(cv, st);
 		else if (hs)
 			st->ftp.started = 1;
@@ -561,6 +575,11 @@ static __always_inline void ftp_command_line(struct ctrl_val *cv, struct dir_sta
  * reply (2xx-5xx) consumes the command at the head of the queue and notes its
  * kind in reply_kind when the queue is known. The first final reply after a
  * handshake is the greeting: it answers the connection, not a command.
+ * A multi-line reply that answers a command while more are outstanding
+ * taints the queue until it drains: a server that echoes attacker-chosen
+ * text could have ended it early with an echoed line (vsftpd keeps a CR
+ * inside a name and turns a NUL into LF, so "213 End" CRLF can be forged),
+ * and what follows it might be forged replies to the pipelined commands.
  * Returns 1 for a reply line that ends a reply.
  */
 static __always_inline int ftp_reply(struct scratch *s, struct ctrl_val *cv, struct dir_state *st, int crlf)
@@ -569,7 +588,8 @@ static __always_inline int ftp_reply(struct scratch *s, struct ctrl_val *cv, str
 	struct ftp_track *cli = &cv->dir[DIR_CLIENT].ftp;
 	srv->reply_kind = KIND_NONE;
 	__u32 t = line_token(s);
-	if (srv->multi) {
+	int multi = srv->multi;
+	if (multi) {
 		/*
 		 * text inside the reply; a server that ends its lines with CRLF
 		 * ends the reply with one too: an echoed name cut by a bare LF
@@ -597,13 +617,18 @@ static __always_inline int ftp_reply(struct scratch *s, struct ctrl_val *cv, str
 	if (h == q) {
 		stat_inc(STAT_REPLY_UNSOLICITED);
 		srv->lost_seen = cli->lost_gen; /* drained */
+		srv->tainted = 0;
 		return 1;
 	}
-	int known = h >= cli->unknown_until && srv->lost_seen == cli->lost_gen;
+	int known = h >= cli->unknown_until && srv->lost_seen == cli->lost_gen && !srv->tainted;
 	__u8 kind = cli->cmd[h & CMD_QUEUE_MASK];
 	srv->answered = h + 1;
-	if (h + 1 == q)
+	if (h + 1 == q) {
 		srv->lost_seen = cli->lost_gen; /* drained */
+		srv->tainted = 0;
+	} else if (multi) {
+		srv->tainted = 1;
+	}
 	if (known)
 		srv->reply_kind = kind;
 	return 1;

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/packet"
 )
 
 // The tests of issue #11's FTP rules: conformance (is it FTP at all), replies
@@ -126,7 +127,10 @@ func TestMultiLineReplies(t *testing.T) {
 
 // TestStatEcho is finding 3: STAT . pipelined with PASV, the STAT listing
 // holding a line "227 ... (server,12,234)" that the uploader put in a
-// directory name. Only the real 227 counts.
+// directory name. The echoed line is text inside the multi-line reply; and
+// a multi-line reply to one of several outstanding commands taints the
+// queue until it drains (see TestStatEchoWithCRLF), so the pipelined PASV's
+// real 227 is refused too. The next PASV works.
 func TestStatEcho(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
@@ -136,8 +140,48 @@ func TestStatEcho(t *testing.T) {
 		"213 End of status\r\n"))
 	wantExpect(t, r)
 	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48)\r\n"))
-	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
-	wantCounters(t, r, map[string]uint64{"reply_227": 1, "expect_created": 1})
+	wantExpect(t, r)
+	wantCounters(t, r, map[string]uint64{"reply_227": 1, "reject_unpaired": 1, "expect_created": 0})
+	converse(t, c, "", "PASV\r\n", "227 Entering Passive Mode (198,51,100,20,117,49)\r\n")
+	wantExpect(t, r, expect{"pasv", client4, server4, 30001})
+}
+
+// TestStatEchoWithCRLF (found by the attack review of #11): vsftpd 3.0.3
+// strips only a command line's trailing CR and turns a NUL into LF, so a
+// name "x\r\0213 End\r\0227 ..." is listed by STAT as real CRLF lines: the
+// forged "213 End" ends the multi-line reply with a CRLF, and the forged 227
+// follows as a top-level line. The multi-line reply answered STAT with PASV
+// still outstanding: the queue is tainted, the forged 227 is refused.
+func TestStatEchoWithCRLF(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	must(t, c.ClientSends("STAT .\r\nPASV\r\n"))
+	must(t, c.ServerSends("213-Status follows:\r\n"+
+		"drwxr-xr-x    2 102      105          4096 Nov 30 06:07 x\r\n"+
+		"213 End\r\n"+
+		"227 Entering Passive Mode (198,51,100,20,12,234).\r\n"+
+		"213 End of status\r\n"))
+	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,109).\r\n"))
+	wantExpect(t, r)
+	wantCounters(t, r, map[string]uint64{"expect_created": 0})
+}
+
+// TestScanLimitKeepsMultiLine (found by the attack review of #11): a server
+// segment past the scan limit (MAX_LINES lines, from a name full of NULs)
+// must not end the multi-line reply it was in: the echoed 227 after it,
+// cut by bare LFs only, stays text, even for a PASV sent after the gap.
+func TestScanLimitKeepsMultiLine(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	must(t, c.ClientSends("STAT .\r\n"))
+	must(t, c.ServerSends("213-Status follows:\r\n"+
+		"drwxr-xr-x    2 102      105          4096 Nov 30 06:07 y"+strings.Repeat("\n", 80)+"\r\n"))
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends("drwxr-xr-x    2 102      105          4096 Nov 30 06:07 x\n"+
+		"227 Entering Passive Mode (198,51,100,20,12,234).\r\n"+
+		"213 End of status\r\n"))
+	wantExpect(t, r)
+	wantCounters(t, r, map[string]uint64{"scan_limit": 1})
 }
 
 // TestStatEchoEndsReplyEarly: the echoed name also holds a line that looks
@@ -151,8 +195,9 @@ func TestStatEchoEndsReplyEarly(t *testing.T) {
 		"213 x\n227 Entering Passive Mode (198,51,100,20,12,234)\r\n"))
 	must(t, c.ServerSends("213 End of status\r\n"))
 	wantExpect(t, r)
+	// the pipelined PASV's real 227 is refused too (the tainted queue)
 	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,48)\r\n"))
-	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+	wantExpect(t, r)
 }
 
 func TestPipelining(t *testing.T) {
@@ -290,4 +335,82 @@ func TestServerGapAnswersOutstanding(t *testing.T) {
 	must(t, c.ClientSends("PASV\r\n"))
 	must(t, c.ServerSends(fmt.Sprintf("227 Entering Passive Mode (198,51,100,20,117,%d)\r\n", 49)))
 	wantExpect(t, r, expect{"pasv", client4, server4, 30001})
+}
+
+// Found by the attack review of #11: forced pickup + slipstreaming. The hostile server (outside, port 21
+// here; 2121 or any browser-reachable control port in practice) deletes the
+// embryo of the browser's connection with its own in-window RST after the
+// SYN-ACK (sent with a TTL that expires at the gateway, or a pseudo-header-only
+// checksum: the browser never sees it). The connection is picked up from the
+// browser's first data, so no greeting/first-line rule applies; the only
+// check left (an HTTP request line) stops once the server's first reply-like
+// line is parsed. A header "200-x: y" is that line; the browser's next request
+// on the keep-alive connection carries PORT in its body.
+func TestForcedPickupThenHTTPIsNotFTP(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := bpftest.NewConn(r, ap(client4, 40000), ap(server4, 21))
+	must(t, c.OpenHalf()) // browser SYN, server SYN-ACK
+	// the server's own RST at its next sequence number: accepted, embryo deleted
+	must(t, c.Forge(false, packet.TCP{Seq: c.SSeq, Ack: c.CSeq, Flags: packet.RST | packet.ACK}))
+	must(t, c.ClientFlags(packet.ACK)) // third ACK: bare, creates nothing
+	req1 := "GET / HTTP/1.1\r\nHost: evil.example:21\r\n\r\n"
+	isnData := c.CSeq
+	must(t, c.ClientSends(req1)) // creates a pickup embryo: untrusted, unparsed
+	// the status line, acknowledging nothing of the request yet: untrusted
+	status := "HTTP/1.1 200 OK\r\n"
+	must(t, c.Forge(false, packet.TCP{Seq: c.SSeq, Ack: isnData, Flags: packet.ACK | packet.PSH, Payload: []byte(status)}))
+	c.SSeq += uint32(len(status))
+	must(t, c.ClientFlags(packet.ACK))
+	// the rest of the headers, acknowledging the request: trusted now, parsed
+	must(t, c.ServerSends("200-x: y\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"))
+	// fetch("/x", {method: "POST", body: "PORT ..."}) on the same connection
+	must(t, c.ClientSends("POST /x HTTP/1.1\r\nHost: evil.example:21\r\nContent-Type: text/plain;charset=UTF-8\r\n"+
+		"Content-Length: 24\r\n\r\nPORT 192,0,2,10,12,234\r\n"))
+	wantCounters(t, r, map[string]uint64{"ctrl_trusted_handshake": 0})
+	wantExpect(t, r)
+}
+
+// Found by the attack review of #11: role flip. An outside attacker connects FROM port 21 to an inside web
+// server: control_dir classifies by port, so the web server is the "client"
+// and its HTTP responses are FTP commands. The attacker first spends its own
+// per-source embryo budget (EMBRYO_PER_SRC_BURST segments to port 21 of
+// anything), so its SYN is not tracked and the connection is a pickup: the
+// client-side check (http_line) looks only for request lines, not for
+// "HTTP/1.1 ..." responses. A response that reflects "\nPORT <self>,12,234\n"
+// (a 400 page printing the decoded query) opens the web server's port 3306 to
+// the attacker.
+func TestRoleFlipFromPort21IsNotFTP(t *testing.T) {
+	r := bpftest.Shared(t)
+	web, attacker := ap(client4, 8080), ap(other4, 21)
+	// spend the attacker's bucket: payload segments from :21, each a new pickup embryo
+	for i := 0; i < 140; i++ {
+		f := packet.TCP{Src: attacker, Dst: ap(server4, uint16(1024+i)), Seq: 1, Ack: 1,
+			Flags: packet.ACK | packet.PSH, Payload: []byte("x\r\n")}.Bytes()
+		_, err := r.TC(f, true, 0)
+		must(t, err)
+	}
+	c := bpftest.NewConn(r, web, attacker)
+	must(t, c.ServerFlags(packet.SYN)) // attacker's SYN: over its budget, not tracked
+	c.SSeq++
+	must(t, c.ClientFlags(packet.SYN|packet.ACK)) // the web server's SYN-ACK starts the embryo
+	c.CSeq++
+	must(t, c.ServerFlags(packet.ACK))
+	must(t, c.ServerSends("GET /q?%0APORT%20192,0,2,10,12,234%0A HTTP/1.1\r\nHost: web\r\n")) // untrusted
+	must(t, c.ClientFlags(packet.ACK))                                                        // trusted now
+	must(t, c.ServerSends("200-x: y\r\n\r\n"))                                                // the "server's" first reply line
+	must(t, c.ClientSends("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\nbad query: \nPORT 192,0,2,10,12,234\n"))
+	wantCounters(t, r, map[string]uint64{"ctrl_trusted_handshake": 0, "ctrl_trusted_pickup": 1})
+	wantExpect(t, r)
+}
+
+// Found by the attack review of #11: in handshake mode, an HTTP request whose method is an FTP command
+// (fetch(url, {method: "USER", body}) same-origin, or after a CORS preflight
+// on another connection) passes the first-line rule; the hostile server
+// orders its greeting first with a zero window in its SYN-ACK.
+func TestHTTPRequestWithFTPMethodIsNotFTP(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4) // handshake + "220" before any client byte
+	must(t, c.ClientSends("USER /x HTTP/1.1\r\nHost: evil.example:2121\r\nContent-Type: text/plain;charset=UTF-8\r\n"+
+		"Origin: http://evil.example:2121\r\nContent-Length: 24\r\n\r\nPORT 192,0,2,10,12,234\r\n"))
+	wantExpect(t, r)
 }

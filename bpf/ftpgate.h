@@ -80,6 +80,8 @@ enum limits {
 	TENT_CMDS = 8,
 	/* first bytes of a line kept to classify it: command, reply code, HTTP method */
 	LINE_HEAD = 8,
+	/* Telnet's "interpret as command" byte (RFC 854): a client line may start with it (IP, Synch before ABOR) */
+	TELNET_IAC = 255,
 	/* #11 tcp */
 	/* default entries of the untrusted-connection table and of its per-source limiter */
 	DEFAULT_CTRL_EMBRYO = 16384,
@@ -326,7 +328,7 @@ struct ftp_track {
 	__u8 head_len;       /* bytes in head */
 	__u8 cr;             /* the last byte parsed was a CR */
 	__u8 multi_crlf;     /* server: the multi-line reply opened with a CRLF line end */
-	__u8 pad;
+	__u8 tainted;        /* server: a multi-line reply answered a command with more outstanding */
 	__u32 multi_code;    /* server: the token ("xyz ") that ends the multi-line reply */
 	__u32 queued;        /* client: commands appended */
 	__u32 unknown_until; /* client: pairing refused until answered reaches this (queue overflow) */

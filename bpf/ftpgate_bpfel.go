@@ -245,7 +245,7 @@ type FtpgateFtpTrack struct {
 	HeadLen      uint8
 	Cr           uint8
 	MultiCrlf    uint8
-	Pad          uint8
+	Tainted      uint8
 	MultiCode    uint32
 	Queued       uint32
 	UnknownUntil uint32
@@ -302,6 +302,7 @@ const (
 	FtpgateLimitsCMD_QUEUE                   FtpgateLimits = 16
 	FtpgateLimitsTENT_CMDS                   FtpgateLimits = 8
 	FtpgateLimitsLINE_HEAD                   FtpgateLimits = 8
+	FtpgateLimitsTELNET_IAC                  FtpgateLimits = 255
 	FtpgateLimitsDEFAULT_CTRL_EMBRYO         FtpgateLimits = 16384
 	FtpgateLimitsDEFAULT_EMBRYO_SOURCES      FtpgateLimits = 16384
 	FtpgateLimitsEMBRYO_PER_SRC_PER_SEC      FtpgateLimits = 32

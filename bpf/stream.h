@@ -34,7 +34,10 @@ static __always_inline void stream_restart(struct dir_state *st, __u8 mode)
 /*
  * stream_gap handles bytes the parser will never read: the partial line goes.
  * Client commands were lost, so the queue is unknown until it drains; server
- * replies were lost, so every outstanding command counts as answered.
+ * replies were lost, so every outstanding command counts as answered. A
+ * multi-line reply the server was in goes on: the lost bytes may not have
+ * ended it, and reading its echoed text as replies is what a hostile
+ * server's over-long listing (a scan limit) would want.
  */
 static __always_inline void stream_gap(struct dir_state *st, struct dir_state *other, __u32 dir, __u8 mode)
 {
@@ -45,7 +48,7 @@ static __always_inline void stream_gap(struct dir_state *st, struct dir_state *o
 	}
 	st->ftp.answered = other->ftp.queued;
 	st->ftp.lost_seen = other->ftp.lost_gen;
-	st->ftp.multi = 0;
+	st->ftp.tainted = 0;
 	st->ftp.greeted = 1;
 }
 

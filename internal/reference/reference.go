@@ -27,6 +27,7 @@ var (
 	CmdQueue     = int(bpf.FtpgateLimitsCMD_QUEUE)
 	TentCmds     = int(bpf.FtpgateLimitsTENT_CMDS)
 	LineHead     = int(bpf.FtpgateLimitsLINE_HEAD)
+	telnetIAC    = byte(bpf.FtpgateLimitsTELNET_IAC)
 )
 
 // ftpCommands is the set of FTP command tokens, read from the C enum
@@ -79,6 +80,7 @@ type track struct {
 	greeted   bool // server: the greeting is complete
 	multi     bool // server: inside a multi-line reply
 	multiCRLF bool // server: the multi-line reply opened with a CRLF line end
+	tainted   bool // server: a multi-line reply answered a command with more outstanding
 	multiCode string
 	cr        bool   // the last byte parsed was a CR
 	replyKind string // server: the kind of command the current reply answers, if known
@@ -255,7 +257,7 @@ func (c *Conn) gap(fromClient bool, m mode) {
 	}
 	srv, cli := c.srv(), c.cli()
 	srv.answered, srv.lostSeen = cli.queued, cli.lostGen
-	srv.multi, srv.greeted = false, true
+	srv.tainted, srv.greeted = false, true // a multi-line reply goes on
 }
 
 // tentativeStart holds what follows a gap at a line start as tentative.
@@ -444,13 +446,11 @@ func (c *Conn) head(fromClient bool, line []byte) {
 	hs := c.handshake()
 	if fromClient {
 		cli := c.cli()
-		if cli.started || (!hs && c.verified()) || (cli.tentative && !cli.filling) {
+		if cli.tentative && !cli.filling {
 			return
 		}
 		switch {
-		case hs && !ftpCommand(line):
-			c.markNotFTP(cli)
-		case !hs && httpLine(line, true):
+		case !clientLineOK(line, hs && !cli.started):
 			c.markNotFTP(cli)
 		case hs:
 			cli.started = true
@@ -486,8 +486,9 @@ func (c *Conn) reply(line []byte, crlf bool) bool {
 	srv, cli := c.srv(), c.cli()
 	srv.replyKind = ""
 	tok := token(line)
+	multi := srv.multi
 	switch {
-	case srv.multi:
+	case multi:
 		// a server that ends its lines with CRLF ends the reply with one
 		// too: an echoed name cut by a bare LF cannot end it early
 		if tok != srv.multiCode || srv.multiCRLF && !crlf {
@@ -510,14 +511,18 @@ func (c *Conn) reply(line []byte, crlf bool) bool {
 	h, q := srv.answered, cli.queued
 	if h == q {
 		c.reject("reply_unsolicited")
-		srv.lostSeen = cli.lostGen
+		srv.lostSeen, srv.tainted = cli.lostGen, false
 		return true
 	}
-	known := h >= cli.unknownUntil && srv.lostSeen == cli.lostGen
+	// a multi-line reply to one of several outstanding commands taints the
+	// queue until it drains (ftp_reply)
+	known := h >= cli.unknownUntil && srv.lostSeen == cli.lostGen && !srv.tainted
 	kind := cli.cmd[h%uint32(CmdQueue)]
 	srv.answered = h + 1
 	if h+1 == q {
-		srv.lostSeen = cli.lostGen
+		srv.lostSeen, srv.tainted = cli.lostGen, false
+	} else if multi {
+		srv.tainted = true
 	}
 	if known {
 		srv.replyKind = kind
@@ -612,6 +617,17 @@ func commandKind(line []byte) string {
 
 // ftpCommand tells whether the line is an FTP command: three letters then a
 // space or the line end, or four letters then the same, in any case.
+// clientLineOK tells whether a client line may stand in an FTP control
+// connection: an FTP command, or, after the first line, an empty line or one
+// that starts with Telnet IAC (client_line_ok).
+func clientLineOK(line []byte, first bool) bool {
+	if ftpCommand(line) {
+		return true
+	}
+	c0 := at(line, 0)
+	return !first && (c0 == telnetIAC || c0 == '\r' || c0 == '\n')
+}
+
 func ftpCommand(line []byte) bool {
 	up := func(b byte) uint32 {
 		if b >= 'a' && b <= 'z' {
