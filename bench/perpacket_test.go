@@ -1,9 +1,9 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -32,10 +32,17 @@ type ppCase struct {
 	frame []byte
 	prog  *ebpf.Program
 	want  uint32
+	setup func() error // untimed, before each round
 	// stateful: prepare returns the frames of one round, each run once, in
 	// order, and a check of the counters they must move
 	prepare func(round int) (frames [][]byte, prog *ebpf.Program, err error)
 	counter string
+	zero    []string // counters that must not move
+	// lab: prepared and run in the reverse-path lab with rp-check rp, each
+	// run with the __sk_buff context ctx (device, arrival interface)
+	lab *rpLab
+	rp  maps.RPCheck
+	ctx []byte
 }
 
 func BenchmarkPerPacket(b *testing.B) {
@@ -51,26 +58,31 @@ func BenchmarkPerPacket(b *testing.B) {
 	defer r.Close()
 	bareXDP, bareTC := bares(b)
 
-	xdp, tcIn, tcEg := r.Objs.FtpgateXdp, r.Objs.FtpgateTcIngress, r.Objs.FtpgateTcEgress
+	xdp, tcIn := r.Objs.FtpgateXdp, r.Objs.FtpgateTcIngress
 	cli := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(clientAddr, port) }
 	srv := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(serverAddr, port) }
 	bulk := make([]byte, ppDataLength)
 
 	// a data flow for the retransmitted-SYN path, admitted through an expectation
 	retrSrc, retrDst := cli(45000), srv(30001)
-	now, err := r.Maps.Now()
-	if err != nil {
-		b.Fatal(err)
-	}
 	expVal := func(now uint64) bpf.FtpgateExpectVal {
 		return bpf.FtpgateExpectVal{ExpiresNs: now + 3600e9, CreatedNs: now, Kind: uint8(maps.KindPasv), Dir: 1,
 			Ctrl: ctrlKey(cli(40000), srv(21))}
 	}
-	if err := r.Objs.Expectations.Put(expectKey(clientAddr, serverAddr, retrDst.Port()), expVal(now)); err != nil {
-		b.Fatal(err)
-	}
-	if ret, err := r.XDP(bpftest.SYN(retrSrc, retrDst)); err != nil || ret != bpfrun.XDPPass {
-		b.Fatalf("admit data flow: %d %v", ret, err)
+	// admitFlow (re)admits it: the stateful rounds empty data_flows
+	admitFlow := func() error {
+		now, err := r.Maps.Now()
+		if err != nil {
+			return err
+		}
+		_ = r.Objs.DataFlows.Delete(flowKey(retrSrc, retrDst))
+		if err := r.Objs.Expectations.Put(expectKey(clientAddr, serverAddr, retrDst.Port()), expVal(now)); err != nil {
+			return err
+		}
+		if ret, err := r.XDP(bpftest.SYN(retrSrc, retrDst)); err != nil || ret != bpfrun.XDPPass {
+			return fmt.Errorf("admit data flow: %d %v", ret, err)
+		}
+		return nil
 	}
 
 	cases := []*ppCase{
@@ -78,7 +90,7 @@ func BenchmarkPerPacket(b *testing.B) {
 		{name: "xdp tcp ack (non-SYN)", target: atMost(2), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp syn allowed port", frame: bpftest.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
-		{name: "xdp syn retransmit (data_flows hit)", frame: bpftest.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass},
+		{name: "xdp syn retransmit (data_flows hit)", frame: bpftest.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass, setup: admitFlow},
 		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop},
 		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
@@ -112,102 +124,15 @@ func BenchmarkPerPacket(b *testing.B) {
 			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
 		}})
 
-	// one control connection that sends NOOP, segment after segment
-	noop := bpftest.NewConn(r, cli(40010), srv(21))
-	if err := errors.Join(noop.Open(), noop.Greet()); err != nil {
-		b.Fatal(err)
+	// control segments: in the reverse-path lab, once with rp-check off and
+	// once strict with a route that leads back (bpf_fib_lookup succeeds).
+	// Every connection completes its handshake and is greeted, so it is
+	// trusted; the rounds prove it (no untrusted, out-of-window, spoofed or
+	// unchecked segment).
+	lab := newRPLab(b)
+	for _, mode := range []maps.RPCheck{maps.RPOff, maps.RPStrict} {
+		cases = append(cases, ctrlCases(r, lab, mode)...)
 	}
-	capture := func(c *bpftest.Conn, fn func() error) ([]byte, error) {
-		var got []byte
-		c.Hook = func(f []byte, _ bool) error { got = f; return nil }
-		defer func() { c.Hook = nil }()
-		err := fn()
-		return got, err
-	}
-	cases = append(cases, &ppCase{name: "tc control segment, no command (NOOP)", tc: true, stateful: true, counter: "ctrl_segments",
-		prepare: func(int) ([][]byte, *ebpf.Program, error) {
-			frames := make([][]byte, ppBatch)
-			for i := range frames {
-				f, err := capture(noop, func() error { return noop.ClientSends("NOOP\r\n") })
-				if err != nil {
-					return nil, nil, err
-				}
-				frames[i] = f
-			}
-			return frames, tcIn, nil
-		}})
-
-	// PORT and 227: one fresh control connection per frame, so that every
-	// frame creates an expectation without evicting one (cap 1 per connection)
-	freshConns := func(round int, pasv bool) ([]*bpftest.Conn, error) {
-		if err := bpfrun.Clear(r.Objs.CtrlConns); err != nil {
-			return nil, err
-		}
-		if err := bpfrun.Clear(r.Objs.Expectations); err != nil {
-			return nil, err
-		}
-		if _, err := r.Events(); err != nil {
-			return nil, err
-		}
-		conns := make([]*bpftest.Conn, ppBatch)
-		for i := range conns {
-			c := bpftest.NewConn(r, netip.AddrPortFrom(clientAddr, uint16(50000+i)), srv(21))
-			if err := errors.Join(c.Open(), c.Greet()); err != nil {
-				return nil, err
-			}
-			if pasv {
-				if err := c.ClientSends("PASV\r\n"); err != nil {
-					return nil, err
-				}
-			}
-			conns[i] = c
-		}
-		return conns, nil
-	}
-	// eachConn prepares a round of one segment per fresh control connection
-	// (after a PASV if pasv), the segment sent makes, run through prog
-	eachConn := func(pasv bool, prog *ebpf.Program, send func(c *bpftest.Conn, i int) error) func(int) ([][]byte, *ebpf.Program, error) {
-		return func(round int) ([][]byte, *ebpf.Program, error) {
-			conns, err := freshConns(round, pasv)
-			if err != nil {
-				return nil, nil, err
-			}
-			frames := make([][]byte, len(conns))
-			for i, c := range conns {
-				if frames[i], err = capture(c, func() error { return send(c, i) }); err != nil {
-					return nil, nil, err
-				}
-			}
-			return frames, prog, nil
-		}
-	}
-	cases = append(cases, &ppCase{name: "tc control segment with PORT", tc: true, stateful: true, counter: "cmd_port",
-		prepare: eachConn(false, tcIn, func(c *bpftest.Conn, i int) error {
-			p := 40000 + i
-			return c.ClientSends(fmt.Sprintf("PORT 192,0,2,2,%d,%d\r\n", p>>8, p&255))
-		})})
-	cases = append(cases, &ppCase{name: "tc 227 reply (after PASV)", tc: true, stateful: true, counter: "reply_227",
-		prepare: eachConn(true, tcEg, func(c *bpftest.Conn, i int) error {
-			p := 30000 + i
-			return c.ServerSends(fmt.Sprintf("227 Entering Passive Mode (198,51,100,2,%d,%d).\r\n", p>>8, p&255))
-		})})
-	feat := bpftest.NewConn(r, cli(40011), srv(21))
-	if err := errors.Join(feat.Open(), feat.Greet()); err != nil {
-		b.Fatal(err)
-	}
-	const eightLines = "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PASV\r\n REST STREAM\r\n SIZE\r\n211 End\r\n"
-	cases = append(cases, &ppCase{name: "tc segment of 8 lines (FEAT reply)", tc: true, stateful: true, counter: "ctrl_segments",
-		prepare: func(int) ([][]byte, *ebpf.Program, error) {
-			frames := make([][]byte, ppBatch)
-			for i := range frames {
-				f, err := capture(feat, func() error { return feat.ServerSends(eightLines) })
-				if err != nil {
-					return nil, nil, err
-				}
-				frames[i] = f
-			}
-			return frames, tcEg, nil
-		}})
 
 	type samples struct{ path, base, base1 []float64 }
 	res := make([]samples, len(cases))
@@ -218,6 +143,11 @@ func BenchmarkPerPacket(b *testing.B) {
 				baseProg = bareTC
 			}
 			if !c.stateful {
+				if c.setup != nil {
+					if err := c.setup(); err != nil {
+						b.Fatalf("%s: setup: %v", c.name, err)
+					}
+				}
 				// interleave: bare, path, in the same round
 				bns, _, err := perRun(baseProg, c.frame, ppRepeat)
 				if err != nil {
@@ -234,22 +164,47 @@ func BenchmarkPerPacket(b *testing.B) {
 				res[ci].path = append(res[ci].path, pns)
 				continue
 			}
-			frames, prog, err := c.prepare(round)
-			if err != nil {
-				b.Fatalf("%s: prepare: %v", c.name, err)
-			}
 			// the bare program timed one run per call too: the harness
 			// overhead (timer, loop) that the stateful paths also carry
+			var frames [][]byte
 			var pd, bd []float64
-			delta, err := counterDelta(r, func() (err error) {
-				pd, bd, err = interleaved(baseProg, prog, frames)
-				return err
-			}, c.counter)
+			run := func() error {
+				var prog *ebpf.Program
+				var err error
+				if frames, prog, err = c.prepare(round); err != nil {
+					return fmt.Errorf("prepare: %w", err)
+				}
+				delta, err := counterDelta(r, func() (err error) {
+					if c.ctx != nil {
+						pd, bd, err = interleavedCtx(baseProg, prog, frames, c.ctx)
+					} else {
+						pd, bd, err = interleaved(baseProg, prog, frames)
+					}
+					return err
+				}, append([]string{c.counter}, c.zero...)...)
+				if err != nil {
+					return err
+				}
+				if int(delta[c.counter]) != len(frames) {
+					return fmt.Errorf("counter %s moved by %d for %d frames: not the intended path", c.counter, delta[c.counter], len(frames))
+				}
+				for _, z := range c.zero {
+					if delta[z] != 0 {
+						return fmt.Errorf("counter %s moved by %d: not the intended path", z, delta[z])
+					}
+				}
+				return nil
+			}
+			var err error
+			if c.lab != nil {
+				if err = setRP(r, c.rp); err == nil {
+					err = c.lab.in(0, run)
+				}
+			} else {
+				err = run()
+			}
 			if err != nil {
 				b.Fatalf("%s: %v", c.name, err)
-			}
-			if int(delta[c.counter]) != len(frames) {
-				b.Fatalf("%s: counter %s moved by %d for %d frames: not the intended path", c.name, c.counter, delta[c.counter], len(frames))
 			}
 			res[ci].path = append(res[ci].path, median(pd))
 			res[ci].base1 = append(res[ci].base1, median(bd))
@@ -295,5 +250,5 @@ func BenchmarkPerPacket(b *testing.B) {
 			Note: "1-run figure minus the bare program's 1-run harness overhead"})
 	}
 	addNote("per-packet", "stateless paths: one frame, %d runs in one BPF_PROG_TEST_RUN call, per-run cost = thread CPU time of the call / runs; bare and ftpgate alternate within each of %d rounds; ratio = median over rounds of ftpgate/bare", ppRepeat, ppRounds)
-	addNote("per-packet", "stateful paths (expectation consumed, control segments parsed) run each of %d distinct pre-built frames once per round (new expectation keys re-armed through the map, new sequence numbers or new control connections), alternating with the bare program run once on the same frame; the intended path is proven by a counter moving once per frame (syn_pass_expected, ctrl_segments, cmd_port, reply_227). '[1 run/frame]' ratios include the test-run harness overhead on both sides (timer read, about the cost of the bare program); '[net]' subtracts the bare 1-run cost and adds the bare many-run cost", ppBatch)
+	addNote("per-packet", "stateful paths (expectation consumed, control segments parsed) run each of %d distinct pre-built frames once per round (new expectation keys re-armed through the map, new sequence numbers or new control connections), alternating with the bare program run once on the same frame; the intended path is proven by a counter moving once per frame (syn_pass_expected, ctrl_segments, cmd_port, reply_227) and, for control segments, by counters that must not move (%s). '[1 run/frame]' ratios include the test-run harness overhead on both sides (timer read, about the cost of the bare program); '[net]' subtracts the bare 1-run cost and adds the bare many-run cost", ppBatch, strings.Join(ctrlZero, ", "))
 }

@@ -202,6 +202,9 @@ func counterDelta(r *bpfrun.Rig, fn func() error, names ...string) (map[string]u
 	}
 	out := map[string]uint64{}
 	for _, n := range names {
+		if _, ok := after[n]; !ok {
+			return nil, fmt.Errorf("no counter %q", n)
+		}
 		out[n] = after[n] - before[n]
 	}
 	return out, nil
