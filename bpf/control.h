@@ -253,8 +253,9 @@ static __always_inline void ctrl_closing(const struct dir_state *st, const struc
  * s->pkt and checks the TCP checksum of every segment, header-only ones
  * included, before anything changes: a forged segment the receiver will drop
  * must change no state, or the genuine segment that follows would be skipped
- * as old bytes or refused as out of window. Returns 1 when payload was
- * loaded, 0 when not (or empty), -1 for a forged segment.
+ * as old bytes or refused as out of window. A segment whose payload cannot
+ * be loaded (a frame shorter than its IP length) is refused. Returns 1 when
+ * payload was loaded, 0 for an empty segment, -1 for a refused one.
  */
 static __always_inline int payload_load(struct __sk_buff *skb, struct scratch *s, const struct pkt_info *p)
 {
@@ -274,11 +275,33 @@ static __always_inline int payload_load(struct __sk_buff *skb, struct scratch *s
 		bpf_skb_load_bytes(skb, p->payload_off + len - 1, &s->seg_lf, sizeof(s->seg_lf));
 		s->seg_lf = s->seg_lf == '\n';
 	}
-	if ((loaded || !len) && !segment_trusted(skb)) {
+	if (len && !loaded) {
+		/*
+		 * The frame is shorter than its IP length claims: its checksum
+		 * cannot be checked, and the receiver's IP layer drops it.
+		 */
+		stat_inc(STAT_CTRL_TRUNCATED);
+		return -1;
+	}
+	if (!segment_trusted(skb)) {
 		stat_inc(STAT_CTRL_BAD_CHECKSUM);
 		return -1;
 	}
 	return loaded;
+}
+
+/*
+ * tcp_flags_valid tells whether a receiver takes a segment with these flags
+ * (conntrack's tcp_valid_flags): every segment but a SYN or an RST carries
+ * ACK (RFC 9293 3.10.7.4), and SYN, FIN and RST exclude one another.
+ */
+static __always_inline int tcp_flags_valid(__u8 fl)
+{
+	if ((fl & TCPF_SYN) && (fl & (TCPF_FIN | TCPF_RST)))
+		return 0;
+	if ((fl & TCPF_FIN) && (fl & TCPF_RST))
+		return 0;
+	return (fl & (TCPF_ACK | TCPF_SYN | TCPF_RST)) != 0;
 }
 
 /* stream_fin notes a FIN (after the payload, at seq end) and forgets a closed connection */
@@ -332,6 +355,10 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	int loaded = payload_load(skb, s, &p);
 	if (loaded < 0)
 		return TC_ACT_OK;
+	if (!tcp_flags_valid(p.flags)) {
+		stat_inc(STAT_TCP_BAD_FLAGS);
+		return TC_ACT_OK;
+	}
 	__u64 now = now_ns(get_config());
 
 	s->embryo = 0;

@@ -179,6 +179,8 @@ enum stat {
 	STAT_CTRL_SPOOFED,         /* control segment whose source is not routed back through its arrival interface: ignored */
 	STAT_CTRL_OUT_OF_SCOPE,    /* segment on a scoped control port to or from a server outside its prefixes: not parsed */
 	STAT_RP_NOT_FORWARDING,    /* control segment on an interface with forwarding off: no reverse-path check possible, parsed */
+	STAT_TCP_BAD_FLAGS,        /* control segment with flags a receiver drops (no ACK but a SYN or RST; SYN|FIN, SYN|RST, FIN|RST): ignored */
+	STAT_CTRL_TRUNCATED,       /* control segment shorter than its IP length: payload and checksum unreadable, ignored */
 	STAT_MAX,
 };
 

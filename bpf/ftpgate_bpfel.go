@@ -467,7 +467,9 @@ const (
 	FtpgateStatSTAT_CTRL_SPOOFED           FtpgateStat = 55
 	FtpgateStatSTAT_CTRL_OUT_OF_SCOPE      FtpgateStat = 56
 	FtpgateStatSTAT_RP_NOT_FORWARDING      FtpgateStat = 57
-	FtpgateStatSTAT_MAX                    FtpgateStat = 58
+	FtpgateStatSTAT_TCP_BAD_FLAGS          FtpgateStat = 58
+	FtpgateStatSTAT_CTRL_TRUNCATED         FtpgateStat = 59
+	FtpgateStatSTAT_MAX                    FtpgateStat = 60
 )
 
 type FtpgateTcpTrackFlags uint32

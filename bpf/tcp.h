@@ -240,7 +240,8 @@ static __always_inline void tcp_update(struct tcp_track *S, const struct tcp_tra
 /*
  * tcp_syn takes a SYN of S: a first SYN starts the direction (in the
  * untrusted table a new SYN from the client restarts the connection); a SYN
- * that repeats the initial sequence number is a retransmission. Returns 1
+ * that repeats the initial sequence number is a retransmission; a SYN
+ * without ACK from the server once the client is tracked does not belong. Returns 1
  * when the SYN starts the direction (no window to check it against), 0 for
  * a retransmission, -1 for a SYN that does not belong.
  */
@@ -248,6 +249,13 @@ static __always_inline int tcp_syn(struct scratch *s, struct tcp_track *S, struc
 {
 	if (S->flags & TCP_SYN_SEEN)
 		return s->seg_seq == S->isn ? 0 : -1;
+	/*
+	 * Only the client opens: a SYN without ACK from the server (simultaneous
+	 * open, or forged) must not wipe the client's tracking. It may start an
+	 * embryo the client has shown nothing of.
+	 */
+	if (s->dir != DIR_CLIENT && !(s->seg_flags & TCPF_ACK) && (R->flags & TCP_SEEN))
+		return -1;
 	/* a SYN-ACK must acknowledge the SYN seen, or a blind one would take its place */
 	if ((s->seg_flags & TCPF_ACK) && (R->flags & TCP_SYN_SEEN) && s->seg_ack != R->isn + 1)
 		return -1;

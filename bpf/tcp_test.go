@@ -1,6 +1,7 @@
 package bpf_test
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -202,12 +203,13 @@ func TestRetransmittedSYNNeedsSameISN(t *testing.T) {
 
 // TestTrackerMatchesReference runs random segment sequences (handshakes and
 // pickups; in order, retransmitted, random, forged, RST, FIN, SYN) through the
-// BPF tracker and the Go model in internal/reference: every verdict, counted,
+// BPF tracker and the Go model in internal/reference (flags no receiver
+// takes, a server SYN without ACK): every verdict, counted,
 // and where the connection's state lives must agree.
 func TestTrackerMatchesReference(t *testing.T) {
 	r := bpftest.Shared(t)
 	rng := rand.New(rand.NewPCG(11, 11))
-	counters := []string{"tcp_out_of_window", "tcp_rst_ignored", "ctrl_bad_checksum"}
+	counters := []string{"tcp_out_of_window", "tcp_rst_ignored", "ctrl_bad_checksum", "tcp_bad_flags"}
 	last, err := r.Counters()
 	must(t, err)
 	for run := range 200 {
@@ -231,7 +233,7 @@ func TestTrackerMatchesReference(t *testing.T) {
 					d, fromClient = 1, false
 				}
 				seg = packet.TCP{Seq: isn[d], Flags: packet.SYN}
-				if d == 1 {
+				if d == 1 && rng.IntN(4) != 0 { // else a server SYN without ACK
 					seg.Flags |= packet.ACK
 					seg.Ack = isn[0] + 1
 				}
@@ -258,6 +260,11 @@ func TestTrackerMatchesReference(t *testing.T) {
 				}
 			case k < 18:
 				seg.Flags |= packet.FIN
+			case k < 19:
+				// flags no receiver takes
+				bad := []uint8{packet.FIN, packet.PSH, 0, packet.SYN | packet.FIN, packet.SYN | packet.RST, packet.FIN | packet.RST | packet.ACK}
+				seg.Flags = bad[rng.IntN(len(bad))]
+				n = rng.IntN(10)
 			}
 			seg.Payload = make([]byte, n)
 			for i := range seg.Payload {
@@ -319,4 +326,80 @@ func TestConnCloseFreesTheTable(t *testing.T) {
 		must(t, c.Close())
 	}
 	wantCounters(t, r, map[string]uint64{"ctrl_conn_full": 0, "ctrl_trusted_handshake": uint64(size + 10)})
+}
+
+// TestFINWithoutACKIsIgnored (issue 11, review R5): a FIN without ACK, which
+// the receiver drops (RFC 9293; conntrack's tcp_valid_flags), in the window
+// with a garbage ack field, closes nothing: it is counted under
+// tcp_bad_flags. So are the other flag combinations no receiver takes.
+func TestFINWithoutACKIsIgnored(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends(pasvReply))
+	want := expect{"pasv", client4, server4, 30000}
+	wantExpect(t, r, want)
+	must(t, c.Forge(false, packet.TCP{Seq: c.SSeq + 5000, Ack: 0xdeadbeef, Flags: packet.FIN}))
+	for _, fl := range []uint8{0, packet.SYN | packet.FIN, packet.SYN | packet.RST | packet.ACK, packet.FIN | packet.RST | packet.ACK} {
+		must(t, c.Forge(false, packet.TCP{Seq: c.SSeq, Ack: c.CSeq, Flags: fl}))
+	}
+	wantExpect(t, r, want)
+	wantCounters(t, r, map[string]uint64{"tcp_bad_flags": 5, "ctrl_closed": 0, "expect_closed": 0})
+}
+
+// TestDataWithoutACKIsIgnored (issue 11, review R5): payload without ACK is
+// not parsed: a forged reply the client drops does not consume the PASV.
+func TestDataWithoutACKIsIgnored(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.Forge(false, packet.TCP{Seq: c.SSeq, Ack: 0x12345678, Flags: packet.PSH, Payload: []byte("200 x\r\n")}))
+	must(t, c.ServerSends(pasvReply))
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+	wantCounters(t, r, map[string]uint64{"tcp_bad_flags": 1})
+}
+
+// TestServerSYNKeepsClientTracking (issue 11, review R7): a SYN without ACK
+// from the server side after the client's SYN is refused; it does not wipe
+// the client's tracking, and the handshake that follows is seen as one.
+func TestServerSYNKeepsClientTracking(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := bpftest.NewConn(r, ap(client4, 40000), ap(server4, 21))
+	must(t, c.ClientFlags(packet.SYN))
+	c.CSeq++
+	must(t, c.Forge(false, packet.TCP{Seq: c.SSeq, Flags: packet.SYN}))
+	wantCounters(t, r, map[string]uint64{"tcp_out_of_window": 1})
+	must(t, c.ServerFlags(packet.SYN|packet.ACK))
+	c.SSeq++
+	must(t, c.ClientFlags(packet.ACK))
+	wantCounters(t, r, map[string]uint64{"ctrl_trusted_handshake": 1, "ctrl_trusted_pickup": 0})
+}
+
+// TestTruncatedSegmentIsRefused (issue 11, review R9): a frame shorter than
+// its IPv4 total length, whose payload cannot be loaded nor its checksum
+// checked, is refused (ctrl_truncated): its FIN closes nothing. The
+// receiver's IP layer drops it (ip_rcv_core: skb->len < tot_len).
+func TestTruncatedSegmentIsRefused(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends(pasvReply))
+	want := expect{"pasv", client4, server4, 30000}
+	wantExpect(t, r, want)
+	f := packet.TCP{Src: c.Server, Dst: c.Client, Seq: c.SSeq, Ack: c.CSeq, Flags: packet.FIN | packet.ACK, BadChecksum: true}.Bytes()
+	// claim 100 bytes more than the frame holds, with a right IP header checksum
+	binary.BigEndian.PutUint16(f[16:], binary.BigEndian.Uint16(f[16:])+100)
+	binary.BigEndian.PutUint16(f[24:], 0)
+	var sum uint32
+	for i := 14; i < 34; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(f[i:]))
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(f[24:], ^uint16(sum))
+	_, err := r.TC(f, false, 0)
+	must(t, err)
+	wantExpect(t, r, want)
+	wantCounters(t, r, map[string]uint64{"ctrl_truncated": 1, "ctrl_closed": 0, "expect_closed": 0})
 }

@@ -51,6 +51,7 @@ const (
 	TCPBadChecksum            // ctrl_bad_checksum
 	TCPOutOfWindow            // tcp_out_of_window
 	TCPRSTIgnored             // tcp_rst_ignored
+	TCPBadFlags               // tcp_bad_flags
 )
 
 // Counter names the counter a refused segment is counted under.
@@ -62,6 +63,8 @@ func (v TCPVerdict) Counter() string {
 		return "tcp_out_of_window"
 	case TCPRSTIgnored:
 		return "tcp_rst_ignored"
+	case TCPBadFlags:
+		return "tcp_bad_flags"
 	}
 	return ""
 }
@@ -131,6 +134,9 @@ func (t *TCPTracker) Segment(seg TCPSegment) TCPResult {
 	if seg.BadChecksum {
 		return TCPResult{Verdict: TCPBadChecksum}
 	}
+	if !flagsValid(seg.Flags) {
+		return TCPResult{Verdict: TCPBadFlags}
+	}
 	if !t.tracked {
 		// only a SYN or payload starts tracking: the last ACK of a closed
 		// connection must not bring it back
@@ -157,6 +163,9 @@ func (t *TCPTracker) Segment(seg TCPSegment) TCPResult {
 			if seg.Seq != S.isn {
 				return TCPResult{Verdict: TCPOutOfWindow}
 			}
+		case !seg.FromClient && seg.Flags&TCPAck == 0 && R.seen:
+			// only the client opens: a server SYN must not wipe its tracking
+			return TCPResult{Verdict: TCPOutOfWindow}
 		case seg.Flags&TCPAck != 0 && R.synSeen && seg.Ack != R.isn+1:
 			// a SYN-ACK must acknowledge the SYN seen
 			return TCPResult{Verdict: TCPOutOfWindow}
@@ -230,6 +239,16 @@ func (t *TCPTracker) Segment(seg TCPSegment) TCPResult {
 		}
 	}
 	return res
+}
+
+// flagsValid is tcp_flags_valid (bpf/control.h): every segment but a SYN or
+// an RST carries ACK, and SYN, FIN and RST exclude one another.
+func flagsValid(f uint8) bool {
+	switch {
+	case f&TCPSyn != 0 && f&(TCPFin|TCPRst) != 0, f&TCPFin != 0 && f&TCPRst != 0:
+		return false
+	}
+	return f&(TCPAck|TCPSyn|TCPRst) != 0
 }
 
 // inWindow is tcp_in_window (bpf/tcp.h).

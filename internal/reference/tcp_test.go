@@ -78,6 +78,10 @@ func TestTCPRefusals(t *testing.T) {
 		{"RST in window, not at the next byte", TCPSegment{FromClient: true, Seq: c + 1, Flags: TCPRst}, TCPRSTIgnored},
 		{"FIN out of window", TCPSegment{Seq: s + 1<<30, Ack: c, Flags: TCPFin | TCPAck}, TCPOutOfWindow},
 		{"SYN with another ISN", TCPSegment{FromClient: true, Seq: 42, Flags: TCPSyn, WScale: NoWScale}, TCPOutOfWindow},
+		{"FIN without ACK", TCPSegment{Seq: s, Ack: c, Flags: TCPFin}, TCPBadFlags},
+		{"data without ACK", TCPSegment{Seq: s, Flags: 0, Len: 10}, TCPBadFlags},
+		{"SYN|FIN", TCPSegment{FromClient: true, Seq: c, Flags: TCPSyn | TCPFin, WScale: NoWScale}, TCPBadFlags},
+		{"FIN|RST", TCPSegment{FromClient: true, Seq: c, Ack: s, Flags: TCPFin | TCPRst | TCPAck}, TCPBadFlags},
 	}
 	for _, tc := range cases {
 		if r := tr.Segment(tc.seg); r.Verdict != tc.want || r.Closed {
@@ -103,5 +107,24 @@ func TestTCPWindowScale(t *testing.T) {
 		if want := scale != NoWScale; (r.Verdict == TCPAccepted) != want {
 			t.Errorf("scale %d: %+v, want accepted %v", scale, r, want)
 		}
+	}
+}
+
+// TestServerSYNKeepsClient: a SYN without ACK from the server does not wipe
+// the client's SYN: the real SYN-ACK completes a handshake.
+func TestServerSYNKeepsClient(t *testing.T) {
+	tr := NewTCPTracker()
+	tr.Segment(TCPSegment{FromClient: true, Seq: 1000, Flags: TCPSyn, Window: 65535, WScale: NoWScale})
+	if r := tr.Segment(TCPSegment{Seq: 5000, Flags: TCPSyn, Window: 65535, WScale: NoWScale}); r.Verdict != TCPOutOfWindow {
+		t.Fatalf("a server SYN without ACK: %+v", r)
+	}
+	if r := tr.Segment(TCPSegment{Seq: 5000, Ack: 1001, Flags: TCPSyn | TCPAck, Window: 65535, WScale: NoWScale}); r.Verdict != TCPAccepted {
+		t.Fatalf("the SYN-ACK: %+v", r)
+	}
+	if r := tr.Segment(TCPSegment{FromClient: true, Seq: 1001, Ack: 5001, Flags: TCPAck, Window: 65535, WScale: NoWScale}); !r.BecameTrusted {
+		t.Fatalf("the third ACK: %+v", r)
+	}
+	if !tr.HandshakeSeen() {
+		t.Fatal("the handshake was not seen")
 	}
 }
