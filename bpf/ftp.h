@@ -433,20 +433,42 @@ static __always_inline int reply_line(struct scratch *s)
 	       is_digit(line_at(s, 2)) && (c3 == ' ' || c3 == '-');
 }
 
+static __always_inline int is_letter(__u8 c)
+{
+	return (c | ASCII_CASE_BIT) >= 'a' && (c | ASCII_CASE_BIT) <= 'z';
+}
+
+/*
+ * command_form tells whether the line has the form of a command: three or
+ * four letters, then a space or the line end. Commands outside enum ftp_cmd
+ * have it too (CLNT, SITE's cousins, vendor commands); HTTP header lines
+ * ("Host: ...", "User-Agent: ...") and status lines ("HTTP/1.1 ...") do not.
+ */
+static __always_inline int command_form(struct scratch *s)
+{
+	if (!is_letter(line_at(s, 0)) || !is_letter(line_at(s, 1)) || !is_letter(line_at(s, 2)))
+		return 0;
+	__u8 c3 = line_at(s, 3);
+	if (c3 == ' ' || c3 == '\r' || c3 == '\n' || c3 == 0)
+		return 1;
+	return is_letter(c3) && command_ends(s);
+}
+
 /*
  * client_line_ok tells whether a client line may stand in an FTP control
- * connection: an FTP command, or, after the first line, an empty line or one
- * that starts with Telnet IAC (IP and Synch before ABOR). An HTTP request's
- * header lines ("Host: ...") are none of these, so a request whose method is
- * an FTP command, or one that reaches a picked-up connection, is caught
- * before its body.
+ * connection. The first line after a handshake must be an FTP command
+ * (enum ftp_cmd); every later one must have a command's form, or be empty,
+ * or start with Telnet IAC (IP and Synch before ABOR). An HTTP request's
+ * header lines have none of these, so a request whose method is an FTP
+ * command, or one that reaches a picked-up connection, is caught before its
+ * body.
  */
 static __always_inline int client_line_ok(struct scratch *s, int first)
 {
-	if (ftp_command(s))
-		return 1;
+	if (first)
+		return ftp_command(s);
 	__u8 c0 = line_at(s, 0);
-	return !first && (c0 == TELNET_IAC || c0 == '\r' || c0 == '\n');
+	return command_form(s) || c0 == TELNET_IAC || c0 == '\r' || c0 == '\n';
 }
 
 /*

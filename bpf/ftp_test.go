@@ -414,3 +414,17 @@ func TestHTTPRequestWithFTPMethodIsNotFTP(t *testing.T) {
 		"Origin: http://evil.example:2121\r\nContent-Length: 24\r\n\r\nPORT 192,0,2,10,12,234\r\n"))
 	wantExpect(t, r)
 }
+
+// TestVendorCommandsAreFTP: after the first line, a client line needs a
+// command's form, not a listed command: NcFTP sends CLNT (in nDPI's public
+// capture), other clients XCRC or vendor SITE forms.
+func TestVendorCommandsAreFTP(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	converse(t, c, "", "USER anonymous\r\n", "331 ok\r\n")
+	converse(t, c, "", "CLNT NcFTP 3.2.6 macosx10.13\r\n", "500 Unknown command.\r\n")
+	converse(t, c, "", "XCRC file\r\n", "500 Unknown command.\r\n")
+	converse(t, c, "", "PASV\r\n", pasvReply)
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+	wantCounters(t, r, map[string]uint64{"ctrl_not_ftp": 0})
+}

@@ -618,14 +618,30 @@ func commandKind(line []byte) string {
 // ftpCommand tells whether the line is an FTP command: three letters then a
 // space or the line end, or four letters then the same, in any case.
 // clientLineOK tells whether a client line may stand in an FTP control
-// connection: an FTP command, or, after the first line, an empty line or one
-// that starts with Telnet IAC (client_line_ok).
+// connection: the first after a handshake an FTP command, every later one
+// a command's form (three or four letters, then a space or the line end),
+// an empty line or one that starts with Telnet IAC (client_line_ok).
 func clientLineOK(line []byte, first bool) bool {
-	if ftpCommand(line) {
-		return true
+	if first {
+		return ftpCommand(line)
 	}
 	c0 := at(line, 0)
-	return !first && (c0 == telnetIAC || c0 == '\r' || c0 == '\n')
+	return commandForm(line) || c0 == telnetIAC || c0 == '\r' || c0 == '\n'
+}
+
+// commandForm tells whether the line has a command's form (command_form).
+func commandForm(line []byte) bool {
+	letter := func(c byte) bool { c |= 0x20; return c >= 'a' && c <= 'z' }
+	if !letter(at(line, 0)) || !letter(at(line, 1)) || !letter(at(line, 2)) {
+		return false
+	}
+	end := func(c byte) bool { return c == ' ' || c == '\r' || c == '\n' || c == 0 }
+	if c3 := at(line, 3); end(c3) {
+		return true
+	} else if !letter(c3) {
+		return false
+	}
+	return end(at(line, 4))
 }
 
 func ftpCommand(line []byte) bool {
