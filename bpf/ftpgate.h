@@ -466,6 +466,12 @@ struct config_val {
 	__u8 allow_low_data_ports;  /* accept data ports below 1024 */
 	/* #11 scope */
 	__u8 rp_check;              /* enum rp_check; 0, the default, is strict */
+	/*
+	 * replay only (internal/replay): a frame shorter than its IP length
+	 * stands for the unread tail of a super-segment too large for a test
+	 * run; the live parser refuses such frames (ctrl_truncated)
+	 */
+	__u8 replay_pieces;
 };
 
 /*

@@ -25,7 +25,8 @@ type FtpgateConfigVal struct {
 	Accounting        uint8
 	AllowLowDataPorts uint8
 	RpCheck           uint8
-	_                 [7]byte
+	ReplayPieces      uint8
+	_                 [6]byte
 }
 
 type FtpgateCtrlKey struct {

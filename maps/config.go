@@ -44,6 +44,9 @@ type Config struct {
 	Accounting        bool
 	AllowLowDataPorts bool
 	RPCheck           RPCheck
+	// ReplayPieces is set by replay only: a frame shorter than its IP
+	// length is the unread tail of a super-segment, not a forgery
+	ReplayPieces bool
 }
 
 // RPCheck is the reverse-path check of control segments; the zero value,
@@ -117,6 +120,7 @@ func configToBPF(c Config) bpf.FtpgateConfigVal {
 		Accounting:        b2u(c.Accounting),
 		AllowLowDataPorts: b2u(c.AllowLowDataPorts),
 		RpCheck:           uint8(c.RPCheck),
+		ReplayPieces:      b2u(c.ReplayPieces),
 	}
 }
 
@@ -132,6 +136,7 @@ func configFromBPF(v bpf.FtpgateConfigVal) Config {
 		Accounting:        v.Accounting != 0,
 		AllowLowDataPorts: v.AllowLowDataPorts != 0,
 		RPCheck:           RPCheck(v.RpCheck),
+		ReplayPieces:      v.ReplayPieces != 0,
 	}
 }
 

@@ -141,6 +141,8 @@ func Run(frames []Frame, opts Options) (*Result, error) {
 	// reverse-path check is emulated from the capture instead
 	rpCheck := cfg.RPCheck
 	cfg.RPCheck = maps.RPOff
+	// the tail of a super-segment is fed as a frame that claims it (segment.go)
+	cfg.ReplayPieces = true
 	var spoofed []bool
 	if rpCheck == maps.RPStrict {
 		spoofed = spoofedFrames(frames, opts.Local)
