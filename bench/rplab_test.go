@@ -3,26 +3,20 @@ package bench
 import (
 	"encoding/binary"
 	"fmt"
-	"net"
-	"os"
 	"testing"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 )
 
-// rpLab is a network namespace where the reverse-path check of control
-// segments (rp-check strict) really looks routes up: forwarding on, the
-// client's network 192.0.2.0/24 on "inside", a default route (towards the
-// server 198.51.100.2) via "outside", and permanent neighbours so that
-// bpf_fib_lookup answers success, as on a gateway whose neighbours are known.
-// Without it a test run's skb is on the loopback, where forwarding is off and
-// the lookup stops at "forwarding disabled" (rp_not_forwarding).
+// rpLab is a namespace where the reverse-path check of control segments
+// (rp-check strict) really looks routes up (nettest.Routed), with the
+// client a permanent neighbour so that bpf_fib_lookup answers success, as on
+// a gateway whose neighbours are known.
 type rpLab struct {
 	ns              string
 	outside, inside uint32
@@ -30,62 +24,8 @@ type rpLab struct {
 
 func newRPLab(b *testing.B) *rpLab {
 	b.Helper()
-	l := &rpLab{}
-	l.ns = nettest.VethNS(b, "fgb-rp", "outside", "outside-peer")
-	err := nettest.Do(l.ns, func() error {
-		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "inside"}, PeerName: "inside-peer"}); err != nil {
-			return err
-		}
-		if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/forwarding", []byte("1"), 0o644); err != nil {
-			return err
-		}
-		for _, dev := range []struct {
-			name  string
-			idx   *uint32
-			addr  string
-			gw    string
-			neigh string
-		}{
-			{"outside", &l.outside, "203.0.113.1/24", "203.0.113.254", "203.0.113.254"},
-			{"inside", &l.inside, "192.0.2.1/24", "", clientAddr.String()},
-			{"inside-peer", nil, "", "", ""},
-		} {
-			lk, err := netlink.LinkByName(dev.name)
-			if err != nil {
-				return err
-			}
-			if err := netlink.LinkSetUp(lk); err != nil {
-				return err
-			}
-			if dev.idx != nil {
-				*dev.idx = uint32(lk.Attrs().Index)
-			}
-			if dev.addr != "" {
-				ip, ipn, _ := net.ParseCIDR(dev.addr)
-				ipn.IP = ip
-				if err := netlink.AddrAdd(lk, &netlink.Addr{IPNet: ipn, Flags: unix.IFA_F_NODAD}); err != nil {
-					return fmt.Errorf("address %s: %w", dev.addr, err)
-				}
-			}
-			if dev.gw != "" {
-				if err := netlink.RouteAdd(&netlink.Route{LinkIndex: lk.Attrs().Index, Gw: net.ParseIP(dev.gw)}); err != nil {
-					return fmt.Errorf("default route via %s: %w", dev.gw, err)
-				}
-			}
-			if dev.neigh != "" {
-				err := netlink.NeighSet(&netlink.Neigh{LinkIndex: lk.Attrs().Index, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
-					IP: net.ParseIP(dev.neigh), HardwareAddr: net.HardwareAddr{0x02, 0, 0, 0, 0, 1}})
-				if err != nil {
-					return fmt.Errorf("neighbour %s: %w", dev.neigh, err)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatalf("set up %s: %v", l.ns, err)
-	}
-	return l
+	n := nettest.NewRouted(b, "fgb-rp", clientAddr)
+	return &rpLab{ns: n.NS, outside: n.Outside, inside: n.Inside}
 }
 
 // in runs fn in the lab's namespace on a thread pinned to cpu.

@@ -3,13 +3,11 @@ package bpf_test
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
@@ -117,9 +115,9 @@ func TestScopeSetLists(t *testing.T) {
 	}
 }
 
-// rpLab is a namespace standing for a gateway: "outside" (a veth) holds the
-// default route, "inside" (another) the clients' prefixes (192.0.2.0/24, 2001:db8:1::/64),
-// and an unreachable route covers 10.66.0.0/16.
+// rpLab is a namespace standing for a gateway (nettest.Routed): "outside"
+// holds the default route, "inside" the clients' prefixes (192.0.2.0/24,
+// 2001:db8:1::/64), and an unreachable route covers 10.66.0.0/16.
 type rpLab struct {
 	ns              string
 	outside, inside uint32
@@ -127,58 +125,8 @@ type rpLab struct {
 
 func newRPLab(t *testing.T) *rpLab {
 	t.Helper()
-	l := &rpLab{}
-	// two veth pairs, each up: outside/outside-peer and inside/inside-peer
-	l.ns = nettest.VethNS(t, "ftpgate-rp", "outside", "outside-peer")
-	err := nettest.Do(l.ns, func() error {
-		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "inside"}, PeerName: "inside-peer"}); err != nil {
-			return err
-		}
-		for _, f := range []string{"ipv4/conf/all/forwarding", "ipv6/conf/all/forwarding"} {
-			if err := os.WriteFile("/proc/sys/net/"+f, []byte("1"), 0o644); err != nil {
-				return err
-			}
-		}
-		for _, dev := range []struct {
-			name  string
-			idx   *uint32
-			addrs []string
-			gws   []string
-		}{
-			{"outside", &l.outside, []string{"203.0.113.1/24", "2001:db8:ff::1/64"}, []string{"203.0.113.254", "2001:db8:ff::fe"}},
-			{"inside", &l.inside, []string{"192.0.2.1/24", "2001:db8:1::1/64"}, nil},
-			{"inside-peer", nil, nil, nil},
-		} {
-			lk, err := netlink.LinkByName(dev.name)
-			if err != nil {
-				return err
-			}
-			if err := netlink.LinkSetUp(lk); err != nil {
-				return err
-			}
-			if dev.idx != nil {
-				*dev.idx = uint32(lk.Attrs().Index)
-			}
-			for _, a := range dev.addrs {
-				p := pfx(a)
-				ipn := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-				if err := netlink.AddrAdd(lk, &netlink.Addr{IPNet: ipn, Flags: unix.IFA_F_NODAD}); err != nil {
-					return fmt.Errorf("address %s: %w", a, err)
-				}
-			}
-			for _, gw := range dev.gws {
-				if err := netlink.RouteAdd(&netlink.Route{LinkIndex: lk.Attrs().Index, Gw: addr(gw).AsSlice()}); err != nil {
-					return fmt.Errorf("default route via %s: %w", gw, err)
-				}
-			}
-		}
-		_, unreachable, _ := net.ParseCIDR("10.66.0.0/16")
-		return netlink.RouteAdd(&netlink.Route{Dst: unreachable, Type: unix.RTN_UNREACHABLE})
-	})
-	if err != nil {
-		t.Fatalf("set up %s: %v", l.ns, err)
-	}
-	return l
+	n := nettest.NewRouted(t, "ftpgate-rp")
+	return &rpLab{ns: n.NS, outside: n.Outside, inside: n.Inside}
 }
 
 // conn drives a control connection through the lab's interfaces: the

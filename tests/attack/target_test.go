@@ -3,7 +3,6 @@ package attack
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -255,13 +254,11 @@ func (e *env) counters() map[string]uint64 {
 	if err != nil {
 		e.t.Fatalf("ftpgate stats: %v\n%s", err, out)
 	}
-	var v struct {
-		Counters map[string]uint64 `json:"counters"`
+	c, err := lab.StatsCounters(out)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		e.t.Fatalf("ftpgate stats --json: %v\n%s", err, out)
-	}
-	return v.Counters
+	return c
 }
 
 // Counters that show each refusal, as regular expressions over counter

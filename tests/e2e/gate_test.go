@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -151,13 +150,11 @@ func (g *gate) counters() map[string]uint64 {
 	if err != nil {
 		g.t.Fatalf("stats: %v\n%s", err, out)
 	}
-	var v struct {
-		Counters map[string]uint64 `json:"counters"`
+	c, err := lab.StatsCounters(out)
+	if err != nil {
+		g.t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		g.t.Fatalf("stats --json: %v\n%s", err, out)
-	}
-	return v.Counters
+	return c
 }
 
 func transfer(t *testing.T, l *lab.Lab, mode lab.Mode, family, port int, tool lab.Tool) lab.Result {
