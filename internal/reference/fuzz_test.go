@@ -1,12 +1,15 @@
 package reference_test
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
@@ -163,10 +166,20 @@ func compare(t *testing.T, r *bpftest.Rig, client, server, plan []byte, opts byt
 			ref.Segment(fromClient, seg.Seq, seg.Payload)
 		}
 	}
-	// ctrl_conns is a plain hash: every input removes its connection
+	// ctrl_conns is a plain hash: every input removes its connection. The
+	// closing RST is refused where a receiver would refuse it (a side never
+	// seen, or not at its next sequence number), so the key goes from both
+	// tables too: ports repeat after 60000 inputs, and an input must not
+	// find the state an earlier one left.
 	defer func() {
 		if err := conn.Close(); err != nil {
 			t.Fatal(err)
+		}
+		key := maps.Control{Client: c, ClientPort: port, Server: s, ServerPort: 21}.Key()
+		for _, m := range []*ebpf.Map{r.Objs.CtrlConns, r.Objs.CtrlEmbryo} {
+			if err := m.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				t.Fatal(err)
+			}
 		}
 	}()
 	cISN, sISN := conn.CSeq, conn.SSeq
