@@ -169,7 +169,6 @@ static __always_inline struct ctrl_val *embryo_promote(struct scratch *s, struct
 		struct dir_state *ds = &t->dir[d];
 		struct tcp_track *tt = &ev->tcp[d];
 		__builtin_memcpy(&ds->tcp, tt, sizeof(ds->tcp));
-		ds->seen = 1;
 		ds->next_seq = (__u32)d == s->dir ? s->seg_prev_end : tt->end;
 		ds->mode = tcp_resume_at_line(tt) ? MODE_LINE_START : MODE_SKIP;
 		ds->last_ns = ev->last_ns;
@@ -180,7 +179,6 @@ static __always_inline struct ctrl_val *embryo_promote(struct scratch *s, struct
 	for (int d = 0; d < 2; d++) {
 		struct dir_state *ds = &t->dir[d];
 		__builtin_memset(&ds->tcp, 0, sizeof(ds->tcp));
-		ds->seen = 0;
 		ds->next_seq = 0;
 		ds->mode = 0;
 		ds->last_ns = 0;
@@ -270,9 +268,16 @@ static __always_inline int payload_load(struct __sk_buff *skb, struct scratch *s
 		__u32 load = ((n - 1) & (SCAN_BUF_SIZE - 1)) + 1;
 		loaded = bpf_skb_load_bytes(skb, p->payload_off, s->pkt, load) == 0;
 		s->loaded = loaded ? n : 0;
-		/* the last byte, for the line start a pickup resumes at (embryo_segment) */
+		/*
+		 * the last byte, for the line start a pickup resumes at
+		 * (embryo_segment): in s->pkt unless the segment is longer
+		 * than the parser reads
+		 */
 		s->seg_lf = 0;
-		bpf_skb_load_bytes(skb, p->payload_off + len - 1, &s->seg_lf, sizeof(s->seg_lf));
+		if (loaded && n == len)
+			s->seg_lf = s->pkt[(n - 1) & SCAN_MASK];
+		else
+			bpf_skb_load_bytes(skb, p->payload_off + len - 1, &s->seg_lf, sizeof(s->seg_lf));
 		s->seg_lf = s->seg_lf == '\n';
 	}
 	if (len && !loaded) {

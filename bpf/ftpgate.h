@@ -398,7 +398,7 @@ struct src_budget {
 struct dir_state {
 	struct tcp_track tcp; /* TCP tracking (tcp.h) */
 	__u32 next_seq;    /* sequence number of the next unparsed byte */
-	__u8 seen;         /* this direction has been seen */
+	__u8 pad0;         /* (every direction of a trusted connection has been seen) */
 	__u8 mode;         /* enum parse_mode */
 	__u8 fin;          /* FIN seen in this direction */
 	__u8 slot_next;    /* next slot of the ring to write */

@@ -58,7 +58,7 @@ type FtpgateDirState struct {
 		Pad    [2]uint8
 	}
 	NextSeq     uint32
-	Seen        uint8
+	Pad0        uint8
 	Mode        uint8
 	Fin         uint8
 	SlotNext    uint8

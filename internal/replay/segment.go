@@ -288,7 +288,7 @@ func (p *player) oversized(frame []byte, ingress bool) error {
 	known := p.rig.Maps.CtrlConns.Lookup(&key, &cv) == nil
 	if s.flags&tcpSYN != 0 {
 		base++
-	} else if st := cv.Dir[dir]; known && st.Seen != 0 {
+	} else if st := cv.Dir[dir]; known {
 		if d := int32(base - st.NextSeq); d < 0 {
 			old := int(uint32(-d)) // as sync_stream reads it
 			if old >= total {
