@@ -320,15 +320,7 @@ func reachable(fromNS, toNS string, addr netip.Addr, timeout time.Duration) erro
 		return err
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go AcceptAndClose(ln)
 	return Poll(timeout, func() error {
 		c, err := Dial(context.Background(), fromNS, "tcp", ln.Addr().String(), time.Second)
 		if err != nil {
@@ -418,5 +410,17 @@ func removeNS(t testing.TB, name string) {
 	}
 	if err := netns.DeleteNamed(name); err != nil {
 		t.Logf("delete namespace %s: %v", name, err)
+	}
+}
+
+// AcceptAndClose accepts connections on ln and closes each at once, until
+// ln is closed: a listener that only shows whether a connect got through.
+func AcceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
 }

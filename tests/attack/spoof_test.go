@@ -40,15 +40,7 @@ func (e *env) serve(ns string, addr netip.Addr, port int) {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go nettest.AcceptAndClose(ln)
 }
 
 // attempt is the attacker's connection from ns to addr:port: safe unless
