@@ -53,7 +53,10 @@ done
 if [ -n "$need" ]; then
 	echo "deps: installing$need"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
+	# A mirror caught mid-sync fails one index (often the Contents files
+	# apt-file adds) while the Packages lists are fine: the install below
+	# is what decides.
+	apt-get update -qq || echo "deps: apt-get update reported errors; installing from the lists it got" >&2
 	# shellcheck disable=SC2086
 	apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi

@@ -93,7 +93,10 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 {
   for s in bullseye bookworm bookworm-backports trixie trixie-backports; do
-    echo "deb [arch=amd64 signed-by=$keyring] $mirror $s main"
+    # target=Packages: the host's apt.conf.d may add Contents or DEP-11
+    # targets (apt-file, appstream); a kernel pick needs none of them, and
+    # each extra file is one more chance to catch a mirror mid-sync.
+    echo "deb [arch=amd64 target=Packages signed-by=$keyring] $mirror $s main"
   done
 } >"$aptdir/sources.list.new"
 if ! cmp -s "$aptdir/sources.list.new" "$aptdir/sources.list"; then
@@ -122,9 +125,16 @@ apt_opts=(
 )
 apt_update() {
   log "updating private package lists ($mirror)"
-  if apt-get "${apt_opts[@]}" -qq update >&2; then
-    touch "$aptdir/updated"
-  elif [[ -e $aptdir/updated ]]; then
+  local try
+  for try in 1 2 3; do
+    if apt-get "${apt_opts[@]}" -qq update >&2; then
+      touch "$aptdir/updated"
+      return 0
+    fi
+    # "File has unexpected size ... Mirror sync in progress?" passes in minutes.
+    [[ $try == 3 ]] || { log "update failed (try $try of 3); retrying in $((try * 20))s"; sleep $((try * 20)); }
+  done
+  if [[ -e $aptdir/updated ]]; then
     # Offline with lists from an earlier run: good enough to pick from.
     log "warning: update failed; using the lists from $(date -r "$aptdir/updated")"
   else
