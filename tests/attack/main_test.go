@@ -12,49 +12,20 @@ package attack
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ftpgate/ftpgate/tests/lab"
 )
 
 // ReportEnv names the file the outcome table is written to.
 const ReportEnv = "FTPGATE_ATTACK_REPORT"
 
-var (
-	buildOnce sync.Once
-	buildErr  error
-	binDir    string
-	binPath   string
-)
-
-// ftpgateBinary builds cmd/ftpgate once per run.
-func ftpgateBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "ftpgate-attack-"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "ftpgate")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/ftpgate/ftpgate/cmd/ftpgate")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build ftpgate: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	lab.RemoveBuilt()
 	if path := os.Getenv(ReportEnv); path != "" && len(outcomes.rows) > 0 {
 		if err := os.WriteFile(path, []byte(outcomes.markdown()), 0o644); err != nil {
 			fmt.Fprintf(os.Stderr, "attack: write report: %v\n", err)

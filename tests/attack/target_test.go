@@ -1,19 +1,13 @@
 package attack
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/nettest"
@@ -67,7 +61,7 @@ type env struct {
 	t      *testing.T
 	l      *lab.Lab
 	target target
-	gate   *gate // nil for a netfilter target
+	gate   *lab.Gate // nil for a netfilter target
 }
 
 // forEachTarget runs attack once per target, each in its own lab, in
@@ -178,70 +172,30 @@ func (e *env) netfilter(rp int) {
 // nft loads a ruleset into namespace ns.
 func (e *env) nft(ns, ruleset string) {
 	e.t.Helper()
-	f, err := os.CreateTemp(e.l.Dir, "nft-*.conf")
-	if err != nil {
+	if err := lab.LoadRuleset(context.Background(), ns, e.l.Dir, ruleset); err != nil {
 		e.t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(ruleset); err != nil {
-		e.t.Fatal(err)
-	}
-	if out, err := e.l.Exec(context.Background(), ns, "nft", "-f", f.Name()); err != nil {
-		e.t.Fatalf("load nftables ruleset in %s: %v\n%s\n%s", ns, err, out, ruleset)
 	}
 }
 
-// gate is one `ftpgate run` guarding both gateway interfaces.
-type gate struct {
-	bin, pinDir, ns string
-	cmd             *exec.Cmd
-	log             bytes.Buffer
-	done            chan struct{}
-}
-
-func startGate(t *testing.T, l *lab.Lab, extra ...string) *gate {
+// startGate runs ftpgate guarding both gateway interfaces.
+func startGate(t *testing.T, l *lab.Lab, extra ...string) *lab.Gate {
 	t.Helper()
-	g := &gate{bin: ftpgateBinary(t), pinDir: "/sys/fs/bpf/ftpgate-attack-" + l.ID, ns: l.GatewayNS, done: make(chan struct{})}
-	ready := filepath.Join(t.TempDir(), "ready")
-	args := append([]string{"run", "--netns", l.GatewayNS, "--iface", lab.GwClientIf, "--iface", lab.GwServerIf,
-		"--pin-dir", g.pinDir, "--ready-file", ready,
+	args := append([]string{"--iface", lab.GwClientIf, "--iface", lab.GwServerIf,
 		"--allow-port", "21", "--allow-port", "2121"}, extra...)
-	g.cmd = exec.Command(g.bin, args...)
-	g.cmd.Stdout, g.cmd.Stderr = &g.log, &g.log
-	if err := g.cmd.Start(); err != nil {
-		t.Fatalf("start ftpgate: %v", err)
-	}
-	go func() { _ = g.cmd.Wait(); close(g.done) }()
-	t.Cleanup(func() {
-		lab.Terminate(g.cmd.Process, syscall.SIGTERM, g.done, 10*time.Second)
-		if out, err := g.cli("detach"); err != nil {
-			t.Errorf("ftpgate detach: %v\n%s", err, out)
-		}
-	})
-	if err := lab.WaitReady(ready, g.done, 30*time.Second); err != nil {
-		if errors.Is(err, lab.ErrExited) {
-			t.Fatalf("ftpgate run %s exited: %s", strings.Join(extra, " "), g.log.String())
-		}
-		t.Fatalf("ftpgate run: %v\n%s", err, g.log.String())
+	g, err := lab.StartGate(t, lab.FtpgateBinary(t), l.GatewayNS, "/sys/fs/bpf/ftpgate-attack-"+l.ID, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return g
 }
 
 // gateHasFlag says whether this build's `ftpgate run` knows flag.
 func gateHasFlag(t *testing.T, flag string) bool {
-	out, err := exec.Command(ftpgateBinary(t), "run", "--help").CombinedOutput()
+	ok, err := lab.HasRunFlag(lab.FtpgateBinary(t), flag)
 	if err != nil {
-		t.Fatalf("ftpgate run --help: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	return strings.Contains(string(out), flag)
-}
-
-func (g *gate) cli(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	full := append(append([]string{}, args...), "--pin-dir", g.pinDir, "--netns", g.ns)
-	out, err := exec.CommandContext(ctx, g.bin, full...).CombinedOutput()
-	return string(out), err
+	return ok
 }
 
 // counters reads every ftpgate counter; nil for a netfilter target.
@@ -250,11 +204,7 @@ func (e *env) counters() map[string]uint64 {
 	if e.gate == nil {
 		return nil
 	}
-	out, err := e.gate.cli("stats", "--json")
-	if err != nil {
-		e.t.Fatalf("ftpgate stats: %v\n%s", err, out)
-	}
-	c, err := lab.StatsCounters(out)
+	c, err := e.gate.Counters()
 	if err != nil {
 		e.t.Fatal(err)
 	}

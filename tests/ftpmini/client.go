@@ -42,6 +42,23 @@ type Config struct {
 	ActivePort int
 	// LocalAddr, if valid, is the source address of the control connection.
 	LocalAddr netip.Addr
+	// Announce shapes how the PORT/EPRT line reaches the socket; the zero
+	// value writes it alone in one write.
+	Announce Shape
+}
+
+// Shape is how a command line is cut into writes, to put it where a
+// middlebox does not expect it: after another command in the same segment,
+// or split across segments.
+type Shape struct {
+	// Before is one whole command sent in the same write ahead of the
+	// line ("TYPE I"); its reply is read and must be a 2xx.
+	Before string
+	// SplitAt, when between 0 and the line's length, writes the first
+	// SplitAt bytes, waits Pause, then writes the rest (TCP_NODELAY is on,
+	// as Go sets it, so each write leaves as its own segment).
+	SplitAt int
+	Pause   time.Duration
 }
 
 // ReplyError is a reply with an unexpected code.
@@ -224,6 +241,51 @@ func (c *Client) expect(ctx context.Context, what string, codes ...int) (int, st
 	return code, msg, &ReplyError{Command: what, Code: code, Msg: msg}
 }
 
+// Command sends line and reads its reply, which must have one of codes:
+// for tests that drive a session by hand (a bounce PORT, say).
+func (c *Client) Command(ctx context.Context, line string, codes ...int) (int, string, error) {
+	return c.cmd(ctx, line, codes...)
+}
+
+// sendShaped writes line as sh says, then reads the reply to sh.Before.
+func (c *Client) sendShaped(ctx context.Context, line string, sh Shape) error {
+	_ = c.conn.SetWriteDeadline(c.deadline(ctx))
+	stop := watch(ctx, c.conn)
+	defer stop()
+	data := line + "\r\n"
+	if sh.Before != "" {
+		c.Sent = append(c.Sent, sh.Before)
+		data = sh.Before + "\r\n" + data
+	}
+	c.Sent = append(c.Sent, line)
+	cut := len(data) - len(line) - 2 + sh.SplitAt
+	pieces := []string{data}
+	if sh.SplitAt > 0 && sh.SplitAt < len(line) {
+		pieces = []string{data[:cut], data[cut:]}
+	}
+	for i, p := range pieces {
+		if i > 0 {
+			select {
+			case <-time.After(sh.Pause):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if _, err := io.WriteString(c.conn, p); err != nil {
+			return fmt.Errorf("ftpmini: send %s: %w", strings.Fields(line)[0], err)
+		}
+	}
+	if sh.Before != "" {
+		verb := strings.Fields(sh.Before)[0]
+		if code, msg, err := c.readReply(ctx); err != nil {
+			return err
+		} else if code/100 != 2 {
+			return &ReplyError{Command: verb, Code: code, Msg: msg}
+		}
+	}
+	return nil
+}
+
 func (c *Client) cmd(ctx context.Context, line string, codes ...int) (int, string, error) {
 	if err := c.send(ctx, line); err != nil {
 		return 0, "", err
@@ -344,7 +406,11 @@ func (c *Client) active(ctx context.Context, mode Mode) (net.Listener, error) {
 		}
 		line = fmt.Sprintf("EPRT |%d|%s|%d|", proto, addr, port)
 	}
-	if _, _, err := c.cmd(ctx, line, 200); err != nil {
+	err = c.sendShaped(ctx, line, c.cfg.Announce)
+	if err == nil {
+		_, _, err = c.expect(ctx, strings.Fields(line)[0], 200)
+	}
+	if err != nil {
 		ln.Close()
 		return nil, err
 	}

@@ -272,3 +272,43 @@ func TestParsers(t *testing.T) {
 		t.Fatalf("229: %v %v", p, err)
 	}
 }
+
+// TestShapedAnnounce: a PORT sent after another command in the same write,
+// or split across two writes, still sets up the transfer; a 227 announces
+// the server's PasvAddress.
+func TestShapedAnnounce(t *testing.T) {
+	file := randomBytes(t, 4096)
+	s := startServer(t, "127.0.0.1:0", map[string][]byte{"f": file})
+	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(s.Port()))
+	for name, sh := range map[string]Shape{
+		"before": {Before: "TYPE I"},
+		"split":  {SplitAt: len("PORT "), Pause: 20 * time.Millisecond},
+		"both":   {Before: "NOOP", SplitAt: 9, Pause: 20 * time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got, err := Get(ctx, addr, "f", PORT, Config{Timeout: 5 * time.Second, Announce: sh})
+			if err != nil || !bytes.Equal(got, file) {
+				t.Fatalf("Get: %d bytes, %v", len(got), err)
+			}
+		})
+	}
+	announcing := NewServer(nil)
+	announcing.PasvAddress = netip.MustParseAddr("192.0.2.9")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go announcing.Serve(ln)
+	t.Cleanup(func() { announcing.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := dialClient(t, ctx, ln.Addr().String(), 5*time.Second)
+	if err := c.Login(ctx, "anonymous", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.Command(ctx, "PASV", 227); err != nil || !strings.Contains(msg, "(192,0,2,9,") {
+		t.Fatalf("PASV = %q, %v; want the PasvAddress announced", msg, err)
+	}
+}

@@ -24,6 +24,10 @@ type Server struct {
 	// PasvMinPort and PasvMaxPort bound the passive data ports; both zero
 	// means any ephemeral port.
 	PasvMinPort, PasvMaxPort int
+	// PasvAddress, if valid, is the address a 227 announces instead of the
+	// control connection's local one (vsftpd's pasv_address): a server
+	// that announces another host, for tests of what a gateway believes.
+	PasvAddress netip.Addr
 	// ActiveSourcePort, when non-zero, is the source port of active-mode
 	// data connections (20 for a classic server); 0 means ephemeral.
 	ActiveSourcePort int
@@ -366,6 +370,9 @@ func (ss *session) cmdPasv(extended bool) {
 	if extended {
 		_ = ss.reply(229, fmt.Sprintf("Entering Extended Passive Mode (|||%d|)", port))
 		return
+	}
+	if ss.s.PasvAddress.IsValid() {
+		local = ss.s.PasvAddress
 	}
 	a := local.As4()
 	_ = ss.reply(227, fmt.Sprintf("Entering Passive Mode (%d,%d,%d,%d,%d,%d)", a[0], a[1], a[2], a[3], port>>8, port&0xff))

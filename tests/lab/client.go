@@ -35,9 +35,11 @@ type Tool string
 const (
 	Curl Tool = "curl"
 	Lftp Tool = "lftp"
+	// Python is ftplib (IPv4, download only): the NAT lab's third client.
+	Python Tool = "python"
 )
 
-// Tools lists the supported client programs.
+// Tools lists the client programs every lab suite drives.
 var Tools = []Tool{Curl, Lftp}
 
 // ErrUnsupported is returned (in Result.Err) for a tool/mode/family
@@ -117,13 +119,13 @@ func (l *Lab) Download(ctx context.Context, mode Mode, family, port int, tool To
 	}
 	local := filepath.Join(dir, "out.bin")
 	r.Output, r.Err = l.runClient(ctx, tool, mode, family, port, "/"+l.FileName, local, false)
-	r.Commands = dataCommands(tool, r.Output)
+	r.Commands = Commands(tool, r.Output)
 	if len(r.Commands) > 0 {
 		r.Command = r.Commands[len(r.Commands)-1]
 	}
 	if b, err := os.ReadFile(local); err == nil {
 		r.Bytes = int64(len(b))
-		r.HashOK = sha256Hex(b) == l.FileSHA256
+		r.HashOK = SHA256Hex(b) == l.FileSHA256
 	}
 	return r
 }
@@ -154,13 +156,13 @@ func (l *Lab) Upload(ctx context.Context, mode Mode, family, port int, tool Tool
 	// A unique name: anonymous users may not overwrite files.
 	name := "up-" + randHex(6) + ".bin"
 	r.Output, r.Err = l.runClient(ctx, tool, mode, family, port, "/upload/"+name, local, true)
-	r.Commands = dataCommands(tool, r.Output)
+	r.Commands = Commands(tool, r.Output)
 	if len(r.Commands) > 0 {
 		r.Command = r.Commands[len(r.Commands)-1]
 	}
 	if b, err := os.ReadFile(filepath.Join(l.UploadDir, name)); err == nil {
 		r.Bytes = int64(len(b))
-		r.HashOK = sha256Hex(b) == sha256Hex(data)
+		r.HashOK = SHA256Hex(b) == SHA256Hex(data)
 	}
 	return r
 }
@@ -170,14 +172,52 @@ func ftpURL(addr netip.Addr, port int, path string) string {
 }
 
 func (l *Lab) runClient(ctx context.Context, tool Tool, mode Mode, family, port int, remote, local string, upload bool) (string, error) {
-	server := l.ServerAddr(family)
-	var argv []string
-	switch tool {
+	tr := Transfer{Tool: tool, Mode: mode, Server: netip.AddrPortFrom(l.ServerAddr(family), uint16(port)),
+		Remote: remote, Local: local, Upload: upload}
+	argv, err := tr.Argv()
+	if err != nil {
+		return "", err
+	}
+	return l.Exec(ctx, l.ClientNS, argv...)
+}
+
+// Transfer is one run of a client program: what it fetches or stores,
+// where, and how it sets up its data connections.
+type Transfer struct {
+	Tool Tool
+	Mode Mode
+	// Server is the control connection's address.
+	Server netip.AddrPort
+	// Remote is the file's path on the server, Local the local file (for
+	// several RETRs, the Nth download is Local.N, N from 0).
+	Remote, Local string
+	Upload        bool
+	// TrustPasvAddr makes the client connect where a 227 says (curl
+	// --no-ftp-skip-pasv-ip, lftp ftp:fix-pasv-address false, ftplib
+	// trust_server_pasv_ipv4_address) instead of to the control
+	// connection's peer: what a server behind NAT needs a helper for.
+	TrustPasvAddr bool
+	// Count is the number of RETRs on one control connection (Python
+	// only); 0 means 1.
+	Count int
+	// MaxTime bounds the whole run in seconds; 0 means the lab's default.
+	MaxTime int
+}
+
+// Argv is the command line that runs the transfer.
+func (tr Transfer) Argv() ([]string, error) {
+	maxT := tr.MaxTime
+	if maxT == 0 {
+		maxT = maxTime
+	}
+	connT := min(connectTimeout, maxT)
+	url := ftpURL(tr.Server.Addr(), int(tr.Server.Port()), tr.Remote)
+	switch tr.Tool {
 	case Curl:
-		argv = []string{"curl", "-v", "-sS", "-g",
-			"--connect-timeout", strconv.Itoa(connectTimeout), "--max-time", strconv.Itoa(maxTime),
+		argv := []string{"curl", "-v", "-sS", "-g",
+			"--connect-timeout", strconv.Itoa(connT), "--max-time", strconv.Itoa(maxT),
 			"--user", "anonymous:lab@example.org"}
-		switch mode {
+		switch tr.Mode {
 		case PASV:
 			// curl tries EPSV first and silently falls back to PASV;
 			// --disable-epsv makes PASV the only command.
@@ -191,62 +231,115 @@ func (l *Lab) runClient(ctx context.Context, tool Tool, mode Mode, family, port 
 		case EPRT:
 			argv = append(argv, "--ftp-port", "-")
 		}
-		if upload {
-			argv = append(argv, "-T", local, ftpURL(server, port, remote))
-		} else {
-			argv = append(argv, "-o", local, ftpURL(server, port, remote))
+		if tr.TrustPasvAddr {
+			// curl ignores the 227 address since 7.74 unless told.
+			argv = append(argv, "--no-ftp-skip-pasv-ip")
 		}
+		if tr.Upload {
+			return append(argv, "-T", tr.Local, url), nil
+		}
+		return append(argv, "-o", tr.Local, url), nil
 	case Lftp:
 		passive, epsv := "on", "off"
-		switch mode {
+		switch tr.Mode {
 		case EPSV:
 			epsv = "on"
 		case PORT, EPRT:
 			passive = "off"
 		}
-		xfer := fmt.Sprintf("get %s -o %s", remote, local)
-		if upload {
-			xfer = fmt.Sprintf("put %s -o %s", local, remote)
+		xfer := fmt.Sprintf("get %s -o %s", tr.Remote, tr.Local)
+		if tr.Upload {
+			xfer = fmt.Sprintf("put %s -o %s", tr.Local, tr.Remote)
+		}
+		fix := "on"
+		if tr.TrustPasvAddr {
+			fix = "off"
 		}
 		script := strings.Join([]string{
 			"set cmd:fail-exit yes",
-			"set net:timeout " + strconv.Itoa(connectTimeout),
+			"set net:timeout " + strconv.Itoa(connT),
 			"set net:max-retries 1",
 			"set net:persist-retries 0",
 			"set ftp:ssl-allow no",
 			"set ftp:passive-mode " + passive,
 			"set ftp:prefer-epsv " + epsv,
+			"set ftp:fix-pasv-address " + fix,
 			// Otherwise lftp flips to the other mode after a failed data
 			// connection and a blocked mode would look like a success.
 			"set ftp:auto-passive-mode off",
 			"set xfer:clobber on",
 			"debug 9",
-			"open -u anonymous,lab@example.org " + ftpURL(server, port, ""),
+			"open -u anonymous,lab@example.org " + ftpURL(tr.Server.Addr(), int(tr.Server.Port()), ""),
 			xfer,
 			"bye",
 		}, "; ")
-		argv = []string{"timeout", "-k", "2", strconv.Itoa(maxTime), "lftp", "-c", script}
-	default:
-		return "", fmt.Errorf("unknown tool %q", tool)
+		return []string{"timeout", "-k", "2", strconv.Itoa(maxT), "lftp", "-c", script}, nil
+	case Python:
+		if tr.Upload || tr.Mode == EPRT || tr.Mode == EPSV {
+			// ftplib picks EPSV/EPRT only for IPv6 control connections.
+			return nil, ErrUnsupported
+		}
+		count := max(tr.Count, 1)
+		return []string{"timeout", "-k", "2", strconv.Itoa(maxT), "python3", "-c", ftplibScript,
+			tr.Server.Addr().String(), strconv.Itoa(int(tr.Server.Port())), strconv.FormatBool(tr.Mode == PASV),
+			strconv.FormatBool(tr.TrustPasvAddr), strconv.Itoa(count), tr.Remote, tr.Local, strconv.Itoa(connT)}, nil
 	}
-	return l.Exec(ctx, l.ClientNS, argv...)
+	return nil, fmt.Errorf("unknown tool %q", tr.Tool)
 }
 
+// ftplibScript downloads argv[6] count times over one control connection
+// with Python's ftplib; debug level 1 prints each command and reply.
+const ftplibScript = `import ftplib, sys
+host, port, pasv, trust, count, remote, local, timeout = sys.argv[1:]
+f = ftplib.FTP(timeout=int(timeout))
+f.set_debuglevel(1)
+f.connect(host, int(port))
+f.login("anonymous", "lab@example.org")
+f.set_pasv(pasv == "true")
+f.trust_server_pasv_ipv4_address = trust == "true"
+for i in range(int(count)):
+    name = local if int(count) == 1 else "%s.%d" % (local, i)
+    with open(name, "wb") as out:
+        f.retrbinary("RETR " + remote, out.write)
+f.quit()
+`
+
 var (
-	curlCmdRE = regexp.MustCompile(`(?m)^> (PASV|EPSV|PORT|EPRT)\b`)
-	lftpCmdRE = regexp.MustCompile(`(?m)---> (PASV|EPSV|PORT|EPRT)\b`)
+	curlCmdRE   = regexp.MustCompile(`(?m)^> (PASV|EPSV|PORT|EPRT)\b`)
+	lftpCmdRE   = regexp.MustCompile(`(?m)---> (PASV|EPSV|PORT|EPRT)\b`)
+	pythonCmdRE = regexp.MustCompile(`(?m)^\*cmd\* '(PASV|EPSV|PORT|EPRT)\b`)
+
+	curlBannerRE   = regexp.MustCompile(`(?m)^< 220[ -](.*?)\r?$`)
+	lftpBannerRE   = regexp.MustCompile(`(?m)<--- 220[ -](.*?)\r?$`)
+	pythonBannerRE = regexp.MustCompile(`(?m)^\*resp\* '220[ -](.*)'\r?$`)
 )
 
-// dataCommands extracts the data-connection commands actually sent, from
-// curl's "> CMD" verbose lines or lftp's "---> CMD" debug lines.
-func dataCommands(tool Tool, out string) []string {
-	re := curlCmdRE
-	if tool == Lftp {
-		re = lftpCmdRE
-	}
+// Commands extracts the data-connection commands actually sent, from
+// curl's "> CMD" verbose lines, lftp's "---> CMD" debug lines or ftplib's
+// "*cmd* 'CMD" lines.
+func Commands(tool Tool, out string) []string {
 	var cmds []string
-	for _, m := range re.FindAllStringSubmatch(out, -1) {
+	for _, m := range pick(tool, curlCmdRE, lftpCmdRE, pythonCmdRE).FindAllStringSubmatch(out, -1) {
 		cmds = append(cmds, m[1])
 	}
 	return cmds
+}
+
+// Banner is the text of the server's 220 greeting in a client's log.
+func Banner(tool Tool, out string) string {
+	m := pick(tool, curlBannerRE, lftpBannerRE, pythonBannerRE).FindStringSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return strings.TrimSpace(m[1])
+}
+
+func pick[T any](tool Tool, curl, lftp, python T) T {
+	switch tool {
+	case Lftp:
+		return lftp
+	case Python:
+		return python
+	}
+	return curl
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/ftpgate/ftpgate/internal/nettest"
@@ -45,7 +46,7 @@ func (l *Lab) makeFiles() error {
 		return fmt.Errorf("generate test file: %w", err)
 	}
 	l.FileName = "testfile-" + randHex(4) + ".bin"
-	l.FileSHA256 = sha256Hex(data)
+	l.FileSHA256 = SHA256Hex(data)
 	l.FileSize = len(data)
 	// vsftpd's anon_world_readable_only needs the file world-readable.
 	if err := os.WriteFile(filepath.Join(l.FTPRoot, l.FileName), data, 0o644); err != nil {
@@ -54,24 +55,52 @@ func (l *Lab) makeFiles() error {
 	return nil
 }
 
-// vsftpdConfig renders one instance's config. listen_ipv6=YES on Linux gives
-// a dual-stack socket (vsftpd does not set IPV6_V6ONLY and a fresh netns has
+// Vsftpd is one vsftpd instance: where it runs, what it serves and how it
+// announces itself.
+type Vsftpd struct {
+	// NS is the network namespace it runs in, Port the control port.
+	NS   string
+	Port int
+	// ListenAddr, if valid, binds an IPv4 socket to this address only
+	// (listen=YES); otherwise one dual-stack socket serves every address.
+	ListenAddr netip.Addr
+	// Root is the anonymous root (not writable by the ftp user); Dir holds
+	// the config, log and output files, which are named after Name.
+	Root, Dir, Name string
+	// Banner, if set, is the text after "220 " in the greeting, so a test
+	// can tell which of several servers answered.
+	Banner string
+	// ConnectFromPort20 opens active-mode data connections from port 20.
+	ConnectFromPort20 bool
+	// PasvMinPort and PasvMaxPort bound the passive data ports; zero means
+	// the lab's PasvMinPort and PasvMaxPort.
+	PasvMinPort, PasvMaxPort int
+}
+
+// config renders the instance's config. listen_ipv6=YES on Linux gives a
+// dual-stack socket (vsftpd does not set IPV6_V6ONLY and a fresh netns has
 // bindv6only=0), so one instance per port serves IPv4 and IPv6; IPv4 clients
 // are seen as ::ffff:a.b.c.d and vsftpd still answers PASV with the IPv4
 // address. Tests verify both families against each port.
-func (l *Lab) vsftpdConfig(port int, logPath string) string {
+func (v Vsftpd) config(logPath string) string {
 	port20 := "NO"
-	if l.opts.ConnectFromPort20 {
+	if v.ConnectFromPort20 {
 		port20 = "YES"
 	}
-	lines := []string{
-		"listen=NO",
-		"listen_ipv6=YES",
-		"listen_port=" + strconv.Itoa(port),
+	lo, hi := v.PasvMinPort, v.PasvMaxPort
+	if lo == 0 && hi == 0 {
+		lo, hi = PasvMinPort, PasvMaxPort
+	}
+	listen := []string{"listen=NO", "listen_ipv6=YES"}
+	if v.ListenAddr.IsValid() {
+		listen = []string{"listen=YES", "listen_ipv6=NO", "listen_address=" + v.ListenAddr.String()}
+	}
+	lines := append(listen,
+		"listen_port="+strconv.Itoa(v.Port),
 		"background=NO",
 		"anonymous_enable=YES",
 		"no_anon_password=YES",
-		"anon_root=" + l.FTPRoot,
+		"anon_root="+v.Root,
 		"local_enable=NO",
 		"write_enable=YES",
 		"anon_upload_enable=YES",
@@ -80,9 +109,9 @@ func (l *Lab) vsftpdConfig(port int, logPath string) string {
 		"anon_umask=022",
 		"pasv_enable=YES",
 		"port_enable=YES",
-		"pasv_min_port=" + strconv.Itoa(PasvMinPort),
-		"pasv_max_port=" + strconv.Itoa(PasvMaxPort),
-		"connect_from_port_20=" + port20,
+		"pasv_min_port="+strconv.Itoa(lo),
+		"pasv_max_port="+strconv.Itoa(hi),
+		"connect_from_port_20="+port20,
 		// The kernel here is newer than vsftpd's seccomp allow-list.
 		"seccomp_sandbox=NO",
 		"dirmessage_enable=NO",
@@ -90,85 +119,95 @@ func (l *Lab) vsftpdConfig(port int, logPath string) string {
 		"xferlog_enable=YES",
 		"xferlog_std_format=NO",
 		"log_ftp_protocol=YES",
-		"vsftpd_log_file=" + logPath,
+		"vsftpd_log_file="+logPath,
 		"syslog_enable=NO",
 		"secure_chroot_dir=/var/run/vsftpd/empty",
 		"pam_service_name=vsftpd",
 		"max_clients=200",
 		"max_per_ip=200",
+	)
+	if v.Banner != "" {
+		lines = append(lines, "ftpd_banner="+v.Banner)
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
 
-func (l *Lab) startVsftpd() error {
+// StartVsftpd starts v in the background (stopped in t's cleanup) and waits
+// until it greets with 220 on each of the addresses in ready, dialled from
+// namespace fromNS: the only readiness signal that proves the whole path.
+func StartVsftpd(t testing.TB, v Vsftpd, fromNS string, ready ...netip.AddrPort) error {
 	// vsftpd insists on this directory existing (Debian creates it at
 	// install, but /var/run is a tmpfs).
 	if err := os.MkdirAll("/var/run/vsftpd/empty", 0o755); err != nil {
 		return fmt.Errorf("create vsftpd secure_chroot_dir: %w", err)
 	}
+	conf := filepath.Join(v.Dir, v.Name+".conf")
+	logPath := filepath.Join(v.Dir, v.Name+".log")
+	// vsftpd refuses a config file not owned by root or writable by others.
+	if err := os.WriteFile(conf, []byte(v.config(logPath)), 0o600); err != nil {
+		return fmt.Errorf("write vsftpd config: %w", err)
+	}
+	return startServer(t, v.NS, "vsftpd", filepath.Join(v.Dir, v.Name+".out"), fromNS, ready, "vsftpd", conf)
+}
+
+func (l *Lab) startVsftpd() error {
 	for _, port := range []int{FTPPort, AltFTPPort} {
-		conf := filepath.Join(l.Dir, fmt.Sprintf("vsftpd-%d.conf", port))
-		logPath := filepath.Join(l.Dir, fmt.Sprintf("vsftpd-%d.log", port))
-		// vsftpd refuses a config file not owned by root or writable by others.
-		if err := os.WriteFile(conf, []byte(l.vsftpdConfig(port, logPath)), 0o600); err != nil {
-			return fmt.Errorf("write vsftpd config: %w", err)
-		}
-		stdout := filepath.Join(l.Dir, fmt.Sprintf("vsftpd-%d.out", port))
-		if err := l.startServer("vsftpd", port, stdout, "vsftpd", conf); err != nil {
+		v := Vsftpd{NS: l.ServerNS, Port: port, Root: l.FTPRoot, Dir: l.Dir, Name: fmt.Sprintf("vsftpd-%d", port),
+			ConnectFromPort20: l.opts.ConnectFromPort20}
+		if err := StartVsftpd(l.t, v, l.ClientNS, l.serverAddrs(port)...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// startServer starts an FTP server in the server namespace, its output in
-// stdout, and waits for its banner on port.
-func (l *Lab) startServer(name string, port int, stdout string, argv ...string) error {
-	p, err := l.Start(l.ServerNS, stdout, argv...)
+// serverAddrs are the server's addresses of both families at port.
+func (l *Lab) serverAddrs(port int) []netip.AddrPort {
+	return []netip.AddrPort{netip.AddrPortFrom(l.ServerAddr(4), uint16(port)), netip.AddrPortFrom(l.ServerAddr(6), uint16(port))}
+}
+
+// startServer starts an FTP server in namespace ns, its output in stdout,
+// and waits for its banner on each address in ready, dialled from fromNS.
+func startServer(t testing.TB, ns, name, stdout, fromNS string, ready []netip.AddrPort, argv ...string) error {
+	p, err := Start(t, ns, stdout, argv...)
 	if err != nil {
 		return err
 	}
-	if err := l.waitBanner(p, port, 10*time.Second); err != nil {
-		out, _ := os.ReadFile(stdout)
-		return fmt.Errorf("%s on port %d: %w (output: %s)", name, port, err, strings.TrimSpace(string(out)))
+	for _, addr := range ready {
+		if err := waitBanner(p, fromNS, addr, 10*time.Second); err != nil {
+			out, _ := os.ReadFile(stdout)
+			return fmt.Errorf("%s on %s: %w (output: %s)", name, addr, err, strings.TrimSpace(string(out)))
+		}
 	}
 	return nil
 }
 
-// waitBanner polls both families from the client namespace until the server
-// greets with 220 — the only readiness signal that proves the whole path.
-func (l *Lab) waitBanner(p *Process, port int, timeout time.Duration) error {
-	for _, fam := range []int{4, 6} {
-		addr := netip.AddrPortFrom(l.ServerAddr(fam), uint16(port)).String()
-		err := nettest.Poll(timeout, func() error {
-			select {
-			case <-p.Exited():
-				// vsftpd exits with status 2 and no message on an unknown
-				// config variable, so say at least that it died.
-				return nettest.Stop{Err: fmt.Errorf("server exited: %v", p.waitErr)}
-			default:
-			}
-			c, err := l.Dial(context.Background(), l.ClientNS, "tcp", addr, time.Second)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-			line, err := bufio.NewReader(c).ReadString('\n')
-			if err != nil {
-				return fmt.Errorf("read banner from %s: %w", addr, err)
-			}
-			if !strings.HasPrefix(line, "220") {
-				return fmt.Errorf("unexpected banner from %s: %q", addr, line)
-			}
-			_, _ = c.Write([]byte("QUIT\r\n"))
-			return nil
-		})
+// waitBanner polls addr from namespace fromNS until the server greets with 220.
+func waitBanner(p *Process, fromNS string, addr netip.AddrPort, timeout time.Duration) error {
+	return nettest.Poll(timeout, func() error {
+		select {
+		case <-p.Exited():
+			// vsftpd exits with status 2 and no message on an unknown
+			// config variable, so say at least that it died.
+			return nettest.Stop{Err: fmt.Errorf("server exited: %v", p.waitErr)}
+		default:
+		}
+		c, err := nettest.Dial(context.Background(), fromNS, "tcp", addr.String(), time.Second)
 		if err != nil {
 			return err
 		}
-	}
-	return nil
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("read banner from %s: %w", addr, err)
+		}
+		if !strings.HasPrefix(line, "220") {
+			return fmt.Errorf("unexpected banner from %s: %q", addr, line)
+		}
+		_, _ = c.Write([]byte("QUIT\r\n"))
+		return nil
+	})
 }
 
 // ProftpdDir is where Require extracts proftpd (relative to the module
@@ -239,7 +278,7 @@ func (l *Lab) startProftpd(port int) error {
 		return fmt.Errorf("write proftpd config: %w", err)
 	}
 	out := filepath.Join(dir, "proftpd.out")
-	return l.startServer("proftpd", port, out, "env", "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu"),
+	return startServer(l.t, l.ServerNS, "proftpd", out, l.ClientNS, l.serverAddrs(port), "env", "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu"),
 		bin, "--nodaemon", "--config", confPath)
 }
 

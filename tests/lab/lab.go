@@ -167,6 +167,12 @@ func (l *Lab) Listen(ns, network, addr string) (net.Listener, error) {
 // Exec runs argv inside namespace ns via `ip netns exec` and returns its
 // combined stdout and stderr. Without a deadline on ctx it is bounded by 60 s.
 func (l *Lab) Exec(ctx context.Context, ns string, argv ...string) (string, error) {
+	return Exec(ctx, ns, argv...)
+}
+
+// Exec runs argv inside namespace ns via `ip netns exec` and returns its
+// combined stdout and stderr. Without a deadline on ctx it is bounded by 60 s.
+func Exec(ctx context.Context, ns string, argv ...string) (string, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
@@ -259,6 +265,12 @@ func Terminate(p *os.Process, sig os.Signal, done <-chan struct{}, grace time.Du
 // Start runs argv in namespace ns in the background, logging its output to
 // logPath, and stops it in cleanup unless stopped earlier.
 func (l *Lab) Start(ns, logPath string, argv ...string) (*Process, error) {
+	return Start(l.t, ns, logPath, argv...)
+}
+
+// Start runs argv in namespace ns in the background, logging its output to
+// logPath, and stops it (by its PID) in t's cleanup unless stopped earlier.
+func Start(t testing.TB, ns, logPath string, argv ...string) (*Process, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create log %s: %w", logPath, err)
@@ -276,11 +288,12 @@ func (l *Lab) Start(ns, logPath string, argv ...string) (*Process, error) {
 		logf.Close()
 		close(p.done)
 	}()
-	l.t.Cleanup(func() { _ = p.Stop() })
+	t.Cleanup(func() { _ = p.Stop() })
 	return p, nil
 }
 
-func sha256Hex(b []byte) string {
+// SHA256Hex is the hex SHA-256 of b, the form the lab compares files in.
+func SHA256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }

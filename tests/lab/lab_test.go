@@ -95,10 +95,10 @@ func TestResultCheckRejectsFallback(t *testing.T) {
 	if err := r.Check(); err != nil {
 		t.Fatalf("Check rejected a clean EPSV transfer: %v", err)
 	}
-	if got := dataCommands(Curl, "> EPSV\r\n< 229 ok\n> PASV\n"); fmt.Sprint(got) != "[EPSV PASV]" {
+	if got := Commands(Curl, "> EPSV\r\n< 229 ok\n> PASV\n"); fmt.Sprint(got) != "[EPSV PASV]" {
 		t.Fatalf("curl parse: %v", got)
 	}
-	if got := dataCommands(Lftp, "---> EPRT |2|::1|5000|\n<--- 200\n"); fmt.Sprint(got) != "[EPRT]" {
+	if got := Commands(Lftp, "---> EPRT |2|::1|5000|\n<--- 200\n"); fmt.Sprint(got) != "[EPRT]" {
 		t.Fatalf("lftp parse: %v", got)
 	}
 }

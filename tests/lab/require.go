@@ -27,6 +27,7 @@ var requiredBinaries = map[string]string{
 	"tcpdump":   "tcpdump",
 	"conntrack": "conntrack",
 	"ethtool":   "ethtool",
+	"python3":   "python3",
 }
 
 // proftpd's shared libraries that a plain Debian 12 lacks; they are
