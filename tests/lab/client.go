@@ -280,11 +280,25 @@ func (tr Transfer) Argv() ([]string, error) {
 			return nil, ErrUnsupported
 		}
 		count := max(tr.Count, 1)
-		return []string{"timeout", "-k", "2", strconv.Itoa(maxT), "python3", "-c", ftplibScript,
+		// -u: a run the timeout kills still shows how far it got
+		return []string{"timeout", "-k", "2", strconv.Itoa(maxT), pythonBin(), "-u", "-c", ftplibScript,
 			tr.Server.Addr().String(), strconv.Itoa(int(tr.Server.Port())), strconv.FormatBool(tr.Mode == PASV),
 			strconv.FormatBool(tr.TrustPasvAddr), strconv.Itoa(count), tr.Remote, tr.Local, strconv.Itoa(connT)}, nil
 	}
 	return nil, fmt.Errorf("unknown tool %q", tr.Tool)
+}
+
+// debianPython is the interpreter of Debian's python3 package (what Require
+// installs).
+const debianPython = "/usr/bin/python3"
+
+// pythonBin prefers Debian's python3 to whatever PATH finds first: a
+// version manager's shim (pyenv) takes a second or more just to start.
+func pythonBin() string {
+	if _, err := os.Stat(debianPython); err == nil {
+		return debianPython
+	}
+	return "python3"
 }
 
 // ftplibScript downloads argv[6] count times over one control connection

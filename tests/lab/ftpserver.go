@@ -114,6 +114,11 @@ func (v Vsftpd) config(logPath string) string {
 		"connect_from_port_20="+port20,
 		// The kernel here is newer than vsftpd's seccomp allow-list.
 		"seccomp_sandbox=NO",
+		// Otherwise a session's unprivileged process lives in a network
+		// namespace of its own, which the lab's teardown (it kills what is
+		// in the lab's namespaces) cannot see: a session a middlebox has
+		// stalled would outlive the lab.
+		"isolate_network=NO",
 		"dirmessage_enable=NO",
 		"use_localtime=NO",
 		"xferlog_enable=YES",
