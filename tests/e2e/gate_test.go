@@ -36,12 +36,9 @@ func ftpgateBinaries(t *testing.T) (string, string) {
 		}
 		buildDirForAll = dir
 		for i, out := range []*string{&binA, &binB} {
-			*out = filepath.Join(dir, fmt.Sprintf("ftpgate-%c", 'a'+i))
-			cmd := exec.Command("go", "build", "-ldflags", fmt.Sprintf("-X github.com/ftpgate/ftpgate/loader.Version=e2e-%c", 'a'+i),
-				"-o", *out, "github.com/ftpgate/ftpgate/cmd/ftpgate")
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build ftpgate: %v\n%s", err, b)
+			*out, buildErr = lab.BuildFtpgate(dir, fmt.Sprintf("ftpgate-%c", 'a'+i),
+				"-ldflags", fmt.Sprintf("-X github.com/ftpgate/ftpgate/loader.Version=e2e-%c", 'a'+i))
+			if buildErr != nil {
 				return
 			}
 		}
