@@ -18,6 +18,9 @@
 #include "ftpgate.h"
 #include "admit.h"
 #include "control.h"
+#ifdef FTPGATE_NAT
+#include "ct.h"
+#endif
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -56,6 +59,7 @@ struct btf_anchor {
 	enum tcp_track_flags tcp_flags;
 	enum port_flags port_flags;
 	enum rp_check rp_check;
+	enum nat_mode nat_mode;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

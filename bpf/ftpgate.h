@@ -274,6 +274,18 @@ struct expect_key {
 	__u32 dst[4];
 };
 
+/*
+ * Where a data connection really goes when ftpgate rewrote its announcement
+ * (#12, config.nat): the inside address and port behind the public ones the
+ * expectation (or flow) is keyed on. set is 0 without NAT.
+ */
+struct nat_target {
+	__u32 addr[4];
+	__u16 port;
+	__u8 set;
+	__u8 pad;
+};
+
 struct expect_val {
 	__u64 expires_ns; /* ftpgate clock: ktime + config.clock_offset_ns */
 	__u64 created_ns; /* also the nonce that ties a slot to this entry */
@@ -281,6 +293,7 @@ struct expect_val {
 	__u8 dir;         /* direction whose slot ring remembers it */
 	__u8 pad[6];
 	struct ctrl_key ctrl;
+	struct nat_target nat; /* the inside end, with config.nat */
 };
 
 /* a data connection admitted through an expectation */
@@ -309,6 +322,7 @@ struct flow_val {
 	__u8 pad[2];
 	__u32 syn_seq; /* sequence number of the admitted SYN: a retransmission repeats it */
 	struct ctrl_key ctrl;
+	struct nat_target nat; /* the inside end, with config.nat */
 };
 
 /*
@@ -448,6 +462,17 @@ enum rp_check {
 	RP_OFF = 2,    /* no check: asymmetric routing */
 };
 
+/*
+ * NAT (#12, config.nat): ftpgate rewrites the addresses PORT, EPRT and 227
+ * announce and makes the data connection reach the inside end, by one of
+ * two mechanisms (docs/nat.md). The loader picks one per kernel.
+ */
+enum nat_mode {
+	NAT_OFF = 0, /* announcements pass unchanged: today's behaviour */
+	NAT_CT = 1,  /* data connections through conntrack entries made from BPF (kfuncs) */
+	NAT_OWN = 2, /* data connections translated by ftpgate itself */
+};
+
 /* a guarded interface, for the egress skip of forwarded segments */
 struct iface_val {
 	__u32 enabled;
@@ -472,6 +497,8 @@ struct config_val {
 	 * run; the live parser refuses such frames (ctrl_truncated)
 	 */
 	__u8 replay_pieces;
+	/* #12 NAT */
+	__u8 nat;                   /* enum nat_mode; 0, the default, is off */
 };
 
 /*

@@ -26,7 +26,8 @@ type FtpgateConfigVal struct {
 	AllowLowDataPorts uint8
 	RpCheck           uint8
 	ReplayPieces      uint8
-	_                 [6]byte
+	Nat               uint8
+	_                 [5]byte
 }
 
 type FtpgateCtrlKey struct {
@@ -146,6 +147,14 @@ type FtpgateExpectVal struct {
 	Dir       uint8
 	Pad       [6]uint8
 	Ctrl      FtpgateCtrlKey
+	Nat       struct {
+		_    structs.HostLayout
+		Addr [4]uint32
+		Port uint16
+		Set  uint8
+		Pad  uint8
+	}
+	_ [4]byte
 }
 
 type FtpgateFlowKey struct {
@@ -170,6 +179,14 @@ type FtpgateFlowVal struct {
 	Pad        [2]uint8
 	SynSeq     uint32
 	Ctrl       FtpgateCtrlKey
+	Nat        struct {
+		_    structs.HostLayout
+		Addr [4]uint32
+		Port uint16
+		Set  uint8
+		Pad  uint8
+	}
+	_ [4]byte
 }
 
 type FtpgateFtpCmd uint32
@@ -313,6 +330,14 @@ const (
 	FtpgateLimitsTCP_ACK_WINDOW_FALLBACK     FtpgateLimits = 66000
 	FtpgateLimitsMAX_PORT_SCOPES             FtpgateLimits = 1024
 	FtpgateLimitsSCOPE_KEY_BASE_BITS         FtpgateLimits = 32
+)
+
+type FtpgateNatMode uint32
+
+const (
+	FtpgateNatModeNAT_OFF FtpgateNatMode = 0
+	FtpgateNatModeNAT_CT  FtpgateNatMode = 1
+	FtpgateNatModeNAT_OWN FtpgateNatMode = 2
 )
 
 type FtpgateParseMode uint32
