@@ -18,9 +18,6 @@
 #include "ftpgate.h"
 #include "admit.h"
 #include "control.h"
-#ifdef FTPGATE_NAT
-#include "ct.h"
-#endif
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -39,7 +36,15 @@ int ftpgate_tc_ingress(struct __sk_buff *skb)
 SEC("tc")
 int ftpgate_tc_egress(struct __sk_buff *skb)
 {
-	return parse_control(skb, 0);
+	int ret = parse_control(skb, 0);
+#ifdef FTPGATE_NAT
+	/* the rewrite and sequence shift of NAT (nat.h), after the parser */
+	if (ret == TC_ACT_OK) {
+		nat_decide(skb);
+		ret = nat_egress(skb);
+	}
+#endif
+	return ret;
 }
 
 /*

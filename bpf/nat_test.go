@@ -1,0 +1,546 @@
+package bpf_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/inetsum"
+	"github.com/ftpgate/ftpgate/internal/nettest"
+	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// The #12 NAT tests run the FtpgateNat object with config.nat on, in a
+// network namespace of their own whose conntrack table holds entries made
+// with conntrack(8): bpf_skb_ct_lookup looks in the namespace of the test
+// run's device, the calling thread's loopback.
+
+var natRig struct {
+	once sync.Once
+	r    *bpftest.Rig
+	err  error
+}
+
+// natEnv is one test's NAT rig, namespace and conntrack entries.
+type natEnv struct {
+	t  *testing.T
+	r  *bpftest.Rig
+	ns string
+	// manualAck leaves the acknowledgements of the non-rewritten side as
+	// the test sends them; otherwise they are shifted as a peer would send them
+	manualAck bool
+}
+
+func newNATEnv(t *testing.T) *natEnv {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "BPF program tests need root")
+	}
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		if os.Getenv("FTPGATE_VM_GUEST") != "" {
+			t.Skip("the VM image has no conntrack(8) to make the entries these tests need; the object's load is tested by TestNATObjectLoads")
+		}
+		bpftest.SkipOrFail(t, "conntrack(8) not installed (apt-get install conntrack)")
+	}
+	natRig.once.Do(func() { natRig.r, natRig.err = bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024) })
+	if natRig.err != nil {
+		t.Fatalf("load the NAT object: %v", natRig.err)
+	}
+	r := natRig.r
+	must(t, r.Reset())
+	setConfig(t, r, func(c *maps.Config) { c.NAT = maps.NATCT })
+	ns := fmt.Sprintf("ftpgate-nat-%06d", rand.IntN(1000000))
+	nettest.NS(t, ns)
+	return &natEnv{t: t, r: r, ns: ns}
+}
+
+// conntrack inserts an established TCP entry: orig from -> to, reply rfrom -> rto.
+func (e *natEnv) conntrack(from, to, rfrom, rto netip.AddrPort) {
+	e.t.Helper()
+	args := []string{"netns", "exec", e.ns, "conntrack", "-I", "-p", "tcp",
+		"-s", from.Addr().String(), "-d", to.Addr().String(),
+		"--sport", fmt.Sprint(from.Port()), "--dport", fmt.Sprint(to.Port()),
+		"--reply-src", rfrom.Addr().String(), "--reply-dst", rto.Addr().String(),
+		"--reply-port-src", fmt.Sprint(rfrom.Port()), "--reply-port-dst", fmt.Sprint(rto.Port()),
+		"--state", "ESTABLISHED", "--timeout", "600"}
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		e.t.Fatalf("conntrack -I: %v: %s", err, out)
+	}
+}
+
+// masquerade enters the control connection of a client inside, seen as public.
+func (e *natEnv) masquerade(inside, public, server netip.AddrPort) {
+	e.conntrack(inside, server, server, public)
+}
+
+// dnat enters the control connection of client to vip, DNATed to backend.
+func (e *natEnv) dnat(client, vip, backend netip.AddrPort) {
+	e.conntrack(client, vip, backend, client)
+}
+
+// run runs frame through TC (ingress or egress) in the namespace and returns the frame it leaves.
+func (e *natEnv) run(frame []byte, ingress bool) ([]byte, uint32) {
+	e.t.Helper()
+	prog := e.r.Objs.FtpgateTcEgress
+	if ingress {
+		prog = e.r.Objs.FtpgateTcIngress
+	}
+	out := make([]byte, len(frame)+256)
+	var ret uint32
+	err := nettest.Do(e.ns, func() error {
+		opts := &ebpf.RunOptions{Data: frame, DataOut: out, Context: bpfrun.SkbCtx{Ifindex: 1}}
+		var err error
+		ret, err = prog.Run(opts)
+		out = opts.DataOut
+		return err
+	})
+	if err != nil {
+		e.t.Fatalf("run tc: %v", err)
+	}
+	return out, ret
+}
+
+// conn returns a control connection whose egress side is the client (a
+// client behind masquerade) or the server (a server behind DNAT); it keeps
+// the last frame each side's TC run left in out.
+func (e *natEnv) conn(client, server netip.AddrPort, clientEgress bool) (*bpftest.Conn, *[]seg) {
+	e.t.Helper()
+	c := bpftest.NewConn(nil, client, server)
+	var out []seg
+	var delta uint32 // what the rewrites added to the egress side's stream so far
+	c.Hook = func(frame []byte, fromClient bool) error {
+		egress := fromClient == clientEgress
+		if !egress && !e.manualAck {
+			// the peer acknowledges the bytes it received: the shifted numbering
+			frame = addAck(e.t, frame, delta)
+		}
+		o, ret := e.run(frame, !egress)
+		if ret != bpftest.TCOK {
+			return fmt.Errorf("tc returned %d", ret)
+		}
+		got := decodeSeg(e.t, o)
+		if egress {
+			in := decodeSeg(e.t, frame)
+			delta = got.Seq + uint32(len(got.Payload)) - in.Seq - uint32(len(in.Payload))
+		}
+		out = append(out, got)
+		return nil
+	}
+	must(e.t, c.Open())
+	must(e.t, c.Greet())
+	return c, &out
+}
+
+// addAck returns frame (an IPv4 or IPv6 TCP segment with ACK) with d
+// added to its acknowledgement number and the TCP checksum recomputed.
+func addAck(t *testing.T, frame []byte, d uint32) []byte {
+	t.Helper()
+	f := append([]byte(nil), frame...)
+	const eth = 14
+	var src, dst netip.Addr
+	l4 := eth + 40
+	if binary.BigEndian.Uint16(f[12:]) == 0x0800 {
+		l4 = eth + int(f[eth]&0xf)*4
+		src, dst = netip.AddrFrom4([4]byte(f[eth+12:eth+16])), netip.AddrFrom4([4]byte(f[eth+16:eth+20]))
+	} else {
+		src, dst = netip.AddrFrom16([16]byte(f[eth+8:eth+24])), netip.AddrFrom16([16]byte(f[eth+24:eth+40]))
+	}
+	tcp := f[l4:]
+	if tcp[13]&packet.ACK == 0 || d == 0 {
+		return f
+	}
+	binary.BigEndian.PutUint32(tcp[8:], binary.BigEndian.Uint32(tcp[8:])+d)
+	tcp[16], tcp[17] = 0, 0
+	binary.BigEndian.PutUint16(tcp[16:], ^inetsum.Fold(inetsum.Pseudo(src, dst, 6, len(tcp))+inetsum.Sum(tcp)))
+	return f
+}
+
+// seg is the part of a frame the NAT tests check.
+type seg struct {
+	Seq, Ack uint32
+	Payload  string
+	SACK     []uint32
+	IPLen    int
+}
+
+// decodeSeg reads an Ethernet + IPv4/IPv6 + TCP frame and checks its IP
+// length, IPv4 header checksum and TCP checksum by recomputing them.
+func decodeSeg(t *testing.T, f []byte) seg {
+	t.Helper()
+	const eth = 14
+	var src, dst netip.Addr
+	var l4 int
+	var s seg
+	switch binary.BigEndian.Uint16(f[12:]) {
+	case 0x0800:
+		ihl := int(f[eth]&0xf) * 4
+		tot := int(binary.BigEndian.Uint16(f[eth+2:]))
+		if tot != len(f)-eth {
+			t.Fatalf("IPv4 total length %d, frame carries %d", tot, len(f)-eth)
+		}
+		if inetsum.Fold(inetsum.Sum(f[eth:eth+ihl])) != 0xffff {
+			t.Fatalf("bad IPv4 header checksum")
+		}
+		src, dst = netip.AddrFrom4([4]byte(f[eth+12:eth+16])), netip.AddrFrom4([4]byte(f[eth+16:eth+20]))
+		l4, s.IPLen = eth+ihl, tot
+	case 0x86dd:
+		pl := int(binary.BigEndian.Uint16(f[eth+4:]))
+		if pl != len(f)-eth-40 {
+			t.Fatalf("IPv6 payload length %d, frame carries %d", pl, len(f)-eth-40)
+		}
+		src, dst = netip.AddrFrom16([16]byte(f[eth+8:eth+24])), netip.AddrFrom16([16]byte(f[eth+24:eth+40]))
+		l4, s.IPLen = eth+40, pl+40
+	default:
+		t.Fatalf("not IP")
+	}
+	tcp := f[l4:]
+	if inetsum.Fold(inetsum.Pseudo(src, dst, 6, len(tcp))+inetsum.Sum(tcp)) != 0xffff {
+		t.Fatalf("bad TCP checksum in %q", tcp)
+	}
+	s.Seq, s.Ack = binary.BigEndian.Uint32(tcp[4:]), binary.BigEndian.Uint32(tcp[8:])
+	hl := int(tcp[12]>>4) * 4
+	for i := 20; i < hl; {
+		switch tcp[i] {
+		case 0:
+			i = hl
+			continue
+		case 1:
+			i++
+			continue
+		case 5:
+			for j := i + 2; j+4 <= i+int(tcp[i+1]); j += 4 {
+				s.SACK = append(s.SACK, binary.BigEndian.Uint32(tcp[j:]))
+			}
+		}
+		i += int(tcp[i+1])
+	}
+	s.Payload = string(tcp[hl:])
+	return s
+}
+
+// natExpect is an expectation with its inside end.
+type natExpect struct {
+	Kind   string
+	Src    netip.Addr
+	Dst    netip.AddrPort
+	Inside netip.AddrPort // invalid without nat
+}
+
+func natExpectations(t *testing.T, r *bpftest.Rig) []natExpect {
+	t.Helper()
+	var out []natExpect
+	var k bpf.FtpgateExpectKey
+	var v bpf.FtpgateExpectVal
+	it := r.Objs.Expectations.Iterate()
+	for it.Next(&k, &v) {
+		e := natExpect{
+			Kind: maps.Kind(v.Kind).String(),
+			Src:  maps.Addr(k.Family, k.Src),
+			Dst:  netip.AddrPortFrom(maps.Addr(k.Family, k.Dst), k.Dport),
+		}
+		if v.Nat.Set != 0 {
+			e.Inside = netip.AddrPortFrom(maps.Addr(k.Family, v.Nat.Addr), v.Nat.Port)
+		}
+		out = append(out, e)
+	}
+	must(t, it.Err())
+	return out
+}
+
+func wantNATExpect(t *testing.T, r *bpftest.Rig, want ...natExpect) {
+	t.Helper()
+	got := natExpectations(t, r)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("expectations:\n got  %v\n want %v", got, want)
+	}
+}
+
+// last returns the last frame out of TC.
+func last(t *testing.T, out *[]seg) seg {
+	t.Helper()
+	if len(*out) == 0 {
+		t.Fatal("no frame")
+	}
+	return (*out)[len(*out)-1]
+}
+
+var (
+	natInside  = ap(addr("192.0.2.2"), 40000)
+	natPublic  = ap(addr("198.51.100.1"), 40000)
+	natServer  = ap(addr("203.0.113.30"), 21)
+	natClient  = ap(addr("192.0.2.10"), 40000)
+	natBackend = ap(addr("203.0.113.200"), 21)
+)
+
+func TestNATObjectLoads(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "BPF program tests need root")
+	}
+	r, err := bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		bpftest.SkipOrFail(t, "kernel lacks a BPF feature: %v", err)
+	}
+	must(t, err)
+	r.Close()
+}
+
+// A client behind masquerade: its PORT grows by 3 (192.0.2.2 -> 198.51.100.1),
+// the expectation is for the public end with the inside one as nat, later
+// segments are shifted, the server's ACK is shifted back, and a
+// retransmission of the PORT segment is rewritten the same way, uncounted.
+func TestNATPortRewriteGrowsAndShifts(t *testing.T) {
+	e := newNATEnv(t)
+	e.masquerade(natInside, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
+
+	portSeq := c.CSeq
+	must(t, c.ClientSends("PORT 192,0,2,2,200,10\r\n"))
+	got := last(t, out)
+	if got.Payload != "PORT 198,51,100,1,200,10\r\n" || got.Seq != portSeq {
+		t.Fatalf("PORT left as %q at seq %#x", got.Payload, got.Seq)
+	}
+	rewritten := got
+	wantNATExpect(t, e.r, natExpect{"port", natServer.Addr(), ap(natPublic.Addr(), 51210), ap(natInside.Addr(), 51210)})
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 1, "reject_bounce": 0, "expect_created": 1})
+
+	must(t, c.ClientAt(portSeq, "PORT 192,0,2,2,200,10\r\n"))
+	if got := last(t, out); fmt.Sprint(got) != fmt.Sprint(rewritten) {
+		t.Fatalf("retransmission left as %+v, want %+v", got, rewritten)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 1, "nat_retrans_reapplied": 1})
+
+	listSeq := c.CSeq
+	must(t, c.ClientSends("LIST\r\n"))
+	if got := last(t, out); got.Seq != listSeq+3 || got.Payload != "LIST\r\n" {
+		t.Fatalf("LIST at seq %#x, want %#x", got.Seq, listSeq+3)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_seq_shifted": 1})
+
+	// the server acknowledges everything in its (shifted) numbering
+	e.manualAck = true
+	must(t, c.Forge(false, packet.TCP{Seq: c.SSeq, Ack: c.CSeq + 3, Flags: packet.ACK}))
+	if got := last(t, out); got.Ack != c.CSeq {
+		t.Fatalf("ACK left as %#x, want %#x", got.Ack, c.CSeq)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_ack_shifted": 1, "tcp_out_of_window": 0})
+}
+
+// 203.0.113.200 -> 198.51.100.1 shrinks the PORT by one byte.
+func TestNATPortRewriteShrinks(t *testing.T) {
+	e := newNATEnv(t)
+	inside := ap(addr("203.0.113.200"), 40001)
+	public := ap(addr("198.51.100.1"), 40001)
+	server := ap(addr("192.0.2.30"), 21)
+	e.masquerade(inside, public, server)
+	c, out := e.conn(public, server, true)
+	must(t, c.ClientSends("PORT 203,0,113,200,200,10\r\n"))
+	if got := last(t, out); got.Payload != "PORT 198,51,100,1,200,10\r\n" {
+		t.Fatalf("PORT left as %q", got.Payload)
+	}
+	next := c.CSeq
+	must(t, c.ClientSends("NOOP\r\n"))
+	if got := last(t, out); got.Seq != next-1 {
+		t.Fatalf("NOOP at seq %#x, want %#x", got.Seq, next-1)
+	}
+}
+
+// EPRT |1| and, for NAT66, EPRT |2| (written as eight groups).
+func TestNATEPRT(t *testing.T) {
+	e := newNATEnv(t)
+	e.masquerade(natInside, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
+	must(t, c.ClientSends("EPRT |1|192.0.2.2|50000|\r\n"))
+	if got := last(t, out); got.Payload != "EPRT |1|198.51.100.1|50000|\r\n" {
+		t.Fatalf("EPRT left as %q", got.Payload)
+	}
+	wantNATExpect(t, e.r, natExpect{"eprt", natServer.Addr(), ap(natPublic.Addr(), 50000), ap(natInside.Addr(), 50000)})
+
+	in6, pub6, srv6 := ap(addr("2001:db8:1::2"), 40002), ap(addr("2001:db8:ff::1"), 40002), ap(addr("2001:db8:2::20"), 21)
+	e.masquerade(in6, pub6, srv6)
+	c6, out6 := e.conn(pub6, srv6, true)
+	must(t, c6.ClientSends("EPRT |2|2001:db8:1::2|50001|\r\n"))
+	if got := last(t, out6); got.Payload != "EPRT |2|2001:db8:ff:0:0:0:0:1|50001|\r\n" {
+		t.Fatalf("EPRT |2| left as %q", got.Payload)
+	}
+}
+
+// A server behind DNAT: its 227 is rewritten (shrinks by one), its 229 keeps
+// its text and both expectations lead to the backend.
+func TestNATPassiveReplies(t *testing.T) {
+	e := newNATEnv(t)
+	vip := ap(addr("198.51.100.1"), 21)
+	e.dnat(natClient, vip, natBackend)
+	c, out := e.conn(natClient, vip, false)
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends("227 Entering Passive Mode (203,0,113,200,195,80).\r\n"))
+	if got := last(t, out); got.Payload != "227 Entering Passive Mode (198,51,100,1,195,80).\r\n" {
+		t.Fatalf("227 left as %q", got.Payload)
+	}
+	wantNATExpect(t, e.r, natExpect{"pasv", natClient.Addr(), ap(vip.Addr(), 50000), ap(natBackend.Addr(), 50000)})
+	must(t, c.ClientSends("EPSV\r\n"))
+	must(t, c.ServerSends("229 Entering Extended Passive Mode (|||50001|)\r\n"))
+	if got := last(t, out); got.Payload != "229 Entering Extended Passive Mode (|||50001|)\r\n" {
+		t.Fatalf("229 left as %q", got.Payload)
+	}
+	wantNATExpect(t, e.r, natExpect{"epsv", natClient.Addr(), ap(vip.Addr(), 50001), ap(natBackend.Addr(), 50001)})
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 1, "nat_rewrite_229": 1, "reply_addr_mismatch": 0})
+}
+
+// Two PORT commands in one segment: both rewritten.
+func TestNATTwoCommandsInOneSegment(t *testing.T) {
+	e := newNATEnv(t)
+	e.masquerade(natInside, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
+	must(t, c.ClientSends("PORT 192,0,2,2,200,10\r\nPORT 192,0,2,2,200,11\r\n"))
+	if got := last(t, out); got.Payload != "PORT 198,51,100,1,200,10\r\nPORT 198,51,100,1,200,11\r\n" {
+		t.Fatalf("left as %q", got.Payload)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 2})
+	next := c.CSeq
+	must(t, c.ClientSends("NOOP\r\n"))
+	if got := last(t, out); got.Seq != next+6 {
+		t.Fatalf("NOOP at seq %#x, want %#x", got.Seq, next+6)
+	}
+}
+
+// A PORT line split across two segments at every offset: rewritten when the
+// address and port are whole in the second segment, passed and counted
+// otherwise; the stream never stalls.
+func TestNATSplitLineEveryOffset(t *testing.T) {
+	e := newNATEnv(t)
+	const line = "PORT 192,0,2,2,200,10\r\n"
+	const field = len("PORT ")
+	for k := 1; k < len(line); k++ {
+		port := uint16(41000 + k)
+		inside, public := ap(natInside.Addr(), port), ap(natPublic.Addr(), port)
+		e.masquerade(inside, public, natServer)
+		must(t, e.r.Reset())
+		setConfig(t, e.r, func(c *maps.Config) { c.NAT = maps.NATCT })
+		c, out := e.conn(public, natServer, true)
+		must(t, c.ClientSends(line[:k]))
+		first := last(t, out)
+		must(t, c.ClientSends(line[k:]))
+		second := last(t, out)
+		got := first.Payload + second.Payload
+		if k <= field {
+			if got != "PORT 198,51,100,1,200,10\r\n" {
+				t.Fatalf("split at %d: left as %q", k, got)
+			}
+			wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 1, "nat_split_field": 0})
+		} else {
+			if got != line {
+				t.Fatalf("split at %d: left as %q", k, got)
+			}
+			wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 0, "nat_split_field": 1, "reject_bounce": 1})
+		}
+		must(t, c.ClientSends("NOOP\r\n"))
+		if got := last(t, out); got.Payload != "NOOP\r\n" {
+			t.Fatalf("split at %d: stream stalled: %q", k, got.Payload)
+		}
+	}
+}
+
+// Several corrections, the last across the 2^32 wrap: the shift accumulates,
+// and the ACK and SACK edges are shifted back by what precedes each.
+func TestNATSeqAckSackAcrossWrap(t *testing.T) {
+	e := newNATEnv(t)
+	e.masquerade(natInside, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
+	must(t, c.ClientSends("PORT 192,0,2,2,200,10\r\n")) // +3
+	mid := c.CSeq
+	// fill up to just before the wrap with NOOPs, in segments of whole lines
+	for uint32(0)-c.CSeq > 600 {
+		must(t, c.ClientSends(strings.Repeat("NOOP\r\n", 50)))
+	}
+	must(t, c.ClientSends("PORT 192,0,2,2,200,11\r\n"+strings.Repeat("NOOP\r\n", 100))) // +3 more, crossing 0
+	afterWrap := c.CSeq
+	if int32(afterWrap) < 0 || afterWrap > 1000 {
+		t.Fatalf("the stream did not cross the wrap: %#x", afterWrap)
+	}
+	must(t, c.ClientSends("NOOP\r\n"))
+	if got := last(t, out); got.Seq != afterWrap+6 {
+		t.Fatalf("NOOP after the wrap at %#x, want %#x", got.Seq, afterWrap+6)
+	}
+	// ACK after the first fix, SACK blocks after the first and after both
+	e.manualAck = true
+	sack := []byte{1, 1, 5, 18}
+	for _, v := range []uint32{mid + 3, mid + 13, afterWrap + 6, afterWrap + 12} {
+		sack = binary.BigEndian.AppendUint32(sack, v)
+	}
+	must(t, c.Forge(false, packet.TCP{Seq: c.SSeq, Ack: mid + 3, Flags: packet.ACK, TCPOptions: sack}))
+	got := last(t, out)
+	if got.Ack != mid || fmt.Sprint(got.SACK) != fmt.Sprint([]uint32{mid, mid + 10, afterWrap, afterWrap + 6}) {
+		t.Fatalf("ACK %#x SACK %#x, want %#x [%#x %#x %#x %#x]", got.Ack, got.SACK, mid, mid, mid+10, afterWrap, afterWrap+6)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 2, "nat_sack_shifted": 1, "nat_ack_shifted": 1})
+}
+
+// Two earlier segments resent as one: the PORT in it is rewritten as before.
+func TestNATCollapsedRetransmission(t *testing.T) {
+	e := newNATEnv(t)
+	e.masquerade(natInside, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
+	start := c.CSeq
+	must(t, c.ClientSends("PORT 192,0,2,2,200,10\r\n"))
+	must(t, c.ClientSends("LIST\r\n"))
+	must(t, c.ClientAt(start, "PORT 192,0,2,2,200,10\r\nLIST\r\n"))
+	if got := last(t, out); got.Seq != start || got.Payload != "PORT 198,51,100,1,200,10\r\nLIST\r\n" {
+		t.Fatalf("collapsed retransmission left as %q at %#x", got.Payload, got.Seq)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 1, "nat_retrans_reapplied": 1})
+}
+
+// No conntrack entry: nothing rewritten, the bounce rule applies, counted.
+func TestNATNoConntrackEntry(t *testing.T) {
+	e := newNATEnv(t)
+	c, out := e.conn(natPublic, natServer, true)
+	must(t, c.ClientSends("PORT 192,0,2,2,200,10\r\n"))
+	if got := last(t, out); got.Payload != "PORT 192,0,2,2,200,10\r\n" {
+		t.Fatalf("PORT left as %q", got.Payload)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_no_ct": 1, "reject_bounce": 1, "nat_rewrite": 0})
+	wantNATExpect(t, e.r)
+}
+
+// The address is the header's (no NAT, or the kernel helper rewrote it
+// already): untouched, the expectation as without NAT.
+func TestNATHeaderAddressUntouched(t *testing.T) {
+	e := newNATEnv(t)
+	e.masquerade(natInside, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
+	must(t, c.ClientSends("PORT 198,51,100,1,200,10\r\n"))
+	if got := last(t, out); got.Payload != "PORT 198,51,100,1,200,10\r\n" {
+		t.Fatalf("PORT left as %q", got.Payload)
+	}
+	wantNATExpect(t, e.r, natExpect{"port", natServer.Addr(), ap(natPublic.Addr(), 51210), netip.AddrPort{}})
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 0, "nat_no_ct": 0, "expect_created": 1})
+}
+
+// A full checksum and a CHECKSUM_PARTIAL-style one (the field holds only the
+// pseudo-header sum) are both fixed: BPF_PROG_TEST_RUN's skb is
+// CHECKSUM_NONE, so the output must hold the full checksum of the new
+// segment for the first; for the second, what the helpers leave is checked
+// against the same rule the kernel applies (see docs/nat.md).
+func TestNATChecksumStates(t *testing.T) {
+	e := newNATEnv(t)
+	e.masquerade(natInside, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
+	// decodeSeg verified the full checksum of every frame so far, the rewritten one included
+	must(t, c.ClientSends("PORT 192,0,2,2,200,10\r\n"))
+	if got := last(t, out); got.Payload != "PORT 198,51,100,1,200,10\r\n" {
+		t.Fatalf("PORT left as %q", got.Payload)
+	}
+}
