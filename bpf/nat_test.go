@@ -315,6 +315,17 @@ func TestNATPortRewriteGrowsAndShifts(t *testing.T) {
 	rewritten := got
 	wantNATExpect(t, e.r, natExpect{"port", natServer.Addr(), ap(natPublic.Addr(), 51210), ap(natInside.Addr(), 51210)})
 	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 1, "reject_bounce": 0, "expect_created": 1})
+	evs, err := e.r.Events()
+	must(t, err)
+	var rewrites []string
+	for _, ev := range evs {
+		if ev.Type == maps.EventNATRewrite {
+			rewrites = append(rewrites, fmt.Sprintf("%s %s -> %s:%d inside %s", ev.Kind, ev.Src, ev.Dst, ev.DPort, ev.Inside))
+		}
+	}
+	if want := "port 203.0.113.30 -> 198.51.100.1:51210 inside 192.0.2.2:51210"; fmt.Sprint(rewrites) != "["+want+"]" {
+		t.Fatalf("nat_rewrite events %q, want one %q", rewrites, want)
+	}
 
 	must(t, c.ClientAt(portSeq, "PORT 192,0,2,2,200,10\r\n"))
 	if got := last(t, out); fmt.Sprint(got) != fmt.Sprint(rewritten) {
