@@ -665,3 +665,62 @@ func counters(t *testing.T, r *bpftest.Rig) map[string]uint64 {
 	must(t, err)
 	return nonZero(c)
 }
+
+// Offsets in struct __sk_buff of the fields BPF_PROG_TEST_RUN lets a test
+// set beyond bpfrun.SkbCtx's named ones (include/uapi/linux/bpf.h).
+const (
+	skbIfindexOff = 40
+	skbGSOSegsOff = 164
+	skbGSOSizeOff = 176
+	skbCtxLen     = 192
+)
+
+// A GSO control skb that the rewrite would take past the MTU is dropped
+// once and counted; its field is logged, so the retransmission (a plain
+// segment) is rewritten the same way. One that stays within the MTU is
+// rewritten.
+func TestNATGSOGrowthPastMTU(t *testing.T) {
+	e, c, out := masqueraded(t)
+	const mtu = 94
+	for _, cmd := range [][]string{
+		{"ip", "-n", e.ns, "link", "add", "g0", "type", "veth", "peer", "name", "g1"},
+		{"ip", "-n", e.ns, "link", "set", "g0", "mtu", fmt.Sprint(mtu), "up"},
+	} {
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", cmd, err, out)
+		}
+	}
+	var ifindex int
+	must(t, nettest.Do(e.ns, func() error {
+		lk, err := net.InterfaceByName("g0")
+		if err == nil {
+			ifindex = lk.Index
+		}
+		return err
+	}))
+	// 5 NOOP lines and a PORT: 93 bytes of IP, 96 after the rewrite
+	payload := strings.Repeat("NOOP\r\n", 5) + "PORT 192,0,2,2,200,10\r\n"
+	frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(payload)}.Bytes()
+	if len(frame)-14 != mtu-1 {
+		t.Fatalf("frame of %d bytes of IP, want %d", len(frame)-14, mtu-1)
+	}
+	ctx := make([]byte, skbCtxLen)
+	binary.NativeEndian.PutUint32(ctx[skbIfindexOff:], uint32(ifindex))
+	binary.NativeEndian.PutUint32(ctx[skbGSOSegsOff:], 2)
+	binary.NativeEndian.PutUint32(ctx[skbGSOSizeOff:], 40)
+	var ret uint32
+	must(t, nettest.Do(e.ns, func() error {
+		var err error
+		ret, err = e.r.Objs.FtpgateTcEgress.Run(&ebpf.RunOptions{Data: frame, Context: ctx, ContextOut: make([]byte, skbCtxLen)})
+		return err
+	}))
+	const tcActShot = 2
+	if ret != tcActShot {
+		t.Fatalf("GSO skb grown past the MTU: tc returned %d, want TC_ACT_SHOT", ret)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_gso_drop": 1, "nat_rewrite": 1})
+	// the retransmission, a plain segment
+	must(t, c.ClientAt(c.CSeq, payload))
+	wantPayload(t, out, strings.Repeat("NOOP\r\n", 5)+"PORT 198,51,100,1,200,10\r\n")
+	wantCounters(t, e.r, map[string]uint64{"nat_gso_drop": 1, "nat_rewrite": 1, "nat_retrans_reapplied": 1})
+}
