@@ -365,7 +365,7 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	ctrl_key_fill(s, &p, dir);
 #ifdef FTPGATE_NAT
 	/* acknowledgements shifted back before the tracker reads them */
-	nat_begin(skb, &p, ingress);
+	nat_begin(skb, ingress);
 #endif
 	if (tcp_header_load(skb, s, &p) < 0)
 		return TC_ACT_OK;

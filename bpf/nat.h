@@ -681,15 +681,15 @@ __noinline int nat_egress(struct __sk_buff *skb)
 }
 
 /*
- * nat_begin prepares a control segment p for the NAT code, from
+ * nat_begin prepares the control segment for the NAT code (into s->nat.p), from
  * parse_control before the TCP tracker reads it: at egress with config.nat
  * it notes the segment for nat_decide and nat_egress (and for the parser's
  * nat_defer); at ingress it shifts acknowledgements back (nat_ingress).
  */
-__noinline int nat_begin(struct __sk_buff *skb, struct pkt_info *p, int ingress)
+__noinline int nat_begin(struct __sk_buff *skb, int ingress)
 {
 	struct scratch *s = get_scratch();
-	if (!s || !p)
+	if (!s)
 		return 0;
 	s->nat.on = 0;
 	s->nat.n = 0;
@@ -697,7 +697,11 @@ __noinline int nat_begin(struct __sk_buff *skb, struct pkt_info *p, int ingress)
 	struct config_val *cfg = get_config();
 	if (!cfg || cfg->nat == NAT_OFF)
 		return 0;
-	__builtin_memcpy(&s->nat.p, p, sizeof(s->nat.p));
+	/* read again here rather than passed: parse_control's stack is spent */
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (parse_packet(data, data_end, &s->nat.p) != PARSE_TCP)
+		return 0;
 	if (ingress)
 		return nat_ingress(skb);
 	s->nat.on = 1;
