@@ -19,6 +19,7 @@
 #include "expect.h"
 #include "token.h"
 #include "conform.h"
+#include "natparse.h"
 
 
 #define PORT_MAX 65535
@@ -56,9 +57,24 @@ static __always_inline int data_port_ok(struct scratch *s, int port, __u8 kind)
 }
 
 /*
+ * active_finish creates the active-mode expectation in s->exp for the
+ * address in s->addr: it must be the client's own unless config.loose (no
+ * FTP bounce).
+ */
+static __always_inline void active_finish(struct scratch *s, __u8 kind)
+{
+	struct config_val *cfg = get_config();
+	if (!addr_eq(s->addr, s->key.client) && !(cfg && cfg->loose)) {
+		reject(s, STAT_REJECT_BOUNCE, kind);
+		return;
+	}
+	expect_create(kind);
+}
+
+/*
  * active checks and creates an active-mode expectation: from the server to
- * the address in s->addr, of the given family, at port. The address must be
- * the client's own unless config.loose (no FTP bounce).
+ * the address in s->addr, of the given family, at port (with config.nat at
+ * egress, an address not the client's is decided by nat_egress).
  */
 static __always_inline void active(struct scratch *s, __u8 family, int port, __u8 kind)
 {
@@ -71,12 +87,9 @@ static __always_inline void active(struct scratch *s, __u8 family, int port, __u
 	}
 	if (!data_port_ok(s, port, kind))
 		return;
-	struct config_val *cfg = get_config();
-	if (!addr_eq(s->addr, s->key.client) && !(cfg && cfg->loose)) {
-		reject(s, STAT_REJECT_BOUNCE, kind);
+	if (nat_defer(s, kind, family, port))
 		return;
-	}
-	expect_create(kind);
+	active_finish(s, kind);
 }
 
 /* command_args moves the cursor to the arguments; 0 without the space before them */
@@ -93,7 +106,7 @@ static __always_inline int command_args(struct scratch *s)
 static __always_inline void cmd_port(struct scratch *s)
 {
 	stat_inc(STAT_CMD_PORT);
-	int port = command_args(s) ? text_six() : -1;
+	int port = command_args(s) ? nat_six(s) : -1;
 	if (port < 0 || !at_line_end(s)) {
 		reject(s, STAT_REJECT_MALFORMED, KIND_PORT);
 		return;
@@ -113,6 +126,7 @@ static __always_inline int eprt_address(struct scratch *s, __u8 *family)
 	if (!delim_ok(d) || line_at(s, s->cur + 2) != d)
 		return -1;
 	s->cur += EPRT_HEAD_LEN;
+	NAT_FROM(s);
 	int err;
 	if (af == EPRT_AF_INET && d != '.') {
 		*family = AF_INET;
@@ -128,6 +142,7 @@ static __always_inline int eprt_address(struct scratch *s, __u8 *family)
 		return -1;
 	s->cur++;
 	int port = text_dec(MAX_DEC_DIGITS);
+	NAT_TO(s);
 	if (port < 0 || line_at(s, s->cur) != d)
 		return -1;
 	s->cur++;
@@ -196,23 +211,12 @@ static __always_inline int reply_begin(struct scratch *s, struct ctrl_val *cv, _
 	return 1;
 }
 
-/* passive mode: 227 <text> h1,h2,h3,h4,p1,p2 <text> */
-static __always_inline void reply_227(struct scratch *s, struct ctrl_val *cv)
+/*
+ * pasv_finish creates the passive-mode expectation in s->exp for a 227 that
+ * announced s->addr
+ */
+static __always_inline void pasv_finish(struct scratch *s)
 {
-	/* the numbers follow the first digit after the code (RFC 1123 4.1.2.6) */
-	if (!reply_begin(s, cv, STAT_REPLY_227, KIND_PASV, 0))
-		return;
-	int port = text_six();
-	if (port < 0) {
-		reject(s, STAT_REJECT_MALFORMED, KIND_PASV);
-		return;
-	}
-	if (s->key.family != AF_INET) {
-		reject(s, STAT_REJECT_FAMILY, KIND_PASV);
-		return;
-	}
-	if (!data_port_ok(s, port, KIND_PASV))
-		return;
 	if (!addr_eq(s->addr, s->key.server)) {
 		/*
 		 * A server behind NAT announces its private address; clients
@@ -224,6 +228,28 @@ static __always_inline void reply_227(struct scratch *s, struct ctrl_val *cv)
 			copy_addr(s->exp.dst, s->addr);
 	}
 	expect_create(KIND_PASV);
+}
+
+/* passive mode: 227 <text> h1,h2,h3,h4,p1,p2 <text> */
+static __always_inline void reply_227(struct scratch *s, struct ctrl_val *cv)
+{
+	/* the numbers follow the first digit after the code (RFC 1123 4.1.2.6) */
+	if (!reply_begin(s, cv, STAT_REPLY_227, KIND_PASV, 0))
+		return;
+	int port = nat_six(s);
+	if (port < 0) {
+		reject(s, STAT_REJECT_MALFORMED, KIND_PASV);
+		return;
+	}
+	if (s->key.family != AF_INET) {
+		reject(s, STAT_REJECT_FAMILY, KIND_PASV);
+		return;
+	}
+	if (!data_port_ok(s, port, KIND_PASV))
+		return;
+	if (nat_defer(s, KIND_PASV, AF_INET, port))
+		return;
+	pasv_finish(s);
 }
 
 /* epsv_port reads (<d><d><d>port<d>) at s->cur; -1 when malformed */
@@ -252,6 +278,8 @@ static __always_inline void reply_229(struct scratch *s, struct ctrl_val *cv)
 		return;
 	}
 	if (!data_port_ok(s, port, KIND_EPSV))
+		return;
+	if (nat_defer(s, KIND_EPSV, s->key.family, port))
 		return;
 	expect_create(KIND_EPSV);
 }

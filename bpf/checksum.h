@@ -55,14 +55,17 @@ static __always_inline __s64 pseudo_sum(struct scratch *s)
 	return bpf_csum_diff(0, 0, s->pseudo, PSEUDO_WORDS_V6 * sizeof(__u32), 0);
 }
 
-/* payload_sum adds the n payload bytes in s->pkt to sum; negative on error */
-static __always_inline __s64 payload_sum(struct scratch *s, __u32 n, __s64 sum)
+/*
+ * buf_sum adds the n bytes of buf, a scratch buffer of SCAN_BUF_SIZE, to
+ * sum; negative on error
+ */
+static __always_inline __s64 buf_sum(__u8 *buf, __u32 n, __s64 sum)
 {
-	/* the last word of the payload is summed with zero padding */
+	/* the last word is summed with zero padding */
 	if (n & (CSUM_WORD - 1)) {
-		s->pkt[n & SCAN_MASK] = 0;
-		s->pkt[(n + 1) & SCAN_MASK] = 0;
-		s->pkt[(n + 2) & SCAN_MASK] = 0;
+		buf[n & SCAN_MASK] = 0;
+		buf[(n + 1) & SCAN_MASK] = 0;
+		buf[(n + 2) & SCAN_MASK] = 0;
 	}
 	for (__u32 off = 0; off < MAX_SCAN_BYTES; off += CSUM_CHUNK) {
 		if (off >= n)
@@ -71,11 +74,17 @@ static __always_inline __s64 payload_sum(struct scratch *s, __u32 n, __s64 sum)
 		if (sz > CSUM_CHUNK)
 			sz = CSUM_CHUNK;
 		sz = (sz + CSUM_WORD - 1) & ~(CSUM_WORD - 1U);
-		sum = bpf_csum_diff(0, 0, (void *)&s->pkt[off & SCAN_MASK], sz & (2 * CSUM_CHUNK - 1), sum);
+		sum = bpf_csum_diff(0, 0, (void *)&buf[off & SCAN_MASK], sz & (2 * CSUM_CHUNK - 1), sum);
 		if (sum < 0)
 			return sum;
 	}
 	return sum;
+}
+
+/* payload_sum adds the n payload bytes in s->pkt to sum; negative on error */
+static __always_inline __s64 payload_sum(struct scratch *s, __u32 n, __s64 sum)
+{
+	return buf_sum(s->pkt, n, sum);
 }
 
 /*

@@ -35,11 +35,13 @@ static __always_inline __u64 now_ns(const struct config_val *cfg)
 }
 
 /*
- * emit_event_port reports to user space; the record is built in place in the
- * ring. sport is the source port of a dropped SYN, else 0.
+ * emit_event_nat reports to user space; the record is built in place in the
+ * ring. sport is the source port of a dropped SYN, else 0; nat the inside
+ * end of a rewritten announcement (#12), else NULL.
  */
-static __always_inline void emit_event_port(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
-					    const struct ctrl_key *ck, __u16 sport, __u64 ts)
+static __always_inline void emit_event_nat(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
+					   const struct ctrl_key *ck, __u16 sport, const struct nat_target *nat,
+					   __u64 ts)
 {
 	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
@@ -56,7 +58,16 @@ static __always_inline void emit_event_port(__u32 type, __u32 reason, __u8 kind,
 		__builtin_memcpy(&ev->expect, ek, sizeof(ev->expect));
 	if (ck)
 		__builtin_memcpy(&ev->ctrl, ck, sizeof(ev->ctrl));
+	if (nat)
+		__builtin_memcpy(&ev->nat, nat, sizeof(ev->nat));
 	bpf_ringbuf_submit(ev, 0);
+}
+
+/* emit_event_port reports an event without an inside end */
+static __always_inline void emit_event_port(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
+					    const struct ctrl_key *ck, __u16 sport, __u64 ts)
+{
+	emit_event_nat(type, reason, kind, ek, ck, sport, 0, ts);
 }
 
 /* emit_event reports an expectation event: never rate-limited */

@@ -22,6 +22,9 @@
 #include "stream.h"
 #include "tcp.h"
 #include "scope.h"
+#ifdef FTPGATE_NAT
+#include "nat.h"
+#endif
 
 /* mark_data_syn puts the configured fwmark on an admitted data connection's SYN */
 static __always_inline void mark_data_syn(struct __sk_buff *skb, const struct pkt_info *p)
@@ -360,6 +363,10 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	if (!s)
 		return TC_ACT_OK;
 	ctrl_key_fill(s, &p, dir);
+#ifdef FTPGATE_NAT
+	/* acknowledgements shifted back before the tracker reads them */
+	nat_begin(skb, ingress);
+#endif
 	if (tcp_header_load(skb, s, &p) < 0)
 		return TC_ACT_OK;
 	int loaded = payload_load(skb, s, &p);

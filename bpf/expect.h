@@ -171,6 +171,9 @@ __noinline int expect_create(int kind)
 	val->kind = kind;
 	val->dir = s->dir;
 	__builtin_memcpy(&val->ctrl, &s->key, sizeof(val->ctrl));
+#ifdef FTPGATE_NAT
+	__builtin_memcpy(&val->nat, &s->nat.target, sizeof(val->nat));
+#endif
 	if (bpf_map_update_elem(&expectations, &s->exp, val, BPF_ANY) != 0) {
 		stat_inc(STAT_EXPECT_TABLE_FULL);
 		return -1;

@@ -36,7 +36,15 @@ int ftpgate_tc_ingress(struct __sk_buff *skb)
 SEC("tc")
 int ftpgate_tc_egress(struct __sk_buff *skb)
 {
-	return parse_control(skb, 0);
+	int ret = parse_control(skb, 0);
+#ifdef FTPGATE_NAT
+	/* the rewrite and sequence shift of NAT (nat.h), after the parser */
+	if (ret == TC_ACT_OK) {
+		nat_decide(skb);
+		ret = nat_egress(skb);
+	}
+#endif
+	return ret;
 }
 
 /*
@@ -56,6 +64,7 @@ struct btf_anchor {
 	enum tcp_track_flags tcp_flags;
 	enum port_flags port_flags;
 	enum rp_check rp_check;
+	enum nat_mode nat_mode;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

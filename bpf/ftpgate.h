@@ -109,6 +109,15 @@ enum limits {
 	 * always matched: a key's prefixlen is this plus the prefix length
 	 */
 	SCOPE_KEY_BASE_BITS = 32,
+	/* #12 NAT */
+	/* rewritten fields each direction of a control connection remembers (a power of two) */
+	NAT_LOG = 4,
+	/* the longest replacement text: an EPRT |2| address in full form and a port */
+	NAT_TEXT_MAX = 48,
+	/* announcements of one segment the rewrite handles; the rest pass unchanged */
+	NAT_SEG_FIELDS = 4,
+	/* ports tried when the announced one is taken by another inside end */
+	NAT_PORT_TRIES = 16,
 };
 
 /*
@@ -181,6 +190,24 @@ enum stat {
 	STAT_RP_NOT_FORWARDING,    /* control segment on an interface with forwarding off: no reverse-path check possible, parsed */
 	STAT_TCP_BAD_FLAGS,        /* control segment with flags a receiver drops (no ACK but a SYN or RST; SYN|FIN, SYN|RST, FIN|RST): ignored */
 	STAT_CTRL_TRUNCATED,       /* control segment shorter than its IP length: payload and checksum unreadable, ignored */
+	/* #12 NAT */
+	STAT_NAT_REWRITE,          /* an announced inside address (PORT, EPRT, 227) rewritten to the public one */
+	STAT_NAT_REWRITE_229,      /* a 229 of an inside server: expectation made for the inside end, text unchanged */
+	STAT_NAT_PORT_REMAPPED,    /* the announced port was taken by another inside end: another public port chosen */
+	STAT_NAT_PORT_EXHAUSTED,   /* no free public port in NAT_PORT_TRIES: announcement passed unchanged */
+	STAT_NAT_NO_CT,            /* announcement of a foreign address, no conntrack entry for its connection: not rewritten */
+	STAT_NAT_NO_MATCH,         /* announced address is neither the header's nor the conntrack inside one: not rewritten */
+	STAT_NAT_SPLIT_FIELD,      /* announced field not whole in one segment (a line split across segments): passed unchanged */
+	STAT_NAT_LOG_FULL,         /* NAT_LOG rewritten fields not yet acknowledged: the announcement passes unchanged */
+	STAT_NAT_SEG_FIELDS,       /* more than NAT_SEG_FIELDS announcements in one segment: the rest pass unchanged */
+	STAT_NAT_UNREWRITABLE,     /* segment longer than the parser reads or not fully loaded: passed unchanged */
+	STAT_NAT_GSO_DROP,         /* GSO control skb that a rewrite would take past the MTU: dropped, the retransmission is rewritten */
+	STAT_NAT_RETRANS_REAPPLIED, /* retransmitted rewritten field: the same text written again (not a new rewrite) */
+	STAT_NAT_RETRANS_PARTIAL,  /* segment holding part of a rewritten field: passed unchanged */
+	STAT_NAT_SEQ_SHIFTED,      /* egress segment whose sequence number was shifted by earlier rewrites */
+	STAT_NAT_ACK_SHIFTED,      /* ingress segment whose acknowledgement was shifted back */
+	STAT_NAT_SACK_SHIFTED,     /* ingress SACK block whose edges were shifted back */
+	STAT_NAT_REWRITE_FAILED,   /* a helper refused the rewrite of the skb (change_tail, store): segment dropped */
 	STAT_MAX,
 };
 
@@ -251,6 +278,7 @@ enum event_type {
 	EV_EXPECT_CLOSED = 5,
 	EV_REJECT = 6,   /* reason holds the enum stat of the rejection */
 	EV_SYN_DROP = 7, /* a dropped (or, in dry-run, would-be dropped) SYN; reason as counted */
+	EV_NAT_REWRITE = 8, /* #12: an announcement rewritten; expect holds the public end, nat the inside one */
 };
 
 /* a control connection: client and server end, IPv4 or IPv6 */
@@ -274,6 +302,18 @@ struct expect_key {
 	__u32 dst[4];
 };
 
+/*
+ * Where a data connection really goes when ftpgate rewrote its announcement
+ * (#12, config.nat): the inside address and port behind the public ones the
+ * expectation (or flow) is keyed on. set is 0 without NAT.
+ */
+struct nat_target {
+	__u32 addr[4];
+	__u16 port;
+	__u8 set;
+	__u8 pad;
+};
+
 struct expect_val {
 	__u64 expires_ns; /* ftpgate clock: ktime + config.clock_offset_ns */
 	__u64 created_ns; /* also the nonce that ties a slot to this entry */
@@ -281,6 +321,7 @@ struct expect_val {
 	__u8 dir;         /* direction whose slot ring remembers it */
 	__u8 pad[6];
 	struct ctrl_key ctrl;
+	struct nat_target nat; /* the inside end, with config.nat */
 };
 
 /* a data connection admitted through an expectation */
@@ -309,6 +350,7 @@ struct flow_val {
 	__u8 pad[2];
 	__u32 syn_seq; /* sequence number of the admitted SYN: a retransmission repeats it */
 	struct ctrl_key ctrl;
+	struct nat_target nat; /* the inside end, with config.nat */
 };
 
 /*
@@ -412,9 +454,39 @@ struct dir_state {
 	struct ftp_track ftp;
 };
 
+/*
+ * #12 NAT: one field of a direction's stream rewritten at egress, kept so
+ * that a retransmission gets the same bytes and every later sequence number
+ * (and the peer's acknowledgements) the same shift.
+ */
+struct nat_fix {
+	__u32 seq;     /* sender's (inside) sequence number of the field's first byte */
+	__u16 old_len; /* bytes of the field as sent */
+	__u16 new_len; /* bytes of text */
+	__s32 delta;   /* shift of every byte after the field: the sum of all fixes so far */
+	__u8 text[NAT_TEXT_MAX];
+};
+
+/*
+ * The correction log of one direction: a ring of fixes. Written by the hook
+ * that sees the direction (egress), except acked, which the other
+ * direction's hook (ingress) writes: fixes the peer has acknowledged can no
+ * longer be retransmitted, and egress folds them into base.
+ */
+struct nat_dir {
+	__s32 base;    /* shift of every byte after the folded fixes */
+	__u32 acked;   /* sender's sequence number the peer has acknowledged (ack shifted back) */
+	__u32 head;    /* first live fix */
+	__u32 tail;    /* one past the last fix */
+	__u8 acked_set; /* acked holds a value */
+	__u8 pad[3];
+	struct nat_fix fix[NAT_LOG];
+};
+
 struct ctrl_val {
 	__u64 created_ns;
 	struct dir_state dir[2]; /* indexed by enum direction */
+	struct nat_dir nat[2];   /* #12 NAT correction logs, indexed by enum direction */
 };
 
 /* port-set entry (control ports and allowed ports) */
@@ -448,6 +520,17 @@ enum rp_check {
 	RP_OFF = 2,    /* no check: asymmetric routing */
 };
 
+/*
+ * NAT (#12, config.nat): ftpgate rewrites the addresses PORT, EPRT and 227
+ * announce and makes the data connection reach the inside end, by one of
+ * two mechanisms (docs/nat.md). The loader picks one per kernel.
+ */
+enum nat_mode {
+	NAT_OFF = 0, /* announcements pass unchanged: today's behaviour */
+	NAT_CT = 1,  /* data connections through conntrack entries made from BPF (kfuncs) */
+	NAT_OWN = 2, /* data connections translated by ftpgate itself */
+};
+
 /* a guarded interface, for the egress skip of forwarded segments */
 struct iface_val {
 	__u32 enabled;
@@ -472,6 +555,8 @@ struct config_val {
 	 * run; the live parser refuses such frames (ctrl_truncated)
 	 */
 	__u8 replay_pieces;
+	/* #12 NAT */
+	__u8 nat;                   /* enum nat_mode; 0, the default, is off */
 };
 
 /*
@@ -489,6 +574,7 @@ struct event {
 	__u8 pad2[4];
 	struct expect_key expect;
 	struct ctrl_key ctrl;
+	struct nat_target nat; /* EV_NAT_REWRITE: the inside end behind expect's destination */
 };
 
 /* the rate limiter of rejection and dropped-SYN events: a token bucket in ns of credit */

@@ -26,7 +26,8 @@ type FtpgateConfigVal struct {
 	AllowLowDataPorts uint8
 	RpCheck           uint8
 	ReplayPieces      uint8
-	_                 [6]byte
+	Nat               uint8
+	_                 [5]byte
 }
 
 type FtpgateCtrlKey struct {
@@ -43,6 +44,23 @@ type FtpgateCtrlVal struct {
 	_         structs.HostLayout
 	CreatedNs uint64
 	Dir       [2]FtpgateDirState
+	Nat       [2]struct {
+		_        structs.HostLayout
+		Base     int32
+		Acked    uint32
+		Head     uint32
+		Tail     uint32
+		AckedSet uint8
+		Pad      [3]uint8
+		Fix      [4]struct {
+			_      structs.HostLayout
+			Seq    uint32
+			OldLen uint16
+			NewLen uint16
+			Delta  int32
+			Text   [48]uint8
+		}
+	}
 }
 
 type FtpgateDirState struct {
@@ -108,7 +126,13 @@ type FtpgateEvent struct {
 	Pad2   [4]uint8
 	Expect FtpgateExpectKey
 	Ctrl   FtpgateCtrlKey
-	_      [4]byte
+	Nat    struct {
+		_    structs.HostLayout
+		Addr [4]uint32
+		Port uint16
+		Set  uint8
+		Pad  uint8
+	}
 }
 
 type FtpgateEventBudget struct {
@@ -127,6 +151,7 @@ const (
 	FtpgateEventTypeEV_EXPECT_CLOSED   FtpgateEventType = 5
 	FtpgateEventTypeEV_REJECT          FtpgateEventType = 6
 	FtpgateEventTypeEV_SYN_DROP        FtpgateEventType = 7
+	FtpgateEventTypeEV_NAT_REWRITE     FtpgateEventType = 8
 )
 
 type FtpgateExpectKey struct {
@@ -146,6 +171,14 @@ type FtpgateExpectVal struct {
 	Dir       uint8
 	Pad       [6]uint8
 	Ctrl      FtpgateCtrlKey
+	Nat       struct {
+		_    structs.HostLayout
+		Addr [4]uint32
+		Port uint16
+		Set  uint8
+		Pad  uint8
+	}
+	_ [4]byte
 }
 
 type FtpgateFlowKey struct {
@@ -170,6 +203,14 @@ type FtpgateFlowVal struct {
 	Pad        [2]uint8
 	SynSeq     uint32
 	Ctrl       FtpgateCtrlKey
+	Nat        struct {
+		_    structs.HostLayout
+		Addr [4]uint32
+		Port uint16
+		Set  uint8
+		Pad  uint8
+	}
+	_ [4]byte
 }
 
 type FtpgateFtpCmd uint32
@@ -313,6 +354,18 @@ const (
 	FtpgateLimitsTCP_ACK_WINDOW_FALLBACK     FtpgateLimits = 66000
 	FtpgateLimitsMAX_PORT_SCOPES             FtpgateLimits = 1024
 	FtpgateLimitsSCOPE_KEY_BASE_BITS         FtpgateLimits = 32
+	FtpgateLimitsNAT_LOG                     FtpgateLimits = 4
+	FtpgateLimitsNAT_TEXT_MAX                FtpgateLimits = 48
+	FtpgateLimitsNAT_SEG_FIELDS              FtpgateLimits = 4
+	FtpgateLimitsNAT_PORT_TRIES              FtpgateLimits = 16
+)
+
+type FtpgateNatMode uint32
+
+const (
+	FtpgateNatModeNAT_OFF FtpgateNatMode = 0
+	FtpgateNatModeNAT_CT  FtpgateNatMode = 1
+	FtpgateNatModeNAT_OWN FtpgateNatMode = 2
 )
 
 type FtpgateParseMode uint32
@@ -470,7 +523,24 @@ const (
 	FtpgateStatSTAT_RP_NOT_FORWARDING      FtpgateStat = 57
 	FtpgateStatSTAT_TCP_BAD_FLAGS          FtpgateStat = 58
 	FtpgateStatSTAT_CTRL_TRUNCATED         FtpgateStat = 59
-	FtpgateStatSTAT_MAX                    FtpgateStat = 60
+	FtpgateStatSTAT_NAT_REWRITE            FtpgateStat = 60
+	FtpgateStatSTAT_NAT_REWRITE_229        FtpgateStat = 61
+	FtpgateStatSTAT_NAT_PORT_REMAPPED      FtpgateStat = 62
+	FtpgateStatSTAT_NAT_PORT_EXHAUSTED     FtpgateStat = 63
+	FtpgateStatSTAT_NAT_NO_CT              FtpgateStat = 64
+	FtpgateStatSTAT_NAT_NO_MATCH           FtpgateStat = 65
+	FtpgateStatSTAT_NAT_SPLIT_FIELD        FtpgateStat = 66
+	FtpgateStatSTAT_NAT_LOG_FULL           FtpgateStat = 67
+	FtpgateStatSTAT_NAT_SEG_FIELDS         FtpgateStat = 68
+	FtpgateStatSTAT_NAT_UNREWRITABLE       FtpgateStat = 69
+	FtpgateStatSTAT_NAT_GSO_DROP           FtpgateStat = 70
+	FtpgateStatSTAT_NAT_RETRANS_REAPPLIED  FtpgateStat = 71
+	FtpgateStatSTAT_NAT_RETRANS_PARTIAL    FtpgateStat = 72
+	FtpgateStatSTAT_NAT_SEQ_SHIFTED        FtpgateStat = 73
+	FtpgateStatSTAT_NAT_ACK_SHIFTED        FtpgateStat = 74
+	FtpgateStatSTAT_NAT_SACK_SHIFTED       FtpgateStat = 75
+	FtpgateStatSTAT_NAT_REWRITE_FAILED     FtpgateStat = 76
+	FtpgateStatSTAT_MAX                    FtpgateStat = 77
 )
 
 type FtpgateTcpTrackFlags uint32

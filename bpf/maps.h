@@ -11,6 +11,10 @@
 #include <bpf/bpf_helpers.h>
 
 #include "ftpgate.h"
+#ifdef FTPGATE_NAT
+#include "parsing.h"
+#include "ct.h"
+#endif
 
 /*
  * Every keyed map is declared in this one form, with a named key and value
@@ -79,6 +83,57 @@ FTPGATE_MAP(guarded_ifs, BPF_MAP_TYPE_HASH, MAX_GUARDED_IFS, __u32, struct iface
 #define PSEUDO_WORDS_V4 3
 #define PSEUDO_WORDS_V6 10
 
+#ifdef FTPGATE_NAT
+/* the byte buffers of the NAT rewrite: powers of two, for index masks */
+#define NAT_TEXT_BUF 64
+/* nat_req.off of a field that began in an earlier segment */
+#define NAT_OFF_SPLIT 0xffffffff
+
+/* an announcement the parser found at egress, decided after the segment (nat.h) */
+struct nat_req {
+	__u32 off;     /* payload offset of the field, or NAT_OFF_SPLIT */
+	__u16 len;     /* bytes of the field */
+	__u16 port;    /* announced port */
+	__u8 kind;     /* enum kind */
+	__u8 family;   /* announced family */
+	__u8 delim;    /* EPRT: the delimiter inside the field */
+	__u8 pad;
+	__u32 addr[4]; /* announced address */
+	struct expect_key exp; /* the expectation today's rules write */
+};
+
+/* the NAT part of struct scratch */
+struct nat_scratch {
+	__u8 on;         /* this run is at egress with config.nat: s->key, dir and p are this segment's */
+	__u8 n;          /* requests of this segment */
+	__u8 napply;     /* fixes written into this segment */
+	__u8 pad;
+	__u32 from;      /* line offset of the field being read */
+	__u32 to;        /* line offset after it */
+	__u32 line_pos;  /* payload offset of this segment's first byte of the current line */
+	__u32 line_carry; /* bytes of the current line from earlier segments */
+	__u32 inside[4]; /* inside address of the segment's sender, from conntrack */
+	__u32 cur;       /* the request being decided */
+	__u32 port;      /* its public port */
+	__u32 before;    /* the first fix the segment logged (nat_decide) */
+	__u32 text_len;  /* bytes in text */
+	struct pkt_info p;        /* the segment */
+	struct nat_target target; /* written into the next expectation expect_create makes */
+	struct expect_key probe;
+	struct bpf_sock_tuple tuple;
+	struct bpf_ct_opts opts;
+	struct nat_req req[NAT_SEG_FIELDS];
+	__u32 apply[NAT_LOG];     /* ring indexes of the fixes this segment carries, in order */
+	__u8 text[NAT_TEXT_BUF];  /* replacement text being formatted */
+	/*
+	 * the rewritten payload read back for its checksum; also keeps every
+	 * (offset, length) pair within SCAN_BUF_SIZE that reads s->pkt inside
+	 * the map value
+	 */
+	__u8 out[SCAN_BUF_SIZE];
+};
+#endif
+
 /*
  * Per-CPU working memory of the TC parser: the segment's payload, the line
  * being parsed and the cursor. It keeps large buffers off the 512-byte stack
@@ -127,6 +182,10 @@ struct scratch {
 	 * 6.1 round every frame up to 32), and the parser's chain is deep
 	 */
 	struct expect_val val;
+#ifdef FTPGATE_NAT
+	/* #12 NAT (nat.h): after everything else, so the fields above keep their offsets */
+	struct nat_scratch nat;
+#endif
 };
 
 FTPGATE_MAP(scratch_buf, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct scratch);

@@ -205,6 +205,7 @@ __noinline int parse_step(void)
 	__u32 keep = total > MAX_LINE_LEN ? MAX_LINE_LEN : total;
 
 	carry_to_line(s, st, cl);
+	nat_line(s, pos, cl);
 	__u32 take = keep > cl ? keep - cl : 0;
 	if (take > MAX_LINE_LEN)
 		take = MAX_LINE_LEN;

@@ -97,36 +97,60 @@ static __always_inline int tcp_handshake_seen(const struct ctrl_val *cv)
 	return (cv->dir[DIR_CLIENT].tcp.flags & TCP_SYN_SEEN) && (cv->dir[DIR_SERVER].tcp.flags & TCP_SYN_SEEN);
 }
 
+/* what tcp_opt_step finds at the cursor */
+#define TCP_OPT_END (-1)  /* no option left */
+#define TCP_OPT_SKIP 0    /* a NOP, passed over */
+#define TCP_OPT_FOUND 1   /* an option: its offset and length given */
+
+/*
+ * tcp_opt_step looks at the option at s->opt_off of the header in s->hdr
+ * (s->hdr_len bytes): it passes over a NOP, or gives the option's kind, its
+ * offset in *at, the header length in *hlen and its length in *olen (the
+ * caller moves the cursor past it). The cursor and the length are read back
+ * from scratch memory in every round (volatile: clang would keep them in
+ * registers): unknown to the verifier, they leave it one loop body to check
+ * instead of every layout of options.
+ */
+static __always_inline int tcp_opt_step(struct scratch *s, __u8 *kind, __u32 *at, __u32 *hlen, __u8 *olen)
+{
+	__u32 len = *(volatile __u32 *)&s->hdr_len;
+	__u32 i = *(volatile __u32 *)&s->opt_off;
+	if (len > TCP_MAX_HDR || i >= len)
+		return TCP_OPT_END;
+	__u8 k = s->hdr[i & TCP_HDR_MASK];
+	if (k == TCP_OPT_EOL)
+		return TCP_OPT_END;
+	if (k == TCP_OPT_NOP) {
+		s->opt_off = i + 1;
+		return TCP_OPT_SKIP;
+	}
+	if (i + 1 >= len)
+		return TCP_OPT_END;
+	__u8 ol = s->hdr[(i + 1) & TCP_HDR_MASK];
+	if (ol < TCP_OPT_MIN_LEN)
+		return TCP_OPT_END;
+	*kind = k;
+	*at = i;
+	*hlen = len;
+	*olen = ol;
+	return TCP_OPT_FOUND;
+}
+
 /* tcp_syn_options reads the window scale a SYN announces from s->hdr into s->seg_wscale */
 __noinline int tcp_syn_options(void)
 {
 	struct scratch *s = get_scratch();
 	if (!s)
 		return -1;
-	/*
-	 * The cursor and the length are read back from scratch memory in every
-	 * round (volatile: clang would keep them in registers): unknown to the
-	 * verifier, they leave it one loop body to check instead of every
-	 * layout of options.
-	 */
 	s->opt_off = sizeof(struct tcphdr);
 	for (int n = 0; n < TCP_MAX_HDR - sizeof(struct tcphdr); n++) {
-		__u32 len = *(volatile __u32 *)&s->hdr_len;
-		__u32 i = *(volatile __u32 *)&s->opt_off;
-		if (len > TCP_MAX_HDR || i >= len)
+		__u8 kind = 0, olen = 0;
+		__u32 i = 0, len = 0;
+		int r = tcp_opt_step(s, &kind, &i, &len, &olen);
+		if (r == TCP_OPT_END)
 			break;
-		__u8 kind = s->hdr[i & TCP_HDR_MASK];
-		if (kind == TCP_OPT_EOL)
-			break;
-		if (kind == TCP_OPT_NOP) {
-			s->opt_off = i + 1;
+		if (r == TCP_OPT_SKIP)
 			continue;
-		}
-		if (i + 1 >= len)
-			break;
-		__u8 olen = s->hdr[(i + 1) & TCP_HDR_MASK];
-		if (olen < TCP_OPT_MIN_LEN)
-			break;
 		if (kind == TCP_OPT_WSCALE && olen == TCP_OPT_WSCALE_LEN && i + 2 < len) {
 			__u8 sc = s->hdr[(i + 2) & TCP_HDR_MASK];
 			/* RFC 7323 2.3: a larger shift is taken as the largest */

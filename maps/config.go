@@ -47,6 +47,9 @@ type Config struct {
 	// ReplayPieces is set by replay only: a frame shorter than its IP
 	// length is the unread tail of a super-segment, not a forgery
 	ReplayPieces bool
+	// NAT is how data connections of rewritten announcements reach the
+	// inside end (#12); NATOff, the zero value, rewrites nothing
+	NAT NATMode
 }
 
 // RPCheck is the reverse-path check of control segments; the zero value,
@@ -79,6 +82,27 @@ func ParseRPCheck(s string) (RPCheck, error) {
 	return 0, fmt.Errorf("rp-check %q: use strict, loose or off", s)
 }
 
+// NATMode is the NAT mechanism the programs run: the loader turns the
+// operator's setting (on, off or a forced mechanism) into one of these per
+// kernel.
+type NATMode uint8
+
+// The NAT mechanisms, from the C definitions.
+const (
+	NATOff = NATMode(bpf.FtpgateNatModeNAT_OFF)
+	NATCT  = NATMode(bpf.FtpgateNatModeNAT_CT)
+	NATOwn = NATMode(bpf.FtpgateNatModeNAT_OWN)
+)
+
+var natModeNames = map[NATMode]string{NATOff: "off", NATCT: "conntrack", NATOwn: "own"}
+
+func (n NATMode) String() string {
+	if s, ok := natModeNames[n]; ok {
+		return s
+	}
+	return fmt.Sprintf("nat(%d)", uint8(n))
+}
+
 // DefaultConfig is what `ftpgate run` applies without flags.
 func DefaultConfig() Config {
 	return Config{ExpectTimeout: DefaultExpectTimeout, MaxExpectPerConn: DefaultMaxExpectPerConn}
@@ -94,6 +118,9 @@ func (c Config) Validate() error {
 	}
 	if _, ok := rpCheckNames[c.RPCheck]; !ok {
 		return fmt.Errorf("%v is not a reverse-path mode: use strict, loose or off", c.RPCheck)
+	}
+	if _, ok := natModeNames[c.NAT]; !ok {
+		return fmt.Errorf("%v is not a NAT mechanism: use off, conntrack or own", c.NAT)
 	}
 	return nil
 }
@@ -121,6 +148,7 @@ func configToBPF(c Config) bpf.FtpgateConfigVal {
 		AllowLowDataPorts: b2u(c.AllowLowDataPorts),
 		RpCheck:           uint8(c.RPCheck),
 		ReplayPieces:      b2u(c.ReplayPieces),
+		Nat:               uint8(c.NAT),
 	}
 }
 
@@ -137,6 +165,7 @@ func configFromBPF(v bpf.FtpgateConfigVal) Config {
 		AllowLowDataPorts: v.AllowLowDataPorts != 0,
 		RPCheck:           RPCheck(v.RpCheck),
 		ReplayPieces:      v.ReplayPieces != 0,
+		NAT:               NATMode(v.Nat),
 	}
 }
 

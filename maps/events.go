@@ -16,7 +16,7 @@ type Event struct {
 	// Wall is Time on the wall clock, set by whoever reads the event (see
 	// WallClock); zero until then.
 	Wall    time.Time  `json:"time,omitzero"`
-	Type    string     `json:"type"`             // created, consumed, evicted, expired, closed, reject, syn_drop
+	Type    string     `json:"type"`             // created, consumed, evicted, expired, closed, reject, syn_drop, nat_rewrite
 	Reason  string     `json:"reason,omitempty"` // for reject and syn_drop: the counter name (reject_bounce, syn_drop_unexpected, ...)
 	Kind    Kind       `json:"kind"`
 	Src     netip.Addr `json:"src"`
@@ -24,6 +24,9 @@ type Event struct {
 	Dst     netip.Addr `json:"dst"`
 	DPort   uint16     `json:"dport"`
 	Control Control    `json:"control"`
+	// Inside is, for nat_rewrite, the inside end behind Dst:DPort (the
+	// public end the announcement now carries).
+	Inside netip.AddrPort `json:"inside,omitzero"`
 	// Expectation is the key of the expectation the event is about, to
 	// look it up or match it against other events.
 	Expectation bpf.FtpgateExpectKey `json:"-"`
@@ -38,6 +41,8 @@ const (
 	EventClosed   = "closed"
 	EventReject   = "reject"
 	EventSYNDrop  = "syn_drop"
+	// EventNATRewrite: an announcement rewritten to the public end (#12)
+	EventNATRewrite = "nat_rewrite"
 )
 
 var eventTypes = map[bpf.FtpgateEventType]string{
@@ -48,6 +53,7 @@ var eventTypes = map[bpf.FtpgateEventType]string{
 	bpf.FtpgateEventTypeEV_EXPECT_CLOSED:   EventClosed,
 	bpf.FtpgateEventTypeEV_REJECT:          EventReject,
 	bpf.FtpgateEventTypeEV_SYN_DROP:        EventSYNDrop,
+	bpf.FtpgateEventTypeEV_NAT_REWRITE:     EventNATRewrite,
 }
 
 // DecodeEvent decodes a raw ring-buffer record.
@@ -69,6 +75,9 @@ func DecodeEvent(raw []byte) (Event, error) {
 	}
 	if ev.Expect.Family != 0 {
 		out.Src, out.Dst, out.DPort = Addr(ev.Expect.Family, ev.Expect.Src), Addr(ev.Expect.Family, ev.Expect.Dst), ev.Expect.Dport
+	}
+	if ev.Nat.Set != 0 {
+		out.Inside = netip.AddrPortFrom(Addr(ev.Expect.Family, ev.Nat.Addr), ev.Nat.Port)
 	}
 	if out.Type == EventReject || out.Type == EventSYNDrop {
 		names, err := CounterNames()

@@ -151,6 +151,9 @@ func eventLine(ev maps.Event) string {
 	if ev.Src.IsValid() {
 		flow = fmt.Sprintf("%s -> %s", ev.Src, joinHostPort(ev.Dst, ev.DPort))
 	}
+	if ev.Inside.IsValid() {
+		flow += " (inside " + ev.Inside.String() + ")"
+	}
 	return fmt.Sprintf("%s %-22s %-5s %s  control %s", when, what, ev.Kind, flow, control(ev.Control))
 }
 

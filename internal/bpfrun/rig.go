@@ -35,10 +35,15 @@ type Rig struct {
 // Load loads a fresh collection with the given LRU table sizes (0: the
 // object's defaults).
 func Load(ctrlConns, expectations, flows uint32) (*Rig, error) {
+	return LoadVariant(bpf.Plain, ctrlConns, expectations, flows)
+}
+
+// LoadVariant loads a fresh collection of one build of the object.
+func LoadVariant(v bpf.Variant, ctrlConns, expectations, flows uint32) (*Rig, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
-	spec, err := bpf.LoadFtpgate()
+	spec, err := bpf.LoadVariant(v)
 	if err != nil {
 		return nil, fmt.Errorf("load embedded object: %w", err)
 	}

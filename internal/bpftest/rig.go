@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
 )
 
@@ -59,6 +60,11 @@ func SkipOrFail(tb testing.TB, format string, args ...any) {
 	tb.Skip(msg)
 }
 
+// VariantEnv, set to "nat", makes Shared load the NAT build of the object
+// (bpf.NAT): with config.nat off, the default, every test of the plain
+// object must pass on it unchanged (`make test-nat-off`).
+const VariantEnv = "FTPGATE_TEST_VARIANT"
+
 var (
 	shared     *Rig
 	sharedErr  error
@@ -73,7 +79,11 @@ func Shared(tb testing.TB) *Rig {
 		SkipOrFail(tb, "BPF program tests need root")
 	}
 	sharedOnce.Do(func() {
-		shared, sharedErr = bpfrun.Load(testCtrlConns, testExpectations, testDataFlows)
+		v := bpf.Plain
+		if os.Getenv(VariantEnv) == bpf.NAT.String() {
+			v = bpf.NAT
+		}
+		shared, sharedErr = bpfrun.LoadVariant(v, testCtrlConns, testExpectations, testDataFlows)
 	})
 	if sharedErr != nil {
 		if errors.Is(sharedErr, ebpf.ErrNotSupported) {
