@@ -181,6 +181,12 @@ enum stat {
 	STAT_RP_NOT_FORWARDING,    /* control segment on an interface with forwarding off: no reverse-path check possible, parsed */
 	STAT_TCP_BAD_FLAGS,        /* control segment with flags a receiver drops (no ACK but a SYN or RST; SYN|FIN, SYN|RST, FIN|RST): ignored */
 	STAT_CTRL_TRUNCATED,       /* control segment shorter than its IP length: payload and checksum unreadable, ignored */
+	/* #12 NAT: the data connection's conntrack entry (NAT_CT, bpf/natct.h) */
+	STAT_NAT_CT_INSERTED,      /* conntrack entry with NAT to the inside end made for an admitted data SYN */
+	STAT_NAT_CT_EXISTS,        /* data SYN whose conntrack entry exists (a retransmission): not made again */
+	STAT_NAT_CT_ALLOC_FAILED,  /* bpf_skb_ct_alloc failed (conntrack table full, no memory): the SYN reaches no inside end */
+	STAT_NAT_CT_NAT_FAILED,    /* bpf_ct_set_nat_info failed: the entry is inserted expired, the SYN reaches no inside end */
+	STAT_NAT_CT_INSERT_FAILED, /* bpf_ct_insert_entry failed (another CPU inserted the tuple first, table full) */
 	STAT_MAX,
 };
 

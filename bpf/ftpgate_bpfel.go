@@ -147,14 +147,8 @@ type FtpgateExpectVal struct {
 	Dir       uint8
 	Pad       [6]uint8
 	Ctrl      FtpgateCtrlKey
-	Nat       struct {
-		_    structs.HostLayout
-		Addr [4]uint32
-		Port uint16
-		Set  uint8
-		Pad  uint8
-	}
-	_ [4]byte
+	Nat       FtpgateNatTarget
+	_         [4]byte
 }
 
 type FtpgateFlowKey struct {
@@ -179,14 +173,8 @@ type FtpgateFlowVal struct {
 	Pad        [2]uint8
 	SynSeq     uint32
 	Ctrl       FtpgateCtrlKey
-	Nat        struct {
-		_    structs.HostLayout
-		Addr [4]uint32
-		Port uint16
-		Set  uint8
-		Pad  uint8
-	}
-	_ [4]byte
+	Nat        FtpgateNatTarget
+	_          [4]byte
 }
 
 type FtpgateFtpCmd uint32
@@ -339,6 +327,14 @@ const (
 	FtpgateNatModeNAT_CT  FtpgateNatMode = 1
 	FtpgateNatModeNAT_OWN FtpgateNatMode = 2
 )
+
+type FtpgateNatTarget struct {
+	_    structs.HostLayout
+	Addr [4]uint32
+	Port uint16
+	Set  uint8
+	Pad  uint8
+}
 
 type FtpgateParseMode uint32
 
@@ -495,7 +491,12 @@ const (
 	FtpgateStatSTAT_RP_NOT_FORWARDING      FtpgateStat = 57
 	FtpgateStatSTAT_TCP_BAD_FLAGS          FtpgateStat = 58
 	FtpgateStatSTAT_CTRL_TRUNCATED         FtpgateStat = 59
-	FtpgateStatSTAT_MAX                    FtpgateStat = 60
+	FtpgateStatSTAT_NAT_CT_INSERTED        FtpgateStat = 60
+	FtpgateStatSTAT_NAT_CT_EXISTS          FtpgateStat = 61
+	FtpgateStatSTAT_NAT_CT_ALLOC_FAILED    FtpgateStat = 62
+	FtpgateStatSTAT_NAT_CT_NAT_FAILED      FtpgateStat = 63
+	FtpgateStatSTAT_NAT_CT_INSERT_FAILED   FtpgateStat = 64
+	FtpgateStatSTAT_MAX                    FtpgateStat = 65
 )
 
 type FtpgateTcpTrackFlags uint32

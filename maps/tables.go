@@ -90,6 +90,26 @@ func Words(a netip.Addr) (family uint8, words [4]uint32) {
 	return family, words
 }
 
+// Inside decodes the inside end of a NAT target (#12): where a data
+// connection keyed on a public address really goes. It is the zero AddrPort
+// when the target is not set (no NAT).
+func Inside(family uint8, n bpf.FtpgateNatTarget) netip.AddrPort {
+	if n.Set == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(Addr(family, n.Addr), n.Port)
+}
+
+// NATTarget encodes an inside end the way expectations and flows hold it;
+// the zero AddrPort is no target.
+func NATTarget(inside netip.AddrPort) bpf.FtpgateNatTarget {
+	if !inside.IsValid() {
+		return bpf.FtpgateNatTarget{}
+	}
+	_, w := Words(inside.Addr())
+	return bpf.FtpgateNatTarget{Addr: w, Port: inside.Port(), Set: 1}
+}
+
 // Control identifies a control connection.
 type Control struct {
 	Client     netip.Addr `json:"client"`
@@ -124,7 +144,10 @@ type Expectation struct {
 	ExpiresIn time.Duration `json:"-"`
 	ExpiresMs int64         `json:"expires_in_ms"`
 	Control   Control       `json:"control"`
-	expired   bool
+	// Inside is where the data connection really goes when ftpgate
+	// rewrote the announcement (NAT): Dst:DPort is the public end
+	Inside  netip.AddrPort `json:"inside,omitzero"`
+	expired bool
 }
 
 // Expired is the XDP filter's rule: an expectation admits nothing from its
@@ -148,6 +171,9 @@ type Flow struct {
 	Bytes   uint64        `json:"bytes"`
 	Closed  bool          `json:"closed"`
 	Control Control       `json:"control"`
+	// Inside is the inside end of a NATed data connection: Dst:DPort is
+	// the public end the SYN was sent to
+	Inside netip.AddrPort `json:"inside,omitzero"`
 }
 
 // Conn is a control connection and its parser state.
@@ -306,6 +332,7 @@ func (m *Maps) ListExpectations() ([]Expectation, error) {
 			ExpiresIn: left,
 			ExpiresMs: left.Milliseconds(),
 			Control:   ControlFromKey(v.Ctrl),
+			Inside:    Inside(k.Family, v.Nat),
 			expired:   Expired(now, v.ExpiresNs),
 		}
 	})
@@ -328,6 +355,7 @@ func (m *Maps) ListFlows() ([]Flow, error) {
 			Bytes:   v.Bytes,
 			Closed:  closed,
 			Control: ControlFromKey(v.Ctrl),
+			Inside:  Inside(k.Family, v.Nat),
 		}
 	})
 }
