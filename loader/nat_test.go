@@ -2,8 +2,13 @@ package loader
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/maps"
@@ -42,4 +47,90 @@ func TestResolveNAT(t *testing.T) {
 			t.Errorf("%v %q %v: %v, want one line with %q and the kernel helper", tc.want, tc.mech, tc.obj, err, tc.refusal)
 		}
 	}
+}
+
+// refuseKfunc makes the NAT object call a kfunc no kernel has, in place of
+// name: the kernel refuses it at load as one without name would.
+func refuseKfunc(t *testing.T, name string) {
+	t.Helper()
+	orig := natSpec
+	natSpec = func() (*ebpf.CollectionSpec, error) {
+		spec, err := orig()
+		if err != nil {
+			return nil, err
+		}
+		var fn *btf.Func
+		if err := spec.Types.TypeByName(name, &fn); err != nil {
+			return nil, err
+		}
+		fn.Name += "_absent"
+		return spec, nil
+	}
+	t.Cleanup(func() { natSpec = orig })
+}
+
+// TestNATObjectAndFallback: run loads the NAT object on this kernel and
+// takes --nat as conntrack entries; when the kernel refuses the NAT object,
+// run falls back to the plain one on the same pins (state kept), records
+// the reason for status, and refuses --nat in one line naming the missing
+// kfunc and the kernel helper; a later run switches back.
+func TestNATObjectAndFallback(t *testing.T) {
+	env := newEnv(t)
+	opts := env.options(XDPGeneric, TCNetlink)
+	opts.Config.NAT = maps.NATCT
+	dp := env.start(t, opts)
+	if dp.Object != (Object{Variant: "nat"}) {
+		skipUnlessNATKernel(t, dp.Object)
+	}
+	cfg, err := dp.Maps.GetConfig()
+	must(t, err)
+	if cfg.NAT != maps.NATCT {
+		t.Fatalf("config.nat = %v, want conntrack", cfg.NAT)
+	}
+	if st, err := env.states.Read(env.pinDir); err != nil || st.Object.Variant != "nat" {
+		t.Fatalf("state records object %+v (%v), want nat", st, err)
+	}
+	ek := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 30000, Src: [4]uint32{0x0a0200c0}, Dst: [4]uint32{0x146433c6}}
+	must(t, dp.Maps.Expectations.Put(ek, bpf.FtpgateExpectVal{ExpiresNs: ^uint64(0) >> 1, CreatedNs: 1, Nat: maps.NATTarget(netip.MustParseAddrPort("192.168.1.2:5000"))}))
+	must(t, dp.Close())
+
+	refuseKfunc(t, "bpf_ct_set_nat_info")
+	_, err = Start(opts)
+	if !errors.Is(err, ErrNATUnavailable) || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "no conntrack kfunc bpf_ct_set_nat_info") || !strings.Contains(err.Error(), "nf_nat_ftp") {
+		t.Fatalf("run --nat on a kernel refusing the NAT object: %v; want one line naming the kfunc and the kernel helper", err)
+	}
+
+	opts.Config.NAT = maps.NATOff
+	dp = env.start(t, opts)
+	if dp.Object.Variant != "plain" || !strings.Contains(dp.Object.NATRefused, "bpf_ct_set_nat_info") {
+		t.Fatalf("object %+v, want plain with the refusal", dp.Object)
+	}
+	var ev bpf.FtpgateExpectVal
+	if err := dp.Maps.Expectations.Lookup(ek, &ev); err != nil || maps.Inside(unix.AF_INET, ev.Nat).String() != "192.168.1.2:5000" {
+		t.Fatalf("expectation across the switch to the plain object: %v %+v", err, ev)
+	}
+	st, err := ReadStatus(env.pinDir, env.states, "")
+	must(t, err)
+	if st.State.Object != dp.Object {
+		t.Fatalf("status shows object %+v, want %+v", st.State.Object, dp.Object)
+	}
+	must(t, dp.Close())
+
+	natSpec = func() (*ebpf.CollectionSpec, error) { return bpf.LoadVariant(bpf.NAT) }
+	opts.Config.NAT = maps.NATCT
+	if dp = env.start(t, opts); dp.Object.Variant != "nat" {
+		t.Fatalf("back on the NAT object: %+v", dp.Object)
+	}
+}
+
+// skipUnlessNATKernel: the NAT object's kfuncs came in Linux 6.1, so an
+// older kernel refusing it is a skip; a newer one refusing it fails.
+func skipUnlessNATKernel(t *testing.T, o Object) {
+	t.Helper()
+	v, err := RunningKernel()
+	if err == nil && v.Less(KernelVersion{6, 1}) {
+		t.Skipf("kernel %v: the NAT object needs the conntrack kfuncs of Linux 6.1 (%s)", v, o.NATRefused)
+	}
+	t.Fatalf("kernel %v refused the NAT object: %s", v, o.NATRefused)
 }
