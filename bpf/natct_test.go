@@ -37,6 +37,10 @@ func newNATRig(t *testing.T) *natRig {
 	if err != nil {
 		skipUnlessNATKernel(t, err)
 	}
+	if release, want := bpftest.NATRefusal(); want != "" {
+		r.Close()
+		t.Fatalf("kernel %s loaded the NAT object, which the VM matrix measured it to refuse (%s)", release, want)
+	}
 	t.Cleanup(func() { r.Close() })
 	must(t, r.Maps.SetConfig(maps.DefaultConfig()))
 	return &natRig{Rig: r, ns: ns}
@@ -206,13 +210,14 @@ func TestNATConntrackOnlyWithTarget(t *testing.T) {
 	}
 }
 
-// skipUnlessNATKernel: bpf_ct_set_nat_info came in Linux 6.1, so an older
-// kernel refusing the NAT object is a skip; a newer one refusing it fails.
+// skipUnlessNATKernel skips where the kernel refuses the NAT object as the
+// VM matrix measured (bpftest.NATRefusal) and fails elsewhere.
 func skipUnlessNATKernel(t *testing.T, err error) {
 	t.Helper()
-	v, kerr := loader.RunningKernel()
-	if kerr == nil && v.Less(loader.KernelVersion{Major: 6, Minor: 1}) {
-		t.Skipf("kernel %v: the NAT object needs the conntrack kfuncs of Linux 6.1 (%v)", v, err)
+	release, want := bpftest.NATRefusal()
+	got := loader.NATRefusal(err)
+	if want != "" && strings.Contains(got, want) {
+		t.Skipf("kernel %s refuses the NAT object, as measured: %s", release, got)
 	}
-	t.Fatalf("kernel %v refused the NAT object: %v", v, err)
+	t.Fatalf("kernel %s refused the NAT object: %s (measured: %q)", release, got, want)
 }

@@ -275,7 +275,7 @@ func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf
 	if err == nil {
 		d.Object = Object{Variant: bpf.NAT.String()}
 	} else {
-		d.Object = Object{Variant: bpf.Plain.String(), NATRefused: natRefusal(err)}
+		d.Object = Object{Variant: bpf.Plain.String(), NATRefused: NATRefusal(err)}
 		d.log.Info("the kernel refused the NAT object; loading the plain one (no --nat)", "reason", d.Object.NATRefused)
 		if err := plain.LoadAndAssign(&d.objs, opts); err != nil {
 			var ve *ebpf.VerifierError

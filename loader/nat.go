@@ -92,9 +92,9 @@ var natSpec = func() (*ebpf.CollectionSpec, error) { return bpf.LoadVariant(bpf.
 // refusal can name the one at fault (bpf/ct.h declares them).
 var kfuncName = regexp.MustCompile(`bpf_(skb_ct_lookup|skb_ct_alloc|ct_insert_entry|ct_release|ct_set_timeout|ct_set_nat_info)`)
 
-// natRefusal condenses the kernel's (or the library's) refusal of the NAT
+// NATRefusal condenses the kernel's (or the library's) refusal of the NAT
 // object to one line that names the missing feature.
-func natRefusal(err error) string {
+func NATRefusal(err error) string {
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
 		line := lastLogLine(ve.Log)
