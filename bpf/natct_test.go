@@ -56,13 +56,7 @@ func (n *natRig) do(t *testing.T, fn func() error) {
 // writes it.
 func (n *natRig) expectNAT(t *testing.T, peer netip.Addr, public, inside netip.AddrPort) {
 	t.Helper()
-	now, err := n.Maps.Now()
-	must(t, err)
-	fam, src := maps.Words(peer)
-	_, dst := maps.Words(public.Addr())
-	k := bpf.FtpgateExpectKey{Family: fam, Dport: public.Port(), Src: src, Dst: dst}
-	v := bpf.FtpgateExpectVal{ExpiresNs: now + uint64(time.Hour), CreatedNs: now, Kind: uint8(maps.KindPasv), Nat: maps.NATTarget(inside)}
-	must(t, n.Maps.Expectations.Put(k, v))
+	must(t, n.Maps.AddExpectation(maps.Expectation{Kind: maps.KindPasv, Src: peer, Dst: public.Addr(), DPort: public.Port(), Inside: inside}, time.Hour))
 }
 
 // syn runs a data SYN through XDP, then TC ingress, as the guarded

@@ -338,6 +338,25 @@ func (m *Maps) ListExpectations() ([]Expectation, error) {
 	})
 }
 
+// AddExpectation writes e as the parser writes one, expiring ttl from now
+// (e.ExpiresIn and e.ExpiresMs are ignored): for tests and tools that stand
+// in for a control connection, such as the NAT rewrite's expectations with
+// an inside end.
+func (m *Maps) AddExpectation(e Expectation, ttl time.Duration) error {
+	now, err := m.Now()
+	if err != nil {
+		return err
+	}
+	fam, src := Words(e.Src)
+	_, dst := Words(e.Dst)
+	k := bpf.FtpgateExpectKey{Family: fam, Dport: e.DPort, Src: src, Dst: dst}
+	v := bpf.FtpgateExpectVal{ExpiresNs: now + uint64(ttl), CreatedNs: now, Kind: uint8(e.Kind), Ctrl: e.Control.Key(), Nat: NATTarget(e.Inside)}
+	if err := m.Expectations.Put(k, v); err != nil {
+		return fmt.Errorf("update %s: %w", NameExpectations, err)
+	}
+	return nil
+}
+
 // ListFlows lists the data flows.
 func (m *Maps) ListFlows() ([]Flow, error) {
 	return list(m, NameDataFlows, func(now uint64, k bpf.FtpgateFlowKey, v *bpf.FtpgateFlowVal) Flow {

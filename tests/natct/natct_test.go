@@ -24,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/loader"
@@ -158,14 +157,7 @@ func dataThroughEntry(t *testing.T, tp *nettest.Topology, dp *loader.Dataplane, 
 		accepted <- err
 	}()
 
-	now, err := dp.Maps.Now()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, src := maps.Words(client)
-	_, dst := maps.Words(public)
-	err = dp.Maps.Expectations.Put(bpf.FtpgateExpectKey{Family: f, Dport: publicPort, Src: src, Dst: dst},
-		bpf.FtpgateExpectVal{ExpiresNs: now + uint64(time.Minute), CreatedNs: now, Kind: uint8(maps.KindPasv), Nat: maps.NATTarget(inside)})
+	err = dp.Maps.AddExpectation(maps.Expectation{Kind: maps.KindPasv, Src: client, Dst: public, DPort: publicPort, Inside: inside}, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,12 +69,7 @@ func TestNATMechanismPerKernel(t *testing.T) {
 		peer, public := tp.Client().Addr(fam), tp.Client().GwAddr(fam)
 		inside := netip.AddrPortFrom(tp.Server().Addr(fam), 5000)
 		const publicPort = 30000
-		now, err := dp.Maps.Now()
-		must(t, err)
-		f, src := maps.Words(peer)
-		_, dst := maps.Words(public)
-		must(t, dp.Maps.Expectations.Put(bpf.FtpgateExpectKey{Family: f, Dport: publicPort, Src: src, Dst: dst},
-			bpf.FtpgateExpectVal{ExpiresNs: now + uint64(time.Hour), CreatedNs: now, Kind: uint8(maps.KindPasv), Nat: maps.NATTarget(inside)}))
+		must(t, dp.Maps.AddExpectation(maps.Expectation{Kind: maps.KindPasv, Src: peer, Dst: public, DPort: publicPort, Inside: inside}, time.Hour))
 		// no NAT hook runs in the gateway (no nftables here): the SYN ends
 		// at the gateway, but its conntrack entry was made on the way in
 		nettest.ConnectTimesOut(context.Background(), tp.Client().NS, public, publicPort, time.Second)
