@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -138,4 +139,27 @@ func skipUnlessNATKernel(t *testing.T, o Object) {
 		t.Skipf("kernel %s refuses the NAT object, as measured: %s", release, o.NATRefused)
 	}
 	t.Fatalf("kernel %s: object %+v (measured refusal: %q)", release, o, want)
+}
+
+// TestNATRefusalIsOneLine: the two refusals the VM matrix measured, as
+// the library reports them, condense to one line naming the kfunc.
+func TestNATRefusalIsOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		// Debian 5.10: modules without BTF
+		{fmt.Errorf("load program: %w", fmt.Errorf("kfunc %q: %w", "bpf_skb_ct_lookup", ebpf.ErrNotSupported)),
+			"no conntrack kfunc bpf_skb_ct_lookup in the kernel's BTF (nf_conntrack/nf_nat not loaded, or built without BTF)"},
+		// Debian 7.3.4: private copies of struct nf_conn in nf_conntrack.ko's BTF
+		{fmt.Errorf("load programs: %w", &ebpf.VerifierError{Cause: unix.EINVAL, Log: []string{
+			"2414: (85) call bpf_ct_set_nat_info#127541",
+			"kernel function bpf_ct_set_nat_info R1 expected pointer to STRUCT nf_conn___init but R1 has a pointer to STRUCT nf_conn___init",
+			"processed 42236 insns (limit 1000000) max_states_per_insn 25 total_states 2393 peak_states 940 mark_read 0", ""}}),
+			"bpf_ct_set_nat_info rejected by this kernel's verifier: kernel function bpf_ct_set_nat_info R1 expected pointer to STRUCT nf_conn___init but R1 has a pointer to STRUCT nf_conn___init"},
+	} {
+		if got := NATRefusal(tc.err); got != tc.want {
+			t.Errorf("NATRefusal(%v)\n got  %q\n want %q", tc.err, got, tc.want)
+		}
+	}
 }
