@@ -106,7 +106,7 @@ func NATRefusal(err error) string {
 	msg := err.Error()
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		if k := kfuncName.FindString(msg); k != "" {
-			return fmt.Sprintf("no conntrack kfunc %s in the kernel's BTF (nf_conntrack/nf_nat not loaded, or built without BTF)", k)
+			return fmt.Sprintf("no conntrack kfunc %s in the kernel's BTF (they need Linux 6.1 and nf_conntrack and nf_nat loaded, with BTF)", k)
 		}
 	}
 	if k := kfuncName.FindString(msg); k != "" {

@@ -150,7 +150,7 @@ func TestNATRefusalIsOneLine(t *testing.T) {
 	}{
 		// Debian 5.10: modules without BTF
 		{fmt.Errorf("load program: %w", fmt.Errorf("kfunc %q: %w", "bpf_skb_ct_lookup", ebpf.ErrNotSupported)),
-			"no conntrack kfunc bpf_skb_ct_lookup in the kernel's BTF (nf_conntrack/nf_nat not loaded, or built without BTF)"},
+			"no conntrack kfunc bpf_skb_ct_lookup in the kernel's BTF (they need Linux 6.1 and nf_conntrack and nf_nat loaded, with BTF)"},
 		// Debian 7.3.4: private copies of struct nf_conn in nf_conntrack.ko's BTF
 		{fmt.Errorf("load programs: %w", &ebpf.VerifierError{Cause: unix.EINVAL, Log: []string{
 			"2414: (85) call bpf_ct_set_nat_info#127541",
