@@ -11,6 +11,9 @@ KERNELS   ?= 5.10 6.1 6.12 7.x
 FUZZTIME  ?= 300000x
 # packages whose tests run inside the VM matrix
 VM_PKGS   := bpf loader tests/vmtest
+# modules the guests load: the harness's own, plus conntrack and NAT for the
+# NAT object (#12) and ctnetlink for the tests that list conntrack entries
+VM_MODULES ?= veth sch_ingress cls_bpf act_bpf tun nf_conntrack nf_nat nf_conntrack_netlink crc32c_generic?
 
 export CGO_ENABLED := 0
 
@@ -58,7 +61,7 @@ vmtest: ## Run the BPF, loader and end-to-end tests in VMs on Debian kernels (KE
 	scripts/deps.sh vm
 	mkdir -p out/vm
 	set -e; for p in $(VM_PKGS); do $(GO) test -c -o out/vm/$$(basename $$p).test ./$$p; done
-	tests/vm/run.sh --kernels "$(KERNELS)" --binaries "$(foreach p,$(VM_PKGS),out/vm/$(notdir $(p)).test)"
+	tests/vm/run.sh --kernels "$(KERNELS)" --modules "$(VM_MODULES)" --binaries "$(foreach p,$(VM_PKGS),out/vm/$(notdir $(p)).test)"
 
 .PHONY: fuzz
 fuzz: ## Differential fuzzing of the TC parser against the Go reference (FUZZTIME=300000x executions)

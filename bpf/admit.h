@@ -88,6 +88,10 @@ static __always_inline int consume_expectation(const struct pkt_info *p, const s
 		fv.bytes = p->ip_len;
 	}
 	__builtin_memcpy(&fv.ctrl, &ev->ctrl, sizeof(fv.ctrl));
+#ifdef FTPGATE_NAT
+	/* the inside end, for the conntrack entry TC ingress makes (natct.h) */
+	__builtin_memcpy(&fv.nat, &ev->nat, sizeof(fv.nat));
+#endif
 
 	/* the delete decides which of two racing SYNs wins the expectation */
 	if (bpf_map_delete_elem(&expectations, &ek) != 0)

@@ -26,11 +26,22 @@
 #include "nat.h"
 #endif
 
-/* mark_data_syn puts the configured fwmark on an admitted data connection's SYN */
+#ifdef FTPGATE_NAT
+#include "natct.h"
+#endif
+
+/*
+ * mark_data_syn puts the configured fwmark on an admitted data connection's
+ * SYN and, in the NAT object, makes the conntrack entry that takes it to the
+ * inside end (natct.h)
+ */
 static __always_inline void mark_data_syn(struct __sk_buff *skb, const struct pkt_info *p)
 {
 	if (!(p->flags & TCPF_SYN) || (p->flags & TCPF_ACK))
 		return;
+#ifdef FTPGATE_NAT
+	nat_ct_syn(skb);
+#endif
 	struct config_val *cfg = get_config();
 	if (!cfg || !(cfg->fwmark_value | cfg->fwmark_mask))
 		return;

@@ -208,6 +208,12 @@ enum stat {
 	STAT_NAT_ACK_SHIFTED,      /* ingress segment whose acknowledgement was shifted back */
 	STAT_NAT_SACK_SHIFTED,     /* ingress SACK block whose edges were shifted back */
 	STAT_NAT_REWRITE_FAILED,   /* a helper refused the rewrite of the skb (change_tail, store): segment dropped */
+	/* #12 NAT: the data connection's conntrack entry (NAT_CT, bpf/natct.h) */
+	STAT_NAT_CT_INSERTED,      /* conntrack entry with NAT to the inside end made for an admitted data SYN */
+	STAT_NAT_CT_EXISTS,        /* data SYN whose conntrack entry exists (a retransmission): not made again */
+	STAT_NAT_CT_ALLOC_FAILED,  /* bpf_skb_ct_alloc failed (conntrack table full, no memory): the SYN reaches no inside end */
+	STAT_NAT_CT_NAT_FAILED,    /* bpf_ct_set_nat_info failed: the entry is inserted expired, the SYN reaches no inside end */
+	STAT_NAT_CT_INSERT_FAILED, /* bpf_ct_insert_entry failed (another CPU inserted the tuple first, table full) */
 	STAT_MAX,
 };
 

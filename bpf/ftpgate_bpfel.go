@@ -126,13 +126,7 @@ type FtpgateEvent struct {
 	Pad2   [4]uint8
 	Expect FtpgateExpectKey
 	Ctrl   FtpgateCtrlKey
-	Nat    struct {
-		_    structs.HostLayout
-		Addr [4]uint32
-		Port uint16
-		Set  uint8
-		Pad  uint8
-	}
+	Nat    FtpgateNatTarget
 }
 
 type FtpgateEventBudget struct {
@@ -171,14 +165,8 @@ type FtpgateExpectVal struct {
 	Dir       uint8
 	Pad       [6]uint8
 	Ctrl      FtpgateCtrlKey
-	Nat       struct {
-		_    structs.HostLayout
-		Addr [4]uint32
-		Port uint16
-		Set  uint8
-		Pad  uint8
-	}
-	_ [4]byte
+	Nat       FtpgateNatTarget
+	_         [4]byte
 }
 
 type FtpgateFlowKey struct {
@@ -203,14 +191,8 @@ type FtpgateFlowVal struct {
 	Pad        [2]uint8
 	SynSeq     uint32
 	Ctrl       FtpgateCtrlKey
-	Nat        struct {
-		_    structs.HostLayout
-		Addr [4]uint32
-		Port uint16
-		Set  uint8
-		Pad  uint8
-	}
-	_ [4]byte
+	Nat        FtpgateNatTarget
+	_          [4]byte
 }
 
 type FtpgateFtpCmd uint32
@@ -367,6 +349,14 @@ const (
 	FtpgateNatModeNAT_CT  FtpgateNatMode = 1
 	FtpgateNatModeNAT_OWN FtpgateNatMode = 2
 )
+
+type FtpgateNatTarget struct {
+	_    structs.HostLayout
+	Addr [4]uint32
+	Port uint16
+	Set  uint8
+	Pad  uint8
+}
 
 type FtpgateParseMode uint32
 
@@ -540,7 +530,12 @@ const (
 	FtpgateStatSTAT_NAT_ACK_SHIFTED        FtpgateStat = 74
 	FtpgateStatSTAT_NAT_SACK_SHIFTED       FtpgateStat = 75
 	FtpgateStatSTAT_NAT_REWRITE_FAILED     FtpgateStat = 76
-	FtpgateStatSTAT_MAX                    FtpgateStat = 77
+	FtpgateStatSTAT_NAT_CT_INSERTED        FtpgateStat = 77
+	FtpgateStatSTAT_NAT_CT_EXISTS          FtpgateStat = 78
+	FtpgateStatSTAT_NAT_CT_ALLOC_FAILED    FtpgateStat = 79
+	FtpgateStatSTAT_NAT_CT_NAT_FAILED      FtpgateStat = 80
+	FtpgateStatSTAT_NAT_CT_INSERT_FAILED   FtpgateStat = 81
+	FtpgateStatSTAT_MAX                    FtpgateStat = 82
 )
 
 type FtpgateTcpTrackFlags uint32

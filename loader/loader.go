@@ -55,8 +55,11 @@ type Options struct {
 	CtrlScopes []maps.PortScope // control ports towards some servers only
 	AllowPorts []uint16
 	Config     maps.Config
-	Tables     TableSizes
-	Logger     *slog.Logger
+	// NATMechanism says whether Config.NAT was forced or is auto (the
+	// default): Start resolves it against the object the kernel loads
+	NATMechanism NATMechanism
+	Tables       TableSizes
+	Logger       *slog.Logger
 }
 
 // Dataplane is the loaded and attached ftpgate. Close releases this
@@ -72,6 +75,8 @@ type Dataplane struct {
 	pinDir string
 	states StateDir
 	progs  ourPrograms
+	// Object is the build of the programs the kernel loaded
+	Object Object
 
 	mu         sync.Mutex
 	reattached map[string]uint64 // per interface name
@@ -132,6 +137,10 @@ func Start(opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
+	if opts.Config.NAT, err = ResolveNAT(opts.Config.NAT, opts.NATMechanism, d.Object); err != nil {
+		d.Close()
+		return nil, err
+	}
 
 	if err := d.apply(opts, ifaces); err != nil {
 		d.Close()
@@ -153,7 +162,7 @@ func Start(opts Options) (*Dataplane, error) {
 	}
 	pidStart, _ := processStart(os.Getpid())
 	d.progs = programIDs(d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress)
-	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces}
+	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces, Object: d.Object}
 	if err := opts.StateDir.write(&d.State); err != nil {
 		d.Close()
 		return nil, err
@@ -246,12 +255,35 @@ func (d *Dataplane) loadPinned(opts Options) error {
 		}
 		repl[name] = m
 	}
-	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("load programs: %+v", ve)
+	return d.loadObject(spec, repl, sizes)
+}
+
+// loadObject loads the NAT build of the programs where the kernel accepts
+// it (with NAT off its code does nothing: config.nat gates it), else the
+// plain build, keeping the kernel's reason (docs/nat.md). Both have the
+// same maps, so either runs on the same pins, and a restart may switch.
+func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf.Map, sizes TableSizes) error {
+	opts := &ebpf.CollectionOptions{MapReplacements: repl}
+	nat, err := natSpec()
+	if err == nil {
+		sizes.Resize(nat)
+		for _, name := range maps.Names {
+			nat.Maps[name].MaxEntries = plain.Maps[name].MaxEntries
 		}
-		return fmt.Errorf("load programs: %w", err)
+		err = nat.LoadAndAssign(&d.objs, opts)
+	}
+	if err == nil {
+		d.Object = Object{Variant: bpf.NAT.String()}
+	} else {
+		d.Object = Object{Variant: bpf.Plain.String(), NATRefused: NATRefusal(err)}
+		d.log.Info("the kernel refused the NAT object; loading the plain one (no --nat)", "reason", d.Object.NATRefused)
+		if err := plain.LoadAndAssign(&d.objs, opts); err != nil {
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
+				return fmt.Errorf("load programs: %+v", ve)
+			}
+			return fmt.Errorf("load programs: %w", err)
+		}
 	}
 	d.Maps = maps.FromObjects(&d.objs.FtpgateMaps)
 	return nil

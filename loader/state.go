@@ -32,6 +32,8 @@ type State struct {
 	Version  string       `json:"version"`
 	Started  time.Time    `json:"started"`
 	Ifaces   []IfaceState `json:"ifaces"`
+	// Object is the build of the programs run loaded (#12)
+	Object Object `json:"object"`
 }
 
 func (d StateDir) dir() string {

@@ -90,6 +90,26 @@ func Words(a netip.Addr) (family uint8, words [4]uint32) {
 	return family, words
 }
 
+// Inside decodes the inside end of a NAT target (#12): where a data
+// connection keyed on a public address really goes. It is the zero AddrPort
+// when the target is not set (no NAT).
+func Inside(family uint8, n bpf.FtpgateNatTarget) netip.AddrPort {
+	if n.Set == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(Addr(family, n.Addr), n.Port)
+}
+
+// NATTarget encodes an inside end the way expectations and flows hold it;
+// the zero AddrPort is no target.
+func NATTarget(inside netip.AddrPort) bpf.FtpgateNatTarget {
+	if !inside.IsValid() {
+		return bpf.FtpgateNatTarget{}
+	}
+	_, w := Words(inside.Addr())
+	return bpf.FtpgateNatTarget{Addr: w, Port: inside.Port(), Set: 1}
+}
+
 // Control identifies a control connection.
 type Control struct {
 	Client     netip.Addr `json:"client"`
@@ -124,7 +144,10 @@ type Expectation struct {
 	ExpiresIn time.Duration `json:"-"`
 	ExpiresMs int64         `json:"expires_in_ms"`
 	Control   Control       `json:"control"`
-	expired   bool
+	// Inside is where the data connection really goes when ftpgate
+	// rewrote the announcement (NAT): Dst:DPort is the public end
+	Inside  netip.AddrPort `json:"inside,omitzero"`
+	expired bool
 }
 
 // Expired is the XDP filter's rule: an expectation admits nothing from its
@@ -148,6 +171,9 @@ type Flow struct {
 	Bytes   uint64        `json:"bytes"`
 	Closed  bool          `json:"closed"`
 	Control Control       `json:"control"`
+	// Inside is the inside end of a NATed data connection: Dst:DPort is
+	// the public end the SYN was sent to
+	Inside netip.AddrPort `json:"inside,omitzero"`
 }
 
 // Conn is a control connection and its parser state.
@@ -306,9 +332,29 @@ func (m *Maps) ListExpectations() ([]Expectation, error) {
 			ExpiresIn: left,
 			ExpiresMs: left.Milliseconds(),
 			Control:   ControlFromKey(v.Ctrl),
+			Inside:    Inside(k.Family, v.Nat),
 			expired:   Expired(now, v.ExpiresNs),
 		}
 	})
+}
+
+// AddExpectation writes e as the parser writes one, expiring ttl from now
+// (e.ExpiresIn and e.ExpiresMs are ignored): for tests and tools that stand
+// in for a control connection, such as the NAT rewrite's expectations with
+// an inside end.
+func (m *Maps) AddExpectation(e Expectation, ttl time.Duration) error {
+	now, err := m.Now()
+	if err != nil {
+		return err
+	}
+	fam, src := Words(e.Src)
+	_, dst := Words(e.Dst)
+	k := bpf.FtpgateExpectKey{Family: fam, Dport: e.DPort, Src: src, Dst: dst}
+	v := bpf.FtpgateExpectVal{ExpiresNs: now + uint64(ttl), CreatedNs: now, Kind: uint8(e.Kind), Ctrl: e.Control.Key(), Nat: NATTarget(e.Inside)}
+	if err := m.Expectations.Put(k, v); err != nil {
+		return fmt.Errorf("update %s: %w", NameExpectations, err)
+	}
+	return nil
 }
 
 // ListFlows lists the data flows.
@@ -328,6 +374,7 @@ func (m *Maps) ListFlows() ([]Flow, error) {
 			Bytes:   v.Bytes,
 			Closed:  closed,
 			Control: ControlFromKey(v.Ctrl),
+			Inside:  Inside(k.Family, v.Nat),
 		}
 	})
 }

@@ -45,9 +45,30 @@ func setConfig(c *cli.Context, m *maps.Maps) error {
 	if err := applySettings(c, inSet, &o); err != nil {
 		return err
 	}
+	if c.IsSet("nat") {
+		if o.Config.NAT, err = natForRunning(c, o.Config.NAT); err != nil {
+			return err
+		}
+	}
 	if err := m.SetConfig(o.Config); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(c.App.Writer, describeConfig(o.Config))
 	return err
+}
+
+// natForRunning resolves the NAT mode `config set` asks for against the
+// object the running `ftpgate run` loaded, as its state file records it.
+func natForRunning(c *cli.Context, want maps.NATMode) (maps.NATMode, error) {
+	if want == maps.NATOff {
+		return want, nil
+	}
+	st, err := stateDir(c).Read(pinDir(c))
+	if err != nil {
+		return 0, err
+	}
+	if st == nil || st.Object.Variant == "" {
+		return 0, fmt.Errorf("config set --nat: no `ftpgate run` of this version recorded for %s, so the object it loaded is unknown: restart it with --nat", pinDir(c))
+	}
+	return loader.ResolveNAT(want, loader.NATAuto, st.Object)
 }

@@ -22,7 +22,7 @@ func expectationsCommand() *cli.Command {
 		},
 		order: func(a, b maps.Expectation) int { return int(a.ExpiresIn - b.ExpiresIn) },
 		row: func(e maps.Expectation) string {
-			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", e.Kind, e.Src, joinHostPort(e.Dst, e.DPort),
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", e.Kind, e.Src, withInside(joinHostPort(e.Dst, e.DPort), e.Inside),
 				e.ExpiresIn.Round(time.Second), control(e.Control))
 		},
 	}.command()

@@ -21,7 +21,7 @@ func flowsCommand() *cli.Command {
 			if f.Closed {
 				state = "closed"
 			}
-			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s", f.Kind, joinHostPort(f.Src, f.SPort), joinHostPort(f.Dst, f.DPort),
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s", f.Kind, joinHostPort(f.Src, f.SPort), withInside(joinHostPort(f.Dst, f.DPort), f.Inside),
 				f.Age.Round(time.Second), f.Packets, f.Bytes, state, control(f.Control))
 		},
 	}.command()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -45,4 +46,13 @@ func printCounters(w io.Writer, indent string, counters map[string]uint64, all b
 	// the names are shared: filter a copy
 	names = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return counters[n] == 0 && !all })
 	return table(w, "", names, func(n string) string { return fmt.Sprintf("%s%s\t%d", indent, n, counters[n]) })
+}
+
+// withInside shows a data connection's public end and, when ftpgate NATs
+// it, the inside end it reaches.
+func withInside(public string, inside netip.AddrPort) string {
+	if !inside.IsValid() {
+		return public
+	}
+	return fmt.Sprintf("%s (inside %s)", public, inside)
 }

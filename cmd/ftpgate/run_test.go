@@ -72,3 +72,29 @@ func TestRunUntilSignalled(t *testing.T) {
 		}
 	}
 }
+
+// TestRunNATRefusals: `run --nat` with a mechanism this build or kernel
+// cannot serve exits at once with one line saying what is missing and
+// what to use instead; a bad mechanism says what to use.
+func TestRunNATRefusals(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "run attaches programs: needs root")
+	}
+	ns := nettest.VethNS(t, "fgr", "fr0", "fr1")
+	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
+	states := t.TempDir()
+	t.Cleanup(func() { ftpgate("detach", "--pin-dir", pinDir, "--state-dir", states) })
+	args := []string{"run", "--netns", ns, "--iface", "fr0", "--pin-dir", pinDir, "--state-dir", states,
+		"--ctrl-conns", "1024", "--expectations", "1024", "--flows", "1024", "--log-level", "warn", "--nat"}
+
+	r := ftpgate(append(args, "--nat-mechanism", "own")...)
+	oneLine(t, r)
+	if !strings.Contains(r.stderr, "own (ftpgate translating data connections itself) is not built yet") || !strings.Contains(r.stderr, "nf_nat_ftp") {
+		t.Errorf("run --nat --nat-mechanism own: %s", r.stderr)
+	}
+	r = ftpgate(append(args, "--nat-mechanism", "kernel")...)
+	oneLine(t, r)
+	if !strings.Contains(r.stderr, "use auto, conntrack or own") {
+		t.Errorf("run --nat-mechanism kernel: %s", r.stderr)
+	}
+}

@@ -51,6 +51,13 @@ var settingsTable = []setting{
 	{name: "rp-check", in: everywhere, json: "rp_check", says: "rp-check %s",
 		usage: "parse a control segment only if its source is routed back through the interface it arrived on (strict), has any route (loose), or always (off: asymmetric routing)",
 		kind:  rpCheck()},
+	// before nat-mechanism, which refines the mode nat asks for
+	{name: "nat", in: inRun | inSet, json: "nat", says: "nat %s",
+		usage: "rewrite the addresses PORT, EPRT and 227 announce from behind NAT (masquerade, DNAT) and take their data connections to the inside end (status shows whether this kernel can)",
+		kind:  nat()},
+	{name: "nat-mechanism", in: inRun,
+		usage: "how --nat takes data connections inside: `auto`, conntrack (entries made from BPF, Linux >= 6.1 with conntrack BTF) or own (not built yet)",
+		kind:  natMechanism()},
 	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
 	{name: "expectations", in: inRun, usage: "expectation table entries (fixed when first created)",
@@ -298,6 +305,43 @@ func rpCheck() kind {
 		},
 		show: func(cfg maps.Config) any { return text(cfg) },
 		text: text,
+	}
+}
+
+// nat asks for the mechanism --nat-mechanism names (auto: conntrack first);
+// the loader's ResolveNAT decides what the kernel can run.
+func nat() kind {
+	text := func(cfg maps.Config) string { return cfg.NAT.String() }
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.BoolFlag{Name: name, Usage: usage}, altsrc.NewBoolFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			o.Config.NAT = maps.NATOff
+			if c.Bool(name) {
+				o.Config.NAT = o.NATMechanism.Mode()
+			}
+			return nil
+		},
+		show: func(cfg maps.Config) any { return text(cfg) },
+		text: text,
+	}
+}
+
+func natMechanism() kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage, Value: defaultFor(cmd, string(loader.NATAuto))}, altsrc.NewStringFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) (err error) {
+			if o.NATMechanism, err = loader.ParseNATMechanism(c.String(name)); err != nil {
+				return fmt.Errorf("--%s %q: use auto, conntrack or own", name, c.String(name))
+			}
+			if o.Config.NAT != maps.NATOff {
+				o.Config.NAT = o.NATMechanism.Mode()
+			}
+			return nil
+		},
 	}
 }
 

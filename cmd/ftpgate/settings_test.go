@@ -51,7 +51,7 @@ func TestSettingsAppearWhereNamed(t *testing.T) {
 		"ftp-port": inRun | inReplay, "allow-port": inRun | inReplay, "expect-timeout": everywhere, "max-expect-per-conn": everywhere,
 		"loose": everywhere, "dry-run": everywhere, "fwmark": inRun | inSet, "accounting": inRun | inSet,
 		"allow-low-data-ports": everywhere, "ctrl-conns": inRun, "expectations": inRun, "flows": inRun,
-		"rp-check": everywhere,
+		"rp-check": everywhere, "nat": inRun | inSet, "nat-mechanism": inRun,
 	}
 	for _, s := range settingsTable {
 		if cliToday[s.name] != s.in {
@@ -144,7 +144,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 	yaml := map[string]string{
 		"ftp-port": "[2121, 21, 990@198.51.100.0/24@2001:db8::/32]", "allow-port": "[22]", "rp-check": "loose", "expect-timeout": "90s", "max-expect-per-conn": "3",
 		"loose": "true", "dry-run": "true", "fwmark": "0x100/0xff00", "accounting": "true", "allow-low-data-ports": "true",
-		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000",
+		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000", "nat": "true", "nat-mechanism": "conntrack",
 	}
 	var file bytes.Buffer
 	file.WriteString("iface: [lo]\n")
@@ -167,9 +167,9 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := maps.Config{ExpectTimeout: 90 * time.Second, MaxExpectPerConn: 3, FwmarkValue: 0x100, FwmarkMask: 0xff00,
-		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose}
+		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose, NAT: maps.NATCT}
 	scopes := []maps.PortScope{{Port: 990, Prefix: netip.MustParsePrefix("198.51.100.0/24")}, {Port: 990, Prefix: netip.MustParsePrefix("2001:db8::/32")}}
-	if o.Config != want || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000}) ||
+	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000}) ||
 		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.CtrlScopes, scopes) || !slices.Equal(o.AllowPorts, []uint16{22}) {
 		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
 	}
@@ -192,7 +192,7 @@ func TestConfigShownByName(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"accounting", "allow_low_data_ports", "dry_run", "expect_timeout_ms", "fwmark", "loose", "max_expect_per_conn", "rp_check"}
+	want := []string{"accounting", "allow_low_data_ports", "dry_run", "expect_timeout_ms", "fwmark", "loose", "max_expect_per_conn", "nat", "rp_check"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("config --json keys %v, want %v", keys, want)
 	}
@@ -201,7 +201,7 @@ func TestConfigShownByName(t *testing.T) {
 	}
 	// the wording scripts have read since the first release
 	d := describeConfig(cfg)
-	want = []string{"expect timeout 5m0s, max 1 per connection, loose false, dry-run false, fwmark off, accounting false, low data ports false, rp-check strict"}
+	want = []string{"expect timeout 5m0s, max 1 per connection, loose false, dry-run false, fwmark off, accounting false, low data ports false, rp-check strict, nat off"}
 	if d != want[0] {
 		t.Errorf("description %q, want %q", d, want[0])
 	}
@@ -209,5 +209,36 @@ func TestConfigShownByName(t *testing.T) {
 		if (s.show != nil) != (s.says != "") {
 			t.Errorf("setting %s: shown in config but not described, or the reverse", s.name)
 		}
+	}
+}
+
+// TestNATSettings: --nat asks for the mechanism --nat-mechanism names
+// (auto: conntrack first), off is off whatever the mechanism, and a bad
+// mechanism is refused in one line saying what to use.
+func TestNATSettings(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		nat  maps.NATMode
+		mech loader.NATMechanism
+	}{
+		{nil, maps.NATOff, loader.NATAuto},
+		{[]string{"--nat"}, maps.NATCT, loader.NATAuto},
+		{[]string{"--nat", "--nat-mechanism", "conntrack"}, maps.NATCT, loader.NATConntrack},
+		{[]string{"--nat", "--nat-mechanism", "own"}, maps.NATOwn, loader.NATOwnTranslation},
+		{[]string{"--nat-mechanism", "own"}, maps.NATOff, loader.NATOwnTranslation},
+	} {
+		o, err := parseSettings(t, inRun, loader.Options{}, append([]string{"--iface", "lo"}, tc.args...)...)
+		if err != nil || o.Config.NAT != tc.nat || o.NATMechanism != tc.mech {
+			t.Errorf("run %v: nat %v mechanism %q (%v), want %v %q", tc.args, o.Config.NAT, o.NATMechanism, err, tc.nat, tc.mech)
+		}
+	}
+	_, err := parseSettings(t, inRun, loader.Options{}, "--iface", "lo", "--nat", "--nat-mechanism", "kernel")
+	if err == nil || err.Error() != `--nat-mechanism "kernel": use auto, conntrack or own` {
+		t.Fatalf("bad mechanism: %v", err)
+	}
+	running := maps.DefaultConfig()
+	running.NAT = maps.NATCT
+	if o, err := parseSettings(t, inSet, loader.Options{Config: running}, "--nat=false"); err != nil || o.Config.NAT != maps.NATOff {
+		t.Fatalf("config set --nat=false: %v %v", o.Config.NAT, err)
 	}
 }

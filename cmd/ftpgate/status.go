@@ -68,6 +68,9 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 			fmt.Fprintf(w, "run:       not running (%s); the dataplane stays attached — start `ftpgate run` again to age entries\n", st.Daemon.Reason)
 		}
 	}
+	if st.State != nil && st.State.Object.Variant != "" {
+		fmt.Fprintf(w, "object:    %s\n", objectText(st.State.Object))
+	}
 	fmt.Fprintf(w, "ftp ports: %s   allowed ports: %v\n", ctrlPortsText(st.Ctrl, st.Scoped), st.Allow)
 	fmt.Fprintf(w, "config:    %s\n\n", describeConfig(st.Config))
 
@@ -87,4 +90,12 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 	return table(w, "TABLE\tENTRIES\tCAPACITY", st.Maps, func(m loader.MapStatus) string {
 		return fmt.Sprintf("%s\t%d\t%d", m.Name, m.Entries, m.Capacity)
 	})
+}
+
+// objectText says which build of the programs runs and what it means for --nat.
+func objectText(o loader.Object) string {
+	if o.NATRefused == "" {
+		return o.Variant + " (--nat takes data connections inside through conntrack entries)"
+	}
+	return fmt.Sprintf("%s (--nat unavailable: the kernel refused the NAT object: %s)", o.Variant, o.NATRefused)
 }

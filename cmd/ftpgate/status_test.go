@@ -3,6 +3,10 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 func TestStatus(t *testing.T) {
@@ -38,4 +42,42 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("detach: %s", r.stderr)
 	}
 	oneLine(t, f.cmd([]string{"status"}))
+}
+
+// TestStatusAndConfigNAT: status names the object run loaded and what it
+// means for --nat; config set --nat turns on the mechanism that object
+// serves, and off again.
+func TestStatusAndConfigNAT(t *testing.T) {
+	f := newFixture(t)
+	obj := f.dp.Object
+	r := f.cmd([]string{"status"})
+	if !strings.Contains(r.stdout, "object:    "+obj.Variant+" (") || !strings.Contains(r.stdout, "nat off") {
+		t.Fatalf("status:\n%s", r.stdout)
+	}
+	var st struct {
+		Run struct {
+			Object loader.Object `json:"object"`
+		} `json:"run"`
+	}
+	if f.jsonOf(t, &st, "status"); st.Run.Object != obj {
+		t.Fatalf("status --json object %+v, want %+v", st.Run.Object, obj)
+	}
+
+	r = f.cmd([]string{"config", "set", "--nat"})
+	if _, refusal := bpftest.NATRefusal(); refusal != "" {
+		oneLine(t, r)
+		if !strings.Contains(r.stderr, "nf_nat_ftp") {
+			t.Fatalf("config set --nat on a kernel refusing the NAT object: %s", r.stderr)
+		}
+		return
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, "nat conntrack") {
+		t.Fatalf("config set --nat: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if cfg, err := f.dp.Maps.GetConfig(); err != nil || cfg.NAT != maps.NATCT {
+		t.Fatalf("config after set --nat: %v %v", cfg.NAT, err)
+	}
+	if r = f.cmd([]string{"config", "set", "--nat=false"}); r.code != 0 || !strings.Contains(r.stdout, "nat off") {
+		t.Fatalf("config set --nat=false: %d %s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -52,7 +52,8 @@ func LoadVariant(v bpf.Variant, ctrlConns, expectations, flows uint32) (*Rig, er
 	if err := spec.LoadAndAssign(&r.Objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load programs: %+v", ve)
+			// the whole log, and the error itself for errors.As
+			return nil, fmt.Errorf("load programs: %w\n%+v", err, ve)
 		}
 		return nil, fmt.Errorf("load programs: %w", err)
 	}

@@ -16,7 +16,8 @@
 # is rebuilt offline.
 #
 # Environment:
-#   VMTEST_MODULES   space-separated module names (default: veth sch_ingress cls_bpf act_bpf tun)
+#   VMTEST_MODULES   space-separated module names (default: veth sch_ingress cls_bpf act_bpf tun);
+#                    NAME? is loaded only where the kernel package has it
 #   VMTEST_REFRESH=1 re-resolve the newest package even if a kernel is cached
 #   VMTEST_BIN       path to a built vmtest helper (built on demand otherwise)
 set -euo pipefail
@@ -214,7 +215,8 @@ rm -rf "$new"
 mkdir -p "$new/modules"
 "$vmtest" extract-vmlinux -o "$new/vmlinux" "$vmlinuz"
 # shellcheck disable=SC2086 # word splitting of the module list is intended
-"$vmtest" collect-modules -tree "$moddir" -o "$new/modules" $modules
+# split the list, but leave NAME? (optional modules) unglobbed
+(set -f; "$vmtest" collect-modules -tree "$moddir" -o "$new/modules" $modules)
 echo "$pkg $ver $suite ${debs[*]:1}" >"$new/package.txt"
 echo "$modules_norm" >"$new/modules.txt"
 rm -rf "$kdir"

@@ -152,6 +152,14 @@ func (t *Tree) Resolve(names []string) (Resolution, error) {
 	sorted := append([]string(nil), names...)
 	sort.Strings(sorted)
 	for _, n := range sorted {
+		// NAME? is loaded where the kernel has it: crc32c_generic provides
+		// libcrc32c's crc32c up to 6.13, later kernels have neither
+		if opt, ok := strings.CutSuffix(n, "?"); ok {
+			if _, have := t.files[Normalize(opt)]; !have {
+				continue
+			}
+			n = opt
+		}
 		if err := visit(n, "", false); err != nil {
 			return Resolution{}, err
 		}

@@ -1,0 +1,217 @@
+package bpf_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/nettest"
+	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// natRig loads the NAT object in a network namespace of its own, whose
+// conntrack table the programs' test runs write (the kfuncs take the netns
+// of the calling thread): run test runs through ns.do.
+type natRig struct {
+	*bpftest.Rig
+	ns string
+}
+
+func newNATRig(t *testing.T) *natRig {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "needs root")
+	}
+	ns := fmt.Sprintf("fgnat-%06d", rand.IntN(1000000))
+	nettest.NS(t, ns)
+	r, err := bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024)
+	if err != nil {
+		skipUnlessNATKernel(t, err)
+	}
+	if release, want := bpftest.NATRefusal(); want != "" {
+		r.Close()
+		t.Fatalf("kernel %s loaded the NAT object, which the VM matrix measured it to refuse (%s)", release, want)
+	}
+	t.Cleanup(func() { r.Close() })
+	must(t, r.Maps.SetConfig(maps.DefaultConfig()))
+	return &natRig{Rig: r, ns: ns}
+}
+
+func (n *natRig) do(t *testing.T, fn func() error) {
+	t.Helper()
+	must(t, nettest.Do(n.ns, fn))
+}
+
+// expectNAT seeds a passive expectation peer → public, whose data
+// connection really goes to inside, as the control-connection rewrite
+// writes it.
+func (n *natRig) expectNAT(t *testing.T, peer netip.Addr, public, inside netip.AddrPort) {
+	t.Helper()
+	must(t, n.Maps.AddExpectation(maps.Expectation{Kind: maps.KindPasv, Src: peer, Dst: public.Addr(), DPort: public.Port(), Inside: inside}, time.Hour))
+}
+
+// syn runs a data SYN through XDP, then TC ingress, as the guarded
+// interface sees it, and returns the mark TC left.
+func (n *natRig) syn(t *testing.T, from, to netip.AddrPort) uint32 {
+	t.Helper()
+	syn := bpftest.SYN(from, to)
+	v, err := n.XDP(syn)
+	must(t, err)
+	if v != bpftest.XDPPass {
+		t.Fatalf("XDP verdict %d for the data SYN %v → %v, want pass", v, from, to)
+	}
+	var mark uint32
+	n.do(t, func() (err error) {
+		mark, err = n.TC(syn, true, 0)
+		return err
+	})
+	return mark
+}
+
+// conntrackL lists the namespace's TCP conntrack entries over netlink, and
+// checks that the conntrack tool, where installed (not in the VM matrix),
+// shows the same tuples.
+func conntrackL(t *testing.T, ns string, family int) []string {
+	t.Helper()
+	lines, err := nettest.Conntrack(ns, family)
+	must(t, err)
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		return lines
+	}
+	fam := "ipv4"
+	if family == 6 {
+		fam = "ipv6"
+	}
+	out, err := exec.Command("ip", "netns", "exec", ns, "conntrack", "-L", "-p", "tcp", "-f", fam).CombinedOutput()
+	if err != nil {
+		t.Fatalf("conntrack -L in %s: %v\n%s", ns, err, out)
+	}
+	var tool []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "tcp ") {
+			tool = append(tool, l)
+		}
+	}
+	if len(tool) != len(lines) {
+		t.Fatalf("conntrack -L shows %q, netlink %q", tool, lines)
+	}
+	for i := range tool {
+		// netlink's line is the tool's, less its state, counters and flags
+		f := strings.Fields(lines[i])
+		if !hasAll(tool[i], []string{strings.Join(f[0:4], " "), strings.Join(f[4:8], " "), f[8]}) {
+			t.Fatalf("conntrack -L shows %q, netlink %q", tool[i], lines[i])
+		}
+	}
+	return lines
+}
+
+// ctWant is the entry conntrack -L must show for a NATed data SYN: the
+// original tuple is the SYN's, the reply comes from the inside end.
+func ctWant(peer, public, inside netip.AddrPort) []string {
+	return []string{
+		fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", peer.Addr(), public.Addr(), peer.Port(), public.Port()),
+		fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", inside.Addr(), peer.Addr(), inside.Port(), peer.Port()),
+	}
+}
+
+func hasAll(line string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(line, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestNATConntrackEntry: an admitted data SYN whose expectation carries an
+// inside end gets a conntrack entry, made at TC ingress from BPF, whose
+// reply tuple names the inside end (the kernel then NATs the connection
+// there); a retransmitted SYN finds it (bpf_skb_ct_lookup) and makes none;
+// with NAT off nothing is made. IPv4 and IPv6.
+func TestNATConntrackEntry(t *testing.T) {
+	for _, tc := range []struct {
+		family               int
+		peer, public, inside netip.Addr
+	}{
+		{4, addr("198.51.100.7"), addr("203.0.113.1"), addr("192.168.50.2")},
+		{6, addr("2001:db8:5::7"), addr("2001:db8:1::1"), addr("fd00:50::2")},
+	} {
+		t.Run(fmt.Sprintf("ipv%d", tc.family), func(t *testing.T) {
+			n := newNATRig(t)
+			setConfig(t, n.Rig, func(c *maps.Config) { c.NAT = maps.NATCT; c.FwmarkValue, c.FwmarkMask = 0x100, 0xff00 })
+			peer, public, inside := ap(tc.peer, 40001), ap(tc.public, 30000), ap(tc.inside, 5000)
+			n.expectNAT(t, tc.peer, public, inside)
+
+			if mark := n.syn(t, peer, public); mark != 0x100 {
+				t.Errorf("SYN mark %#x, want the fwmark 0x100", mark)
+			}
+			flows, err := n.Maps.ListFlows()
+			must(t, err)
+			if len(flows) != 1 || flows[0].Inside != inside {
+				t.Fatalf("flows %+v, want one whose inside end is %v (copied from the expectation)", flows, inside)
+			}
+			wantCounters(t, n.Rig, map[string]uint64{"nat_ct_inserted": 1, "nat_ct_exists": 0, "nat_ct_alloc_failed": 0,
+				"nat_ct_nat_failed": 0, "nat_ct_insert_failed": 0})
+			lines := conntrackL(t, n.ns, tc.family)
+			t.Logf("conntrack entries: %q", lines)
+			if len(lines) != 1 || !hasAll(lines[0], append(ctWant(peer, public, inside), "mark=256")) {
+				t.Fatalf("conntrack -L:\n%s\nwant one entry with %q and the ct mark 256", strings.Join(lines, "\n"), ctWant(peer, public, inside))
+			}
+
+			// the retransmission: XDP passes it, TC finds the entry
+			n.syn(t, peer, public)
+			wantCounters(t, n.Rig, map[string]uint64{"nat_ct_inserted": 1, "nat_ct_exists": 1, "nat_ct_insert_failed": 0})
+			if lines := conntrackL(t, n.ns, tc.family); len(lines) != 1 {
+				t.Fatalf("after the retransmitted SYN, conntrack -L:\n%s\nwant the one entry", strings.Join(lines, "\n"))
+			}
+
+			// NAT off: the same kind of SYN makes nothing
+			setConfig(t, n.Rig, func(c *maps.Config) { c.NAT = maps.NATOff })
+			other := ap(tc.peer, 40002)
+			n.expectNAT(t, tc.peer, ap(tc.public, 30001), inside)
+			n.syn(t, other, ap(tc.public, 30001))
+			wantCounters(t, n.Rig, map[string]uint64{"nat_ct_inserted": 1, "nat_ct_exists": 1})
+			if lines := conntrackL(t, n.ns, tc.family); len(lines) != 1 {
+				t.Fatalf("with NAT off, conntrack -L:\n%s\nwant only the first entry", strings.Join(lines, "\n"))
+			}
+		})
+	}
+}
+
+// TestNATConntrackOnlyWithTarget: with NAT on, a data SYN admitted through
+// an expectation without an inside end (no rewrite happened: no NAT on its
+// path) makes no conntrack entry; conntrack tracks it as usual.
+func TestNATConntrackOnlyWithTarget(t *testing.T) {
+	n := newNATRig(t)
+	setConfig(t, n.Rig, func(c *maps.Config) { c.NAT = maps.NATCT })
+	peer, public := ap(addr("198.51.100.7"), 40001), ap(addr("203.0.113.1"), 30000)
+	n.expectNAT(t, peer.Addr(), public, netip.AddrPort{})
+	if mark := n.syn(t, peer, public); mark != 0 {
+		t.Errorf("mark %#x without --fwmark", mark)
+	}
+	wantCounters(t, n.Rig, map[string]uint64{"nat_ct_inserted": 0, "nat_ct_exists": 0})
+	if lines := conntrackL(t, n.ns, 4); len(lines) != 0 {
+		t.Fatalf("conntrack -L:\n%s\nwant nothing", strings.Join(lines, "\n"))
+	}
+}
+
+// skipUnlessNATKernel skips where the kernel refuses the NAT object as the
+// VM matrix measured (bpftest.NATRefusal) and fails elsewhere.
+func skipUnlessNATKernel(t *testing.T, err error) {
+	t.Helper()
+	release, want := bpftest.NATRefusal()
+	got := loader.NATRefusal(err)
+	if want != "" && strings.Contains(got, want) {
+		t.Skipf("kernel %s refuses the NAT object, as measured: %s", release, got)
+	}
+	t.Fatalf("kernel %s refused the NAT object: %s (measured: %q)", release, got, want)
+}

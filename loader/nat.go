@@ -1,0 +1,130 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// NATMechanism is the operator's choice of how the data connections of
+// rewritten announcements reach the inside end (#12, --nat-mechanism).
+type NATMechanism string
+
+// The mechanisms an operator may ask for.
+const (
+	// NATAuto takes conntrack entries where the kernel accepts the NAT
+	// object, ftpgate's own translation elsewhere.
+	NATAuto NATMechanism = "auto"
+	// NATConntrack forces conntrack entries made from BPF (maps.NATCT).
+	NATConntrack NATMechanism = "conntrack"
+	// NATOwnTranslation forces ftpgate's own translation (maps.NATOwn).
+	NATOwnTranslation NATMechanism = "own"
+)
+
+// ParseNATMechanism reads auto, conntrack or own.
+func ParseNATMechanism(s string) (NATMechanism, error) {
+	switch m := NATMechanism(s); m {
+	case NATAuto, NATConntrack, NATOwnTranslation:
+		return m, nil
+	}
+	return "", fmt.Errorf("NAT mechanism %q: use auto, conntrack or own", s)
+}
+
+// Mode is the mechanism the programs would run if the kernel allows it:
+// auto asks for conntrack entries first.
+func (m NATMechanism) Mode() maps.NATMode {
+	if m == NATOwnTranslation {
+		return maps.NATOwn
+	}
+	return maps.NATCT
+}
+
+// Object is which build of the programs a dataplane runs (bpf.Variant) and,
+// for the plain one, why the kernel refused the NAT build.
+type Object struct {
+	Variant string `json:"variant"`
+	// NATRefused is the kernel's refusal of the NAT object, condensed to
+	// one line; empty when it loaded
+	NATRefused string `json:"nat_refused,omitempty"`
+}
+
+// ErrNATUnavailable means --nat cannot be served on this kernel or build.
+var ErrNATUnavailable = errors.New("NAT is not available")
+
+// the kernel's own FTP NAT helper, what to use where ftpgate cannot NAT
+const natHelperAdvice = "use the kernel's FTP NAT helper instead (modprobe nf_nat_ftp and an nftables ct helper rule for the control ports), or run without --nat"
+
+// ResolveNAT is the one place that turns the requested NAT mode (what
+// --nat and --nat-mechanism made of maps.Config.NAT, forced or auto) into
+// the mechanism in effect with obj. NATOff stays off.
+func ResolveNAT(want maps.NATMode, mech NATMechanism, obj Object) (maps.NATMode, error) {
+	if want == maps.NATOff {
+		return maps.NATOff, nil
+	}
+	if mech == "" {
+		mech = NATAuto
+	}
+	if mech == NATOwnTranslation || want == maps.NATOwn {
+		return 0, fmt.Errorf("%w: --nat-mechanism own (ftpgate translating data connections itself) is not built yet; %s", ErrNATUnavailable, natHelperAdvice)
+	}
+	if obj.Variant == bpf.NAT.String() {
+		return maps.NATCT, nil
+	}
+	// auto would fall back to own here, which is not built yet either
+	why := obj.NATRefused
+	if why == "" {
+		why = "the NAT object is not loaded"
+	}
+	return 0, fmt.Errorf("%w: this kernel refused the conntrack NAT object (%s); %s", ErrNATUnavailable, why, natHelperAdvice)
+}
+
+// natSpec gives the NAT object's spec; tests replace it to make the kernel
+// refuse the object for real.
+var natSpec = func() (*ebpf.CollectionSpec, error) { return bpf.LoadVariant(bpf.NAT) }
+
+// kfuncs holds the conntrack kfuncs the NAT object calls, so that a
+// refusal can name the one at fault (bpf/ct.h declares them).
+var kfuncName = regexp.MustCompile(`bpf_(skb_ct_lookup|skb_ct_alloc|ct_insert_entry|ct_release|ct_set_timeout|ct_set_nat_info)`)
+
+// NATRefusal condenses the kernel's (or the library's) refusal of the NAT
+// object to one line that names the missing feature.
+func NATRefusal(err error) string {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		line := lastLogLine(ve.Log)
+		if k := kfuncName.FindString(line); k != "" {
+			return fmt.Sprintf("%s rejected by this kernel's verifier: %s", k, line)
+		}
+		return "verifier: " + line
+	}
+	msg := err.Error()
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		if k := kfuncName.FindString(msg); k != "" {
+			return fmt.Sprintf("no conntrack kfunc %s in the kernel's BTF (they need Linux 6.1 and nf_conntrack and nf_nat loaded, with BTF)", k)
+		}
+	}
+	if k := kfuncName.FindString(msg); k != "" {
+		return fmt.Sprintf("%s: %s", k, msg)
+	}
+	return msg
+}
+
+// lastLogLine is the verifier's verdict: the last line of its log that is
+// not a statistic.
+func lastLogLine(log []string) string {
+	for i := len(log) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(log[i])
+		if l == "" || strings.HasPrefix(l, "processed ") || strings.HasPrefix(l, "verification time") ||
+			strings.HasPrefix(l, "stack depth") || strings.HasPrefix(l, "(truncated") {
+			continue
+		}
+		return l
+	}
+	return "no log"
+}

@@ -1,0 +1,165 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// TestResolveNAT: the mechanism in effect per request and object; every
+// refusal is one line naming what is missing and what to use instead.
+func TestResolveNAT(t *testing.T) {
+	natObj := Object{Variant: bpf.NAT.String()}
+	plainObj := Object{Variant: bpf.Plain.String(), NATRefused: "no conntrack kfunc bpf_skb_ct_alloc in the kernel's BTF"}
+	for _, tc := range []struct {
+		want    maps.NATMode
+		mech    NATMechanism
+		obj     Object
+		got     maps.NATMode
+		refusal string // a part of the error, "" for none
+	}{
+		{maps.NATOff, NATAuto, plainObj, maps.NATOff, ""},
+		{maps.NATOff, NATOwnTranslation, natObj, maps.NATOff, ""},
+		{maps.NATCT, NATAuto, natObj, maps.NATCT, ""},
+		{maps.NATCT, NATConntrack, natObj, maps.NATCT, ""},
+		{maps.NATCT, "", natObj, maps.NATCT, ""},
+		{maps.NATCT, NATAuto, plainObj, 0, "refused the conntrack NAT object (no conntrack kfunc bpf_skb_ct_alloc"},
+		{maps.NATCT, NATConntrack, plainObj, 0, "refused the conntrack NAT object"},
+		{maps.NATOwn, NATOwnTranslation, natObj, 0, "own (ftpgate translating data connections itself) is not built yet"},
+	} {
+		got, err := ResolveNAT(tc.want, tc.mech, tc.obj)
+		if tc.refusal == "" {
+			if err != nil || got != tc.got {
+				t.Errorf("%v %q %v: %v %v, want %v", tc.want, tc.mech, tc.obj, got, err, tc.got)
+			}
+			continue
+		}
+		if err == nil || !errors.Is(err, ErrNATUnavailable) || !strings.Contains(err.Error(), tc.refusal) ||
+			!strings.Contains(err.Error(), "nf_nat_ftp") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v %q %v: %v, want one line with %q and the kernel helper", tc.want, tc.mech, tc.obj, err, tc.refusal)
+		}
+	}
+}
+
+// refuseKfunc makes the NAT object call a kfunc no kernel has, in place of
+// name: the kernel refuses it at load as one without name would.
+func refuseKfunc(t *testing.T, name string) {
+	t.Helper()
+	orig := natSpec
+	natSpec = func() (*ebpf.CollectionSpec, error) {
+		spec, err := orig()
+		if err != nil {
+			return nil, err
+		}
+		var fn *btf.Func
+		if err := spec.Types.TypeByName(name, &fn); err != nil {
+			return nil, err
+		}
+		fn.Name += "_absent"
+		return spec, nil
+	}
+	t.Cleanup(func() { natSpec = orig })
+}
+
+// TestNATObjectAndFallback: run loads the NAT object on this kernel and
+// takes --nat as conntrack entries; when the kernel refuses the NAT object,
+// run falls back to the plain one on the same pins (state kept), records
+// the reason for status, and refuses --nat in one line naming the missing
+// kfunc and the kernel helper; a later run switches back.
+func TestNATObjectAndFallback(t *testing.T) {
+	env := newEnv(t)
+	opts := env.options(XDPGeneric, TCNetlink)
+	opts.Config.NAT = maps.NATCT
+	opts.Config.NAT = maps.NATOff // ask for NAT only where the kernel can
+	dp := env.start(t, opts)
+	if _, want := bpftest.NATRefusal(); dp.Object != (Object{Variant: "nat"}) || want != "" {
+		skipUnlessNATKernel(t, dp.Object)
+	}
+	must(t, dp.Close())
+	opts.Config.NAT = maps.NATCT
+	dp = env.start(t, opts)
+	cfg, err := dp.Maps.GetConfig()
+	must(t, err)
+	if cfg.NAT != maps.NATCT {
+		t.Fatalf("config.nat = %v, want conntrack", cfg.NAT)
+	}
+	if st, err := env.states.Read(env.pinDir); err != nil || st.Object.Variant != "nat" {
+		t.Fatalf("state records object %+v (%v), want nat", st, err)
+	}
+	ek := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 30000, Src: [4]uint32{0x0a0200c0}, Dst: [4]uint32{0x146433c6}}
+	must(t, dp.Maps.Expectations.Put(ek, bpf.FtpgateExpectVal{ExpiresNs: ^uint64(0) >> 1, CreatedNs: 1, Nat: maps.NATTarget(netip.MustParseAddrPort("192.168.1.2:5000"))}))
+	must(t, dp.Close())
+
+	refuseKfunc(t, "bpf_ct_set_nat_info")
+	_, err = Start(opts)
+	if !errors.Is(err, ErrNATUnavailable) || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "no conntrack kfunc bpf_ct_set_nat_info") || !strings.Contains(err.Error(), "nf_nat_ftp") {
+		t.Fatalf("run --nat on a kernel refusing the NAT object: %v; want one line naming the kfunc and the kernel helper", err)
+	}
+
+	opts.Config.NAT = maps.NATOff
+	dp = env.start(t, opts)
+	if dp.Object.Variant != "plain" || !strings.Contains(dp.Object.NATRefused, "bpf_ct_set_nat_info") {
+		t.Fatalf("object %+v, want plain with the refusal", dp.Object)
+	}
+	var ev bpf.FtpgateExpectVal
+	if err := dp.Maps.Expectations.Lookup(ek, &ev); err != nil || maps.Inside(unix.AF_INET, ev.Nat).String() != "192.168.1.2:5000" {
+		t.Fatalf("expectation across the switch to the plain object: %v %+v", err, ev)
+	}
+	st, err := ReadStatus(env.pinDir, env.states, "")
+	must(t, err)
+	if st.State.Object != dp.Object {
+		t.Fatalf("status shows object %+v, want %+v", st.State.Object, dp.Object)
+	}
+	must(t, dp.Close())
+
+	natSpec = func() (*ebpf.CollectionSpec, error) { return bpf.LoadVariant(bpf.NAT) }
+	opts.Config.NAT = maps.NATCT
+	if dp = env.start(t, opts); dp.Object.Variant != "nat" {
+		t.Fatalf("back on the NAT object: %+v", dp.Object)
+	}
+}
+
+// skipUnlessNATKernel skips where the kernel refuses the NAT object as the
+// VM matrix measured (bpftest.NATRefusal) and fails elsewhere.
+func skipUnlessNATKernel(t *testing.T, o Object) {
+	t.Helper()
+	release, want := bpftest.NATRefusal()
+	if want != "" && strings.Contains(o.NATRefused, want) {
+		t.Skipf("kernel %s refuses the NAT object, as measured: %s", release, o.NATRefused)
+	}
+	t.Fatalf("kernel %s: object %+v (measured refusal: %q)", release, o, want)
+}
+
+// TestNATRefusalIsOneLine: the two refusals the VM matrix measured, as
+// the library reports them, condense to one line naming the kfunc.
+func TestNATRefusalIsOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		// Debian 5.10: modules without BTF
+		{fmt.Errorf("load program: %w", fmt.Errorf("kfunc %q: %w", "bpf_skb_ct_lookup", ebpf.ErrNotSupported)),
+			"no conntrack kfunc bpf_skb_ct_lookup in the kernel's BTF (they need Linux 6.1 and nf_conntrack and nf_nat loaded, with BTF)"},
+		// Debian 7.3.4: private copies of struct nf_conn in nf_conntrack.ko's BTF
+		{fmt.Errorf("load programs: %w", &ebpf.VerifierError{Cause: unix.EINVAL, Log: []string{
+			"2414: (85) call bpf_ct_set_nat_info#127541",
+			"kernel function bpf_ct_set_nat_info R1 expected pointer to STRUCT nf_conn___init but R1 has a pointer to STRUCT nf_conn___init",
+			"processed 42236 insns (limit 1000000) max_states_per_insn 25 total_states 2393 peak_states 940 mark_read 0", ""}}),
+			"bpf_ct_set_nat_info rejected by this kernel's verifier: kernel function bpf_ct_set_nat_info R1 expected pointer to STRUCT nf_conn___init but R1 has a pointer to STRUCT nf_conn___init"},
+	} {
+		if got := NATRefusal(tc.err); got != tc.want {
+			t.Errorf("NATRefusal(%v)\n got  %q\n want %q", tc.err, got, tc.want)
+		}
+	}
+}
