@@ -681,6 +681,27 @@ __noinline int nat_egress(struct __sk_buff *skb)
 }
 
 /*
+ * nat_rp_source leaves the inside address of an egress control segment's
+ * sender in s->nat.inside for the reverse-path check (scope.h), when
+ * config.nat is on and conntrack knows the connection. Returns 0 then, -1
+ * otherwise (the header's source is checked).
+ */
+__noinline int nat_rp_source(struct __sk_buff *skb)
+{
+	struct scratch *s = get_scratch();
+	if (!s)
+		return -1;
+	struct config_val *cfg = get_config();
+	if (!cfg || cfg->nat == NAT_OFF)
+		return -1;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (parse_packet(data, data_end, &s->nat.p) != PARSE_TCP)
+		return -1;
+	return nat_ct_inside(skb, s);
+}
+
+/*
  * nat_begin prepares the control segment for the NAT code (into s->nat.p), from
  * parse_control before the TCP tracker reads it: at egress with config.nat
  * it notes the segment for nat_decide and nat_egress (and for the parser's

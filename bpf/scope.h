@@ -56,6 +56,11 @@ static __always_inline int link_local6(const __u32 *a)
 	return (a[0] & bpf_htonl(LINK_LOCAL6_MASK)) == bpf_htonl(LINK_LOCAL6_NET);
 }
 
+#ifdef FTPGATE_NAT
+/* nat.h: the inside address of an egress segment's sender, into scratch */
+__noinline int nat_rp_source(struct __sk_buff *skb);
+#endif
+
 /*
  * source_routed is the reverse-path check of a control segment, before
  * anything is parsed or tracked: the route back to its source (a FIB lookup
@@ -69,6 +74,9 @@ static __always_inline int link_local6(const __u32 *a)
  * interface does not forward (a host guarding its own NIC) cannot check
  * anything: the segment is parsed and counted (rp_not_forwarding). A
  * link-local IPv6 segment never crossed a router and is not looked up.
+ * With NAT, a forwarded segment leaves with the public source SNAT or the
+ * reverse of DNAT gave it: the check is about the sender's inside address,
+ * which its conntrack entry names (nat_rp_source).
  * Returns 1 when the segment may be parsed, 0 (counted ctrl_spoofed) if not.
  */
 static __always_inline int source_routed(struct __sk_buff *skb, const struct pkt_info *p, int ingress)
@@ -81,6 +89,13 @@ static __always_inline int source_routed(struct __sk_buff *skb, const struct pkt
 	if (!arrival)
 		return 1;
 
+	const __u32 *src = p->src;
+#ifdef FTPGATE_NAT
+	struct scratch *ns = get_scratch();
+	if (!ingress && ns && nat_rp_source(skb) == 0)
+		src = ns->nat.inside;
+#endif
+
 	struct bpf_fib_lookup fib;
 	__builtin_memset(&fib, 0, sizeof(fib));
 	fib.family = p->family;
@@ -90,12 +105,12 @@ static __always_inline int source_routed(struct __sk_buff *skb, const struct pkt
 	fib.ifindex = arrival;
 	if (p->family == AF_INET) {
 		fib.ipv4_src = p->dst[0];
-		fib.ipv4_dst = p->src[0];
+		fib.ipv4_dst = src[0];
 	} else {
-		if (link_local6(p->src) || link_local6(p->dst))
+		if (link_local6(src) || link_local6(p->dst))
 			return 1;
 		copy_addr(fib.ipv6_src, p->dst);
-		copy_addr(fib.ipv6_dst, p->src);
+		copy_addr(fib.ipv6_dst, src);
 	}
 	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	switch (rc) {
