@@ -258,7 +258,9 @@ func clientReason(out string, err error) string {
 }
 
 // trap listens at addr in host's namespace and counts the connections it
-// accepts: a host that must never be reached.
+// accepts: a host that must never be reached. hits waits up to
+// trapGrace for a connection the kernel has completed but the accept loop
+// has not yet counted.
 func (l *Lab) trap(host string, addr netip.AddrPort) (port uint16, hits func() int64, err error) {
 	ln, err := nettest.Listen(l.NS(host), "tcp", addr.String())
 	if err != nil {
@@ -276,8 +278,17 @@ func (l *Lab) trap(host string, addr netip.AddrPort) (port uint16, hits func() i
 		}
 	}()
 	l.t.Cleanup(func() { ln.Close() })
-	return uint16(ln.Addr().(*net.TCPAddr).Port), n.Load, nil
+	hits = func() int64 {
+		for deadline := time.Now().Add(trapGrace); n.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return n.Load()
+	}
+	return uint16(ln.Addr().(*net.TCPAddr).Port), hits, nil
 }
+
+// trapGrace is how long a trap waits for a connection it may still count.
+const trapGrace = 500 * time.Millisecond
 
 // serveMini runs an ftpmini server at addr in host's namespace (data
 // sockets there too) until the case ends.

@@ -21,6 +21,7 @@
 package natlab
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -246,6 +247,11 @@ func New(t testing.TB, opts Options) *Lab {
 	if opts.FileSize == 0 {
 		opts.FileSize = 256 << 10
 	}
+	if opts.Mode == Kernel {
+		if err := loadNATHelper(); err != nil {
+			t.Fatalf("natlab: %v", err)
+		}
+	}
 	l := &Lab{t: t, Mode: opts.Mode, Dir: t.TempDir(), Backends: map[string]*Backend{}}
 	l.Topo = nettest.NewTopology(t, nettest.Options{Prefix: "nat", Links: links})
 	if err := l.addPublicAddrs(); err != nil {
@@ -280,6 +286,35 @@ func New(t testing.TB, opts Options) *Lab {
 		l.Gate = g
 	}
 	return l
+}
+
+// loadNATHelper makes sure the kernel has nf_nat_ftp: nftables loads
+// nf_conntrack_ftp for a `ct helper` object, but the NAT half is a module
+// of its own that nothing loads (built in on this machine's 6.18).
+func loadNATHelper() error {
+	if kernelHas("nf_nat_ftp") {
+		return nil
+	}
+	if out, err := exec.Command("modprobe", "nf_nat_ftp").CombinedOutput(); err != nil {
+		return fmt.Errorf("the kernel mode needs nf_nat_ftp: modprobe nf_nat_ftp: %w: %s", err, out)
+	}
+	return nil
+}
+
+// kernelHas says whether /proc/kallsyms lists the function fn.
+func kernelHas(fn string) bool {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[2] == fn {
+			return true
+		}
+	}
+	return false
 }
 
 // addPublicAddrs puts VIP and Announcer on wan0 beside Public.

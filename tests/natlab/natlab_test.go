@@ -98,6 +98,21 @@ func TestNATMatrix(t *testing.T) {
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) { r.check(t, c) })
 			}
+			// numgen must really spread the VIP's sessions, or "data
+			// follows control" would hold trivially
+			seen, vips, passed := map[string]bool{}, 0, 0
+			for _, c := range cases {
+				if strings.HasPrefix(c.name, "vip_") {
+					vips++
+					if o := r.results[c.name]; o.pass {
+						passed++
+						seen[o.note] = true
+					}
+				}
+			}
+			if passed == vips && len(seen) < 2 {
+				t.Errorf("all %d VIP sessions reached one backend (%v): the VIP does not balance", vips, seen)
+			}
 			// conntrack must find nothing INVALID: the helper's sequence
 			// adjustment (or its absence) keeps both views consistent
 			if r.invalid != 0 {
