@@ -12,16 +12,21 @@ import (
 	"github.com/ftpgate/ftpgate/internal/nettest"
 )
 
+// runEnv gives `run` a veth pair fr0/fr1 in a namespace of its own, a
+// private bpffs for its pins and a state directory.
+func runEnv(t *testing.T) (ns, pinDir, states string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "run attaches programs: needs root")
+	}
+	return nettest.VethNS(t, "fgr", "fr0", "fr1"), filepath.Join(nettest.BPFFS(t), "ftpgate"), t.TempDir()
+}
+
 // TestRunUntilSignalled runs `ftpgate run` in-process: it attaches, writes
 // its ready file, and on SIGTERM exits 0 leaving the dataplane attached;
 // with --detach-on-exit it leaves nothing.
 func TestRunUntilSignalled(t *testing.T) {
-	if os.Geteuid() != 0 {
-		bpftest.SkipOrFail(t, "run attaches programs: needs root")
-	}
-	ns := nettest.VethNS(t, "fgr", "fr0", "fr1")
-	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
-	states := t.TempDir()
+	ns, pinDir, states := runEnv(t)
 
 	for _, detach := range []bool{false, true} {
 		ready := filepath.Join(t.TempDir(), "ready")
@@ -77,12 +82,7 @@ func TestRunUntilSignalled(t *testing.T) {
 // cannot serve exits at once with one line saying what is missing and
 // what to use instead; a bad mechanism says what to use.
 func TestRunNATRefusals(t *testing.T) {
-	if os.Geteuid() != 0 {
-		bpftest.SkipOrFail(t, "run attaches programs: needs root")
-	}
-	ns := nettest.VethNS(t, "fgr", "fr0", "fr1")
-	pinDir := filepath.Join(nettest.BPFFS(t), "ftpgate")
-	states := t.TempDir()
+	ns, pinDir, states := runEnv(t)
 	t.Cleanup(func() { ftpgate("detach", "--pin-dir", pinDir, "--state-dir", states) })
 	args := []string{"run", "--netns", ns, "--iface", "fr0", "--pin-dir", pinDir, "--state-dir", states,
 		"--ctrl-conns", "1024", "--expectations", "1024", "--flows", "1024", "--log-level", "warn", "--nat"}
