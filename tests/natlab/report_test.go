@@ -120,4 +120,32 @@ func TestRulesetInDocs(t *testing.T) {
 			t.Errorf("docs/nat.md lacks the %s ruleset the lab loads:\n%s", m, rs)
 		}
 	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := operatorRuleset(); !strings.Contains(string(readme), rs) {
+		t.Errorf("README.md's NAT section lacks the ruleset the lab loads with ftpgate --nat (lab-only rules left out, indented as a code block):\n%s", rs)
+	}
+}
+
+// operatorRuleset is the ftpgate-nat ruleset as README.md shows it: without
+// the rules marked "# lab only" (the comment and the rule after it), as an
+// indented code block.
+func operatorRuleset() string {
+	var b strings.Builder
+	skip := false
+	for _, l := range strings.SplitAfter(rulesetFor(FtpgateNAT).NFT(), "\n") {
+		switch {
+		case strings.Contains(l, "# lab only"):
+			skip = true
+		case skip:
+			skip = false
+		case strings.TrimSpace(l) == "":
+			b.WriteString(l)
+		default:
+			b.WriteString("    " + l)
+		}
+	}
+	return b.String()
 }
