@@ -200,7 +200,7 @@ enum stat {
 	STAT_NAT_SPLIT_FIELD,      /* announced field not whole in one segment (a line split across segments): passed unchanged */
 	STAT_NAT_LOG_FULL,         /* NAT_LOG rewritten fields not yet acknowledged: the announcement passes unchanged */
 	STAT_NAT_SEG_FIELDS,       /* more than NAT_SEG_FIELDS announcements in one segment: the rest pass unchanged */
-	STAT_NAT_UNREWRITABLE,     /* segment longer than the parser reads or not fully loaded: passed unchanged */
+	STAT_NAT_UNREWRITABLE,     /* segment whose rewritten payload would pass MAX_SCAN_BYTES, or not fully loaded: passed unchanged */
 	STAT_NAT_GSO_DROP,         /* GSO control skb that a rewrite would take past the MTU: dropped, the retransmission is rewritten */
 	STAT_NAT_RETRANS_REAPPLIED, /* retransmitted rewritten field: the same text written again (not a new rewrite) */
 	STAT_NAT_RETRANS_PARTIAL,  /* segment holding part of a rewritten field: passed unchanged */

@@ -486,7 +486,8 @@ __noinline int nat_decide(struct __sk_buff *skb)
 		return 0;
 	int have = 0;
 	__u32 L = s->nat.p.payload_len;
-	if (L > s->loaded || L > MAX_SCAN_BYTES) {
+	if (L > s->loaded || L + NAT_SEG_FIELDS * NAT_TEXT_MAX > MAX_SCAN_BYTES) {
+		/* the rewritten payload must fit the buffers it is rebuilt and summed in */
 		stat_inc(STAT_NAT_UNREWRITABLE);
 	} else {
 		have = nat_ct_inside(skb, s) == 0;
@@ -652,8 +653,12 @@ __noinline int nat_egress(struct __sk_buff *skb)
 		__s32 end = rel + f->old_len;
 		if (end <= 0 || rel >= (__s32)L)
 			continue;
-		if (rel < 0 || end > (__s32)L || L > s->loaded) {
+		if (rel < 0 || end > (__s32)L) {
 			stat_inc(STAT_NAT_RETRANS_PARTIAL);
+			continue;
+		}
+		if (L > s->loaded) {
+			stat_inc(STAT_NAT_UNREWRITABLE);
 			continue;
 		}
 		if ((__s32)(idx - before) < 0) /* logged by an earlier segment */
@@ -661,6 +666,11 @@ __noinline int nat_egress(struct __sk_buff *skb)
 		s->nat.apply[k & NAT_LOG_MASK] = idx;
 		k++;
 		growth += (__s32)f->new_len - (__s32)f->old_len;
+	}
+	if (k && L + growth > MAX_SCAN_BYTES) {
+		/* a collapsed retransmission too long to rebuild: passed unchanged */
+		stat_inc(STAT_NAT_UNREWRITABLE);
+		k = 0;
 	}
 	s->nat.napply = k;
 	if (k) {
