@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -419,6 +420,46 @@ func TestNATPassiveReplies(t *testing.T) {
 	wantPayload(t, out, "229 Entering Extended Passive Mode (|||50001|)\r\n")
 	wantNATExpect(t, e.r, natExpect{"epsv", natClient.Addr(), ap(vip.Addr(), 50001), ap(natBackend.Addr(), 50001)})
 	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 1, "nat_rewrite_229": 1, "reply_addr_mismatch": 0})
+
+	// a 227 without parentheses
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends("227 Entering Passive Mode 203,0,113,200,195,82\r\n"))
+	wantPayload(t, out, "227 Entering Passive Mode 198,51,100,1,195,82\r\n")
+	wantNATExpect(t, e.r, natExpect{"pasv", natClient.Addr(), ap(vip.Addr(), 50002), ap(natBackend.Addr(), 50002)})
+}
+
+// Two inside clients behind one public address announce the same port to
+// the same server: the second gets another public port, its expectation
+// still leads to its own inside end.
+func TestNATPortClashRemapped(t *testing.T) {
+	e := newNATEnv(t)
+	insideB, publicB := ap(addr("192.0.2.3"), 40001), ap(natPublic.Addr(), 40001)
+	e.masquerade(natInside, natPublic, natServer)
+	e.masquerade(insideB, publicB, natServer)
+	a, _ := e.conn(natPublic, natServer, true)
+	must(t, a.ClientSends("PORT 192,0,2,2,200,10\r\n"))
+	b, outB := e.conn(publicB, natServer, true)
+	must(t, b.ClientSends("PORT 192,0,2,3,200,10\r\n"))
+	got := last(t, outB)
+	var h1, h2, h3, h4, p1, p2 int
+	if n, err := fmt.Sscanf(got.Payload, "PORT %d,%d,%d,%d,%d,%d\r\n", &h1, &h2, &h3, &h4, &p1, &p2); n != 6 || err != nil {
+		t.Fatalf("PORT left as %q: %v", got.Payload, err)
+	}
+	port := uint16(p1<<8 | p2)
+	if fmt.Sprintf("%d.%d.%d.%d", h1, h2, h3, h4) != natPublic.Addr().String() || port == 51210 || port < 1024 {
+		t.Fatalf("PORT left as %q: want the public address and another port >= 1024", got.Payload)
+	}
+	want := []natExpect{
+		{"port", natServer.Addr(), ap(natPublic.Addr(), 51210), ap(natInside.Addr(), 51210)},
+		{"port", natServer.Addr(), ap(natPublic.Addr(), port), ap(insideB.Addr(), 51210)},
+	}
+	gotE := natExpectations(t, e.r)
+	slices.SortFunc(gotE, func(x, y natExpect) int { return int(x.Dst.Port()) - int(y.Dst.Port()) })
+	slices.SortFunc(want, func(x, y natExpect) int { return int(x.Dst.Port()) - int(y.Dst.Port()) })
+	if fmt.Sprint(gotE) != fmt.Sprint(want) {
+		t.Fatalf("expectations:\n got  %v\n want %v", gotE, want)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 2, "nat_port_remapped": 1})
 }
 
 // Two PORT commands in one segment: both rewritten.
