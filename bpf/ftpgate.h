@@ -457,14 +457,18 @@ struct dir_state {
 /*
  * #12 NAT: one field of a direction's stream rewritten at egress, kept so
  * that a retransmission gets the same bytes and every later sequence number
- * (and the peer's acknowledgements) the same shift.
+ * (and the peer's acknowledgements) the same shift. The text is not kept:
+ * it is derived again from the segment's source address (the public one,
+ * the same for the whole connection), the port and the form.
  */
 struct nat_fix {
 	__u32 seq;     /* sender's (inside) sequence number of the field's first byte */
 	__u16 old_len; /* bytes of the field as sent */
-	__u16 new_len; /* bytes of text */
+	__u16 new_len; /* bytes of its replacement */
 	__s32 delta;   /* shift of every byte after the field: the sum of all fixes so far */
-	__u8 text[NAT_TEXT_MAX];
+	__u16 port;    /* the public port written */
+	__u8 kind;     /* enum kind: the form of the text */
+	__u8 delim;    /* EPRT: the delimiter inside the field */
 };
 
 /*

@@ -279,8 +279,8 @@ static __always_inline __u32 nat_put_hex(struct scratch *s, __u32 i, __u32 v)
 }
 
 /*
- * nat_format writes the replacement text of request s->nat.cur into
- * s->nat.text: the public address (the segment's source) and port
+ * nat_format writes into s->nat.text the replacement text of the form
+ * s->nat.fmt_kind for the public address (the segment's source) and port
  * s->nat.port, as the announcement spells them: "h1,h2,h3,h4,p1,p2" for
  * PORT and 227, "addr<d>port" for EPRT (an IPv6 address as eight groups).
  * Returns its length.
@@ -290,10 +290,10 @@ __noinline int nat_format(void)
 	struct scratch *s = get_scratch();
 	if (!s)
 		return -1;
-	struct nat_req *r = &s->nat.req[s->nat.cur & NAT_REQ_MASK];
+	__u8 kind = s->nat.fmt_kind;
 	__u32 port = s->nat.port;
 	__u32 i = 0;
-	if (r->kind == KIND_EPRT && s->nat.p.family == AF_INET6) {
+	if (kind == KIND_EPRT && s->nat.p.family == AF_INET6) {
 		for (int g = 0; g < IPV6_GROUPS; g++) {
 			if (g)
 				s->nat.text[i++ & NAT_TEXT_MASK] = ':';
@@ -301,7 +301,7 @@ __noinline int nat_format(void)
 			i = nat_put_hex(s, i, (g & 1) ? w & IPV6_GROUP_MASK : w >> IPV6_GROUP_BITS);
 		}
 	} else {
-		__u8 sep = r->kind == KIND_EPRT ? '.' : ',';
+		__u8 sep = kind == KIND_EPRT ? '.' : ',';
 		__u32 a = s->nat.p.src[0];
 		for (int k = 0; k < IPV4_OCTETS; k++) {
 			if (k)
@@ -309,8 +309,8 @@ __noinline int nat_format(void)
 			i = nat_put_dec(s, i, (a >> (k * BITS_PER_BYTE)) & BYTE_MASK);
 		}
 	}
-	if (r->kind == KIND_EPRT) {
-		s->nat.text[i++ & NAT_TEXT_MASK] = r->delim;
+	if (kind == KIND_EPRT) {
+		s->nat.text[i++ & NAT_TEXT_MASK] = s->nat.fmt_delim;
 		return nat_put_dec(s, i, port);
 	}
 	s->nat.text[i++ & NAT_TEXT_MASK] = ',';
@@ -351,8 +351,9 @@ static __always_inline void nat_today(struct scratch *s, struct nat_req *r)
 /*
  * nat_prepare chooses the public port of request s->nat.cur (the announced
  * one, or on a clash with another inside end a random one, NAT_PORT_TRIES
- * at most) into s->nat.port and, but for a 229, formats its text into
- * s->nat.text (length in s->nat.text_len), checking that the log has room.
+ * at most) into s->nat.port and, but for a 229, formats its text
+ * (nat_format; its length in s->nat.text_len), checking that the log has
+ * room.
  * Returns 0, or -1 when the request must be decided by today's rules.
  */
 __noinline int nat_prepare(void)
@@ -385,6 +386,8 @@ __noinline int nat_prepare(void)
 		return -1;
 	}
 	s->nat.port = port;
+	s->nat.fmt_kind = r->kind;
+	s->nat.fmt_delim = r->delim;
 	int len = nat_format();
 	if (len <= 0 || len > NAT_TEXT_MAX)
 		return -1;
@@ -421,8 +424,9 @@ __noinline int nat_commit(void)
 	f->old_len = r->len;
 	f->new_len = len;
 	f->delta = nat_log_last(nd) + (__s32)len - (__s32)r->len;
-	for (int k = 0; k < NAT_TEXT_MAX; k++)
-		f->text[k] = s->nat.text[k];
+	f->port = s->nat.port;
+	f->kind = r->kind;
+	f->delim = r->delim;
 	nd->tail++;
 	stat_inc(STAT_NAT_REWRITE);
 	return 0;
@@ -562,7 +566,13 @@ static __always_inline int nat_payload(struct __sk_buff *skb, struct scratch *s,
 		__u32 ol = f->old_len;
 		if (o > MAX_SCAN_BYTES || nl > NAT_TEXT_MAX || ol > MAX_LINE_LEN)
 			goto fail;
-		if (nat_store(skb, poff + o + g, f->text, nl))
+		/* the text again, from the fix */
+		s->nat.port = f->port;
+		s->nat.fmt_kind = f->kind;
+		s->nat.fmt_delim = f->delim;
+		if (nat_format() != (int)nl)
+			goto fail;
+		if (nat_store(skb, poff + o + g, s->nat.text, nl))
 			goto fail;
 		/* the bytes up to the next fix, or to the end */
 		__u32 next = L;
