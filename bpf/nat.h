@@ -522,13 +522,15 @@ __noinline int nat_decide(struct __sk_buff *skb)
 
 /*
  * nat_store writes n bytes of from at off in the skb; a zero length writes
- * nothing
+ * nothing. from holds at least mask + 1 bytes (mask: a power of two less
+ * one, n <= mask + 1).
  */
-static __always_inline int nat_store(struct __sk_buff *skb, __u32 off, void *from, __u32 n)
+static __always_inline int nat_store(struct __sk_buff *skb, __u32 off, void *from, __u32 n, __u32 mask)
 {
 	if (n == 0)
 		return 0;
-	return bpf_skb_store_bytes(skb, off, from, n, 0);
+	/* [1, mask + 1] in a form the 6.1 verifier keeps: a test against zero teaches it nothing */
+	return bpf_skb_store_bytes(skb, off, from, ((n - 1) & mask) + 1, 0);
 }
 
 /*
@@ -572,7 +574,7 @@ static __always_inline int nat_payload(struct __sk_buff *skb, struct scratch *s,
 		s->nat.fmt_delim = f->delim;
 		if (nat_format() != (int)nl)
 			goto fail;
-		if (nat_store(skb, poff + o + g, s->nat.text, nl))
+		if (nat_store(skb, poff + o + g, s->nat.text, nl, NAT_TEXT_MASK))
 			goto fail;
 		/* the bytes up to the next fix, or to the end */
 		__u32 next = L;
@@ -583,7 +585,7 @@ static __always_inline int nat_payload(struct __sk_buff *skb, struct scratch *s,
 			goto fail;
 		__u32 n = next - from;
 		g += (__s32)nl - (__s32)ol;
-		if (n && nat_store(skb, poff + from + g, &s->pkt[from & SCAN_MASK], n & SCAN_MASK))
+		if (nat_store(skb, poff + from + g, &s->pkt[from & SCAN_MASK], n, SCAN_MASK))
 			goto fail;
 	}
 	/* the checksum: payload as a difference, then the length in the pseudo-header */

@@ -26,6 +26,7 @@ import (
 	"github.com/ftpgate/ftpgate/internal/inetsum"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/loader"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -50,11 +51,24 @@ type natEnv struct {
 	manualAck bool
 }
 
-func newNATEnv(t *testing.T) *natEnv {
+// natMinKernel is the first kernel with the conntrack kfuncs the NAT object
+// calls (bpf_skb_ct_lookup: 5.18; the object as a whole: 6.1).
+var natMinKernel = loader.KernelVersion{Major: 6, Minor: 1}
+
+// requireNATKernel skips below natMinKernel, saying so.
+func requireNATKernel(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		bpftest.SkipOrFail(t, "BPF program tests need root")
 	}
+	if v, err := loader.RunningKernel(); err != nil || v.Less(natMinKernel) {
+		t.Skipf("kernel %v below %v, the first the NAT object loads on", v, natMinKernel)
+	}
+}
+
+func newNATEnv(t *testing.T) *natEnv {
+	t.Helper()
+	requireNATKernel(t)
 	if _, err := exec.LookPath("conntrack"); err != nil {
 		if os.Getenv("FTPGATE_VM_GUEST") != "" {
 			t.Skip("the VM image has no conntrack(8) to make the entries these tests need; the object's load is tested by TestNATObjectLoads")
@@ -312,9 +326,7 @@ var (
 )
 
 func TestNATObjectLoads(t *testing.T) {
-	if os.Geteuid() != 0 {
-		bpftest.SkipOrFail(t, "BPF program tests need root")
-	}
+	requireNATKernel(t)
 	r, err := bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024)
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		bpftest.SkipOrFail(t, "kernel lacks a BPF feature: %v", err)
