@@ -19,6 +19,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
@@ -32,8 +35,8 @@ import (
 
 // The #12 NAT tests run the FtpgateNat object with config.nat on, in a
 // network namespace of their own whose conntrack table holds entries made
-// with conntrack(8): bpf_skb_ct_lookup looks in the namespace of the test
-// run's device, the calling thread's loopback.
+// over ctnetlink: bpf_skb_ct_lookup looks in the namespace of the test run's
+// device, the calling thread's loopback.
 
 var natRig struct {
 	once sync.Once
@@ -69,12 +72,6 @@ func requireNATKernel(t *testing.T) {
 func newNATEnv(t *testing.T) *natEnv {
 	t.Helper()
 	requireNATKernel(t)
-	if _, err := exec.LookPath("conntrack"); err != nil {
-		if os.Getenv("FTPGATE_VM_GUEST") != "" {
-			t.Skip("the VM image has no conntrack(8) to make the entries these tests need; the object's load is tested by TestNATObjectLoads")
-		}
-		bpftest.SkipOrFail(t, "conntrack(8) not installed (apt-get install conntrack)")
-	}
 	natRig.once.Do(func() { natRig.r, natRig.err = bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024) })
 	if natRig.err != nil {
 		t.Fatalf("load the NAT object: %v", natRig.err)
@@ -87,17 +84,29 @@ func newNATEnv(t *testing.T) *natEnv {
 	return &natEnv{t: t, r: r, ns: ns}
 }
 
-// conntrack inserts an established TCP entry: orig from -> to, reply rfrom -> rto.
+// conntrack inserts an established TCP entry in the namespace's table (as
+// conntrack -I does, over ctnetlink): orig from -> to, reply rfrom -> rto.
 func (e *natEnv) conntrack(from, to, rfrom, rto netip.AddrPort) {
 	e.t.Helper()
-	args := []string{"netns", "exec", e.ns, "conntrack", "-I", "-p", "tcp",
-		"-s", from.Addr().String(), "-d", to.Addr().String(),
-		"--sport", fmt.Sprint(from.Port()), "--dport", fmt.Sprint(to.Port()),
-		"--reply-src", rfrom.Addr().String(), "--reply-dst", rto.Addr().String(),
-		"--reply-port-src", fmt.Sprint(rfrom.Port()), "--reply-port-dst", fmt.Sprint(rto.Port()),
-		"--state", "ESTABLISHED", "--timeout", "600"}
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		e.t.Fatalf("conntrack -I: %v: %s", err, out)
+	fam := uint8(unix.AF_INET)
+	if from.Addr().Is6() {
+		fam = unix.AF_INET6
+	}
+	tuple := func(a, b netip.AddrPort) netlink.IPTuple {
+		return netlink.IPTuple{SrcIP: a.Addr().AsSlice(), DstIP: b.Addr().AsSlice(), SrcPort: a.Port(), DstPort: b.Port(), Protocol: unix.IPPROTO_TCP}
+	}
+	flow := &netlink.ConntrackFlow{
+		FamilyType: fam,
+		Forward:    tuple(from, to),
+		Reverse:    tuple(rfrom, rto),
+		TimeOut:    600,
+		ProtoInfo:  &netlink.ProtoInfoTCP{State: nl.TCP_CONNTRACK_ESTABLISHED},
+	}
+	err := nettest.Do(e.ns, func() error {
+		return netlink.ConntrackCreate(netlink.ConntrackTable, netlink.InetFamily(fam), flow)
+	})
+	if err != nil {
+		e.t.Fatalf("create conntrack entry %v: %v", flow, err)
 	}
 }
 
@@ -603,8 +612,11 @@ func TestNATLocalSenderPartialChecksum(t *testing.T) {
 	for _, offload := range []string{"on", "off"} {
 		t.Run("tx-offload-"+offload, func(t *testing.T) {
 			e := newNATEnv(t)
-			for _, tool := range []string{"nft", "ethtool"} {
+			for _, tool := range []string{"ip", "nft", "ethtool"} {
 				if _, err := exec.LookPath(tool); err != nil {
+					if os.Getenv("FTPGATE_VM_GUEST") != "" {
+						t.Skipf("the VM image has no %s; the other NAT tests run there", tool)
+					}
 					bpftest.SkipOrFail(t, "%s not installed", tool)
 				}
 			}
@@ -735,21 +747,18 @@ const (
 func TestNATGSOGrowthPastMTU(t *testing.T) {
 	e, c, out := masqueraded(t)
 	const mtu = 94
-	for _, cmd := range [][]string{
-		{"ip", "-n", e.ns, "link", "add", "g0", "type", "veth", "peer", "name", "g1"},
-		{"ip", "-n", e.ns, "link", "set", "g0", "mtu", fmt.Sprint(mtu), "up"},
-	} {
-		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", cmd, err, out)
-		}
-	}
 	var ifindex int
 	must(t, nettest.Do(e.ns, func() error {
-		lk, err := net.InterfaceByName("g0")
-		if err == nil {
-			ifindex = lk.Index
+		err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "g0", MTU: mtu}, PeerName: "g1"})
+		if err != nil {
+			return fmt.Errorf("add veth: %w", err)
 		}
-		return err
+		lk, err := netlink.LinkByName("g0")
+		if err != nil {
+			return err
+		}
+		ifindex = lk.Attrs().Index
+		return netlink.LinkSetUp(lk)
 	}))
 	// 5 NOOP lines and a PORT: 93 bytes of IP, 96 after the rewrite
 	payload := strings.Repeat("NOOP\r\n", 5) + "PORT 192,0,2,2,200,10\r\n"

@@ -17,8 +17,9 @@
 #
 # Environment:
 #   VMTEST_MODULES   space-separated module names (default: veth sch_ingress cls_bpf act_bpf tun
-#                    crc32c_generic libcrc32c nf_conntrack nf_nat: conntrack and its kfuncs
-#                    for the NAT object, #12; crc32c_generic provides the crc32c libcrc32c needs)
+#                    crc32c_generic libcrc32c nf_conntrack nf_nat nfnetlink nf_conntrack_netlink: conntrack,
+#                    its kfuncs and ctnetlink for the NAT object and its tests, #12;
+#                    crc32c_generic provides the crc32c libcrc32c needs)
 #   VMTEST_REFRESH=1 re-resolve the newest package even if a kernel is cached
 #   VMTEST_BIN       path to a built vmtest helper (built on demand otherwise)
 set -euo pipefail
@@ -44,7 +45,7 @@ pattern="^linux-(image-${kv}-amd64-unsigned|binary-${kv}-amd64)\$"
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=$repo/.cache/vm
 kdir=$cache/kernels/$version
-modules=${VMTEST_MODULES:-veth sch_ingress cls_bpf act_bpf tun crc32c_generic libcrc32c nf_conntrack nf_nat}
+modules=${VMTEST_MODULES:-veth sch_ingress cls_bpf act_bpf tun crc32c_generic libcrc32c nf_conntrack nf_nat nfnetlink nf_conntrack_netlink}
 # Normalised so that "a b" and "b  a" count as the same request.
 modules_norm=$(tr ' ' '\n' <<<"$modules" | sed '/^$/d' | sort -u | tr '\n' ' ')
 
