@@ -200,7 +200,7 @@ enum stat {
 	STAT_NAT_SPLIT_FIELD,      /* announced field not whole in one segment (a line split across segments): passed unchanged */
 	STAT_NAT_LOG_FULL,         /* NAT_LOG rewritten fields not yet acknowledged: the announcement passes unchanged */
 	STAT_NAT_SEG_FIELDS,       /* more than NAT_SEG_FIELDS announcements in one segment: the rest pass unchanged */
-	STAT_NAT_UNREWRITABLE,     /* segment longer than the parser reads or not fully loaded: passed unchanged */
+	STAT_NAT_UNREWRITABLE,     /* segment whose rewritten payload would pass MAX_SCAN_BYTES, or not fully loaded: passed unchanged */
 	STAT_NAT_GSO_DROP,         /* GSO control skb that a rewrite would take past the MTU: dropped, the retransmission is rewritten */
 	STAT_NAT_RETRANS_REAPPLIED, /* retransmitted rewritten field: the same text written again (not a new rewrite) */
 	STAT_NAT_RETRANS_PARTIAL,  /* segment holding part of a rewritten field: passed unchanged */
@@ -463,14 +463,18 @@ struct dir_state {
 /*
  * #12 NAT: one field of a direction's stream rewritten at egress, kept so
  * that a retransmission gets the same bytes and every later sequence number
- * (and the peer's acknowledgements) the same shift.
+ * (and the peer's acknowledgements) the same shift. The text is not kept:
+ * it is derived again from the segment's source address (the public one,
+ * the same for the whole connection), the port and the form.
  */
 struct nat_fix {
 	__u32 seq;     /* sender's (inside) sequence number of the field's first byte */
 	__u16 old_len; /* bytes of the field as sent */
-	__u16 new_len; /* bytes of text */
+	__u16 new_len; /* bytes of its replacement */
 	__s32 delta;   /* shift of every byte after the field: the sum of all fixes so far */
-	__u8 text[NAT_TEXT_MAX];
+	__u16 port;    /* the public port written */
+	__u8 kind;     /* enum kind: the form of the text */
+	__u8 delim;    /* EPRT: the delimiter inside the field */
 };
 
 /*

@@ -58,7 +58,9 @@ type FtpgateCtrlVal struct {
 			OldLen uint16
 			NewLen uint16
 			Delta  int32
-			Text   [48]uint8
+			Port   uint16
+			Kind   uint8
+			Delim  uint8
 		}
 	}
 }

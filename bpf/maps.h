@@ -114,7 +114,10 @@ struct nat_scratch {
 	__u32 line_carry; /* bytes of the current line from earlier segments */
 	__u32 inside[4]; /* inside address of the segment's sender, from conntrack */
 	__u32 cur;       /* the request being decided */
-	__u32 port;      /* its public port */
+	__u32 port;      /* public port of the text nat_format writes */
+	__u8 fmt_kind;   /* form of that text: enum kind */
+	__u8 fmt_delim;  /* EPRT: its delimiter */
+	__u8 pad2[2];
 	__u32 before;    /* the first fix the segment logged (nat_decide) */
 	__u32 text_len;  /* bytes in text */
 	struct pkt_info p;        /* the segment */
@@ -131,6 +134,8 @@ struct nat_scratch {
 	 * the map value
 	 */
 	__u8 out[SCAN_BUF_SIZE];
+	/* the verifier bounds buf_sum's last rounded chunk a few bytes past out */
+	__u8 out_slack[2 * sizeof(__u32)];
 };
 #endif
 

@@ -279,8 +279,8 @@ static __always_inline __u32 nat_put_hex(struct scratch *s, __u32 i, __u32 v)
 }
 
 /*
- * nat_format writes the replacement text of request s->nat.cur into
- * s->nat.text: the public address (the segment's source) and port
+ * nat_format writes into s->nat.text the replacement text of the form
+ * s->nat.fmt_kind for the public address (the segment's source) and port
  * s->nat.port, as the announcement spells them: "h1,h2,h3,h4,p1,p2" for
  * PORT and 227, "addr<d>port" for EPRT (an IPv6 address as eight groups).
  * Returns its length.
@@ -290,10 +290,10 @@ __noinline int nat_format(void)
 	struct scratch *s = get_scratch();
 	if (!s)
 		return -1;
-	struct nat_req *r = &s->nat.req[s->nat.cur & NAT_REQ_MASK];
+	__u8 kind = s->nat.fmt_kind;
 	__u32 port = s->nat.port;
 	__u32 i = 0;
-	if (r->kind == KIND_EPRT && s->nat.p.family == AF_INET6) {
+	if (kind == KIND_EPRT && s->nat.p.family == AF_INET6) {
 		for (int g = 0; g < IPV6_GROUPS; g++) {
 			if (g)
 				s->nat.text[i++ & NAT_TEXT_MASK] = ':';
@@ -301,7 +301,7 @@ __noinline int nat_format(void)
 			i = nat_put_hex(s, i, (g & 1) ? w & IPV6_GROUP_MASK : w >> IPV6_GROUP_BITS);
 		}
 	} else {
-		__u8 sep = r->kind == KIND_EPRT ? '.' : ',';
+		__u8 sep = kind == KIND_EPRT ? '.' : ',';
 		__u32 a = s->nat.p.src[0];
 		for (int k = 0; k < IPV4_OCTETS; k++) {
 			if (k)
@@ -309,8 +309,8 @@ __noinline int nat_format(void)
 			i = nat_put_dec(s, i, (a >> (k * BITS_PER_BYTE)) & BYTE_MASK);
 		}
 	}
-	if (r->kind == KIND_EPRT) {
-		s->nat.text[i++ & NAT_TEXT_MASK] = r->delim;
+	if (kind == KIND_EPRT) {
+		s->nat.text[i++ & NAT_TEXT_MASK] = s->nat.fmt_delim;
 		return nat_put_dec(s, i, port);
 	}
 	s->nat.text[i++ & NAT_TEXT_MASK] = ',';
@@ -351,8 +351,9 @@ static __always_inline void nat_today(struct scratch *s, struct nat_req *r)
 /*
  * nat_prepare chooses the public port of request s->nat.cur (the announced
  * one, or on a clash with another inside end a random one, NAT_PORT_TRIES
- * at most) into s->nat.port and, but for a 229, formats its text into
- * s->nat.text (length in s->nat.text_len), checking that the log has room.
+ * at most) into s->nat.port and, but for a 229, formats its text
+ * (nat_format; its length in s->nat.text_len), checking that the log has
+ * room.
  * Returns 0, or -1 when the request must be decided by today's rules.
  */
 __noinline int nat_prepare(void)
@@ -385,6 +386,8 @@ __noinline int nat_prepare(void)
 		return -1;
 	}
 	s->nat.port = port;
+	s->nat.fmt_kind = r->kind;
+	s->nat.fmt_delim = r->delim;
 	int len = nat_format();
 	if (len <= 0 || len > NAT_TEXT_MAX)
 		return -1;
@@ -421,8 +424,9 @@ __noinline int nat_commit(void)
 	f->old_len = r->len;
 	f->new_len = len;
 	f->delta = nat_log_last(nd) + (__s32)len - (__s32)r->len;
-	for (int k = 0; k < NAT_TEXT_MAX; k++)
-		f->text[k] = s->nat.text[k];
+	f->port = s->nat.port;
+	f->kind = r->kind;
+	f->delim = r->delim;
 	nd->tail++;
 	stat_inc(STAT_NAT_REWRITE);
 	return 0;
@@ -486,7 +490,8 @@ __noinline int nat_decide(struct __sk_buff *skb)
 		return 0;
 	int have = 0;
 	__u32 L = s->nat.p.payload_len;
-	if (L > s->loaded || L > MAX_SCAN_BYTES) {
+	if (L > s->loaded || L + NAT_SEG_FIELDS * NAT_TEXT_MAX > MAX_SCAN_BYTES) {
+		/* the rewritten payload must fit the buffers it is rebuilt and summed in */
 		stat_inc(STAT_NAT_UNREWRITABLE);
 	} else {
 		have = nat_ct_inside(skb, s) == 0;
@@ -517,13 +522,15 @@ __noinline int nat_decide(struct __sk_buff *skb)
 
 /*
  * nat_store writes n bytes of from at off in the skb; a zero length writes
- * nothing
+ * nothing. from holds at least mask + 1 bytes (mask: a power of two less
+ * one, n <= mask + 1).
  */
-static __always_inline int nat_store(struct __sk_buff *skb, __u32 off, void *from, __u32 n)
+static __always_inline int nat_store(struct __sk_buff *skb, __u32 off, void *from, __u32 n, __u32 mask)
 {
 	if (n == 0)
 		return 0;
-	return bpf_skb_store_bytes(skb, off, from, n, 0);
+	/* [1, mask + 1] in a form the 6.1 verifier keeps: a test against zero teaches it nothing */
+	return bpf_skb_store_bytes(skb, off, from, ((n - 1) & mask) + 1, 0);
 }
 
 /*
@@ -561,7 +568,13 @@ static __always_inline int nat_payload(struct __sk_buff *skb, struct scratch *s,
 		__u32 ol = f->old_len;
 		if (o > MAX_SCAN_BYTES || nl > NAT_TEXT_MAX || ol > MAX_LINE_LEN)
 			goto fail;
-		if (nat_store(skb, poff + o + g, f->text, nl))
+		/* the text again, from the fix */
+		s->nat.port = f->port;
+		s->nat.fmt_kind = f->kind;
+		s->nat.fmt_delim = f->delim;
+		if (nat_format() != (int)nl)
+			goto fail;
+		if (nat_store(skb, poff + o + g, s->nat.text, nl, NAT_TEXT_MASK))
 			goto fail;
 		/* the bytes up to the next fix, or to the end */
 		__u32 next = L;
@@ -572,7 +585,7 @@ static __always_inline int nat_payload(struct __sk_buff *skb, struct scratch *s,
 			goto fail;
 		__u32 n = next - from;
 		g += (__s32)nl - (__s32)ol;
-		if (n && nat_store(skb, poff + from + g, &s->pkt[from & SCAN_MASK], n & SCAN_MASK))
+		if (nat_store(skb, poff + from + g, &s->pkt[from & SCAN_MASK], n, SCAN_MASK))
 			goto fail;
 	}
 	/* the checksum: payload as a difference, then the length in the pseudo-header */
@@ -652,8 +665,12 @@ __noinline int nat_egress(struct __sk_buff *skb)
 		__s32 end = rel + f->old_len;
 		if (end <= 0 || rel >= (__s32)L)
 			continue;
-		if (rel < 0 || end > (__s32)L || L > s->loaded) {
+		if (rel < 0 || end > (__s32)L) {
 			stat_inc(STAT_NAT_RETRANS_PARTIAL);
+			continue;
+		}
+		if (L > s->loaded) {
+			stat_inc(STAT_NAT_UNREWRITABLE);
 			continue;
 		}
 		if ((__s32)(idx - before) < 0) /* logged by an earlier segment */
@@ -661,6 +678,11 @@ __noinline int nat_egress(struct __sk_buff *skb)
 		s->nat.apply[k & NAT_LOG_MASK] = idx;
 		k++;
 		growth += (__s32)f->new_len - (__s32)f->old_len;
+	}
+	if (k && L + growth > MAX_SCAN_BYTES) {
+		/* a collapsed retransmission too long to rebuild: passed unchanged */
+		stat_inc(STAT_NAT_UNREWRITABLE);
+		k = 0;
 	}
 	s->nat.napply = k;
 	if (k) {

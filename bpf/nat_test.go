@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
@@ -25,13 +29,14 @@ import (
 	"github.com/ftpgate/ftpgate/internal/inetsum"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/loader"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
 // The #12 NAT tests run the FtpgateNat object with config.nat on, in a
 // network namespace of their own whose conntrack table holds entries made
-// with conntrack(8): bpf_skb_ct_lookup looks in the namespace of the test
-// run's device, the calling thread's loopback.
+// over ctnetlink: bpf_skb_ct_lookup looks in the namespace of the test run's
+// device, the calling thread's loopback.
 
 var natRig struct {
 	once sync.Once
@@ -49,17 +54,24 @@ type natEnv struct {
 	manualAck bool
 }
 
-func newNATEnv(t *testing.T) *natEnv {
+// natMinKernel is the first kernel with the conntrack kfuncs the NAT object
+// calls (bpf_skb_ct_lookup: 5.18; the object as a whole: 6.1).
+var natMinKernel = loader.KernelVersion{Major: 6, Minor: 1}
+
+// requireNATKernel skips below natMinKernel, saying so.
+func requireNATKernel(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		bpftest.SkipOrFail(t, "BPF program tests need root")
 	}
-	if _, err := exec.LookPath("conntrack"); err != nil {
-		if os.Getenv("FTPGATE_VM_GUEST") != "" {
-			t.Skip("the VM image has no conntrack(8) to make the entries these tests need; the object's load is tested by TestNATObjectLoads")
-		}
-		bpftest.SkipOrFail(t, "conntrack(8) not installed (apt-get install conntrack)")
+	if v, err := loader.RunningKernel(); err != nil || v.Less(natMinKernel) {
+		t.Skipf("kernel %v below %v, the first the NAT object loads on", v, natMinKernel)
 	}
+}
+
+func newNATEnv(t *testing.T) *natEnv {
+	t.Helper()
+	requireNATKernel(t)
 	natRig.once.Do(func() { natRig.r, natRig.err = bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024) })
 	if natRig.err != nil {
 		t.Fatalf("load the NAT object: %v", natRig.err)
@@ -72,17 +84,29 @@ func newNATEnv(t *testing.T) *natEnv {
 	return &natEnv{t: t, r: r, ns: ns}
 }
 
-// conntrack inserts an established TCP entry: orig from -> to, reply rfrom -> rto.
+// conntrack inserts an established TCP entry in the namespace's table (as
+// conntrack -I does, over ctnetlink): orig from -> to, reply rfrom -> rto.
 func (e *natEnv) conntrack(from, to, rfrom, rto netip.AddrPort) {
 	e.t.Helper()
-	args := []string{"netns", "exec", e.ns, "conntrack", "-I", "-p", "tcp",
-		"-s", from.Addr().String(), "-d", to.Addr().String(),
-		"--sport", fmt.Sprint(from.Port()), "--dport", fmt.Sprint(to.Port()),
-		"--reply-src", rfrom.Addr().String(), "--reply-dst", rto.Addr().String(),
-		"--reply-port-src", fmt.Sprint(rfrom.Port()), "--reply-port-dst", fmt.Sprint(rto.Port()),
-		"--state", "ESTABLISHED", "--timeout", "600"}
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		e.t.Fatalf("conntrack -I: %v: %s", err, out)
+	fam := uint8(unix.AF_INET)
+	if from.Addr().Is6() {
+		fam = unix.AF_INET6
+	}
+	tuple := func(a, b netip.AddrPort) netlink.IPTuple {
+		return netlink.IPTuple{SrcIP: a.Addr().AsSlice(), DstIP: b.Addr().AsSlice(), SrcPort: a.Port(), DstPort: b.Port(), Protocol: unix.IPPROTO_TCP}
+	}
+	flow := &netlink.ConntrackFlow{
+		FamilyType: fam,
+		Forward:    tuple(from, to),
+		Reverse:    tuple(rfrom, rto),
+		TimeOut:    600,
+		ProtoInfo:  &netlink.ProtoInfoTCP{State: nl.TCP_CONNTRACK_ESTABLISHED},
+	}
+	err := nettest.Do(e.ns, func() error {
+		return netlink.ConntrackCreate(netlink.ConntrackTable, netlink.InetFamily(fam), flow)
+	})
+	if err != nil {
+		e.t.Fatalf("create conntrack entry %v: %v", flow, err)
 	}
 }
 
@@ -311,9 +335,7 @@ var (
 )
 
 func TestNATObjectLoads(t *testing.T) {
-	if os.Geteuid() != 0 {
-		bpftest.SkipOrFail(t, "BPF program tests need root")
-	}
+	requireNATKernel(t)
 	r, err := bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024)
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		bpftest.SkipOrFail(t, "kernel lacks a BPF feature: %v", err)
@@ -419,6 +441,46 @@ func TestNATPassiveReplies(t *testing.T) {
 	wantPayload(t, out, "229 Entering Extended Passive Mode (|||50001|)\r\n")
 	wantNATExpect(t, e.r, natExpect{"epsv", natClient.Addr(), ap(vip.Addr(), 50001), ap(natBackend.Addr(), 50001)})
 	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 1, "nat_rewrite_229": 1, "reply_addr_mismatch": 0})
+
+	// a 227 without parentheses
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends("227 Entering Passive Mode 203,0,113,200,195,82\r\n"))
+	wantPayload(t, out, "227 Entering Passive Mode 198,51,100,1,195,82\r\n")
+	wantNATExpect(t, e.r, natExpect{"pasv", natClient.Addr(), ap(vip.Addr(), 50002), ap(natBackend.Addr(), 50002)})
+}
+
+// Two inside clients behind one public address announce the same port to
+// the same server: the second gets another public port, its expectation
+// still leads to its own inside end.
+func TestNATPortClashRemapped(t *testing.T) {
+	e := newNATEnv(t)
+	insideB, publicB := ap(addr("192.0.2.3"), 40001), ap(natPublic.Addr(), 40001)
+	e.masquerade(natInside, natPublic, natServer)
+	e.masquerade(insideB, publicB, natServer)
+	a, _ := e.conn(natPublic, natServer, true)
+	must(t, a.ClientSends("PORT 192,0,2,2,200,10\r\n"))
+	b, outB := e.conn(publicB, natServer, true)
+	must(t, b.ClientSends("PORT 192,0,2,3,200,10\r\n"))
+	got := last(t, outB)
+	var h1, h2, h3, h4, p1, p2 int
+	if n, err := fmt.Sscanf(got.Payload, "PORT %d,%d,%d,%d,%d,%d\r\n", &h1, &h2, &h3, &h4, &p1, &p2); n != 6 || err != nil {
+		t.Fatalf("PORT left as %q: %v", got.Payload, err)
+	}
+	port := uint16(p1<<8 | p2)
+	if fmt.Sprintf("%d.%d.%d.%d", h1, h2, h3, h4) != natPublic.Addr().String() || port == 51210 || port < 1024 {
+		t.Fatalf("PORT left as %q: want the public address and another port >= 1024", got.Payload)
+	}
+	want := []natExpect{
+		{"port", natServer.Addr(), ap(natPublic.Addr(), 51210), ap(natInside.Addr(), 51210)},
+		{"port", natServer.Addr(), ap(natPublic.Addr(), port), ap(insideB.Addr(), 51210)},
+	}
+	gotE := natExpectations(t, e.r)
+	slices.SortFunc(gotE, func(x, y natExpect) int { return int(x.Dst.Port()) - int(y.Dst.Port()) })
+	slices.SortFunc(want, func(x, y natExpect) int { return int(x.Dst.Port()) - int(y.Dst.Port()) })
+	if fmt.Sprint(gotE) != fmt.Sprint(want) {
+		t.Fatalf("expectations:\n got  %v\n want %v", gotE, want)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 2, "nat_port_remapped": 1})
 }
 
 // Two PORT commands in one segment: both rewritten.
@@ -550,8 +612,11 @@ func TestNATLocalSenderPartialChecksum(t *testing.T) {
 	for _, offload := range []string{"on", "off"} {
 		t.Run("tx-offload-"+offload, func(t *testing.T) {
 			e := newNATEnv(t)
-			for _, tool := range []string{"nft", "ethtool"} {
+			for _, tool := range []string{"ip", "nft", "ethtool"} {
 				if _, err := exec.LookPath(tool); err != nil {
+					if os.Getenv("FTPGATE_VM_GUEST") != "" {
+						t.Skipf("the VM image has no %s; the other NAT tests run there", tool)
+					}
 					bpftest.SkipOrFail(t, "%s not installed", tool)
 				}
 			}
@@ -682,21 +747,18 @@ const (
 func TestNATGSOGrowthPastMTU(t *testing.T) {
 	e, c, out := masqueraded(t)
 	const mtu = 94
-	for _, cmd := range [][]string{
-		{"ip", "-n", e.ns, "link", "add", "g0", "type", "veth", "peer", "name", "g1"},
-		{"ip", "-n", e.ns, "link", "set", "g0", "mtu", fmt.Sprint(mtu), "up"},
-	} {
-		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", cmd, err, out)
-		}
-	}
 	var ifindex int
 	must(t, nettest.Do(e.ns, func() error {
-		lk, err := net.InterfaceByName("g0")
-		if err == nil {
-			ifindex = lk.Index
+		err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "g0", MTU: mtu}, PeerName: "g1"})
+		if err != nil {
+			return fmt.Errorf("add veth: %w", err)
 		}
-		return err
+		lk, err := netlink.LinkByName("g0")
+		if err != nil {
+			return err
+		}
+		ifindex = lk.Attrs().Index
+		return netlink.LinkSetUp(lk)
 	}))
 	// 5 NOOP lines and a PORT: 93 bytes of IP, 96 after the rewrite
 	payload := strings.Repeat("NOOP\r\n", 5) + "PORT 192,0,2,2,200,10\r\n"
