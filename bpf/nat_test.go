@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -29,7 +28,6 @@ import (
 	"github.com/ftpgate/ftpgate/internal/inetsum"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/internal/packet"
-	"github.com/ftpgate/ftpgate/loader"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -38,10 +36,30 @@ import (
 // over ctnetlink: bpf_skb_ct_lookup looks in the namespace of the test run's
 // device, the calling thread's loopback.
 
-var natRig struct {
+var sharedNAT struct {
 	once sync.Once
 	r    *bpftest.Rig
 	err  error
+}
+
+// natObject returns the NAT object's rig, loaded once and reset. A kernel
+// the VM matrix measured to refuse the object (bpftest.NATRefusal) skips
+// with its reason; any other refusal fails, and so does a kernel that loads
+// what it was measured to refuse.
+func natObject(t *testing.T) *bpftest.Rig {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "BPF program tests need root")
+	}
+	sharedNAT.once.Do(func() { sharedNAT.r, sharedNAT.err = bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024) })
+	if sharedNAT.err != nil {
+		skipUnlessNATKernel(t, sharedNAT.err)
+	}
+	if release, want := bpftest.NATRefusal(); want != "" {
+		t.Fatalf("kernel %s loaded the NAT object, which the VM matrix measured it to refuse (%s)", release, want)
+	}
+	must(t, sharedNAT.r.Reset())
+	return sharedNAT.r
 }
 
 // natEnv is one test's NAT rig, namespace and conntrack entries.
@@ -54,30 +72,9 @@ type natEnv struct {
 	manualAck bool
 }
 
-// natMinKernel is the first kernel with the conntrack kfuncs the NAT object
-// calls (bpf_skb_ct_lookup: 5.18; the object as a whole: 6.1).
-var natMinKernel = loader.KernelVersion{Major: 6, Minor: 1}
-
-// requireNATKernel skips below natMinKernel, saying so.
-func requireNATKernel(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		bpftest.SkipOrFail(t, "BPF program tests need root")
-	}
-	if v, err := loader.RunningKernel(); err != nil || v.Less(natMinKernel) {
-		t.Skipf("kernel %v below %v, the first the NAT object loads on", v, natMinKernel)
-	}
-}
-
 func newNATEnv(t *testing.T) *natEnv {
 	t.Helper()
-	requireNATKernel(t)
-	natRig.once.Do(func() { natRig.r, natRig.err = bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024) })
-	if natRig.err != nil {
-		t.Fatalf("load the NAT object: %v", natRig.err)
-	}
-	r := natRig.r
-	must(t, r.Reset())
+	r := natObject(t)
 	setConfig(t, r, func(c *maps.Config) { c.NAT = maps.NATCT })
 	ns := fmt.Sprintf("ftpgate-nat-%06d", rand.IntN(1000000))
 	nettest.NS(t, ns)
@@ -335,13 +332,7 @@ var (
 )
 
 func TestNATObjectLoads(t *testing.T) {
-	requireNATKernel(t)
-	r, err := bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024)
-	if errors.Is(err, ebpf.ErrNotSupported) {
-		bpftest.SkipOrFail(t, "kernel lacks a BPF feature: %v", err)
-	}
-	must(t, err)
-	r.Close()
+	natObject(t)
 }
 
 // A client behind masquerade: its PORT grows by 3 (192.0.2.2 -> 198.51.100.1),

@@ -4,14 +4,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ftpgate/ftpgate/bpf"
-	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/loader"
@@ -28,20 +25,9 @@ type natRig struct {
 
 func newNATRig(t *testing.T) *natRig {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		bpftest.SkipOrFail(t, "needs root")
-	}
+	r := natObject(t)
 	ns := fmt.Sprintf("fgnat-%06d", rand.IntN(1000000))
 	nettest.NS(t, ns)
-	r, err := bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024)
-	if err != nil {
-		skipUnlessNATKernel(t, err)
-	}
-	if release, want := bpftest.NATRefusal(); want != "" {
-		r.Close()
-		t.Fatalf("kernel %s loaded the NAT object, which the VM matrix measured it to refuse (%s)", release, want)
-	}
-	t.Cleanup(func() { r.Close() })
 	must(t, r.Maps.SetConfig(maps.DefaultConfig()))
 	return &natRig{Rig: r, ns: ns}
 }
