@@ -57,10 +57,22 @@ const (
 	Ftpgate Mode = "ftpgate"
 	// FtpgateNAT: ftpgate run --nat, ftpgate rewriting and translating.
 	FtpgateNAT Mode = "ftpgate-nat"
+	// KernelFtpgateNAT: both helpers at once, the kernel's and ftpgate
+	// --nat: whatever one rewrote the other must leave alone.
+	KernelFtpgateNAT Mode = "kernel+ftpgate-nat"
 )
 
 // Modes lists every mode, in the report's column order.
-var Modes = []Mode{None, Kernel, Ftpgate, FtpgateNAT}
+var Modes = []Mode{None, Kernel, Ftpgate, FtpgateNAT, KernelFtpgateNAT}
+
+// KernelHelper tells whether the mode's ruleset assigns the kernel's helper.
+func (m Mode) KernelHelper() bool { return m == Kernel || m == KernelFtpgateNAT }
+
+// RunsFtpgate tells whether the mode runs ftpgate on wan0.
+func (m Mode) RunsFtpgate() bool { return m == Ftpgate || m.NAT() }
+
+// NAT tells whether the mode runs ftpgate with --nat.
+func (m Mode) NAT() bool { return m == FtpgateNAT || m == KernelFtpgateNAT }
 
 // WanIf is the gateway's outside interface.
 const WanIf = "wan0"
@@ -134,7 +146,7 @@ type Ruleset struct {
 // rulesetFor is the ruleset of a mode: all share NAT and filtering, only
 // the kernel mode assigns a helper.
 func rulesetFor(m Mode) Ruleset {
-	return Ruleset{Helper: m == Kernel, HelperPorts: []int{FTPPort, AltPublicPort}}
+	return Ruleset{Helper: m.KernelHelper(), HelperPorts: []int{FTPPort, AltPublicPort}}
 }
 
 // NFT renders the ruleset for `nft -f`.
@@ -247,7 +259,7 @@ func New(t testing.TB, opts Options) *Lab {
 	if opts.FileSize == 0 {
 		opts.FileSize = 256 << 10
 	}
-	if opts.Mode == Kernel {
+	if opts.Mode.KernelHelper() {
 		if err := loadNATHelper(); err != nil {
 			t.Fatalf("natlab: %v", err)
 		}
@@ -272,11 +284,10 @@ func New(t testing.TB, opts Options) *Lab {
 	if err := lab.LoadRuleset(ctx, l.GatewayNS(), l.Dir, rulesetFor(opts.Mode).NFT()); err != nil {
 		t.Fatalf("natlab: %v", err)
 	}
-	switch opts.Mode {
-	case Ftpgate, FtpgateNAT:
+	if opts.Mode.RunsFtpgate() {
 		args := []string{"--iface", WanIf, "--allow-port", "21", "--allow-port", "2121",
 			"--ftp-port", "21", "--ftp-port", "2121", "--fwmark", Fwmark}
-		if opts.Mode == FtpgateNAT {
+		if opts.Mode.NAT() {
 			args = append(args, "--nat")
 		}
 		g, err := lab.StartGate(t, opts.Ftpgate, l.GatewayNS(), "/sys/fs/bpf/ftpgate-"+l.Topo.ID, args...)
