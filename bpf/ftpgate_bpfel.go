@@ -537,7 +537,8 @@ const (
 	FtpgateStatSTAT_NAT_CT_ALLOC_FAILED    FtpgateStat = 79
 	FtpgateStatSTAT_NAT_CT_NAT_FAILED      FtpgateStat = 80
 	FtpgateStatSTAT_NAT_CT_INSERT_FAILED   FtpgateStat = 81
-	FtpgateStatSTAT_MAX                    FtpgateStat = 82
+	FtpgateStatSTAT_RP_SNAT_SOURCE         FtpgateStat = 82
+	FtpgateStatSTAT_MAX                    FtpgateStat = 83
 )
 
 type FtpgateTcpTrackFlags uint32

@@ -705,16 +705,14 @@ __noinline int nat_egress(struct __sk_buff *skb)
 /*
  * nat_rp_source leaves the inside address of an egress control segment's
  * sender in s->nat.inside for the reverse-path check (scope.h), when
- * config.nat is on and conntrack knows the connection. Returns 0 then, -1
- * otherwise (the header's source is checked).
+ * conntrack knows the connection; with --nat or without: a NAT gateway
+ * that runs the kernel's helper next to ftpgate's filter needs it as
+ * much. Returns 0 then, -1 otherwise (the header's source is checked).
  */
 __noinline int nat_rp_source(struct __sk_buff *skb)
 {
 	struct scratch *s = get_scratch();
 	if (!s)
-		return -1;
-	struct config_val *cfg = get_config();
-	if (!cfg || cfg->nat == NAT_OFF)
 		return -1;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;

@@ -74,9 +74,13 @@ __noinline int nat_rp_source(struct __sk_buff *skb);
  * interface does not forward (a host guarding its own NIC) cannot check
  * anything: the segment is parsed and counted (rp_not_forwarding). A
  * link-local IPv6 segment never crossed a router and is not looked up.
- * With NAT, a forwarded segment leaves with the public source SNAT or the
- * reverse of DNAT gave it: the check is about the sender's inside address,
- * which its conntrack entry names (nat_rp_source).
+ * On a NAT gateway a forwarded segment leaves with the public source SNAT
+ * or the reverse of DNAT gave it: the check is about the sender's inside
+ * address, which its conntrack entry names (nat_rp_source, NAT object,
+ * with or without --nat). Without that view (the plain object), a
+ * forwarded segment whose source is this host's own address can only have
+ * been translated here, since the kernel drops arriving segments with a
+ * local source as martians: it is parsed and counted (rp_snat_source).
  * Returns 1 when the segment may be parsed, 0 (counted ctrl_spoofed) if not.
  */
 static __always_inline int source_routed(struct __sk_buff *skb, const struct pkt_info *p, int ingress)
@@ -123,6 +127,13 @@ static __always_inline int source_routed(struct __sk_buff *skb, const struct pkt
 	case BPF_FIB_LKUP_RET_FWD_DISABLED:
 		stat_inc(STAT_RP_NOT_FORWARDING);
 		return 1;
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		/* the route back is local: a source of this host's own */
+		if (!ingress && src == p->src) {
+			stat_inc(STAT_RP_SNAT_SOURCE);
+			return 1;
+		}
+		break;
 	default:
 		/* blackhole, unreachable, prohibited, local or no route: nothing leads back */
 		break;

@@ -226,26 +226,7 @@ func TestReversePathCheck(t *testing.T) {
 	// egress: what this host sends is trusted; a forwarded segment is
 	// checked against the interface it came in on
 	egress := func(ingressIfindex uint32) (bool, error) {
-		c := bpftest.NewConn(r, ap(client4, 42001), ap(server4, 21))
-		c.Hook = func(frame []byte, fromClient bool) error {
-			on, from := l.outside, ingressIfindex
-			if !fromClient && ingressIfindex != 0 {
-				// the server's replies are forwarded from outside to inside
-				on, from = l.inside, l.outside
-			}
-			return nettest.Do(l.ns, func() error {
-				_, err := r.TCOn(frame, false, on, from)
-				return err
-			})
-		}
-		if err := c.Open(); err != nil {
-			return false, err
-		}
-		must(t, c.Greet())
-		must(t, c.ClientSends("PORT 192,0,2,10,195,80\r\n"))
-		got := expectations(t, r)
-		clearTables(t, r)
-		return len(got) == 1, nil
+		return l.egressPORT(t, r, client4, ingressIfindex)
 	}
 	if ok, err := egress(0); err != nil || !ok {
 		t.Errorf("locally sent PORT at egress: expectation %v (%v), want one", ok, err)
@@ -261,6 +242,34 @@ func TestReversePathCheck(t *testing.T) {
 	if ok, err := egress(l.inside); err != nil || !ok {
 		t.Errorf("PORT forwarded from inside, at egress: expectation %v (%v), want one", ok, err)
 	}
+}
+
+// egressPORT drives a control connection from client to server4:21 seen at
+// TC egress of outside, its client's segments forwarded from the interface
+// ingressIfindex (0: sent by this host), and has the client announce its own
+// address in a PORT. Reports whether an expectation resulted.
+func (l *rpLab) egressPORT(t *testing.T, r *bpftest.Rig, client netip.Addr, ingressIfindex uint32) (bool, error) {
+	t.Helper()
+	c := bpftest.NewConn(r, ap(client, 42001), ap(server4, 21))
+	c.Hook = func(frame []byte, fromClient bool) error {
+		on, from := l.outside, ingressIfindex
+		if !fromClient && ingressIfindex != 0 {
+			// the server's replies are forwarded from outside to inside
+			on, from = l.inside, l.outside
+		}
+		return nettest.Do(l.ns, func() error {
+			_, err := r.TCOn(frame, false, on, from)
+			return err
+		})
+	}
+	if err := c.Open(); err != nil {
+		return false, err
+	}
+	must(t, c.Greet())
+	must(t, c.ClientSends(fmt.Sprintf("PORT %s,195,80\r\n", strings.ReplaceAll(client.String(), ".", ","))))
+	got := expectations(t, r)
+	clearTables(t, r)
+	return len(got) == 1, nil
 }
 
 // TestReversePathNotForwarding: an interface that does not forward (a host
@@ -301,4 +310,38 @@ func counter(t *testing.T, r *bpftest.Rig, name string) uint64 {
 	c, err := r.Counters()
 	must(t, err)
 	return c[name]
+}
+
+// TestReversePathSNATSource: on a NAT gateway a forwarded control segment
+// leaves with this host's own address as its source (masquerade, or the
+// reverse of DNAT). The kernel drops arriving segments with a local source
+// as martians, so only this host can have put it there: the segment is
+// parsed and counted (rp_snat_source), where before it counted as spoofed
+// and a gateway running the kernel's helper next to ftpgate's filter
+// admitted no data connection. A forwarded segment with a foreign source
+// that does not route back is still refused.
+func TestReversePathSNATSource(t *testing.T) {
+	r := bpftest.Shared(t)
+	l := newRPLab(t)
+	setConfig(t, r, func(c *maps.Config) { c.RPCheck = maps.RPStrict })
+	public := addr("203.0.113.1") // the lab's own outside address
+	forwarded := func(client netip.Addr) (bool, error) { return l.egressPORT(t, r, client, l.inside) }
+	before := counter(t, r, "rp_snat_source")
+	ok, err := forwarded(public)
+	if errors.Is(err, unix.EINVAL) {
+		t.Skip("BPF_PROG_TEST_RUN of this kernel does not take ingress_ifindex: egress of forwarded segments not testable here")
+	}
+	if err != nil || !ok {
+		t.Fatalf("PORT of a masqueraded client (source %v, this host's) at egress: expectation %v (%v), want one", public, ok, err)
+	}
+	if n := counter(t, r, "rp_snat_source") - before; n == 0 {
+		t.Errorf("rp_snat_source +%d, want the segments counted", n)
+	}
+	spoofed := counter(t, r, "ctrl_spoofed")
+	if ok, err := forwarded(addr("10.66.0.9")); err != nil || ok {
+		t.Errorf("PORT forwarded from inside with an unroutable foreign source: expectation %v (%v), want none", ok, err)
+	}
+	if counter(t, r, "ctrl_spoofed") == spoofed {
+		t.Errorf("unroutable foreign source at egress: ctrl_spoofed did not move")
+	}
 }

@@ -57,19 +57,22 @@ const (
 	Ftpgate Mode = "ftpgate"
 	// FtpgateNAT: ftpgate run --nat, ftpgate rewriting and translating.
 	FtpgateNAT Mode = "ftpgate-nat"
+	// KernelFtpgate: the kernel's helper rewrites, ftpgate's filter
+	// (no --nat) admits the data connections.
+	KernelFtpgate Mode = "kernel+ftpgate"
 	// KernelFtpgateNAT: both helpers at once, the kernel's and ftpgate
 	// --nat: whatever one rewrote the other must leave alone.
 	KernelFtpgateNAT Mode = "kernel+ftpgate-nat"
 )
 
 // Modes lists every mode, in the report's column order.
-var Modes = []Mode{None, Kernel, Ftpgate, FtpgateNAT, KernelFtpgateNAT}
+var Modes = []Mode{None, Kernel, Ftpgate, FtpgateNAT, KernelFtpgate, KernelFtpgateNAT}
 
 // KernelHelper tells whether the mode's ruleset assigns the kernel's helper.
-func (m Mode) KernelHelper() bool { return m == Kernel || m == KernelFtpgateNAT }
+func (m Mode) KernelHelper() bool { return m == Kernel || m == KernelFtpgate || m == KernelFtpgateNAT }
 
 // RunsFtpgate tells whether the mode runs ftpgate on wan0.
-func (m Mode) RunsFtpgate() bool { return m == Ftpgate || m.NAT() }
+func (m Mode) RunsFtpgate() bool { return m == Ftpgate || m == KernelFtpgate || m.NAT() }
 
 // NAT tells whether the mode runs ftpgate with --nat.
 func (m Mode) NAT() bool { return m == FtpgateNAT || m == KernelFtpgateNAT }

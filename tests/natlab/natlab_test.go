@@ -236,6 +236,8 @@ func (r *modeRun) check(t *testing.T, c natCase) {
 		t.Errorf("ftpgate-nat must carry every case: %s", o.note)
 	case r.mode == Kernel && c.kind == plain && !o.pass:
 		t.Errorf("the kernel's helper is the baseline and must pass: %s", o.note)
+	case r.mode == KernelFtpgate && c.kind == plain && !o.pass:
+		t.Errorf("ftpgate's filter next to the kernel's helper must pass every case the kernel's passes: %s", o.note)
 	case r.mode == KernelFtpgateNAT && c.kind == plain && !o.pass:
 		t.Errorf("with both helpers every case the kernel's passes must pass (nothing rewritten twice): %s", o.note)
 	case r.mode == None && c.needsHelper && o.pass:
