@@ -56,8 +56,8 @@ test: deps ## Run unit, BPF and lab tests (root; installs what it needs)
 	FTPGATE_REQUIRE_BPF=1 FTPGATE_INSTALL=1 $(GO) test -count=1 -timeout 20m ./...
 
 .PHONY: test-nat-off
-test-nat-off: ## Run the BPF tests on the NAT build of the object with NAT off: it must behave as the plain one (root)
-	FTPGATE_TEST_VARIANT=nat FTPGATE_REQUIRE_BPF=1 $(GO) test -count=1 ./bpf/
+test-nat-off: ## Run the BPF tests and the parser's reference corpus on the NAT build with NAT off: it must behave as the plain one (root)
+	FTPGATE_TEST_VARIANT=nat FTPGATE_REQUIRE_BPF=1 $(GO) test -count=1 ./bpf/ ./internal/reference/
 
 .PHONY: vmtest
 vmtest: ## Run the BPF, loader and end-to-end tests in VMs on Debian kernels (KERNELS="5.10 6.1")
