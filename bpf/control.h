@@ -328,8 +328,27 @@ static __always_inline int tcp_flags_valid(__u8 fl)
 	return (fl & (TCPF_ACK | TCPF_SYN | TCPF_RST)) != 0;
 }
 
+/*
+ * ctrl_forget removes a closed connection's state. One whose announcements
+ * NAT rewrote (#12) keeps it, both directions marked closed, until the
+ * ager's closed linger: its last segments (the FIN or RST, their
+ * acknowledgements and retransmissions) still need their shift.
+ */
+static __always_inline void ctrl_forget(struct scratch *s, struct ctrl_val *cv)
+{
+	for (int d = 0; d < 2; d++) {
+		if (cv->nat[d].base || cv->nat[d].head != cv->nat[d].tail) {
+			cv->dir[DIR_CLIENT].fin = 1;
+			cv->dir[DIR_SERVER].fin = 1;
+			return;
+		}
+	}
+	bpf_map_delete_elem(&ctrl_conns, &s->key);
+}
+
 /* stream_fin notes a FIN (after the payload, at seq end) and forgets a closed connection */
-static __always_inline void stream_fin(struct scratch *s, struct dir_state *st, struct dir_state *other, __u32 end)
+static __always_inline void stream_fin(struct scratch *s, struct ctrl_val *cv, struct dir_state *st,
+				       struct dir_state *other, __u32 end)
 {
 	if (st->next_seq == end)
 		st->next_seq++;
@@ -338,7 +357,7 @@ static __always_inline void stream_fin(struct scratch *s, struct dir_state *st, 
 		st->fin = 1;
 	}
 	if (other->fin)
-		bpf_map_delete_elem(&ctrl_conns, &s->key);
+		ctrl_forget(s, cv);
 }
 
 /*
@@ -402,10 +421,15 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	struct dir_state *st = dir_of(cv, dir);
 	struct dir_state *other = dir_of(cv, dir == DIR_SERVER ? DIR_CLIENT : DIR_SERVER);
 	st->last_ns = now;
+#ifdef FTPGATE_NAT
+	/* the segment is genuine: its acknowledgement may fold NAT fixes */
+	if (ingress)
+		nat_ack_commit();
+#endif
 
 	if (p.flags & TCPF_RST) {
 		ctrl_closing(st, other);
-		bpf_map_delete_elem(&ctrl_conns, &s->key);
+		ctrl_forget(s, cv);
 		return TC_ACT_OK;
 	}
 	/* a repeated SYN or SYN-ACK: nothing to parse */
@@ -419,7 +443,7 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 			untrusted_payload(st, p.seq, p.payload_len);
 	}
 	if (p.flags & TCPF_FIN)
-		stream_fin(s, st, other, p.seq + p.payload_len);
+		stream_fin(s, cv, st, other, p.seq + p.payload_len);
 	return TC_ACT_OK;
 }
 

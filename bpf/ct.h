@@ -79,6 +79,9 @@ enum nf_nat_manip_type {
 	NF_NAT_MANIP_DST = 1,
 };
 
+/* nf_conn.status: a helper was attached explicitly (an nft `ct helper` rule) */
+#define CT_IPS_HELPER (1UL << 13)
+
 /* the conntrack directions, indexes of nf_conn.tuplehash */
 enum { CT_DIR_ORIGINAL = 0, CT_DIR_REPLY = 1 };
 

@@ -214,6 +214,8 @@ enum stat {
 	STAT_NAT_CT_ALLOC_FAILED,  /* bpf_skb_ct_alloc failed (conntrack table full, no memory): the SYN reaches no inside end */
 	STAT_NAT_CT_NAT_FAILED,    /* bpf_ct_set_nat_info failed: the entry is inserted expired, the SYN reaches no inside end */
 	STAT_NAT_CT_INSERT_FAILED, /* bpf_ct_insert_entry failed (another CPU inserted the tuple first, table full) */
+	STAT_NAT_EPSV_CLASH,       /* 229 whose port another inside end's expectation holds: no expectation made (a 229's port is not rewritten) */
+	STAT_NAT_PUBLIC_ANNOUNCED, /* announcement of the public address by a sender behind NAT without the kernel's helper: refused */
 	STAT_RP_SNAT_SOURCE,       /* forwarded egress control segment whose source is this host's own address (SNAT, un-DNAT) and no conntrack view of its sender: parsed */
 	STAT_MAX,
 };

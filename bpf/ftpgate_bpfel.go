@@ -537,8 +537,10 @@ const (
 	FtpgateStatSTAT_NAT_CT_ALLOC_FAILED    FtpgateStat = 79
 	FtpgateStatSTAT_NAT_CT_NAT_FAILED      FtpgateStat = 80
 	FtpgateStatSTAT_NAT_CT_INSERT_FAILED   FtpgateStat = 81
-	FtpgateStatSTAT_RP_SNAT_SOURCE         FtpgateStat = 82
-	FtpgateStatSTAT_MAX                    FtpgateStat = 83
+	FtpgateStatSTAT_NAT_EPSV_CLASH         FtpgateStat = 82
+	FtpgateStatSTAT_NAT_PUBLIC_ANNOUNCED   FtpgateStat = 83
+	FtpgateStatSTAT_RP_SNAT_SOURCE         FtpgateStat = 84
+	FtpgateStatSTAT_MAX                    FtpgateStat = 85
 )
 
 type FtpgateTcpTrackFlags uint32

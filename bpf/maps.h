@@ -88,6 +88,8 @@ FTPGATE_MAP(guarded_ifs, BPF_MAP_TYPE_HASH, MAX_GUARDED_IFS, __u32, struct iface
 #define NAT_TEXT_BUF 64
 /* nat_req.off of a field that began in an earlier segment */
 #define NAT_OFF_SPLIT 0xffffffff
+/* nat_prepare: the announcement is refused (counted), today's rules do not apply */
+#define NAT_REFUSE (-2)
 
 /* an announcement the parser found at egress, decided after the segment (nat.h) */
 struct nat_req {
@@ -97,7 +99,7 @@ struct nat_req {
 	__u8 kind;     /* enum kind */
 	__u8 family;   /* announced family */
 	__u8 delim;    /* EPRT: the delimiter inside the field */
-	__u8 pad;
+	__u8 header;   /* the announced address is the segment's own source */
 	__u32 addr[4]; /* announced address */
 	struct expect_key exp; /* the expectation today's rules write */
 };
@@ -134,6 +136,15 @@ struct nat_scratch {
 	 * the map value
 	 */
 	__u8 out[SCAN_BUF_SIZE];
+	/*
+	 * the un-shifted acknowledgement nat_ingress saw, recorded as acked
+	 * only once the segment passed the checksum and the tracker
+	 * (nat_ack_commit): a forged ACK must not fold the log
+	 */
+	__u32 ack;
+	__u8 ack_set;
+	__u8 helper;     /* the connection has the kernel's helper attached (nat_ct_inside) */
+	__u8 pad3[2];
 	/* the verifier bounds buf_sum's last rounded chunk a few bytes past out */
 	__u8 out_slack[2 * sizeof(__u32)];
 };

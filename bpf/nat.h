@@ -36,6 +36,7 @@
 #include "checksum.h"
 #include "tcp.h"
 #include "ct.h"
+#include "scope.h"
 
 #define NAT_LOG_MASK (NAT_LOG - 1)
 #define NAT_TEXT_MASK (NAT_TEXT_BUF - 1)
@@ -145,10 +146,8 @@ __noinline int nat_ingress(struct __sk_buff *skb)
 				return 0;
 			stat_inc(STAT_NAT_ACK_SHIFTED);
 		}
-		if (!nd->acked_set || seq_after(o, nd->acked)) {
-			nd->acked = o;
-			nd->acked_set = 1;
-		}
+		s->nat.ack = o;
+		s->nat.ack_set = 1;
 	}
 	/* the SACK option's edges */
 	s->hdr_len = hdr_len;
@@ -240,6 +239,7 @@ static __always_inline int nat_ct_inside(struct __sk_buff *skb, struct scratch *
 	}
 	if (p->family == AF_INET)
 		s->nat.inside[1] = s->nat.inside[2] = s->nat.inside[3] = 0;
+	s->nat.helper = (ct->status & CT_IPS_HELPER) != 0;
 	bpf_ct_release(ct);
 	return 0;
 }
@@ -365,6 +365,20 @@ __noinline int nat_prepare(void)
 	struct nat_dir *nd = nat_dir_of(cv, s);
 	struct nat_req *r = &s->nat.req[s->nat.cur & NAT_REQ_MASK];
 	__u32 port = r->port;
+	s->nat.text_len = 0;
+	if (r->kind == KIND_EPSV) {
+		/*
+		 * a 229's port is not rewritten: on a clash with another inside
+		 * end's expectation nothing is made, rather than one session's
+		 * data connection reaching another's backend
+		 */
+		if (!nat_port_free(s, r, port)) {
+			stat_inc(STAT_NAT_EPSV_CLASH);
+			return NAT_REFUSE;
+		}
+		s->nat.port = port;
+		return 0;
+	}
 	int tries = 0;
 	for (; tries < NAT_PORT_TRIES; tries++) {
 		if (nat_port_free(s, r, port))
@@ -374,12 +388,6 @@ __noinline int nat_prepare(void)
 	if (tries == NAT_PORT_TRIES) {
 		stat_inc(STAT_NAT_PORT_EXHAUSTED);
 		return -1;
-	}
-	s->nat.text_len = 0;
-	if (r->kind == KIND_EPSV) {
-		/* a 229's port is not rewritten: on a clash the new expectation replaces the old */
-		s->nat.port = r->port;
-		return 0;
 	}
 	if (nd->tail - nd->head >= NAT_LOG) {
 		stat_inc(STAT_NAT_LOG_FULL);
@@ -440,8 +448,9 @@ __noinline int nat_commit(void)
  */
 static __always_inline int nat_rewrite(struct scratch *s, struct nat_req *r)
 {
-	if (nat_prepare() < 0)
-		return -1;
+	int rc = nat_prepare();
+	if (rc < 0)
+		return rc;
 	__builtin_memcpy(&s->exp, &r->exp, sizeof(s->exp));
 	copy_addr(s->exp.dst, s->nat.p.src);
 	s->exp.dport = s->nat.port;
@@ -450,6 +459,8 @@ static __always_inline int nat_rewrite(struct scratch *s, struct nat_req *r)
 	s->nat.target.set = 1;
 	expect_create(r->kind);
 	nat_commit();
+	/* never left for the next expectation, whatever happened above */
+	__builtin_memset(&s->nat.target, 0, sizeof(s->nat.target));
 	return 0;
 }
 
@@ -488,22 +499,38 @@ __noinline int nat_decide(struct __sk_buff *skb)
 	s->nat.before = nd->tail;
 	if (!n)
 		return 0;
-	int have = 0;
+	int have = nat_ct_inside(skb, s) == 0;
+	if (!have)
+		stat_inc(STAT_NAT_NO_CT);
+	/* the sender is behind NAT: its own address is the inside one */
+	int natted = have && !addr_eq(s->nat.inside, s->nat.p.src);
+	int rewritable = 1;
 	__u32 L = s->nat.p.payload_len;
 	if (L > s->loaded || L + NAT_SEG_FIELDS * NAT_TEXT_MAX > MAX_SCAN_BYTES) {
 		/* the rewritten payload must fit the buffers it is rebuilt and summed in */
 		stat_inc(STAT_NAT_UNREWRITABLE);
-	} else {
-		have = nat_ct_inside(skb, s) == 0;
-		if (!have)
-			stat_inc(STAT_NAT_NO_CT);
+		rewritable = 0;
 	}
 	for (__u32 i = 0; i < NAT_SEG_FIELDS; i++) {
 		if (i >= n)
 			break;
 		s->nat.cur = i;
 		struct nat_req *r = &s->nat.req[i & NAT_REQ_MASK];
-		if (have) {
+		if (r->header && natted && !s->nat.helper) {
+			/*
+			 * a sender behind NAT announcing the public address: no
+			 * inside end to reach, and an opening to this host's own
+			 * services. The kernel's helper, attached to the
+			 * connection, announces it after its own rewrite.
+			 */
+			stat_inc(STAT_NAT_PUBLIC_ANNOUNCED);
+			continue;
+		}
+		if (r->header) {
+			nat_today(s, r);
+			continue;
+		}
+		if (have && rewritable) {
 			int mine = r->kind == KIND_EPSV ? !addr_eq(s->nat.inside, s->nat.p.src)
 							: addr_eq(r->addr, s->nat.inside);
 			if (!mine) {
@@ -511,8 +538,10 @@ __noinline int nat_decide(struct __sk_buff *skb)
 					stat_inc(STAT_NAT_NO_MATCH);
 			} else if (r->kind != KIND_EPSV && r->off == NAT_OFF_SPLIT) {
 				stat_inc(STAT_NAT_SPLIT_FIELD);
-			} else if (nat_rewrite(s, r) == 0) {
-				continue;
+			} else {
+				int rc = nat_rewrite(s, r);
+				if (rc == 0 || rc == NAT_REFUSE)
+					continue;
 			}
 		}
 		nat_today(s, r);
@@ -703,22 +732,52 @@ __noinline int nat_egress(struct __sk_buff *skb)
 }
 
 /*
- * nat_rp_source leaves the inside address of an egress control segment's
- * sender in s->nat.inside for the reverse-path check (scope.h), when
- * conntrack knows the connection; with --nat or without: a NAT gateway
- * that runs the kernel's helper next to ftpgate's filter needs it as
- * much. Returns 0 then, -1 otherwise (the header's source is checked).
+ * nat_ack_commit records, once the tracker accepted an ingress segment, how
+ * far it acknowledged the rewritten direction (nat_ingress's candidate),
+ * never beyond what that direction sent: fixes acknowledged are folded at
+ * egress. A forged or out-of-window ACK never gets here.
  */
-__noinline int nat_rp_source(struct __sk_buff *skb)
+__noinline int nat_ack_commit(void)
+{
+	struct scratch *s;
+	struct ctrl_val *cv = scratch_conn(&s);
+	if (!cv || !s->nat.ack_set)
+		return 0;
+	s->nat.ack_set = 0;
+	__u32 peer = s->dir == DIR_CLIENT ? DIR_SERVER : DIR_CLIENT;
+	struct nat_dir *nd = &cv->nat[peer];
+	__u32 o = s->nat.ack;
+	if (seq_after(o, cv->dir[peer].tcp.end))
+		return 0;
+	if (!nd->acked_set || seq_after(o, nd->acked)) {
+		nd->acked = o;
+		nd->acked_set = 1;
+	}
+	return 0;
+}
+
+/*
+ * nat_rp_check is the reverse-path check (scope.h) of a forwarded egress
+ * control segment: by its sender's inside address, which the connection's
+ * conntrack entry names (with or without --nat: a NAT gateway running the
+ * kernel's helper next to ftpgate's filter needs it as much); without an
+ * entry by its header source, as the plain object checks it. Returns 1 when
+ * the segment may be parsed, 0 if not (rp_lookup).
+ */
+__noinline int nat_rp_check(struct __sk_buff *skb)
 {
 	struct scratch *s = get_scratch();
-	if (!s)
-		return -1;
+	struct config_val *cfg = get_config();
+	if (!s || !cfg)
+		return 1; /* cannot happen: one-entry arrays */
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	if (parse_packet(data, data_end, &s->nat.p) != PARSE_TCP)
-		return -1;
-	return nat_ct_inside(skb, s);
+		return 1; /* parse_control parsed it already */
+	__u32 arrival = skb->ingress_ifindex;
+	if (nat_ct_inside(skb, s))
+		return rp_lookup(skb, &s->nat.p, s->nat.p.src, arrival, cfg->rp_check, 1);
+	return rp_lookup(skb, &s->nat.p, s->nat.inside, arrival, cfg->rp_check, 0);
 }
 
 /*
@@ -734,6 +793,7 @@ __noinline int nat_begin(struct __sk_buff *skb, int ingress)
 		return 0;
 	s->nat.on = 0;
 	s->nat.n = 0;
+	s->nat.ack_set = 0;
 	s->loaded = 0;
 	struct config_val *cfg = get_config();
 	if (!cfg || cfg->nat == NAT_OFF)

@@ -304,6 +304,21 @@ func masqueraded(t *testing.T) (*natEnv, *bpftest.Conn, *[]seg) {
 	return e, c, out
 }
 
+// twoMasqueraded: two inside clients behind one public address, connected
+// to the same server; the first (natInside) has announced 192.0.2.2:51210.
+// Returns the second's connection and what TC let out of it.
+func twoMasqueraded(t *testing.T) (*natEnv, *bpftest.Conn, *[]seg) {
+	t.Helper()
+	e := newNATEnv(t)
+	publicB := ap(natPublic.Addr(), 40001)
+	e.masquerade(natInside, natPublic, natServer)
+	e.masquerade(natInsideB, publicB, natServer)
+	a, _ := e.conn(natPublic, natServer, true)
+	must(t, a.ClientSends("PORT 192,0,2,2,200,10\r\n"))
+	b, outB := e.conn(publicB, natServer, true)
+	return e, b, outB
+}
+
 // wantPayload fails unless the last frame out of TC carries payload want.
 func wantPayload(t *testing.T, out *[]seg, want string) seg {
 	t.Helper()
@@ -325,6 +340,7 @@ func last(t *testing.T, out *[]seg) seg {
 
 var (
 	natInside  = ap(addr("192.0.2.2"), 40000)
+	natInsideB = ap(addr("192.0.2.3"), 40001) // a second client behind the same public address
 	natPublic  = ap(addr("198.51.100.1"), 40000)
 	natServer  = ap(addr("203.0.113.30"), 21)
 	natClient  = ap(addr("192.0.2.10"), 40000)
@@ -444,13 +460,7 @@ func TestNATPassiveReplies(t *testing.T) {
 // the same server: the second gets another public port, its expectation
 // still leads to its own inside end.
 func TestNATPortClashRemapped(t *testing.T) {
-	e := newNATEnv(t)
-	insideB, publicB := ap(addr("192.0.2.3"), 40001), ap(natPublic.Addr(), 40001)
-	e.masquerade(natInside, natPublic, natServer)
-	e.masquerade(insideB, publicB, natServer)
-	a, _ := e.conn(natPublic, natServer, true)
-	must(t, a.ClientSends("PORT 192,0,2,2,200,10\r\n"))
-	b, outB := e.conn(publicB, natServer, true)
+	e, b, outB := twoMasqueraded(t)
 	must(t, b.ClientSends("PORT 192,0,2,3,200,10\r\n"))
 	got := last(t, outB)
 	var h1, h2, h3, h4, p1, p2 int
@@ -463,7 +473,7 @@ func TestNATPortClashRemapped(t *testing.T) {
 	}
 	want := []natExpect{
 		{"port", natServer.Addr(), ap(natPublic.Addr(), 51210), ap(natInside.Addr(), 51210)},
-		{"port", natServer.Addr(), ap(natPublic.Addr(), port), ap(insideB.Addr(), 51210)},
+		{"port", natServer.Addr(), ap(natPublic.Addr(), port), ap(natInsideB.Addr(), 51210)},
 	}
 	gotE := natExpectations(t, e.r)
 	slices.SortFunc(gotE, func(x, y natExpect) int { return int(x.Dst.Port()) - int(y.Dst.Port()) })
@@ -580,14 +590,30 @@ func TestNATNoConntrackEntry(t *testing.T) {
 	wantNATExpect(t, e.r)
 }
 
-// The address is the header's (no NAT, or the kernel helper rewrote it
-// already): untouched, the expectation as without NAT.
+// A connection conntrack does not translate (a public client routed
+// through the gateway): its own address, the header's, is untouched and the
+// expectation is as without NAT.
 func TestNATHeaderAddressUntouched(t *testing.T) {
-	e, c, out := masqueraded(t)
+	e := newNATEnv(t)
+	e.masquerade(natPublic, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
 	must(t, c.ClientSends("PORT 198,51,100,1,200,10\r\n"))
 	wantPayload(t, out, "PORT 198,51,100,1,200,10\r\n")
 	wantNATExpect(t, e.r, natExpect{"port", natServer.Addr(), ap(natPublic.Addr(), 51210), netip.AddrPort{}})
-	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 0, "nat_no_ct": 0, "expect_created": 1})
+	wantCounters(t, e.r, map[string]uint64{"nat_rewrite": 0, "nat_no_ct": 0, "nat_public_announced": 0, "expect_created": 1})
+}
+
+// A client behind masquerade announcing the public address (review of #12,
+// finding 2): no inside end to reach, and the expectation would admit a
+// connection to a service of the gateway's own. Refused and counted; the
+// kernel's helper, attached to a connection, is the one sender allowed to
+// (the natlab kernel+ftpgate-nat mode runs that).
+func TestNATPublicAddressRefused(t *testing.T) {
+	e, c, out := masqueraded(t)
+	must(t, c.ClientSends("PORT 198,51,100,1,32,251\r\n"))
+	wantPayload(t, out, "PORT 198,51,100,1,32,251\r\n")
+	wantNATExpect(t, e.r)
+	wantCounters(t, e.r, map[string]uint64{"nat_public_announced": 1, "nat_rewrite": 0, "expect_created": 0})
 }
 
 // A real control connection from a local socket through a veth, with

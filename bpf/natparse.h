@@ -43,21 +43,21 @@ static __always_inline int nat_six(struct scratch *s)
 /*
  * nat_defer records an announcement of kind (its address in s->addr, its
  * port, its expectation in s->exp) for nat_egress instead of deciding it
- * now: at egress with config.nat, when the address is not the sender's own
- * header address (a 229 carries none: always). Returns 1 when recorded.
- * Beyond NAT_SEG_FIELDS announcements in a segment, the rest are decided by
- * today's rules (counted).
+ * now: at egress with config.nat, every one, noting whether its address is
+ * the segment's own source (header): nat_decide needs conntrack to tell a
+ * sender's own address from the public one a sender behind NAT must not
+ * announce. Returns 1 when recorded. Beyond NAT_SEG_FIELDS announcements in
+ * a segment, the rest are refused (counted).
  */
 static __always_inline int nat_defer(struct scratch *s, __u8 kind, __u8 family, int port)
 {
 	if (!s->nat.on)
 		return 0;
-	if (kind != KIND_EPSV && addr_eq(s->addr, s->dir == DIR_CLIENT ? s->key.client : s->key.server))
-		return 0;
 	__u32 n = s->nat.n;
 	if (n >= NAT_SEG_FIELDS) {
+		/* refused: undecided, it could name the public address */
 		stat_inc(STAT_NAT_SEG_FIELDS);
-		return 0;
+		return 1;
 	}
 	struct nat_req *r = &s->nat.req[n & (NAT_SEG_FIELDS - 1)];
 	__u32 from = s->nat.from;
@@ -67,6 +67,7 @@ static __always_inline int nat_defer(struct scratch *s, __u8 kind, __u8 family, 
 	r->port = port;
 	r->kind = kind;
 	r->family = family;
+	r->header = kind != KIND_EPSV && addr_eq(s->addr, s->dir == DIR_CLIENT ? s->key.client : s->key.server);
 	/* EPRT: the field is "addr<d>port"; the delimiter stands before it */
 	r->delim = from > 0 ? line_at(s, from - 1) : 0;
 	copy_addr(r->addr, s->addr);

@@ -56,50 +56,17 @@ static __always_inline int link_local6(const __u32 *a)
 	return (a[0] & bpf_htonl(LINK_LOCAL6_MASK)) == bpf_htonl(LINK_LOCAL6_NET);
 }
 
-#ifdef FTPGATE_NAT
-/* nat.h: the inside address of an egress segment's sender, into scratch */
-__noinline int nat_rp_source(struct __sk_buff *skb);
-#endif
-
 /*
- * source_routed is the reverse-path check of a control segment, before
- * anything is parsed or tracked: the route back to its source (a FIB lookup
- * with the addresses swapped, as the arrival interface's input) must leave
- * through the interface it arrived on (strict), or merely exist (loose).
- *
- * The arrival interface is skb->ifindex at ingress. At egress the parser
- * sees only what no guarded ingress parsed: a forwarded segment is checked
- * against the interface it came in on (ingress_ifindex); one this host sent
- * (ingress_ifindex 0) is trusted. A lookup the kernel refuses because the
- * interface does not forward (a host guarding its own NIC) cannot check
- * anything: the segment is parsed and counted (rp_not_forwarding). A
- * link-local IPv6 segment never crossed a router and is not looked up.
- * On a NAT gateway a forwarded segment leaves with the public source SNAT
- * or the reverse of DNAT gave it: the check is about the sender's inside
- * address, which its conntrack entry names (nat_rp_source, NAT object,
- * with or without --nat). Without that view (the plain object), a
- * forwarded segment whose source is this host's own address can only have
- * been translated here, since the kernel drops arriving segments with a
- * local source as martians: it is parsed and counted (rp_snat_source).
- * Returns 1 when the segment may be parsed, 0 (counted ctrl_spoofed) if not.
+ * rp_lookup judges the route back to src from the segment's destination, as
+ * the input of interface arrival (a FIB lookup with the addresses swapped):
+ * it must leave through arrival (strict) or merely exist (loose). snat_ok:
+ * a local route back (src is this host's own address) is accepted and
+ * counted (rp_snat_source). Returns 1 when the segment may be parsed, 0
+ * (counted ctrl_spoofed) if not.
  */
-static __always_inline int source_routed(struct __sk_buff *skb, const struct pkt_info *p, int ingress)
+static __always_inline int rp_lookup(struct __sk_buff *skb, const struct pkt_info *p, const __u32 *src,
+				     __u32 arrival, __u8 mode, int snat_ok)
 {
-	struct config_val *cfg = get_config();
-	__u8 mode = cfg ? cfg->rp_check : RP_STRICT;
-	if (mode == RP_OFF)
-		return 1;
-	__u32 arrival = ingress ? skb->ifindex : skb->ingress_ifindex;
-	if (!arrival)
-		return 1;
-
-	const __u32 *src = p->src;
-#ifdef FTPGATE_NAT
-	struct scratch *ns = get_scratch();
-	if (!ingress && ns && nat_rp_source(skb) == 0)
-		src = ns->nat.inside;
-#endif
-
 	struct bpf_fib_lookup fib;
 	__builtin_memset(&fib, 0, sizeof(fib));
 	fib.family = p->family;
@@ -129,17 +96,59 @@ static __always_inline int source_routed(struct __sk_buff *skb, const struct pkt
 		return 1;
 	case BPF_FIB_LKUP_RET_NOT_FWDED:
 		/* the route back is local: a source of this host's own */
-		if (!ingress && src == p->src) {
+		if (snat_ok) {
 			stat_inc(STAT_RP_SNAT_SOURCE);
 			return 1;
 		}
 		break;
 	default:
-		/* blackhole, unreachable, prohibited, local or no route: nothing leads back */
+		/* blackhole, unreachable, prohibited or no route: nothing leads back */
 		break;
 	}
 	stat_inc(STAT_CTRL_SPOOFED);
 	return 0;
+}
+
+#ifdef FTPGATE_NAT
+/* nat.h: the check of a forwarded egress segment, by its sender's inside address */
+__noinline int nat_rp_check(struct __sk_buff *skb);
+#endif
+
+/*
+ * source_routed is the reverse-path check of a control segment, before
+ * anything is parsed or tracked (rp_lookup).
+ *
+ * The arrival interface is skb->ifindex at ingress. At egress the parser
+ * sees only what no guarded ingress parsed: a forwarded segment is checked
+ * against the interface it came in on (ingress_ifindex); one this host sent
+ * (ingress_ifindex 0) is trusted. A lookup the kernel refuses because the
+ * interface does not forward (a host guarding its own NIC) cannot check
+ * anything: the segment is parsed and counted (rp_not_forwarding). A
+ * link-local IPv6 segment never crossed a router and is not looked up.
+ * On a NAT gateway a forwarded segment leaves with the public source SNAT
+ * or the reverse of DNAT gave it: the check is about the sender's inside
+ * address, which its conntrack entry names (nat_rp_check, NAT object, with
+ * or without --nat). Without that view (the plain object, or no entry), a
+ * forwarded segment whose source is this host's own address can only have
+ * been translated here, since the kernel drops arriving segments with a
+ * local source as martians: it is parsed and counted (rp_snat_source).
+ * Returns 1 when the segment may be parsed, 0 (counted ctrl_spoofed) if not.
+ */
+static __always_inline int source_routed(struct __sk_buff *skb, const struct pkt_info *p, int ingress)
+{
+	struct config_val *cfg = get_config();
+	__u8 mode = cfg ? cfg->rp_check : RP_STRICT;
+	if (mode == RP_OFF)
+		return 1;
+	__u32 arrival = ingress ? skb->ifindex : skb->ingress_ifindex;
+	if (!arrival)
+		return 1;
+#ifdef FTPGATE_NAT
+	/* its own function: nothing of this frame lives across it (stack) */
+	if (!ingress)
+		return nat_rp_check(skb);
+#endif
+	return rp_lookup(skb, p, p->src, arrival, mode, !ingress);
 }
 
 #endif /* FTPGATE_SCOPE_H */
