@@ -33,6 +33,15 @@ int ftpgate_tc_ingress(struct __sk_buff *skb)
 	return parse_control(skb, 1);
 }
 
+#ifdef FTPGATE_NAT
+/* verified alone by the loader before the NAT object (natct.h); never attached */
+SEC("tc")
+int ftpgate_nat_probe(struct __sk_buff *skb)
+{
+	return nat_ct_probe(skb);
+}
+#endif
+
 SEC("tc")
 int ftpgate_tc_egress(struct __sk_buff *skb)
 {

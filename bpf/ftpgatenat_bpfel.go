@@ -30,6 +30,7 @@ const (
 	FtpgateNatMapGuardedIfs        = "guarded_ifs"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
 	FtpgateNatMapStats             = "stats"
+	FtpgateNatProgFtpgateNatProbe  = "ftpgate_nat_probe"
 	FtpgateNatProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatProgFtpgateTcIngress = "ftpgate_tc_ingress"
 	FtpgateNatProgFtpgateXdp       = "ftpgate_xdp"
@@ -77,6 +78,7 @@ type FtpgateNatSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FtpgateNatProgramSpecs struct {
+	FtpgateNatProbe  *ebpf.ProgramSpec `ebpf:"ftpgate_nat_probe"`
 	FtpgateTcEgress  *ebpf.ProgramSpec `ebpf:"ftpgate_tc_egress"`
 	FtpgateTcIngress *ebpf.ProgramSpec `ebpf:"ftpgate_tc_ingress"`
 	FtpgateXdp       *ebpf.ProgramSpec `ebpf:"ftpgate_xdp"`
@@ -173,6 +175,7 @@ type FtpgateNatVariables struct {
 //
 // It can be passed to LoadFtpgateNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FtpgateNatPrograms struct {
+	FtpgateNatProbe  *ebpf.Program `ebpf:"ftpgate_nat_probe"`
 	FtpgateTcEgress  *ebpf.Program `ebpf:"ftpgate_tc_egress"`
 	FtpgateTcIngress *ebpf.Program `ebpf:"ftpgate_tc_ingress"`
 	FtpgateXdp       *ebpf.Program `ebpf:"ftpgate_xdp"`
@@ -180,6 +183,7 @@ type FtpgateNatPrograms struct {
 
 func (p *FtpgateNatPrograms) Close() error {
 	return _FtpgateNatClose(
+		p.FtpgateNatProbe,
 		p.FtpgateTcEgress,
 		p.FtpgateTcIngress,
 		p.FtpgateXdp,

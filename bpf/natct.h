@@ -119,6 +119,39 @@ static __always_inline void nat_ct_entry(struct __sk_buff *skb, const struct pkt
 }
 
 /*
+ * nat_ct_probe calls every conntrack kfunc the NAT object calls, the way it
+ * calls them, and uses no map: the loader verifies it alone first (program
+ * ftpgate_nat_probe), so a kernel that refuses the kfuncs says so in a
+ * fraction of the time the whole object's verification takes (Debian's
+ * 7.3.4 refuses bpf_ct_set_nat_info only after verifying the parser). It
+ * is never attached.
+ */
+static __always_inline int nat_ct_probe(struct __sk_buff *skb)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_ct_opts opts = {};
+	union nf_inet_addr addr = {};
+	opts.netns_id = CT_NETNS_SELF;
+	opts.l4proto = IPPROTO_TCP;
+	struct nf_conn *found = bpf_skb_ct_lookup(skb, &t, sizeof(t.ipv4), &opts, CT_OPTS_SIZE);
+	if (found) {
+		int r = found->tuplehash[CT_DIR_REPLY].tuple.src.u3.all[0] != 0 || (found->status & CT_IPS_HELPER);
+		bpf_ct_release(found);
+		return r;
+	}
+	struct nf_conn___init *ct = bpf_skb_ct_alloc(skb, &t, sizeof(t.ipv4), &opts, CT_OPTS_SIZE);
+	if (!ct)
+		return 0;
+	bpf_ct_set_nat_info(ct, &addr, NAT_PORT_UNCHANGED, NF_NAT_MANIP_DST);
+	bpf_ct_set_timeout(ct, 0);
+	ct->ct.mark = 0;
+	struct nf_conn *ins = bpf_ct_insert_entry(ct);
+	if (ins)
+		bpf_ct_release(ins);
+	return 0;
+}
+
+/*
  * nat_ct_syn makes the conntrack entry of a data SYN (SYN without ACK) that
  * XDP admitted through an expectation carrying a NAT target, with NAT_CT,
  * and returns 1 when it tried. The entry's ct mark is the --fwmark value,

@@ -266,6 +266,9 @@ func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf
 	opts := &ebpf.CollectionOptions{MapReplacements: repl}
 	nat, err := natSpec()
 	if err == nil {
+		err = natProbe(nat)
+	}
+	if err == nil {
 		sizes.Resize(nat)
 		for _, name := range maps.Names {
 			nat.Maps[name].MaxEntries = plain.Maps[name].MaxEntries

@@ -88,6 +88,26 @@ func ResolveNAT(want maps.NATMode, mech NATMechanism, obj Object) (maps.NATMode,
 // refuse the object for real.
 var natSpec = func() (*ebpf.CollectionSpec, error) { return bpf.LoadVariant(bpf.NAT) }
 
+// natProbeProgram is the NAT object's program that calls every conntrack
+// kfunc and no map (bpf/natct.h): verified alone first, it gives a
+// kernel's refusal in a fraction of the time the whole object takes.
+const natProbeProgram = "ftpgate_nat_probe"
+
+// natProbe verifies the probe program of the NAT spec alone, and removes
+// it from the spec (it is never attached).
+func natProbe(spec *ebpf.CollectionSpec) error {
+	ps, ok := spec.Programs[natProbeProgram]
+	if !ok {
+		return fmt.Errorf("the NAT object has no program %s", natProbeProgram)
+	}
+	delete(spec.Programs, natProbeProgram)
+	prog, err := ebpf.NewProgram(ps)
+	if err != nil {
+		return err
+	}
+	return prog.Close()
+}
+
 // kfuncs holds the conntrack kfuncs the NAT object calls, so that a
 // refusal can name the one at fault (bpf/ct.h declares them).
 var kfuncName = regexp.MustCompile(`bpf_(skb_ct_lookup|skb_ct_alloc|ct_insert_entry|ct_release|ct_set_timeout|ct_set_nat_info)`)
