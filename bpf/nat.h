@@ -335,6 +335,21 @@ static __always_inline int nat_port_free(struct scratch *s, struct nat_req *r, _
 	return ev->nat.set && ev->nat.port == r->port && addr_eq(ev->nat.addr, s->nat.inside);
 }
 
+/*
+ * nat_current returns the request being decided (s->nat.cur), with the
+ * scratch memory in *sp and its direction's correction log in *ndp; NULL
+ * when the connection is gone.
+ */
+static __always_inline struct nat_req *nat_current(struct scratch **sp, struct nat_dir **ndp)
+{
+	struct ctrl_val *cv = scratch_conn(sp);
+	if (!cv)
+		return 0;
+	struct scratch *s = *sp;
+	*ndp = nat_dir_of(cv, s);
+	return &s->nat.req[s->nat.cur & NAT_REQ_MASK];
+}
+
 /* nat_today decides request r as the plain object does: bounce and mismatch rules */
 static __always_inline void nat_today(struct scratch *s, struct nat_req *r)
 {
@@ -359,11 +374,10 @@ static __always_inline void nat_today(struct scratch *s, struct nat_req *r)
 __noinline int nat_prepare(void)
 {
 	struct scratch *s;
-	struct ctrl_val *cv = scratch_conn(&s);
-	if (!cv)
+	struct nat_dir *nd;
+	struct nat_req *r = nat_current(&s, &nd);
+	if (!r)
 		return -1;
-	struct nat_dir *nd = nat_dir_of(cv, s);
-	struct nat_req *r = &s->nat.req[s->nat.cur & NAT_REQ_MASK];
 	__u32 port = r->port;
 	s->nat.text_len = 0;
 	if (r->kind == KIND_EPSV) {
@@ -413,11 +427,10 @@ __noinline int nat_prepare(void)
 __noinline int nat_commit(void)
 {
 	struct scratch *s;
-	struct ctrl_val *cv = scratch_conn(&s);
-	if (!cv)
+	struct nat_dir *nd;
+	struct nat_req *r = nat_current(&s, &nd);
+	if (!r)
 		return -1;
-	struct nat_dir *nd = nat_dir_of(cv, s);
-	struct nat_req *r = &s->nat.req[s->nat.cur & NAT_REQ_MASK];
 	__u64 now = now_ns(get_config());
 	if (event_allowed(now))
 		emit_event_nat(EV_NAT_REWRITE, 0, r->kind, &s->exp, &s->key, 0, &s->nat.target, now);
