@@ -47,8 +47,12 @@ int ftpgate_tc_egress(struct __sk_buff *skb)
 {
 	int ret = parse_control(skb, 0);
 #ifdef FTPGATE_NAT
-	/* the rewrite and sequence shift of NAT (nat.h), after the parser */
-	if (ret == TC_ACT_OK) {
+	/*
+	 * the rewrite and sequence shift of NAT (nat.h), after the parser,
+	 * only for a control segment nat_begin took (every other packet leaves
+	 * without two calls: make bench, TC egress non-control)
+	 */
+	if (ret == TC_ACT_OK && nat_pending()) {
 		nat_decide(skb);
 		ret = nat_egress(skb);
 	}

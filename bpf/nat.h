@@ -793,6 +793,13 @@ __noinline int nat_rp_check(struct __sk_buff *skb)
 	return rp_lookup(skb, &s->nat.p, s->nat.inside, arrival, cfg->rp_check, 0);
 }
 
+/* nat_pending tells whether nat_begin took this egress segment for nat_decide and nat_egress */
+static __always_inline int nat_pending(void)
+{
+	struct scratch *s = get_scratch();
+	return s && s->nat.on;
+}
+
 /*
  * nat_begin prepares the control segment for the NAT code (into s->nat.p), from
  * parse_control before the TCP tracker reads it: at egress with config.nat
