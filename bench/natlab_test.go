@@ -24,7 +24,7 @@ import (
 // (tests/natlab), ftpgate run --nat against the kernel's helper
 // (nf_conntrack_ftp + nf_nat_ftp), the same sessions in both.
 
-const natLabRounds = 7
+const natLabRounds = 15 // a 200 MiB transfer lasts about 0.15-0.5 s here: single ones vary by ±30 %
 
 // natXfer is one NATed session: a download by curl from host of
 // FileName at server.
