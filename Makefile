@@ -76,7 +76,7 @@ demo: build ## Lab demo: namespaces, vsftpd, ftpgate, passive + active transfers
 	tests/demo/demo.sh $(BIN)
 
 .PHONY: bench
-bench: ## Benchmarks (per-packet cost, scale, throughput, SYN flood); results in out/bench/ and docs/benchmarks.md
+bench: ## Benchmarks (per-packet cost, scale, throughput, SYN flood, NAT); results in out/bench/ and docs/benchmarks.md
 	scripts/deps.sh test
 	FTPGATE_REQUIRE_BPF=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m -count 1 ./bench/...
 
