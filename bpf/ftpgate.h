@@ -114,111 +114,15 @@ enum limits {
 	NAT_LOG = 4,
 	/* the longest replacement text: an EPRT |2| address in full form and a port */
 	NAT_TEXT_MAX = 48,
-	/* announcements of one segment the rewrite handles; the rest pass unchanged */
+	/* announcements of one segment the rewrite handles; the rest are refused */
 	NAT_SEG_FIELDS = 4,
 	/* ports tried when the announced one is taken by another inside end */
 	NAT_PORT_TRIES = 16,
 };
 
-/*
- * Counters, one per event and per drop or skip reason. The Go side derives the
- * stable counter names from these enumerator names (lower case, without the
- * STAT_ prefix): append new ones before STAT_MAX, never rename one.
- */
-enum stat {
-	STAT_CTRL_SEGMENTS,
-	STAT_CMD_PORT,
-	STAT_CMD_EPRT,
-	STAT_CMD_PASV,
-	STAT_CMD_EPSV,
-	STAT_REPLY_227,
-	STAT_REPLY_229,
-	STAT_EXPECT_CREATED,
-	STAT_EXPECT_CONSUMED,
-	STAT_EXPECT_EVICTED,
-	STAT_EXPECT_EXPIRED,
-	STAT_EXPECT_CLOSED,
-	STAT_REJECT_BOUNCE,
-	STAT_REJECT_LOW_PORT,
-	STAT_REJECT_UNPAIRED,
-	STAT_REJECT_MALFORMED,
-	STAT_REJECT_OVERLONG,
-	STAT_REJECT_FAMILY,
-	STAT_REPLY_ADDR_MISMATCH,
-	STAT_LINE_REASSEMBLED,
-	STAT_PARSE_RESYNC,
-	STAT_SCAN_LIMIT,
-	STAT_SYN_PASS_ALLOWED,
-	STAT_SYN_PASS_EXPECTED,
-	STAT_SYN_PASS_RETRANSMIT,
-	STAT_SYN_DROP_UNEXPECTED,
-	STAT_SYN_DRYRUN_WOULD_DROP,
-	STAT_DROP_UNPARSED,
-	/* added beyond the list */
-	STAT_CTRL_PICKUP,          /* a control connection first seen mid-stream */
-	STAT_CTRL_RETRANSMIT,      /* a segment whose bytes were all parsed already */
-	STAT_CTRL_CLOSED,          /* a control connection's first FIN or RST: once per connection */
-	STAT_CTRL_SKIP_FORWARDED,  /* egress sighting of a segment already counted at a guarded ingress */
-	STAT_CTRL_CONN_FULL,       /* control-connection table refused a new entry */
-	STAT_EXPECT_TABLE_FULL,    /* expectation table refused a new entry */
-	STAT_FLOW_TABLE_FULL,      /* data-flow table refused a new entry */
-	STAT_SYN_FWMARK,           /* admitted data SYN marked at TC ingress */
-	STAT_EVENTS_LOST,          /* ring buffer full, an event was not reported */
-	STAT_CTRL_BAD_CHECKSUM,    /* control segment with a wrong TCP checksum: ignored */
-	STAT_EVENTS_SUPPRESSED,    /* rejection or dropped-SYN event over the rate limit: not reported */
-	STAT_REPLY_227_NO_ADDRESS, /* unpaired 227 without an address (pure-ftpd's "227 Logout."): ignored */
-	/* #11 ftp */
-	STAT_CTRL_NOT_FTP,         /* a control connection that is not FTP (HTTP, TLS, no greeting): never parsed again */
-	STAT_REJECT_UNVERIFIED,    /* a picked-up connection's line before the server's first reply line: ignored */
-	STAT_CMD_QUEUE_FULL,       /* a command found CMD_QUEUE outstanding: pairing refused until answered */
-	STAT_REPLY_UNSOLICITED,    /* a final reply with no outstanding command */
-	STAT_CMD_TENTATIVE,        /* a command after a gap in the client stream, kept tentative */
-	STAT_GAP_FILLED,           /* a gap filled by a retransmission ending a line: tentative commands confirmed */
-	STAT_TENTATIVE_DROPPED,    /* tentative commands given up (gap filled otherwise, another gap, too many) */
-	/* #11 tcp */
-	STAT_TCP_OUT_OF_WINDOW,    /* control segment outside the window learnt from the peer: ignored */
-	STAT_TCP_RST_IGNORED,      /* control RST not at the sender's sequence (or out of window): ignored */
-	STAT_TCP_UNTRUSTED,        /* payload of a control connection not yet trusted: tracked, not parsed */
-	STAT_CTRL_EMBRYO_CREATED,  /* an untrusted control connection began to be tracked */
-	STAT_CTRL_EMBRYO_LIMITED,  /* a new untrusted control connection over its source's rate: not tracked */
-	STAT_CTRL_TRUSTED_HANDSHAKE, /* a control connection trusted through its handshake */
-	STAT_CTRL_TRUSTED_PICKUP,  /* a control connection picked up mid-stream, trusted once seq and ack agreed */
-	STAT_SYN_FLOW_REFUSED,     /* data SYN on an admitted flow's 5-tuple with another ISN, or after FIN/RST */
-	/* #11 scope */
-	STAT_CTRL_SPOOFED,         /* control segment whose source is not routed back through its arrival interface: ignored */
-	STAT_CTRL_OUT_OF_SCOPE,    /* segment on a scoped control port to or from a server outside its prefixes: not parsed */
-	STAT_RP_NOT_FORWARDING,    /* control segment on an interface with forwarding off: no reverse-path check possible, parsed */
-	STAT_TCP_BAD_FLAGS,        /* control segment with flags a receiver drops (no ACK but a SYN or RST; SYN|FIN, SYN|RST, FIN|RST): ignored */
-	STAT_CTRL_TRUNCATED,       /* control segment shorter than its IP length: payload and checksum unreadable, ignored */
-	/* #12 NAT */
-	STAT_NAT_REWRITE,          /* an announced inside address (PORT, EPRT, 227) rewritten to the public one */
-	STAT_NAT_REWRITE_229,      /* a 229 of an inside server: expectation made for the inside end, text unchanged */
-	STAT_NAT_PORT_REMAPPED,    /* the announced port was taken by another inside end: another public port chosen */
-	STAT_NAT_PORT_EXHAUSTED,   /* no free public port in NAT_PORT_TRIES: announcement passed unchanged */
-	STAT_NAT_NO_CT,            /* announcement of a foreign address, no conntrack entry for its connection: not rewritten */
-	STAT_NAT_NO_MATCH,         /* announced address is neither the header's nor the conntrack inside one: not rewritten */
-	STAT_NAT_SPLIT_FIELD,      /* announced field not whole in one segment (a line split across segments): passed unchanged */
-	STAT_NAT_LOG_FULL,         /* NAT_LOG rewritten fields not yet acknowledged: the announcement passes unchanged */
-	STAT_NAT_SEG_FIELDS,       /* more than NAT_SEG_FIELDS announcements in one segment: the rest pass unchanged */
-	STAT_NAT_UNREWRITABLE,     /* segment whose rewritten payload would pass MAX_SCAN_BYTES, or not fully loaded: passed unchanged */
-	STAT_NAT_GSO_DROP,         /* GSO control skb that a rewrite would take past the MTU: dropped, the retransmission is rewritten */
-	STAT_NAT_RETRANS_REAPPLIED, /* retransmitted rewritten field: the same text written again (not a new rewrite) */
-	STAT_NAT_RETRANS_PARTIAL,  /* segment holding part of a rewritten field: passed unchanged */
-	STAT_NAT_SEQ_SHIFTED,      /* egress segment whose sequence number was shifted by earlier rewrites */
-	STAT_NAT_ACK_SHIFTED,      /* ingress segment whose acknowledgement was shifted back */
-	STAT_NAT_SACK_SHIFTED,     /* ingress SACK block whose edges were shifted back */
-	STAT_NAT_REWRITE_FAILED,   /* a helper refused the rewrite of the skb (change_tail, store): segment dropped */
-	/* #12 NAT: the data connection's conntrack entry (NAT_CT, bpf/natct.h) */
-	STAT_NAT_CT_INSERTED,      /* conntrack entry with NAT to the inside end made for an admitted data SYN */
-	STAT_NAT_CT_EXISTS,        /* data SYN whose conntrack entry exists (a retransmission): not made again */
-	STAT_NAT_CT_ALLOC_FAILED,  /* bpf_skb_ct_alloc failed (conntrack table full, no memory): the SYN reaches no inside end */
-	STAT_NAT_CT_NAT_FAILED,    /* bpf_ct_set_nat_info failed: the entry is inserted expired, the SYN reaches no inside end */
-	STAT_NAT_CT_INSERT_FAILED, /* bpf_ct_insert_entry failed (another CPU inserted the tuple first, table full) */
-	STAT_NAT_EPSV_CLASH,       /* 229 whose port another inside end's expectation holds: no expectation made (a 229's port is not rewritten) */
-	STAT_NAT_PUBLIC_ANNOUNCED, /* announcement of the public address by a sender behind NAT without the kernel's helper: refused */
-	STAT_RP_SNAT_SOURCE,       /* forwarded egress control segment whose source is this host's own address (SNAT, un-DNAT) and no conntrack view of its sender: parsed */
-	STAT_MAX,
-};
+/* the counters (enum stat) and the NAT types, each in its own header */
+#include "stats.h"
+#include "nattypes.h"
 
 /* kinds of expectation: the command or reply that created it */
 enum kind {
@@ -309,18 +213,6 @@ struct expect_key {
 	__u16 dport;
 	__u32 src[4];
 	__u32 dst[4];
-};
-
-/*
- * Where a data connection really goes when ftpgate rewrote its announcement
- * (#12, config.nat): the inside address and port behind the public ones the
- * expectation (or flow) is keyed on. set is 0 without NAT.
- */
-struct nat_target {
-	__u32 addr[4];
-	__u16 port;
-	__u8 set;
-	__u8 pad;
 };
 
 struct expect_val {
@@ -463,39 +355,6 @@ struct dir_state {
 	struct ftp_track ftp;
 };
 
-/*
- * #12 NAT: one field of a direction's stream rewritten at egress, kept so
- * that a retransmission gets the same bytes and every later sequence number
- * (and the peer's acknowledgements) the same shift. The text is not kept:
- * it is derived again from the segment's source address (the public one,
- * the same for the whole connection), the port and the form.
- */
-struct nat_fix {
-	__u32 seq;     /* sender's (inside) sequence number of the field's first byte */
-	__u16 old_len; /* bytes of the field as sent */
-	__u16 new_len; /* bytes of its replacement */
-	__s32 delta;   /* shift of every byte after the field: the sum of all fixes so far */
-	__u16 port;    /* the public port written */
-	__u8 kind;     /* enum kind: the form of the text */
-	__u8 delim;    /* EPRT: the delimiter inside the field */
-};
-
-/*
- * The correction log of one direction: a ring of fixes. Written by the hook
- * that sees the direction (egress), except acked, which the other
- * direction's hook (ingress) writes: fixes the peer has acknowledged can no
- * longer be retransmitted, and egress folds them into base.
- */
-struct nat_dir {
-	__s32 base;    /* shift of every byte after the folded fixes */
-	__u32 acked;   /* sender's sequence number the peer has acknowledged (ack shifted back) */
-	__u32 head;    /* first live fix */
-	__u32 tail;    /* one past the last fix */
-	__u8 acked_set; /* acked holds a value */
-	__u8 pad[3];
-	struct nat_fix fix[NAT_LOG];
-};
-
 struct ctrl_val {
 	__u64 created_ns;
 	struct dir_state dir[2]; /* indexed by enum direction */
@@ -531,17 +390,6 @@ enum rp_check {
 	RP_STRICT = 0, /* the route back to the source leaves through the arrival interface */
 	RP_LOOSE = 1,  /* some route back to the source exists */
 	RP_OFF = 2,    /* no check: asymmetric routing */
-};
-
-/*
- * NAT (#12, config.nat): ftpgate rewrites the addresses PORT, EPRT and 227
- * announce and makes the data connection reach the inside end, by one of
- * two mechanisms (docs/nat.md). The loader picks one per kernel.
- */
-enum nat_mode {
-	NAT_OFF = 0, /* announcements pass unchanged: today's behaviour */
-	NAT_CT = 1,  /* data connections through conntrack entries made from BPF (kfuncs) */
-	NAT_OWN = 2, /* data connections translated by ftpgate itself */
 };
 
 /* a guarded interface, for the egress skip of forwarded segments */
