@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/ftpgate/ftpgate/loader"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 func runCommand() *cli.Command {
@@ -103,6 +104,9 @@ func runAction(c *cli.Context) error {
 	}
 	log.Info("ftpgate running", "version", loader.Version, "pin_dir", opts.PinDir, "ftp_ports", ctrlPortsText(opts.CtrlPorts, opts.CtrlScopes),
 		"allow_ports", opts.AllowPorts, "dry_run", opts.Config.DryRun, "rp_check", opts.Config.RPCheck.String())
+	if w := natWithoutMark(opts.Config); w != "" {
+		log.Warn(w)
+	}
 
 	if path := c.String("ready-file"); path != "" {
 		if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -144,4 +148,16 @@ func runAction(c *cli.Context) error {
 	}
 	log.Info("stopped; dataplane stays attached", "pin_dir", opts.PinDir)
 	return nil
+}
+
+// natWithoutMark says, for --nat without --fwmark, what the forward chain
+// then lacks: the conntrack entry of a data connection is made new, not
+// related, so only a mark tells it from a connection nobody negotiated.
+// Empty otherwise.
+func natWithoutMark(cfg maps.Config) string {
+	if cfg.NAT == maps.NATOff || cfg.FwmarkValue != 0 {
+		return ""
+	}
+	return "--nat without --fwmark: the forward chain cannot tell ftpgate's data connections (their conntrack entries are new, not related); " +
+		"add --fwmark, e.g. --fwmark 0x100/0x100 with `meta mark & 0x100 == 0x100 accept` in the forward chain"
 }
