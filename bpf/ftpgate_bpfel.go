@@ -51,7 +51,8 @@ type FtpgateCtrlVal struct {
 		Head     uint32
 		Tail     uint32
 		AckedSet uint8
-		Pad      [3]uint8
+		Keep     uint8
+		Pad      [2]uint8
 		Fix      [4]struct {
 			_      structs.HostLayout
 			Seq    uint32
@@ -540,7 +541,11 @@ const (
 	FtpgateStatSTAT_NAT_EPSV_CLASH         FtpgateStat = 82
 	FtpgateStatSTAT_NAT_PUBLIC_ANNOUNCED   FtpgateStat = 83
 	FtpgateStatSTAT_RP_SNAT_SOURCE         FtpgateStat = 84
-	FtpgateStatSTAT_MAX                    FtpgateStat = 85
+	FtpgateStatSTAT_NAT_RETRANS_TOO_LONG   FtpgateStat = 85
+	FtpgateStatSTAT_NAT_MTU_UNCHANGED      FtpgateStat = 86
+	FtpgateStatSTAT_NAT_MTU_DROP           FtpgateStat = 87
+	FtpgateStatSTAT_NAT_TCP_OPTION         FtpgateStat = 88
+	FtpgateStatSTAT_MAX                    FtpgateStat = 89
 )
 
 type FtpgateTcpTrackFlags uint32

@@ -48,6 +48,29 @@
 
 #define NAT_REQ_MASK (NAT_SEG_FIELDS - 1)
 #define PORT_SPACE 65536
+/* TCP options a rewrite breaks: MD5 signature (RFC 2385), TCP-AO (RFC 5925), MPTCP (RFC 8684) */
+#define TCP_OPT_MD5 19
+#define TCP_OPT_AO 29
+#define TCP_OPT_MPTCP 30
+
+/*
+ * nat_keep_opts tells whether the egress segment in s->nat.p carries a TCP
+ * option that a rewrite would break: TCP-MD5 and TCP-AO sign the payload
+ * with a key only the endpoints hold, and MPTCP's DSS maps data sequence
+ * numbers over lengths the rewrite changes (and may checksum the payload).
+ * A mapping may cover segments without the option, so the caller remembers
+ * it for the direction.
+ */
+__noinline int nat_keep_opts(struct __sk_buff *skb)
+{
+	struct scratch *s = get_scratch();
+	if (!s || !skb || nat_header_load(skb, s))
+		return 0;
+	s->opt_off = sizeof(struct tcphdr);
+	__u8 kind = 0, olen = 0;
+	__u32 i = 0, len = 0;
+	return tcp_opt_seek(s, 1u << TCP_OPT_MD5 | 1u << TCP_OPT_AO | 1u << TCP_OPT_MPTCP, &kind, &i, &len, &olen) == TCP_OPT_FOUND;
+}
 
 /*
  * nat_port_free tells whether public port is free for the request: no
@@ -186,14 +209,25 @@ __noinline int nat_commit(void)
 /*
  * nat_rewrite makes the expectation of request r for the public end (the
  * segment's source address and the chosen port) with the inside end as its
- * nat, and logs the replacement (nat_prepare, nat_commit). Returns 0, or -1
- * when the request must be decided by today's rules.
+ * nat, and logs the replacement (nat_prepare, nat_commit). *grown is what
+ * the segment's earlier rewrites add to it: a non-GSO segment is never
+ * grown past the egress device's MTU (it would be lost after TC, and its
+ * retransmission, the same size, too). Returns 0, or -1 when the request
+ * must be decided by today's rules.
  */
-static __always_inline int nat_rewrite(struct scratch *s, struct nat_req *r)
+static __always_inline int nat_rewrite(struct __sk_buff *skb, struct scratch *s, struct nat_req *r, __s32 *grown)
 {
 	int rc = nat_prepare();
 	if (rc < 0)
 		return rc;
+	if (r->kind != KIND_EPSV) {
+		__s32 g = *grown + (__s32)s->nat.text_len - (__s32)r->len;
+		if (g > 0 && !nat_gso(skb) && nat_past_mtu(skb, g)) {
+			stat_inc(STAT_NAT_MTU_UNCHANGED);
+			return -1;
+		}
+		*grown = g;
+	}
 	__builtin_memcpy(&s->exp, &r->exp, sizeof(s->exp));
 	copy_addr(s->exp.dst, s->nat.p.src);
 	s->exp.dport = s->nat.port;
@@ -240,6 +274,8 @@ __noinline int nat_decide(struct __sk_buff *skb)
 		nd->head++;
 	}
 	s->nat.before = nd->tail;
+	if (!nd->keep && nat_keep_opts(skb))
+		nd->keep = 1;
 	if (!n)
 		return 0;
 	int have = nat_ct_inside(skb, s) == 0;
@@ -254,6 +290,11 @@ __noinline int nat_decide(struct __sk_buff *skb)
 		stat_inc(STAT_NAT_UNREWRITABLE);
 		rewritable = 0;
 	}
+	if (nd->keep) {
+		stat_inc(STAT_NAT_TCP_OPTION);
+		rewritable = 0;
+	}
+	__s32 grown = 0;
 	for (__u32 i = 0; i < NAT_SEG_FIELDS; i++) {
 		if (i >= n)
 			break;
@@ -282,7 +323,7 @@ __noinline int nat_decide(struct __sk_buff *skb)
 			} else if (r->kind != KIND_EPSV && r->off == NAT_OFF_SPLIT) {
 				stat_inc(STAT_NAT_SPLIT_FIELD);
 			} else {
-				int rc = nat_rewrite(s, r);
+				int rc = nat_rewrite(skb, s, r, &grown);
 				if (rc == 0 || rc == NAT_REFUSE)
 					continue;
 			}

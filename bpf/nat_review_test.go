@@ -160,3 +160,116 @@ func TestNATReviewPublicAddressOpensGatewayPort(t *testing.T) {
 		t.Errorf("R4b reproduced: SYN %v -> gateway's own %v admitted (mark %#x)", natServer.Addr(), ap(natPublic.Addr(), 8443), mark)
 	}
 }
+
+// A retransmission longer than the parser reads (MAX_SCAN_BYTES; GRO and
+// TSO make such skbs) that holds a rewritten field cannot be rebuilt:
+// unchanged, its field would leave with the old length and every byte
+// after it with the wrong shift. It is dropped (nat_retrans_too_long) and
+// TCP sends it again. BPF_PROG_TEST_RUN takes no skb longer than a page, so
+// the test sends the start of such a segment, whose IP length claims the
+// whole: the same case for nat_egress, a logged field inside a payload that
+// is not in the parser's buffer.
+func TestNATReviewLongRetransmissionDropped(t *testing.T) {
+	e, c, out := masqueraded(t)
+	start := c.CSeq
+	port := "PORT 192,0,2,2,200,10\r\n" // +3
+	must(t, c.ClientSends(port))
+	wantPayload(t, out, "PORT 198,51,100,1,200,10\r\n")
+	// the PORT and what followed it, resent as one skb
+	rest := strings.Repeat("NOOP\r\n", (maps.MaxScanBytes+900)/6)
+	frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: start, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(port + rest)}.Bytes()
+	frame = frame[:3000]
+	o, ret := e.run(frame, false)
+	if ret != tcActShot {
+		t.Errorf("%d-byte retransmission holding the rewritten PORT: tc returned %d, left starting %q, want TC_ACT_SHOT",
+			len(port+rest), ret, o[14+20+20:14+20+20+len(port)+3])
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_retrans_too_long": 1, "nat_rewrite": 1})
+}
+
+// A rewrite that would grow a plain (non-GSO) segment past the egress
+// device's MTU (and L2 header) is not made: the segment would be lost after
+// TC, and its retransmission, the same size, too. The announcement passes
+// unchanged (nat_mtu_unchanged) and nothing is logged, so later segments
+// are not shifted. A retransmission that grows past the MTU re-applying a
+// logged field is dropped (nat_mtu_drop): unchanged it would corrupt the
+// stream.
+func TestNATReviewGrowthPastMTU(t *testing.T) {
+	e, c, out := masqueraded(t)
+	const mtu = 94
+	ifindex := uint32(e.smallMTU(mtu))
+	// 93 bytes of IP, 96 after the rewrite
+	payload := strings.Repeat("NOOP\r\n", 5) + "PORT 192,0,2,2,200,10\r\n"
+	frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(payload)}.Bytes()
+	got, ret := e.egressOn(frame, ifindex, 0, 0)
+	if ret != bpftest.TCOK || got.Payload != payload || got.IPLen != mtu-1 {
+		t.Fatalf("full-size segment: tc %d, left %d bytes of IP with %q; want it unchanged", ret, got.IPLen, got.Payload)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_rewrite": 0, "reject_bounce": 1})
+	c.CSeq += uint32(len(payload))
+	must(t, c.ClientSends("NOOP\r\n"))
+	if s := last(t, out); s.Seq != c.CSeq-6 {
+		t.Errorf("next segment left at %#x, want %#x: shifted by a rewrite never made", s.Seq, c.CSeq-6)
+	}
+
+	// a short PORT is rewritten; its retransmission collapsed with the
+	// bytes after it to the full size would grow past the MTU
+	start := c.CSeq
+	must(t, c.ClientSends("PORT 192,0,2,2,200,11\r\n"))
+	wantPayload(t, out, "PORT 198,51,100,1,200,11\r\n")
+	must(t, c.ClientSends(strings.Repeat("NOOP\r\n", 5)))
+	frame = packet.TCP{Src: natPublic, Dst: natServer, Seq: start, Ack: c.SSeq, Flags: packet.ACK | packet.PSH,
+		Payload: []byte("PORT 192,0,2,2,200,11\r\n" + strings.Repeat("NOOP\r\n", 5))}.Bytes()
+	if _, ret := e.egressOn(frame, ifindex, 0, 0); ret != tcActShot {
+		t.Errorf("retransmission grown past the MTU: tc returned %d, want TC_ACT_SHOT", ret)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_rewrite": 1, "nat_mtu_drop": 1})
+}
+
+// A GSO skb longer than the MTU loses its GSO state to any rewrite
+// (bpf_skb_change_tail), a shrinking one too: it would leave as one packet
+// past the MTU. Dropped once (nat_gso_drop); the retransmission, a plain
+// segment, is rewritten from the log.
+func TestNATReviewGSOShrinkPastMTU(t *testing.T) {
+	e := newNATEnv(t)
+	long := ap(addr("203.0.113.200"), 40000) // 203,0,113,200 -> 198,51,100,1: one byte shorter
+	e.masquerade(long, natPublic, natServer)
+	c, out := e.conn(natPublic, natServer, true)
+	ifindex := uint32(e.smallMTU(94))
+	payload := strings.Repeat("NOOP\r\n", 5) + "PORT 203,0,113,200,200,10\r\n" // 97 bytes of IP
+	frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(payload)}.Bytes()
+	if _, ret := e.egressOn(frame, ifindex, 2, 50); ret != tcActShot {
+		t.Fatalf("GSO skb past the MTU shrunk by a rewrite: tc returned %d, want TC_ACT_SHOT", ret)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_gso_drop": 1, "nat_rewrite": 1})
+	must(t, c.ClientAt(c.CSeq, payload))
+	wantPayload(t, out, strings.Repeat("NOOP\r\n", 5)+"PORT 198,51,100,1,200,10\r\n")
+}
+
+// Segments with TCP-MD5 (19), TCP-AO (29) or MPTCP (30) options are never
+// rewritten: a rewrite breaks the signature only the endpoints can make, or
+// the DSS mapping's lengths. The announcement passes unchanged
+// (nat_tcp_option), and so does every later one of that direction: an
+// MPTCP mapping may cover segments that carry no option.
+func TestNATReviewSignedOptionsKept(t *testing.T) {
+	opts := map[string][]byte{
+		"md5":   append([]byte{19, 18}, append(make([]byte, 16), 1, 1)...),
+		"ao":    append([]byte{29, 16, 1, 1}, make([]byte, 12)...),
+		"mptcp": {30, 8, 0x20, 0x01, 0, 0, 0, 0},
+	}
+	for name, opt := range opts {
+		t.Run(name, func(t *testing.T) {
+			e, c, out := masqueraded(t)
+			port := "PORT 192,0,2,2,200,10\r\n"
+			must(t, c.Forge(true, packet.TCP{Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, TCPOptions: opt, Payload: []byte(port)}))
+			c.CSeq += uint32(len(port))
+			if got := last(t, out); got.Payload != port {
+				t.Errorf("PORT with option %d left as %q, want it unchanged", opt[0], got.Payload)
+			}
+			// the next one, without the option
+			must(t, c.ClientSends("PORT 192,0,2,2,200,11\r\n"))
+			wantPayload(t, out, "PORT 192,0,2,2,200,11\r\n")
+			wantCounters(t, e.r, map[string]uint64{"nat_tcp_option": 2, "nat_rewrite": 0})
+		})
+	}
+}

@@ -757,15 +757,12 @@ const (
 	skbCtxLen     = 192
 )
 
-// A GSO control skb that the rewrite would take past the MTU is dropped
-// once and counted; its field is logged, so the retransmission (a plain
-// segment) is rewritten the same way. One that stays within the MTU is
-// rewritten.
-func TestNATGSOGrowthPastMTU(t *testing.T) {
-	e, c, out := masqueraded(t)
-	const mtu = 94
+// smallMTU adds a veth of the given MTU to the test's namespace and returns
+// its ifindex: a test run on it has the device bpf_check_mtu reads.
+func (e *natEnv) smallMTU(mtu int) int {
+	e.t.Helper()
 	var ifindex int
-	must(t, nettest.Do(e.ns, func() error {
+	must(e.t, nettest.Do(e.ns, func() error {
 		err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "g0", MTU: mtu}, PeerName: "g1"})
 		if err != nil {
 			return fmt.Errorf("add veth: %w", err)
@@ -777,24 +774,50 @@ func TestNATGSOGrowthPastMTU(t *testing.T) {
 		ifindex = lk.Attrs().Index
 		return netlink.LinkSetUp(lk)
 	}))
+	return ifindex
+}
+
+// egressOn runs frame through TC egress as an skb of device ifindex with
+// the given GSO segments and size (0, 0: a plain segment); it returns the
+// frame that leaves and TC's verdict.
+func (e *natEnv) egressOn(frame []byte, ifindex, gsoSegs, gsoSize uint32) (seg, uint32) {
+	e.t.Helper()
+	ctx := make([]byte, skbCtxLen)
+	binary.NativeEndian.PutUint32(ctx[skbIfindexOff:], ifindex)
+	binary.NativeEndian.PutUint32(ctx[skbGSOSegsOff:], gsoSegs)
+	binary.NativeEndian.PutUint32(ctx[skbGSOSizeOff:], gsoSize)
+	out := make([]byte, len(frame)+256)
+	var ret uint32
+	must(e.t, nettest.Do(e.ns, func() error {
+		opts := &ebpf.RunOptions{Data: frame, DataOut: out, Context: ctx, ContextOut: make([]byte, skbCtxLen)}
+		var err error
+		ret, err = e.r.Objs.FtpgateTcEgress.Run(opts)
+		out = opts.DataOut
+		return err
+	}))
+	if ret != bpftest.TCOK {
+		return seg{}, ret
+	}
+	return decodeSeg(e.t, out), ret
+}
+
+const tcActShot = 2
+
+// A GSO control skb that the rewrite would take past the MTU is dropped
+// once and counted; its field is logged, so the retransmission (a plain
+// segment) is rewritten the same way. One that stays within the MTU is
+// rewritten.
+func TestNATGSOGrowthPastMTU(t *testing.T) {
+	e, c, out := masqueraded(t)
+	const mtu = 94
+	ifindex := e.smallMTU(mtu)
 	// 5 NOOP lines and a PORT: 93 bytes of IP, 96 after the rewrite
 	payload := strings.Repeat("NOOP\r\n", 5) + "PORT 192,0,2,2,200,10\r\n"
 	frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(payload)}.Bytes()
 	if len(frame)-14 != mtu-1 {
 		t.Fatalf("frame of %d bytes of IP, want %d", len(frame)-14, mtu-1)
 	}
-	ctx := make([]byte, skbCtxLen)
-	binary.NativeEndian.PutUint32(ctx[skbIfindexOff:], uint32(ifindex))
-	binary.NativeEndian.PutUint32(ctx[skbGSOSegsOff:], 2)
-	binary.NativeEndian.PutUint32(ctx[skbGSOSizeOff:], 40)
-	var ret uint32
-	must(t, nettest.Do(e.ns, func() error {
-		var err error
-		ret, err = e.r.Objs.FtpgateTcEgress.Run(&ebpf.RunOptions{Data: frame, Context: ctx, ContextOut: make([]byte, skbCtxLen)})
-		return err
-	}))
-	const tcActShot = 2
-	if ret != tcActShot {
+	if _, ret := e.egressOn(frame, uint32(ifindex), 2, 40); ret != tcActShot {
 		t.Fatalf("GSO skb grown past the MTU: tc returned %d, want TC_ACT_SHOT", ret)
 	}
 	wantCounters(t, e.r, map[string]uint64{"nat_gso_drop": 1, "nat_rewrite": 1})

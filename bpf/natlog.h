@@ -89,6 +89,22 @@ static __always_inline int nat_replace4(struct __sk_buff *skb, __u32 l4_off, __u
 }
 
 /*
+ * nat_header_load reads the TCP header of the segment in s->nat.p into
+ * s->hdr (s->hdr_len). Returns 0, or -1 when it cannot be read.
+ */
+static __always_inline int nat_header_load(struct __sk_buff *skb, struct scratch *s)
+{
+	__u32 hdr_len = s->nat.p.payload_off - s->nat.p.l4_off;
+	if (hdr_len < sizeof(struct tcphdr) || hdr_len > TCP_MAX_HDR)
+		return -1;
+	__u32 hl = ((hdr_len - 1) & TCP_HDR_MASK) + 1;
+	if (bpf_skb_load_bytes(skb, s->nat.p.l4_off, s->hdr, hl))
+		return -1;
+	s->hdr_len = hdr_len;
+	return 0;
+}
+
+/*
  * nat_ingress shifts the acknowledgement and every SACK edge of a control
  * segment arriving on the guarded interface back to the numbering of the
  * direction it acknowledges, when that direction's announcements were
@@ -108,11 +124,7 @@ __noinline int nat_ingress(struct __sk_buff *skb)
 	if (nd->head == nd->tail && nd->base == 0)
 		return 0;
 	__u32 l4 = s->nat.p.l4_off;
-	__u32 hdr_len = s->nat.p.payload_off - l4;
-	if (hdr_len < sizeof(struct tcphdr) || hdr_len > TCP_MAX_HDR)
-		return 0;
-	__u32 hl = ((hdr_len - 1) & TCP_HDR_MASK) + 1;
-	if (bpf_skb_load_bytes(skb, l4, s->hdr, hl))
+	if (nat_header_load(skb, s))
 		return 0;
 	struct tcphdr *th = (void *)s->hdr;
 	if (s->nat.p.flags & TCPF_ACK) {
@@ -127,39 +139,29 @@ __noinline int nat_ingress(struct __sk_buff *skb)
 		s->nat.ack_set = 1;
 	}
 	/* the SACK option's edges */
-	s->hdr_len = hdr_len;
 	s->opt_off = sizeof(struct tcphdr);
-	for (int n = 0; n < TCP_MAX_HDR - sizeof(struct tcphdr); n++) {
-		__u8 kind = 0, olen = 0;
-		__u32 i = 0, len = 0;
-		int r = tcp_opt_step(s, &kind, &i, &len, &olen);
-		if (r == TCP_OPT_END)
+	__u8 kind = 0, olen = 0;
+	__u32 i = 0, len = 0;
+	if (tcp_opt_seek(s, 1u << TCP_OPT_SACK, &kind, &i, &len, &olen) != TCP_OPT_FOUND || i + olen > len)
+		return 0;
+	int blocks = 0;
+	for (__u32 e = 0; e < SACK_MAX_EDGES; e++) {
+		__u32 at = i + TCP_OPT_MIN_LEN + e * SACK_EDGE_LEN;
+		if (at + SACK_EDGE_LEN > i + olen)
 			break;
-		if (r == TCP_OPT_SKIP)
-			continue;
-		if (kind == TCP_OPT_SACK && i + olen <= len) {
-			int blocks = 0;
-			for (__u32 e = 0; e < SACK_MAX_EDGES; e++) {
-				__u32 at = i + TCP_OPT_MIN_LEN + e * SACK_EDGE_LEN;
-				if (at + SACK_EDGE_LEN > i + olen)
-					break;
-				/* bytewise: an edge need not stand on a word boundary */
-				__u32 v = 0;
-				for (int b = 0; b < SACK_EDGE_LEN; b++)
-					v = (v << BITS_PER_BYTE) | s->hdr[(at + b) & TCP_HDR_MASK];
-				__u32 o = v - nat_shift(nd, v, 1);
-				if (o != v) {
-					if (nat_replace4(skb, l4, at, v, o))
-						return 0;
-					blocks++;
-				}
-			}
-			if (blocks)
-				stat_inc(STAT_NAT_SACK_SHIFTED);
-			break;
+		/* bytewise: an edge need not stand on a word boundary */
+		__u32 v = 0;
+		for (int b = 0; b < SACK_EDGE_LEN; b++)
+			v = (v << BITS_PER_BYTE) | s->hdr[(at + b) & TCP_HDR_MASK];
+		__u32 o = v - nat_shift(nd, v, 1);
+		if (o != v) {
+			if (nat_replace4(skb, l4, at, v, o))
+				return 0;
+			blocks++;
 		}
-		s->opt_off = i + olen;
 	}
+	if (blocks)
+		stat_inc(STAT_NAT_SACK_SHIFTED);
 	return 0;
 }
 

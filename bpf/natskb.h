@@ -37,6 +37,23 @@ static __always_inline int nat_store(struct __sk_buff *skb, __u32 off, void *fro
 	return bpf_skb_store_bytes(skb, off, from, ((n - 1) & mask) + 1, 0);
 }
 
+/* nat_gso tells whether the skb is a GSO one, sent as several segments */
+static __always_inline int nat_gso(const struct __sk_buff *skb)
+{
+	return skb->gso_segs > 1 || skb->gso_size;
+}
+
+/*
+ * nat_past_mtu tells whether a non-GSO skb grown by growth bytes would be
+ * longer than the egress device's MTU and L2 header (bpf_check_mtu, the
+ * device's own test)
+ */
+static __always_inline int nat_past_mtu(struct __sk_buff *skb, __s32 growth)
+{
+	__u32 mtu = 0;
+	return bpf_check_mtu(skb, 0, &mtu, growth, 0) != BPF_MTU_CHK_RET_SUCCESS;
+}
+
 /*
  * nat_payload writes the fixes listed in s->nat.apply into the segment,
  * whose original payload is in s->pkt: the skb grows or shrinks by growth,
@@ -44,20 +61,33 @@ static __always_inline int nat_store(struct __sk_buff *skb, __u32 off, void *fro
  * and checksum and the TCP checksum (payload as a difference, length as a
  * pseudo-header change: right for a full checksum and for CHECKSUM_PARTIAL)
  * are fixed. Returns TC_ACT_OK, or TC_ACT_SHOT for a segment that cannot be
- * rewritten (a GSO skb the growth would take past the MTU, a helper error).
+ * rewritten (a GSO skb the rewrite would take past the MTU, a retransmission
+ * the growth would take past it, a helper error).
  */
 static __always_inline int nat_payload(struct __sk_buff *skb, struct scratch *s, struct nat_dir *nd, __s32 growth)
 {
 	struct pkt_info *p = &s->nat.p;
 	__u32 L = p->payload_len;
 	__u32 poff = p->payload_off;
-	if (growth > 0 && (skb->gso_segs > 1 || skb->gso_size)) {
+	if (nat_gso(skb)) {
+		/*
+		 * bpf_skb_change_tail drops the GSO state: shrunk or grown, the
+		 * skb then leaves as one packet
+		 */
 		__u32 mtu = 0;
 		bpf_check_mtu(skb, 0, &mtu, 0, 0);
-		if (skb->len - p->l3_off + growth > mtu) {
+		if (growth && skb->len - p->l3_off + growth > mtu) {
 			stat_inc(STAT_NAT_GSO_DROP);
 			return TC_ACT_SHOT;
 		}
+	} else if (growth > 0 && nat_past_mtu(skb, growth)) {
+		/*
+		 * only a retransmission gets here (nat_decide leaves a new field
+		 * that would not fit unchanged): unchanged, its stream would be
+		 * corrupt; grown, the device drops it
+		 */
+		stat_inc(STAT_NAT_MTU_DROP);
+		return TC_ACT_SHOT;
 	}
 	if (growth && bpf_skb_change_tail(skb, skb->len + growth, 0))
 		goto fail;
@@ -174,8 +204,13 @@ __noinline int nat_egress(struct __sk_buff *skb)
 			continue;
 		}
 		if (L > s->loaded) {
-			stat_inc(STAT_NAT_UNREWRITABLE);
-			continue;
+			/*
+			 * a retransmission longer than the parser reads (GRO, TSO):
+			 * unchanged, the field would leave with its old length and
+			 * every byte after it with the wrong shift. TCP sends it again.
+			 */
+			stat_inc(STAT_NAT_RETRANS_TOO_LONG);
+			return TC_ACT_SHOT;
 		}
 		if ((__s32)(idx - before) < 0) /* logged by an earlier segment */
 			stat_inc(STAT_NAT_RETRANS_REAPPLIED);
@@ -184,9 +219,9 @@ __noinline int nat_egress(struct __sk_buff *skb)
 		growth += (__s32)f->new_len - (__s32)f->old_len;
 	}
 	if (k && L + growth > MAX_SCAN_BYTES) {
-		/* a collapsed retransmission too long to rebuild: passed unchanged */
-		stat_inc(STAT_NAT_UNREWRITABLE);
-		k = 0;
+		/* a collapsed retransmission too long to rebuild: dropped, as above */
+		stat_inc(STAT_NAT_RETRANS_TOO_LONG);
+		return TC_ACT_SHOT;
 	}
 	s->nat.napply = k;
 	if (k) {

@@ -51,7 +51,8 @@ struct nat_dir {
 	__u32 head;    /* first live fix */
 	__u32 tail;    /* one past the last fix */
 	__u8 acked_set; /* acked holds a value */
-	__u8 pad[3];
+	__u8 keep;      /* the direction carried MPTCP, TCP-AO or MD5 options: never rewritten */
+	__u8 pad[2];
 	struct nat_fix fix[NAT_LOG];
 };
 

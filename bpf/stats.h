@@ -103,6 +103,11 @@ enum stat {
 	STAT_NAT_EPSV_CLASH,       /* 229 whose port another inside end's expectation holds: no expectation made (a 229's port is not rewritten) */
 	STAT_NAT_PUBLIC_ANNOUNCED, /* announcement of the public address by a sender behind NAT without the kernel's helper: refused */
 	STAT_RP_SNAT_SOURCE,       /* forwarded egress control segment whose source is this host's own address (SNAT, un-DNAT) and no conntrack view of its sender: parsed */
+	/* #12 NAT: review fixes */
+	STAT_NAT_RETRANS_TOO_LONG, /* retransmission holding a rewritten field too long to rebuild (MAX_SCAN_BYTES): dropped, TCP resends it */
+	STAT_NAT_MTU_UNCHANGED,    /* announcement whose rewrite would grow a non-GSO segment past the egress device's MTU: passed unchanged */
+	STAT_NAT_MTU_DROP,         /* retransmission whose rewritten field would grow it past the egress device's MTU: dropped */
+	STAT_NAT_TCP_OPTION,       /* announcement on a connection whose segments carry MPTCP, TCP-AO or TCP-MD5 options: passed unchanged */
 	STAT_MAX,
 };
 

@@ -136,6 +136,26 @@ static __always_inline int tcp_opt_step(struct scratch *s, __u8 *kind, __u32 *at
 	return TCP_OPT_FOUND;
 }
 
+/*
+ * tcp_opt_seek moves the cursor s->opt_off (set it first) to the next
+ * option whose kind is in kinds (a bit per kind, kinds below 32) and gives
+ * it as tcp_opt_step does. Returns TCP_OPT_FOUND, or TCP_OPT_END.
+ */
+static __always_inline int tcp_opt_seek(struct scratch *s, __u32 kinds, __u8 *kind, __u32 *at, __u32 *hlen, __u8 *olen)
+{
+	for (int n = 0; n < TCP_MAX_HDR - sizeof(struct tcphdr); n++) {
+		int r = tcp_opt_step(s, kind, at, hlen, olen);
+		if (r == TCP_OPT_END)
+			break;
+		if (r == TCP_OPT_SKIP)
+			continue;
+		if (*kind < 32 && (kinds >> *kind) & 1)
+			return TCP_OPT_FOUND;
+		s->opt_off = *at + *olen;
+	}
+	return TCP_OPT_END;
+}
+
 /* tcp_syn_options reads the window scale a SYN announces from s->hdr into s->seg_wscale */
 __noinline int tcp_syn_options(void)
 {
