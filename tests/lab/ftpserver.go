@@ -61,8 +61,9 @@ type Vsftpd struct {
 	// NS is the network namespace it runs in, Port the control port.
 	NS   string
 	Port int
-	// ListenAddr, if valid, binds an IPv4 socket to this address only
-	// (listen=YES); otherwise one dual-stack socket serves every address.
+	// ListenAddr, if valid, binds a socket to this address only (an IPv4
+	// one, listen=YES; an IPv6 one, listen_ipv6=YES with listen_address6);
+	// otherwise one dual-stack socket serves every address.
 	ListenAddr netip.Addr
 	// Root is the anonymous root (not writable by the ftp user); Dir holds
 	// the config, log and output files, which are named after Name.
@@ -92,8 +93,11 @@ func (v Vsftpd) config(logPath string) string {
 		lo, hi = PasvMinPort, PasvMaxPort
 	}
 	listen := []string{"listen=NO", "listen_ipv6=YES"}
-	if v.ListenAddr.IsValid() {
+	switch {
+	case v.ListenAddr.Is4():
 		listen = []string{"listen=YES", "listen_ipv6=NO", "listen_address=" + v.ListenAddr.String()}
+	case v.ListenAddr.Is6():
+		listen = append(listen, "listen_address6="+v.ListenAddr.String())
 	}
 	lines := append(listen,
 		"listen_port="+strconv.Itoa(v.Port),

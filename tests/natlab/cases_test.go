@@ -67,6 +67,18 @@ func matrix() []natCase {
 		}
 	}
 	o1 := netip.AddrPortFrom(O1Addr, FTPPort)
+	o1v6 := netip.AddrPortFrom(O1V6Addr, FTPPort)
+	for _, c := range []struct {
+		tool lab.Tool
+		mode lab.Mode
+	}{{lab.Curl, lab.EPRT}, {lab.Lftp, lab.EPRT}, {lab.Curl, lab.EPSV}, {lab.Lftp, lab.EPSV}} {
+		cs = append(cs, natCase{
+			name: fmt.Sprintf("inside_v6_%s_%s", c.tool, c.mode.Command()),
+			what: fmt.Sprintf("%s → O1v6 (NAT66), %s %s", InV6, c.tool, c.mode.Command()),
+			kind: plain, needsHelper: c.mode == lab.EPRT,
+			run: fetch(HostInShort, lab.Transfer{Tool: c.tool, Mode: c.mode, Server: o1v6}, "O1v6"),
+		})
+	}
 	cs = append(cs,
 		natCase{name: "inside_long_lftp_PORT", what: "203.0.113.200 → O1, lftp ftp:passive-mode off",
 			needsHelper: true, run: fetch(HostInLong, lab.Transfer{Tool: lab.Lftp, Mode: lab.PORT, Server: o1}, "O1")},

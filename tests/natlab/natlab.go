@@ -8,6 +8,8 @@
 //	s1  192.0.2.66  S1 ── in-s1 ─┤  forward policy drop  ├─ outside clients
 //	s2  192.0.2.130 S2 ── in-s2 ─┘  wan0 198.51.100.1    ┘
 //	                                (+ .10 VIP, .11 lab's announcing server)
+//	cs  also 2001:db8:1::2          NAT66 masquerade:    2001:db8:ff::2  O1v6 (vsftpd)
+//	                                wan0 2001:db8:ff::1
 //
 // The inside clients' addresses are shorter (cs) and longer (cl) than the
 // public one when written as a PORT argument, so a helper's rewrite grows
@@ -104,6 +106,14 @@ var (
 
 	// InsidePrefixes are masqueraded when leaving through wan0.
 	InsidePrefixes = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("203.0.113.128/25")}
+
+	// NAT66: the short inside client's IPv6 address, masqueraded to
+	// PublicV6 (wan0's) towards O1v6, the outside IPv6 server.
+	InV6     = netip.MustParseAddr("2001:db8:1::2")
+	PublicV6 = netip.MustParseAddr("2001:db8:ff::1")
+	O1V6Addr = netip.MustParseAddr("2001:db8:ff::2")
+	// InsidePrefixesV6 are masqueraded (NAT66) when leaving through wan0.
+	InsidePrefixesV6 = []netip.Prefix{netip.MustParsePrefix("2001:db8:1::/64")}
 )
 
 // Ports.
@@ -126,12 +136,13 @@ func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 // links is the topology: every host on its own veth to the gateway.
 var links = []nettest.Link{
-	{Name: HostInShort, GwIf: "in-cs", GwAddrs: []netip.Prefix{pfx("192.0.2.1/26")}, HostAddrs: []netip.Prefix{pfx("192.0.2.2/26")}},
+	{Name: HostInShort, GwIf: "in-cs", GwAddrs: []netip.Prefix{pfx("192.0.2.1/26"), pfx("2001:db8:1::1/64")},
+		HostAddrs: []netip.Prefix{pfx("192.0.2.2/26"), pfx("2001:db8:1::2/64")}},
 	{Name: HostInLong, GwIf: "in-cl", GwAddrs: []netip.Prefix{pfx("203.0.113.129/25")}, HostAddrs: []netip.Prefix{pfx("203.0.113.200/25")}},
 	{Name: HostS1, GwIf: "in-s1", GwAddrs: []netip.Prefix{pfx("192.0.2.65/26")}, HostAddrs: []netip.Prefix{pfx("192.0.2.66/26")}},
 	{Name: HostS2, GwIf: "in-s2", GwAddrs: []netip.Prefix{pfx("192.0.2.129/26")}, HostAddrs: []netip.Prefix{pfx("192.0.2.130/26")}},
-	{Name: HostOutside, GwIf: WanIf, GwAddrs: []netip.Prefix{pfx("198.51.100.1/24")},
-		HostAddrs: []netip.Prefix{pfx("198.51.100.2/24"), pfx("198.51.100.3/24")}},
+	{Name: HostOutside, GwIf: WanIf, GwAddrs: []netip.Prefix{pfx("198.51.100.1/24"), pfx("2001:db8:ff::1/64")},
+		HostAddrs: []netip.Prefix{pfx("198.51.100.2/24"), pfx("198.51.100.3/24"), pfx("2001:db8:ff::2/64")}},
 }
 
 // Fwmark is the mark ftpgate puts on admitted data SYNs and the forward
@@ -162,14 +173,19 @@ func (r Ruleset) NFT() string {
 	for _, p := range r.HelperPorts {
 		ports = append(ports, fmt.Sprint(p))
 	}
-	helperObj, helperChain := "", ""
+	var inside6 []string
+	for _, p := range InsidePrefixesV6 {
+		inside6 = append(inside6, p.String())
+	}
+	helperObj, helperChain, helperObj6 := "", "", ""
 	if r.Helper {
-		helperObj = `
+		helper := `
 	ct helper ftp-standard {
 		type "ftp" protocol tcp
-		l3proto ip
+		l3proto %s
 	}
 `
+		helperObj, helperObj6 = fmt.Sprintf(helper, "ip"), fmt.Sprintf(helper, "ip6")
 		// After DNAT (priority dstnat < filter): match the original
 		// destination port, so 2121 -> 21 gets the helper too.
 		helperChain = fmt.Sprintf(`
@@ -179,6 +195,34 @@ func (r Ruleset) NFT() string {
 	}
 `, strings.Join(ports, ", "))
 	}
+	return r.nft4(helperObj, helperChain, inside) + "\n" + r.nft6(helperObj6, helperChain, inside6)
+}
+
+// nft6 renders the IPv6 table: NAT66 masquerade of the inside client and
+// the same default-deny forward chain (no published IPv6 servers).
+func (r Ruleset) nft6(helperObj, helperChain string, inside []string) string {
+	return fmt.Sprintf(`table ip6 natlab {
+	counter invalid {
+	}
+%s%s
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "%[3]s" ip6 saddr { %[4]s } masquerade
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state invalid counter name "invalid" drop
+		ct state established,related accept
+		iifname != "%[3]s" oifname "%[3]s" accept
+		meta mark & %[5]s == %[5]s accept
+	}
+}
+`, helperObj, helperChain, WanIf, strings.Join(inside, ", "), strings.Split(Fwmark, "/")[0])
+}
+
+// nft4 renders the IPv4 table.
+func (r Ruleset) nft4(helperObj, helperChain string, inside []string) string {
 	return fmt.Sprintf(`table ip natlab {
 	counter invalid {
 	}
@@ -243,7 +287,7 @@ type Lab struct {
 	Mode Mode
 	Topo *nettest.Topology
 	Dir  string
-	// Backends are S1, S2 (inside) and O1 (outside), by name.
+	// Backends are S1, S2 (inside), O1 and O1v6 (outside), by name.
 	Backends map[string]*Backend
 	// Gate is the ftpgate instance of the ftpgate modes, nil otherwise.
 	Gate *lab.Gate
@@ -276,6 +320,7 @@ func New(t testing.TB, opts Options) *Lab {
 		{Name: "S1", Host: HostS1, Addr: S1Addr},
 		{Name: "S2", Host: HostS2, Addr: S2Addr},
 		{Name: "O1", Host: HostOutside, Addr: O1Addr},
+		{Name: "O1v6", Host: HostOutside, Addr: O1V6Addr},
 	} {
 		if err := l.startBackend(b, opts.FileSize); err != nil {
 			t.Fatalf("natlab: %v", err)
@@ -379,10 +424,23 @@ func (l *Lab) startBackend(b *Backend, size int) error {
 	return lab.StartVsftpd(l.t, v, ns, netip.AddrPortFrom(b.Addr, FTPPort))
 }
 
-// Invalid reads the forward chain's count of packets conntrack found
-// INVALID.
+// Invalid reads the forward chains' count of packets conntrack found
+// INVALID, IPv4 and IPv6.
 func (l *Lab) Invalid(ctx context.Context) (uint64, error) {
-	out, err := lab.Exec(ctx, l.GatewayNS(), "nft", "-j", "list", "counter", "ip", "natlab", "invalid")
+	var sum uint64
+	for _, family := range []string{"ip", "ip6"} {
+		n, err := l.invalid(ctx, family)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// invalid reads the INVALID counter of the family's table.
+func (l *Lab) invalid(ctx context.Context, family string) (uint64, error) {
+	out, err := lab.Exec(ctx, l.GatewayNS(), "nft", "-j", "list", "counter", family, "natlab", "invalid")
 	if err != nil {
 		return 0, err
 	}
