@@ -1,6 +1,7 @@
 package bpf_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -9,6 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/bpf/ctread"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/loader"
@@ -153,6 +159,14 @@ func TestNATConntrackEntry(t *testing.T) {
 				t.Fatalf("conntrack -L:\n%s\nwant one entry with %q and the ct mark 256", strings.Join(lines, "\n"), ctWant(peer, public, inside))
 			}
 
+			// the same entry as BPF sees it, from either direction
+			seen := n.ctRead(t, peer, public)
+			wantCT(t, seen, ctDirOriginal, peer, public, inside)
+			wantCT(t, n.ctRead(t, inside, peer), ctDirReply, peer, public, inside)
+			if seen = n.ctRead(t, ap(tc.peer, 40009), public); seen.Found != 0 || seen.Error != -int32(unix.ENOENT) {
+				t.Errorf("lookup of a tuple nothing made: found %d, error %d, want ENOENT", seen.Found, seen.Error)
+			}
+
 			// the retransmission: XDP passes it, TC finds the entry
 			n.syn(t, peer, public)
 			wantCounters(t, n.Rig, map[string]uint64{"nat_ct_inserted": 1, "nat_ct_exists": 1, "nat_ct_insert_failed": 0})
@@ -200,4 +214,98 @@ func skipUnlessNATKernel(t *testing.T, err error) {
 		t.Skipf("kernel %s refuses the NAT object, as measured: %s", release, got)
 	}
 	t.Fatalf("kernel %s refused the NAT object: %s (measured: %q)", release, got, want)
+}
+
+// The conntrack status bits the tests read (include/uapi/linux/netfilter/
+// nf_conntrack_common.h) and the directions of a lookup.
+const (
+	ipsConfirmed  = 1 << 3
+	ipsSrcNAT     = 1 << 4
+	ipsDstNAT     = 1 << 5
+	ipsSrcNATDone = 1 << 7
+	ipsDstNATDone = 1 << 8
+	ctDirOriginal = 0
+	ctDirReply    = 1
+)
+
+// ctRead looks the TCP tuple from → to up in the rig's namespace with
+// bpf_skb_ct_lookup (bpf/ctread, a test-only program) and returns what the
+// kernel holds for it.
+func (n *natRig) ctRead(t *testing.T, from, to netip.AddrPort) ctread.CtreadCtSeen {
+	t.Helper()
+	var objs ctread.CtreadObjects
+	if err := ctread.LoadCtreadObjects(&objs, nil); err != nil {
+		t.Fatalf("load the ctread program (the NAT object's kfuncs loaded): %v", err)
+	}
+	defer objs.Close()
+	q := ctread.CtreadCtQuery{Saddr: ctAddr(from.Addr()), Daddr: ctAddr(to.Addr()), Sport: ctPort(from.Port()), Dport: ctPort(to.Port()), Version: 4}
+	if from.Addr().Is6() {
+		q.Version = 6
+	}
+	must(t, objs.CtreadQuery.Put(uint32(0), q))
+	frame := bpftest.SYN(from, to)
+	n.do(t, func() error {
+		_, err := objs.Ctread.Run(&ebpf.RunOptions{Data: frame, Context: bpfrun.SkbCtx{Ifindex: 1}})
+		return err
+	})
+	var seen ctread.CtreadCtSeen
+	must(t, objs.CtreadSeen.Lookup(uint32(0), &seen))
+	return seen
+}
+
+// wantCT fails unless seen is the entry of a NATed data connection peer →
+// public whose reply comes from inside, found in direction dir: DNAT to the
+// inside end (the source mapping is the identity, so IPS_SRC_NAT stays
+// clear), both NAT stages done, confirmed, with the fwmark as ct mark.
+func wantCT(t *testing.T, seen ctread.CtreadCtSeen, dir uint8, peer, public, inside netip.AddrPort) {
+	t.Helper()
+	tuple := func(x ctread.CtreadCtTuple) string {
+		return fmt.Sprintf("%v -> %v", ctAddrPort(x.Src, x.Sport, peer.Addr().Is6()), ctAddrPort(x.Dst, x.Dport, peer.Addr().Is6()))
+	}
+	t.Logf("bpf_skb_ct_lookup: found %d dir %d status %#x mark %#x orig %s reply %s",
+		seen.Found, seen.Dir, seen.Status, seen.Mark, tuple(seen.Orig), tuple(seen.Reply))
+	wantOrig, wantReply := fmt.Sprintf("%v -> %v", peer, public), fmt.Sprintf("%v -> %v", inside, peer)
+	switch {
+	case seen.Found != 1 || seen.Dir != dir:
+		t.Errorf("found %d in direction %d, want the entry in direction %d (error %d)", seen.Found, seen.Dir, dir, seen.Error)
+	case tuple(seen.Orig) != wantOrig || tuple(seen.Reply) != wantReply:
+		t.Errorf("tuples %s / %s, want %s / %s", tuple(seen.Orig), tuple(seen.Reply), wantOrig, wantReply)
+	case seen.Status&(ipsConfirmed|ipsDstNAT|ipsSrcNATDone|ipsDstNATDone) != ipsConfirmed|ipsDstNAT|ipsSrcNATDone|ipsDstNATDone ||
+		seen.Status&ipsSrcNAT != 0:
+		t.Errorf("status %#x, want CONFIRMED, DST_NAT, SRC_NAT_DONE and DST_NAT_DONE, and no SRC_NAT", seen.Status)
+	case seen.Mark != 0x100:
+		t.Errorf("ct mark %#x, want the fwmark 0x100", seen.Mark)
+	}
+}
+
+// ctAddr is a as the kernel stores it (network order, IPv4 in the first word).
+func ctAddr(a netip.Addr) (w [4]uint32) {
+	b := a.As16()
+	if a.Is4() {
+		b = [16]byte{}
+		v4 := a.As4()
+		copy(b[:], v4[:])
+	}
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w
+}
+
+// ctPort is port in network order, as a native uint16.
+func ctPort(p uint16) uint16 {
+	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, p))
+}
+
+// ctAddrPort reads an address and port back from the kernel's form.
+func ctAddrPort(w [4]uint32, port uint16, v6 bool) netip.AddrPort {
+	var b [16]byte
+	for i := range w {
+		binary.NativeEndian.PutUint32(b[4*i:], w[i])
+	}
+	a := netip.AddrFrom16(b)
+	if !v6 {
+		a = netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrPortFrom(a, ctPort(port))
 }
