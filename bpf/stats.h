@@ -103,6 +103,12 @@ enum stat {
 	STAT_NAT_EPSV_CLASH,       /* 229 whose port another inside end's expectation holds: no expectation made (a 229's port is not rewritten) */
 	STAT_NAT_PUBLIC_ANNOUNCED, /* announcement of the public address by a sender behind NAT without the kernel's helper: refused */
 	STAT_RP_SNAT_SOURCE,       /* forwarded egress control segment whose source is this host's own address (SNAT, un-DNAT) and no conntrack view of its sender: parsed */
+	/* #12 NAT: data connections ftpgate translates itself (NAT_OWN, bpf/natown.h) */
+	STAT_NAT_OWN_MADE,         /* admitted data SYN with a NAT target: the pair of nat_own entries made */
+	STAT_NAT_OWN_TABLE_FULL,   /* nat_own refused an entry: the data connection is not translated */
+	STAT_NAT_OWN_IN,           /* ingress packet whose destination was rewritten to the inside end */
+	STAT_NAT_OWN_OUT,          /* egress packet whose source was rewritten to the public end */
+	STAT_NAT_OWN_FAILED,       /* a helper refused the rewrite (store, checksum): packet dropped */
 	STAT_MAX,
 };
 

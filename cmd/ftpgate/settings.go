@@ -56,7 +56,7 @@ var settingsTable = []setting{
 		usage: "rewrite the addresses PORT, EPRT and 227 announce from behind NAT (masquerade, DNAT) and take their data connections to the inside end (status shows whether this kernel can)",
 		kind:  nat()},
 	{name: "nat-mechanism", in: inRun,
-		usage: "how --nat takes data connections inside: `auto`, conntrack (entries made from BPF, Linux >= 6.1 with conntrack BTF) or own (not built yet)",
+		usage: "how --nat takes data connections inside: `auto`, conntrack (entries made from BPF, Linux >= 6.1 with conntrack BTF) or own (ftpgate translates them itself; status says which the kernel takes)",
 		kind:  natMechanism()},
 	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
