@@ -86,7 +86,6 @@ func (o *ownRun) tc(frame []byte, ingress bool) ([]byte, uint32) {
 	return out[:len(frame)], ctx.Mark
 }
 
-
 // ends reads the addresses and ports of a frame, checking its IP and TCP
 // checksums (decodeSeg).
 func ends(t *testing.T, f []byte) (src, dst netip.AddrPort) {
