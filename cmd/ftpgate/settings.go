@@ -64,6 +64,8 @@ var settingsTable = []setting{
 		kind: tableSize(loader.DefaultTableSizes.Expectations, func(t *loader.TableSizes) *uint32 { return &t.Expectations })},
 	{name: "flows", in: inRun, usage: "data-flow table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.DataFlows, func(t *loader.TableSizes) *uint32 { return &t.DataFlows })},
+	{name: "nat-own", in: inRun, usage: "entries of the table of data connections --nat translates itself, two per connection (fixed when first created)",
+		kind: tableSize(loader.DefaultTableSizes.NATOwn, func(t *loader.TableSizes) *uint32 { return &t.NATOwn })},
 }
 
 // commands is the set of commands a setting appears in.
