@@ -178,13 +178,13 @@ __noinline int nat_own_packet(struct __sk_buff *skb, int ingress)
 	struct config_val *cfg = nat_data_begin(skb, NAT_OWN, &p, &k);
 	if (!cfg)
 		return 0;
-	__u64 now = now_ns(cfg);
+	/* the clock only for a packet of a translated connection: the rest pay the lookup alone */
 	struct nat_own_val *v = bpf_map_lookup_elem(&nat_own, &k);
 	if (!v && ingress && (p.flags & TCPF_SYN) && !(p.flags & TCPF_ACK))
-		v = nat_own_make(&p, &k, now);
+		v = nat_own_make(&p, &k, now_ns(cfg));
 	if (!v || v->side != (ingress ? NAT_OWN_IN : NAT_OWN_OUT))
 		return 0;
-	v->last_seen_ns = now;
+	v->last_seen_ns = now_ns(cfg);
 	if (p.flags & TCPF_FIN)
 		v->flags |= FLOW_FIN;
 	if (p.flags & TCPF_RST)
