@@ -27,7 +27,10 @@
 #endif
 
 #ifdef FTPGATE_NAT
+#include "natown.h"
+#ifndef FTPGATE_NAT_OWN_ONLY
 #include "natct.h"
+#endif
 #endif
 
 /*
@@ -39,7 +42,7 @@ static __always_inline void mark_data_syn(struct __sk_buff *skb, const struct pk
 {
 	if (!(p->flags & TCPF_SYN) || (p->flags & TCPF_ACK))
 		return;
-#ifdef FTPGATE_NAT
+#if defined(FTPGATE_NAT) && !defined(FTPGATE_NAT_OWN_ONLY)
 	nat_ct_syn(skb);
 #endif
 	struct config_val *cfg = get_config();
@@ -382,6 +385,18 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		return TC_ACT_OK;
 	if (ingress)
 		mark_data_syn(skb, &p);
+#ifdef FTPGATE_NAT
+	/*
+	 * a data connection ftpgate translates itself (NAT_OWN): after the
+	 * SYN's mark, which looks its flow up by the public end; never a
+	 * control segment
+	 */
+	if (nat_own_on()) {
+		int own = nat_own_packet(skb, ingress);
+		if (own)
+			return own < 0 ? TC_ACT_SHOT : TC_ACT_OK;
+	}
+#endif
 	int dir = control_dir(&p);
 	if (dir < 0 || forwarded(skb, ingress))
 		return TC_ACT_OK;

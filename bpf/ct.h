@@ -87,12 +87,18 @@ enum { CT_DIR_ORIGINAL = 0, CT_DIR_REPLY = 1 };
 
 extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb, struct bpf_sock_tuple *tuple, __u32 tuple__sz,
 					 struct bpf_ct_opts *opts, __u32 opts__sz) __ksym;
+extern void bpf_ct_release(struct nf_conn *ct) __ksym;
+#ifndef FTPGATE_NAT_OWN_ONLY
+/*
+ * the kfuncs that make entries: not in the own object (FTPGATE_NAT_OWN_ONLY,
+ * FtpgateNatOwn in gen.go), for kernels that refuse them (natown.h)
+ */
 extern struct nf_conn___init *bpf_skb_ct_alloc(struct __sk_buff *skb, struct bpf_sock_tuple *tuple, __u32 tuple__sz,
 					       struct bpf_ct_opts *opts, __u32 opts__sz) __ksym;
 extern struct nf_conn *bpf_ct_insert_entry(struct nf_conn___init *ct) __ksym;
-extern void bpf_ct_release(struct nf_conn *ct) __ksym;
 extern void bpf_ct_set_timeout(struct nf_conn___init *ct, __u32 timeout_ms) __ksym;
 extern int bpf_ct_set_nat_info(struct nf_conn___init *ct, union nf_inet_addr *addr, int port,
 			       enum nf_nat_manip_type manip) __ksym;
+#endif
 
 #endif /* FTPGATE_CT_H */

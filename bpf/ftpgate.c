@@ -34,11 +34,15 @@ int ftpgate_tc_ingress(struct __sk_buff *skb)
 }
 
 #ifdef FTPGATE_NAT
-/* verified alone by the loader before the NAT object (natct.h); never attached */
+/* verified alone by the loader before a NAT object (natct.h, natown.h); never attached */
 SEC("tc")
 int ftpgate_nat_probe(struct __sk_buff *skb)
 {
+#ifdef FTPGATE_NAT_OWN_ONLY
+	return nat_own_probe(skb);
+#else
 	return nat_ct_probe(skb);
+#endif
 }
 #endif
 
@@ -78,6 +82,7 @@ struct btf_anchor {
 	enum port_flags port_flags;
 	enum rp_check rp_check;
 	enum nat_mode nat_mode;
+	enum nat_own_side nat_own_side;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

@@ -59,6 +59,12 @@ enum limits {
 	DEFAULT_CTRL_CONNS = 65536,
 	DEFAULT_EXPECTATIONS = 262144,
 	DEFAULT_DATA_FLOWS = 262144,
+	/*
+	 * #12 NAT_OWN: entries of nat_own, two per translated data connection.
+	 * Every object has the table (the maps are shared), so it is kept
+	 * smaller than data_flows: 65536 translated connections at a time.
+	 */
+	DEFAULT_NAT_OWN = 131072,
 	/* the largest size the loader accepts for one LRU table */
 	MAX_TABLE_ENTRIES = 16777216,
 	/* bytes of the event ring buffer */

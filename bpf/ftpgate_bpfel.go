@@ -321,6 +321,7 @@ const (
 	FtpgateLimitsDEFAULT_CTRL_CONNS          FtpgateLimits = 65536
 	FtpgateLimitsDEFAULT_EXPECTATIONS        FtpgateLimits = 262144
 	FtpgateLimitsDEFAULT_DATA_FLOWS          FtpgateLimits = 262144
+	FtpgateLimitsDEFAULT_NAT_OWN             FtpgateLimits = 131072
 	FtpgateLimitsMAX_TABLE_ENTRIES           FtpgateLimits = 16777216
 	FtpgateLimitsEVENTS_BYTES                FtpgateLimits = 262144
 	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
@@ -352,6 +353,24 @@ const (
 	FtpgateNatModeNAT_CT  FtpgateNatMode = 1
 	FtpgateNatModeNAT_OWN FtpgateNatMode = 2
 )
+
+type FtpgateNatOwnSide uint32
+
+const (
+	FtpgateNatOwnSideNAT_OWN_IN  FtpgateNatOwnSide = 1
+	FtpgateNatOwnSideNAT_OWN_OUT FtpgateNatOwnSide = 2
+)
+
+type FtpgateNatOwnVal struct {
+	_          structs.HostLayout
+	CreatedNs  uint64
+	LastSeenNs uint64
+	Addr       [4]uint32
+	Port       uint16
+	Side       uint8
+	Flags      uint8
+	_          [4]byte
+}
 
 type FtpgateNatTarget struct {
 	_    structs.HostLayout
@@ -545,7 +564,12 @@ const (
 	FtpgateStatSTAT_NAT_MTU_UNCHANGED      FtpgateStat = 86
 	FtpgateStatSTAT_NAT_MTU_DROP           FtpgateStat = 87
 	FtpgateStatSTAT_NAT_TCP_OPTION         FtpgateStat = 88
-	FtpgateStatSTAT_MAX                    FtpgateStat = 89
+	FtpgateStatSTAT_NAT_OWN_MADE           FtpgateStat = 89
+	FtpgateStatSTAT_NAT_OWN_TABLE_FULL     FtpgateStat = 90
+	FtpgateStatSTAT_NAT_OWN_IN             FtpgateStat = 91
+	FtpgateStatSTAT_NAT_OWN_OUT            FtpgateStat = 92
+	FtpgateStatSTAT_NAT_OWN_FAILED         FtpgateStat = 93
+	FtpgateStatSTAT_MAX                    FtpgateStat = 94
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -576,6 +600,7 @@ const (
 	FtpgateMapEvents            = "events"
 	FtpgateMapExpectations      = "expectations"
 	FtpgateMapGuardedIfs        = "guarded_ifs"
+	FtpgateMapNatOwn            = "nat_own"
 	FtpgateMapScratchBuf        = "scratch_buf"
 	FtpgateMapStats             = "stats"
 	FtpgateProgFtpgateTcEgress  = "ftpgate_tc_egress"
@@ -646,6 +671,7 @@ type FtpgateMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
+	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
@@ -688,6 +714,7 @@ type FtpgateMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
+	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 }
@@ -706,6 +733,7 @@ func (m *FtpgateMaps) Close() error {
 		m.Events,
 		m.Expectations,
 		m.GuardedIfs,
+		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
 	)

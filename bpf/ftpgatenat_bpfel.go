@@ -28,6 +28,7 @@ const (
 	FtpgateNatMapEvents            = "events"
 	FtpgateNatMapExpectations      = "expectations"
 	FtpgateNatMapGuardedIfs        = "guarded_ifs"
+	FtpgateNatMapNatOwn            = "nat_own"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
 	FtpgateNatMapStats             = "stats"
 	FtpgateNatProgFtpgateNatProbe  = "ftpgate_nat_probe"
@@ -100,6 +101,7 @@ type FtpgateNatMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
+	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
@@ -142,6 +144,7 @@ type FtpgateNatMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
+	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 }
@@ -160,6 +163,7 @@ func (m *FtpgateNatMaps) Close() error {
 		m.Events,
 		m.Expectations,
 		m.GuardedIfs,
+		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
 	)

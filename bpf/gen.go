@@ -9,7 +9,7 @@ package bpf
 // types by themselves; -type names the rest: a struct nested in a map value
 // and the types kept in BTF by struct btf_anchor in ftpgate.c.
 //
-//go:generate go tool bpf2go -cc clang-16 -cflags "-O2 -g -Wall -Werror -nostdinc -I include" -target bpfel -type dir_state -type event -type limits -type stat -type kind -type event_type -type parse_mode -type direction -type tcp_track_flags -type ftp_cmd -type ftp_track -type port_flags -type rp_check -type nat_mode -type nat_target Ftpgate ftpgate.c
+//go:generate go tool bpf2go -cc clang-16 -cflags "-O2 -g -Wall -Werror -nostdinc -I include" -target bpfel -type dir_state -type event -type limits -type stat -type kind -type event_type -type parse_mode -type direction -type tcp_track_flags -type ftp_cmd -type ftp_track -type port_flags -type rp_check -type nat_mode -type nat_target -type nat_own_side Ftpgate ftpgate.c
 //
 // FtpgateNat is the same source built with FTPGATE_NAT: the NAT code that
 // calls conntrack kfuncs (ct.h). Its maps and programs have the same names,
@@ -18,3 +18,10 @@ package bpf
 // Ftpgate's, so none are generated again.
 //
 //go:generate go tool bpf2go -cc clang-16 -cflags "-O2 -g -Wall -Werror -nostdinc -I include -DFTPGATE_NAT" -target bpfel -no-global-types FtpgateNat ftpgate.c
+//
+// FtpgateNatOwn is the NAT build without the kfuncs that make conntrack
+// entries (FTPGATE_NAT_OWN_ONLY): the whole control rewrite and ftpgate's
+// own translation of data connections (natown.h), for kernels that refuse
+// bpf_ct_set_nat_info but look conntrack entries up (docs/nat.md).
+//
+//go:generate go tool bpf2go -cc clang-16 -cflags "-O2 -g -Wall -Werror -nostdinc -I include -DFTPGATE_NAT -DFTPGATE_NAT_OWN_ONLY" -target bpfel -no-global-types FtpgateNatOwn ftpgate.c

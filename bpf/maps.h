@@ -55,6 +55,14 @@ FTPGATE_MAP(data_flows, BPF_MAP_TYPE_LRU_HASH, DEFAULT_DATA_FLOWS, struct flow_k
 FTPGATE_MAP(ctrl_embryo, BPF_MAP_TYPE_LRU_HASH, DEFAULT_CTRL_EMBRYO, struct ctrl_key, struct embryo_val);
 FTPGATE_MAP(embryo_sources, BPF_MAP_TYPE_LRU_HASH, DEFAULT_EMBRYO_SOURCES, struct src_key, struct src_budget);
 
+/*
+ * #12 NAT_OWN: the data connections ftpgate translates itself (natown.h),
+ * two entries each, keyed by the tuple TC sees. An LRU: pressure evicts the
+ * least recently used connection; the ager removes idle and closed ones.
+ * In every object, so that all of them load onto the same pins.
+ */
+FTPGATE_MAP(nat_own, BPF_MAP_TYPE_LRU_HASH, DEFAULT_NAT_OWN, struct flow_key, struct nat_own_val);
+
 /* one counter per enum stat */
 FTPGATE_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, STAT_MAX, __u32, __u64);
 

@@ -28,6 +28,7 @@ import (
 	"github.com/ftpgate/ftpgate/internal/inetsum"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/loader"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -36,30 +37,46 @@ import (
 // over ctnetlink: bpf_skb_ct_lookup looks in the namespace of the test run's
 // device, the calling thread's loopback.
 
-var sharedNAT struct {
+// sharedNATObject is one NAT build's rig, loaded once by the tests of the
+// package (bpf.NAT, bpf.NATOwn).
+type sharedNATObject struct {
 	once sync.Once
 	r    *bpftest.Rig
 	err  error
 }
 
-// natObject returns the NAT object's rig, loaded once and reset. A kernel
-// the VM matrix measured to refuse the object (bpftest.NATRefusal) skips
-// with its reason; any other refusal fails, and so does a kernel that loads
-// what it was measured to refuse.
-func natObject(t *testing.T) *bpftest.Rig {
+var sharedNAT = map[bpf.Variant]*sharedNATObject{bpf.NAT: {}, bpf.NATOwn: {}}
+
+// natObject returns the NAT object's rig, loaded once and reset.
+func natObject(t *testing.T) *bpftest.Rig { return natVariant(t, bpf.NAT) }
+
+// natVariant returns the rig of NAT build v, loaded once and reset. A
+// kernel the VM matrix measured to refuse it (bpftest.NATRefusal,
+// bpftest.NATOwnRefusal) skips with its reason; any other refusal fails,
+// and so does a kernel that loads what it was measured to refuse.
+func natVariant(t *testing.T, v bpf.Variant) *bpftest.Rig {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		bpftest.SkipOrFail(t, "BPF program tests need root")
 	}
-	sharedNAT.once.Do(func() { sharedNAT.r, sharedNAT.err = bpfrun.LoadVariant(bpf.NAT, 1024, 1024, 1024) })
-	if sharedNAT.err != nil {
-		skipUnlessNATKernel(t, sharedNAT.err)
+	sh := sharedNAT[v]
+	sh.once.Do(func() { sh.r, sh.err = bpfrun.LoadVariant(v, 1024, 1024, 1024) })
+	release, want := bpftest.NATRefusal()
+	if v == bpf.NATOwn {
+		release, want = bpftest.NATOwnRefusal()
 	}
-	if release, want := bpftest.NATRefusal(); want != "" {
-		t.Fatalf("kernel %s loaded the NAT object, which the VM matrix measured it to refuse (%s)", release, want)
+	if sh.err != nil {
+		got := loader.NATRefusal(sh.err)
+		if want != "" && strings.Contains(got, want) {
+			t.Skipf("kernel %s refuses the %v object, as measured: %s", release, v, got)
+		}
+		t.Fatalf("kernel %s refused the %v object: %s (measured: %q)", release, v, got, want)
 	}
-	must(t, sharedNAT.r.Reset())
-	return sharedNAT.r
+	if want != "" {
+		t.Fatalf("kernel %s loaded the %v object, which the VM matrix measured it to refuse (%s)", release, v, want)
+	}
+	must(t, sh.r.Reset())
+	return sh.r
 }
 
 // natEnv is one test's NAT rig, namespace and conntrack entries.

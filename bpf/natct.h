@@ -21,6 +21,7 @@
 #include "parsing.h"
 #include "common.h"
 #include "ct.h"
+#include "natown.h"
 
 /*
  * The timeout of the entry until the SYN reaches conntrack, which then sets
@@ -165,16 +166,11 @@ static __always_inline int nat_ct_probe(struct __sk_buff *skb)
  */
 __noinline int nat_ct_syn(struct __sk_buff *skb)
 {
-	struct config_val *cfg = get_config();
-	if (!cfg || cfg->nat != NAT_CT)
-		return 0;
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
 	struct pkt_info p;
-	if (parse_packet(data, data_end, &p) != PARSE_TCP)
-		return 0;
 	struct flow_key fk;
-	flow_key_from(&fk, &p, 0);
+	struct config_val *cfg = nat_data_begin(skb, NAT_CT, &p, &fk);
+	if (!cfg)
+		return 0;
 	struct flow_val *fv = bpf_map_lookup_elem(&data_flows, &fk);
 	if (!fv || !fv->nat.set)
 		return 0;

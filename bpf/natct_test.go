@@ -17,7 +17,6 @@ import (
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/nettest"
-	"github.com/ftpgate/ftpgate/loader"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -202,18 +201,6 @@ func TestNATConntrackOnlyWithTarget(t *testing.T) {
 	if lines := conntrackL(t, n.ns, 4); len(lines) != 0 {
 		t.Fatalf("conntrack -L:\n%s\nwant nothing", strings.Join(lines, "\n"))
 	}
-}
-
-// skipUnlessNATKernel skips where the kernel refuses the NAT object as the
-// VM matrix measured (bpftest.NATRefusal) and fails elsewhere.
-func skipUnlessNATKernel(t *testing.T, err error) {
-	t.Helper()
-	release, want := bpftest.NATRefusal()
-	got := loader.NATRefusal(err)
-	if want != "" && strings.Contains(got, want) {
-		t.Skipf("kernel %s refuses the NAT object, as measured: %s", release, got)
-	}
-	t.Fatalf("kernel %s refused the NAT object: %s (measured: %q)", release, got, want)
 }
 
 // The conntrack status bits the tests read (include/uapi/linux/netfilter/

@@ -67,4 +67,27 @@ enum nat_mode {
 	NAT_OWN = 2, /* data connections translated by ftpgate itself */
 };
 
+/*
+ * NAT_OWN: which side of a data connection ftpgate translates itself an
+ * entry of nat_own is (maps.h)
+ */
+enum nat_own_side {
+	NAT_OWN_IN = 1,  /* entry A: peer -> public end at TC ingress; the inside end is the new destination */
+	NAT_OWN_OUT = 2, /* entry B: inside end -> peer at TC egress; the public end is the new source */
+};
+
+/*
+ * NAT_OWN: one direction of a data connection ftpgate translates itself,
+ * keyed by the tuple (struct flow_key) the guarded interface's TC hook
+ * sees. Made in pairs from the admitted data SYN (natown.h).
+ */
+struct nat_own_val {
+	__u64 created_ns;
+	__u64 last_seen_ns; /* ftpgate clock, refreshed by every translated packet */
+	__u32 addr[4];      /* NAT_OWN_IN: the inside address; NAT_OWN_OUT: the public one */
+	__u16 port;         /* NAT_OWN_IN: the inside port; NAT_OWN_OUT: the public one */
+	__u8 side;          /* enum nat_own_side */
+	__u8 flags;         /* enum flow_flags: FIN or RST seen in this entry's direction */
+};
+
 #endif /* FTPGATE_NATTYPES_H */

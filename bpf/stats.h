@@ -108,6 +108,12 @@ enum stat {
 	STAT_NAT_MTU_UNCHANGED,    /* announcement whose rewrite would grow a non-GSO segment past the egress device's MTU: passed unchanged */
 	STAT_NAT_MTU_DROP,         /* retransmission whose rewritten field would grow it past the egress device's MTU: dropped */
 	STAT_NAT_TCP_OPTION,       /* announcement on a connection whose segments carry MPTCP, TCP-AO or TCP-MD5 options: passed unchanged */
+	/* #12 NAT: data connections ftpgate translates itself (NAT_OWN, bpf/natown.h) */
+	STAT_NAT_OWN_MADE,         /* admitted data SYN with a NAT target: the pair of nat_own entries made */
+	STAT_NAT_OWN_TABLE_FULL,   /* nat_own refused an entry: the data connection is not translated */
+	STAT_NAT_OWN_IN,           /* ingress packet whose destination was rewritten to the inside end */
+	STAT_NAT_OWN_OUT,          /* egress packet whose source was rewritten to the public end */
+	STAT_NAT_OWN_FAILED,       /* a helper refused the rewrite (store, checksum): packet dropped */
 	STAT_MAX,
 };
 

@@ -6,8 +6,8 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Variant is one build of ftpgate.c. Both have the same maps and programs,
-// so either loads into FtpgateObjects.
+// Variant is one build of ftpgate.c. All have the same maps and programs,
+// so any loads into FtpgateObjects.
 type Variant int
 
 const (
@@ -17,6 +17,11 @@ const (
 	// without them, or whose conntrack BTF the verifier cannot match,
 	// refuse it at load.
 	NAT
+	// NATOwn is the NAT object without the kfuncs that make conntrack
+	// entries: the control rewrite and ftpgate's own translation of data
+	// connections (natown.h), for kernels that refuse bpf_ct_set_nat_info.
+	// It still looks conntrack entries up (bpf_skb_ct_lookup).
+	NATOwn
 )
 
 func (v Variant) String() string {
@@ -25,6 +30,8 @@ func (v Variant) String() string {
 		return "plain"
 	case NAT:
 		return "nat"
+	case NATOwn:
+		return "nat-own"
 	}
 	return fmt.Sprintf("variant(%d)", int(v))
 }
@@ -36,6 +43,8 @@ func LoadVariant(v Variant) (*ebpf.CollectionSpec, error) {
 		return LoadFtpgate()
 	case NAT:
 		return LoadFtpgateNat()
+	case NATOwn:
+		return LoadFtpgateNatOwn()
 	}
 	return nil, fmt.Errorf("no object %v", v)
 }

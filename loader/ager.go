@@ -21,10 +21,13 @@ type Ager struct {
 	Interval time.Duration
 	// FlowIdle reclaims data flows not seen for this long. Without
 	// accounting a flow is only touched on SYN, FIN and RST, so this bounds
-	// how long a finished-but-unclosed transfer stays listed.
+	// how long a finished-but-unclosed transfer stays listed. It also
+	// reclaims the translation of a data connection ftpgate translates
+	// itself (nat_own, touched by every packet) idle this long.
 	FlowIdle time.Duration
 	// ClosedLinger keeps flows and control connections that saw FIN or RST
-	// this long, for listings and retransmitted SYNs.
+	// this long, for listings and retransmitted SYNs; a translation
+	// (nat_own) that saw FIN or RST, this long after its last packet.
 	ClosedLinger time.Duration
 	// CtrlIdle reclaims control connections silent for this long; one that
 	// speaks again is picked up mid-stream.
@@ -48,7 +51,7 @@ const (
 
 // Reclaimed counts what one sweep removed.
 type Reclaimed struct {
-	Expectations, Flows, Conns, Embryos, Sources int
+	Expectations, Flows, Conns, Embryos, Sources, NATOwn int
 }
 
 // Run sweeps every Interval until ctx ends.
@@ -70,7 +73,7 @@ func (a *Ager) Run(ctx context.Context) {
 			}
 			if r != (Reclaimed{}) {
 				a.Log.Debug("ager reclaimed", "expectations", r.Expectations, "flows", r.Flows, "ctrl_conns", r.Conns,
-					"ctrl_embryo", r.Embryos, "embryo_sources", r.Sources)
+					"ctrl_embryo", r.Embryos, "embryo_sources", r.Sources, "nat_own", r.NATOwn)
 			}
 		}
 	}
@@ -91,6 +94,13 @@ func (a *Ager) Sweep() (Reclaimed, error) {
 	flows, err := a.Maps.StaleFlows(a.ClosedLinger, a.FlowIdle)
 	if err == nil {
 		r.Flows, err = deleteKeys(a.Maps.DataFlows, flows)
+	}
+	if err != nil {
+		return r, err
+	}
+	own, err := a.Maps.StaleNATOwn(a.ClosedLinger, a.FlowIdle)
+	if err == nil {
+		r.NATOwn, err = deleteKeys(a.Maps.NATOwn, own)
 	}
 	if err != nil {
 		return r, err

@@ -258,28 +258,40 @@ func (d *Dataplane) loadPinned(opts Options) error {
 	return d.loadObject(spec, repl, sizes)
 }
 
-// loadObject loads the NAT build of the programs where the kernel accepts
-// it (with NAT off its code does nothing: config.nat gates it), else the
-// plain build, keeping the kernel's reason (docs/nat.md). Both have the
-// same maps, so either runs on the same pins, and a restart may switch.
+// loadObject loads the first build of the programs the kernel accepts: the
+// NAT object (both mechanisms), the own object (ftpgate's own translation
+// only), the plain one; with NAT off the NAT code does nothing (config.nat
+// gates it). Each refusal is kept, condensed, for status and for
+// ResolveNAT (docs/nat.md). All builds have the same maps, so any runs on
+// the same pins, and a restart may switch.
 func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf.Map, sizes TableSizes) error {
 	opts := &ebpf.CollectionOptions{MapReplacements: repl}
-	nat, err := natSpec()
-	if err == nil {
-		err = natProbe(nat)
-	}
-	if err == nil {
-		sizes.Resize(nat)
-		for _, name := range maps.Names {
-			nat.Maps[name].MaxEntries = plain.Maps[name].MaxEntries
+	load := func(v bpf.Variant) error {
+		spec, err := natSpec(v)
+		if err == nil {
+			err = natProbe(spec)
 		}
-		err = nat.LoadAndAssign(&d.objs, opts)
+		if err != nil {
+			return err
+		}
+		sizes.Resize(spec)
+		for _, name := range maps.Names {
+			spec.Maps[name].MaxEntries = plain.Maps[name].MaxEntries
+		}
+		return spec.LoadAndAssign(&d.objs, opts)
 	}
-	if err == nil {
-		d.Object = Object{Variant: bpf.NAT.String()}
-	} else {
-		d.Object = Object{Variant: bpf.Plain.String(), NATRefused: NATRefusal(err)}
-		d.log.Info("the kernel refused the NAT object; loading the plain one (no --nat)", "reason", d.Object.NATRefused)
+	d.Object = Object{Variant: bpf.NAT.String()}
+	err := load(bpf.NAT)
+	if err != nil {
+		d.Object.NATRefused = NATRefusal(err)
+		d.log.Info("the kernel refused the NAT object; trying the own-translation one", "reason", d.Object.NATRefused)
+		d.Object.Variant = bpf.NATOwn.String()
+		err = load(bpf.NATOwn)
+	}
+	if err != nil {
+		d.Object.Variant = bpf.Plain.String()
+		d.Object.NATOwnRefused = NATRefusal(err)
+		d.log.Info("the kernel refused the own-translation NAT object; loading the plain one (no --nat)", "reason", d.Object.NATOwnRefused)
 		if err := plain.LoadAndAssign(&d.objs, opts); err != nil {
 			var ve *ebpf.VerifierError
 			if errors.As(err, &ve) {

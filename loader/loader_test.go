@@ -400,11 +400,26 @@ func TestAgerReclaimsExpired(t *testing.T) {
 	must(t, dp.Maps.EmbryoSources.Put(fullSrc, bpf.FtpgateSrcBudget{LastNs: now - uint64(maps.EmbryoRefill)}))
 	must(t, dp.Maps.EmbryoSources.Put(busySrc, bpf.FtpgateSrcBudget{LastNs: now}))
 
+	// own translations (nat_own): closed and quiet past the linger, idle
+	// past FlowIdle; closed but still carrying packets, open and quiet
+	ownClosed, ownIdle := bpf.FtpgateFlowKey{Family: unix.AF_INET, Sport: 11}, bpf.FtpgateFlowKey{Family: unix.AF_INET, Sport: 12}
+	ownClosing, ownQuiet := bpf.FtpgateFlowKey{Family: unix.AF_INET, Sport: 13}, bpf.FtpgateFlowKey{Family: unix.AF_INET, Sport: 14}
+	must(t, dp.Maps.NATOwn.Put(ownClosed, bpf.FtpgateNatOwnVal{LastSeenNs: now - uint64(2*time.Minute), Flags: 1}))
+	must(t, dp.Maps.NATOwn.Put(ownIdle, bpf.FtpgateNatOwnVal{LastSeenNs: now - uint64(DefaultFlowIdle)}))
+	must(t, dp.Maps.NATOwn.Put(ownClosing, bpf.FtpgateNatOwnVal{LastSeenNs: now - uint64(time.Second), Flags: 2}))
+	must(t, dp.Maps.NATOwn.Put(ownQuiet, bpf.FtpgateNatOwnVal{LastSeenNs: now - uint64(2*time.Minute)}))
+
 	a := &Ager{Maps: dp.Maps, FlowIdle: DefaultFlowIdle, ClosedLinger: DefaultClosedLinger, CtrlIdle: DefaultCtrlIdle}
 	r, err := a.Sweep()
 	must(t, err)
-	if r.Expectations != 1 || r.Flows != 1 || r.Embryos != 1 || r.Sources != 1 {
-		t.Fatalf("reclaimed %+v, want one expectation, flow, embryo and source", r)
+	if r.Expectations != 1 || r.Flows != 1 || r.Embryos != 1 || r.Sources != 1 || r.NATOwn != 2 {
+		t.Fatalf("reclaimed %+v, want one expectation, flow, embryo and source, and two own translations", r)
+	}
+	for _, k := range []bpf.FtpgateFlowKey{ownClosing, ownQuiet} {
+		var ov bpf.FtpgateNatOwnVal
+		if err := dp.Maps.NATOwn.Lookup(k, &ov); err != nil {
+			t.Fatalf("own translation %+v reclaimed: %v", k, err)
+		}
 	}
 	var v bpf.FtpgateExpectVal
 	if err := dp.Maps.Expectations.Lookup(live, &v); err != nil {

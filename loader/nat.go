@@ -45,13 +45,17 @@ func (m NATMechanism) Mode() maps.NATMode {
 	return maps.NATCT
 }
 
-// Object is which build of the programs a dataplane runs (bpf.Variant) and,
-// for the plain one, why the kernel refused the NAT build.
+// Object is which build of the programs a dataplane runs (bpf.Variant) and
+// why the kernel refused the builds before it: the NAT object (both
+// mechanisms), then the own object (ftpgate's own translation only).
 type Object struct {
 	Variant string `json:"variant"`
 	// NATRefused is the kernel's refusal of the NAT object, condensed to
 	// one line; empty when it loaded
 	NATRefused string `json:"nat_refused,omitempty"`
+	// NATOwnRefused is the kernel's refusal of the own object, tried only
+	// where the NAT object was refused; empty when it loaded or was not tried
+	NATOwnRefused string `json:"nat_own_refused,omitempty"`
 }
 
 // ErrNATUnavailable means --nat cannot be served on this kernel or build.
@@ -62,7 +66,10 @@ const natHelperAdvice = "use the kernel's FTP NAT helper instead (modprobe nf_na
 
 // ResolveNAT is the one place that turns the requested NAT mode (what
 // --nat and --nat-mechanism made of maps.Config.NAT, forced or auto) into
-// the mechanism in effect with obj. NATOff stays off.
+// the mechanism in effect with obj: auto takes conntrack entries where the
+// NAT object loaded and ftpgate's own translation where only the own
+// object did; a forced mechanism is refused where its object did not load.
+// NATOff stays off.
 func ResolveNAT(want maps.NATMode, mech NATMechanism, obj Object) (maps.NATMode, error) {
 	if want == maps.NATOff {
 		return maps.NATOff, nil
@@ -70,27 +77,40 @@ func ResolveNAT(want maps.NATMode, mech NATMechanism, obj Object) (maps.NATMode,
 	if mech == "" {
 		mech = NATAuto
 	}
-	if mech == NATOwnTranslation || want == maps.NATOwn {
-		return 0, fmt.Errorf("%w: --nat-mechanism own (ftpgate translating data connections itself) is not built yet; %s", ErrNATUnavailable, natHelperAdvice)
+	if want == maps.NATOwn {
+		mech = NATOwnTranslation
 	}
-	if obj.Variant == bpf.NAT.String() {
+	ct := obj.Variant == bpf.NAT.String()
+	own := ct || obj.Variant == bpf.NATOwn.String()
+	why := func(refused string) string {
+		if refused == "" {
+			return "the object is not loaded"
+		}
+		return refused
+	}
+	switch {
+	case mech == NATOwnTranslation && own:
+		return maps.NATOwn, nil
+	case mech == NATOwnTranslation:
+		return 0, fmt.Errorf("%w: --nat-mechanism own: this kernel refused the NAT objects (own translation: %s); %s", ErrNATUnavailable, why(obj.NATOwnRefused), natHelperAdvice)
+	case ct:
 		return maps.NATCT, nil
+	case mech == NATConntrack:
+		return 0, fmt.Errorf("%w: --nat-mechanism conntrack: this kernel refused the conntrack NAT object (%s); %s", ErrNATUnavailable, why(obj.NATRefused), natHelperAdvice)
+	case own:
+		return maps.NATOwn, nil
 	}
-	// auto would fall back to own here, which is not built yet either
-	why := obj.NATRefused
-	if why == "" {
-		why = "the NAT object is not loaded"
-	}
-	return 0, fmt.Errorf("%w: this kernel refused the conntrack NAT object (%s); %s", ErrNATUnavailable, why, natHelperAdvice)
+	return 0, fmt.Errorf("%w: this kernel refused the conntrack NAT object (%s) and the own-translation one (%s); %s", ErrNATUnavailable, why(obj.NATRefused), why(obj.NATOwnRefused), natHelperAdvice)
 }
 
-// natSpec gives the NAT object's spec; tests replace it to make the kernel
-// refuse the object for real.
-var natSpec = func() (*ebpf.CollectionSpec, error) { return bpf.LoadVariant(bpf.NAT) }
+// natSpec gives the spec of a NAT object (bpf.NAT, bpf.NATOwn); tests
+// replace it to make the kernel refuse an object for real.
+var natSpec = bpf.LoadVariant
 
-// natProbeProgram is the NAT object's program that calls every conntrack
-// kfunc and no map (bpf/natct.h): verified alone first, it gives a
-// kernel's refusal in a fraction of the time the whole object takes.
+// natProbeProgram is the NAT objects' program that calls every conntrack
+// kfunc the object calls and no map (bpf/natct.h, bpf/natown.h): verified
+// alone first, it gives a kernel's refusal in a fraction of the time the
+// whole object takes.
 const natProbeProgram = "ftpgate_nat_probe"
 
 // natProbe verifies the probe program of the NAT spec alone, and removes

@@ -20,7 +20,9 @@ import (
 // refusal is one line naming what is missing and what to use instead.
 func TestResolveNAT(t *testing.T) {
 	natObj := Object{Variant: bpf.NAT.String()}
-	plainObj := Object{Variant: bpf.Plain.String(), NATRefused: "no conntrack kfunc bpf_skb_ct_alloc in the kernel's BTF"}
+	ownObj := Object{Variant: bpf.NATOwn.String(), NATRefused: "bpf_ct_set_nat_info rejected by this kernel's verifier"}
+	plainObj := Object{Variant: bpf.Plain.String(), NATRefused: "no conntrack kfunc bpf_skb_ct_alloc in the kernel's BTF",
+		NATOwnRefused: "no conntrack kfunc bpf_skb_ct_lookup in the kernel's BTF"}
 	for _, tc := range []struct {
 		want    maps.NATMode
 		mech    NATMechanism
@@ -33,9 +35,13 @@ func TestResolveNAT(t *testing.T) {
 		{maps.NATCT, NATAuto, natObj, maps.NATCT, ""},
 		{maps.NATCT, NATConntrack, natObj, maps.NATCT, ""},
 		{maps.NATCT, "", natObj, maps.NATCT, ""},
-		{maps.NATCT, NATAuto, plainObj, 0, "refused the conntrack NAT object (no conntrack kfunc bpf_skb_ct_alloc"},
+		{maps.NATOwn, NATOwnTranslation, natObj, maps.NATOwn, ""},
+		{maps.NATCT, NATAuto, ownObj, maps.NATOwn, ""},
+		{maps.NATOwn, NATOwnTranslation, ownObj, maps.NATOwn, ""},
+		{maps.NATCT, NATConntrack, ownObj, 0, "--nat-mechanism conntrack: this kernel refused the conntrack NAT object (bpf_ct_set_nat_info rejected"},
+		{maps.NATCT, NATAuto, plainObj, 0, "refused the conntrack NAT object (no conntrack kfunc bpf_skb_ct_alloc in the kernel's BTF) and the own-translation one (no conntrack kfunc bpf_skb_ct_lookup"},
 		{maps.NATCT, NATConntrack, plainObj, 0, "refused the conntrack NAT object"},
-		{maps.NATOwn, NATOwnTranslation, natObj, 0, "own (ftpgate translating data connections itself) is not built yet"},
+		{maps.NATOwn, NATOwnTranslation, plainObj, 0, "--nat-mechanism own: this kernel refused the NAT objects (own translation: no conntrack kfunc bpf_skb_ct_lookup"},
 	} {
 		got, err := ResolveNAT(tc.want, tc.mech, tc.obj)
 		if tc.refusal == "" {
@@ -51,19 +57,20 @@ func TestResolveNAT(t *testing.T) {
 	}
 }
 
-// refuseKfunc makes the NAT object call a kfunc no kernel has, in place of
-// name: the kernel refuses it at load as one without name would.
+// refuseKfunc makes the NAT objects that call kfunc name call one no
+// kernel has in its place: the kernel refuses them at load as one without
+// name would. An object that does not call name is left as it is.
 func refuseKfunc(t *testing.T, name string) {
 	t.Helper()
 	orig := natSpec
-	natSpec = func() (*ebpf.CollectionSpec, error) {
-		spec, err := orig()
+	natSpec = func(v bpf.Variant) (*ebpf.CollectionSpec, error) {
+		spec, err := orig(v)
 		if err != nil {
 			return nil, err
 		}
 		var fn *btf.Func
 		if err := spec.Types.TypeByName(name, &fn); err != nil {
-			return nil, err
+			return spec, nil
 		}
 		fn.Name += "_absent"
 		return spec, nil
@@ -72,14 +79,16 @@ func refuseKfunc(t *testing.T, name string) {
 }
 
 // TestNATObjectAndFallback: run loads the NAT object on this kernel and
-// takes --nat as conntrack entries; when the kernel refuses the NAT object,
-// run falls back to the plain one on the same pins (state kept), records
-// the reason for status, and refuses --nat in one line naming the missing
-// kfunc and the kernel helper; a later run switches back.
+// takes --nat as conntrack entries; when the kernel refuses the NAT object
+// (bpf_ct_set_nat_info, as Debian's 7.3.4 does), run falls back to the own
+// object on the same pins (state kept), records the reason for status, and
+// --nat gets ftpgate's own translation; when it refuses both
+// (bpf_skb_ct_lookup, as 5.10), the plain object, and --nat is refused in
+// one line naming the missing kfunc and the kernel helper; a later run
+// switches back.
 func TestNATObjectAndFallback(t *testing.T) {
 	env := newEnv(t)
 	opts := env.options(XDPGeneric, TCNetlink)
-	opts.Config.NAT = maps.NATCT
 	opts.Config.NAT = maps.NATOff // ask for NAT only where the kernel can
 	dp := env.start(t, opts)
 	if _, want := bpftest.NATRefusal(); dp.Object != (Object{Variant: "nat"}) || want != "" {
@@ -100,17 +109,29 @@ func TestNATObjectAndFallback(t *testing.T) {
 	must(t, dp.Maps.Expectations.Put(ek, bpf.FtpgateExpectVal{ExpiresNs: ^uint64(0) >> 1, CreatedNs: 1, Nat: maps.NATTarget(netip.MustParseAddrPort("192.168.1.2:5000"))}))
 	must(t, dp.Close())
 
+	// a kernel refusing bpf_ct_set_nat_info: the own object, own translation
 	refuseKfunc(t, "bpf_ct_set_nat_info")
+	dp = env.start(t, opts)
+	if dp.Object.Variant != "nat-own" || !strings.Contains(dp.Object.NATRefused, "no conntrack kfunc bpf_ct_set_nat_info") || dp.Object.NATOwnRefused != "" {
+		t.Fatalf("object %+v, want nat-own with the NAT object's refusal", dp.Object)
+	}
+	if cfg, err := dp.Maps.GetConfig(); err != nil || cfg.NAT != maps.NATOwn {
+		t.Fatalf("config.nat = %v (%v), want own", cfg.NAT, err)
+	}
+	must(t, dp.Close())
+
+	// and bpf_skb_ct_lookup: the plain object, --nat refused
+	refuseKfunc(t, "bpf_skb_ct_lookup")
 	_, err = Start(opts)
 	if !errors.Is(err, ErrNATUnavailable) || strings.Contains(err.Error(), "\n") ||
-		!strings.Contains(err.Error(), "no conntrack kfunc bpf_ct_set_nat_info") || !strings.Contains(err.Error(), "nf_nat_ftp") {
-		t.Fatalf("run --nat on a kernel refusing the NAT object: %v; want one line naming the kfunc and the kernel helper", err)
+		!strings.Contains(err.Error(), "no conntrack kfunc bpf_skb_ct_lookup") || !strings.Contains(err.Error(), "nf_nat_ftp") {
+		t.Fatalf("run --nat on a kernel refusing both NAT objects: %v; want one line naming the kfunc and the kernel helper", err)
 	}
 
 	opts.Config.NAT = maps.NATOff
 	dp = env.start(t, opts)
-	if dp.Object.Variant != "plain" || !strings.Contains(dp.Object.NATRefused, "bpf_ct_set_nat_info") {
-		t.Fatalf("object %+v, want plain with the refusal", dp.Object)
+	if dp.Object.Variant != "plain" || !strings.Contains(dp.Object.NATRefused, "bpf_skb_ct_lookup") || !strings.Contains(dp.Object.NATOwnRefused, "bpf_skb_ct_lookup") {
+		t.Fatalf("object %+v, want plain with both refusals", dp.Object)
 	}
 	var ev bpf.FtpgateExpectVal
 	if err := dp.Maps.Expectations.Lookup(ek, &ev); err != nil || maps.Inside(unix.AF_INET, ev.Nat).String() != "192.168.1.2:5000" {
@@ -123,7 +144,7 @@ func TestNATObjectAndFallback(t *testing.T) {
 	}
 	must(t, dp.Close())
 
-	natSpec = func() (*ebpf.CollectionSpec, error) { return bpf.LoadVariant(bpf.NAT) }
+	natSpec = bpf.LoadVariant
 	opts.Config.NAT = maps.NATCT
 	if dp = env.start(t, opts); dp.Object.Variant != "nat" {
 		t.Fatalf("back on the NAT object: %+v", dp.Object)
@@ -131,12 +152,16 @@ func TestNATObjectAndFallback(t *testing.T) {
 }
 
 // skipUnlessNATKernel skips where the kernel refuses the NAT object as the
-// VM matrix measured (bpftest.NATRefusal) and fails elsewhere.
+// VM matrix measured (bpftest.NATRefusal, and for the own object
+// bpftest.NATOwnRefusal) and fails elsewhere.
 func skipUnlessNATKernel(t *testing.T, o Object) {
 	t.Helper()
 	release, want := bpftest.NATRefusal()
-	if want != "" && strings.Contains(o.NATRefused, want) {
-		t.Skipf("kernel %s refuses the NAT object, as measured: %s", release, o.NATRefused)
+	_, wantOwn := bpftest.NATOwnRefusal()
+	variant := map[string]string{"conntrack": "nat", "own": "nat-own", "": "plain"}[bpftest.NATMechanism()]
+	if want != "" && strings.Contains(o.NATRefused, want) && o.Variant == variant &&
+		(wantOwn == "" && o.NATOwnRefused == "" || wantOwn != "" && strings.Contains(o.NATOwnRefused, wantOwn)) {
+		t.Skipf("kernel %s refuses the NAT object, as measured: %s (own object: %q)", release, o.NATRefused, o.NATOwnRefused)
 	}
 	t.Fatalf("kernel %s: object %+v (measured refusal: %q)", release, o, want)
 }

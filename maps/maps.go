@@ -30,6 +30,7 @@ const (
 	NameGuardedIfs   = "guarded_ifs"
 	NameCtrlEmbryo   = "ctrl_embryo"
 	NameEmbryoSrcs   = "embryo_sources"
+	NameNATOwn       = "nat_own"
 )
 
 // table is one pinned map: its name, where its handle lives, and for the
@@ -56,6 +57,7 @@ var tables = []table{
 	{NameGuardedIfs, func(m *Maps) **ebpf.Map { return &m.GuardedIfs }, nil},
 	{NameCtrlEmbryo, func(m *Maps) **ebpf.Map { return &m.CtrlEmbryo }, func(s *TableSizes) *uint32 { return &s.CtrlEmbryo }},
 	{NameEmbryoSrcs, func(m *Maps) **ebpf.Map { return &m.EmbryoSources }, func(s *TableSizes) *uint32 { return &s.EmbryoSources }},
+	{NameNATOwn, func(m *Maps) **ebpf.Map { return &m.NATOwn }, func(s *TableSizes) *uint32 { return &s.NATOwn }},
 }
 
 // Names lists every map ftpgate pins, in a stable order.
@@ -63,8 +65,8 @@ var Names = tableNames(func(table) bool { return true })
 
 // SizedTables lists the connection tables (control connections,
 // expectations, data flows, untrusted control connections and their
-// per-source limiter): the ones sized by TableSizes, aged, and shown with
-// their fill.
+// per-source limiter, the data connections ftpgate translates itself): the
+// ones sized by TableSizes, aged, and shown with their fill.
 var SizedTables = tableNames(func(t table) bool { return t.size != nil })
 
 func tableNames(keep func(table) bool) []string {
@@ -86,6 +88,8 @@ type TableSizes struct {
 	DataFlows     uint32
 	CtrlEmbryo    uint32
 	EmbryoSources uint32
+	// NATOwn: two entries per data connection ftpgate translates itself
+	NATOwn uint32
 }
 
 // DefaultTableSizes suits a busy gateway. The untrusted-connection tables
@@ -95,6 +99,7 @@ var DefaultTableSizes = TableSizes{
 	CtrlConns:    uint32(bpf.FtpgateLimitsDEFAULT_CTRL_CONNS),
 	Expectations: uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
 	DataFlows:    uint32(bpf.FtpgateLimitsDEFAULT_DATA_FLOWS),
+	NATOwn:       uint32(bpf.FtpgateLimitsDEFAULT_NAT_OWN),
 }
 
 // Resize sets the sizes in spec; a zero size keeps the object's.
@@ -130,6 +135,8 @@ type Maps struct {
 	// untrusted control connections and the per-source limiter of their creation
 	CtrlEmbryo    *ebpf.Map
 	EmbryoSources *ebpf.Map
+	// the data connections ftpgate translates itself (#12 NAT_OWN)
+	NATOwn *ebpf.Map
 
 	owned bool // Close closes the handles
 }

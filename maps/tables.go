@@ -291,6 +291,15 @@ func (m *Maps) StaleFlows(linger, idleLimit time.Duration) ([]bpf.FtpgateFlowKey
 	})
 }
 
+// StaleNATOwn returns the keys of the nat_own entries (each direction of a
+// data connection ftpgate translates itself) that saw FIN or RST and no
+// packet for linger, or no packet for idleLimit.
+func (m *Maps) StaleNATOwn(linger, idleLimit time.Duration) ([]bpf.FtpgateFlowKey, error) {
+	return stale[bpf.FtpgateFlowKey](m, NameNATOwn, func(now uint64, v *bpf.FtpgateNatOwnVal) bool {
+		return reclaimable(since(now, v.LastSeenNs), v.Flags != 0, linger, idleLimit)
+	})
+}
+
 // StaleConns returns the keys of the control connections closing for
 // linger or silent for idleLimit.
 func (m *Maps) StaleConns(linger, idleLimit time.Duration) ([]bpf.FtpgateCtrlKey, error) {

@@ -56,7 +56,7 @@ var settingsTable = []setting{
 		usage: "rewrite the addresses PORT, EPRT and 227 announce from behind NAT (masquerade, DNAT) and take their data connections to the inside end (status shows whether this kernel can)",
 		kind:  nat()},
 	{name: "nat-mechanism", in: inRun,
-		usage: "how --nat takes data connections inside: `auto`, conntrack (entries made from BPF, Linux >= 6.1 with conntrack BTF) or own (not built yet)",
+		usage: "how --nat takes data connections inside: `auto`, conntrack (entries made from BPF, Linux >= 6.1 with conntrack BTF) or own (ftpgate translates them itself; status says which the kernel takes)",
 		kind:  natMechanism()},
 	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
@@ -64,6 +64,8 @@ var settingsTable = []setting{
 		kind: tableSize(loader.DefaultTableSizes.Expectations, func(t *loader.TableSizes) *uint32 { return &t.Expectations })},
 	{name: "flows", in: inRun, usage: "data-flow table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.DataFlows, func(t *loader.TableSizes) *uint32 { return &t.DataFlows })},
+	{name: "nat-own", in: inRun, usage: "entries of the table of data connections --nat translates itself, two per connection (fixed when first created)",
+		kind: tableSize(loader.DefaultTableSizes.NATOwn, func(t *loader.TableSizes) *uint32 { return &t.NATOwn })},
 }
 
 // commands is the set of commands a setting appears in.

@@ -51,7 +51,7 @@ func TestSettingsAppearWhereNamed(t *testing.T) {
 		"ftp-port": inRun | inReplay, "allow-port": inRun | inReplay, "expect-timeout": everywhere, "max-expect-per-conn": everywhere,
 		"loose": everywhere, "dry-run": everywhere, "fwmark": inRun | inSet, "accounting": inRun | inSet,
 		"allow-low-data-ports": everywhere, "ctrl-conns": inRun, "expectations": inRun, "flows": inRun,
-		"rp-check": everywhere, "nat": inRun | inSet, "nat-mechanism": inRun,
+		"nat-own": inRun, "rp-check": everywhere, "nat": inRun | inSet, "nat-mechanism": inRun,
 	}
 	for _, s := range settingsTable {
 		if cliToday[s.name] != s.in {
@@ -144,7 +144,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 	yaml := map[string]string{
 		"ftp-port": "[2121, 21, 990@198.51.100.0/24@2001:db8::/32]", "allow-port": "[22]", "rp-check": "loose", "expect-timeout": "90s", "max-expect-per-conn": "3",
 		"loose": "true", "dry-run": "true", "fwmark": "0x100/0xff00", "accounting": "true", "allow-low-data-ports": "true",
-		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000", "nat": "true", "nat-mechanism": "conntrack",
+		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000", "nat-own": "4000", "nat": "true", "nat-mechanism": "conntrack",
 	}
 	var file bytes.Buffer
 	file.WriteString("iface: [lo]\n")
@@ -169,7 +169,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 	want := maps.Config{ExpectTimeout: 90 * time.Second, MaxExpectPerConn: 3, FwmarkValue: 0x100, FwmarkMask: 0xff00,
 		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose, NAT: maps.NATCT}
 	scopes := []maps.PortScope{{Port: 990, Prefix: netip.MustParsePrefix("198.51.100.0/24")}, {Port: 990, Prefix: netip.MustParsePrefix("2001:db8::/32")}}
-	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000}) ||
+	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000}) ||
 		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.CtrlScopes, scopes) || !slices.Equal(o.AllowPorts, []uint16{22}) {
 		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
 	}

@@ -94,8 +94,11 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 
 // objectText says which build of the programs runs and what it means for --nat.
 func objectText(o loader.Object) string {
-	if o.NATRefused == "" {
-		return o.Variant + " (--nat takes data connections inside through conntrack entries)"
+	switch {
+	case o.NATRefused == "":
+		return o.Variant + " (--nat takes data connections inside through conntrack entries, or ftpgate's own translation with --nat-mechanism own)"
+	case o.NATOwnRefused == "":
+		return fmt.Sprintf("%s (--nat takes data connections inside by ftpgate's own translation: the kernel refused the conntrack NAT object: %s)", o.Variant, o.NATRefused)
 	}
-	return fmt.Sprintf("%s (--nat unavailable: the kernel refused the NAT object: %s)", o.Variant, o.NATRefused)
+	return fmt.Sprintf("%s (--nat unavailable: the kernel refused the NAT object: %s; and the own-translation one: %s)", o.Variant, o.NATRefused, o.NATOwnRefused)
 }

@@ -65,10 +65,14 @@ const (
 	// KernelFtpgateNAT: both helpers at once, the kernel's and ftpgate
 	// --nat: whatever one rewrote the other must leave alone.
 	KernelFtpgateNAT Mode = "kernel+ftpgate-nat"
+	// FtpgateNATOwn: ftpgate run --nat --nat-mechanism own, ftpgate
+	// rewriting and translating the data connections itself (no
+	// conntrack entries made from BPF).
+	FtpgateNATOwn Mode = "ftpgate-nat-own"
 )
 
 // Modes lists every mode, in the report's column order.
-var Modes = []Mode{None, Kernel, Ftpgate, FtpgateNAT, KernelFtpgate, KernelFtpgateNAT}
+var Modes = []Mode{None, Kernel, Ftpgate, FtpgateNAT, KernelFtpgate, KernelFtpgateNAT, FtpgateNATOwn}
 
 // KernelHelper tells whether the mode's ruleset assigns the kernel's helper.
 func (m Mode) KernelHelper() bool { return m == Kernel || m == KernelFtpgate || m == KernelFtpgateNAT }
@@ -77,7 +81,7 @@ func (m Mode) KernelHelper() bool { return m == Kernel || m == KernelFtpgate || 
 func (m Mode) RunsFtpgate() bool { return m == Ftpgate || m == KernelFtpgate || m.NAT() }
 
 // NAT tells whether the mode runs ftpgate with --nat.
-func (m Mode) NAT() bool { return m == FtpgateNAT || m == KernelFtpgateNAT }
+func (m Mode) NAT() bool { return m == FtpgateNAT || m == KernelFtpgateNAT || m == FtpgateNATOwn }
 
 // WanIf is the gateway's outside interface.
 const WanIf = "wan0"
@@ -337,6 +341,9 @@ func New(t testing.TB, opts Options) *Lab {
 			"--ftp-port", "21", "--ftp-port", "2121", "--fwmark", Fwmark}
 		if opts.Mode.NAT() {
 			args = append(args, "--nat")
+		}
+		if opts.Mode == FtpgateNATOwn {
+			args = append(args, "--nat-mechanism", "own")
 		}
 		g, err := lab.StartGate(t, opts.Ftpgate, l.GatewayNS(), "/sys/fs/bpf/ftpgate-"+l.Topo.ID, args...)
 		if err != nil {

@@ -60,7 +60,7 @@ type modeRun struct {
 // all modes at once (a lab each), and holds each mode to what it must do:
 // the kernel's helper passes every plain and security case, no helper
 // fails every case that needs one, every mode refuses the security cases,
-// ftpgate-nat passes all; nothing is INVALID to conntrack.
+// ftpgate-nat and ftpgate-nat-own pass all; nothing is INVALID to conntrack.
 func TestNATMatrix(t *testing.T) {
 	if os.Geteuid() != 0 {
 		bpftest.SkipOrFail(t, "the NAT lab creates network namespaces and loads BPF: need root")
@@ -232,8 +232,8 @@ func (r *modeRun) check(t *testing.T, c natCase) {
 	switch {
 	case c.kind == security && !o.pass:
 		t.Errorf("security case failed (it must hold in every mode): %s", o.note)
-	case r.mode == FtpgateNAT && !o.pass:
-		t.Errorf("ftpgate-nat must carry every case: %s", o.note)
+	case (r.mode == FtpgateNAT || r.mode == FtpgateNATOwn) && !o.pass:
+		t.Errorf("%s must carry every case: %s", r.mode, o.note)
 	case r.mode == Kernel && c.kind == plain && !o.pass:
 		t.Errorf("the kernel's helper is the baseline and must pass: %s", o.note)
 	case r.mode == KernelFtpgate && c.kind == plain && !o.pass:
