@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 // NATRefusal is what the VM matrix measured each kernel to say about the
@@ -23,6 +25,26 @@ func NATRefusal() (release, refusal string) {
 		}
 	}
 	return release, ""
+}
+
+// NATMechanism is what `run --nat --nat-mechanism mech` ("auto" or "",
+// "conntrack", "own") gets on this kernel, as measured: the NAT mode the
+// programs run, or maps.NATOff and a part of the loader's one-line
+// refusal. The VM matrix's NAT lab runs whatever this says, so a kernel
+// that gains a mechanism (ftpgate's own translation, NAT_OWN) changes
+// only this function.
+func NATMechanism(mech string) (release string, mode maps.NATMode, refusal string) {
+	release, ct := NATRefusal()
+	switch mech {
+	case "", "auto", "conntrack":
+		if ct != "" {
+			return release, maps.NATOff, ct
+		}
+		return release, maps.NATCT, ""
+	case "own":
+		return release, maps.NATOff, "is not built yet"
+	}
+	return release, maps.NATOff, "NAT mechanism " + mech
 }
 
 // natRefusing: kernels of the matrix that refuse the NAT object, by the
