@@ -90,9 +90,12 @@ func KernelWarnings(after uint64) ([]string, error) {
 	recs, err := Kmsg(after)
 	var out []string
 	for _, r := range recs {
-		if r.Level <= 4 || kernelTrouble.MatchString(r.Text) {
+		if r.trouble() {
 			out = append(out, fmt.Sprintf("<%d> %s", r.Level, r.Text))
 		}
 	}
 	return out, err
 }
+
+// trouble: a warning or worse, or a bug report at any level.
+func (r KmsgRecord) trouble() bool { return r.Level <= 4 || kernelTrouble.MatchString(r.Text) }

@@ -152,11 +152,11 @@ func (l *natLab) run(c natCase, timeout time.Duration, skipPasv bool) error {
 		defer cancel()
 		cl, err := ftpmini.Dial(ctx, server.String(), ftpmini.Config{Timeout: timeout, SkipPasvAddress: skipPasv})
 		if err != nil {
-			return err
+			return controlError{err}
 		}
 		defer cl.Close()
 		if err := cl.Login(ctx, "anonymous", "test@example.org"); err != nil {
-			return err
+			return controlError{err}
 		}
 		for i, m := range c.modes {
 			if c.store && i == len(c.modes)-1 {
@@ -185,6 +185,13 @@ func (l *natLab) run(c natCase, timeout time.Duration, skipPasv bool) error {
 		return ignoreEOF(cl.Quit(ctx))
 	})
 }
+
+// controlError is a session that failed before any transfer: the control
+// connection itself did not get through the gateway.
+type controlError struct{ error }
+
+func (e controlError) Error() string { return "control connection: " + e.error.Error() }
+func (e controlError) Unwrap() error { return e.error }
 
 func isDataCommand(v string) bool {
 	for _, m := range ftpmini.Modes {
@@ -231,6 +238,10 @@ func (l *natLab) runCases(t *testing.T, want func(natCase) bool, timeout func(na
 			t.Errorf("%s: %v (%v)", c.name, err, took)
 		case !want(c) && err == nil:
 			t.Errorf("%s: passed (%v); without an FTP helper it must fail, or the gateway does not really NAT it", c.name, took)
+		case !want(c) && errors.As(err, new(controlError)):
+			// only the data connection needs a helper: masquerade and DNAT
+			// of the control connection are the gateway's own job
+			t.Errorf("%s: %v (%v); the control connection must get through the gateway", c.name, err, took)
 		default:
 			t.Logf("%s: %s (%v)", c.name, outcome(err), took)
 		}
@@ -238,6 +249,9 @@ func (l *natLab) runCases(t *testing.T, want func(natCase) bool, timeout func(na
 			t.Errorf("%s: conntrack INVALID %d -> %d", c.name, before, after)
 		}
 	}
+	n, err := nettest.NATInvalid(l.tp.Gateway, l.rs.Table)
+	must(t, err)
+	t.Logf("conntrack INVALID after every case: %d", n)
 }
 
 func outcome(err error) string {
