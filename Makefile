@@ -12,8 +12,12 @@ FUZZTIME  ?= 300000x
 # packages whose tests run inside the VM matrix
 VM_PKGS   := bpf loader tests/vmtest
 # modules the guests load: the harness's own, plus conntrack and NAT for the
-# NAT object (#12) and ctnetlink for the tests that list conntrack entries
-VM_MODULES ?= veth sch_ingress cls_bpf act_bpf tun nf_conntrack nf_nat nf_conntrack_netlink crc32c_generic?
+# NAT object (#12), ctnetlink for the tests that list conntrack entries, and
+# nf_tables with what the NAT lab's ruleset uses (nat chains, dnat,
+# masquerade, ct; counter objects and objref are modules up to 6.1): the
+# guests have no modprobe, so nothing is loaded on demand
+VM_MODULES ?= veth sch_ingress cls_bpf act_bpf tun nf_conntrack nf_nat nf_conntrack_netlink crc32c_generic? \
+	nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_counter? nft_objref?
 # per VM: on 7.x every loader start verifies the NAT object before falling
 # back, and a VM of the matrix took 18 minutes on a busy 2-core host
 VM_TIMEOUT ?= 30m

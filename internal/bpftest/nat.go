@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 // NATRefusal is what the VM matrix measured each kernel to say about the
@@ -36,6 +38,37 @@ func NATMechanism() string {
 		return "own"
 	}
 	return ""
+}
+
+// NATRun is what `run --nat --nat-mechanism mech` ("auto" or "",
+// "conntrack", "own") gets on this kernel, as measured: the NAT mode the
+// programs run, or maps.NATOff and a part of the loader's one-line
+// refusal. The VM matrix's NAT lab runs whatever this says.
+func NATRun(mech string) (release string, mode maps.NATMode, refusal string) {
+	release, k := natMeasured()
+	switch mech {
+	case "", "auto":
+		switch NATMechanism() {
+		case "conntrack":
+			return release, maps.NATCT, ""
+		case "own":
+			return release, maps.NATOwn, ""
+		}
+		return release, maps.NATOff, k.refusal
+	case "conntrack":
+		if k.refusal != "" {
+			return release, maps.NATOff, k.refusal
+		}
+		return release, maps.NATCT, ""
+	case "own":
+		// the NAT object runs own translation too; the own object is
+		// tried where the NAT object is refused
+		if k.refusal != "" && k.ownRefusal != "" {
+			return release, maps.NATOff, k.ownRefusal
+		}
+		return release, maps.NATOwn, ""
+	}
+	return release, maps.NATOff, "NAT mechanism " + mech
 }
 
 func natMeasured() (string, natKernel) {

@@ -42,6 +42,11 @@ type Config struct {
 	ActivePort int
 	// LocalAddr, if valid, is the source address of the control connection.
 	LocalAddr netip.Addr
+	// SkipPasvAddress connects a PASV data connection to the control
+	// connection's peer with the 227's port, ignoring its address (curl's
+	// default since 7.74, --ftp-skip-pasv-ip); off, the client trusts the
+	// 227 address, which is what a NAT helper must rewrite.
+	SkipPasvAddress bool
 	// Announce shapes how the PORT/EPRT line reaches the socket; the zero
 	// value writes it alone in one write.
 	Announce Shape
@@ -366,7 +371,11 @@ func (c *Client) passive(ctx context.Context, mode Mode) (netip.AddrPort, error)
 		if err != nil {
 			return netip.AddrPort{}, err
 		}
-		return parsePasvReply(msg)
+		ap, err := parsePasvReply(msg)
+		if err == nil && c.cfg.SkipPasvAddress {
+			ap = netip.AddrPortFrom(remote, ap.Port())
+		}
+		return ap, err
 	}
 	_, msg, err := c.cmd(ctx, "EPSV", 229)
 	if err != nil {

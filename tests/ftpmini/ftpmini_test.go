@@ -312,3 +312,35 @@ func TestShapedAnnounce(t *testing.T) {
 		t.Fatalf("PASV = %q, %v; want the PasvAddress announced", msg, err)
 	}
 }
+
+// TestPeerAddressAndSkipPasv: a server that requires the peer's address
+// refuses an active-mode address that is not the client's, as vsftpd does,
+// and takes the client's own; a client told to skip the 227 address
+// connects to the control peer instead of the address announced.
+func TestPeerAddressAndSkipPasv(t *testing.T) {
+	file := randomBytes(t, 4096)
+	s := NewServer(map[string][]byte{"f": file})
+	s.RequirePeerAddress = true
+	s.PasvAddress = netip.MustParseAddr("192.0.2.9")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, mode := range []Mode{PORT, EPRT} {
+		_, err := Get(ctx, ln.Addr().String(), "f", mode, Config{Timeout: 5 * time.Second, ActiveAddr: netip.MustParseAddr("127.0.0.2")})
+		var re *ReplyError
+		if !errors.As(err, &re) || re.Code != 500 || re.Command != mode.Command() {
+			t.Errorf("%s announcing 127.0.0.2 from 127.0.0.1: %v; want 500 Illegal PORT command", mode, err)
+		}
+		if got, err := Get(ctx, ln.Addr().String(), "f", mode, Config{Timeout: 5 * time.Second}); err != nil || !bytes.Equal(got, file) {
+			t.Errorf("%s announcing the peer's address: %d bytes, %v", mode, len(got), err)
+		}
+	}
+	if got, err := Get(ctx, ln.Addr().String(), "f", PASV, Config{Timeout: 5 * time.Second, SkipPasvAddress: true}); err != nil || !bytes.Equal(got, file) {
+		t.Errorf("PASV skipping the 227 address (192.0.2.9): %d bytes, %v", len(got), err)
+	}
+}

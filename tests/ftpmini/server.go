@@ -28,6 +28,11 @@ type Server struct {
 	// control connection's local one (vsftpd's pasv_address): a server
 	// that announces another host, for tests of what a gateway believes.
 	PasvAddress netip.Addr
+	// RequirePeerAddress refuses a PORT or EPRT that names another
+	// address than the control connection's peer, with vsftpd's "500
+	// Illegal PORT command." (its default, port_promiscuous=NO): the
+	// server a NAT helper must satisfy. Off, any address is taken.
+	RequirePeerAddress bool
 	// ActiveSourcePort, when non-zero, is the source port of active-mode
 	// data connections (20 for a classic server); 0 means ephemeral.
 	ActiveSourcePort int
@@ -385,6 +390,9 @@ func (ss *session) cmdPort(arg string) {
 		_ = ss.reply(501, "bad PORT argument")
 		return
 	}
+	if !ss.peerAnnounced(ap) {
+		return
+	}
 	ss.active = &ap
 	_ = ss.reply(200, "PORT ok")
 }
@@ -400,8 +408,22 @@ func (ss *session) cmdEprt(arg string) {
 		}
 		return
 	}
+	if !ss.peerAnnounced(ap) {
+		return
+	}
 	ss.active = &ap
 	_ = ss.reply(200, "EPRT ok")
+}
+
+// peerAnnounced tells whether an active-mode address may be used, and
+// refuses it otherwise (RequirePeerAddress).
+func (ss *session) peerAnnounced(ap netip.AddrPort) bool {
+	if _, peer := ss.controlAddrs(); ss.s.RequirePeerAddress && ap.Addr() != peer {
+		ss.s.logf("ftpmini: active address %s is not the peer's %s", ap.Addr(), peer)
+		_ = ss.reply(500, "Illegal PORT command.")
+		return false
+	}
+	return true
 }
 
 // openData returns the data connection negotiated by the last
