@@ -353,6 +353,10 @@ func TestNATGateway(t *testing.T) {
 	if mode == maps.NATCT && (c["nat_ct_inserted"] != rewrites+epsv || c["nat_ct_alloc_failed"]+c["nat_ct_nat_failed"]+c["nat_ct_insert_failed"] != 0) {
 		t.Errorf("want %d conntrack entries and no failure: %s", rewrites+epsv, summary(c))
 	}
+	if mode == maps.NATOwn && (c["nat_own_made"] != rewrites+epsv || c["nat_ct_inserted"] != 0 ||
+		c["nat_own_in"] == 0 || c["nat_own_out"] == 0 || c["nat_own_table_full"]+c["nat_own_failed"] != 0) {
+		t.Errorf("want %d pairs of nat_own entries, packets translated both ways, no conntrack entry and no failure: %s", rewrites+epsv, summary(c))
+	}
 	t.Logf("ftpgate: %s", summary(c))
 }
 
