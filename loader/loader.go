@@ -162,7 +162,8 @@ func Start(opts Options) (*Dataplane, error) {
 	}
 	pidStart, _ := processStart(os.Getpid())
 	d.progs = programIDs(d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress)
-	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces, Object: d.Object}
+	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces, Object: d.Object,
+		NATMechanism: opts.NATMechanism}
 	if err := opts.StateDir.write(&d.State); err != nil {
 		d.Close()
 		return nil, err
