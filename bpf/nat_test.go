@@ -838,13 +838,7 @@ func TestNATGSOGrowthPastMTU(t *testing.T) {
 	if len(frame)-14 != mtu-1 {
 		t.Fatalf("frame of %d bytes of IP, want %d", len(frame)-14, mtu-1)
 	}
-	if got, ret := e.egressOn(frame, ifindex, 2, 40); ret != bpftest.TCOK || got.Payload != payload {
-		t.Fatalf("GSO skb the rewrite would take past the MTU: tc returned %d, payload %q, want it unchanged", ret, got.Payload)
-	}
-	wantCounters(t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_gso_drop": 0, "nat_rewrite": 0})
-	start := c.CSeq
-	c.CSeq += uint32(len(payload))
-	e.replayPieces(c, ifindex, start, payload, 40)
+	e.gsoUnchanged(c, ifindex, payload, 40)
 	wantCounters(t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_gso_drop": 0, "nat_mtu_drop": 0, "nat_retrans_reapplied": 0, "nat_rewrite": 0})
 
 	// 63 bytes of IP, 66 after the rewrite: within the MTU, rewritten
@@ -859,7 +853,7 @@ func TestNATGSOGrowthPastMTU(t *testing.T) {
 	// after it, past the MTU once grown: dropped (nat_gso_drop); its
 	// 40-byte pieces hold the field whole and are rewritten from the log
 	// (nat_retrans_reapplied counts both tries)
-	start = c.CSeq
+	start := c.CSeq
 	c.CSeq += uint32(len(small))
 	noops := strings.Repeat("NOOP\r\n", 5)
 	frame = packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(noops)}.Bytes()
@@ -877,6 +871,22 @@ func TestNATGSOGrowthPastMTU(t *testing.T) {
 		t.Fatalf("retransmitted piece: tc returned %d, payload %q, want the field rewritten", ret, got.Payload)
 	}
 	wantCounters(t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_gso_drop": 1, "nat_rewrite": 1, "nat_retrans_reapplied": 2})
+}
+
+// gsoUnchanged sends payload from the client as a GSO skb of gsoSize
+// pieces through TC egress of the device ifindex, whose MTU the rewrite
+// would cross: it must leave unchanged with nothing logged
+// (nat_mtu_unchanged); then as TCP would resend it, in gsoSize pieces.
+func (e *natEnv) gsoUnchanged(c *bpftest.Conn, ifindex uint32, payload string, gsoSize int) {
+	e.t.Helper()
+	frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(payload)}.Bytes()
+	if got, ret := e.egressOn(frame, ifindex, 2, uint32(gsoSize)); ret != bpftest.TCOK || got.Payload != payload {
+		e.t.Fatalf("GSO skb a rewrite would take past the MTU: tc returned %d, payload %q, want it unchanged", ret, got.Payload)
+	}
+	wantCounters(e.t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_gso_drop": 0, "nat_rewrite": 0})
+	start := c.CSeq
+	c.CSeq += uint32(len(payload))
+	e.replayPieces(c, ifindex, start, payload, gsoSize)
 }
 
 // replayPieces sends payload from seq start again through TC egress of the
