@@ -101,28 +101,36 @@ static __always_inline void nat_own_b_key(struct flow_key *b, const struct flow_
 }
 
 /*
- * nat_own_make (re)makes the pair of entries of an admitted data SYN (no
- * ACK) whose flow carries a NAT target, and returns entry A, or a when the
- * flow has none (NULL when the table refused an entry). An existing A that
- * names another inside end (a closed connection lingering, an idle one on
- * the same tuple) is replaced and its B deleted: the new connection goes
- * where its own expectation said. The flags (FIN, RST) of the pair start
- * clear: the SYN is a new connection.
+ * nat_own_make handles an admitted data SYN (no ACK) at ingress, a the
+ * entry A its tuple has, if any. An A that names another inside end than
+ * the SYN's flow (a closed connection lingering, an idle one on the same
+ * tuple), or whose flow has no inside end at all, belongs to an earlier
+ * connection: its pair is deleted, so that the new connection never goes
+ * to the old inside end. With make (config.nat is NAT_OWN) and a flow that
+ * carries a NAT target, the pair is (re)made, with no FIN or RST flag.
+ * Returns entry A of the SYN's connection, or NULL (none, or the table
+ * refused an entry). A SYN of no data flow (an allowed port) leaves a.
  */
 static __always_inline struct nat_own_val *nat_own_make(const struct pkt_info *p, struct flow_key *k, __u64 now,
-							struct nat_own_val *a)
+							struct nat_own_val *a, int make)
 {
 	struct flow_val *fv = bpf_map_lookup_elem(&data_flows, k);
-	if (!fv || !fv->nat.set)
+	if (!fv)
 		return a;
 	struct nat_own_val v = {};
 	struct flow_key b = {};
-	v.created_ns = now;
-	v.last_seen_ns = now;
-	if (a && a->side == NAT_OWN_IN && !(a->port == fv->nat.port && addr_eq(a->addr, fv->nat.addr))) {
+	if (a && a->side == NAT_OWN_IN &&
+	    !(fv->nat.set && a->port == fv->nat.port && addr_eq(a->addr, fv->nat.addr))) {
 		nat_own_b_key(&b, k, a);
 		bpf_map_delete_elem(&nat_own, &b);
+		bpf_map_delete_elem(&nat_own, k);
+		stat_inc(STAT_NAT_OWN_STALE);
+		a = 0;
 	}
+	if (!make || !fv->nat.set)
+		return a;
+	v.created_ns = now;
+	v.last_seen_ns = now;
 
 	/* B first: without it, A would send the inside end's replies out untranslated */
 	copy_addr(v.addr, fv->nat.addr);
@@ -220,8 +228,8 @@ __noinline int nat_own_packet(struct __sk_buff *skb, int ingress)
 	/* the clock only for a packet of a translated connection: the rest pay the lookup alone */
 	struct nat_own_val *v = bpf_map_lookup_elem(&nat_own, &k);
 	int syn = (p.flags & TCPF_SYN) && !(p.flags & TCPF_ACK);
-	if (ingress && syn && cfg->nat == NAT_OWN) {
-		v = nat_own_make(&p, &k, now_ns(cfg), v);
+	if (ingress && syn && (v || cfg->nat == NAT_OWN)) {
+		v = nat_own_make(&p, &k, now_ns(cfg), v, cfg->nat == NAT_OWN);
 		if (v) {
 			nat_own_live = 1;
 			v->flags = 0;

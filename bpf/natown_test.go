@@ -321,7 +321,8 @@ func ownRig(t *testing.T) *ownRun {
 // TestNATOwnRemade: a new data connection on the tuple of a lingering
 // translation (closed by the inside end) whose expectation names another
 // inside end reaches that end: the pair is made again (the old B deleted,
-// no flags), not reused.
+// no flags), not reused. With NAT off, a new one whose expectation names
+// no inside end deletes the old pair and passes unchanged (nat_own_stale).
 func TestNATOwnRemade(t *testing.T) {
 	o := ownRig(t)
 	r := o.r
@@ -356,7 +357,28 @@ func TestNATOwnRemade(t *testing.T) {
 	if e := ownEntries(t, r); len(e) != 2 || !hasEntry(e, wantA) || !hasEntry(e, wantB) {
 		t.Fatalf("nat_own %q, want %q and %q", e, wantA, wantB)
 	}
-	wantCounters(t, r, map[string]uint64{"nat_own_made": 2, "nat_own_in": 2, "nat_own_out": 1})
+	wantCounters(t, r, map[string]uint64{"nat_own_made": 2, "nat_own_in": 2, "nat_own_out": 1, "nat_own_stale": 1})
+
+	// NAT off now: a data SYN on that tuple admitted by an expectation
+	// without an inside end is not the translated connection's: the pair
+	// goes and the SYN passes unchanged
+	setConfig(t, r, func(c *maps.Config) { c.NAT = maps.NATOff })
+	it = r.Objs.DataFlows.Iterate()
+	for it.Next(&fk, &fv) {
+		must(t, r.Objs.DataFlows.Delete(fk))
+	}
+	must(t, r.Maps.AddExpectation(maps.Expectation{Kind: maps.KindPort, Src: o.peer.Addr(), Dst: o.public.Addr(), DPort: o.public.Port()}, time.Hour))
+	syn3 := packet.TCP{Src: o.peer, Dst: o.public, Seq: 9000, Flags: packet.SYN}.Bytes()
+	if v, err := r.XDP(syn3); err != nil || v != bpftest.XDPPass {
+		t.Fatalf("XDP verdict %d (%v) for the third data SYN, want pass", v, err)
+	}
+	if out, _ := o.tc(syn3, true); !bytes.Equal(out, syn3) {
+		t.Fatal("a data SYN without an inside end on a translated tuple changed by TC")
+	}
+	if e := ownEntries(t, r); len(e) != 0 {
+		t.Fatalf("nat_own %q, want the old pair gone", e)
+	}
+	wantCounters(t, r, map[string]uint64{"nat_own_made": 2, "nat_own_in": 2, "nat_own_stale": 2})
 }
 
 // TestNATOwnHalf: a translation whose egress half (B) is gone drops the

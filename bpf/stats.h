@@ -114,6 +114,7 @@ enum stat {
 	STAT_NAT_OWN_IN,           /* ingress packet whose destination was rewritten to the inside end */
 	STAT_NAT_OWN_OUT,          /* egress packet whose source was rewritten to the public end */
 	STAT_NAT_OWN_FAILED,       /* a helper refused the rewrite (store, checksum): packet dropped */
+	STAT_NAT_OWN_STALE,        /* admitted data SYN on the tuple of an earlier connection's translation (another inside end, or none): that pair deleted */
 	STAT_NAT_OWN_HALF,         /* ingress packet of a translation whose egress half (entry B) is gone: dropped, its replies would leave with the inside address */
 	STAT_MAX,
 };
