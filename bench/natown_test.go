@@ -107,10 +107,8 @@ func BenchmarkNATOwnPerPacket(b *testing.B) {
 		if !v.own {
 			continue
 		}
-		key, val := ownEntry(peer, public, public, true)
-		if err := v.r.Objs.NatOwn.Put(key, val); err != nil {
-			b.Fatal(err)
-		}
+		// and its egress half, without which ingress drops (nat_own_half)
+		putPair(b, v.r, peer, public, public)
 		var ns []float64
 		delta, err := counterDelta(v.r, func() error {
 			for range natRounds {
@@ -154,13 +152,9 @@ func BenchmarkNATOwnPerPacket(b *testing.B) {
 				for i := range frames {
 					pp := netip.AddrPortFrom(peer.Addr(), uint16(20000+i))
 					seg := packet.TCP{Src: pp, Dst: public, Seq: uint32(round), Ack: 1, Flags: packet.ACK, Payload: bulk}
-					key, val := ownEntry(pp, public, inside, true)
+					putPair(b, v.r, pp, public, inside)
 					if !c.ingress {
 						seg = packet.TCP{Src: inside, Dst: pp, Seq: uint32(round), Ack: 1, Flags: packet.ACK, Payload: bulk}
-						key, val = ownEntry(inside, pp, public, false)
-					}
-					if err := v.r.Objs.NatOwn.Put(key, val); err != nil {
-						b.Fatal(err)
 					}
 					frames[i] = seg.Bytes()
 				}
@@ -194,6 +188,19 @@ func BenchmarkNATOwnPerPacket(b *testing.B) {
 
 // ownEntry is the nat_own entry of the tuple src -> dst, to be rewritten to
 // to: entry A (in: destination) or B (source).
+// putPair puts both entries of a translation peer -> public (ingress: to
+// inside; egress: inside -> peer from public).
+func putPair(b *testing.B, r *bpfrun.Rig, peer, public, inside netip.AddrPort) {
+	ka, va := ownEntry(peer, public, inside, true)
+	kb, vb := ownEntry(inside, peer, public, false)
+	if err := r.Objs.NatOwn.Put(ka, va); err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Objs.NatOwn.Put(kb, vb); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func ownEntry(src, dst, to netip.AddrPort, in bool) (bpf.FtpgateFlowKey, bpf.FtpgateNatOwnVal) {
 	fam, s := maps.Words(src.Addr())
 	_, d := maps.Words(dst.Addr())

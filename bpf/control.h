@@ -387,9 +387,9 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		mark_data_syn(skb, &p);
 #ifdef FTPGATE_NAT
 	/*
-	 * a data connection ftpgate translates itself (NAT_OWN): after the
-	 * SYN's mark, which looks its flow up by the public end; never a
-	 * control segment
+	 * a data connection ftpgate translates itself (made with NAT_OWN,
+	 * kept whatever config.nat says now): after the SYN's mark, which
+	 * looks its flow up by the public end; never a control segment
 	 */
 	if (nat_own_on()) {
 		int own = nat_own_packet(skb, ingress);

@@ -569,7 +569,9 @@ const (
 	FtpgateStatSTAT_NAT_OWN_IN             FtpgateStat = 91
 	FtpgateStatSTAT_NAT_OWN_OUT            FtpgateStat = 92
 	FtpgateStatSTAT_NAT_OWN_FAILED         FtpgateStat = 93
-	FtpgateStatSTAT_MAX                    FtpgateStat = 94
+	FtpgateStatSTAT_NAT_OWN_STALE          FtpgateStat = 94
+	FtpgateStatSTAT_NAT_OWN_HALF           FtpgateStat = 95
+	FtpgateStatSTAT_MAX                    FtpgateStat = 96
 )
 
 type FtpgateTcpTrackFlags uint32

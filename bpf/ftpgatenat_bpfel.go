@@ -35,6 +35,7 @@ const (
 	FtpgateNatProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatProgFtpgateTcIngress = "ftpgate_tc_ingress"
 	FtpgateNatProgFtpgateXdp       = "ftpgate_xdp"
+	FtpgateNatVarNatOwnLive        = "nat_own_live"
 )
 
 // LoadFtpgateNat returns the embedded CollectionSpec for FtpgateNat.
@@ -110,6 +111,7 @@ type FtpgateNatMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FtpgateNatVariableSpecs struct {
+	NatOwnLive *ebpf.VariableSpec `ebpf:"nat_own_live"`
 }
 
 // FtpgateNatObjects contains all objects after they have been loaded into the kernel.
@@ -173,6 +175,7 @@ func (m *FtpgateNatMaps) Close() error {
 //
 // It can be passed to LoadFtpgateNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FtpgateNatVariables struct {
+	NatOwnLive *ebpf.Variable `ebpf:"nat_own_live"`
 }
 
 // FtpgateNatPrograms contains all programs after they have been loaded into the kernel.

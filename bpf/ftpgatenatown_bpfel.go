@@ -35,6 +35,7 @@ const (
 	FtpgateNatOwnProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatOwnProgFtpgateTcIngress = "ftpgate_tc_ingress"
 	FtpgateNatOwnProgFtpgateXdp       = "ftpgate_xdp"
+	FtpgateNatOwnVarNatOwnLive        = "nat_own_live"
 )
 
 // LoadFtpgateNatOwn returns the embedded CollectionSpec for FtpgateNatOwn.
@@ -110,6 +111,7 @@ type FtpgateNatOwnMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FtpgateNatOwnVariableSpecs struct {
+	NatOwnLive *ebpf.VariableSpec `ebpf:"nat_own_live"`
 }
 
 // FtpgateNatOwnObjects contains all objects after they have been loaded into the kernel.
@@ -173,6 +175,7 @@ func (m *FtpgateNatOwnMaps) Close() error {
 //
 // It can be passed to LoadFtpgateNatOwnObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FtpgateNatOwnVariables struct {
+	NatOwnLive *ebpf.Variable `ebpf:"nat_own_live"`
 }
 
 // FtpgateNatOwnPrograms contains all programs after they have been loaded into the kernel.

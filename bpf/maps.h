@@ -57,11 +57,14 @@ FTPGATE_MAP(embryo_sources, BPF_MAP_TYPE_LRU_HASH, DEFAULT_EMBRYO_SOURCES, struc
 
 /*
  * #12 NAT_OWN: the data connections ftpgate translates itself (natown.h),
- * two entries each, keyed by the tuple TC sees. An LRU: pressure evicts the
- * least recently used connection; the ager removes idle and closed ones.
- * In every object, so that all of them load onto the same pins.
+ * two entries each, keyed by the tuple TC sees. A plain hash, like
+ * ctrl_conns: when full it refuses new connections (nat_own_table_full)
+ * and never evicts a live translation, which could split a pair and send
+ * the inside end's packets out with its private address; the ager removes
+ * idle and closed pairs. In every object, so that all of them load onto the
+ * same pins.
  */
-FTPGATE_MAP(nat_own, BPF_MAP_TYPE_LRU_HASH, DEFAULT_NAT_OWN, struct flow_key, struct nat_own_val);
+FTPGATE_MAP(nat_own, BPF_MAP_TYPE_HASH, DEFAULT_NAT_OWN, struct flow_key, struct nat_own_val);
 
 /* one counter per enum stat */
 FTPGATE_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, STAT_MAX, __u32, __u64);

@@ -212,8 +212,12 @@ __noinline int nat_commit(void)
  * nat, and logs the replacement (nat_prepare, nat_commit). *grown is what
  * the segment's earlier rewrites add to it: a non-GSO segment is never
  * grown past the egress device's MTU (it would be lost after TC, and its
- * retransmission, the same size, too). Returns 0, or -1 when the request
- * must be decided by today's rules.
+ * retransmission, the same size, too), and a GSO skb never changed in
+ * length past it (it would leave as one packet; dropping it and logging the
+ * field left its MSS-sized retransmissions unrewritten where the field
+ * straddled two of them, and dropped forever where a full-size one held
+ * it): both pass unchanged, nothing logged (nat_mtu_unchanged). Returns 0,
+ * or -1 when the request must be decided by today's rules.
  */
 static __always_inline int nat_rewrite(struct __sk_buff *skb, struct scratch *s, struct nat_req *r, __s32 *grown)
 {
@@ -222,7 +226,7 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, struct scratch *s,
 		return rc;
 	if (r->kind != KIND_EPSV) {
 		__s32 g = *grown + (__s32)s->nat.text_len - (__s32)r->len;
-		if (g > 0 && !nat_gso(skb) && nat_past_mtu(skb, g)) {
+		if (nat_gso(skb) ? nat_gso_past_mtu(skb, s->nat.p.l3_off, g) : g > 0 && nat_past_mtu(skb, g)) {
 			stat_inc(STAT_NAT_MTU_UNCHANGED);
 			return -1;
 		}

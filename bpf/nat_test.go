@@ -820,26 +820,85 @@ func (e *natEnv) egressOn(frame []byte, ifindex, gsoSegs, gsoSize uint32) (seg, 
 
 const tcActShot = 2
 
-// A GSO control skb that the rewrite would take past the MTU is dropped
-// once and counted; its field is logged, so the retransmission (a plain
-// segment) is rewritten the same way. One that stays within the MTU is
-// rewritten.
+// A GSO control skb that the rewrite would take past the MTU leaves
+// unchanged (nat_mtu_unchanged) and nothing is logged: dropping it and
+// logging the field left TCP's retransmission in gso_size pieces
+// unrewritten where the field straddles two pieces (a corrupt stream) and
+// dropped forever where a full-size piece held it. Those pieces, replayed
+// on the small-MTU device, leave unchanged. A GSO skb that fits the MTU
+// after the growth is rewritten.
 func TestNATGSOGrowthPastMTU(t *testing.T) {
-	e, c, out := masqueraded(t)
+	e, c, _ := masqueraded(t)
 	const mtu = 94
-	ifindex := e.smallMTU(mtu)
-	// 5 NOOP lines and a PORT: 93 bytes of IP, 96 after the rewrite
+	ifindex := uint32(e.smallMTU(mtu))
+	// 5 NOOP lines and a PORT: 93 bytes of IP, 96 after the rewrite; the
+	// address (payload bytes 35-50) straddles the 40-byte pieces
 	payload := strings.Repeat("NOOP\r\n", 5) + "PORT 192,0,2,2,200,10\r\n"
 	frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(payload)}.Bytes()
 	if len(frame)-14 != mtu-1 {
 		t.Fatalf("frame of %d bytes of IP, want %d", len(frame)-14, mtu-1)
 	}
-	if _, ret := e.egressOn(frame, uint32(ifindex), 2, 40); ret != tcActShot {
-		t.Fatalf("GSO skb grown past the MTU: tc returned %d, want TC_ACT_SHOT", ret)
+	e.gsoUnchanged(c, ifindex, payload, 40)
+	wantCounters(t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_gso_drop": 0, "nat_mtu_drop": 0, "nat_retrans_reapplied": 0, "nat_rewrite": 0})
+
+	// 63 bytes of IP, 66 after the rewrite: within the MTU, rewritten
+	small := "PORT 192,0,2,2,200,11\r\n"
+	frame = packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(small)}.Bytes()
+	if got, ret := e.egressOn(frame, ifindex, 2, 12); ret != bpftest.TCOK || got.Payload != "PORT 198,51,100,1,200,11\r\n" {
+		t.Fatalf("GSO skb within the MTU after the rewrite: tc returned %d, payload %q, want it rewritten", ret, got.Payload)
 	}
-	wantCounters(t, e.r, map[string]uint64{"nat_gso_drop": 1, "nat_rewrite": 1})
-	// the retransmission, a plain segment
-	must(t, c.ClientAt(c.CSeq, payload))
-	wantPayload(t, out, strings.Repeat("NOOP\r\n", 5)+"PORT 198,51,100,1,200,10\r\n")
-	wantCounters(t, e.r, map[string]uint64{"nat_gso_drop": 1, "nat_rewrite": 1, "nat_retrans_reapplied": 1})
+	wantCounters(t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_gso_drop": 0, "nat_rewrite": 1})
+
+	// that logged field retransmitted in a GSO skb with the NOOPs sent
+	// after it, past the MTU once grown: dropped (nat_gso_drop); its
+	// 40-byte pieces hold the field whole and are rewritten from the log
+	// (nat_retrans_reapplied counts both tries)
+	start := c.CSeq
+	c.CSeq += uint32(len(small))
+	noops := strings.Repeat("NOOP\r\n", 5)
+	frame = packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(noops)}.Bytes()
+	if _, ret := e.egressOn(frame, ifindex, 0, 0); ret != bpftest.TCOK {
+		t.Fatalf("NOOPs: tc returned %d", ret)
+	}
+	c.CSeq += uint32(len(noops))
+	frame = packet.TCP{Src: natPublic, Dst: natServer, Seq: start, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(small + noops)}.Bytes()
+	if _, ret := e.egressOn(frame, ifindex, 2, 40); ret != tcActShot {
+		t.Fatalf("GSO retransmission grown past the MTU: tc returned %d, want TC_ACT_SHOT", ret)
+	}
+	piece := (small + noops)[:40]
+	frame = packet.TCP{Src: natPublic, Dst: natServer, Seq: start, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(piece)}.Bytes()
+	if got, ret := e.egressOn(frame, ifindex, 0, 0); ret != bpftest.TCOK || got.Payload != strings.Replace(piece, "192,0,2,2", "198,51,100,1", 1) {
+		t.Fatalf("retransmitted piece: tc returned %d, payload %q, want the field rewritten", ret, got.Payload)
+	}
+	wantCounters(t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_gso_drop": 1, "nat_rewrite": 1, "nat_retrans_reapplied": 2})
+}
+
+// gsoUnchanged sends payload from the client as a GSO skb of gsoSize
+// pieces through TC egress of the device ifindex, whose MTU the rewrite
+// would cross: it must leave unchanged with nothing logged
+// (nat_mtu_unchanged); then as TCP would resend it, in gsoSize pieces.
+func (e *natEnv) gsoUnchanged(c *bpftest.Conn, ifindex uint32, payload string, gsoSize int) {
+	e.t.Helper()
+	frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: c.CSeq, Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(payload)}.Bytes()
+	if got, ret := e.egressOn(frame, ifindex, 2, uint32(gsoSize)); ret != bpftest.TCOK || got.Payload != payload {
+		e.t.Fatalf("GSO skb a rewrite would take past the MTU: tc returned %d, payload %q, want it unchanged", ret, got.Payload)
+	}
+	wantCounters(e.t, e.r, map[string]uint64{"nat_mtu_unchanged": 1, "nat_gso_drop": 0, "nat_rewrite": 0})
+	start := c.CSeq
+	c.CSeq += uint32(len(payload))
+	e.replayPieces(c, ifindex, start, payload, gsoSize)
+}
+
+// replayPieces sends payload from seq start again through TC egress of the
+// device ifindex as plain segments of size bytes, as TCP retransmits a lost
+// GSO skb; each must leave unchanged.
+func (e *natEnv) replayPieces(c *bpftest.Conn, ifindex, start uint32, payload string, size int) {
+	e.t.Helper()
+	for off := 0; off < len(payload); off += size {
+		piece := payload[off:min(off+size, len(payload))]
+		frame := packet.TCP{Src: natPublic, Dst: natServer, Seq: start + uint32(off), Ack: c.SSeq, Flags: packet.ACK | packet.PSH, Payload: []byte(piece)}.Bytes()
+		if got, ret := e.egressOn(frame, ifindex, 0, 0); ret != bpftest.TCOK || got.Payload != piece {
+			e.t.Fatalf("retransmitted piece at %d: tc returned %d, payload %q, want %q unchanged", off, ret, got.Payload, piece)
+		}
+	}
 }

@@ -16,8 +16,10 @@
  * admits by the SYN's fwmark. ICMP errors about the connection are not
  * translated (docs/nat.md, "Data connections and kernels").
  *
- * In both NAT objects (FTPGATE_NAT); with config.nat other than NAT_OWN it
- * does nothing, and parse_control calls it only with NAT_OWN.
+ * In both NAT objects (FTPGATE_NAT). Entries are made only with config.nat
+ * NAT_OWN; existing ones are translated whatever config.nat says, so that
+ * a `config set` leaves live data connections working (nat_own_live keeps
+ * that cheap when there are none).
  */
 #ifndef FTPGATE_NATOWN_H
 #define FTPGATE_NATOWN_H
@@ -48,9 +50,8 @@
 #define TCP_DPORT_OFF 2
 
 /*
- * nat_data_begin is the start of the data-connection mechanisms' global
- * functions (nat_own_packet, natct.h's nat_ct_syn), which parse the headers
- * again: the config when config.nat is mode and the packet TCP, with p and
+ * nat_data_begin is the start of natct.h's global function nat_ct_syn,
+ * which parses the headers again: the config when config.nat is mode and the packet TCP, with p and
  * its flow key k filled; NULL otherwise.
  */
 static __always_inline struct config_val *nat_data_begin(struct __sk_buff *skb, __u8 mode, struct pkt_info *p,
@@ -67,34 +68,74 @@ static __always_inline struct config_val *nat_data_begin(struct __sk_buff *skb, 
 	return cfg;
 }
 
-/* nat_own_on tells whether this packet is for nat_own_packet: config.nat is NAT_OWN */
+/*
+ * nat_own_live is set once this object has made a translation, or by the
+ * loader when the pinned nat_own table held entries as it loaded the
+ * object; never cleared while the object runs. Existing translations are
+ * kept whatever config.nat says (a `config set` must not break live data
+ * connections), so every TCP packet would otherwise pay a nat_own lookup:
+ * with it clear, a packet with config.nat other than NAT_OWN pays one load.
+ */
+volatile __u32 nat_own_live;
+
+/*
+ * nat_own_on tells whether this packet is for nat_own_packet: config.nat
+ * is NAT_OWN (entries are made), or translations may exist (nat_own_live)
+ */
 static __always_inline int nat_own_on(void)
 {
+	if (nat_own_live)
+		return 1;
 	struct config_val *cfg = get_config();
 	return cfg && cfg->nat == NAT_OWN;
 }
 
+/* nat_own_b_key fills the key of entry B from entry A's key a and value v */
+static __always_inline void nat_own_b_key(struct flow_key *b, const struct flow_key *a, const struct nat_own_val *v)
+{
+	b->family = a->family;
+	b->sport = v->port;
+	b->dport = a->sport;
+	copy_addr(b->src, v->addr);
+	copy_addr(b->dst, a->src);
+}
+
 /*
- * nat_own_make makes the pair of entries of an admitted data SYN whose flow
- * carries a NAT target, and returns entry A (NULL when there is none to
- * make or the table refused one).
+ * nat_own_make handles an admitted data SYN (no ACK) at ingress, a the
+ * entry A its tuple has, if any. An A that names another inside end than
+ * the SYN's flow (a closed connection lingering, an idle one on the same
+ * tuple), or whose flow has no inside end at all, belongs to an earlier
+ * connection: its pair is deleted, so that the new connection never goes
+ * to the old inside end. With make (config.nat is NAT_OWN) and a flow that
+ * carries a NAT target, the pair is (re)made, with no FIN or RST flag.
+ * Returns entry A of the SYN's connection, or NULL (none, or the table
+ * refused an entry). A SYN of no data flow (an allowed port) leaves a.
  */
-static __always_inline struct nat_own_val *nat_own_make(const struct pkt_info *p, struct flow_key *k, __u64 now)
+static __always_inline struct nat_own_val *nat_own_make(const struct pkt_info *p, struct flow_key *k, __u64 now,
+							struct nat_own_val *a, int make)
 {
 	struct flow_val *fv = bpf_map_lookup_elem(&data_flows, k);
-	if (!fv || !fv->nat.set)
-		return 0;
+	if (!fv)
+		return a;
 	struct nat_own_val v = {};
+	struct flow_key b = {};
+	if (a && a->side == NAT_OWN_IN &&
+	    !(fv->nat.set && a->port == fv->nat.port && addr_eq(a->addr, fv->nat.addr))) {
+		nat_own_b_key(&b, k, a);
+		bpf_map_delete_elem(&nat_own, &b);
+		bpf_map_delete_elem(&nat_own, k);
+		stat_inc(STAT_NAT_OWN_STALE);
+		a = 0;
+	}
+	if (!make || !fv->nat.set)
+		return a;
 	v.created_ns = now;
 	v.last_seen_ns = now;
 
 	/* B first: without it, A would send the inside end's replies out untranslated */
-	struct flow_key b = {};
-	b.family = p->family;
-	b.sport = fv->nat.port;
-	b.dport = p->sport;
-	copy_addr(b.src, fv->nat.addr);
-	copy_addr(b.dst, p->src);
+	copy_addr(v.addr, fv->nat.addr);
+	v.port = fv->nat.port;
+	nat_own_b_key(&b, k, &v);
 	copy_addr(v.addr, p->dst);
 	v.port = p->dport;
 	v.side = NAT_OWN_OUT;
@@ -106,6 +147,7 @@ static __always_inline struct nat_own_val *nat_own_make(const struct pkt_info *p
 	v.side = NAT_OWN_IN;
 	if (bpf_map_update_elem(&nat_own, k, &v, BPF_ANY)) {
 		bpf_map_delete_elem(&nat_own, &b);
+		bpf_map_delete_elem(&nat_own, k);
 		goto full;
 	}
 	stat_inc(STAT_NAT_OWN_MADE);
@@ -175,19 +217,46 @@ __noinline int nat_own_packet(struct __sk_buff *skb, int ingress)
 {
 	struct pkt_info p;
 	struct flow_key k;
-	struct config_val *cfg = nat_data_begin(skb, NAT_OWN, &p, &k);
-	if (!cfg)
+	struct config_val *cfg = get_config();
+	if (!cfg || !skb)
 		return 0;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (parse_packet(data, data_end, &p) != PARSE_TCP)
+		return 0;
+	flow_key_from(&k, &p, 0);
 	/* the clock only for a packet of a translated connection: the rest pay the lookup alone */
 	struct nat_own_val *v = bpf_map_lookup_elem(&nat_own, &k);
-	if (!v && ingress && (p.flags & TCPF_SYN) && !(p.flags & TCPF_ACK))
-		v = nat_own_make(&p, &k, now_ns(cfg));
+	int syn = (p.flags & TCPF_SYN) && !(p.flags & TCPF_ACK);
+	if (ingress && syn && (v || cfg->nat == NAT_OWN)) {
+		v = nat_own_make(&p, &k, now_ns(cfg), v, cfg->nat == NAT_OWN);
+		if (v) {
+			nat_own_live = 1;
+			v->flags = 0;
+		}
+	}
 	if (!v || v->side != (ingress ? NAT_OWN_IN : NAT_OWN_OUT))
 		return 0;
+	if (ingress) {
+		/*
+		 * a translation whose B is gone would send the inside end's
+		 * replies out with its private address: dropped instead
+		 */
+		struct flow_key b = {};
+		nat_own_b_key(&b, &k, v);
+		struct nat_own_val *bv = bpf_map_lookup_elem(&nat_own, &b);
+		if (!bv || bv->side != NAT_OWN_OUT) {
+			stat_inc(STAT_NAT_OWN_HALF);
+			return -1;
+		}
+		if (syn)
+			bv->flags = 0;
+	}
 	v->last_seen_ns = now_ns(cfg);
-	if (p.flags & TCPF_FIN)
+	/* the close only from the inside end: a spoofed RST from outside must not shorten the linger */
+	if (!ingress && (p.flags & TCPF_FIN))
 		v->flags |= FLOW_FIN;
-	if (p.flags & TCPF_RST)
+	if (!ingress && (p.flags & TCPF_RST))
 		v->flags |= FLOW_RST;
 	__u32 addr[IPV6_WORDS];
 	copy_addr(addr, v->addr);

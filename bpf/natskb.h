@@ -55,6 +55,19 @@ static __always_inline int nat_past_mtu(struct __sk_buff *skb, __s32 growth)
 }
 
 /*
+ * nat_gso_past_mtu tells whether a GSO skb changed in length by growth
+ * would be longer than the egress device's MTU: bpf_skb_change_tail drops
+ * the GSO state, shrunk or grown, and the skb then leaves as one packet
+ * (bpf_check_mtu would check each GSO segment instead)
+ */
+static __always_inline int nat_gso_past_mtu(struct __sk_buff *skb, __u32 l3_off, __s32 growth)
+{
+	__u32 mtu = 0;
+	bpf_check_mtu(skb, 0, &mtu, 0, 0);
+	return growth && skb->len - l3_off + growth > mtu;
+}
+
+/*
  * nat_payload writes the fixes listed in s->nat.apply into the segment,
  * whose original payload is in s->pkt: the skb grows or shrinks by growth,
  * each field's text is written and the bytes after it moved, the IP length
@@ -71,12 +84,10 @@ static __always_inline int nat_payload(struct __sk_buff *skb, struct scratch *s,
 	__u32 poff = p->payload_off;
 	if (nat_gso(skb)) {
 		/*
-		 * bpf_skb_change_tail drops the GSO state: shrunk or grown, the
-		 * skb then leaves as one packet
+		 * only a retransmission gets here (nat_rewrite leaves a new
+		 * field of such an skb unchanged), collapsed past the MTU
 		 */
-		__u32 mtu = 0;
-		bpf_check_mtu(skb, 0, &mtu, 0, 0);
-		if (growth && skb->len - p->l3_off + growth > mtu) {
+		if (nat_gso_past_mtu(skb, p->l3_off, growth)) {
 			stat_inc(STAT_NAT_GSO_DROP);
 			return TC_ACT_SHOT;
 		}

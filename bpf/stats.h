@@ -87,7 +87,7 @@ enum stat {
 	STAT_NAT_LOG_FULL,         /* NAT_LOG rewritten fields not yet acknowledged: the announcement passes unchanged */
 	STAT_NAT_SEG_FIELDS,       /* more than NAT_SEG_FIELDS announcements in one segment: the rest pass unchanged */
 	STAT_NAT_UNREWRITABLE,     /* segment whose rewritten payload would pass MAX_SCAN_BYTES, or not fully loaded: passed unchanged */
-	STAT_NAT_GSO_DROP,         /* GSO control skb that a rewrite would take past the MTU: dropped, the retransmission is rewritten */
+	STAT_NAT_GSO_DROP,         /* retransmission in a GSO control skb that re-applying a logged rewrite would take past the MTU: dropped, TCP resends it */
 	STAT_NAT_RETRANS_REAPPLIED, /* retransmitted rewritten field: the same text written again (not a new rewrite) */
 	STAT_NAT_RETRANS_PARTIAL,  /* segment holding part of a rewritten field: passed unchanged */
 	STAT_NAT_SEQ_SHIFTED,      /* egress segment whose sequence number was shifted by earlier rewrites */
@@ -105,7 +105,7 @@ enum stat {
 	STAT_RP_SNAT_SOURCE,       /* forwarded egress control segment whose source is this host's own address (SNAT, un-DNAT) and no conntrack view of its sender: parsed */
 	/* #12 NAT: review fixes */
 	STAT_NAT_RETRANS_TOO_LONG, /* retransmission holding a rewritten field too long to rebuild (MAX_SCAN_BYTES): dropped, TCP resends it */
-	STAT_NAT_MTU_UNCHANGED,    /* announcement whose rewrite would grow a non-GSO segment past the egress device's MTU: passed unchanged */
+	STAT_NAT_MTU_UNCHANGED,    /* announcement whose rewrite would grow a segment, or change a GSO skb in length, past the egress device's MTU: passed unchanged */
 	STAT_NAT_MTU_DROP,         /* retransmission whose rewritten field would grow it past the egress device's MTU: dropped */
 	STAT_NAT_TCP_OPTION,       /* announcement on a connection whose segments carry MPTCP, TCP-AO or TCP-MD5 options: passed unchanged */
 	/* #12 NAT: data connections ftpgate translates itself (NAT_OWN, bpf/natown.h) */
@@ -114,6 +114,8 @@ enum stat {
 	STAT_NAT_OWN_IN,           /* ingress packet whose destination was rewritten to the inside end */
 	STAT_NAT_OWN_OUT,          /* egress packet whose source was rewritten to the public end */
 	STAT_NAT_OWN_FAILED,       /* a helper refused the rewrite (store, checksum): packet dropped */
+	STAT_NAT_OWN_STALE,        /* admitted data SYN on the tuple of an earlier connection's translation (another inside end, or none): that pair deleted */
+	STAT_NAT_OWN_HALF,         /* ingress packet of a translation whose egress half (entry B) is gone: dropped, its replies would leave with the inside address */
 	STAT_MAX,
 };
 

@@ -13,9 +13,10 @@ import (
 )
 
 // Ager reclaims table entries nobody will use again. Correctness never
-// depends on it: the XDP filter checks expiry itself. ctrl_conns and
-// expectations are plain hashes that refuse new entries when full (counted),
-// so the ager is what frees their room; the LRU tables evict on their own.
+// depends on it: the XDP filter checks expiry itself. ctrl_conns,
+// expectations and nat_own are plain hashes that refuse new entries when
+// full (counted), so the ager is what frees their room; the LRU tables evict
+// on their own. nat_own goes in pairs (maps.StaleNATOwn).
 type Ager struct {
 	Maps     *maps.Maps
 	Interval time.Duration
@@ -27,7 +28,8 @@ type Ager struct {
 	FlowIdle time.Duration
 	// ClosedLinger keeps flows and control connections that saw FIN or RST
 	// this long, for listings and retransmitted SYNs; a translation
-	// (nat_own) that saw FIN or RST, this long after its last packet.
+	// (nat_own) whose inside end sent FIN or RST, this long after its last
+	// packet either way.
 	ClosedLinger time.Duration
 	// CtrlIdle reclaims control connections silent for this long; one that
 	// speaks again is picked up mid-stream.

@@ -162,7 +162,8 @@ func Start(opts Options) (*Dataplane, error) {
 	}
 	pidStart, _ := processStart(os.Getpid())
 	d.progs = programIDs(d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress)
-	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces, Object: d.Object}
+	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces, Object: d.Object,
+		NATMechanism: opts.NATMechanism}
 	if err := opts.StateDir.write(&d.State); err != nil {
 		d.Close()
 		return nil, err
@@ -278,6 +279,9 @@ func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf
 		for _, name := range maps.Names {
 			spec.Maps[name].MaxEntries = plain.Maps[name].MaxEntries
 		}
+		if err := markOwnLive(spec, repl[maps.NameNATOwn]); err != nil {
+			return err
+		}
 		return spec.LoadAndAssign(&d.objs, opts)
 	}
 	d.Object = Object{Variant: bpf.NAT.String()}
@@ -302,6 +306,26 @@ func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf
 	}
 	d.Maps = maps.FromObjects(&d.objs.FtpgateMaps)
 	return nil
+}
+
+// markOwnLive sets the NAT objects' nat_own_live (bpf/natown.h) when the
+// pinned nat_own table holds translations, made by the object a restart
+// replaces: the new programs translate them whatever config.nat says.
+func markOwnLive(spec *ebpf.CollectionSpec, own *ebpf.Map) error {
+	if own == nil {
+		return nil
+	}
+	var k bpf.FtpgateFlowKey
+	if err := own.NextKey(nil, &k); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("read %s: %w", maps.NameNATOwn, err)
+	}
+	v := spec.Variables["nat_own_live"]
+	if v == nil {
+		return errors.New("the NAT object has no variable nat_own_live")
+	}
+	return v.Set(uint32(1))
 }
 
 // addMissingPins creates and pins the maps an older version did not have, so

@@ -408,14 +408,33 @@ func TestAgerReclaimsExpired(t *testing.T) {
 	must(t, dp.Maps.NATOwn.Put(ownIdle, bpf.FtpgateNatOwnVal{LastSeenNs: now - uint64(DefaultFlowIdle)}))
 	must(t, dp.Maps.NATOwn.Put(ownClosing, bpf.FtpgateNatOwnVal{LastSeenNs: now - uint64(time.Second), Flags: 2}))
 	must(t, dp.Maps.NATOwn.Put(ownQuiet, bpf.FtpgateNatOwnVal{LastSeenNs: now - uint64(2*time.Minute)}))
+	// pairs: closed by the inside end (B) and quiet both ways past the
+	// linger, reclaimed both; closed by the inside end but the peer's
+	// packets (A) still coming, kept both
+	in, out := uint8(bpf.FtpgateNatOwnSideNAT_OWN_IN), uint8(bpf.FtpgateNatOwnSideNAT_OWN_OUT)
+	pair := func(peerPort uint16, lastA, lastB uint64) (a, b bpf.FtpgateFlowKey) {
+		a = bpf.FtpgateFlowKey{Family: unix.AF_INET, Src: [4]uint32{7}, Sport: peerPort, Dst: [4]uint32{1}, Dport: 30000}
+		b = bpf.FtpgateFlowKey{Family: unix.AF_INET, Src: [4]uint32{2}, Sport: 5000, Dst: [4]uint32{7}, Dport: peerPort}
+		must(t, dp.Maps.NATOwn.Put(a, bpf.FtpgateNatOwnVal{LastSeenNs: lastA, Addr: [4]uint32{2}, Port: 5000, Side: in}))
+		must(t, dp.Maps.NATOwn.Put(b, bpf.FtpgateNatOwnVal{LastSeenNs: lastB, Addr: [4]uint32{1}, Port: 30000, Side: out, Flags: 1}))
+		return a, b
+	}
+	goneA, goneB := pair(40001, now-uint64(2*time.Minute), now-uint64(2*time.Minute))
+	keptA, keptB := pair(40002, now-uint64(time.Second), now-uint64(2*time.Minute))
 
 	a := &Ager{Maps: dp.Maps, FlowIdle: DefaultFlowIdle, ClosedLinger: DefaultClosedLinger, CtrlIdle: DefaultCtrlIdle}
 	r, err := a.Sweep()
 	must(t, err)
-	if r.Expectations != 1 || r.Flows != 1 || r.Embryos != 1 || r.Sources != 1 || r.NATOwn != 2 {
-		t.Fatalf("reclaimed %+v, want one expectation, flow, embryo and source, and two own translations", r)
+	if r.Expectations != 1 || r.Flows != 1 || r.Embryos != 1 || r.Sources != 1 || r.NATOwn != 4 {
+		t.Fatalf("reclaimed %+v, want one expectation, flow, embryo and source, and four own translation entries", r)
 	}
-	for _, k := range []bpf.FtpgateFlowKey{ownClosing, ownQuiet} {
+	for _, k := range []bpf.FtpgateFlowKey{goneA, goneB} {
+		var ov bpf.FtpgateNatOwnVal
+		if err := dp.Maps.NATOwn.Lookup(k, &ov); err == nil {
+			t.Fatalf("own translation %+v of a closed quiet pair kept", k)
+		}
+	}
+	for _, k := range []bpf.FtpgateFlowKey{ownClosing, ownQuiet, keptA, keptB} {
 		var ov bpf.FtpgateNatOwnVal
 		if err := dp.Maps.NATOwn.Lookup(k, &ov); err != nil {
 			t.Fatalf("own translation %+v reclaimed: %v", k, err)

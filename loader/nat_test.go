@@ -188,3 +188,38 @@ func TestNATRefusalIsOneLine(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkOwnLive: a NAT object loaded over a pinned nat_own that holds
+// translations (made by the object a restart replaces) starts with
+// nat_own_live set, so it keeps translating them whatever config.nat says;
+// over an empty one it starts clear (packets of no translation pay no lookup).
+func TestMarkOwnLive(t *testing.T) {
+	if unix.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "creating a map needs root")
+	}
+	spec, err := bpf.LoadVariant(bpf.NATOwn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := ebpf.NewMap(spec.Maps[maps.NameNATOwn])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	live := func() uint32 {
+		var v uint32
+		if err := spec.Variables["nat_own_live"].Get(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if err := markOwnLive(spec, own); err != nil || live() != 0 {
+		t.Fatalf("empty nat_own: nat_own_live %d (%v), want 0", live(), err)
+	}
+	if err := own.Put(bpf.FtpgateFlowKey{Family: unix.AF_INET, Sport: 1}, bpf.FtpgateNatOwnVal{Side: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := markOwnLive(spec, own); err != nil || live() != 1 {
+		t.Fatalf("nat_own with an entry: nat_own_live %d (%v), want 1", live(), err)
+	}
+}

@@ -34,6 +34,10 @@ type State struct {
 	Ifaces   []IfaceState `json:"ifaces"`
 	// Object is the build of the programs run loaded (#12)
 	Object Object `json:"object"`
+	// NATMechanism is the --nat-mechanism run was given, which `config set
+	// --nat` keeps: it must not switch a daemon running own translation to
+	// conntrack entries
+	NATMechanism NATMechanism `json:"nat_mechanism,omitempty"`
 }
 
 func (d StateDir) dir() string {

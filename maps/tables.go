@@ -291,13 +291,50 @@ func (m *Maps) StaleFlows(linger, idleLimit time.Duration) ([]bpf.FtpgateFlowKey
 	})
 }
 
-// StaleNATOwn returns the keys of the nat_own entries (each direction of a
-// data connection ftpgate translates itself) that saw FIN or RST and no
-// packet for linger, or no packet for idleLimit.
+// StaleNATOwn returns the keys of the nat_own pairs (the two directions of
+// a data connection ftpgate translates itself) whose inside end sent FIN or
+// RST and that carried no packet either way for linger, or none for
+// idleLimit: both keys of a pair, so that the ager never leaves one half
+// (an ingress half without its egress one is dropped, nat_own_half). An
+// entry without its partner is judged alone.
 func (m *Maps) StaleNATOwn(linger, idleLimit time.Duration) ([]bpf.FtpgateFlowKey, error) {
-	return stale[bpf.FtpgateFlowKey](m, NameNATOwn, func(now uint64, v *bpf.FtpgateNatOwnVal) bool {
-		return reclaimable(since(now, v.LastSeenNs), v.Flags != 0, linger, idleLimit)
+	entries := map[bpf.FtpgateFlowKey]bpf.FtpgateNatOwnVal{}
+	var now uint64
+	err := each(m, NameNATOwn, func(n uint64, k bpf.FtpgateFlowKey, v *bpf.FtpgateNatOwnVal) {
+		now = n
+		entries[k] = *v
 	})
+	if err != nil {
+		return nil, err
+	}
+	var keys []bpf.FtpgateFlowKey
+	for k, v := range entries {
+		last, closed := v.LastSeenNs, v.Flags != 0
+		if pk, ok := natOwnPartner(k, v); ok {
+			if pv, ok := entries[pk]; ok {
+				last, closed = max(last, pv.LastSeenNs), closed || pv.Flags != 0
+			}
+		}
+		if reclaimable(since(now, last), closed, linger, idleLimit) {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// natOwnPartner gives the key of the other entry of k's pair: B (inside
+// end -> peer) for an ingress entry A (peer -> public end), A for B.
+func natOwnPartner(k bpf.FtpgateFlowKey, v bpf.FtpgateNatOwnVal) (bpf.FtpgateFlowKey, bool) {
+	p := bpf.FtpgateFlowKey{Family: k.Family}
+	switch v.Side {
+	case uint8(bpf.FtpgateNatOwnSideNAT_OWN_IN):
+		p.Src, p.Sport, p.Dst, p.Dport = v.Addr, v.Port, k.Src, k.Sport
+	case uint8(bpf.FtpgateNatOwnSideNAT_OWN_OUT):
+		p.Src, p.Sport, p.Dst, p.Dport = k.Dst, k.Dport, v.Addr, v.Port
+	default:
+		return p, false
+	}
+	return p, true
 }
 
 // StaleConns returns the keys of the control connections closing for

@@ -36,7 +36,10 @@ type fixture struct {
 	dp         *loader.Dataplane
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureWith(t, nil) }
+
+// newFixtureWith is newFixture with run's options changed by opt first.
+func newFixtureWith(t *testing.T, opt func(*loader.Options)) *fixture {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		bpftest.SkipOrFail(t, "CLI tests against a live dataplane need root")
@@ -45,11 +48,15 @@ func newFixture(t *testing.T) *fixture {
 	f.ns = nettest.VethNS(t, "fgc", "fc0", "fc1")
 	f.pinDir = filepath.Join(nettest.BPFFS(t), "ftpgate")
 	f.states = loader.StateDir(t.TempDir())
-	dp, err := loader.Start(loader.Options{
+	opts := loader.Options{
 		PinDir: f.pinDir, StateDir: f.states, NetNS: f.ns, Ifaces: []string{"fc0", "fc1"}, XDPMode: loader.XDPGeneric,
 		CtrlPorts: []uint16{21}, AllowPorts: []uint16{21, 22}, Config: maps.DefaultConfig(),
 		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
-	})
+	}
+	if opt != nil {
+		opt(&opts)
+	}
+	dp, err := loader.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func setConfig(c *cli.Context, m *maps.Maps) error {
 		return err
 	}
 	if c.IsSet("nat") {
-		if o.Config.NAT, err = natForRunning(c, o.Config.NAT); err != nil {
+		if o.Config.NAT, err = natForRunning(c, o.Config.NAT, cfg.NAT); err != nil {
 			return err
 		}
 	}
@@ -58,8 +58,11 @@ func setConfig(c *cli.Context, m *maps.Maps) error {
 }
 
 // natForRunning resolves the NAT mode `config set` asks for against the
-// object the running `ftpgate run` loaded, as its state file records it.
-func natForRunning(c *cli.Context, want maps.NATMode) (maps.NATMode, error) {
+// object the running `ftpgate run` loaded and the --nat-mechanism it was
+// given, as its state file records them: `config set --nat` on a daemon
+// running own translation stays with it (running is the mode in effect
+// before the change, for a run that recorded no mechanism).
+func natForRunning(c *cli.Context, want, running maps.NATMode) (maps.NATMode, error) {
 	if want == maps.NATOff {
 		return want, nil
 	}
@@ -70,5 +73,9 @@ func natForRunning(c *cli.Context, want maps.NATMode) (maps.NATMode, error) {
 	if st == nil || st.Object.Variant == "" {
 		return 0, fmt.Errorf("config set --nat: no `ftpgate run` of this version recorded for %s, so the object it loaded is unknown: restart it with --nat", pinDir(c))
 	}
-	return loader.ResolveNAT(want, loader.NATAuto, st.Object)
+	mech := st.NATMechanism
+	if mech == "" && running == maps.NATOwn {
+		mech = loader.NATOwnTranslation
+	}
+	return loader.ResolveNAT(want, mech, st.Object)
 }

@@ -84,3 +84,26 @@ func TestStatusAndConfigNAT(t *testing.T) {
 		t.Fatalf("config set --nat=false: %d %s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestConfigSetKeepsOwnMechanism: `config set --nat` on a daemon run with
+// --nat --nat-mechanism own keeps own translation (it used to switch to
+// conntrack entries, breaking the live translated connections), also after
+// a `config set --nat=false`.
+func TestConfigSetKeepsOwnMechanism(t *testing.T) {
+	if bpftest.NATMechanism() == "" {
+		t.Skip("this kernel refuses both NAT objects, as measured")
+	}
+	f := newFixtureWith(t, func(o *loader.Options) {
+		o.Config.NAT, o.NATMechanism = maps.NATOwn, loader.NATOwnTranslation
+	})
+	for _, args := range [][]string{{"--nat"}, {"--nat=false"}, {"--nat"}} {
+		r := f.cmd([]string{"config", "set"}, args...)
+		want := maps.NATOwn
+		if args[0] == "--nat=false" {
+			want = maps.NATOff
+		}
+		if cfg, err := f.dp.Maps.GetConfig(); r.code != 0 || err != nil || cfg.NAT != want {
+			t.Fatalf("config set %s: %d %s%s, nat %v (%v), want %v", args[0], r.code, r.stdout, r.stderr, cfg.NAT, err, want)
+		}
+	}
+}
