@@ -82,13 +82,13 @@ func ParseTLSRange(s string) (TLSRange, error) {
 	if err != nil || a.Zone() != "" {
 		return bad("not an IP address")
 	}
-	a = a.Unmap()
 	if a.Is6() && !bracketed {
 		return bad("an IPv6 address goes in brackets")
 	}
 	if a.Is4() && bracketed {
 		return bad("an IPv4 address goes without brackets")
 	}
+	a = a.Unmap() // the tables hold an IPv4-mapped address as IPv4, as the packets carry it
 	if a.IsUnspecified() || a.IsMulticast() {
 		return bad("not a server's address")
 	}
