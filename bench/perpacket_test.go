@@ -124,6 +124,39 @@ func BenchmarkPerPacket(b *testing.B) {
 			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
 		}})
 
+	// #13: a SYN into a server's TLS range, no live encrypted session of its
+	// client (dropped after the range and session lookups), and one with a
+	// live session (admitted, a data flow written)
+	tlsRange := func() error {
+		fam, w := maps.Words(serverAddr)
+		return r.Objs.TlsRanges.Put(bpf.FtpgateTlsServerKey{Family: fam, Addr: w},
+			bpf.FtpgateTlsRangeVal{N: 1, R: [bpf.FtpgateLimitsTLS_RANGES_PER_SERVER]bpf.FtpgateTlsPortRange{{Lo: 31000, Hi: 31999}}})
+	}
+	cases = append(cases, &ppCase{name: "xdp syn into a tls range, no session (dropped)", frame: bpftest.SYN(cli(40003), srv(31500)),
+		prog: xdp, want: bpfrun.XDPDrop, setup: tlsRange})
+	cases = append(cases, &ppCase{name: "xdp syn into a tls range, live session", stateful: true, counter: "tls_range_pass",
+		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
+			if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
+				return nil, nil, err
+			}
+			if err := tlsRange(); err != nil {
+				return nil, nil, err
+			}
+			if _, err := r.Events(); err != nil {
+				return nil, nil, err
+			}
+			fam, cw := maps.Words(clientAddr)
+			_, sw := maps.Words(serverAddr)
+			if err := r.Objs.TlsSessions.Put(bpf.FtpgateTlsSessionKey{Family: fam, Client: cw, Server: sw}, bpf.FtpgateTlsSessionVal{Live: 1}); err != nil {
+				return nil, nil, err
+			}
+			frames := make([][]byte, ppBatch)
+			for i := range ppBatch {
+				frames[i] = bpftest.SYN(cli(uint16(20000+i)), srv(uint16(31000+round)))
+			}
+			return frames, xdp, nil
+		}})
+
 	// control segments: in the reverse-path lab, once with rp-check off and
 	// once strict with a route that leads back (bpf_fib_lookup succeeds).
 	// Every connection completes its handshake and is greeted, so it is
