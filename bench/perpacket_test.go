@@ -132,8 +132,15 @@ func BenchmarkPerPacket(b *testing.B) {
 		return r.Objs.TlsRanges.Put(bpf.FtpgateTlsServerKey{Family: fam, Addr: w},
 			bpf.FtpgateTlsRangeVal{N: 1, R: [bpf.FtpgateLimitsTLS_RANGES_PER_SERVER]bpf.FtpgateTlsPortRange{{Lo: 31000, Hi: 31999}}})
 	}
+	// the live case's session is taken away again: this one has none
+	noSession := func() error {
+		if err := tlsRange(); err != nil {
+			return err
+		}
+		return bpfrun.Clear(r.Objs.TlsSessions)
+	}
 	cases = append(cases, &ppCase{name: "xdp syn into a tls range, no session (dropped)", frame: bpftest.SYN(cli(40003), srv(31500)),
-		prog: xdp, want: bpfrun.XDPDrop, setup: tlsRange})
+		prog: xdp, want: bpfrun.XDPDrop, setup: noSession})
 	cases = append(cases, &ppCase{name: "xdp syn into a tls range, live session", stateful: true, counter: "tls_range_pass",
 		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
 			if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
