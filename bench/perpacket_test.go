@@ -91,7 +91,9 @@ func BenchmarkPerPacket(b *testing.B) {
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp syn allowed port", frame: bpftest.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp syn retransmit (data_flows hit)", frame: bpftest.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass, setup: admitFlow},
-		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop},
+		// no TLS range declared (the TLS cases below declare one): the path as before #13
+		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop,
+			setup: func() error { return r.Maps.TLSRanges().Replace(nil) }},
 		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
 	}
@@ -128,9 +130,7 @@ func BenchmarkPerPacket(b *testing.B) {
 	// client (dropped after the range and session lookups), and one with a
 	// live session (admitted, a data flow written)
 	tlsRange := func() error {
-		fam, w := maps.Words(serverAddr)
-		return r.Objs.TlsRanges.Put(bpf.FtpgateTlsServerKey{Family: fam, Addr: w},
-			bpf.FtpgateTlsRangeVal{N: 1, R: [bpf.FtpgateLimitsTLS_RANGES_PER_SERVER]bpf.FtpgateTlsPortRange{{Lo: 31000, Hi: 31999}}})
+		return r.Maps.TLSRanges().Add(maps.TLSRange{Server: serverAddr, Lo: 31000, Hi: 31999})
 	}
 	// the live case's session is taken away again: this one has none
 	noSession := func() error {
@@ -139,6 +139,8 @@ func BenchmarkPerPacket(b *testing.B) {
 		}
 		return bpfrun.Clear(r.Objs.TlsSessions)
 	}
+	cases = append(cases, &ppCase{name: "xdp syn dropped, a tls range declared (port outside it)", frame: bpftest.SYN(cli(40002), srv(5555)),
+		prog: xdp, want: bpfrun.XDPDrop, setup: noSession})
 	cases = append(cases, &ppCase{name: "xdp syn into a tls range, no session (dropped)", frame: bpftest.SYN(cli(40003), srv(31500)),
 		prog: xdp, want: bpfrun.XDPDrop, setup: noSession})
 	cases = append(cases, &ppCase{name: "xdp syn into a tls range, live session", stateful: true, counter: "tls_range_pass",

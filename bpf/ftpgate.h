@@ -424,6 +424,15 @@ struct tls_range_val {
 	struct tls_port_range r[TLS_RANGES_PER_SERVER];
 };
 
+/*
+ * #13: entry 0 of tls_gate, kept by the Go side: while no server has a
+ * declared range, XDP skips the TLS checks of an unexpected SYN (two hash
+ * lookups on the path of a SYN flood)
+ */
+struct tls_gate {
+	__u32 servers; /* entries of tls_ranges */
+};
+
 /* #13: a client and a server with encrypted control connections between them */
 struct tls_session_key {
 	__u8 family;

@@ -611,6 +611,11 @@ const (
 	FtpgateTcpTrackFlagsTCP_LINE_END FtpgateTcpTrackFlags = 64
 )
 
+type FtpgateTlsGate struct {
+	_       structs.HostLayout
+	Servers uint32
+}
+
 type FtpgateTlsPortRange struct {
 	_  structs.HostLayout
 	Lo uint16
@@ -672,6 +677,7 @@ const (
 	FtpgateMapNatOwn            = "nat_own"
 	FtpgateMapScratchBuf        = "scratch_buf"
 	FtpgateMapStats             = "stats"
+	FtpgateMapTlsGate           = "tls_gate"
 	FtpgateMapTlsRanges         = "tls_ranges"
 	FtpgateMapTlsSessions       = "tls_sessions"
 	FtpgateProgFtpgateTcEgress  = "ftpgate_tc_egress"
@@ -745,6 +751,7 @@ type FtpgateMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TlsGate       *ebpf.MapSpec `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
@@ -790,6 +797,7 @@ type FtpgateMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TlsGate       *ebpf.Map `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
@@ -811,6 +819,7 @@ func (m *FtpgateMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.TlsGate,
 		m.TlsRanges,
 		m.TlsSessions,
 	)

@@ -31,6 +31,7 @@ const (
 	FtpgateNatMapNatOwn            = "nat_own"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
 	FtpgateNatMapStats             = "stats"
+	FtpgateNatMapTlsGate           = "tls_gate"
 	FtpgateNatMapTlsRanges         = "tls_ranges"
 	FtpgateNatMapTlsSessions       = "tls_sessions"
 	FtpgateNatProgFtpgateNatProbe  = "ftpgate_nat_probe"
@@ -106,6 +107,7 @@ type FtpgateNatMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TlsGate       *ebpf.MapSpec `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
@@ -151,6 +153,7 @@ type FtpgateNatMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TlsGate       *ebpf.Map `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
@@ -172,6 +175,7 @@ func (m *FtpgateNatMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.TlsGate,
 		m.TlsRanges,
 		m.TlsSessions,
 	)

@@ -31,6 +31,7 @@ const (
 	FtpgateNatOwnMapNatOwn            = "nat_own"
 	FtpgateNatOwnMapScratchBuf        = "scratch_buf"
 	FtpgateNatOwnMapStats             = "stats"
+	FtpgateNatOwnMapTlsGate           = "tls_gate"
 	FtpgateNatOwnMapTlsRanges         = "tls_ranges"
 	FtpgateNatOwnMapTlsSessions       = "tls_sessions"
 	FtpgateNatOwnProgFtpgateNatProbe  = "ftpgate_nat_probe"
@@ -106,6 +107,7 @@ type FtpgateNatOwnMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TlsGate       *ebpf.MapSpec `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
@@ -151,6 +153,7 @@ type FtpgateNatOwnMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TlsGate       *ebpf.Map `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
@@ -172,6 +175,7 @@ func (m *FtpgateNatOwnMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.TlsGate,
 		m.TlsRanges,
 		m.TlsSessions,
 	)

@@ -302,6 +302,14 @@ fail:
 	return TC_ACT_SHOT;
 }
 
+/* tls_declared tells whether any server has a declared TLS range (an array lookup the JIT inlines) */
+static __always_inline int tls_declared(void)
+{
+	__u32 zero = 0;
+	struct tls_gate *g = bpf_map_lookup_elem(&tls_gate, &zero);
+	return g && g->servers;
+}
+
 /* tls_session_live tells whether client has a live encrypted control connection to server */
 static __always_inline int tls_session_live(__u8 family, const __u32 *client, const __u32 *server)
 {

@@ -107,11 +107,31 @@ func ParseTLSRange(s string) (TLSRange, error) {
 	return TLSRange{Server: a, Lo: uint16(lo), Hi: uint16(hi)}, nil
 }
 
-// TLSRangeSet is the tls_ranges map: each server's declared ranges.
-type TLSRangeSet struct{ m *ebpf.Map }
+// TLSRangeSet is the tls_ranges map: each server's declared ranges, and
+// tls_gate, which tells XDP whether there are any.
+type TLSRangeSet struct{ m, gate *ebpf.Map }
 
 // TLSRanges is the set of declared TLS ranges.
-func (m *Maps) TLSRanges() TLSRangeSet { return TLSRangeSet{m.tlsRanges} }
+func (m *Maps) TLSRanges() TLSRangeSet { return TLSRangeSet{m.tlsRanges, m.tlsGate} }
+
+// syncGate writes how many servers have ranges into tls_gate: XDP looks a
+// SYN up in the ranges only while there are some.
+func (t TLSRangeSet) syncGate() error {
+	n := 0
+	var k bpf.FtpgateTlsServerKey
+	var v bpf.FtpgateTlsRangeVal
+	it := t.m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", NameTLSRanges, err)
+	}
+	if err := t.gate.Put(uint32(0), bpf.FtpgateTlsGate{Servers: uint32(n)}); err != nil {
+		return fmt.Errorf("update %s: %w", NameTLSGate, err)
+	}
+	return nil
+}
 
 func tlsServerKey(a netip.Addr) bpf.FtpgateTlsServerKey {
 	fam, w := Words(a)
@@ -143,7 +163,7 @@ func (t TLSRangeSet) put(a netip.Addr, v bpf.FtpgateTlsRangeVal) error {
 	if err != nil {
 		return fmt.Errorf("update %s[%s]: %w", NameTLSRanges, a, err)
 	}
-	return nil
+	return t.syncGate()
 }
 
 // Add declares r; it takes effect for the next SYN. A range already
@@ -217,7 +237,10 @@ func (t TLSRangeSet) Replace(rs []TLSRange) error {
 	if err != nil {
 		return err
 	}
-	return replaceSet(cur, rs, t.Del, t.Add)
+	if err := replaceSet(cur, rs, t.Del, t.Add); err != nil {
+		return err
+	}
+	return t.syncGate()
 }
 
 // TLSSession is a (client, server) pair with encrypted control connections.

@@ -109,12 +109,15 @@ func TestConfig() maps.Config {
 // Reset empties every table, zeroes the counters and restores the defaults
 // (TestConfig).
 func (r *Rig) Reset() error {
-	for _, name := range append(slices.Clone(maps.SizedTables), maps.NameGuardedIfs, maps.NameTLSRanges) {
+	for _, name := range append(slices.Clone(maps.SizedTables), maps.NameGuardedIfs) {
 		if err := Clear(r.Maps.ByName(name)); err != nil {
 			return err
 		}
 	}
 	if err := r.Maps.CtrlScopes().Replace(nil); err != nil {
+		return err
+	}
+	if err := r.Maps.TLSRanges().Replace(nil); err != nil {
 		return err
 	}
 	if err := r.Maps.CtrlPorts().Replace([]uint16{21}); err != nil {
