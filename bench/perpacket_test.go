@@ -91,7 +91,9 @@ func BenchmarkPerPacket(b *testing.B) {
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp syn allowed port", frame: bpftest.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp syn retransmit (data_flows hit)", frame: bpftest.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass, setup: admitFlow},
-		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop},
+		// no TLS range declared (the TLS cases below declare one): the path as before #13
+		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop,
+			setup: func() error { return r.Maps.TLSRanges().Replace(nil) }},
 		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
 	}
@@ -122,6 +124,46 @@ func BenchmarkPerPacket(b *testing.B) {
 				frames[i] = bpftest.SYN(cli(uint16(20000+round)), srv(dport))
 			}
 			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
+		}})
+
+	// #13: a SYN into a server's TLS range, no live encrypted session of its
+	// client (dropped after the range and session lookups), and one with a
+	// live session (admitted, a data flow written)
+	tlsRange := func() error {
+		return r.Maps.TLSRanges().Add(maps.TLSRange{Server: serverAddr, Lo: 31000, Hi: 31999})
+	}
+	// the live case's session is taken away again: this one has none
+	noSession := func() error {
+		if err := tlsRange(); err != nil {
+			return err
+		}
+		return bpfrun.Clear(r.Objs.TlsSessions)
+	}
+	cases = append(cases, &ppCase{name: "xdp syn dropped, a tls range declared (port outside it)", frame: bpftest.SYN(cli(40002), srv(5555)),
+		prog: xdp, want: bpfrun.XDPDrop, setup: noSession})
+	cases = append(cases, &ppCase{name: "xdp syn into a tls range, no session (dropped)", frame: bpftest.SYN(cli(40003), srv(31500)),
+		prog: xdp, want: bpfrun.XDPDrop, setup: noSession})
+	cases = append(cases, &ppCase{name: "xdp syn into a tls range, live session", stateful: true, counter: "tls_range_pass",
+		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
+			if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
+				return nil, nil, err
+			}
+			if err := tlsRange(); err != nil {
+				return nil, nil, err
+			}
+			if _, err := r.Events(); err != nil {
+				return nil, nil, err
+			}
+			fam, cw := maps.Words(clientAddr)
+			_, sw := maps.Words(serverAddr)
+			if err := r.Objs.TlsSessions.Put(bpf.FtpgateTlsSessionKey{Family: fam, Client: cw, Server: sw}, bpf.FtpgateTlsSessionVal{Live: 1}); err != nil {
+				return nil, nil, err
+			}
+			frames := make([][]byte, ppBatch)
+			for i := range ppBatch {
+				frames[i] = bpftest.SYN(cli(uint16(20000+i)), srv(uint16(31000+round)))
+			}
+			return frames, xdp, nil
 		}})
 
 	// control segments: in the reverse-path lab, once with rp-check off and

@@ -31,6 +31,9 @@ const (
 	FtpgateNatMapNatOwn            = "nat_own"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
 	FtpgateNatMapStats             = "stats"
+	FtpgateNatMapTlsGate           = "tls_gate"
+	FtpgateNatMapTlsRanges         = "tls_ranges"
+	FtpgateNatMapTlsSessions       = "tls_sessions"
 	FtpgateNatProgFtpgateNatProbe  = "ftpgate_nat_probe"
 	FtpgateNatProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatProgFtpgateTcIngress = "ftpgate_tc_ingress"
@@ -105,6 +108,9 @@ type FtpgateNatMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TlsGate       *ebpf.MapSpec `ebpf:"tls_gate"`
+	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
 
 // FtpgateNatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -149,6 +155,9 @@ type FtpgateNatMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TlsGate       *ebpf.Map `ebpf:"tls_gate"`
+	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
 
 func (m *FtpgateNatMaps) Close() error {
@@ -168,6 +177,9 @@ func (m *FtpgateNatMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.TlsGate,
+		m.TlsRanges,
+		m.TlsSessions,
 	)
 }
 

@@ -31,6 +31,9 @@ const (
 	FtpgateNatOwnMapNatOwn            = "nat_own"
 	FtpgateNatOwnMapScratchBuf        = "scratch_buf"
 	FtpgateNatOwnMapStats             = "stats"
+	FtpgateNatOwnMapTlsGate           = "tls_gate"
+	FtpgateNatOwnMapTlsRanges         = "tls_ranges"
+	FtpgateNatOwnMapTlsSessions       = "tls_sessions"
 	FtpgateNatOwnProgFtpgateNatProbe  = "ftpgate_nat_probe"
 	FtpgateNatOwnProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatOwnProgFtpgateTcIngress = "ftpgate_tc_ingress"
@@ -105,6 +108,9 @@ type FtpgateNatOwnMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TlsGate       *ebpf.MapSpec `ebpf:"tls_gate"`
+	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
 
 // FtpgateNatOwnVariableSpecs contains global variables before they are loaded into the kernel.
@@ -149,6 +155,9 @@ type FtpgateNatOwnMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TlsGate       *ebpf.Map `ebpf:"tls_gate"`
+	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
 
 func (m *FtpgateNatOwnMaps) Close() error {
@@ -168,6 +177,9 @@ func (m *FtpgateNatOwnMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.TlsGate,
+		m.TlsRanges,
+		m.TlsSessions,
 	)
 }
 

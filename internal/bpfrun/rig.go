@@ -117,6 +117,9 @@ func (r *Rig) Reset() error {
 	if err := r.Maps.CtrlScopes().Replace(nil); err != nil {
 		return err
 	}
+	if err := r.Maps.TLSRanges().Replace(nil); err != nil {
+		return err
+	}
 	if err := r.Maps.CtrlPorts().Replace([]uint16{21}); err != nil {
 		return err
 	}

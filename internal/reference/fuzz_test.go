@@ -343,6 +343,10 @@ var seedTranscripts = []struct{ client, server string }{
 	{"xyz\r\nPORT 192,0,2,10,195,80\r\n", "200 ok\r\n"},
 	{"\xff\xf4\xff\xf2ABOR\r\nPASV\r\n", "226 aborted\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
 	{strings.Repeat("NOOP\r\n", 17) + "PASV\r\n", strings.Repeat("200 ok\r\n", 17) + "227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
+	// #13: AUTH answered 234 ends parsing; answered otherwise, or a 234 to another command, does not
+	{"AUTH TLS\r\nPASV\r\n", "234 Proceed\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
+	{"AUTH TLS\r\nPASV\r\n", "534 No\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
+	{"NOOP\r\nAUTH SSL\r\nPASV\r\n", "234 x\r\n500 no\r\n227 Entering Passive Mode (198,51,100,20,117,48)\r\n"},
 }
 
 func FuzzParserMatchesReference(f *testing.F) {

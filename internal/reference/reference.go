@@ -111,6 +111,8 @@ type Conn struct {
 	client, server netip.Addr
 	cfg            Config
 	dir            [2]direction // 0: client to server, 1: server to client
+	// encrypted: AUTH answered 234 (#13); nothing after it is parsed
+	encrypted bool
 
 	// Created lists every expectation created, in order; Rejects counts
 	// rejections by counter name.
@@ -182,7 +184,7 @@ func (c *Conn) Segment(fromClient bool, seq uint32, payload []byte) {
 			d.nextSeq = seq + uint32(len(payload))
 		}
 	}()
-	if c.notFTP() {
+	if c.notFTP() || c.encrypted {
 		return
 	}
 	if fromClient && d.ftp.tentative && len(payload) > 0 {
@@ -327,7 +329,7 @@ func (c *Conn) fillGap(seq uint32, payload []byte) {
 // it returns the new position and whether the buffer is used up.
 func (c *Conn) step(fromClient bool, buf []byte, pos int) (int, bool) {
 	d := &c.dir[side(fromClient)]
-	if pos >= len(buf) || c.notFTP() {
+	if pos >= len(buf) || c.notFTP() || c.encrypted {
 		return pos, true
 	}
 	lf := -1
@@ -418,7 +420,17 @@ func (c *Conn) ftpLine(fromClient bool, line []byte, what int) {
 	}
 	kind := lineKind(line, fromClient)
 	if !fromClient {
-		if c.reply(line, what&lineCRLF != 0) && kind != "" && what&lineFull != 0 {
+		if !c.reply(line, what&lineCRLF != 0) {
+			return
+		}
+		if c.srv().replyKind == "auth" {
+			// the reply to AUTH: after a 234 the bytes are TLS (ftp_line)
+			if token(line)[:3] == "234" {
+				c.encrypted = true
+			}
+			return
+		}
+		if kind != "" && what&lineFull != 0 {
 			c.handleLine(false, line)
 		}
 		return
@@ -429,6 +441,8 @@ func (c *Conn) ftpLine(fromClient bool, line []byte, what int) {
 	}
 	if kind != "" {
 		kind = commandKind(line)
+	} else if upper(token(line)) == "AUTH" && commandEnds(line) {
+		kind = "auth" // queued, so that its reply is known
 	}
 	cli := c.cli()
 	tentative := cli.tentative && !cli.filling
@@ -533,7 +547,7 @@ func (c *Conn) reply(line []byte, crlf bool) bool {
 // commandLine puts a complete client line in the queue, or holds it as
 // tentative after a gap.
 func (c *Conn) commandLine(kind string) {
-	if kind != "pasv" && kind != "epsv" {
+	if kind != "pasv" && kind != "epsv" && kind != "auth" {
 		kind = ""
 	}
 	cli := c.cli()

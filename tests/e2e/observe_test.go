@@ -36,7 +36,8 @@ func TestMetricsAndMonitor(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
 	g.start("--metrics-addr", addr)
 
-	mon := exec.Command(g.bin, "monitor", "--pin-dir", g.pinDir, "--json", "--count", "3")
+	// three events, and curl's USER and PASS in clear before them (#13)
+	mon := exec.Command(g.bin, "monitor", "--pin-dir", g.pinDir, "--json", "--count", "5")
 	out, err := mon.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +105,13 @@ func TestMetricsAndMonitor(t *testing.T) {
 			}
 			if age := time.Since(ev.Time); age < -time.Second || age > time.Minute {
 				t.Fatalf("event time %v is not now: %s", ev.Time, line)
+			}
+			if ev.Type == "login_cleartext" {
+				// #13: curl's USER and PASS in clear, reported (and passed: no --require-tls)
+				if ev.Reason != "login_cleartext" {
+					t.Fatalf("event %s", line)
+				}
+				continue
 			}
 			if ev.Type == "syn_drop" {
 				if ev.Reason != "syn_drop_unexpected" || ev.Src != l.ClientAddr(4).String() || ev.Dst != l.ServerAddr(4).String() || ev.DPort != 40000 {
