@@ -1,0 +1,471 @@
+package ftpslab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/tests/lab"
+)
+
+// ReportEnv names the file TestFTPS writes its markdown table to.
+const ReportEnv = "FTPGATE_FTPS_REPORT"
+
+// ModesEnv, if set, is a comma-separated subset of the modes to run.
+const ModesEnv = "FTPGATE_FTPS_MODES"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	lab.RemoveBuilt()
+	os.Exit(code)
+}
+
+// Mode is what filters the gateway.
+type Mode string
+
+const (
+	// Plain: the gateway forwards everything (the lab works at all).
+	Plain Mode = "plain"
+	// Kernel: nf_conntrack_ftp through a `ct helper` rule on a
+	// default-deny forward chain; data connections pass only as RELATED.
+	Kernel Mode = "kernel"
+	// KernelOpen: the same, and every server's passive range opened to
+	// everyone: what operators do because the helper cannot read TLS.
+	KernelOpen Mode = "kernel-open"
+	// Ftpgate: ftpgate with each server's range declared (--tls-range)
+	// and 990 as an implicit-TLS port, nothing else in the gateway.
+	Ftpgate Mode = "ftpgate"
+)
+
+// Modes in report order.
+var Modes = []Mode{Plain, Kernel, KernelOpen, Ftpgate}
+
+// xfer is one transfer case.
+type xfer struct {
+	srv    Server
+	tool   lab.Tool
+	mode   lab.Mode
+	family int
+}
+
+func (c xfer) name() string {
+	return fmt.Sprintf("%s %s %s IPv%d %s", c.srv.Name, c.srv.TLS, c.tool, c.family, c.mode)
+}
+
+// active says whether the server opens the data connection (PORT, EPRT).
+func (c xfer) active() bool { return c.mode == lab.PORT || c.mode == lab.EPRT }
+
+func cases(proftpd bool) []xfer {
+	cs := []xfer{
+		{VsftpdExplicit, lab.Curl, lab.PASV, 4}, {VsftpdExplicit, lab.Curl, lab.EPSV, 4},
+		{VsftpdExplicit, lab.Curl, lab.EPSV, 6}, {VsftpdExplicit, lab.Lftp, lab.PASV, 4},
+		{VsftpdExplicit, lab.Lftp, lab.EPSV, 6}, {VsftpdExplicit, lab.Python, lab.PASV, 4},
+		{VsftpdImplicit, lab.Curl, lab.EPSV, 4}, {VsftpdImplicit, lab.Curl, lab.EPSV, 6},
+		{VsftpdImplicit, lab.Lftp, lab.PASV, 4},
+		// Active FTPS. Not with curl: Debian 12's curl 7.88.1 fails it by
+		// itself ("sa_addr inet_ntop() failed with errno 97" once the
+		// server has connected), with no gateway in the path.
+		{VsftpdExplicit, lab.Lftp, lab.PORT, 4}, {VsftpdExplicit, lab.Lftp, lab.EPRT, 6},
+		{VsftpdExplicit, lab.Python, lab.PORT, 4},
+	}
+	if proftpd {
+		cs = append(cs, xfer{ProftpdTLS, lab.Curl, lab.EPSV, 4}, xfer{ProftpdTLS, lab.Curl, lab.EPSV, 6},
+			xfer{ProftpdTLS, lab.Lftp, lab.PASV, 4}, xfer{ProftpdTLS, lab.Python, lab.PASV, 4})
+	}
+	return cs
+}
+
+// ftpgateAdmitsActive is ftpgate's decision on active FTPS (docs/ftps.md):
+// the PORT/EPRT is inside TLS, so no expectation exists and the server's
+// connection back to the client is dropped like any unexpected SYN.
+const ftpgateAdmitsActive = false
+
+// wantPass is what each mode must do with a transfer: without a filter
+// everything passes; the kernel's helper cannot read TLS, so nothing
+// encrypted passes until the ranges are opened, and active never does;
+// ftpgate passes every passive transfer through the declared ranges.
+func wantPass(m Mode, c xfer) bool {
+	switch m {
+	case Plain:
+		return true
+	case Kernel:
+		return false
+	case KernelOpen:
+		return !c.active()
+	}
+	return !c.active() || ftpgateAdmitsActive
+}
+
+// probe is the range check from the held session: who reaches the data
+// port a live encrypted session was given, and who reaches it after.
+type probe struct {
+	other, client, after lab.ConnectOutcome
+}
+
+// wantProbe: the other host reaches the port only where the range is
+// open to everyone; the client reaches it while its session lives, and
+// after the session ended the SYN gets to the server (refused: nothing
+// listens any more) only where nothing checks for a session.
+func wantProbe(m Mode) probe {
+	switch m {
+	case Plain, KernelOpen:
+		return probe{other: lab.Connected, client: lab.Connected, after: lab.Refused}
+	case Kernel:
+		return probe{other: lab.TimedOut, client: lab.TimedOut, after: lab.TimedOut}
+	}
+	return probe{other: lab.TimedOut, client: lab.Connected, after: lab.TimedOut}
+}
+
+// login is the cleartext login case: curl ftp://user:pass@ without TLS.
+type login struct {
+	// passed: curl logged in and listed; passLogged: the server's log
+	// shows a PASS command from the client.
+	passed, passLogged bool
+}
+
+// modeRun is one mode's lab and what it measured.
+type modeRun struct {
+	mode    Mode
+	skip    string
+	results map[string]outcome
+	probe4  probe
+	login   login
+	// guarded is the cleartext login under --require-tls, tlsLogin a TLS
+	// login next to it (ftpgate only).
+	guarded, tlsLogin login
+	counters          map[string]uint64
+}
+
+type outcome struct {
+	pass bool
+	note string
+}
+
+// TestFTPS runs the transfer cases, the range probe and the cleartext
+// login in every mode (a lab each, one after the other) and holds each
+// mode to what it must do.
+func TestFTPS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "the FTPS lab creates network namespaces and loads BPF: need root")
+	}
+	lab.Require(t)
+	// RequireProftpd skips the test where proftpd cannot be fetched.
+	lab.RequireProftpd(t)
+	const proftpd = true
+	start := time.Now()
+	var runs []*modeRun
+	for _, m := range Modes {
+		if only := os.Getenv(ModesEnv); only != "" && !strings.Contains(","+only+",", ","+string(m)+",") {
+			continue
+		}
+		r := &modeRun{mode: m, results: map[string]outcome{}}
+		runs = append(runs, r)
+		t.Run(string(m), func(t *testing.T) { runMode(t, r, proftpd) })
+	}
+	rep := report(cases(proftpd), runs, time.Since(start))
+	t.Log("\n" + rep)
+	if p := os.Getenv(ReportEnv); p != "" {
+		if err := os.WriteFile(p, []byte(rep), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func runMode(t *testing.T, r *modeRun, proftpd bool) {
+	l := New(t, proftpd)
+	var g *lab.Gate
+	switch r.mode {
+	case Kernel, KernelOpen:
+		if err := lab.LoadRuleset(context.Background(), l.GatewayNS, l.Dir, kernelRuleset(l, r.mode == KernelOpen, proftpd)); err != nil {
+			t.Fatal(err)
+		}
+	case Ftpgate:
+		bin := lab.FtpgateBinary(t)
+		if ok, err := lab.HasRunFlag(bin, "--tls-range"); err != nil {
+			t.Fatal(err)
+		} else if !ok {
+			r.skip = "this build has no --tls-range"
+			t.Skip(r.skip)
+		}
+		var err error
+		g, err = lab.StartGate(t, bin, l.GatewayNS, "/sys/fs/bpf/fgl-"+l.ID, ftpgateArgs(l, proftpd)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Transfers, a few at a time (two cores).
+	var mu sync.Mutex
+	sem := make(chan struct{}, 6)
+	var wg sync.WaitGroup
+	for _, c := range cases(proftpd) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res := l.Download(ctx, c.srv, c.tool, c.mode, c.family)
+			o := outcome{pass: res.Check() == nil}
+			if err := res.Check(); err != nil {
+				o.note = err.Error()
+			}
+			mu.Lock()
+			r.results[c.name()] = o
+			mu.Unlock()
+			if o.pass != wantPass(r.mode, c) {
+				t.Errorf("%s: %s: passed %v, want %v: %s\n%s", r.mode, c.name(), o.pass, wantPass(r.mode, c), o.note, tailOf(res.Output))
+			}
+		}()
+	}
+	wg.Wait()
+
+	var before map[string]uint64
+	if g != nil {
+		before = counters(t, g)
+	}
+	r.probe4 = rangeProbe(t, l, 4)
+	if want := wantProbe(r.mode); r.probe4 != want {
+		t.Errorf("%s: range probe: other host %v, client %v, client after the session %v; want %v, %v, %v",
+			r.mode, r.probe4.other, r.probe4.client, r.probe4.after, want.other, want.client, want.after)
+	}
+	if g != nil {
+		after := counters(t, g)
+		// the other host's SYN and the client's after the session, each
+		// retried by the kernel within the probe's timeout
+		if d := after["tls_range_no_session"] - before["tls_range_no_session"]; d < 2 {
+			t.Errorf("tls_range_no_session moved by %d over the probe, want at least 2", d)
+		}
+		if d := after["tls_range_pass"] - before["tls_range_pass"]; d < 1 {
+			t.Errorf("tls_range_pass moved by %d over the probe, want at least 1", d)
+		}
+	}
+
+	// Cleartext login, guard off: passes everywhere; ftpgate counts it.
+	r.login = cleartextLogin(t, l)
+	if !r.login.passed || !r.login.passLogged {
+		t.Errorf("%s: cleartext login without a guard: logged in %v, PASS in the server's log %v; want both",
+			r.mode, r.login.passed, r.login.passLogged)
+	}
+	if g == nil {
+		return
+	}
+	c := counters(t, g)
+	if c["login_cleartext"] == 0 {
+		t.Errorf("login_cleartext is 0 after a cleartext login")
+	}
+	if c["tls_auth"] == 0 || c["tls_implicit"] == 0 || c["tls_segment"] == 0 {
+		t.Errorf("tls_auth %d, tls_implicit %d, tls_segment %d after the TLS transfers; want each > 0",
+			c["tls_auth"], c["tls_implicit"], c["tls_segment"])
+	}
+	// Guard on, at run time: the cleartext login is reset before the
+	// server reads a password; a TLS login passes.
+	if out, err := g.CLI("config", "set", "--require-tls"); err != nil {
+		t.Fatalf("config set --require-tls: %v\n%s", err, out)
+	}
+	r.guarded = cleartextLogin(t, l)
+	if r.guarded.passed || r.guarded.passLogged {
+		t.Errorf("cleartext login under --require-tls: logged in %v, PASS in the server's log %v; want neither",
+			r.guarded.passed, r.guarded.passLogged)
+	}
+	res := l.Download(context.Background(), VsftpdExplicit, lab.Curl, lab.EPSV, 4)
+	r.tlsLogin = login{passed: res.Check() == nil}
+	if !r.tlsLogin.passed {
+		t.Errorf("TLS login under --require-tls: %v\n%s", res.Check(), tailOf(res.Output))
+	}
+	r.counters = counters(t, g)
+	if r.counters["login_reset"] == 0 {
+		t.Errorf("login_reset is 0 after a cleartext login under --require-tls")
+	}
+}
+
+// rangeProbe holds an encrypted session from the client to the explicit
+// vsftpd and tries its passive port from the other host, from the client,
+// and from the client again once the session has ended.
+func rangeProbe(t *testing.T, l *Lab, family int) probe {
+	t.Helper()
+	se, err := l.Hold(t, VsftpdExplicit, family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	try := func(ns string) lab.ConnectOutcome {
+		o, err := l.ConnectTimesOut(context.Background(), ns, l.ServerAddr(family), se.DataPort, 3*time.Second)
+		if err != nil {
+			t.Errorf("connect from %s to %d: %v", ns, se.DataPort, err)
+		}
+		return o
+	}
+	var p probe
+	p.other = try(l.OtherNS)
+	p.client = try(l.ClientNS)
+	if err := se.Close(); err != nil {
+		t.Error(err)
+	}
+	p.after = try(l.ClientNS)
+	return p
+}
+
+// cleartextLogin lists the explicit vsftpd's root with curl, no TLS, and
+// says whether vsftpd's protocol log gained a PASS command (it writes
+// `"PASS <password>"`, the password masked, for each one it reads; the
+// lab runs nothing else against it meanwhile).
+func cleartextLogin(t *testing.T, l *Lab) login {
+	t.Helper()
+	passes := func() int {
+		log, err := l.VsftpdLog(VsftpdExplicit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(log, `"PASS `)
+	}
+	before := passes()
+	_, err := l.Exec(context.Background(), l.ClientNS, "curl", "-sS", "--max-time", "10", "--list-only",
+		fmt.Sprintf("ftp://anonymous:secret@%s:%d/", l.ServerAddr(4), VsftpdExplicit.Port))
+	return login{passed: err == nil, passLogged: passes() > before}
+}
+
+func counters(t *testing.T, g *lab.Gate) map[string]uint64 {
+	t.Helper()
+	c, err := g.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ftpgateArgs guards all three gateway interfaces: control ports 21 and
+// 2121 (scoped to the server) parsed, 990 implicit TLS, every server's
+// range declared for both families, nothing else allowed.
+func ftpgateArgs(l *Lab, proftpd bool) []string {
+	args := []string{"--iface", lab.GwClientIf, "--iface", lab.GwServerIf, "--iface", OtherLink.GwIf,
+		"--allow-port", "21", "--allow-port", "990", "--allow-port", "2121", "--ftps-port", "990",
+		"--ftp-port", "21", "--ftp-port", fmt.Sprintf("2121@%s/32@%s/128", l.ServerAddr(4), l.ServerAddr(6))}
+	for _, s := range Servers {
+		if s == ProftpdTLS && !proftpd {
+			continue
+		}
+		for _, fam := range []int{4, 6} {
+			args = append(args, "--tls-range", l.Range(s, fam))
+		}
+	}
+	return args
+}
+
+// kernelRuleset is the kernel's FTP helper on a default-deny forward
+// chain, as docs/trust.md's comparison runs it; open adds each server's
+// passive range for every source.
+func kernelRuleset(l *Lab, open, proftpd bool) string {
+	var ranges []string
+	if open {
+		for _, s := range Servers {
+			if s == ProftpdTLS && !proftpd {
+				continue
+			}
+			ranges = append(ranges,
+				fmt.Sprintf("\t\tip daddr %s tcp dport %d-%d ct state new accept", l.ServerAddr(4), s.Lo, s.Hi),
+				fmt.Sprintf("\t\tip6 daddr %s tcp dport %d-%d ct state new accept", l.ServerAddr(6), s.Lo, s.Hi))
+		}
+	}
+	return fmt.Sprintf(`table inet fgl_ftps {
+	ct helper ftp-helper {
+		type "ftp" protocol tcp
+		l3proto inet
+	}
+	chain assign_helper {
+		type filter hook prerouting priority filter; policy accept;
+		tcp dport { 21, 2121 } ct helper set "ftp-helper"
+	}
+	chain filter_forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		tcp dport { 21, 990, 2121 } ct state new accept
+		meta l4proto { icmp, ipv6-icmp } accept
+%s
+	}
+}
+`, strings.Join(ranges, "\n"))
+}
+
+func tailOf(s string) string {
+	if len(s) > 1500 {
+		return "..." + s[len(s)-1500:]
+	}
+	return s
+}
+
+// report renders the results as the markdown table of docs/ftps.md.
+func report(cs []xfer, runs []*modeRun, took time.Duration) string {
+	var b strings.Builder
+	b.WriteString("| case |")
+	for _, r := range runs {
+		b.WriteString(" " + string(r.mode) + " |")
+	}
+	b.WriteString("\n|---|")
+	for range runs {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	row := func(name string, cell func(r *modeRun) string) {
+		b.WriteString("| " + name + " |")
+		for _, r := range runs {
+			if r.skip != "" {
+				b.WriteString(" skipped |")
+				continue
+			}
+			b.WriteString(" " + cell(r) + " |")
+		}
+		b.WriteString("\n")
+	}
+	for _, c := range cs {
+		row(c.name(), func(r *modeRun) string {
+			o, ok := r.results[c.name()]
+			switch {
+			case !ok:
+				return "not run"
+			case o.pass:
+				return "pass (sha256)"
+			}
+			return "blocked"
+		})
+	}
+	row("other host → passive port of a live TLS session (IPv4)", func(r *modeRun) string { return r.probe4.other.String() })
+	row("client → its own session's passive port", func(r *modeRun) string { return r.probe4.client.String() })
+	row("client → that port after QUIT", func(r *modeRun) string { return r.probe4.after.String() })
+	row("cleartext `curl ftp://anonymous:PASS@` (guard off)", func(r *modeRun) string {
+		return fmt.Sprintf("logged in %v, PASS in server log %v", r.login.passed, r.login.passLogged)
+	})
+	row("the same under `--require-tls`", func(r *modeRun) string {
+		if r.mode != Ftpgate {
+			return "(no such setting)"
+		}
+		return fmt.Sprintf("logged in %v, PASS in server log %v", r.guarded.passed, r.guarded.passLogged)
+	})
+	row("TLS login under `--require-tls`", func(r *modeRun) string {
+		if r.mode != Ftpgate {
+			return "—"
+		}
+		return fmt.Sprintf("pass %v", r.tlsLogin.passed)
+	})
+	for _, r := range runs {
+		if r.counters == nil {
+			continue
+		}
+		var names []string
+		for k, v := range r.counters {
+			if v != 0 && (strings.HasPrefix(k, "tls_") || strings.HasPrefix(k, "login_")) {
+				names = append(names, fmt.Sprintf("%s %d", k, v))
+			}
+		}
+		sort.Strings(names)
+		fmt.Fprintf(&b, "\nftpgate's TLS counters after the run: %s\n", strings.Join(names, ", "))
+	}
+	fmt.Fprintf(&b, "\n%d cases, %d modes, %.0f s\n", len(cs), len(runs), took.Seconds())
+	return b.String()
+}
