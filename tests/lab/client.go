@@ -298,32 +298,33 @@ func (tr Transfer) Argv() ([]string, error) {
 		if tr.TrustPasvAddr {
 			fix = "off"
 		}
-		ssl := []string{"set ftp:ssl-allow no"}
-		switch tr.TLS {
-		case ExplicitTLS:
-			ssl = []string{"set ftp:ssl-allow yes", "set ftp:ssl-force yes", "set ftp:ssl-protect-data yes",
-				"set ssl:verify-certificate no"}
-		case ImplicitTLS:
-			ssl = []string{"set ftp:ssl-protect-data yes", "set ssl:verify-certificate no"}
-		}
-		open := "open -u " + user + "," + pass + " " + ftpURL(tr.Server.Addr(), int(tr.Server.Port()), "")
-		if tr.TLS == ImplicitTLS {
-			open = "open -u " + user + "," + pass + " ftps" + strings.TrimPrefix(ftpURL(tr.Server.Addr(), int(tr.Server.Port()), ""), "ftp")
-		}
-		script := strings.Join(append(append([]string{
+		site := ftpURL(tr.Server.Addr(), int(tr.Server.Port()), "")
+		lines := []string{
 			"set cmd:fail-exit yes",
 			"set net:timeout " + strconv.Itoa(connT),
 			"set net:max-retries 1",
-			"set net:persist-retries 0"}, ssl...),
-			"set ftp:passive-mode " + passive,
-			"set ftp:prefer-epsv " + epsv,
-			"set ftp:fix-pasv-address " + fix,
+			"set net:persist-retries 0",
+		}
+		switch tr.TLS {
+		case NoTLS:
+			lines = append(lines, "set ftp:ssl-allow no")
+		case ExplicitTLS:
+			lines = append(lines, "set ftp:ssl-allow yes", "set ftp:ssl-force yes", "set ftp:ssl-protect-data yes",
+				"set ssl:verify-certificate no")
+		case ImplicitTLS:
+			lines = append(lines, "set ftp:ssl-protect-data yes", "set ssl:verify-certificate no")
+			site = "ftps" + strings.TrimPrefix(site, "ftp")
+		}
+		script := strings.Join(append(lines,
+			"set ftp:passive-mode "+passive,
+			"set ftp:prefer-epsv "+epsv,
+			"set ftp:fix-pasv-address "+fix,
 			// Otherwise lftp flips to the other mode after a failed data
 			// connection and a blocked mode would look like a success.
 			"set ftp:auto-passive-mode off",
 			"set xfer:clobber on",
 			"debug 9",
-			open,
+			"open -u "+user+","+pass+" "+site,
 			xfer,
 			"bye",
 		), "; ")
