@@ -28,6 +28,7 @@ var requiredBinaries = map[string]string{
 	"conntrack": "conntrack",
 	"ethtool":   "ethtool",
 	"python3":   "python3",
+	"openssl":   "openssl",
 }
 
 // proftpd's shared libraries that a plain Debian 12 lacks; they are
