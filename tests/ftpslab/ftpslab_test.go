@@ -1,9 +1,12 @@
 package ftpslab
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -134,7 +137,7 @@ type modeRun struct {
 	mode    Mode
 	skip    string
 	results map[string]outcome
-	probe4  probe
+	probe   map[int]probe // by family
 	login   login
 	// guarded is the cleartext login under --require-tls, tlsLogin a TLS
 	// login next to it (ftpgate only).
@@ -164,7 +167,7 @@ func TestFTPS(t *testing.T) {
 		if only := os.Getenv(ModesEnv); only != "" && !strings.Contains(","+only+",", ","+string(m)+",") {
 			continue
 		}
-		r := &modeRun{mode: m, results: map[string]outcome{}}
+		r := &modeRun{mode: m, results: map[string]outcome{}, probe: map[int]probe{}}
 		runs = append(runs, r)
 		t.Run(string(m), func(t *testing.T) { runMode(t, r, proftpd) })
 	}
@@ -227,24 +230,35 @@ func runMode(t *testing.T, r *modeRun, proftpd bool) {
 	}
 	wg.Wait()
 
-	var before map[string]uint64
 	if g != nil {
-		before = counters(t, g)
+		// active FTPS: the server's SYN back to a client with a live
+		// encrypted session is refused under its own counter
+		if c := counters(t, g); c["tls_active_refused"] == 0 {
+			t.Errorf("tls_active_refused is 0 after the active FTPS transfers")
+		}
 	}
-	r.probe4 = rangeProbe(t, l, 4)
-	if want := wantProbe(r.mode); r.probe4 != want {
-		t.Errorf("%s: range probe: other host %v, client %v, client after the session %v; want %v, %v, %v",
-			r.mode, r.probe4.other, r.probe4.client, r.probe4.after, want.other, want.client, want.after)
-	}
-	if g != nil {
+
+	for _, fam := range []int{4, 6} {
+		var before map[string]uint64
+		if g != nil {
+			before = counters(t, g)
+		}
+		p := rangeProbe(t, l, fam)
+		r.probe[fam] = p
+		if want := wantProbe(r.mode); p != want {
+			t.Errorf("%s: IPv%d range probe: other host %v, client %v, client after the session %v; want %v, %v, %v",
+				r.mode, fam, p.other, p.client, p.after, want.other, want.client, want.after)
+		}
+		if g == nil {
+			continue
+		}
 		after := counters(t, g)
-		// the other host's SYN and the client's after the session, each
-		// retried by the kernel within the probe's timeout
+		// the other host's SYN and the client's after the session
 		if d := after["tls_range_no_session"] - before["tls_range_no_session"]; d < 2 {
-			t.Errorf("tls_range_no_session moved by %d over the probe, want at least 2", d)
+			t.Errorf("IPv%d: tls_range_no_session moved by %d over the probe, want at least 2", fam, d)
 		}
 		if d := after["tls_range_pass"] - before["tls_range_pass"]; d < 1 {
-			t.Errorf("tls_range_pass moved by %d over the probe, want at least 1", d)
+			t.Errorf("IPv%d: tls_range_pass moved by %d over the probe, want at least 1", fam, d)
 		}
 	}
 
@@ -270,6 +284,7 @@ func runMode(t *testing.T, r *modeRun, proftpd bool) {
 	if out, err := g.CLI("config", "set", "--require-tls"); err != nil {
 		t.Fatalf("config set --require-tls: %v\n%s", err, out)
 	}
+	events := monitor(t, g)
 	r.guarded = cleartextLogin(t, l)
 	if r.guarded.passed || r.guarded.passLogged {
 		t.Errorf("cleartext login under --require-tls: logged in %v, PASS in the server's log %v; want neither",
@@ -284,6 +299,63 @@ func runMode(t *testing.T, r *modeRun, proftpd bool) {
 	if r.counters["login_reset"] == 0 {
 		t.Errorf("login_reset is 0 after a cleartext login under --require-tls")
 	}
+	// monitor shows the reset with the client's address
+	ev := events()
+	found := false
+	for _, line := range strings.Split(ev, "\n") {
+		if strings.Contains(line, "login_reset") && strings.Contains(line, `"`+l.ClientAddr(4).String()+`"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("monitor --json showed no login_reset event with the client's address %s:\n%s", l.ClientAddr(4), ev)
+	}
+}
+
+// monitor starts `ftpgate monitor --json` on g and returns a function
+// that stops it (by its PID) and returns what it printed.
+func monitor(t *testing.T, g *lab.Gate) func() string {
+	t.Helper()
+	cmd := exec.Command(g.Bin, "monitor", "--json", "--pin-dir", g.PinDir, "--netns", g.NS)
+	var out strings.Builder
+	var mu sync.Mutex
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		b, _ := io.ReadAll(stdout)
+		mu.Lock()
+		out.Write(b)
+		mu.Unlock()
+		close(done)
+	}()
+	// it says on stderr when it reads
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "monitoring") {
+		_ = cmd.Process.Kill()
+		t.Fatalf("monitor not ready: %q %v", line, err)
+	}
+	go io.Copy(io.Discard, stderr)
+	stop := func() string {
+		time.Sleep(500 * time.Millisecond)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return stop
 }
 
 // rangeProbe holds an encrypted session from the client to the explicit
@@ -435,9 +507,11 @@ func report(cs []xfer, runs []*modeRun, took time.Duration) string {
 			return "blocked"
 		})
 	}
-	row("other host → passive port of a live TLS session (IPv4)", func(r *modeRun) string { return r.probe4.other.String() })
-	row("client → its own session's passive port", func(r *modeRun) string { return r.probe4.client.String() })
-	row("client → that port after QUIT", func(r *modeRun) string { return r.probe4.after.String() })
+	for _, fam := range []int{4, 6} {
+		row(fmt.Sprintf("IPv%d: other host → passive port of a live TLS session", fam), func(r *modeRun) string { return r.probe[fam].other.String() })
+		row(fmt.Sprintf("IPv%d: client → its own session's passive port", fam), func(r *modeRun) string { return r.probe[fam].client.String() })
+		row(fmt.Sprintf("IPv%d: client → that port after QUIT", fam), func(r *modeRun) string { return r.probe[fam].after.String() })
+	}
 	row("cleartext `curl ftp://anonymous:PASS@` (guard off)", func(r *modeRun) string {
 		return fmt.Sprintf("logged in %v, PASS in server log %v", r.login.passed, r.login.passLogged)
 	})
