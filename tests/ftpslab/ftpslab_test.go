@@ -147,7 +147,10 @@ type modeRun struct {
 
 type outcome struct {
 	pass bool
-	note string
+	// dataCmd: the client got as far as sending its data command, so a
+	// failure was the data connection's, not the control connection's.
+	dataCmd bool
+	note    string
 }
 
 // TestFTPS runs the transfer cases, the range probe and the cleartext
@@ -216,7 +219,7 @@ func runMode(t *testing.T, r *modeRun, proftpd bool) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			res := l.Download(ctx, c.srv, c.tool, c.mode, c.family)
-			o := outcome{pass: res.Check() == nil}
+			o := outcome{pass: res.Check() == nil, dataCmd: len(res.Commands) > 0}
 			if err := res.Check(); err != nil {
 				o.note = err.Error()
 			}
@@ -225,6 +228,9 @@ func runMode(t *testing.T, r *modeRun, proftpd bool) {
 			mu.Unlock()
 			if o.pass != wantPass(r.mode, c) {
 				t.Errorf("%s: %s: passed %v, want %v: %s\n%s", r.mode, c.name(), o.pass, wantPass(r.mode, c), o.note, tailOf(res.Output))
+			} else if !o.pass && !o.dataCmd {
+				t.Errorf("%s: %s: failed before its data command (the control connection must pass): %s\n%s",
+					r.mode, c.name(), o.note, tailOf(res.Output))
 			}
 		}()
 	}
@@ -503,8 +509,10 @@ func report(cs []xfer, runs []*modeRun, took time.Duration) string {
 				return "not run"
 			case o.pass:
 				return "pass (sha256)"
+			case o.dataCmd:
+				return "data connection blocked"
 			}
-			return "blocked"
+			return "failed before the data command"
 		})
 	}
 	for _, fam := range []int{4, 6} {
