@@ -268,6 +268,10 @@ func runMode(t *testing.T, r *modeRun, proftpd bool) {
 		}
 	}
 
+	if g != nil {
+		tlsRangeAtRunTime(t, l, g)
+	}
+
 	// Cleartext login, guard off: passes everywhere; ftpgate counts it.
 	r.login = cleartextLogin(t, l)
 	if !r.login.passed || !r.login.passLogged {
@@ -362,6 +366,37 @@ func monitor(t *testing.T, g *lab.Gate) func() string {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	return stop
+}
+
+// tlsRangeAtRunTime deletes the explicit vsftpd's IPv4 range from the
+// running gate (a TLS passive transfer is then blocked), lists the ranges
+// and adds it back (the transfer passes again).
+func tlsRangeAtRunTime(t *testing.T, l *Lab, g *lab.Gate) {
+	t.Helper()
+	rng := l.Range(VsftpdExplicit, 4)
+	fetch := func() lab.Result {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return l.Download(ctx, VsftpdExplicit, lab.Curl, lab.EPSV, 4)
+	}
+	if out, err := g.CLI("tls-range", "del", rng); err != nil {
+		t.Fatalf("tls-range del %s: %v\n%s", rng, err, out)
+	}
+	if out, err := g.CLI("tls-range"); err != nil || strings.Contains(out, rng) {
+		t.Errorf("tls-range after del %s: %v\n%s", rng, err, out)
+	}
+	if res := fetch(); res.Check() == nil || len(res.Commands) == 0 {
+		t.Errorf("TLS transfer without its range: %v (want blocked at the data connection)", res.Check())
+	}
+	if out, err := g.CLI("tls-range", "add", rng); err != nil {
+		t.Fatalf("tls-range add %s: %v\n%s", rng, err, out)
+	}
+	if out, err := g.CLI("tls-range"); err != nil || !strings.Contains(out, rng) {
+		t.Errorf("tls-range lists no %s: %v\n%s", rng, err, out)
+	}
+	if res := fetch(); res.Check() != nil {
+		t.Errorf("TLS transfer with its range added back: %v\n%s", res.Check(), tailOf(res.Output))
+	}
 }
 
 // rangeProbe holds an encrypted session from the client to the explicit
