@@ -130,6 +130,9 @@ type login struct {
 	// passed: curl logged in and listed; passLogged: the server's log
 	// shows a PASS command from the client.
 	passed, passLogged bool
+	// out is curl's output, took how long it ran.
+	out  string
+	took time.Duration
 }
 
 // modeRun is one mode's lab and what it measured.
@@ -300,6 +303,11 @@ func runMode(t *testing.T, r *modeRun, proftpd bool) {
 		t.Errorf("cleartext login under --require-tls: logged in %v, PASS in the server's log %v; want neither",
 			r.guarded.passed, r.guarded.passLogged)
 	}
+	// the client is reset, not left to time out
+	if !strings.Contains(r.guarded.out, "reset") || r.guarded.took > 5*time.Second {
+		t.Errorf("cleartext login under --require-tls: curl after %v: %s; want a connection reset at once",
+			r.guarded.took.Round(time.Millisecond), r.guarded.out)
+	}
 	res := l.Download(context.Background(), VsftpdExplicit, lab.Curl, lab.EPSV, 4)
 	r.tlsLogin = login{passed: res.Check() == nil}
 	if !r.tlsLogin.passed {
@@ -439,9 +447,10 @@ func cleartextLogin(t *testing.T, l *Lab) login {
 		return strings.Count(log, `"PASS `)
 	}
 	before := passes()
-	_, err := l.Exec(context.Background(), l.ClientNS, "curl", "-sS", "--max-time", "10", "--list-only",
+	start := time.Now()
+	out, err := l.Exec(context.Background(), l.ClientNS, "curl", "-sS", "--max-time", "10", "--list-only",
 		fmt.Sprintf("ftp://anonymous:secret@%s:%d/", l.ServerAddr(4), VsftpdExplicit.Port))
-	return login{passed: err == nil, passLogged: passes() > before}
+	return login{passed: err == nil, passLogged: passes() > before, out: out, took: time.Since(start)}
 }
 
 func counters(t *testing.T, g *lab.Gate) map[string]uint64 {
@@ -562,7 +571,8 @@ func report(cs []xfer, runs []*modeRun, took time.Duration) string {
 		if r.mode != Ftpgate {
 			return "(no such setting)"
 		}
-		return fmt.Sprintf("logged in %v, PASS in server log %v", r.guarded.passed, r.guarded.passLogged)
+		return fmt.Sprintf("logged in %v, PASS in server log %v; curl: %s (%.2f s)", r.guarded.passed, r.guarded.passLogged,
+			strings.TrimSpace(r.guarded.out), r.guarded.took.Seconds())
 	})
 	row("TLS login under `--require-tls`", func(r *modeRun) string {
 		if r.mode != Ftpgate {
