@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -252,7 +253,7 @@ func runMode(t *testing.T, r *modeRun, proftpd bool) {
 		if g != nil {
 			before = counters(t, g)
 		}
-		p := rangeProbe(t, l, fam)
+		p := rangeProbe(t, l, g, fam)
 		r.probe[fam] = p
 		if want := wantProbe(r.mode); p != want {
 			t.Errorf("%s: IPv%d range probe: other host %v, client %v, client after the session %v; want %v, %v, %v",
@@ -409,12 +410,19 @@ func tlsRangeAtRunTime(t *testing.T, l *Lab, g *lab.Gate) {
 
 // rangeProbe holds an encrypted session from the client to the explicit
 // vsftpd and tries its passive port from the other host, from the client,
-// and from the client again once the session has ended.
-func rangeProbe(t *testing.T, l *Lab, family int) probe {
+// and from the client again once the session has ended. With a gate, its
+// `ctrl --json` must show the session encrypted by AUTH.
+func rangeProbe(t *testing.T, l *Lab, g *lab.Gate, family int) probe {
 	t.Helper()
 	se, err := l.Hold(t, VsftpdExplicit, family)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if g != nil {
+		out, err := g.CLI("ctrl", "--json")
+		if err != nil || !encryptedRE.MatchString(out) || !strings.Contains(out, `"`+l.ClientAddr(family).String()+`"`) {
+			t.Errorf("ctrl --json shows no session of %s encrypted by AUTH: %v\n%s", l.ClientAddr(family), err, out)
+		}
 	}
 	try := func(ns string) lab.ConnectOutcome {
 		o, err := l.ConnectTimesOut(context.Background(), ns, l.ServerAddr(family), se.DataPort, 3*time.Second)
@@ -452,6 +460,9 @@ func cleartextLogin(t *testing.T, l *Lab) login {
 		fmt.Sprintf("ftp://anonymous:secret@%s:%d/", l.ServerAddr(4), VsftpdExplicit.Port))
 	return login{passed: err == nil, passLogged: passes() > before, out: out, took: time.Since(start)}
 }
+
+// encryptedRE is a control connection encrypted by AUTH TLS in `ftpgate ctrl --json`.
+var encryptedRE = regexp.MustCompile(`"encrypted":\s*true,\s*"tls":\s*"auth"`)
 
 func counters(t *testing.T, g *lab.Gate) map[string]uint64 {
 	t.Helper()
