@@ -607,3 +607,41 @@ func report(cs []xfer, runs []*modeRun, took time.Duration) string {
 	fmt.Fprintf(&b, "\n%d cases, %d modes, %.0f s\n", len(cs), len(runs), took.Seconds())
 	return b.String()
 }
+
+// TestGuardServerSide runs the login guard with ftpgate on the gateway's
+// server-side interface only: the client's USER is seen at that
+// interface's TC egress (forwarded), so the reset back to the client goes
+// in at the device's ingress and is routed to it, where in TestFTPS (every
+// interface guarded) the client's side sees it first at ingress and the
+// reset leaves by the same device's egress.
+func TestGuardServerSide(t *testing.T) {
+	if os.Geteuid() != 0 {
+		bpftest.SkipOrFail(t, "the FTPS lab creates network namespaces and loads BPF: need root")
+	}
+	lab.Require(t)
+	bin := lab.FtpgateBinary(t)
+	if ok, err := lab.HasRunFlag(bin, "--require-tls"); err != nil {
+		t.Fatal(err)
+	} else if !ok {
+		t.Skip("this build has no --require-tls")
+	}
+	l := New(t, false)
+	g, err := lab.StartGate(t, bin, l.GatewayNS, "/sys/fs/bpf/fgl-"+l.ID, "--iface", lab.GwServerIf,
+		"--allow-port", "21", "--require-tls", "--tls-range", l.Range(VsftpdExplicit, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cleartextLogin(t, l)
+	t.Logf("cleartext login, server side guarded: logged in %v, PASS in the server's log %v, curl after %v: %s",
+		got.passed, got.passLogged, got.took.Round(time.Millisecond), strings.TrimSpace(got.out))
+	if got.passed || got.passLogged || !strings.Contains(got.out, "reset") || got.took > 5*time.Second {
+		t.Errorf("want no login, no PASS in the server's log and a connection reset at once")
+	}
+	if c := counters(t, g); c["login_reset"] == 0 {
+		t.Errorf("login_reset is 0")
+	}
+	res := l.Download(context.Background(), VsftpdExplicit, lab.Curl, lab.EPSV, 4)
+	if err := res.Check(); err != nil {
+		t.Errorf("TLS login with the server side guarded: %v\n%s", err, tailOf(res.Output))
+	}
+}
