@@ -14,6 +14,7 @@
 #include "maps.h"
 #include "parsing.h"
 #include "common.h"
+#include "tls.h"
 
 /*
  * would_drop returns the verdict for a packet the policy rejects. In dry-run
@@ -31,13 +32,15 @@ static __always_inline int would_drop(const struct config_val *cfg, __u32 reason
 }
 
 /*
- * syn_drop drops (or in dry-run passes) an unexpected SYN and reports it,
- * within the rate limit, with the reason it was counted under and its
- * 5-tuple. Only this path pays for the report.
+ * syn_drop drops (or in dry-run passes) a SYN the policy refuses for reason
+ * and reports it as an event of type, within the rate limit, with the
+ * reason it was counted under and its 5-tuple. Only this path pays for the
+ * report.
  */
-static __always_inline int syn_drop(const struct config_val *cfg, const struct pkt_info *p)
+static __always_inline int syn_drop(const struct config_val *cfg, const struct pkt_info *p, __u32 reason,
+				    __u32 type)
 {
-	int verdict = would_drop(cfg, STAT_SYN_DROP_UNEXPECTED);
+	int verdict = would_drop(cfg, reason);
 	__u64 now = now_ns(cfg);
 	if (!event_allowed(now))
 		return verdict;
@@ -46,8 +49,9 @@ static __always_inline int syn_drop(const struct config_val *cfg, const struct p
 	k.dport = p->dport;
 	copy_addr(k.src, p->src);
 	copy_addr(k.dst, p->dst);
-	__u32 reason = verdict == XDP_PASS ? STAT_SYN_DRYRUN_WOULD_DROP : STAT_SYN_DROP_UNEXPECTED;
-	emit_event_port(EV_SYN_DROP, reason, KIND_NONE, &k, 0, p->sport, now);
+	if (reason == STAT_SYN_DROP_UNEXPECTED && verdict == XDP_PASS)
+		reason = STAT_SYN_DRYRUN_WOULD_DROP;
+	emit_event_port(type, reason, KIND_NONE, &k, 0, p->sport, now);
 	return verdict;
 }
 
@@ -160,7 +164,16 @@ static __always_inline int admit(struct xdp_md *ctx)
 			stat_inc(STAT_SYN_PASS_EXPECTED);
 			return XDP_PASS;
 		}
-		return syn_drop(cfg, &p);
+		/* #13: a server's TLS range, open to clients with a live encrypted session */
+		int tls = tls_range_admit(&p, &fk, cfg);
+		if (tls > 0)
+			return XDP_PASS;
+		if (tls < 0)
+			return syn_drop(cfg, &p, STAT_TLS_RANGE_NO_SESSION, EV_TLS_RANGE_DROP);
+		/* active-mode FTPS: the PORT inside TLS is unreadable, nothing expects it */
+		if (tls_session_live(p.family, p.dst, p.src))
+			return syn_drop(cfg, &p, STAT_TLS_ACTIVE_REFUSED, EV_SYN_DROP);
+		return syn_drop(cfg, &p, STAT_SYN_DROP_UNEXPECTED, EV_SYN_DROP);
 	}
 
 	if ((fl & (TCPF_FIN | TCPF_RST)) || (cfg && cfg->accounting)) {

@@ -204,12 +204,15 @@ static __always_inline struct ctrl_val *embryo_promote(struct scratch *s, struct
 		stat_inc(STAT_CTRL_CONN_FULL);
 		return 0;
 	}
+	struct ctrl_val *cv = bpf_map_lookup_elem(&ctrl_conns, &s->key);
 	if (!err) {
 		int hs = (ev->tcp[DIR_CLIENT].flags & TCP_SYN_SEEN) && (ev->tcp[DIR_SERVER].flags & TCP_SYN_SEEN);
 		stat_inc(hs ? STAT_CTRL_TRUSTED_HANDSHAKE : STAT_CTRL_TRUSTED_PICKUP);
+		/* #13: on an implicit-TLS port the connection is encrypted from its first byte */
+		tls_implicit();
 		bpf_map_delete_elem(&ctrl_embryo, &s->key);
 	}
-	return bpf_map_lookup_elem(&ctrl_conns, &s->key);
+	return cv;
 }
 
 /*
@@ -256,10 +259,14 @@ static __always_inline struct ctrl_val *embryo_segment(struct scratch *s, const 
  * RST, and counts the connection as closed at its first FIN or RST (in
  * either direction): once per connection.
  */
-static __always_inline void ctrl_closing(const struct dir_state *st, const struct dir_state *other)
+static __always_inline void ctrl_closing(struct scratch *s, const struct ctrl_val *cv, const struct dir_state *st,
+					const struct dir_state *other)
 {
-	if (!st->fin && !other->fin)
+	if (!st->fin && !other->fin) {
 		stat_inc(STAT_CTRL_CLOSED);
+		/* #13: an encrypted session ends for the TLS ranges at its first FIN or RST */
+		tls_end();
+	}
 	ctrl_close();
 }
 
@@ -356,7 +363,7 @@ static __always_inline void stream_fin(struct scratch *s, struct ctrl_val *cv, s
 	if (st->next_seq == end)
 		st->next_seq++;
 	if (!st->fin) {
-		ctrl_closing(st, other);
+		ctrl_closing(s, cv, st, other);
 		st->fin = 1;
 	}
 	if (other->fin)
@@ -373,6 +380,39 @@ static __always_inline void untrusted_payload(struct dir_state *st, __u32 seq, _
 	stream_restart(st, MODE_SKIP);
 	if (seq_after(seq + len, st->next_seq))
 		st->next_seq = seq + len;
+}
+
+/*
+ * login_guard handles a client segment that starts a USER or PASS command on
+ * a connection not encrypted (#13), the connection in s->key: counted and
+ * reported with the client's address; with config.require_tls the
+ * connection is forgotten and the segment becomes resets of both ends
+ * (login_reset). A global function: its frame stays off parse_control's.
+ */
+__noinline int login_guard(struct __sk_buff *skb, int ingress)
+{
+	struct scratch *s;
+	struct ctrl_val *cv = scratch_conn(&s);
+	if (!cv)
+		return TC_ACT_OK;
+	struct dir_state *st = &cv->dir[DIR_CLIENT];
+	struct dir_state *other = &cv->dir[DIR_SERVER];
+	__u64 now = st->last_ns;
+	struct config_val *cfg = get_config();
+	int reset = cfg && cfg->require_tls;
+	stat_inc(STAT_LOGIN_CLEARTEXT);
+	if (event_allowed(now))
+		emit_event(EV_LOGIN_CLEARTEXT, reset ? STAT_LOGIN_RESET : STAT_LOGIN_CLEARTEXT, KIND_NONE, 0, &s->key,
+			   now);
+	if (!reset)
+		return TC_ACT_OK;
+	ctrl_closing(s, cv, st, other);
+	ctrl_forget(s, cv);
+#ifdef FTPGATE_NAT
+	/* the segment is no longer the one nat_begin took */
+	s->nat.on = 0;
+#endif
+	return login_reset(skb, ingress);
 }
 
 static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
@@ -443,7 +483,7 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 #endif
 
 	if (p.flags & TCPF_RST) {
-		ctrl_closing(st, other);
+		ctrl_closing(s, cv, st, other);
 		ctrl_forget(s, cv);
 		return TC_ACT_OK;
 	}
@@ -452,10 +492,13 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		return TC_ACT_OK;
 	/* a bare ACK never moves the parser: only payload and FIN do */
 	if (p.payload_len) {
+		s->login = 0;
 		if (tcp_trusted(cv))
 			stream_segment(skb, s, st, other, dir, p.seq, p.payload_len, p.payload_off, loaded);
 		else
 			untrusted_payload(st, p.seq, p.payload_len);
+		if (s->login)
+			return login_guard(skb, ingress);
 	}
 	if (p.flags & TCPF_FIN)
 		stream_fin(s, cv, st, other, p.seq + p.payload_len);

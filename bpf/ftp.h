@@ -26,6 +26,7 @@
 #include "token.h"
 #include "conform.h"
 #include "announce.h"
+#include "tls.h"
 
 
 #define CMD_QUEUE_MASK (CMD_QUEUE - 1)
@@ -103,7 +104,7 @@ static __always_inline __u8 command_kind(struct scratch *s)
 /* ftp_command_line takes a complete client line: into the queue, or held as tentative */
 static __always_inline void ftp_command_line(struct ctrl_val *cv, struct dir_state *st, __u8 kind)
 {
-	__u8 qkind = kind == KIND_PASV || kind == KIND_EPSV ? kind : KIND_NONE;
+	__u8 qkind = kind == KIND_PASV || kind == KIND_EPSV || kind == KIND_AUTH ? kind : KIND_NONE;
 	if (st->ftp.tentative && !st->ftp.filling) {
 		if (st->ftp.tent_n >= TENT_CMDS) {
 			tentative_drop(&st->ftp);
@@ -234,7 +235,17 @@ __noinline int ftp_line(int what)
 
 	__u8 kind = line_kind(line_token(s), s->dir);
 	if (s->dir == DIR_SERVER) {
-		if (ftp_reply(s, cv, st, (what & LINE_CRLF) != 0) && kind != KIND_NONE && (what & LINE_FULL))
+		if (!ftp_reply(s, cv, st, (what & LINE_CRLF) != 0))
+			return 0;
+		if (st->ftp.reply_kind == KIND_AUTH) {
+			/* #13: the reply to AUTH at the head of the queue; after a 234 the bytes are TLS */
+			if ((line_token(s) & TOK_CODE_MASK) == (TOK_234 & TOK_CODE_MASK))
+				tls_begin(TLS_AUTH);
+			else
+				stat_inc(STAT_TLS_AUTH_REFUSED);
+			return 0;
+		}
+		if (kind != KIND_NONE && (what & LINE_FULL))
 			process_line(s, cv, kind);
 		return 0;
 	}
@@ -244,6 +255,8 @@ __noinline int ftp_line(int what)
 	}
 	if (kind != KIND_NONE)
 		kind = command_kind(s);
+	else if ((line_token(s) & TOKEN_UPPER_MASK) == TOK_AUTH && command_ends(s))
+		kind = KIND_AUTH; /* #13: queued, so that its reply is known (a 234 starts TLS) */
 	int tentative = st->ftp.tentative && !st->ftp.filling;
 	ftp_command_line(cv, st, kind);
 	if (kind != KIND_NONE && (what & LINE_FULL) && !tentative)

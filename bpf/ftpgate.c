@@ -83,6 +83,7 @@ struct btf_anchor {
 	enum rp_check rp_check;
 	enum nat_mode nat_mode;
 	enum nat_own_side nat_own_side;
+	enum tls_state tls_state;
 };
 
 __noinline int ftpgate_btf_anchor(struct btf_anchor *a)

@@ -124,6 +124,15 @@ enum limits {
 	NAT_SEG_FIELDS = 4,
 	/* ports tried when the announced one is taken by another inside end */
 	NAT_PORT_TRIES = 16,
+	/* #13 FTPS */
+	/* passive port ranges one server may have declared (--tls-range) */
+	TLS_RANGES_PER_SERVER = 8,
+	/* servers with declared ranges (tls_ranges entries) */
+	MAX_TLS_SERVERS = 1024,
+	/* (client, server) pairs with a live encrypted control connection */
+	DEFAULT_TLS_SESSIONS = 65536,
+	/* hop limit of the reset the login guard sends back to the client */
+	LOGIN_RESET_TTL = 64,
 };
 
 /* the counters (enum stat) and the NAT types, each in its own header */
@@ -137,6 +146,17 @@ enum kind {
 	KIND_EPRT = 2,
 	KIND_PASV = 3,
 	KIND_EPSV = 4,
+	/* #13: a data flow admitted through a TLS range (no expectation) */
+	KIND_TLS_RANGE = 5,
+	/* #13: in the client's command queue only, an AUTH awaiting its reply */
+	KIND_AUTH = 6,
+};
+
+/* #13: how a control connection became encrypted (dir_state.tls) */
+enum tls_state {
+	TLS_NONE = 0,
+	TLS_AUTH = 1,     /* AUTH TLS/SSL answered by 234: encrypted after the reply */
+	TLS_IMPLICIT = 2, /* on an implicit-TLS port (--ftps-port): encrypted from the first byte */
 };
 
 /* direction of a control segment */
@@ -198,6 +218,11 @@ enum event_type {
 	EV_REJECT = 6,   /* reason holds the enum stat of the rejection */
 	EV_SYN_DROP = 7, /* a dropped (or, in dry-run, would-be dropped) SYN; reason as counted */
 	EV_NAT_REWRITE = 8, /* #12: an announcement rewritten; expect holds the public end, nat the inside one */
+	/* #13 FTPS */
+	EV_TLS_START = 9,       /* a control connection became encrypted; kind holds enum tls_state */
+	EV_LOGIN_CLEARTEXT = 10, /* USER or PASS before TLS; reason: login_reset (reset) or login_cleartext (passed) */
+	EV_TLS_RANGE_PASS = 11, /* a SYN admitted into a TLS range; like EV_SYN_DROP: expect and sport */
+	EV_TLS_RANGE_DROP = 12, /* a SYN into a TLS range without a live encrypted session; reason as counted */
 };
 
 /* a control connection: client and server end, IPv4 or IPv6 */
@@ -352,7 +377,8 @@ struct dir_state {
 	__u8 fin;          /* FIN seen in this direction */
 	__u8 slot_next;    /* next slot of the ring to write */
 	__u16 carry_len;   /* bytes held in carry */
-	__u8 pad[2];
+	__u8 tls;          /* #13 enum tls_state: this direction is encrypted, never parsed again */
+	__u8 pad;
 	__u32 lines;       /* complete lines parsed */
 	__u64 last_ns;     /* ftpgate clock of the last segment */
 	struct expect_key slot[EXPECT_SLOTS];
@@ -376,6 +402,46 @@ struct port_val {
 enum port_flags {
 	PORT_GLOBAL = 1, /* parsed towards every server (1 as in every release before scopes) */
 	PORT_SCOPED = 2, /* parsed towards the servers of its ctrl_scopes prefixes */
+	PORT_TLS = 4,    /* #13 implicit TLS (--ftps-port): tracked, encrypted from the first byte */
+};
+
+/* #13: a server with declared TLS ranges (tls_ranges key) */
+struct tls_server_key {
+	__u8 family;
+	__u8 pad[3];
+	__u32 addr[4];
+};
+
+/* #13: one passive port range, both ends included */
+struct tls_port_range {
+	__u16 lo;
+	__u16 hi;
+};
+
+/* #13: the ranges of one server; the first n entries of r are used */
+struct tls_range_val {
+	__u32 n;
+	struct tls_port_range r[TLS_RANGES_PER_SERVER];
+};
+
+/* #13: a client and a server with encrypted control connections between them */
+struct tls_session_key {
+	__u8 family;
+	__u8 pad[3];
+	__u32 client[4];
+	__u32 server[4];
+};
+
+/*
+ * #13: how many of their control connections are encrypted and not closed.
+ * TC adds one when a connection becomes encrypted and takes it off at its
+ * first FIN or RST; the ager recounts from ctrl_conns (connections aged
+ * out) and removes pairs with none.
+ */
+struct tls_session_val {
+	__u32 live;
+	__u32 pad;
+	__u64 last_ns; /* ftpgate clock of the last change */
 };
 
 /*
@@ -424,6 +490,8 @@ struct config_val {
 	__u8 replay_pieces;
 	/* #12 NAT */
 	__u8 nat;                   /* enum nat_mode; 0, the default, is off */
+	/* #13 FTPS */
+	__u8 require_tls;           /* USER/PASS before TLS: reset both ends instead of passing */
 };
 
 /*

@@ -27,7 +27,8 @@ type FtpgateConfigVal struct {
 	RpCheck           uint8
 	ReplayPieces      uint8
 	Nat               uint8
-	_                 [5]byte
+	RequireTls        uint8
+	_                 [4]byte
 }
 
 type FtpgateCtrlKey struct {
@@ -84,7 +85,8 @@ type FtpgateDirState struct {
 	Fin         uint8
 	SlotNext    uint8
 	CarryLen    uint16
-	Pad         [2]uint8
+	Tls         uint8
+	Pad         uint8
 	Lines       uint32
 	_           [4]byte
 	LastNs      uint64
@@ -149,6 +151,10 @@ const (
 	FtpgateEventTypeEV_REJECT          FtpgateEventType = 6
 	FtpgateEventTypeEV_SYN_DROP        FtpgateEventType = 7
 	FtpgateEventTypeEV_NAT_REWRITE     FtpgateEventType = 8
+	FtpgateEventTypeEV_TLS_START       FtpgateEventType = 9
+	FtpgateEventTypeEV_LOGIN_CLEARTEXT FtpgateEventType = 10
+	FtpgateEventTypeEV_TLS_RANGE_PASS  FtpgateEventType = 11
+	FtpgateEventTypeEV_TLS_RANGE_DROP  FtpgateEventType = 12
 )
 
 type FtpgateExpectKey struct {
@@ -294,11 +300,13 @@ type FtpgateIfaceVal struct {
 type FtpgateKind uint32
 
 const (
-	FtpgateKindKIND_NONE FtpgateKind = 0
-	FtpgateKindKIND_PORT FtpgateKind = 1
-	FtpgateKindKIND_EPRT FtpgateKind = 2
-	FtpgateKindKIND_PASV FtpgateKind = 3
-	FtpgateKindKIND_EPSV FtpgateKind = 4
+	FtpgateKindKIND_NONE      FtpgateKind = 0
+	FtpgateKindKIND_PORT      FtpgateKind = 1
+	FtpgateKindKIND_EPRT      FtpgateKind = 2
+	FtpgateKindKIND_PASV      FtpgateKind = 3
+	FtpgateKindKIND_EPSV      FtpgateKind = 4
+	FtpgateKindKIND_TLS_RANGE FtpgateKind = 5
+	FtpgateKindKIND_AUTH      FtpgateKind = 6
 )
 
 type FtpgateLimits uint32
@@ -344,6 +352,10 @@ const (
 	FtpgateLimitsNAT_TEXT_MAX                FtpgateLimits = 48
 	FtpgateLimitsNAT_SEG_FIELDS              FtpgateLimits = 4
 	FtpgateLimitsNAT_PORT_TRIES              FtpgateLimits = 16
+	FtpgateLimitsTLS_RANGES_PER_SERVER       FtpgateLimits = 8
+	FtpgateLimitsMAX_TLS_SERVERS             FtpgateLimits = 1024
+	FtpgateLimitsDEFAULT_TLS_SESSIONS        FtpgateLimits = 65536
+	FtpgateLimitsLOGIN_RESET_TTL             FtpgateLimits = 64
 )
 
 type FtpgateNatMode uint32
@@ -394,6 +406,7 @@ type FtpgatePortFlags uint32
 const (
 	FtpgatePortFlagsPORT_GLOBAL FtpgatePortFlags = 1
 	FtpgatePortFlagsPORT_SCOPED FtpgatePortFlags = 2
+	FtpgatePortFlagsPORT_TLS    FtpgatePortFlags = 4
 )
 
 type FtpgatePortVal struct {
@@ -438,7 +451,7 @@ type FtpgateScratch struct {
 	HdrLen     uint32
 	TcpLen     uint32
 	Loaded     uint32
-	Pad        uint32
+	L3Off      uint32
 	SegSeq     uint32
 	SegEnd     uint32
 	SegAck     uint32
@@ -451,12 +464,15 @@ type FtpgateScratch struct {
 	SegFlags   uint8
 	Embryo     uint8
 	SegLf      uint8
-	Pad2       uint8
+	Login      uint8
 	Pseudo     [10]uint32
 	Hdr        [64]uint8
 	Pkt        [4096]uint8
 	Line       [256]uint8
 	Val        FtpgateExpectVal
+	Tls        FtpgateTlsSessionKey
+	_          [4]byte
+	TlsVal     FtpgateTlsSessionVal
 }
 
 type FtpgateSrcBudget struct {
@@ -569,7 +585,18 @@ const (
 	FtpgateStatSTAT_NAT_OWN_IN             FtpgateStat = 91
 	FtpgateStatSTAT_NAT_OWN_OUT            FtpgateStat = 92
 	FtpgateStatSTAT_NAT_OWN_FAILED         FtpgateStat = 93
-	FtpgateStatSTAT_MAX                    FtpgateStat = 94
+	FtpgateStatSTAT_TLS_AUTH               FtpgateStat = 94
+	FtpgateStatSTAT_TLS_IMPLICIT           FtpgateStat = 95
+	FtpgateStatSTAT_TLS_SEGMENT            FtpgateStat = 96
+	FtpgateStatSTAT_TLS_AUTH_REFUSED       FtpgateStat = 97
+	FtpgateStatSTAT_TLS_RANGE_PASS         FtpgateStat = 98
+	FtpgateStatSTAT_TLS_RANGE_NO_SESSION   FtpgateStat = 99
+	FtpgateStatSTAT_TLS_ACTIVE_REFUSED     FtpgateStat = 100
+	FtpgateStatSTAT_TLS_SESSION_FULL       FtpgateStat = 101
+	FtpgateStatSTAT_LOGIN_CLEARTEXT        FtpgateStat = 102
+	FtpgateStatSTAT_LOGIN_RESET            FtpgateStat = 103
+	FtpgateStatSTAT_LOGIN_RESET_FAILED     FtpgateStat = 104
+	FtpgateStatSTAT_MAX                    FtpgateStat = 105
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -582,6 +609,48 @@ const (
 	FtpgateTcpTrackFlagsTCP_ACKED    FtpgateTcpTrackFlags = 16
 	FtpgateTcpTrackFlagsTCP_DATA     FtpgateTcpTrackFlags = 32
 	FtpgateTcpTrackFlagsTCP_LINE_END FtpgateTcpTrackFlags = 64
+)
+
+type FtpgateTlsPortRange struct {
+	_  structs.HostLayout
+	Lo uint16
+	Hi uint16
+}
+
+type FtpgateTlsRangeVal struct {
+	_ structs.HostLayout
+	N uint32
+	R [8]FtpgateTlsPortRange
+}
+
+type FtpgateTlsServerKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Pad    [3]uint8
+	Addr   [4]uint32
+}
+
+type FtpgateTlsSessionKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Pad    [3]uint8
+	Client [4]uint32
+	Server [4]uint32
+}
+
+type FtpgateTlsSessionVal struct {
+	_      structs.HostLayout
+	Live   uint32
+	Pad    uint32
+	LastNs uint64
+}
+
+type FtpgateTlsState uint32
+
+const (
+	FtpgateTlsStateTLS_NONE     FtpgateTlsState = 0
+	FtpgateTlsStateTLS_AUTH     FtpgateTlsState = 1
+	FtpgateTlsStateTLS_IMPLICIT FtpgateTlsState = 2
 )
 
 // Names of all BPF objects in the ELF.
@@ -603,6 +672,8 @@ const (
 	FtpgateMapNatOwn            = "nat_own"
 	FtpgateMapScratchBuf        = "scratch_buf"
 	FtpgateMapStats             = "stats"
+	FtpgateMapTlsRanges         = "tls_ranges"
+	FtpgateMapTlsSessions       = "tls_sessions"
 	FtpgateProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateProgFtpgateTcIngress = "ftpgate_tc_ingress"
 	FtpgateProgFtpgateXdp       = "ftpgate_xdp"
@@ -674,6 +745,8 @@ type FtpgateMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
 
 // FtpgateVariableSpecs contains global variables before they are loaded into the kernel.
@@ -717,6 +790,8 @@ type FtpgateMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
 
 func (m *FtpgateMaps) Close() error {
@@ -736,6 +811,8 @@ func (m *FtpgateMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.TlsRanges,
+		m.TlsSessions,
 	)
 }
 

@@ -31,6 +31,8 @@ const (
 	FtpgateNatMapNatOwn            = "nat_own"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
 	FtpgateNatMapStats             = "stats"
+	FtpgateNatMapTlsRanges         = "tls_ranges"
+	FtpgateNatMapTlsSessions       = "tls_sessions"
 	FtpgateNatProgFtpgateNatProbe  = "ftpgate_nat_probe"
 	FtpgateNatProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatProgFtpgateTcIngress = "ftpgate_tc_ingress"
@@ -104,6 +106,8 @@ type FtpgateNatMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
 
 // FtpgateNatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -147,6 +151,8 @@ type FtpgateNatMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
 
 func (m *FtpgateNatMaps) Close() error {
@@ -166,6 +172,8 @@ func (m *FtpgateNatMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.TlsRanges,
+		m.TlsSessions,
 	)
 }
 

@@ -31,6 +31,8 @@ const (
 	FtpgateNatOwnMapNatOwn            = "nat_own"
 	FtpgateNatOwnMapScratchBuf        = "scratch_buf"
 	FtpgateNatOwnMapStats             = "stats"
+	FtpgateNatOwnMapTlsRanges         = "tls_ranges"
+	FtpgateNatOwnMapTlsSessions       = "tls_sessions"
 	FtpgateNatOwnProgFtpgateNatProbe  = "ftpgate_nat_probe"
 	FtpgateNatOwnProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatOwnProgFtpgateTcIngress = "ftpgate_tc_ingress"
@@ -104,6 +106,8 @@ type FtpgateNatOwnMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
 
 // FtpgateNatOwnVariableSpecs contains global variables before they are loaded into the kernel.
@@ -147,6 +151,8 @@ type FtpgateNatOwnMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
+	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
 
 func (m *FtpgateNatOwnMaps) Close() error {
@@ -166,6 +172,8 @@ func (m *FtpgateNatOwnMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.TlsRanges,
+		m.TlsSessions,
 	)
 }
 

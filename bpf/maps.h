@@ -63,6 +63,16 @@ FTPGATE_MAP(embryo_sources, BPF_MAP_TYPE_LRU_HASH, DEFAULT_EMBRYO_SOURCES, struc
  */
 FTPGATE_MAP(nat_own, BPF_MAP_TYPE_LRU_HASH, DEFAULT_NAT_OWN, struct flow_key, struct nat_own_val);
 
+/*
+ * #13 FTPS: the servers' declared passive ranges (--tls-range, written by the
+ * Go side) and the (client, server) pairs with live encrypted control
+ * connections (written by TC, recounted by the ager). XDP admits a SYN into
+ * a range only for a pair with one (tls.h). tls_sessions is a plain hash
+ * like ctrl_conns: only trusted connections make entries.
+ */
+FTPGATE_MAP(tls_ranges, BPF_MAP_TYPE_HASH, MAX_TLS_SERVERS, struct tls_server_key, struct tls_range_val);
+FTPGATE_MAP(tls_sessions, BPF_MAP_TYPE_HASH, DEFAULT_TLS_SESSIONS, struct tls_session_key, struct tls_session_val);
+
 /* one counter per enum stat */
 FTPGATE_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, STAT_MAX, __u32, __u64);
 
@@ -181,7 +191,7 @@ struct scratch {
 	__u32 hdr_len;  /* TCP header length */
 	__u32 tcp_len;  /* TCP header plus payload */
 	__u32 loaded;   /* payload bytes in pkt */
-	__u32 pad;
+	__u32 l3_off;   /* #13 offset of the IP header in the skb (login_reset) */
 	/* the segment as the TCP tracker (tcp.h) reads it */
 	__u32 seg_seq;
 	__u32 seg_end;  /* seq + payload, plus one each for SYN and FIN */
@@ -195,7 +205,7 @@ struct scratch {
 	__u8 seg_flags;
 	__u8 embryo;    /* the connection is in ctrl_embryo, not ctrl_conns */
 	__u8 seg_lf;    /* the payload's last byte is LF */
-	__u8 pad2;
+	__u8 login;     /* #13 the segment starts a USER or PASS command (tls.h) */
 	__u32 pseudo[PSEUDO_WORDS_V6]; /* TCP pseudo-header, for the checksum */
 	__u8 hdr[TCP_HDR_BUF];         /* TCP header, for the checksum */
 	__u8 pkt[SCAN_BUF_SIZE];
@@ -206,6 +216,9 @@ struct scratch {
 	 * 6.1 round every frame up to 32), and the parser's chain is deep
 	 */
 	struct expect_val val;
+	/* #13 the tls_sessions key and value of the connection (tls.h), off the stack */
+	struct tls_session_key tls;
+	struct tls_session_val tls_val;
 #ifdef FTPGATE_NAT
 	/* #12 NAT (nat.h): after everything else, so the fields above keep their offsets */
 	struct nat_scratch nat;

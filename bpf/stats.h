@@ -114,6 +114,18 @@ enum stat {
 	STAT_NAT_OWN_IN,           /* ingress packet whose destination was rewritten to the inside end */
 	STAT_NAT_OWN_OUT,          /* egress packet whose source was rewritten to the public end */
 	STAT_NAT_OWN_FAILED,       /* a helper refused the rewrite (store, checksum): packet dropped */
+	/* #13 FTPS */
+	STAT_TLS_AUTH,             /* control connection encrypted by AUTH TLS/SSL answered 234: no longer parsed */
+	STAT_TLS_IMPLICIT,         /* control connection on an implicit-TLS port (--ftps-port): never parsed */
+	STAT_TLS_SEGMENT,          /* segment of an encrypted control connection: tracked, not parsed */
+	STAT_TLS_AUTH_REFUSED,     /* AUTH answered by another reply than 234: the connection stays cleartext */
+	STAT_TLS_RANGE_PASS,       /* SYN into a server's TLS range from a client with a live encrypted session: admitted */
+	STAT_TLS_RANGE_NO_SESSION, /* SYN into a server's TLS range without a live encrypted session of its client: dropped */
+	STAT_TLS_ACTIVE_REFUSED,   /* SYN from a server to a client with a live encrypted session (active-mode FTPS): dropped */
+	STAT_TLS_SESSION_FULL,     /* tls_sessions refused a new pair: its TLS ranges stay closed to it */
+	STAT_LOGIN_CLEARTEXT,      /* USER or PASS on a control connection not encrypted */
+	STAT_LOGIN_RESET,          /* such a segment turned into resets of both ends (--require-tls) */
+	STAT_LOGIN_RESET_FAILED,   /* a helper refused the reset's rewrite: the segment is dropped instead */
 	STAT_MAX,
 };
 

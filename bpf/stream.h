@@ -166,7 +166,7 @@ __noinline int parse_step(void)
 
 	__u32 pos = s->pos;
 	__u32 end = s->end;
-	if (end > MAX_SCAN_BYTES || pos >= end || ftp_not(cv))
+	if (end > MAX_SCAN_BYTES || pos >= end || ftp_not(cv) || tls_encrypted(cv))
 		return 1;
 
 	int lf = find_lf();
@@ -211,6 +211,7 @@ __noinline int parse_step(void)
 		take = MAX_LINE_LEN;
 	copy_to_line(s, cl, pos, take);
 	s->line_len = keep;
+	login_line(s, cl);
 
 	int rel = line_kind(line_token(s), s->dir) != KIND_NONE;
 
@@ -344,6 +345,11 @@ static __always_inline void stream_segment(struct __sk_buff *skb, struct scratch
 					   __u32 payload_off, int loaded)
 {
 	struct ctrl_val *cv = scratch_conn(&s);
+	if (cv && tls_encrypted(cv)) {
+		/* #13: TLS records, tracked by sequence number only */
+		stat_inc(STAT_TLS_SEGMENT);
+		goto out;
+	}
 	if (!cv || ftp_not(cv))
 		goto out;
 	if (dir == DIR_CLIENT && st->ftp.tentative && loaded > 0)

@@ -52,6 +52,8 @@ const (
 // Reclaimed counts what one sweep removed.
 type Reclaimed struct {
 	Expectations, Flows, Conns, Embryos, Sources, NATOwn int
+	// TLSSessions: (client, server) pairs removed or recounted (#13)
+	TLSSessions int
 }
 
 // Run sweeps every Interval until ctx ends.
@@ -73,7 +75,7 @@ func (a *Ager) Run(ctx context.Context) {
 			}
 			if r != (Reclaimed{}) {
 				a.Log.Debug("ager reclaimed", "expectations", r.Expectations, "flows", r.Flows, "ctrl_conns", r.Conns,
-					"ctrl_embryo", r.Embryos, "embryo_sources", r.Sources, "nat_own", r.NATOwn)
+					"ctrl_embryo", r.Embryos, "embryo_sources", r.Sources, "nat_own", r.NATOwn, "tls_sessions", r.TLSSessions)
 			}
 		}
 	}
@@ -112,6 +114,11 @@ func (a *Ager) Sweep() (Reclaimed, error) {
 	if err != nil {
 		return r, err
 	}
+	// after the control connections: a pair whose encrypted connections
+	// were reclaimed silent (never counted out by TC) closes its TLS ranges
+	if r.TLSSessions, err = a.Maps.RecountTLSSessions(tlsSettle(a.Interval)); err != nil {
+		return r, err
+	}
 	idle := a.EmbryoIdle
 	if idle == 0 {
 		idle = DefaultEmbryoIdle
@@ -129,6 +136,11 @@ func (a *Ager) Sweep() (Reclaimed, error) {
 	}
 	return r, err
 }
+
+// tlsSettle is how long a tls_sessions entry must be untouched by TC before
+// the ager recounts it: TC may be counting a connection in or out while the
+// ager reads ctrl_conns. One sweep interval, at least a second.
+func tlsSettle(interval time.Duration) time.Duration { return max(interval, time.Second) }
 
 // deleteKeys deletes in one batch where the kernel can (5.6+), one by one
 // otherwise. Keys already gone (consumed meanwhile) are not errors.

@@ -54,7 +54,11 @@ type Options struct {
 	CtrlPorts  []uint16         // towards every server
 	CtrlScopes []maps.PortScope // control ports towards some servers only
 	AllowPorts []uint16
-	Config     maps.Config
+	// #13 FTPS: implicit-TLS control ports (control ports too) and the
+	// servers' declared passive ranges
+	FTPSPorts []uint16
+	TLSRanges []maps.TLSRange
+	Config    maps.Config
 	// NATMechanism says whether Config.NAT was forced or is auto (the
 	// default): Start resolves it against the object the kernel loads
 	NATMechanism NATMechanism
@@ -389,7 +393,18 @@ func (d *Dataplane) apply(opts Options, ifaces []IfaceState) error {
 	if len(ctrl) == 0 && len(opts.CtrlScopes) == 0 {
 		ctrl = []uint16{21}
 	}
+	for _, p := range opts.FTPSPorts {
+		if !slices.Contains(ctrl, p) {
+			ctrl = append(slices.Clone(ctrl), p)
+		}
+	}
 	if err := d.Maps.CtrlPorts().Replace(ctrl); err != nil {
+		return err
+	}
+	if err := d.Maps.FTPSPorts().Replace(opts.FTPSPorts); err != nil {
+		return err
+	}
+	if err := d.Maps.TLSRanges().Replace(opts.TLSRanges); err != nil {
 		return err
 	}
 	if err := d.Maps.CtrlScopes().Replace(opts.CtrlScopes); err != nil {

@@ -23,7 +23,7 @@ import (
 type Collector struct {
 	Dataplane *Dataplane
 	// Reclaimed counts what the ager removed, per table.
-	Reclaimed struct{ Expectations, Flows, Conns, Embryos, Sources, NATOwn atomic.Uint64 }
+	Reclaimed struct{ Expectations, Flows, Conns, Embryos, Sources, NATOwn, TLSSessions atomic.Uint64 }
 	Log       *slog.Logger
 }
 
@@ -104,6 +104,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Embryos.Load()), maps.NameCtrlEmbryo)
 	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.Sources.Load()), maps.NameEmbryoSrcs)
 	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.NATOwn.Load()), maps.NameNATOwn)
+	ch <- prometheus.MustNewConstMetric(descReclaimed, prometheus.CounterValue, float64(c.Reclaimed.TLSSessions.Load()), maps.NameTLSSessions)
 	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, failed)
 }
 
@@ -115,6 +116,7 @@ func (c *Collector) Add(r Reclaimed) {
 	c.Reclaimed.Embryos.Add(uint64(r.Embryos))
 	c.Reclaimed.Sources.Add(uint64(r.Sources))
 	c.Reclaimed.NATOwn.Add(uint64(r.NATOwn))
+	c.Reclaimed.TLSSessions.Add(uint64(r.TLSSessions))
 }
 
 // ServeMetrics serves /metrics on addr until ctx ends. The listener is

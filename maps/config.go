@@ -50,6 +50,9 @@ type Config struct {
 	// NAT is how data connections of rewritten announcements reach the
 	// inside end (#12); NATOff, the zero value, rewrites nothing
 	NAT NATMode
+	// RequireTLS resets a control connection whose USER or PASS comes
+	// before TLS, both ends (#13)
+	RequireTLS bool
 }
 
 // RPCheck is the reverse-path check of control segments; the zero value,
@@ -149,6 +152,7 @@ func configToBPF(c Config) bpf.FtpgateConfigVal {
 		RpCheck:           uint8(c.RPCheck),
 		ReplayPieces:      b2u(c.ReplayPieces),
 		Nat:               uint8(c.NAT),
+		RequireTls:        b2u(c.RequireTLS),
 	}
 }
 
@@ -166,6 +170,7 @@ func configFromBPF(v bpf.FtpgateConfigVal) Config {
 		RPCheck:           RPCheck(v.RpCheck),
 		ReplayPieces:      v.ReplayPieces != 0,
 		NAT:               NATMode(v.Nat),
+		RequireTLS:        v.RequireTls != 0,
 	}
 }
 

@@ -16,8 +16,8 @@ type Event struct {
 	// Wall is Time on the wall clock, set by whoever reads the event (see
 	// WallClock); zero until then.
 	Wall    time.Time  `json:"time,omitzero"`
-	Type    string     `json:"type"`             // created, consumed, evicted, expired, closed, reject, syn_drop, nat_rewrite
-	Reason  string     `json:"reason,omitempty"` // for reject and syn_drop: the counter name (reject_bounce, syn_drop_unexpected, ...)
+	Type    string     `json:"type"`             // created, consumed, evicted, expired, closed, reject, syn_drop, nat_rewrite, tls_start, login_cleartext, tls_range_pass, tls_range_drop
+	Reason  string     `json:"reason,omitempty"` // for reject, syn_drop, login_cleartext and the tls_range ones: the counter name (reject_bounce, syn_drop_unexpected, login_reset, ...)
 	Kind    Kind       `json:"kind"`
 	Src     netip.Addr `json:"src"`
 	SPort   uint16     `json:"sport,omitempty"` // for syn_drop: the SYN's source port
@@ -30,6 +30,9 @@ type Event struct {
 	// Expectation is the key of the expectation the event is about, to
 	// look it up or match it against other events.
 	Expectation bpf.FtpgateExpectKey `json:"-"`
+	// TLS is, for tls_start, how the control connection became encrypted:
+	// auth or implicit (#13)
+	TLS string `json:"tls,omitempty"`
 }
 
 // Event types, as Event.Type spells them.
@@ -43,6 +46,14 @@ const (
 	EventSYNDrop  = "syn_drop"
 	// EventNATRewrite: an announcement rewritten to the public end (#12)
 	EventNATRewrite = "nat_rewrite"
+	// #13 FTPS: a control connection became encrypted (Control; TLS says
+	// how); USER or PASS before TLS (Control; Reason login_reset when the
+	// guard reset it, else login_cleartext); a SYN admitted into a TLS
+	// range or dropped there (Src, SPort, Dst, DPort; Reason as counted)
+	EventTLSStart       = "tls_start"
+	EventLoginCleartext = "login_cleartext"
+	EventTLSRangePass   = "tls_range_pass"
+	EventTLSRangeDrop   = "tls_range_drop"
 )
 
 var eventTypes = map[bpf.FtpgateEventType]string{
@@ -54,6 +65,10 @@ var eventTypes = map[bpf.FtpgateEventType]string{
 	bpf.FtpgateEventTypeEV_REJECT:          EventReject,
 	bpf.FtpgateEventTypeEV_SYN_DROP:        EventSYNDrop,
 	bpf.FtpgateEventTypeEV_NAT_REWRITE:     EventNATRewrite,
+	bpf.FtpgateEventTypeEV_TLS_START:       EventTLSStart,
+	bpf.FtpgateEventTypeEV_LOGIN_CLEARTEXT: EventLoginCleartext,
+	bpf.FtpgateEventTypeEV_TLS_RANGE_PASS:  EventTLSRangePass,
+	bpf.FtpgateEventTypeEV_TLS_RANGE_DROP:  EventTLSRangeDrop,
 }
 
 // DecodeEvent decodes a raw ring-buffer record.
@@ -79,7 +94,11 @@ func DecodeEvent(raw []byte) (Event, error) {
 	if ev.Nat.Set != 0 {
 		out.Inside = netip.AddrPortFrom(Addr(ev.Expect.Family, ev.Nat.Addr), ev.Nat.Port)
 	}
-	if out.Type == EventReject || out.Type == EventSYNDrop {
+	if out.Type == EventTLSStart {
+		out.TLS, out.Kind = TLSState(ev.Kind).String(), 0
+	}
+	switch out.Type {
+	case EventReject, EventSYNDrop, EventLoginCleartext, EventTLSRangePass, EventTLSRangeDrop:
 		names, err := CounterNames()
 		if err == nil && int(ev.Reason) < len(names) {
 			out.Reason = names[ev.Reason]

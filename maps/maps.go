@@ -31,6 +31,8 @@ const (
 	NameCtrlEmbryo   = "ctrl_embryo"
 	NameEmbryoSrcs   = "embryo_sources"
 	NameNATOwn       = "nat_own"
+	NameTLSRanges    = "tls_ranges"
+	NameTLSSessions  = "tls_sessions"
 )
 
 // table is one pinned map: its name, where its handle lives, and for the
@@ -58,6 +60,8 @@ var tables = []table{
 	{NameCtrlEmbryo, func(m *Maps) **ebpf.Map { return &m.CtrlEmbryo }, func(s *TableSizes) *uint32 { return &s.CtrlEmbryo }},
 	{NameEmbryoSrcs, func(m *Maps) **ebpf.Map { return &m.EmbryoSources }, func(s *TableSizes) *uint32 { return &s.EmbryoSources }},
 	{NameNATOwn, func(m *Maps) **ebpf.Map { return &m.NATOwn }, func(s *TableSizes) *uint32 { return &s.NATOwn }},
+	{NameTLSRanges, func(m *Maps) **ebpf.Map { return &m.tlsRanges }, nil},
+	{NameTLSSessions, func(m *Maps) **ebpf.Map { return &m.TLSSessions }, func(s *TableSizes) *uint32 { return &s.TLSSessions }},
 }
 
 // Names lists every map ftpgate pins, in a stable order.
@@ -90,6 +94,9 @@ type TableSizes struct {
 	EmbryoSources uint32
 	// NATOwn: two entries per data connection ftpgate translates itself
 	NATOwn uint32
+	// TLSSessions: (client, server) pairs with a live encrypted control
+	// connection (#13)
+	TLSSessions uint32
 }
 
 // DefaultTableSizes suits a busy gateway. The untrusted-connection tables
@@ -100,6 +107,7 @@ var DefaultTableSizes = TableSizes{
 	Expectations: uint32(bpf.FtpgateLimitsDEFAULT_EXPECTATIONS),
 	DataFlows:    uint32(bpf.FtpgateLimitsDEFAULT_DATA_FLOWS),
 	NATOwn:       uint32(bpf.FtpgateLimitsDEFAULT_NAT_OWN),
+	TLSSessions:  uint32(bpf.FtpgateLimitsDEFAULT_TLS_SESSIONS),
 }
 
 // Resize sets the sizes in spec; a zero size keeps the object's.
@@ -137,6 +145,10 @@ type Maps struct {
 	EmbryoSources *ebpf.Map
 	// the data connections ftpgate translates itself (#12 NAT_OWN)
 	NATOwn *ebpf.Map
+	// #13 FTPS: declared passive ranges (through TLSRanges()) and the
+	// pairs with live encrypted control connections
+	tlsRanges   *ebpf.Map
+	TLSSessions *ebpf.Map
 
 	owned bool // Close closes the handles
 }

@@ -15,13 +15,20 @@ import (
 type PortSet struct {
 	m    *ebpf.Map
 	name string
+	flag uint32 // the flag of an entry that makes its port a member
 }
 
 // CtrlPorts is the set of ports whose connections are FTP control channels.
-func (m *Maps) CtrlPorts() PortSet { return PortSet{m.ctrlPorts, NameCtrlPorts} }
+func (m *Maps) CtrlPorts() PortSet { return PortSet{m.ctrlPorts, NameCtrlPorts, portGlobal} }
 
 // AllowPorts is the set of ports that accept new connections.
-func (m *Maps) AllowPorts() PortSet { return PortSet{m.allowPorts, NameAllowPorts} }
+func (m *Maps) AllowPorts() PortSet { return PortSet{m.allowPorts, NameAllowPorts, portGlobal} }
+
+// FTPSPorts is the set of implicit-TLS control ports (#13): a connection
+// to one is encrypted from its first byte, tracked and never parsed. The
+// flag sits beside the control port's own in ctrl_ports; a port is tracked
+// only while it is also a control port.
+func (m *Maps) FTPSPorts() PortSet { return PortSet{m.ctrlPorts, NameCtrlPorts, portTLS} }
 
 // ValidPort reports whether p is a port that can be put in a set.
 func ValidPort(p int) error {
@@ -37,18 +44,19 @@ func ValidPort(p int) error {
 const (
 	portGlobal = uint32(bpf.FtpgatePortFlagsPORT_GLOBAL)
 	portScoped = uint32(bpf.FtpgatePortFlagsPORT_SCOPED)
+	portTLS    = uint32(bpf.FtpgatePortFlagsPORT_TLS)
 )
 
 // Add puts port in the set, for every server; it takes effect for the next
 // packet.
 func (s PortSet) Add(port uint16) error {
-	return s.change(port, portGlobal, 0)
+	return s.change(port, s.flag, 0)
 }
 
 // Del removes port from the set (a control port's scopes stay: see
 // ScopeSet.Del).
 func (s PortSet) Del(port uint16) error {
-	return s.change(port, 0, portGlobal)
+	return s.change(port, 0, s.flag)
 }
 
 // change sets and clears flags of port's entry, keeping the others.
@@ -77,7 +85,7 @@ func (s PortSet) flags(port uint16) (uint32, error) {
 // Has reports whether port is in the set, for every server.
 func (s PortSet) Has(port uint16) (bool, error) {
 	v, err := s.flags(port)
-	return v&portGlobal != 0, err
+	return v&s.flag != 0, err
 }
 
 // List returns the ports in the set, in ascending order. It reads the array
@@ -90,7 +98,7 @@ func (s PortSet) List() ([]uint16, error) {
 	for {
 		n, err := s.m.BatchLookup(&cursor, keys, vals, nil)
 		for i := 0; i < n; i++ {
-			if vals[i].Enabled&portGlobal != 0 {
+			if vals[i].Enabled&s.flag != 0 {
 				ports = append(ports, uint16(keys[i]))
 			}
 		}
@@ -115,7 +123,7 @@ func (s PortSet) iterate() ([]uint16, error) {
 	var v bpf.FtpgatePortVal
 	it := s.m.Iterate()
 	for it.Next(&key, &v) {
-		if v.Enabled&portGlobal != 0 {
+		if v.Enabled&s.flag != 0 {
 			ports = append(ports, uint16(key))
 		}
 	}

@@ -26,6 +26,8 @@ const (
 	KindEprt = Kind(bpf.FtpgateKindKIND_EPRT)
 	KindPasv = Kind(bpf.FtpgateKindKIND_PASV)
 	KindEpsv = Kind(bpf.FtpgateKindKIND_EPSV)
+	// KindTLSRange: a data flow admitted through a TLS range (#13)
+	KindTLSRange = Kind(bpf.FtpgateKindKIND_TLS_RANGE)
 )
 
 // kindNames are the C enum kind's names (KIND_PASV becomes pasv), indexed by value.
@@ -183,8 +185,12 @@ type Conn struct {
 	IdleMs      int64  `json:"idle_ms"`
 	ClientLines uint32 `json:"client_lines"`
 	ServerLines uint32 `json:"server_lines"`
-	Pending     string `json:"pending"` // pasv, epsv or empty
+	Pending     string `json:"pending"` // pasv, epsv, auth or empty
 	Closing     bool   `json:"closing"`
+	// Encrypted: TLS began (#13), the connection is no longer parsed;
+	// TLS says how: auth (AUTH answered 234) or implicit (--ftps-port)
+	Encrypted bool   `json:"encrypted"`
+	TLS       string `json:"tls,omitempty"`
 }
 
 // reclaimable is the one rule for when a data flow or control connection is
@@ -400,6 +406,9 @@ func (m *Maps) ListConns() ([]Conn, error) {
 			ClientLines: cli.Lines,
 			ServerLines: srv.Lines,
 			Closing:     closing,
+		}
+		if t := max(cli.Tls, srv.Tls); t != 0 {
+			c.Encrypted, c.TLS = true, TLSState(t).String()
 		}
 		// the passive request at the head of the reply queue, if any
 		if h := srv.Ftp.Answered; h != cli.Ftp.Queued {

@@ -52,6 +52,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			configCommand(),
 			portsCommand("ports", "control ports (FTP control channels are parsed there; adding one does not allow connections to it)", (*maps.Maps).CtrlPorts, true),
 			portsCommand("allow", "allowed ports (new connections to them are admitted)", (*maps.Maps).AllowPorts, false),
+			tlsRangeCommand(),
 			monitorCommand(),
 			replayCommand(),
 			detachCommand(),

@@ -144,8 +144,14 @@ func eventLine(ev maps.Event) string {
 		what = "[" + ev.Reason + "]"
 	}
 	when := ev.Wall.Format(timeLayout)
-	if ev.Type == maps.EventSYNDrop {
+	switch ev.Type {
+	case maps.EventSYNDrop, maps.EventTLSRangePass, maps.EventTLSRangeDrop:
 		return fmt.Sprintf("%s %-22s SYN %s -> %s", when, what, joinHostPort(ev.Src, ev.SPort), joinHostPort(ev.Dst, ev.DPort))
+	case maps.EventTLSStart:
+		return fmt.Sprintf("%s %-22s %-5s control %s", when, what, ev.TLS, control(ev.Control))
+	case maps.EventLoginCleartext:
+		// the client's address is who sent a password in clear
+		return fmt.Sprintf("%s %-22s client %s  control %s", when, what, ev.Control.Client, control(ev.Control))
 	}
 	flow := "-"
 	if ev.Src.IsValid() {

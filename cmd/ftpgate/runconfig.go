@@ -85,28 +85,40 @@ func configFileKeys(file string, flags []cli.Flag) (map[string]any, error) {
 	default:
 		return nil, fmt.Errorf("%s: the top level must map flag names to values (ftp-port: [21])", file)
 	}
+	valid := fileKeys(flags)
 	var keys []string
 	for k := range values {
 		keys = append(keys, k)
 	}
-	valid := fileKeys(flags)
 	slices.Sort(keys)
 	for _, k := range keys {
-		if valid[k] {
+		n := fileKey(k)
+		if valid[n] {
+			if n != k {
+				if _, both := values[n]; both {
+					return nil, fmt.Errorf("%s sets %q twice, as %q and as %q: keep one", file, n, k, n)
+				}
+				values[n] = values[k]
+				delete(values, k)
+			}
 			continue
 		}
 		for _, f := range flags {
-			if slices.Contains(f.Names(), k) {
-				return nil, fmt.Errorf("%q in %s is read from the command line only: give --%s", k, file, k)
+			if slices.Contains(f.Names(), n) {
+				return nil, fmt.Errorf("%q in %s is read from the command line only: give --%s", k, file, n)
 			}
 		}
-		if near := closest(k, valid); near != "" {
+		if near := closest(n, valid); near != "" {
 			return nil, fmt.Errorf("unknown key %q in %s: did you mean %q?", k, file, near)
 		}
 		return nil, fmt.Errorf("unknown key %q in %s: the keys are the flags of `ftpgate run --help`", k, file)
 	}
 	return values, nil
 }
+
+// fileKey reads a key written with underscores (require_tls) as the flag
+// name it stands for (require-tls).
+func fileKey(k string) string { return strings.ReplaceAll(k, "_", "-") }
 
 // fileKeys is the set of keys a config file may hold: every name of the
 // flags that read one.

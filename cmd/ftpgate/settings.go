@@ -28,7 +28,10 @@ var settingsTable = []setting{
 	{name: "ftp-port", in: inRun | inReplay,
 		usage: "FTP control `PORT` towards every server, or PORT@PREFIX towards the servers of PREFIX only (e.g. 2121@198.51.100.0/24; repeat; default 21)",
 		kind:  ctrlPorts()},
-	// after ftp-port: its default is the control ports
+	{name: "ftps-port", in: inRun,
+		usage: "implicit-TLS control `PORT` (e.g. 990): its connections are encrypted from the first byte, tracked and never parsed (repeat)",
+		kind:  ports(func(o *loader.Options) *[]uint16 { return &o.FTPSPorts }, func(*loader.Options) []uint16 { return nil })},
+	// after ftp-port and ftps-port: its default is the control ports
 	{name: "allow-port", in: inRun | inReplay, usage: "port accepting new connections (repeat; default: the FTP control ports)",
 		kind: ports(func(o *loader.Options) *[]uint16 { return &o.AllowPorts }, ctrlPortNumbers)},
 	{name: "expect-timeout", in: everywhere, json: "expect_timeout_ms", says: "expect timeout %s", usage: "lifetime of an unconsumed expectation",
@@ -58,6 +61,12 @@ var settingsTable = []setting{
 	{name: "nat-mechanism", in: inRun,
 		usage: "how --nat takes data connections inside: `auto`, conntrack (entries made from BPF, Linux >= 6.1 with conntrack BTF) or own (ftpgate translates them itself; status says which the kernel takes)",
 		kind:  natMechanism()},
+	{name: "tls-range", in: inRun,
+		usage: "a server's passive `SERVER:LO-HI` (e.g. 198.51.100.2:30000-30099, [2001:db8::2]:30000-30099): a SYN to it is admitted only while its client has a live encrypted control connection to SERVER (repeat)",
+		kind:  tlsRanges()},
+	{name: "require-tls", in: inRun | inSet, json: "require_tls", says: "require-tls %s",
+		usage: "reset a control connection, both ends, whose USER or PASS comes before TLS (AUTH TLS or an --ftps-port): no password crosses in clear",
+		kind:  boolean(func(c *maps.Config) *bool { return &c.RequireTLS })},
 	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
 	{name: "expectations", in: inRun, usage: "expectation table entries (fixed when first created)",
@@ -66,6 +75,8 @@ var settingsTable = []setting{
 		kind: tableSize(loader.DefaultTableSizes.DataFlows, func(t *loader.TableSizes) *uint32 { return &t.DataFlows })},
 	{name: "nat-own", in: inRun, usage: "entries of the table of data connections --nat translates itself, two per connection (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.NATOwn, func(t *loader.TableSizes) *uint32 { return &t.NATOwn })},
+	{name: "tls-sessions", in: inRun, usage: "entries of the table of (client, server) pairs with a live encrypted control connection (fixed when first created)",
+		kind: tableSize(loader.DefaultTableSizes.TLSSessions, func(t *loader.TableSizes) *uint32 { return &t.TLSSessions })},
 }
 
 // commands is the set of commands a setting appears in.
@@ -282,7 +293,8 @@ func ctrlPorts() kind {
 	}
 }
 
-// ctrlPortNumbers is every control port, scoped or not, once.
+// ctrlPortNumbers is every control port, scoped or not, and every
+// implicit-TLS port, once.
 func ctrlPortNumbers(o *loader.Options) []uint16 {
 	out := slices.Clone(o.CtrlPorts)
 	for _, s := range o.CtrlScopes {
@@ -290,7 +302,32 @@ func ctrlPortNumbers(o *loader.Options) []uint16 {
 			out = append(out, s.Port)
 		}
 	}
+	for _, p := range o.FTPSPorts {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
 	return out
+}
+
+// tlsRanges is the repeated --tls-range SERVER:LO-HI.
+func tlsRanges() kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringSliceFlag{Name: name, Usage: usage}, altsrc.NewStringSliceFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			o.TLSRanges = nil
+			for _, v := range c.StringSlice(name) {
+				r, err := maps.ParseTLSRange(v)
+				if err != nil {
+					return fmt.Errorf("--%s: %w", name, err)
+				}
+				o.TLSRanges = append(o.TLSRanges, r)
+			}
+			return nil
+		},
+	}
 }
 
 func rpCheck() kind {

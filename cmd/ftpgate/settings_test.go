@@ -52,6 +52,7 @@ func TestSettingsAppearWhereNamed(t *testing.T) {
 		"loose": everywhere, "dry-run": everywhere, "fwmark": inRun | inSet, "accounting": inRun | inSet,
 		"allow-low-data-ports": everywhere, "ctrl-conns": inRun, "expectations": inRun, "flows": inRun,
 		"nat-own": inRun, "rp-check": everywhere, "nat": inRun | inSet, "nat-mechanism": inRun,
+		"ftps-port": inRun, "tls-range": inRun, "require-tls": inRun | inSet, "tls-sessions": inRun,
 	}
 	for _, s := range settingsTable {
 		if cliToday[s.name] != s.in {
@@ -145,6 +146,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		"ftp-port": "[2121, 21, 990@198.51.100.0/24@2001:db8::/32]", "allow-port": "[22]", "rp-check": "loose", "expect-timeout": "90s", "max-expect-per-conn": "3",
 		"loose": "true", "dry-run": "true", "fwmark": "0x100/0xff00", "accounting": "true", "allow-low-data-ports": "true",
 		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000", "nat-own": "4000", "nat": "true", "nat-mechanism": "conntrack",
+		"ftps-port": "[990]", "tls-range": "[198.51.100.2:30000-30099, '[2001:db8::2]:30000-30099']", "require-tls": "true", "tls-sessions": "5000",
 	}
 	var file bytes.Buffer
 	file.WriteString("iface: [lo]\n")
@@ -167,9 +169,11 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := maps.Config{ExpectTimeout: 90 * time.Second, MaxExpectPerConn: 3, FwmarkValue: 0x100, FwmarkMask: 0xff00,
-		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose, NAT: maps.NATCT}
+		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose, NAT: maps.NATCT, RequireTLS: true}
+	ranges := []maps.TLSRange{{Server: netip.MustParseAddr("198.51.100.2"), Lo: 30000, Hi: 30099}, {Server: netip.MustParseAddr("2001:db8::2"), Lo: 30000, Hi: 30099}}
 	scopes := []maps.PortScope{{Port: 990, Prefix: netip.MustParsePrefix("198.51.100.0/24")}, {Port: 990, Prefix: netip.MustParsePrefix("2001:db8::/32")}}
-	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000}) ||
+	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000, TLSSessions: 5000}) ||
+		!slices.Equal(o.FTPSPorts, []uint16{990}) || !slices.Equal(o.TLSRanges, ranges) ||
 		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.CtrlScopes, scopes) || !slices.Equal(o.AllowPorts, []uint16{22}) {
 		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
 	}
@@ -192,7 +196,7 @@ func TestConfigShownByName(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"accounting", "allow_low_data_ports", "dry_run", "expect_timeout_ms", "fwmark", "loose", "max_expect_per_conn", "nat", "rp_check"}
+	want := []string{"accounting", "allow_low_data_ports", "dry_run", "expect_timeout_ms", "fwmark", "loose", "max_expect_per_conn", "nat", "require_tls", "rp_check"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("config --json keys %v, want %v", keys, want)
 	}
@@ -201,7 +205,7 @@ func TestConfigShownByName(t *testing.T) {
 	}
 	// the wording scripts have read since the first release
 	d := describeConfig(cfg)
-	want = []string{"expect timeout 5m0s, max 1 per connection, loose false, dry-run false, fwmark off, accounting false, low data ports false, rp-check strict, nat off"}
+	want = []string{"expect timeout 5m0s, max 1 per connection, loose false, dry-run false, fwmark off, accounting false, low data ports false, rp-check strict, nat off, require-tls false"}
 	if d != want[0] {
 		t.Errorf("description %q, want %q", d, want[0])
 	}

@@ -109,7 +109,7 @@ func TestConfig() maps.Config {
 // Reset empties every table, zeroes the counters and restores the defaults
 // (TestConfig).
 func (r *Rig) Reset() error {
-	for _, name := range append(slices.Clone(maps.SizedTables), maps.NameGuardedIfs) {
+	for _, name := range append(slices.Clone(maps.SizedTables), maps.NameGuardedIfs, maps.NameTLSRanges) {
 		if err := Clear(r.Maps.ByName(name)); err != nil {
 			return err
 		}

@@ -1,0 +1,311 @@
+package bpf_test
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/internal/packet"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// #13 FTPS: TLS detection, the TLS ranges' admission and the cleartext-login
+// counter. The guard's resets are in tls_guard_test.go.
+
+const pasv227 = "227 Entering Passive Mode (198,51,100,20,117,48)\r\n"
+
+// encrypted returns the Encrypted and TLS columns of the one control connection.
+func encrypted(t *testing.T, r *bpftest.Rig) (bool, string) {
+	t.Helper()
+	conns, err := r.Maps.ListConns()
+	must(t, err)
+	if len(conns) != 1 {
+		t.Fatalf("%d control connections, want 1", len(conns))
+	}
+	return conns[0].Encrypted, conns[0].TLS
+}
+
+// live returns the live count of the pair client -> server in tls_sessions, -1 without an entry.
+func live(t *testing.T, r *bpftest.Rig, client, server netip.Addr) int {
+	t.Helper()
+	list, err := r.Maps.ListTLSSessions()
+	must(t, err)
+	for _, s := range list {
+		if s.Client == client && s.Server == server {
+			return int(s.Live)
+		}
+	}
+	return -1
+}
+
+// authTLS opens client -> server:21 and makes it encrypted by AUTH TLS and 234.
+func authTLS(t *testing.T, r *bpftest.Rig, client, server netip.Addr) *bpftest.Conn {
+	t.Helper()
+	c := open(t, r, client, server)
+	converse(t, c, "", "AUTH TLS\r\n", "234 Proceed with negotiation.\r\n")
+	return c
+}
+
+func TestTLSAuth(t *testing.T) {
+	r := bpftest.Shared(t)
+	for _, cmd := range []string{"AUTH TLS\r\n", "auth ssl\r\n"} {
+		must(t, r.Reset())
+		c := open(t, r, client4, server4)
+		converse(t, c, "", cmd, "234 Proceed with negotiation.\r\n")
+		if enc, how := encrypted(t, r); !enc || how != "auth" {
+			t.Fatalf("%q: encrypted %v %q, want true auth", cmd, enc, how)
+		}
+		// what follows is TLS: bytes that look like a PASV exchange are not read
+		converse(t, c, "", "PASV\r\n", pasv227)
+		wantExpect(t, r)
+		wantCounters(t, r, map[string]uint64{"tls_auth": 1, "tls_segment": 2, "cmd_pasv": 0, "reply_227": 0,
+			"ctrl_not_ftp": 0, "tls_auth_refused": 0})
+		if n := live(t, r, client4, server4); n != 1 {
+			t.Fatalf("%q: live encrypted sessions %d, want 1", cmd, n)
+		}
+		evs, err := r.Events()
+		must(t, err)
+		found := false
+		for _, e := range evs {
+			if e.Type == maps.EventTLSStart && e.Control.Client == client4 && e.TLS == "auth" {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("%q: no tls start event in %v", cmd, evs)
+		}
+	}
+}
+
+// TestTLSAuthRefused: an AUTH answered with 5xx leaves the connection in
+// clear: it is parsed as before.
+func TestTLSAuthRefused(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	converse(t, c, "", "AUTH TLS\r\n", "534 Request denied for policy reasons.\r\n")
+	converse(t, c, "", "PASV\r\n", pasv227)
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+	wantCounters(t, r, map[string]uint64{"tls_auth": 0, "tls_auth_refused": 1, "tls_segment": 0})
+	if enc, _ := encrypted(t, r); enc {
+		t.Fatal("encrypted after a refused AUTH")
+	}
+	if n := live(t, r, client4, server4); n != -1 {
+		t.Fatalf("tls_sessions has the pair (%d)", n)
+	}
+}
+
+// TestTLSForged234: a 234 counts only as the reply to an AUTH at the head
+// of the queue: one answering another command, or an echo inside a
+// multi-line reply, starts nothing.
+func TestTLSForged234(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	// the 234 answers NOOP, the AUTH behind it gets the 500
+	converse(t, c, "NOOP\r\n", "AUTH TLS\r\n", "234 not really\r\n")
+	must(t, c.ServerSends("500 AUTH not understood\r\n"))
+	// a 234 line inside a multi-line reply is text
+	converse(t, c, "", "AUTH TLS\r\n", "211-status\r\n234 echoed\r\n211 End\r\n")
+	// an unsolicited 234
+	must(t, c.ServerSends("234 unsolicited\r\n"))
+	converse(t, c, "", "PASV\r\n", pasv227)
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+	wantCounters(t, r, map[string]uint64{"tls_auth": 0, "tls_auth_refused": 2, "tls_segment": 0})
+	if enc, _ := encrypted(t, r); enc {
+		t.Fatal("encrypted by a forged 234")
+	}
+}
+
+// TestTLSImplicit: a connection to an implicit-TLS port is encrypted from
+// its handshake: its ClientHello does not mark it not FTP, nothing is parsed.
+func TestTLSImplicit(t *testing.T) {
+	r := bpftest.Shared(t)
+	must(t, r.Maps.CtrlPorts().Add(990))
+	must(t, r.Maps.FTPSPorts().Add(990))
+	c := bpftest.NewConn(r, ap(client6, 40000), ap(server6, 990))
+	must(t, c.Open())
+	if enc, how := encrypted(t, r); !enc || how != "implicit" {
+		t.Fatalf("encrypted %v %q, want true implicit", enc, how)
+	}
+	must(t, c.ClientSends("\x16\x03\x01\x00\xf4\x01\x00\x00\xf0\x03\x03"))
+	must(t, c.ServerSends("\x16\x03\x03\x00\x7a\x02\x00\x00\x76\x03\x03"))
+	converse(t, c, "", "PASV\r\n", "227 Entering Passive Mode (198,51,100,20,117,48)\r\n")
+	wantExpect(t, r)
+	wantCounters(t, r, map[string]uint64{"tls_implicit": 1, "tls_auth": 0, "tls_segment": 4, "ctrl_not_ftp": 0})
+	if n := live(t, r, client6, server6); n != 1 {
+		t.Fatalf("live encrypted sessions %d, want 1", n)
+	}
+	// port 21 stays cleartext
+	c21 := open(t, r, client4, server4)
+	converse(t, c21, "", "PASV\r\n", pasv227)
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+}
+
+func declare(t *testing.T, r *bpftest.Rig, rs ...string) {
+	t.Helper()
+	for _, s := range rs {
+		tr, err := maps.ParseTLSRange(s)
+		must(t, err)
+		must(t, r.Maps.TLSRanges().Add(tr))
+	}
+}
+
+// TestTLSRangeAdmission: a SYN into a declared range passes only while its
+// client has a live encrypted control connection to the server.
+func TestTLSRangeAdmission(t *testing.T) {
+	r := bpftest.Shared(t)
+	declare(t, r, "198.51.100.20:30000-30099", "[2001:db8:2::20]:30000-30099")
+	syn := func(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) []byte {
+		return bpftest.SYN(ap(src, sport), ap(dst, dport))
+	}
+	// no session yet
+	wantVerdict(t, r, syn(client4, 50000, server4, 30010), bpftest.XDPDrop)
+	wantCounters(t, r, map[string]uint64{"tls_range_no_session": 1, "syn_drop_unexpected": 0})
+
+	c := authTLS(t, r, client4, server4)
+	wantVerdict(t, r, syn(client4, 50001, server4, 30010), bpftest.XDPPass)
+	// a retransmission of the admitted SYN passes as one
+	wantVerdict(t, r, syn(client4, 50001, server4, 30010), bpftest.XDPPass)
+	wantVerdict(t, r, syn(client4, 50002, server4, 30099), bpftest.XDPPass)
+	// another client, another server, a port outside the range
+	wantVerdict(t, r, syn(other4, 50003, server4, 30010), bpftest.XDPDrop)
+	wantVerdict(t, r, syn(client4, 50004, server4, 30100), bpftest.XDPDrop)
+	wantVerdict(t, r, syn(client4, 50005, other4, 30010), bpftest.XDPDrop)
+	wantCounters(t, r, map[string]uint64{"tls_range_pass": 2, "syn_pass_retransmit": 1, "tls_range_no_session": 2,
+		"syn_drop_unexpected": 2})
+	flows, err := r.Maps.ListFlows()
+	must(t, err)
+	if len(flows) != 2 || flows[0].Kind.String() != "tls_range" || flows[0].Control.Server != server4 {
+		t.Fatalf("flows %+v, want two of kind tls_range", flows)
+	}
+
+	// a cleartext session's expectation still works inside the range
+	plain := open(t, r, other4, server4)
+	converse(t, plain, "", "PASV\r\n", pasv227)
+	wantVerdict(t, r, syn(other4, 50006, server4, 30000), bpftest.XDPPass)
+	wantCounters(t, r, map[string]uint64{"syn_pass_expected": 1})
+
+	// the client's FIN ends the session: the range closes
+	must(t, c.ClientFlags(packet.FIN|packet.ACK))
+	if n := live(t, r, client4, server4); n != 0 {
+		t.Fatalf("live after FIN %d, want 0", n)
+	}
+	wantVerdict(t, r, syn(client4, 50007, server4, 30010), bpftest.XDPDrop)
+
+	// IPv6, closed by an RST
+	c6 := authTLS(t, r, client6, server6)
+	wantVerdict(t, r, syn(client6, 50008, server6, 30050), bpftest.XDPPass)
+	must(t, c6.Close())
+	wantVerdict(t, r, syn(client6, 50009, server6, 30050), bpftest.XDPDrop)
+	wantCounters(t, r, map[string]uint64{"tls_range_pass": 3, "tls_range_no_session": 4})
+
+	evs, err := r.Events()
+	must(t, err)
+	var pass, drop int
+	for _, e := range evs {
+		switch e.Type {
+		case maps.EventTLSRangePass:
+			pass++
+		case maps.EventTLSRangeDrop:
+			drop++
+		}
+	}
+	if pass != 3 || drop != 4 {
+		t.Fatalf("range events: %d pass, %d drop; want 3, 4", pass, drop)
+	}
+}
+
+// TestTLSRangeTwoSessions: the range stays open while one of two encrypted
+// connections of the pair lives.
+func TestTLSRangeTwoSessions(t *testing.T) {
+	r := bpftest.Shared(t)
+	declare(t, r, "198.51.100.20:30000-30099")
+	a := authTLS(t, r, client4, server4)
+	b := bpftest.NewConn(r, ap(client4, 40001), ap(server4, 21))
+	must(t, b.Open())
+	must(t, b.Greet())
+	converse(t, b, "", "AUTH SSL\r\n", "234 AUTH SSL ok\r\n")
+	if n := live(t, r, client4, server4); n != 2 {
+		t.Fatalf("live %d, want 2", n)
+	}
+	must(t, a.Close())
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 50000), ap(server4, 30000)), bpftest.XDPPass)
+	must(t, b.ServerFlags(packet.FIN|packet.ACK))
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 50001), ap(server4, 30000)), bpftest.XDPDrop)
+}
+
+// TestTLSRangeAgeing: a silent encrypted connection the ager reclaims no
+// longer keeps its range open: the recount removes its pair.
+func TestTLSRangeAgeing(t *testing.T) {
+	r := bpftest.Shared(t)
+	declare(t, r, "198.51.100.20:30000-30099")
+	authTLS(t, r, client4, server4)
+	// quiet, but not yet past the settle time: left alone
+	n, err := r.Maps.RecountTLSSessions(time.Hour)
+	must(t, err)
+	if n != 0 || live(t, r, client4, server4) != 1 {
+		t.Fatalf("recount of a live pair changed %d", n)
+	}
+	must(t, r.SetClock(2*time.Hour))
+	stale, err := r.Maps.StaleConns(time.Minute, time.Hour)
+	must(t, err)
+	if len(stale) != 1 {
+		t.Fatalf("stale control connections %d, want 1", len(stale))
+	}
+	for _, k := range stale {
+		must(t, r.Maps.CtrlConns.Delete(k))
+	}
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 50000), ap(server4, 30000)), bpftest.XDPPass) // not yet recounted
+	n, err = r.Maps.RecountTLSSessions(time.Minute)
+	must(t, err)
+	if n != 1 || live(t, r, client4, server4) != -1 {
+		t.Fatalf("recount removed %d, pair live %d; want 1, none", n, live(t, r, client4, server4))
+	}
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 50001), ap(server4, 30000)), bpftest.XDPDrop)
+}
+
+// TestTLSActiveRefused: active-mode FTPS (the server connects back to the
+// client) is refused under its own counter: the PORT inside TLS is unreadable.
+func TestTLSActiveRefused(t *testing.T) {
+	r := bpftest.Shared(t)
+	authTLS(t, r, client4, server4)
+	wantVerdict(t, r, bpftest.SYN(ap(server4, 20), ap(client4, 50000)), bpftest.XDPDrop)
+	wantVerdict(t, r, bpftest.SYN(ap(other4, 20), ap(client4, 50000)), bpftest.XDPDrop)
+	wantCounters(t, r, map[string]uint64{"tls_active_refused": 1, "syn_drop_unexpected": 1})
+}
+
+// TestLoginCleartextCounted: without --require-tls, USER and PASS before TLS
+// are counted and pass; inside TLS nothing is read.
+func TestLoginCleartextCounted(t *testing.T) {
+	r := bpftest.Shared(t)
+	c := open(t, r, client4, server4)
+	converse(t, c, "", "USER alice\r\n", "331 Password please\r\n")
+	converse(t, c, "", "pass secret\r\n", "230 Logged in\r\n")
+	// split: the segment that completes the command's four letters counts
+	must(t, c.ClientSends("US"))
+	must(t, c.ClientSends("ER bob\r\n"))
+	// not a login: USERS, a USER inside a line
+	converse(t, c, "", "SITE USER x\r\n", "200 ok\r\n")
+	wantCounters(t, r, map[string]uint64{"login_cleartext": 3, "login_reset": 0})
+	tls := authTLS(t, r, client6, server6)
+	converse(t, tls, "", "USER alice\r\n", "331 Password please\r\n")
+	wantCounters(t, r, map[string]uint64{"login_cleartext": 3})
+	evs, err := r.Events()
+	must(t, err)
+	n := 0
+	for _, e := range evs {
+		if e.Type == maps.EventLoginCleartext {
+			if e.Control.Client != client4 || e.Reason != "login_cleartext" {
+				t.Fatalf("login event %+v", e)
+			}
+			n++
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d login events, want 3", n)
+	}
+}
+
+// be16 reads a big-endian 16-bit field.
+func be16(b []byte, off int) uint16 { return binary.BigEndian.Uint16(b[off:]) }
