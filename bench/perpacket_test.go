@@ -124,6 +124,12 @@ func BenchmarkPerPacket(b *testing.B) {
 			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
 		}})
 
+	// #13: the TLS range check (bench/ftps_test.go)
+	if err := ftpsSetup(r); err != nil {
+		b.Fatal(err)
+	}
+	cases = append(cases, ftpsCases(r, xdp)...)
+
 	// control segments: in the reverse-path lab, once with rp-check off and
 	// once strict with a route that leads back (bpf_fib_lookup succeeds).
 	// Every connection completes its handshake and is greeted, so it is
