@@ -590,7 +590,7 @@ func report(cs []xfer, runs []*modeRun, took time.Duration) string {
 			return "(no such setting)"
 		}
 		return fmt.Sprintf("logged in %v, PASS in server log %v; curl: %s (%.2f s)", r.guarded.passed, r.guarded.passLogged,
-			strings.TrimSpace(r.guarded.out), r.guarded.took.Seconds())
+			strings.TrimPrefix(strings.TrimSpace(r.guarded.out), "curl: "), r.guarded.took.Seconds())
 	})
 	row("TLS login under `--require-tls`", func(r *modeRun) string {
 		if r.mode != Ftpgate {
