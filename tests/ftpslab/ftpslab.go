@@ -193,7 +193,7 @@ func (l *Lab) Download(ctx context.Context, s Server, tool lab.Tool, mode lab.Mo
 // Fetch is Download with the protection and the login chosen by the caller.
 func (l *Lab) Fetch(ctx context.Context, s Server, tool lab.Tool, mode lab.Mode, family int, tls lab.TLS, user, pass string) lab.Result {
 	r := lab.Result{Tool: tool, Mode: mode, Family: family, Port: s.Port}
-	if !lab.Supported(tool, mode, family) || (tool == lab.Python && (family == 6 || tls == lab.ImplicitTLS)) {
+	if !lab.Supported(tool, mode, family) {
 		r.Err = lab.ErrUnsupported
 		return r
 	}

@@ -70,17 +70,19 @@ func cases(proftpd bool) []xfer {
 		{VsftpdExplicit, lab.Curl, lab.PASV, 4}, {VsftpdExplicit, lab.Curl, lab.EPSV, 4},
 		{VsftpdExplicit, lab.Curl, lab.EPSV, 6}, {VsftpdExplicit, lab.Lftp, lab.PASV, 4},
 		{VsftpdExplicit, lab.Lftp, lab.EPSV, 6}, {VsftpdExplicit, lab.Python, lab.PASV, 4},
+		{VsftpdExplicit, lab.Python, lab.EPSV, 6},
 		{VsftpdImplicit, lab.Curl, lab.EPSV, 4}, {VsftpdImplicit, lab.Curl, lab.EPSV, 6},
 		{VsftpdImplicit, lab.Lftp, lab.PASV, 4},
 		// Active FTPS. Not with curl: Debian 12's curl 7.88.1 fails it by
 		// itself ("sa_addr inet_ntop() failed with errno 97" once the
 		// server has connected), with no gateway in the path.
 		{VsftpdExplicit, lab.Lftp, lab.PORT, 4}, {VsftpdExplicit, lab.Lftp, lab.EPRT, 6},
-		{VsftpdExplicit, lab.Python, lab.PORT, 4},
+		{VsftpdExplicit, lab.Python, lab.PORT, 4}, {VsftpdExplicit, lab.Python, lab.EPRT, 6},
 	}
 	if proftpd {
 		cs = append(cs, xfer{ProftpdTLS, lab.Curl, lab.EPSV, 4}, xfer{ProftpdTLS, lab.Curl, lab.EPSV, 6},
-			xfer{ProftpdTLS, lab.Lftp, lab.PASV, 4}, xfer{ProftpdTLS, lab.Python, lab.PASV, 4})
+			xfer{ProftpdTLS, lab.Lftp, lab.PASV, 4}, xfer{ProftpdTLS, lab.Python, lab.PASV, 4},
+			xfer{ProftpdTLS, lab.Python, lab.EPSV, 6})
 	}
 	return cs
 }

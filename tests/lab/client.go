@@ -35,7 +35,8 @@ type Tool string
 const (
 	Curl Tool = "curl"
 	Lftp Tool = "lftp"
-	// Python is ftplib (IPv4, download only): the NAT lab's third client.
+	// Python is ftplib (download only; PASV and PORT over IPv4, EPSV and
+	// EPRT over IPv6, as ftplib chooses): the NAT and FTPS labs' third client.
 	Python Tool = "python"
 )
 
@@ -330,14 +331,15 @@ func (tr Transfer) Argv() ([]string, error) {
 		), "; ")
 		return []string{"timeout", "-k", "2", strconv.Itoa(maxT), "lftp", "-c", script}, nil
 	case Python:
-		if tr.Upload || tr.Mode == EPRT || tr.Mode == EPSV || tr.TLS == ImplicitTLS {
-			// ftplib picks EPSV/EPRT only for IPv6 control connections.
+		if tr.Upload || tr.TLS == ImplicitTLS || (tr.Mode == EPRT || tr.Mode == EPSV) != tr.Server.Addr().Is6() {
+			// ftplib picks EPSV/EPRT for IPv6 control connections, and
+			// only for them.
 			return nil, ErrUnsupported
 		}
 		count := max(tr.Count, 1)
 		// -u: a run the timeout kills still shows how far it got
 		return []string{"timeout", "-k", "2", strconv.Itoa(maxT), pythonBin(), "-u", "-c", ftplibScript,
-			tr.Server.Addr().String(), strconv.Itoa(int(tr.Server.Port())), strconv.FormatBool(tr.Mode == PASV),
+			tr.Server.Addr().String(), strconv.Itoa(int(tr.Server.Port())), strconv.FormatBool(tr.Mode == PASV || tr.Mode == EPSV),
 			strconv.FormatBool(tr.TrustPasvAddr), strconv.Itoa(count), tr.Remote, tr.Local, strconv.Itoa(connT),
 			strconv.FormatBool(tr.TLS == ExplicitTLS), user, pass}, nil
 	}
