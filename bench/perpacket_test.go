@@ -126,45 +126,8 @@ func BenchmarkPerPacket(b *testing.B) {
 			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
 		}})
 
-	// #13: a SYN into a server's TLS range, no live encrypted session of its
-	// client (dropped after the range and session lookups), and one with a
-	// live session (admitted, a data flow written)
-	tlsRange := func() error {
-		return r.Maps.TLSRanges().Add(maps.TLSRange{Server: serverAddr, Lo: 31000, Hi: 31999})
-	}
-	// the live case's session is taken away again: this one has none
-	noSession := func() error {
-		if err := tlsRange(); err != nil {
-			return err
-		}
-		return bpfrun.Clear(r.Objs.TlsSessions)
-	}
-	cases = append(cases, &ppCase{name: "xdp syn dropped, a tls range declared (port outside it)", frame: bpftest.SYN(cli(40002), srv(5555)),
-		prog: xdp, want: bpfrun.XDPDrop, setup: noSession})
-	cases = append(cases, &ppCase{name: "xdp syn into a tls range, no session (dropped)", frame: bpftest.SYN(cli(40003), srv(31500)),
-		prog: xdp, want: bpfrun.XDPDrop, setup: noSession})
-	cases = append(cases, &ppCase{name: "xdp syn into a tls range, live session", stateful: true, counter: "tls_range_pass",
-		prepare: func(round int) ([][]byte, *ebpf.Program, error) {
-			if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
-				return nil, nil, err
-			}
-			if err := tlsRange(); err != nil {
-				return nil, nil, err
-			}
-			if _, err := r.Events(); err != nil {
-				return nil, nil, err
-			}
-			fam, cw := maps.Words(clientAddr)
-			_, sw := maps.Words(serverAddr)
-			if err := r.Objs.TlsSessions.Put(bpf.FtpgateTlsSessionKey{Family: fam, Client: cw, Server: sw}, bpf.FtpgateTlsSessionVal{Live: 1}); err != nil {
-				return nil, nil, err
-			}
-			frames := make([][]byte, ppBatch)
-			for i := range ppBatch {
-				frames[i] = bpftest.SYN(cli(uint16(20000+i)), srv(uint16(31000+round)))
-			}
-			return frames, xdp, nil
-		}})
+	// #13: the TLS range check (bench/ftps_test.go)
+	cases = append(cases, ftpsCases(r, xdp)...)
 
 	// control segments: in the reverse-path lab, once with rp-check off and
 	// once strict with a route that leads back (bpf_fib_lookup succeeds).

@@ -28,6 +28,10 @@ for what in "$@"; do
 		want conntrack conntrack
 		want tcpdump tcpdump
 		want ethtool ethtool
+		# the FTPS lab (tests/ftpslab): its certificate, ftplib.FTP_TLS;
+		# proftpd with mod_tls is extracted, not installed (tests/lab)
+		want openssl openssl
+		want python3 python3
 		;;
 	generate)
 		want clang-16 clang-16

@@ -35,7 +35,8 @@ type Tool string
 const (
 	Curl Tool = "curl"
 	Lftp Tool = "lftp"
-	// Python is ftplib (IPv4, download only): the NAT lab's third client.
+	// Python is ftplib (download only; PASV and PORT over IPv4, EPSV and
+	// EPRT over IPv6, as ftplib chooses): the NAT and FTPS labs' third client.
 	Python Tool = "python"
 )
 
@@ -181,6 +182,31 @@ func (l *Lab) runClient(ctx context.Context, tool Tool, mode Mode, family, port 
 	return l.Exec(ctx, l.ClientNS, argv...)
 }
 
+// TLS is how a client protects its session.
+type TLS int
+
+const (
+	// NoTLS is cleartext FTP.
+	NoTLS TLS = iota
+	// ExplicitTLS sends AUTH TLS on the control connection and insists on
+	// it (curl --ssl-reqd, lftp ftp:ssl-force, ftplib.FTP_TLS), then
+	// protects the data connections too (PROT P).
+	ExplicitTLS
+	// ImplicitTLS speaks TLS from the control connection's first byte
+	// (ftps://, port 990); curl and lftp only.
+	ImplicitTLS
+)
+
+func (m TLS) String() string {
+	switch m {
+	case ExplicitTLS:
+		return "explicit"
+	case ImplicitTLS:
+		return "implicit"
+	}
+	return "clear"
+}
+
 // Transfer is one run of a client program: what it fetches or stores,
 // where, and how it sets up its data connections.
 type Transfer struct {
@@ -202,6 +228,11 @@ type Transfer struct {
 	Count int
 	// MaxTime bounds the whole run in seconds; 0 means the lab's default.
 	MaxTime int
+	// TLS protects the session; the server's certificate is not verified
+	// (the lab's own, self-signed).
+	TLS TLS
+	// User and Pass log in; empty means anonymous.
+	User, Pass string
 }
 
 // Argv is the command line that runs the transfer.
@@ -212,11 +243,24 @@ func (tr Transfer) Argv() ([]string, error) {
 	}
 	connT := min(connectTimeout, maxT)
 	url := ftpURL(tr.Server.Addr(), int(tr.Server.Port()), tr.Remote)
+	user, pass := tr.User, tr.Pass
+	if user == "" {
+		user, pass = "anonymous", "lab@example.org"
+	}
+	if tr.TLS == ImplicitTLS {
+		url = "ftps" + strings.TrimPrefix(url, "ftp")
+	}
 	switch tr.Tool {
 	case Curl:
 		argv := []string{"curl", "-v", "-sS", "-g",
 			"--connect-timeout", strconv.Itoa(connT), "--max-time", strconv.Itoa(maxT),
-			"--user", "anonymous:lab@example.org"}
+			"--user", user + ":" + pass}
+		switch tr.TLS {
+		case ExplicitTLS:
+			argv = append(argv, "--ssl-reqd", "--insecure")
+		case ImplicitTLS:
+			argv = append(argv, "--insecure")
+		}
 		switch tr.Mode {
 		case PASV:
 			// curl tries EPSV first and silently falls back to PASV;
@@ -255,35 +299,49 @@ func (tr Transfer) Argv() ([]string, error) {
 		if tr.TrustPasvAddr {
 			fix = "off"
 		}
-		script := strings.Join([]string{
+		site := ftpURL(tr.Server.Addr(), int(tr.Server.Port()), "")
+		lines := []string{
 			"set cmd:fail-exit yes",
 			"set net:timeout " + strconv.Itoa(connT),
 			"set net:max-retries 1",
 			"set net:persist-retries 0",
-			"set ftp:ssl-allow no",
-			"set ftp:passive-mode " + passive,
-			"set ftp:prefer-epsv " + epsv,
-			"set ftp:fix-pasv-address " + fix,
+		}
+		switch tr.TLS {
+		case NoTLS:
+			lines = append(lines, "set ftp:ssl-allow no")
+		case ExplicitTLS:
+			lines = append(lines, "set ftp:ssl-allow yes", "set ftp:ssl-force yes", "set ftp:ssl-protect-data yes",
+				"set ssl:verify-certificate no")
+		case ImplicitTLS:
+			lines = append(lines, "set ftp:ssl-protect-data yes", "set ssl:verify-certificate no")
+			site = "ftps" + strings.TrimPrefix(site, "ftp")
+		}
+		script := strings.Join(append(lines,
+			"set ftp:passive-mode "+passive,
+			"set ftp:prefer-epsv "+epsv,
+			"set ftp:fix-pasv-address "+fix,
 			// Otherwise lftp flips to the other mode after a failed data
 			// connection and a blocked mode would look like a success.
 			"set ftp:auto-passive-mode off",
 			"set xfer:clobber on",
 			"debug 9",
-			"open -u anonymous,lab@example.org " + ftpURL(tr.Server.Addr(), int(tr.Server.Port()), ""),
+			"open -u "+user+","+pass+" "+site,
 			xfer,
 			"bye",
-		}, "; ")
+		), "; ")
 		return []string{"timeout", "-k", "2", strconv.Itoa(maxT), "lftp", "-c", script}, nil
 	case Python:
-		if tr.Upload || tr.Mode == EPRT || tr.Mode == EPSV {
-			// ftplib picks EPSV/EPRT only for IPv6 control connections.
+		if tr.Upload || tr.TLS == ImplicitTLS || (tr.Mode == EPRT || tr.Mode == EPSV) != tr.Server.Addr().Is6() {
+			// ftplib picks EPSV/EPRT for IPv6 control connections, and
+			// only for them.
 			return nil, ErrUnsupported
 		}
 		count := max(tr.Count, 1)
 		// -u: a run the timeout kills still shows how far it got
 		return []string{"timeout", "-k", "2", strconv.Itoa(maxT), pythonBin(), "-u", "-c", ftplibScript,
-			tr.Server.Addr().String(), strconv.Itoa(int(tr.Server.Port())), strconv.FormatBool(tr.Mode == PASV),
-			strconv.FormatBool(tr.TrustPasvAddr), strconv.Itoa(count), tr.Remote, tr.Local, strconv.Itoa(connT)}, nil
+			tr.Server.Addr().String(), strconv.Itoa(int(tr.Server.Port())), strconv.FormatBool(tr.Mode == PASV || tr.Mode == EPSV),
+			strconv.FormatBool(tr.TrustPasvAddr), strconv.Itoa(count), tr.Remote, tr.Local, strconv.Itoa(connT),
+			strconv.FormatBool(tr.TLS == ExplicitTLS), user, pass}, nil
 	}
 	return nil, fmt.Errorf("unknown tool %q", tr.Tool)
 }
@@ -302,13 +360,19 @@ func pythonBin() string {
 }
 
 // ftplibScript downloads argv[6] count times over one control connection
-// with Python's ftplib; debug level 1 prints each command and reply.
-const ftplibScript = `import ftplib, sys
-host, port, pasv, trust, count, remote, local, timeout = sys.argv[1:]
-f = ftplib.FTP(timeout=int(timeout))
+// with Python's ftplib; debug level 1 prints each command and reply. With
+// tls, FTP_TLS sends AUTH TLS before logging in and PROT P after.
+const ftplibScript = `import ftplib, ssl, sys
+host, port, pasv, trust, count, remote, local, timeout, tls, user, password = sys.argv[1:]
+if tls == "true":
+    f = ftplib.FTP_TLS(context=ssl._create_unverified_context(), timeout=int(timeout))
+else:
+    f = ftplib.FTP(timeout=int(timeout))
 f.set_debuglevel(1)
 f.connect(host, int(port))
-f.login("anonymous", "lab@example.org")
+f.login(user, password)
+if tls == "true":
+    f.prot_p()
 f.set_pasv(pasv == "true")
 f.trust_server_pasv_ipv4_address = trust == "true"
 for i in range(int(count)):

@@ -76,6 +76,8 @@ type Vsftpd struct {
 	// PasvMinPort and PasvMaxPort bound the passive data ports; zero means
 	// the lab's PasvMinPort and PasvMaxPort.
 	PasvMinPort, PasvMaxPort int
+	// Extra are more config lines (ssl_enable=YES and its files, say).
+	Extra []string
 }
 
 // config renders the instance's config. listen_ipv6=YES on Linux gives a
@@ -138,6 +140,7 @@ func (v Vsftpd) config(logPath string) string {
 	if v.Banner != "" {
 		lines = append(lines, "ftpd_banner="+v.Banner)
 	}
+	lines = append(lines, v.Extra...)
 	return strings.Join(lines, "\n") + "\n"
 }
 
@@ -245,7 +248,7 @@ func (l *Lab) startProftpd(port int) error {
 	if _, err := user.Lookup(anonUser); err != nil {
 		anonUser = "nobody"
 	}
-	conf := strings.Join([]string{
+	conf := strings.Join(append([]string{
 		`ServerName "ftpgate-lab"`,
 		"ServerType standalone",
 		"DefaultServer on",
@@ -266,7 +269,8 @@ func (l *Lab) startProftpd(port int) error {
 		"SystemLog " + filepath.Join(dir, "system.log"),
 		"TransferLog none",
 		// Own range so proftpd and vsftpd never fight over a passive port.
-		fmt.Sprintf("PassivePorts %d %d", PasvMaxPort+1, PasvMaxPort+100),
+		fmt.Sprintf("PassivePorts %d %d", ProFTPDPasvMinPort, ProFTPDPasvMaxPort),
+	}, l.opts.ProFTPDConfig...), "\n") + "\n" + strings.Join([]string{
 		"<Anonymous " + l.FTPRoot + ">",
 		"  User " + anonUser,
 		"  Group " + group,
@@ -309,6 +313,10 @@ func moduleRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// ProftpdRoot is the absolute path of ProftpdDir: its usr/lib/proftpd holds
+// the loadable modules (mod_tls.so) for a ModulePath line.
+func ProftpdRoot() (string, error) { return proftpdRoot() }
 
 func proftpdRoot() (string, error) {
 	root, err := moduleRoot()

@@ -60,6 +60,10 @@ const (
 	// PasvMinPort and PasvMaxPort bound vsftpd's passive data ports.
 	PasvMinPort = 30000
 	PasvMaxPort = 30100
+	// ProFTPDPasvMinPort and ProFTPDPasvMaxPort bound proftpd's passive
+	// data ports: its own range, so the servers never fight over a port.
+	ProFTPDPasvMinPort = PasvMaxPort + 1
+	ProFTPDPasvMaxPort = PasvMaxPort + 100
 )
 
 // Options tunes a lab. The zero value gives the full lab: vsftpd on 21 and
@@ -75,6 +79,17 @@ type Options struct {
 	// ProFTPDPort, when non-zero, also starts proftpd (extracted from the
 	// Debian package into .cache/lab, see Require) on this port.
 	ProFTPDPort int
+	// ProFTPDConfig are more proftpd.conf lines (TLS, say), placed before
+	// its <Anonymous> section.
+	ProFTPDConfig []string
+	// NoVsftpd makes the files but starts no vsftpd: a suite starts the
+	// servers it configures itself (StartVsftpd).
+	NoVsftpd bool
+	// Prefix starts the namespace names; empty means "fg".
+	Prefix string
+	// Links are the hosts on the gateway (nettest.Options.Links); nil
+	// means the client and the server. Both of those must be among them.
+	Links []nettest.Link
 }
 
 // Lab is one client — gateway — server topology.
@@ -114,7 +129,10 @@ func New(t testing.TB, opts Options) *Lab {
 	if opts.FileSize == 0 {
 		opts.FileSize = 2 << 20
 	}
-	tp := nettest.NewTopology(t, nettest.Options{Prefix: "fg"})
+	if opts.Prefix == "" {
+		opts.Prefix = "fg"
+	}
+	tp := nettest.NewTopology(t, nettest.Options{Prefix: opts.Prefix, Links: opts.Links})
 	l := &Lab{t: t, opts: opts, Topo: tp, ID: tp.ID, Dir: t.TempDir(),
 		ClientNS: tp.Client().NS, GatewayNS: tp.Gateway, ServerNS: tp.Server().NS,
 		GwClientIndex: tp.Client().GwIndex, GwServerIndex: tp.Server().GwIndex}
@@ -122,8 +140,10 @@ func New(t testing.TB, opts Options) *Lab {
 		if err := l.makeFiles(); err != nil {
 			t.Fatalf("lab: %v", err)
 		}
-		if err := l.startVsftpd(); err != nil {
-			t.Fatalf("lab: %v", err)
+		if !opts.NoVsftpd {
+			if err := l.startVsftpd(); err != nil {
+				t.Fatalf("lab: %v", err)
+			}
 		}
 		if opts.ProFTPDPort != 0 {
 			if err := l.startProftpd(opts.ProFTPDPort); err != nil {

@@ -28,12 +28,14 @@ var requiredBinaries = map[string]string{
 	"conntrack": "conntrack",
 	"ethtool":   "ethtool",
 	"python3":   "python3",
+	"openssl":   "openssl",
 }
 
 // proftpd's shared libraries that a plain Debian 12 lacks; they are
 // extracted next to proftpd instead of installed (proftpd-core conflicts
 // with vsftpd, its libraries do not, but extracting keeps the host clean).
-var proftpdDebs = []string{"proftpd-core", "libhiredis0.14", "libmemcached11", "libmemcachedutil2", "libhashkit2", "libpcre2-posix3"}
+// proftpd-mod-crypto brings mod_tls (the FTPS lab), libsodium23 its library.
+var proftpdDebs = []string{"proftpd-core", "proftpd-mod-crypto", "libsodium23", "libhiredis0.14", "libmemcached11", "libmemcachedutil2", "libhashkit2", "libpcre2-posix3"}
 
 var installMu sync.Mutex
 
@@ -114,7 +116,9 @@ func RequireProftpd(t testing.TB) {
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
-	bin := filepath.Join(root, "usr/sbin/proftpd")
+	// mod_tls came later than the rest: a tree extracted without it is
+	// extracted again.
+	bin := filepath.Join(root, proftpdLast)
 	if _, err := os.Stat(bin); err == nil {
 		return
 	}
@@ -154,6 +158,9 @@ func lockFile(dir string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
+// proftpdLast is the file whose presence says the extraction is complete.
+const proftpdLast = "usr/lib/proftpd/mod_tls.so"
+
 func extractProftpd(root string) error {
 	dl := filepath.Join(filepath.Dir(root), "debs")
 	// Start empty so an older version left behind is not extracted too.
@@ -184,7 +191,9 @@ func extractProftpd(root string) error {
 			return err
 		}
 	}
-	// Rename last so a half-extracted tree is never mistaken for a good one.
+	// Rename last so a half-extracted tree is never mistaken for a good
+	// one; an older tree (without mod_tls) goes first.
+	_ = os.RemoveAll(root)
 	if err := os.Rename(tmp, root); err != nil {
 		return fmt.Errorf("move proftpd into place: %w", err)
 	}

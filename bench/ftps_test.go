@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// #13 FTPS: the TLS range check on a SYN. The rig's server declares
+// ftpsLo-ftpsHi and the rig's client has a live encrypted session to it;
+// ftpsStranger has none.
+const (
+	ftpsLo = 30000
+	ftpsHi = 30099
+)
+
+var ftpsStranger = netip.MustParseAddr("203.0.113.9")
+
+// ftpsSetup writes the server's range and the client's live session
+// into the rig's maps, before each round of the TLS rows (untimed: the baseline
+// "xdp syn dropped" row clears the ranges, which closes tls_gate).
+func ftpsSetup(r *bpfrun.Rig) error {
+	fam, srv := maps.Words(serverAddr)
+	_, cli := maps.Words(clientAddr)
+	// through the maps API, which also opens tls_gate for XDP
+	if err := r.Maps.TLSRanges().Add(maps.TLSRange{Server: serverAddr, Lo: ftpsLo, Hi: ftpsHi}); err != nil {
+		return fmt.Errorf("tls_ranges: %w", err)
+	}
+	now, err := r.Maps.Now()
+	if err != nil {
+		return err
+	}
+	sk := bpf.FtpgateTlsSessionKey{Family: fam, Client: cli, Server: srv}
+	if err := r.Objs.TlsSessions.Put(sk, bpf.FtpgateTlsSessionVal{Live: 1, LastNs: now}); err != nil {
+		return fmt.Errorf("tls_sessions: %w", err)
+	}
+	return nil
+}
+
+// ftpsCases are the per-packet rows of the range check: a SYN admitted
+// through a range (stateful: each admission writes a data flow, so every
+// frame is a new connection), a SYN into a range from a host without a
+// session, and a server's SYN back to a client with a session (active
+// FTPS), both dropped (stateless: nothing is written).
+func ftpsCases(r *bpfrun.Rig, xdp *ebpf.Program) []*ppCase {
+	cli := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(clientAddr, port) }
+	srv := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(serverAddr, port) }
+	// before each round: the baseline "xdp syn dropped" row clears the ranges
+	setup := func() error { return ftpsSetup(r) }
+	return []*ppCase{
+		{name: "xdp syn tls range, no session (dropped)", frame: bpftest.SYN(netip.AddrPortFrom(ftpsStranger, 40010), srv(ftpsLo+5)),
+			prog: xdp, want: bpfrun.XDPDrop, setup: setup},
+		{name: "xdp syn active ftps (dropped)", frame: bpftest.SYN(srv(20), cli(40011)), prog: xdp, want: bpfrun.XDPDrop, setup: setup},
+		{name: "xdp syn tls range, live session", stateful: true, counter: "tls_range_pass",
+			zero: []string{"tls_range_no_session", "syn_pass_expected"},
+			prepare: func(round int) ([][]byte, *ebpf.Program, error) {
+				if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
+					return nil, nil, err
+				}
+				if err := setup(); err != nil {
+					return nil, nil, err
+				}
+				if _, err := r.Events(); err != nil {
+					return nil, nil, err
+				}
+				frames := make([][]byte, ppBatch)
+				for i := range ppBatch {
+					frames[i] = bpftest.SYN(cli(uint16(10000+i)), srv(uint16(ftpsLo+(i+round)%(ftpsHi-ftpsLo+1))))
+				}
+				return frames, xdp, nil
+			}},
+	}
+}
