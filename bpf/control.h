@@ -340,12 +340,15 @@ static __always_inline int tcp_flags_valid(__u8 fl)
 
 /*
  * ctrl_forget removes a closed connection's state. One whose announcements
- * NAT rewrote (#12) keeps it, both directions marked closed, until the
- * ager's closed linger: its last segments (the FIN or RST, their
+ * NAT rewrote (#12), or a login guard's tombstone (#13, login_guard), keeps
+ * it, both directions marked closed, until the ager's closed linger: its last segments (the FIN or RST, their
  * acknowledgements and retransmissions) still need their shift.
  */
 static __always_inline void ctrl_forget(struct scratch *s, struct ctrl_val *cv)
 {
+	/* #13 a login the guard reset: its tombstone stays until the ager's closed linger */
+	if (cv->dir[DIR_CLIENT].login_reset)
+		return;
 	for (int d = 0; d < 2; d++) {
 		if (cv->nat[d].base || cv->nat[d].head != cv->nat[d].tail) {
 			cv->dir[DIR_CLIENT].fin = 1;
@@ -385,9 +388,13 @@ static __always_inline void untrusted_payload(struct dir_state *st, __u32 seq, _
 /*
  * login_guard handles a client segment that starts a USER or PASS command on
  * a connection not encrypted (#13), the connection in s->key: counted and
- * reported with the client's address; with config.require_tls the
- * connection is forgotten and the segment becomes resets of both ends
- * (login_reset). A global function: its frame stays off parse_control's.
+ * reported with the client's address; with config.require_tls the segment
+ * becomes resets of both ends (login_reset) and the connection stays as a
+ * tombstone: both directions closed, the client's login_reset set, until
+ * the ager's closed linger. A later client segment with payload on it (the
+ * same segment retransmitted because a reset was lost or refused) is reset
+ * again (login_reset_again), never picked up as a new connection.
+ * A global function: its frame stays off parse_control's.
  */
 __noinline int login_guard(struct __sk_buff *skb, int ingress)
 {
@@ -407,10 +414,28 @@ __noinline int login_guard(struct __sk_buff *skb, int ingress)
 	if (!reset)
 		return TC_ACT_OK;
 	ctrl_closing(s, cv, st, other);
-	ctrl_forget(s, cv);
+	st->fin = 1;
+	other->fin = 1;
+	st->login_reset = 1;
 #ifdef FTPGATE_NAT
 	/* the segment is no longer the one nat_begin took */
 	s->nat.on = 0;
+#endif
+	return login_reset(skb, ingress);
+}
+
+/*
+ * login_reset_again resets a client segment with payload on a connection the
+ * login guard reset (its tombstone, login_guard), before the tracker: it
+ * may be a retransmission of the login itself.
+ */
+static __always_inline int login_reset_again(struct __sk_buff *skb, int ingress)
+{
+	stat_inc(STAT_LOGIN_RESET_AGAIN);
+#ifdef FTPGATE_NAT
+	struct scratch *s = get_scratch();
+	if (s)
+		s->nat.on = 0;
 #endif
 	return login_reset(skb, ingress);
 }
@@ -470,8 +495,11 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		if (!cv)
 			return TC_ACT_OK;
 		s->embryo = 0; /* promoted: this segment is tracked already */
-	} else if (tcp_track() != TCP_ACCEPT) {
-		return TC_ACT_OK;
+	} else {
+		if (cv->dir[DIR_CLIENT].login_reset && dir == DIR_CLIENT && p.payload_len)
+			return login_reset_again(skb, ingress);
+		if (tcp_track() != TCP_ACCEPT)
+			return TC_ACT_OK;
 	}
 	struct dir_state *st = dir_of(cv, dir);
 	struct dir_state *other = dir_of(cv, dir == DIR_SERVER ? DIR_CLIENT : DIR_SERVER);

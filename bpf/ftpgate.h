@@ -378,7 +378,7 @@ struct dir_state {
 	__u8 slot_next;    /* next slot of the ring to write */
 	__u16 carry_len;   /* bytes held in carry */
 	__u8 tls;          /* #13 enum tls_state: this direction is encrypted, never parsed again */
-	__u8 pad;
+	__u8 login_reset;  /* #13 client direction: the login guard reset the connection (a tombstone, login_guard) */
 	__u32 lines;       /* complete lines parsed */
 	__u64 last_ns;     /* ftpgate clock of the last segment */
 	struct expect_key slot[EXPECT_SLOTS];

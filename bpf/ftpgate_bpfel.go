@@ -86,7 +86,7 @@ type FtpgateDirState struct {
 	SlotNext    uint8
 	CarryLen    uint16
 	Tls         uint8
-	Pad         uint8
+	LoginReset  uint8
 	Lines       uint32
 	_           [4]byte
 	LastNs      uint64
@@ -596,7 +596,8 @@ const (
 	FtpgateStatSTAT_LOGIN_CLEARTEXT        FtpgateStat = 102
 	FtpgateStatSTAT_LOGIN_RESET            FtpgateStat = 103
 	FtpgateStatSTAT_LOGIN_RESET_FAILED     FtpgateStat = 104
-	FtpgateStatSTAT_MAX                    FtpgateStat = 105
+	FtpgateStatSTAT_LOGIN_RESET_AGAIN      FtpgateStat = 105
+	FtpgateStatSTAT_MAX                    FtpgateStat = 106
 )
 
 type FtpgateTcpTrackFlags uint32

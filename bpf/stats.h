@@ -126,6 +126,8 @@ enum stat {
 	STAT_LOGIN_CLEARTEXT,      /* USER or PASS on a control connection not encrypted */
 	STAT_LOGIN_RESET,          /* such a segment turned into resets of both ends (--require-tls) */
 	STAT_LOGIN_RESET_FAILED,   /* a helper refused the reset's rewrite: the segment is dropped instead */
+	/* #13 FTPS: review fixes */
+	STAT_LOGIN_RESET_AGAIN,    /* client segment with payload on a connection the login guard reset (a retransmission): reset again */
 	STAT_MAX,
 };
 
