@@ -43,6 +43,12 @@ func ftpsSetup(r *bpfrun.Rig) error {
 	return nil
 }
 
+// ftpsLookups is the setup of a row with FTPS configured (on: a range
+// declared, an encrypted session seen) or not (XDP skips both look-ups).
+func ftpsLookups(r *bpfrun.Rig, on bool) func() error {
+	return func() error { return r.Maps.SetTLSLookups(on, on) }
+}
+
 // ftpsCases are the per-packet rows of the range check: a SYN admitted
 // through a range (stateful: each admission writes a data flow, so every
 // frame is a new connection), a SYN into a range from a host without a
@@ -52,12 +58,18 @@ func ftpsCases(r *bpfrun.Rig, xdp *ebpf.Program) []*ppCase {
 	cli := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(clientAddr, port) }
 	srv := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(serverAddr, port) }
 	return []*ppCase{
+		{name: "xdp syn dropped, ftps configured", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop,
+			setup: ftpsLookups(r, true)},
 		{name: "xdp syn tls range, no session (dropped)", frame: bpftest.SYN(netip.AddrPortFrom(ftpsStranger, 40010), srv(ftpsLo+5)),
-			prog: xdp, want: bpfrun.XDPDrop},
-		{name: "xdp syn active ftps (dropped)", frame: bpftest.SYN(srv(20), cli(40011)), prog: xdp, want: bpfrun.XDPDrop},
+			prog: xdp, want: bpfrun.XDPDrop, setup: ftpsLookups(r, true)},
+		{name: "xdp syn active ftps (dropped)", frame: bpftest.SYN(srv(20), cli(40011)), prog: xdp, want: bpfrun.XDPDrop,
+			setup: ftpsLookups(r, true)},
 		{name: "xdp syn tls range, live session", stateful: true, counter: "tls_range_pass",
 			zero: []string{"tls_range_no_session", "syn_pass_expected"},
 			prepare: func(round int) ([][]byte, *ebpf.Program, error) {
+				if err := ftpsLookups(r, true)(); err != nil {
+					return nil, nil, err
+				}
 				if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
 					return nil, nil, err
 				}

@@ -492,6 +492,13 @@ struct config_val {
 	__u8 nat;                   /* enum nat_mode; 0, the default, is off */
 	/* #13 FTPS */
 	__u8 require_tls;           /* USER/PASS before TLS: reset both ends instead of passing */
+	/*
+	 * #13 owned by the loader and TC, not by the operator (SetConfig keeps
+	 * them): XDP's look-ups on a SYN nothing admitted are skipped while
+	 * they are clear
+	 */
+	__u8 tls_ranges;            /* the loader: some --tls-range is declared (tls_ranges not empty) */
+	__u8 tls_seen;              /* TC, at the first encrypted session (tls_begin): tls_sessions may hold a live pair */
 };
 
 /*

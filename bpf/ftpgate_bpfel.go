@@ -28,7 +28,9 @@ type FtpgateConfigVal struct {
 	ReplayPieces      uint8
 	Nat               uint8
 	RequireTls        uint8
-	_                 [4]byte
+	TlsRanges         uint8
+	TlsSeen           uint8
+	_                 [2]byte
 }
 
 type FtpgateCtrlKey struct {
@@ -597,7 +599,9 @@ const (
 	FtpgateStatSTAT_LOGIN_RESET            FtpgateStat = 103
 	FtpgateStatSTAT_LOGIN_RESET_FAILED     FtpgateStat = 104
 	FtpgateStatSTAT_LOGIN_RESET_AGAIN      FtpgateStat = 105
-	FtpgateStatSTAT_MAX                    FtpgateStat = 106
+	FtpgateStatSTAT_TLS_AUTH_UNPAIRED      FtpgateStat = 106
+	FtpgateStatSTAT_TLS_234UNATTRIBUTED    FtpgateStat = 107
+	FtpgateStatSTAT_MAX                    FtpgateStat = 108
 )
 
 type FtpgateTcpTrackFlags uint32

@@ -128,6 +128,8 @@ enum stat {
 	STAT_LOGIN_RESET_FAILED,   /* a helper refused the reset's rewrite: the segment is dropped instead */
 	/* #13 FTPS: review fixes */
 	STAT_LOGIN_RESET_AGAIN,    /* client segment with payload on a connection the login guard reset (a retransmission): reset again */
+	STAT_TLS_AUTH_UNPAIRED,    /* final 234 not paired with the AUTH at the head of a known queue (tainted by a multi-line reply, a gap, pipelining) while an AUTH was outstanding: TLS starts */
+	STAT_TLS_234_UNATTRIBUTED, /* final 234 with no AUTH outstanding: ignored, the connection stays in clear */
 	STAT_MAX,
 };
 

@@ -82,6 +82,10 @@ __noinline int tls_begin(__u32 how)
 	__u64 now = st->last_ns;
 	st->tls = how;
 	stat_inc(how == TLS_IMPLICIT ? STAT_TLS_IMPLICIT : STAT_TLS_AUTH);
+	/* from now on XDP looks tls_sessions up for an unexpected SYN (admit.h) */
+	struct config_val *cfg = get_config();
+	if (cfg && !cfg->tls_seen)
+		cfg->tls_seen = 1;
 	struct tls_session_key *k = tls_pair(s);
 	struct tls_session_val *v = bpf_map_lookup_elem(&tls_sessions, k);
 	if (!v) {

@@ -96,24 +96,55 @@ func TestTLSAuthRefused(t *testing.T) {
 	}
 }
 
-// TestTLSForged234: a 234 counts only as the reply to an AUTH at the head
-// of the queue: one answering another command, or an echo inside a
-// multi-line reply, starts nothing.
+// TestTLSForged234: a 234 starts TLS only while an AUTH is outstanding: an
+// echo inside a multi-line reply is text, and a 234 with no AUTH
+// outstanding is counted and starts nothing.
 func TestTLSForged234(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
-	// the 234 answers NOOP, the AUTH behind it gets the 500
-	converse(t, c, "NOOP\r\n", "AUTH TLS\r\n", "234 not really\r\n")
-	must(t, c.ServerSends("500 AUTH not understood\r\n"))
 	// a 234 line inside a multi-line reply is text
 	converse(t, c, "", "AUTH TLS\r\n", "211-status\r\n234 echoed\r\n211 End\r\n")
-	// an unsolicited 234
+	// an unsolicited 234, and one answering NOOP
 	must(t, c.ServerSends("234 unsolicited\r\n"))
+	converse(t, c, "", "NOOP\r\n", "234 not really\r\n")
 	converse(t, c, "", "PASV\r\n", pasv227)
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
-	wantCounters(t, r, map[string]uint64{"tls_auth": 0, "tls_auth_refused": 2, "tls_segment": 0})
+	wantCounters(t, r, map[string]uint64{"tls_auth": 0, "tls_auth_refused": 1, "tls_segment": 0,
+		"tls_234_unattributed": 2, "tls_auth_unpaired": 0})
 	if enc, _ := encrypted(t, r); enc {
 		t.Fatal("encrypted by a forged 234")
+	}
+}
+
+// TestTLSAuthPipelined: an AUTH pipelined behind a command whose reply is
+// multi-line (the queue tainted: the 234 is not paired with it) or behind a
+// command the 234 seems to answer still starts TLS at the server's 234:
+// nothing after it is parsed.
+func TestTLSAuthPipelined(t *testing.T) {
+	r := bpftest.Shared(t)
+	cases := []struct {
+		name, pre, replies string
+	}{
+		{"behind FEAT's multi-line reply", "FEAT\r\n", "211-Features:\r\n AUTH TLS\r\n211 End\r\n"},
+		{"234 answers NOOP", "NOOP\r\n", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			must(t, r.Reset())
+			c := open(t, r, client4, server4)
+			converse(t, c, tc.pre, "AUTH TLS\r\n", tc.replies)
+			must(t, c.ServerSends("234 Proceed with negotiation.\r\n"))
+			if enc, how := encrypted(t, r); !enc || how != "auth" {
+				t.Fatalf("encrypted %v %q, want true auth", enc, how)
+			}
+			converse(t, c, "", "PASV\r\n", pasv227)
+			wantExpect(t, r)
+			wantCounters(t, r, map[string]uint64{"tls_auth": 1, "tls_auth_unpaired": 1, "tls_234_unattributed": 0,
+				"tls_segment": 2, "reply_227": 0})
+			if n := live(t, r, client4, server4); n != 1 {
+				t.Fatalf("live encrypted sessions %d, want 1", n)
+			}
+		})
 	}
 }
 

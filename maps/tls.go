@@ -108,10 +108,32 @@ func ParseTLSRange(s string) (TLSRange, error) {
 }
 
 // TLSRangeSet is the tls_ranges map: each server's declared ranges.
-type TLSRangeSet struct{ m *ebpf.Map }
+type TLSRangeSet struct {
+	m    *ebpf.Map
+	maps *Maps
+}
 
 // TLSRanges is the set of declared TLS ranges.
-func (m *Maps) TLSRanges() TLSRangeSet { return TLSRangeSet{m.tlsRanges} }
+func (m *Maps) TLSRanges() TLSRangeSet { return TLSRangeSet{m.tlsRanges, m} }
+
+// syncDeclared sets config.tls_ranges to whether any range is declared: XDP
+// looks tls_ranges up only while it is set. Called after each change: a SYN
+// in between meets the old bit, which at worst drops it as unexpected.
+func (t TLSRangeSet) syncDeclared() error {
+	var k bpf.FtpgateTlsServerKey
+	var v bpf.FtpgateTlsRangeVal
+	it := t.m.Iterate()
+	declared := it.Next(&k, &v)
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", NameTLSRanges, err)
+	}
+	c, err := t.maps.GetConfig()
+	if err != nil || c.TLSRanges == declared {
+		return err
+	}
+	c.TLSRanges = declared
+	return t.maps.putConfig(c)
+}
 
 func tlsServerKey(a netip.Addr) bpf.FtpgateTlsServerKey {
 	fam, w := Words(a)
@@ -143,7 +165,7 @@ func (t TLSRangeSet) put(a netip.Addr, v bpf.FtpgateTlsRangeVal) error {
 	if err != nil {
 		return fmt.Errorf("update %s[%s]: %w", NameTLSRanges, a, err)
 	}
-	return nil
+	return t.syncDeclared()
 }
 
 // Add declares r; it takes effect for the next SYN. A range already
