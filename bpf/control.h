@@ -407,10 +407,16 @@ __noinline int login_guard(struct __sk_buff *skb, int ingress)
 	__u64 now = st->last_ns;
 	struct config_val *cfg = get_config();
 	int reset = cfg && cfg->require_tls;
-	stat_inc(STAT_LOGIN_CLEARTEXT);
+	__u32 why = STAT_LOGIN_CLEARTEXT;
+	if (s->login == LOGIN_HIDDEN)
+		why = STAT_LOGIN_HIDDEN;
+	else if (s->login == LOGIN_UNSCANNED)
+		why = STAT_LOGIN_UNSCANNED;
+	else if (s->login == LOGIN_NOT_FTP)
+		why = STAT_LOGIN_NOT_FTP;
+	stat_inc(why);
 	if (event_allowed(now))
-		emit_event(EV_LOGIN_CLEARTEXT, reset ? STAT_LOGIN_RESET : STAT_LOGIN_CLEARTEXT, KIND_NONE, 0, &s->key,
-			   now);
+		emit_event(EV_LOGIN_CLEARTEXT, reset ? STAT_LOGIN_RESET : why, KIND_NONE, 0, &s->key, now);
 	if (!reset)
 		return TC_ACT_OK;
 	ctrl_closing(s, cv, st, other);

@@ -601,7 +601,11 @@ const (
 	FtpgateStatSTAT_LOGIN_RESET_AGAIN      FtpgateStat = 105
 	FtpgateStatSTAT_TLS_AUTH_UNPAIRED      FtpgateStat = 106
 	FtpgateStatSTAT_TLS_234UNATTRIBUTED    FtpgateStat = 107
-	FtpgateStatSTAT_MAX                    FtpgateStat = 108
+	FtpgateStatSTAT_LOGIN_UNSCANNED        FtpgateStat = 108
+	FtpgateStatSTAT_LOGIN_HIDDEN           FtpgateStat = 109
+	FtpgateStatSTAT_LOGIN_NOT_FTP          FtpgateStat = 110
+	FtpgateStatSTAT_LOGIN_UNGUARDED        FtpgateStat = 111
+	FtpgateStatSTAT_MAX                    FtpgateStat = 112
 )
 
 type FtpgateTcpTrackFlags uint32

@@ -130,6 +130,10 @@ enum stat {
 	STAT_LOGIN_RESET_AGAIN,    /* client segment with payload on a connection the login guard reset (a retransmission): reset again */
 	STAT_TLS_AUTH_UNPAIRED,    /* final 234 not paired with the AUTH at the head of a known queue (tainted by a multi-line reply, a gap, pipelining) while an AUTH was outstanding: TLS starts */
 	STAT_TLS_234_UNATTRIBUTED, /* final 234 with no AUTH outstanding: ignored, the connection stays in clear */
+	STAT_LOGIN_UNSCANNED,      /* --require-tls: client segment of a connection not encrypted with bytes the parser does not read (MAX_LINES, MAX_SCAN_BYTES): reset like a login */
+	STAT_LOGIN_HIDDEN,         /* client line on a connection not encrypted starting with Telnet IAC or a space (a USER/PASS could hide behind): reset with --require-tls */
+	STAT_LOGIN_NOT_FTP,        /* --require-tls: client segment with payload on a control connection not encrypted that conformance found not FTP (nothing of it is read): reset like a login */
+	STAT_LOGIN_UNGUARDED,      /* without --require-tls: such a segment: a USER or PASS in it is not seen, passed */
 	STAT_MAX,
 };
 

@@ -147,22 +147,75 @@ __noinline int tls_end(void)
 	return 0;
 }
 
+/* what s->login says of a client segment on a connection not encrypted */
+enum login_seen {
+	LOGIN_NONE = 0,
+	LOGIN_COMMAND = 1,   /* it starts a USER or PASS command (login_line) */
+	LOGIN_HIDDEN = 2,    /* a line of it starts with Telnet IAC or a space: USER/PASS could hide behind (login_line) */
+	LOGIN_UNSCANNED = 3, /* --require-tls: bytes of it the parser cannot read (login_unscanned) */
+	LOGIN_NOT_FTP = 4,   /* --require-tls: the connection is not FTP, nothing of it is read (login_not_ftp) */
+};
+
 /*
  * login_line notes, in s->login, that the client line in s->line is a USER
  * or PASS command whose first four bytes this segment completes: the first
  * segment that carries a byte of its argument (or the command alone) is the
- * one the guard stops, so none of the argument passes.
+ * one the guard stops, so none of the argument passes. A line whose first
+ * byte (in this segment) is Telnet IAC (0xff, RFC 959 lets the server strip
+ * Telnet commands: vsftpd and others do) or a space is LOGIN_HIDDEN: only
+ * its first four bytes are compared, and a server that skips them would
+ * read a USER or PASS after them.
  */
 static __always_inline void login_line(struct scratch *s, __u32 from_carry)
 {
-	if (s->dir != DIR_CLIENT || from_carry >= 4 || s->line_len < 4)
+	if (s->dir != DIR_CLIENT)
+		return;
+	if (!from_carry && s->line_len >= 1 && (s->line[0] == 0xff || s->line[0] == ' ')) {
+		if (!s->login)
+			s->login = LOGIN_HIDDEN;
+		return;
+	}
+	if (from_carry >= 4 || s->line_len < 4)
 		return;
 	__u32 t = FTP_TOKEN(s->line[0], s->line[1], s->line[2], s->line[3]) & 0xdfdfdfdfU;
 	if (t != TOK_USER && t != TOK_PASS)
 		return;
 	__u8 c = s->line_len > 4 ? s->line[4] : 0;
 	if (c == ' ' || c == '\r' || c == '\n' || c == 0)
-		s->login = 1;
+		s->login = LOGIN_COMMAND;
+}
+
+/*
+ * login_not_ftp takes a client segment with payload on a control connection
+ * not encrypted that conformance found not FTP (client bytes before the
+ * greeting, a malformed line): nothing of it is parsed, so a USER or PASS
+ * in it would pass unseen. Under config.require_tls the guard stops it;
+ * without, it is counted (login_unguarded) and passes.
+ */
+static __always_inline void login_not_ftp(struct scratch *s)
+{
+	if (s->login)
+		return;
+	struct config_val *cfg = get_config();
+	if (cfg && cfg->require_tls)
+		s->login = LOGIN_NOT_FTP;
+	else
+		stat_inc(STAT_LOGIN_UNGUARDED);
+}
+
+/*
+ * login_unscanned notes, under config.require_tls, a client segment of a
+ * connection not encrypted that holds bytes the parser does not read (lines
+ * beyond MAX_LINES, bytes beyond MAX_SCAN_BYTES): a USER or PASS there
+ * would pass unseen, so the guard stops the segment.
+ */
+static __always_inline void login_unscanned(struct scratch *s)
+{
+	if (s->dir != DIR_CLIENT || s->login)
+		return;
+	struct config_val *cfg = get_config();
+	if (cfg && cfg->require_tls)
+		s->login = LOGIN_UNSCANNED;
 }
 
 /* rst_sum returns the TCP checksum of the reset in s->hdr, addressed as s->dir says */

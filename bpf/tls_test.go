@@ -3,9 +3,11 @@ package bpf_test
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/maps"
@@ -340,3 +342,95 @@ func TestLoginCleartextCounted(t *testing.T) {
 
 // be16 reads a big-endian 16-bit field.
 func be16(b []byte, off int) uint16 { return binary.BigEndian.Uint16(b[off:]) }
+
+// guardHit tells whether the login guard stopped the connection's last
+// client segment: kept as a tombstone, one reset made or refused.
+func guardHit(t *testing.T, r *bpftest.Rig) bool {
+	t.Helper()
+	cs, err := r.Counters()
+	must(t, err)
+	conns, err := r.Maps.ListConns()
+	must(t, err)
+	hit := len(conns) == 1 && conns[0].LoginReset
+	if n := cs["login_reset"] + cs["login_reset_failed"]; hit != (n == 1) {
+		t.Fatalf("tombstone %v but %d resets made or refused", hit, n)
+	}
+	return hit
+}
+
+// TestLoginGuardUnscanned: under --require-tls, a client segment with lines
+// beyond MAX_LINES, or bytes beyond MAX_SCAN_BYTES, on a connection not
+// encrypted is stopped like a login (the PASS after 64 short lines was
+// never looked at); without it the segment passes as before.
+func TestLoginGuardUnscanned(t *testing.T) {
+	r := bpftest.Shared(t)
+	// (a segment past MAX_SCAN_BYTES does not fit a BPF_PROG_TEST_RUN frame:
+	// the lab's TestGuard cases and the same code path cover it)
+	lines := strings.Repeat("NOOP\r\n", int(bpf.FtpgateLimitsMAX_LINES)) + "PASS secret\r\n"
+	for _, payload := range []string{lines} {
+		for _, require := range []bool{false, true} {
+			must(t, r.Reset())
+			setConfig(t, r, func(c *maps.Config) { c.RequireTLS = require })
+			c := open(t, r, client4, server4)
+			must(t, c.ClientSends(payload))
+			want := uint64(0)
+			if require {
+				want = 1
+			}
+			wantCounters(t, r, map[string]uint64{"login_unscanned": want, "scan_limit": 1, "login_cleartext": 0})
+			if hit := guardHit(t, r); hit != require {
+				t.Fatalf("%d bytes, require_tls %v: guard hit %v", len(payload), require, hit)
+			}
+		}
+	}
+	// an encrypted connection's bytes are never scanned: nothing to guard
+	must(t, r.Reset())
+	setConfig(t, r, func(c *maps.Config) { c.RequireTLS = true })
+	c := authTLS(t, r, client4, server4)
+	must(t, c.ClientSends(lines))
+	wantCounters(t, r, map[string]uint64{"login_unscanned": 0, "login_reset": 0, "tls_segment": 1})
+}
+
+// TestLoginGuardHidden: a client line starting with Telnet IAC or a space
+// (a server that strips them reads the USER or PASS behind) is counted, and
+// stopped under --require-tls.
+func TestLoginGuardHidden(t *testing.T) {
+	r := bpftest.Shared(t)
+	for _, line := range []string{"\xff\xf1USER alice\r\n", "  PASS secret\r\n", "NOOP\r\n\xff\xf4\xff\xf2PASS secret\r\n"} {
+		for _, require := range []bool{false, true} {
+			must(t, r.Reset())
+			setConfig(t, r, func(c *maps.Config) { c.RequireTLS = require })
+			c := open(t, r, client4, server4)
+			must(t, c.ClientSends(line))
+			wantCounters(t, r, map[string]uint64{"login_hidden": 1, "login_cleartext": 0})
+			if hit := guardHit(t, r); hit != require {
+				t.Fatalf("%q, require_tls %v: guard hit %v", line, require, hit)
+			}
+		}
+	}
+}
+
+// TestLoginGuardNotFTP: a client that sends USER before the server's
+// greeting makes the connection not FTP (nothing of it is parsed again):
+// under --require-tls that segment, and any later one, is stopped; without,
+// each client segment with payload is counted as unguarded.
+func TestLoginGuardNotFTP(t *testing.T) {
+	r := bpftest.Shared(t)
+	for _, require := range []bool{false, true} {
+		must(t, r.Reset())
+		setConfig(t, r, func(c *maps.Config) { c.RequireTLS = require })
+		c := bpftest.NewConn(r, ap(client4, 40000), ap(server4, 21))
+		must(t, c.Open())
+		must(t, c.ClientSends("USER alice\r\n"))
+		if hit := guardHit(t, r); hit != require {
+			t.Fatalf("require_tls %v: guard hit %v", require, hit)
+		}
+		if require {
+			wantCounters(t, r, map[string]uint64{"ctrl_not_ftp": 1, "login_not_ftp": 1, "login_unguarded": 0})
+			continue
+		}
+		must(t, c.Greet())
+		must(t, c.ClientSends("PASS secret\r\n"))
+		wantCounters(t, r, map[string]uint64{"ctrl_not_ftp": 1, "login_not_ftp": 0, "login_unguarded": 2, "login_cleartext": 0})
+	}
+}
