@@ -70,6 +70,10 @@ func ftpsCases(r *bpfrun.Rig, xdp *ebpf.Program) []*ppCase {
 				if err := ftpsLookups(r, true)(); err != nil {
 					return nil, nil, err
 				}
+				// the pair's bucket of range admissions full again (ppBatch < the burst)
+				if err := ftpsSetup(r); err != nil {
+					return nil, nil, err
+				}
 				if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
 					return nil, nil, err
 				}

@@ -172,6 +172,8 @@ static __always_inline int admit(struct xdp_md *ctx)
 		int tls = cfg && cfg->tls_ranges ? tls_range_admit(&p, &fk, cfg) : 0;
 		if (tls > 0)
 			return XDP_PASS;
+		if (tls == -2)
+			return syn_drop(cfg, &p, STAT_TLS_RANGE_LIMITED, EV_TLS_RANGE_DROP);
 		if (tls < 0)
 			return syn_drop(cfg, &p, STAT_TLS_RANGE_NO_SESSION, EV_TLS_RANGE_DROP);
 		/* active-mode FTPS: the PORT inside TLS is unreadable, nothing expects it */

@@ -113,8 +113,7 @@ static __always_inline void ctrl_key_fill(struct scratch *s, const struct pkt_in
 /*
  * embryo_allowed takes a token from the bucket of p's source address: a
  * source starts at most EMBRYO_PER_SRC_PER_SEC untrusted connections a
- * second, after a burst. Racing CPUs may both spend the same token: the
- * limit is approximate, its purpose is met.
+ * second, after a burst.
  */
 static __always_inline int embryo_allowed(const struct pkt_info *p, __u64 now)
 {
@@ -127,18 +126,7 @@ static __always_inline int embryo_allowed(const struct pkt_info *p, __u64 now)
 		bpf_map_update_elem(&embryo_sources, &k, &nb, BPF_ANY);
 		return 1;
 	}
-	if (now < b->last_ns)
-		b->last_ns = now; /* only config.clock_offset moves the clock back */
-	__u64 credit = b->credit_ns + (now - b->last_ns);
-	if (credit > EMBRYO_CREDIT_MAX_NS)
-		credit = EMBRYO_CREDIT_MAX_NS;
-	b->last_ns = now;
-	if (credit < EMBRYO_COST_NS) {
-		b->credit_ns = credit;
-		return 0;
-	}
-	b->credit_ns = credit - EMBRYO_COST_NS;
-	return 1;
+	return bucket_take(&b->last_ns, &b->credit_ns, now, EMBRYO_COST_NS, EMBRYO_CREDIT_MAX_NS);
 }
 
 /*

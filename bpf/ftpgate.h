@@ -98,6 +98,13 @@ enum limits {
 	 */
 	EMBRYO_PER_SRC_PER_SEC = 32,
 	EMBRYO_PER_SRC_BURST = 128,
+	/*
+	 * #13: SYNs a (client, server) pair with a live encrypted session may
+	 * have admitted through the server's TLS ranges, a second, after a
+	 * burst; the rest count as tls_range_limited and are dropped
+	 */
+	TLS_RANGE_PER_PAIR_PER_SEC = 256,
+	TLS_RANGE_PER_PAIR_BURST = 1024,
 	/* the largest window scale a SYN may announce (RFC 7323) */
 	TCP_MAX_WSCALE = 14,
 	/*
@@ -441,7 +448,10 @@ struct tls_session_key {
 struct tls_session_val {
 	__u32 live;
 	__u32 pad;
-	__u64 last_ns; /* ftpgate clock of the last change */
+	__u64 last_ns;         /* ftpgate clock of the last change */
+	/* the pair's bucket of range admissions (bucket_take; zero: full) */
+	__u64 range_ns;
+	__u64 range_credit_ns;
 };
 
 /*

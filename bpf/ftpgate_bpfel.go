@@ -345,6 +345,8 @@ const (
 	FtpgateLimitsDEFAULT_EMBRYO_SOURCES      FtpgateLimits = 16384
 	FtpgateLimitsEMBRYO_PER_SRC_PER_SEC      FtpgateLimits = 32
 	FtpgateLimitsEMBRYO_PER_SRC_BURST        FtpgateLimits = 128
+	FtpgateLimitsTLS_RANGE_PER_PAIR_PER_SEC  FtpgateLimits = 256
+	FtpgateLimitsTLS_RANGE_PER_PAIR_BURST    FtpgateLimits = 1024
 	FtpgateLimitsTCP_MAX_WSCALE              FtpgateLimits = 14
 	FtpgateLimitsTCP_PICKUP_WSCALE           FtpgateLimits = 7
 	FtpgateLimitsTCP_ACK_WINDOW_FALLBACK     FtpgateLimits = 66000
@@ -605,7 +607,8 @@ const (
 	FtpgateStatSTAT_LOGIN_HIDDEN           FtpgateStat = 109
 	FtpgateStatSTAT_LOGIN_NOT_FTP          FtpgateStat = 110
 	FtpgateStatSTAT_LOGIN_UNGUARDED        FtpgateStat = 111
-	FtpgateStatSTAT_MAX                    FtpgateStat = 112
+	FtpgateStatSTAT_TLS_RANGE_LIMITED      FtpgateStat = 112
+	FtpgateStatSTAT_MAX                    FtpgateStat = 113
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -648,10 +651,12 @@ type FtpgateTlsSessionKey struct {
 }
 
 type FtpgateTlsSessionVal struct {
-	_      structs.HostLayout
-	Live   uint32
-	Pad    uint32
-	LastNs uint64
+	_             structs.HostLayout
+	Live          uint32
+	Pad           uint32
+	LastNs        uint64
+	RangeNs       uint64
+	RangeCreditNs uint64
 }
 
 type FtpgateTlsState uint32

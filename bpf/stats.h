@@ -134,6 +134,7 @@ enum stat {
 	STAT_LOGIN_HIDDEN,         /* client line on a connection not encrypted starting with Telnet IAC or a space (a USER/PASS could hide behind): reset with --require-tls */
 	STAT_LOGIN_NOT_FTP,        /* --require-tls: client segment with payload on a control connection not encrypted that conformance found not FTP (nothing of it is read): reset like a login */
 	STAT_LOGIN_UNGUARDED,      /* without --require-tls: such a segment: a USER or PASS in it is not seen, passed */
+	STAT_TLS_RANGE_LIMITED,    /* SYN into a TLS range from a client with a live session beyond its pair's rate (TLS_RANGE_PER_PAIR_*): dropped */
 	STAT_MAX,
 };
 

@@ -92,6 +92,8 @@ __noinline int tls_begin(__u32 how)
 		s->tls_val.live = 1;
 		s->tls_val.pad = 0;
 		s->tls_val.last_ns = now;
+		s->tls_val.range_ns = 0;
+		s->tls_val.range_credit_ns = 0;
 		if (bpf_map_update_elem(&tls_sessions, k, &s->tls_val, BPF_NOEXIST) == 0)
 			goto out;
 		/* another CPU made it first, or the table is full */
@@ -359,6 +361,9 @@ fail:
 	return TC_ACT_SHOT;
 }
 
+#define TLS_RANGE_COST_NS (NSEC_PER_SEC / TLS_RANGE_PER_PAIR_PER_SEC)
+#define TLS_RANGE_CREDIT_MAX_NS ((__u64)TLS_RANGE_PER_PAIR_BURST * TLS_RANGE_COST_NS)
+
 /* tls_session_live tells whether client has a live encrypted control connection to server */
 static __always_inline int tls_session_live(__u8 family, const __u32 *client, const __u32 *server)
 {
@@ -394,16 +399,25 @@ static __always_inline int tls_in_range(const struct pkt_info *p)
  * TLS range: 1 admitted, recorded as a data flow fk of kind KIND_TLS_RANGE
  * (so FIN/RST, a retransmitted SYN and --fwmark work as for expected ones);
  * -1 in a range but its client has no live encrypted session to the
- * server; 0 in no range.
+ * server; -2 in a range, but the pair's bucket of admissions is empty
+ * (TLS_RANGE_PER_PAIR_*); 0 in no range. The pass event is rate-limited
+ * like rejections (event_allowed).
  */
 static __always_inline int tls_range_admit(const struct pkt_info *p, const struct flow_key *fk,
 					   const struct config_val *cfg)
 {
 	if (!tls_in_range(p))
 		return 0;
-	if (!tls_session_live(p->family, p->src, p->dst))
+	struct tls_session_key k = {};
+	k.family = p->family;
+	copy_addr(k.client, p->src);
+	copy_addr(k.server, p->dst);
+	struct tls_session_val *v = bpf_map_lookup_elem(&tls_sessions, &k);
+	if (!v || !v->live)
 		return -1;
 	__u64 now = now_ns(cfg);
+	if (!bucket_take(&v->range_ns, &v->range_credit_ns, now, TLS_RANGE_COST_NS, TLS_RANGE_CREDIT_MAX_NS))
+		return -2;
 	struct flow_val fv = {};
 	fv.created_ns = now;
 	fv.last_seen_ns = now;
@@ -424,7 +438,8 @@ static __always_inline int tls_range_admit(const struct pkt_info *p, const struc
 	ek.dport = p->dport;
 	copy_addr(ek.src, p->src);
 	copy_addr(ek.dst, p->dst);
-	emit_event_port(EV_TLS_RANGE_PASS, STAT_TLS_RANGE_PASS, KIND_TLS_RANGE, &ek, &fv.ctrl, p->sport, now);
+	if (event_allowed(now))
+		emit_event_port(EV_TLS_RANGE_PASS, STAT_TLS_RANGE_PASS, KIND_TLS_RANGE, &ek, &fv.ctrl, p->sport, now);
 	return 1;
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
@@ -432,5 +434,91 @@ func TestLoginGuardNotFTP(t *testing.T) {
 		must(t, c.Greet())
 		must(t, c.ClientSends("PASS secret\r\n"))
 		wantCounters(t, r, map[string]uint64{"ctrl_not_ftp": 1, "login_not_ftp": 0, "login_unguarded": 2, "login_cleartext": 0})
+	}
+}
+
+// TestTLSRangeLimited: a client with a live session cannot have SYNs
+// admitted through a range faster than its pair's bucket allows (each one
+// writes data_flows): past the burst they are dropped and counted, and the
+// pass events stay within the event budget.
+func TestTLSRangeLimited(t *testing.T) {
+	r := bpftest.Shared(t)
+	declare(t, r, "198.51.100.20:30000-30099")
+	authTLS(t, r, client4, server4)
+	n := int(bpf.FtpgateLimitsTLS_RANGE_PER_PAIR_BURST) + 200
+	passed := 0
+	for i := range n {
+		ret, err := r.XDP(bpftest.SYN(ap(client4, uint16(10000+i)), ap(server4, uint16(30000+i%100))))
+		must(t, err)
+		if ret == bpftest.XDPPass {
+			passed++
+		}
+	}
+	cs, err := r.Counters()
+	must(t, err)
+	limited := int(cs["tls_range_limited"])
+	if limited == 0 || passed+limited != n || int(cs["tls_range_pass"]) != passed {
+		t.Fatalf("%d SYNs: %d passed, %d limited (counters %v)", n, passed, limited, nonZero(cs))
+	}
+	evs, err := r.Events()
+	must(t, err)
+	pass := 0
+	for _, e := range evs {
+		if e.Type == maps.EventTLSRangePass {
+			pass++
+		}
+	}
+	if pass >= passed {
+		t.Fatalf("%d range pass events for %d admitted SYNs: not rate-limited", pass, passed)
+	}
+}
+
+// TestTLSRangeControlPort: a range that holds a control port is refused
+// with one line saying so; declaring one keeps config.tls_ranges in step.
+func TestTLSRangeControlPort(t *testing.T) {
+	r := bpftest.Shared(t)
+	must(t, r.Maps.CtrlPorts().Add(2121))
+	tr, err := maps.ParseTLSRange("198.51.100.20:2000-3000")
+	must(t, err)
+	if err := r.Maps.TLSRanges().Add(tr); err == nil || !strings.Contains(err.Error(), "control port 2121") {
+		t.Fatalf("range over control port 2121: %v", err)
+	}
+	cfg, err := r.Maps.GetConfig()
+	must(t, err)
+	if cfg.TLSRanges {
+		t.Fatal("config.tls_ranges set with no range declared")
+	}
+	declare(t, r, "198.51.100.20:30000-30099")
+	if cfg, _ = r.Maps.GetConfig(); !cfg.TLSRanges {
+		t.Fatal("config.tls_ranges clear with a range declared")
+	}
+	tr, _ = maps.ParseTLSRange("198.51.100.20:30000-30099")
+	must(t, r.Maps.TLSRanges().Del(tr))
+	if cfg, _ = r.Maps.GetConfig(); cfg.TLSRanges {
+		t.Fatal("config.tls_ranges set after the last range went")
+	}
+}
+
+// TestTLSRecountRecreates: a live encrypted pair whose tls_sessions entry
+// went (a recount racing TC deleted it) gets it back at the next recount,
+// and its range opens again.
+func TestTLSRecountRecreates(t *testing.T) {
+	r := bpftest.Shared(t)
+	declare(t, r, "198.51.100.20:30000-30099")
+	authTLS(t, r, client4, server4)
+	k := bpf.FtpgateTlsSessionKey{Family: unix.AF_INET}
+	_, k.Client = maps.Words(client4)
+	_, k.Server = maps.Words(server4)
+	must(t, r.Maps.TLSSessions.Delete(k))
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 50000), ap(server4, 30000)), bpftest.XDPDrop)
+	n, err := r.Maps.RecountTLSSessions(time.Hour)
+	must(t, err)
+	if n != 1 || live(t, r, client4, server4) != 1 {
+		t.Fatalf("recount made %d, pair live %d; want 1, 1", n, live(t, r, client4, server4))
+	}
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 50001), ap(server4, 30000)), bpftest.XDPPass)
+	// nothing more to do
+	if n, err = r.Maps.RecountTLSSessions(0); err != nil || n != 0 {
+		t.Fatalf("second recount changed %d (%v)", n, err)
 	}
 }

@@ -104,6 +104,10 @@ func ParseTLSRange(s string) (TLSRange, error) {
 	if lo > hi {
 		return bad("LO is above HI")
 	}
+	if lo < 1024 {
+		// a range opens its ports to every client with a session: never a system service's
+		return bad("ports below 1024 are system services (FTP's own among them), never a passive range")
+	}
 	return TLSRange{Server: a, Lo: uint16(lo), Hi: uint16(hi)}, nil
 }
 
@@ -171,6 +175,15 @@ func (t TLSRangeSet) put(a netip.Addr, v bpf.FtpgateTlsRangeVal) error {
 // Add declares r; it takes effect for the next SYN. A range already
 // declared is not added twice.
 func (t TLSRangeSet) Add(r TLSRange) error {
+	ctrl, err := t.maps.CtrlPorts().List()
+	if err != nil {
+		return err
+	}
+	for _, p := range ctrl {
+		if r.Lo <= p && p <= r.Hi {
+			return fmt.Errorf("add tls range %s: it holds control port %d, whose connections the range would admit unparsed: leave the control ports out", r, p)
+		}
+	}
 	v, err := t.get(r.Server)
 	if err != nil {
 		return err
@@ -269,15 +282,29 @@ func tlsPair(k bpf.FtpgateCtrlKey) bpf.FtpgateTlsSessionKey {
 // encrypted and out at its first FIN or RST, but a connection the ager
 // reclaimed while silent, or one whose entry was lost, is never counted out
 // by TC. A pair with no live encrypted connection is deleted; a pair whose
-// count is wrong gets the right one. Pairs changed within settle are left
-// alone: TC may be counting them this instant. Returns how many entries were
-// deleted or corrected.
+// count is wrong gets the right one; a pair with live encrypted connections
+// but no entry (a race below, or a full table then) gets one. Pairs changed
+// within settle are left alone: TC may be counting them this instant.
+//
+// BPF counts with atomic adds and stamps last_ns at each change, and this
+// read-then-write cannot be atomic with them: each write is preceded by a
+// fresh read, and skipped when the entry changed since the scan (TC's count
+// is then newer than ours); a change in the microseconds between that read
+// and the write can still be lost. Every such loss closes, never opens: a
+// live pair deleted or counted low loses its ranges until the next pass
+// recreates or corrects it (an entry is only created with BPF_NOEXIST,
+// after the connection is read again as live and encrypted). Returns how
+// many entries were deleted, corrected or created.
 func (m *Maps) RecountTLSSessions(settle time.Duration) (int, error) {
-	live := map[bpf.FtpgateTlsSessionKey]uint32{}
+	type pair struct {
+		live uint32
+		conn bpf.FtpgateCtrlKey // one of its live encrypted connections
+	}
+	live := map[bpf.FtpgateTlsSessionKey]pair{}
 	err := each(m, NameCtrlConns, func(_ uint64, k bpf.FtpgateCtrlKey, v *bpf.FtpgateCtrlVal) {
-		cli, srv := v.Dir[bpf.FtpgateDirectionDIR_CLIENT], v.Dir[bpf.FtpgateDirectionDIR_SERVER]
-		if (cli.Tls != 0 || srv.Tls != 0) && cli.Fin == 0 && srv.Fin == 0 {
-			live[tlsPair(k)]++
+		if liveEncrypted(v) {
+			p := live[tlsPair(k)]
+			live[tlsPair(k)] = pair{p.live + 1, k}
 		}
 	})
 	if err != nil {
@@ -286,25 +313,31 @@ func (m *Maps) RecountTLSSessions(settle time.Duration) (int, error) {
 	type fix struct {
 		k    bpf.FtpgateTlsSessionKey
 		live uint32
+		seen bpf.FtpgateTlsSessionVal // as the scan read it
 	}
 	var fixes []fix
+	have := map[bpf.FtpgateTlsSessionKey]bool{}
 	err = each(m, NameTLSSessions, func(now uint64, k bpf.FtpgateTlsSessionKey, v *bpf.FtpgateTlsSessionVal) {
-		if since(now, v.LastNs) < settle || v.Live == live[k] && v.Live != 0 {
+		have[k] = true
+		if since(now, v.LastNs) < settle || v.Live == live[k].live && v.Live != 0 {
 			return
 		}
-		fixes = append(fixes, fix{k, live[k]})
+		fixes = append(fixes, fix{k, live[k].live, *v})
 	})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, f := range fixes {
-		var err error
-		if f.live == 0 {
-			err = m.TLSSessions.Delete(f.k)
-		} else {
-			var v bpf.FtpgateTlsSessionVal
-			if err = m.TLSSessions.Lookup(f.k, &v); err == nil {
+		var v bpf.FtpgateTlsSessionVal
+		err := m.TLSSessions.Lookup(f.k, &v)
+		if err == nil && (v.LastNs != f.seen.LastNs || v.Live != f.seen.Live) {
+			continue // TC changed it since the scan
+		}
+		if err == nil {
+			if f.live == 0 {
+				err = m.TLSSessions.Delete(f.k)
+			} else {
 				v.Live = f.live
 				err = m.TLSSessions.Update(f.k, v, ebpf.UpdateExist)
 			}
@@ -317,5 +350,33 @@ func (m *Maps) RecountTLSSessions(settle time.Duration) (int, error) {
 		}
 		n++
 	}
+	now, err := m.Now()
+	if err != nil {
+		return n, err
+	}
+	for k, p := range live {
+		if have[k] {
+			continue
+		}
+		var cv bpf.FtpgateCtrlVal
+		if err := m.CtrlConns.Lookup(p.conn, &cv); err != nil || !liveEncrypted(&cv) {
+			continue
+		}
+		err := m.TLSSessions.Update(k, bpf.FtpgateTlsSessionVal{Live: p.live, LastNs: now}, ebpf.UpdateNoExist)
+		if errors.Is(err, ebpf.ErrKeyExist) || errors.Is(err, unix.E2BIG) {
+			continue // TC made it first, or the table is full (tls_session_full)
+		}
+		if err != nil {
+			return n, fmt.Errorf("recount %s: %w", NameTLSSessions, err)
+		}
+		n++
+	}
 	return n, nil
+}
+
+// liveEncrypted tells whether a control connection counts in its pair's
+// live sessions: encrypted, and neither direction closed.
+func liveEncrypted(v *bpf.FtpgateCtrlVal) bool {
+	cli, srv := v.Dir[bpf.FtpgateDirectionDIR_CLIENT], v.Dir[bpf.FtpgateDirectionDIR_SERVER]
+	return (cli.Tls != 0 || srv.Tls != 0) && cli.Fin == 0 && srv.Fin == 0
 }
