@@ -23,12 +23,11 @@ const (
 var ftpsStranger = netip.MustParseAddr("203.0.113.9")
 
 // ftpsSetup writes the server's range and the client's live session
-// into the rig's maps, before each round of the TLS rows (untimed: the baseline
-// "xdp syn dropped" row clears the ranges, which closes tls_gate).
+// into the rig's maps, before each round of the TLS rows (untimed).
 func ftpsSetup(r *bpfrun.Rig) error {
 	fam, srv := maps.Words(serverAddr)
 	_, cli := maps.Words(clientAddr)
-	// through the maps API, which also opens tls_gate for XDP
+	// through the maps API, which also sets config.tls_ranges for XDP
 	if err := r.Maps.TLSRanges().Add(maps.TLSRange{Server: serverAddr, Lo: ftpsLo, Hi: ftpsHi}); err != nil {
 		return fmt.Errorf("tls_ranges: %w", err)
 	}
@@ -43,6 +42,12 @@ func ftpsSetup(r *bpfrun.Rig) error {
 	return nil
 }
 
+// ftpsLookups is the setup of a row with FTPS configured (on: a range
+// declared, an encrypted session seen) or not (XDP skips both look-ups).
+func ftpsLookups(r *bpfrun.Rig, on bool) func() error {
+	return func() error { return r.Maps.SetTLSLookups(on, on) }
+}
+
 // ftpsCases are the per-packet rows of the range check: a SYN admitted
 // through a range (stateful: each admission writes a data flow, so every
 // frame is a new connection), a SYN into a range from a host without a
@@ -51,19 +56,30 @@ func ftpsSetup(r *bpfrun.Rig) error {
 func ftpsCases(r *bpfrun.Rig, xdp *ebpf.Program) []*ppCase {
 	cli := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(clientAddr, port) }
 	srv := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(serverAddr, port) }
-	// before each round: the baseline "xdp syn dropped" row clears the ranges
-	setup := func() error { return ftpsSetup(r) }
+	// before each round: the range, the session and both look-ups on (the
+	// baseline "xdp syn dropped" row turns the look-ups off)
+	setup := func() error {
+		if err := ftpsSetup(r); err != nil {
+			return err
+		}
+		return ftpsLookups(r, true)()
+	}
 	return []*ppCase{
+		{name: "xdp syn dropped, ftps configured", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop,
+			setup: setup},
 		{name: "xdp syn tls range, no session (dropped)", frame: bpftest.SYN(netip.AddrPortFrom(ftpsStranger, 40010), srv(ftpsLo+5)),
 			prog: xdp, want: bpfrun.XDPDrop, setup: setup},
-		{name: "xdp syn active ftps (dropped)", frame: bpftest.SYN(srv(20), cli(40011)), prog: xdp, want: bpfrun.XDPDrop, setup: setup},
+		{name: "xdp syn active ftps (dropped)", frame: bpftest.SYN(srv(20), cli(40011)), prog: xdp, want: bpfrun.XDPDrop,
+			setup: setup},
 		{name: "xdp syn tls range, live session", stateful: true, counter: "tls_range_pass",
 			zero: []string{"tls_range_no_session", "syn_pass_expected"},
 			prepare: func(round int) ([][]byte, *ebpf.Program, error) {
-				if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
+				// the look-ups on, the pair's bucket of range admissions full
+				// again (ppBatch < the burst)
+				if err := setup(); err != nil {
 					return nil, nil, err
 				}
-				if err := setup(); err != nil {
+				if err := bpfrun.Clear(r.Objs.DataFlows); err != nil {
 					return nil, nil, err
 				}
 				if _, err := r.Events(); err != nil {

@@ -91,9 +91,9 @@ func BenchmarkPerPacket(b *testing.B) {
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp syn allowed port", frame: bpftest.SYN(cli(40001), srv(21)), prog: xdp, want: bpfrun.XDPPass},
 		{name: "xdp syn retransmit (data_flows hit)", frame: bpftest.SYN(retrSrc, retrDst), prog: xdp, want: bpfrun.XDPPass, setup: admitFlow},
-		// no TLS range declared (the TLS cases below declare one): the path as before #13
+		// no FTPS configured: XDP skips the TLS look-ups (config.tls_ranges, tls_seen clear)
 		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop,
-			setup: func() error { return r.Maps.TLSRanges().Replace(nil) }},
+			setup: ftpsLookups(r, false)},
 		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
 	}

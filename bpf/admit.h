@@ -164,18 +164,21 @@ static __always_inline int admit(struct xdp_md *ctx)
 			stat_inc(STAT_SYN_PASS_EXPECTED);
 			return XDP_PASS;
 		}
-		/* #13: only where FTPS is set up (a declared range): two lookups */
-		if (tls_declared()) {
-			/* a server's TLS range, open to clients with a live encrypted session */
-			int tls = tls_range_admit(&p, &fk, cfg);
-			if (tls > 0)
-				return XDP_PASS;
-			if (tls < 0)
-				return syn_drop(cfg, &p, STAT_TLS_RANGE_NO_SESSION, EV_TLS_RANGE_DROP);
-			/* active-mode FTPS: the PORT inside TLS is unreadable, nothing expects it */
-			if (tls_session_live(p.family, p.dst, p.src))
-				return syn_drop(cfg, &p, STAT_TLS_ACTIVE_REFUSED, EV_SYN_DROP);
-		}
+		/*
+		 * #13: a server's TLS range, open to clients with a live encrypted
+		 * session; both look-ups only once a range is declared and an
+		 * encrypted session was seen (config.tls_ranges, config.tls_seen)
+		 */
+		int tls = cfg && cfg->tls_ranges ? tls_range_admit(&p, &fk, cfg) : 0;
+		if (tls > 0)
+			return XDP_PASS;
+		if (tls == -2)
+			return syn_drop(cfg, &p, STAT_TLS_RANGE_LIMITED, EV_TLS_RANGE_DROP);
+		if (tls < 0)
+			return syn_drop(cfg, &p, STAT_TLS_RANGE_NO_SESSION, EV_TLS_RANGE_DROP);
+		/* active-mode FTPS: the PORT inside TLS is unreadable, nothing expects it */
+		if (cfg && cfg->tls_seen && tls_session_live(p.family, p.dst, p.src))
+			return syn_drop(cfg, &p, STAT_TLS_ACTIVE_REFUSED, EV_SYN_DROP);
 		return syn_drop(cfg, &p, STAT_SYN_DROP_UNEXPECTED, EV_SYN_DROP);
 	}
 

@@ -25,6 +25,28 @@ static __always_inline struct config_val *get_config(void)
 	return bpf_map_lookup_elem(&config, &zero);
 }
 
+/*
+ * bucket_take takes a token of cost ns from a token bucket kept as its clock
+ * and its credit (at most max ns): 1 when it held one. A bucket that is
+ * zero is full. Racing CPUs may both spend the same token: the limit is
+ * approximate, its purpose is met.
+ */
+static __always_inline int bucket_take(__u64 *last_ns, __u64 *credit_ns, __u64 now, __u64 cost, __u64 max)
+{
+	if (now < *last_ns)
+		*last_ns = now; /* only config.clock_offset moves the clock back */
+	__u64 credit = *credit_ns + (now - *last_ns);
+	if (credit > max)
+		credit = max;
+	*last_ns = now;
+	if (credit < cost) {
+		*credit_ns = credit;
+		return 0;
+	}
+	*credit_ns = credit - cost;
+	return 1;
+}
+
 /* now_ns is ftpgate's clock: the kernel's plus the configured offset */
 static __always_inline __u64 now_ns(const struct config_val *cfg)
 {

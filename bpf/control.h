@@ -113,8 +113,7 @@ static __always_inline void ctrl_key_fill(struct scratch *s, const struct pkt_in
 /*
  * embryo_allowed takes a token from the bucket of p's source address: a
  * source starts at most EMBRYO_PER_SRC_PER_SEC untrusted connections a
- * second, after a burst. Racing CPUs may both spend the same token: the
- * limit is approximate, its purpose is met.
+ * second, after a burst.
  */
 static __always_inline int embryo_allowed(const struct pkt_info *p, __u64 now)
 {
@@ -127,18 +126,7 @@ static __always_inline int embryo_allowed(const struct pkt_info *p, __u64 now)
 		bpf_map_update_elem(&embryo_sources, &k, &nb, BPF_ANY);
 		return 1;
 	}
-	if (now < b->last_ns)
-		b->last_ns = now; /* only config.clock_offset moves the clock back */
-	__u64 credit = b->credit_ns + (now - b->last_ns);
-	if (credit > EMBRYO_CREDIT_MAX_NS)
-		credit = EMBRYO_CREDIT_MAX_NS;
-	b->last_ns = now;
-	if (credit < EMBRYO_COST_NS) {
-		b->credit_ns = credit;
-		return 0;
-	}
-	b->credit_ns = credit - EMBRYO_COST_NS;
-	return 1;
+	return bucket_take(&b->last_ns, &b->credit_ns, now, EMBRYO_COST_NS, EMBRYO_CREDIT_MAX_NS);
 }
 
 /*
@@ -340,12 +328,15 @@ static __always_inline int tcp_flags_valid(__u8 fl)
 
 /*
  * ctrl_forget removes a closed connection's state. One whose announcements
- * NAT rewrote (#12) keeps it, both directions marked closed, until the
- * ager's closed linger: its last segments (the FIN or RST, their
+ * NAT rewrote (#12), or a login guard's tombstone (#13, login_guard), keeps
+ * it, both directions marked closed, until the ager's closed linger: its last segments (the FIN or RST, their
  * acknowledgements and retransmissions) still need their shift.
  */
 static __always_inline void ctrl_forget(struct scratch *s, struct ctrl_val *cv)
 {
+	/* #13 a login the guard reset: its tombstone stays until the ager's closed linger */
+	if (cv->dir[DIR_CLIENT].login_reset)
+		return;
 	for (int d = 0; d < 2; d++) {
 		if (cv->nat[d].base || cv->nat[d].head != cv->nat[d].tail) {
 			cv->dir[DIR_CLIENT].fin = 1;
@@ -385,9 +376,13 @@ static __always_inline void untrusted_payload(struct dir_state *st, __u32 seq, _
 /*
  * login_guard handles a client segment that starts a USER or PASS command on
  * a connection not encrypted (#13), the connection in s->key: counted and
- * reported with the client's address; with config.require_tls the
- * connection is forgotten and the segment becomes resets of both ends
- * (login_reset). A global function: its frame stays off parse_control's.
+ * reported with the client's address; with config.require_tls the segment
+ * becomes resets of both ends (login_reset) and the connection stays as a
+ * tombstone: both directions closed, the client's login_reset set, until
+ * the ager's closed linger. A later client segment with payload on it (the
+ * same segment retransmitted because a reset was lost or refused) is reset
+ * again (login_reset_again), never picked up as a new connection.
+ * A global function: its frame stays off parse_control's.
  */
 __noinline int login_guard(struct __sk_buff *skb, int ingress)
 {
@@ -400,17 +395,41 @@ __noinline int login_guard(struct __sk_buff *skb, int ingress)
 	__u64 now = st->last_ns;
 	struct config_val *cfg = get_config();
 	int reset = cfg && cfg->require_tls;
-	stat_inc(STAT_LOGIN_CLEARTEXT);
+	__u32 why = STAT_LOGIN_CLEARTEXT;
+	if (s->login == LOGIN_HIDDEN)
+		why = STAT_LOGIN_HIDDEN;
+	else if (s->login == LOGIN_UNSCANNED)
+		why = STAT_LOGIN_UNSCANNED;
+	else if (s->login == LOGIN_NOT_FTP)
+		why = STAT_LOGIN_NOT_FTP;
+	stat_inc(why);
 	if (event_allowed(now))
-		emit_event(EV_LOGIN_CLEARTEXT, reset ? STAT_LOGIN_RESET : STAT_LOGIN_CLEARTEXT, KIND_NONE, 0, &s->key,
-			   now);
+		emit_event(EV_LOGIN_CLEARTEXT, reset ? STAT_LOGIN_RESET : why, KIND_NONE, 0, &s->key, now);
 	if (!reset)
 		return TC_ACT_OK;
 	ctrl_closing(s, cv, st, other);
-	ctrl_forget(s, cv);
+	st->fin = 1;
+	other->fin = 1;
+	st->login_reset = 1;
 #ifdef FTPGATE_NAT
 	/* the segment is no longer the one nat_begin took */
 	s->nat.on = 0;
+#endif
+	return login_reset(skb, ingress);
+}
+
+/*
+ * login_reset_again resets a client segment with payload on a connection the
+ * login guard reset (its tombstone, login_guard), before the tracker: it
+ * may be a retransmission of the login itself.
+ */
+static __always_inline int login_reset_again(struct __sk_buff *skb, int ingress)
+{
+	stat_inc(STAT_LOGIN_RESET_AGAIN);
+#ifdef FTPGATE_NAT
+	struct scratch *s = get_scratch();
+	if (s)
+		s->nat.on = 0;
 #endif
 	return login_reset(skb, ingress);
 }
@@ -470,8 +489,11 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		if (!cv)
 			return TC_ACT_OK;
 		s->embryo = 0; /* promoted: this segment is tracked already */
-	} else if (tcp_track() != TCP_ACCEPT) {
-		return TC_ACT_OK;
+	} else {
+		if (cv->dir[DIR_CLIENT].login_reset && dir == DIR_CLIENT && p.payload_len)
+			return login_reset_again(skb, ingress);
+		if (tcp_track() != TCP_ACCEPT)
+			return TC_ACT_OK;
 	}
 	struct dir_state *st = dir_of(cv, dir);
 	struct dir_state *other = dir_of(cv, dir == DIR_SERVER ? DIR_CLIENT : DIR_SERVER);

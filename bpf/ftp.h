@@ -183,6 +183,30 @@ static __always_inline int ftp_reply(struct scratch *s, struct ctrl_val *cv, str
 	return 1;
 }
 
+/*
+ * auth_234 takes a final 234 that is not the reply to an AUTH at the head of
+ * a known queue (a multi-line reply tainted it, a gap lost commands, or it
+ * answers an earlier command): TLS starts when an AUTH is among the
+ * commands that were outstanding when it came, from head h. 234 answers
+ * only AUTH, and TLS opens only this server's ranges to this client.
+ * Otherwise the 234 is counted and ignored.
+ */
+static __always_inline void auth_234(struct ctrl_val *cv, __u32 h)
+{
+	struct ftp_track *cli = &cv->dir[DIR_CLIENT].ftp;
+	__u32 n = cli->queued - h;
+	for (int i = 0; i < CMD_QUEUE; i++) {
+		if (i >= n)
+			break;
+		if (cli->cmd[(h + i) & CMD_QUEUE_MASK] == KIND_AUTH) {
+			stat_inc(STAT_TLS_AUTH_UNPAIRED);
+			tls_begin(TLS_AUTH);
+			return;
+		}
+	}
+	stat_inc(STAT_TLS_234_UNATTRIBUTED);
+}
+
 /* process_line acts on a relevant line (PORT, EPRT, 227, 229) in s->line[0..line_len) */
 static __always_inline void process_line(struct scratch *s, struct ctrl_val *cv, __u8 kind)
 {
@@ -235,14 +259,20 @@ __noinline int ftp_line(int what)
 
 	__u8 kind = line_kind(line_token(s), s->dir);
 	if (s->dir == DIR_SERVER) {
+		__u32 head = st->ftp.answered;
 		if (!ftp_reply(s, cv, st, (what & LINE_CRLF) != 0))
 			return 0;
+		int is234 = (line_token(s) & TOK_CODE_MASK) == (TOK_234 & TOK_CODE_MASK);
 		if (st->ftp.reply_kind == KIND_AUTH) {
 			/* #13: the reply to AUTH at the head of the queue; after a 234 the bytes are TLS */
-			if ((line_token(s) & TOK_CODE_MASK) == (TOK_234 & TOK_CODE_MASK))
+			if (is234)
 				tls_begin(TLS_AUTH);
 			else
 				stat_inc(STAT_TLS_AUTH_REFUSED);
+			return 0;
+		}
+		if (is234) {
+			auth_234(cv, head);
 			return 0;
 		}
 		if (kind != KIND_NONE && (what & LINE_FULL))

@@ -98,6 +98,13 @@ enum limits {
 	 */
 	EMBRYO_PER_SRC_PER_SEC = 32,
 	EMBRYO_PER_SRC_BURST = 128,
+	/*
+	 * #13: SYNs a (client, server) pair with a live encrypted session may
+	 * have admitted through the server's TLS ranges, a second, after a
+	 * burst; the rest count as tls_range_limited and are dropped
+	 */
+	TLS_RANGE_PER_PAIR_PER_SEC = 256,
+	TLS_RANGE_PER_PAIR_BURST = 1024,
 	/* the largest window scale a SYN may announce (RFC 7323) */
 	TCP_MAX_WSCALE = 14,
 	/*
@@ -378,7 +385,7 @@ struct dir_state {
 	__u8 slot_next;    /* next slot of the ring to write */
 	__u16 carry_len;   /* bytes held in carry */
 	__u8 tls;          /* #13 enum tls_state: this direction is encrypted, never parsed again */
-	__u8 pad;
+	__u8 login_reset;  /* #13 client direction: the login guard reset the connection (a tombstone, login_guard) */
 	__u32 lines;       /* complete lines parsed */
 	__u64 last_ns;     /* ftpgate clock of the last segment */
 	struct expect_key slot[EXPECT_SLOTS];
@@ -424,15 +431,6 @@ struct tls_range_val {
 	struct tls_port_range r[TLS_RANGES_PER_SERVER];
 };
 
-/*
- * #13: entry 0 of tls_gate, kept by the Go side: while no server has a
- * declared range, XDP skips the TLS checks of an unexpected SYN (two hash
- * lookups on the path of a SYN flood)
- */
-struct tls_gate {
-	__u32 servers; /* entries of tls_ranges */
-};
-
 /* #13: a client and a server with encrypted control connections between them */
 struct tls_session_key {
 	__u8 family;
@@ -450,7 +448,10 @@ struct tls_session_key {
 struct tls_session_val {
 	__u32 live;
 	__u32 pad;
-	__u64 last_ns; /* ftpgate clock of the last change */
+	__u64 last_ns;         /* ftpgate clock of the last change */
+	/* the pair's bucket of range admissions (bucket_take; zero: full) */
+	__u64 range_ns;
+	__u64 range_credit_ns;
 };
 
 /*
@@ -501,6 +502,13 @@ struct config_val {
 	__u8 nat;                   /* enum nat_mode; 0, the default, is off */
 	/* #13 FTPS */
 	__u8 require_tls;           /* USER/PASS before TLS: reset both ends instead of passing */
+	/*
+	 * #13 owned by the loader and TC, not by the operator (SetConfig keeps
+	 * them): XDP's look-ups on a SYN nothing admitted are skipped while
+	 * they are clear
+	 */
+	__u8 tls_ranges;            /* the loader: some --tls-range is declared (tls_ranges not empty) */
+	__u8 tls_seen;              /* TC, at the first encrypted session (tls_begin): tls_sessions may hold a live pair */
 };
 
 /*

@@ -28,7 +28,9 @@ type FtpgateConfigVal struct {
 	ReplayPieces      uint8
 	Nat               uint8
 	RequireTls        uint8
-	_                 [4]byte
+	TlsRanges         uint8
+	TlsSeen           uint8
+	_                 [2]byte
 }
 
 type FtpgateCtrlKey struct {
@@ -86,7 +88,7 @@ type FtpgateDirState struct {
 	SlotNext    uint8
 	CarryLen    uint16
 	Tls         uint8
-	Pad         uint8
+	LoginReset  uint8
 	Lines       uint32
 	_           [4]byte
 	LastNs      uint64
@@ -343,6 +345,8 @@ const (
 	FtpgateLimitsDEFAULT_EMBRYO_SOURCES      FtpgateLimits = 16384
 	FtpgateLimitsEMBRYO_PER_SRC_PER_SEC      FtpgateLimits = 32
 	FtpgateLimitsEMBRYO_PER_SRC_BURST        FtpgateLimits = 128
+	FtpgateLimitsTLS_RANGE_PER_PAIR_PER_SEC  FtpgateLimits = 256
+	FtpgateLimitsTLS_RANGE_PER_PAIR_BURST    FtpgateLimits = 1024
 	FtpgateLimitsTCP_MAX_WSCALE              FtpgateLimits = 14
 	FtpgateLimitsTCP_PICKUP_WSCALE           FtpgateLimits = 7
 	FtpgateLimitsTCP_ACK_WINDOW_FALLBACK     FtpgateLimits = 66000
@@ -598,7 +602,15 @@ const (
 	FtpgateStatSTAT_LOGIN_CLEARTEXT        FtpgateStat = 104
 	FtpgateStatSTAT_LOGIN_RESET            FtpgateStat = 105
 	FtpgateStatSTAT_LOGIN_RESET_FAILED     FtpgateStat = 106
-	FtpgateStatSTAT_MAX                    FtpgateStat = 107
+	FtpgateStatSTAT_LOGIN_RESET_AGAIN      FtpgateStat = 107
+	FtpgateStatSTAT_TLS_AUTH_UNPAIRED      FtpgateStat = 108
+	FtpgateStatSTAT_TLS_234UNATTRIBUTED    FtpgateStat = 109
+	FtpgateStatSTAT_LOGIN_UNSCANNED        FtpgateStat = 110
+	FtpgateStatSTAT_LOGIN_HIDDEN           FtpgateStat = 111
+	FtpgateStatSTAT_LOGIN_NOT_FTP          FtpgateStat = 112
+	FtpgateStatSTAT_LOGIN_UNGUARDED        FtpgateStat = 113
+	FtpgateStatSTAT_TLS_RANGE_LIMITED      FtpgateStat = 114
+	FtpgateStatSTAT_MAX                    FtpgateStat = 115
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -612,11 +624,6 @@ const (
 	FtpgateTcpTrackFlagsTCP_DATA     FtpgateTcpTrackFlags = 32
 	FtpgateTcpTrackFlagsTCP_LINE_END FtpgateTcpTrackFlags = 64
 )
-
-type FtpgateTlsGate struct {
-	_       structs.HostLayout
-	Servers uint32
-}
 
 type FtpgateTlsPortRange struct {
 	_  structs.HostLayout
@@ -646,10 +653,12 @@ type FtpgateTlsSessionKey struct {
 }
 
 type FtpgateTlsSessionVal struct {
-	_      structs.HostLayout
-	Live   uint32
-	Pad    uint32
-	LastNs uint64
+	_             structs.HostLayout
+	Live          uint32
+	Pad           uint32
+	LastNs        uint64
+	RangeNs       uint64
+	RangeCreditNs uint64
 }
 
 type FtpgateTlsState uint32
@@ -679,7 +688,6 @@ const (
 	FtpgateMapNatOwn            = "nat_own"
 	FtpgateMapScratchBuf        = "scratch_buf"
 	FtpgateMapStats             = "stats"
-	FtpgateMapTlsGate           = "tls_gate"
 	FtpgateMapTlsRanges         = "tls_ranges"
 	FtpgateMapTlsSessions       = "tls_sessions"
 	FtpgateProgFtpgateTcEgress  = "ftpgate_tc_egress"
@@ -753,7 +761,6 @@ type FtpgateMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
-	TlsGate       *ebpf.MapSpec `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
@@ -799,7 +806,6 @@ type FtpgateMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
-	TlsGate       *ebpf.Map `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
@@ -821,7 +827,6 @@ func (m *FtpgateMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
-		m.TlsGate,
 		m.TlsRanges,
 		m.TlsSessions,
 	)

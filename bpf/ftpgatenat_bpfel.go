@@ -31,7 +31,6 @@ const (
 	FtpgateNatMapNatOwn            = "nat_own"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
 	FtpgateNatMapStats             = "stats"
-	FtpgateNatMapTlsGate           = "tls_gate"
 	FtpgateNatMapTlsRanges         = "tls_ranges"
 	FtpgateNatMapTlsSessions       = "tls_sessions"
 	FtpgateNatProgFtpgateNatProbe  = "ftpgate_nat_probe"
@@ -108,7 +107,6 @@ type FtpgateNatMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
-	TlsGate       *ebpf.MapSpec `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
@@ -155,7 +153,6 @@ type FtpgateNatMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
-	TlsGate       *ebpf.Map `ebpf:"tls_gate"`
 	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
@@ -177,7 +174,6 @@ func (m *FtpgateNatMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
-		m.TlsGate,
 		m.TlsRanges,
 		m.TlsSessions,
 	)

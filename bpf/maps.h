@@ -75,7 +75,6 @@ FTPGATE_MAP(nat_own, BPF_MAP_TYPE_HASH, DEFAULT_NAT_OWN, struct flow_key, struct
  */
 FTPGATE_MAP(tls_ranges, BPF_MAP_TYPE_HASH, MAX_TLS_SERVERS, struct tls_server_key, struct tls_range_val);
 FTPGATE_MAP(tls_sessions, BPF_MAP_TYPE_HASH, DEFAULT_TLS_SESSIONS, struct tls_session_key, struct tls_session_val);
-FTPGATE_MAP(tls_gate, BPF_MAP_TYPE_ARRAY, 1, __u32, struct tls_gate);
 
 /* one counter per enum stat */
 FTPGATE_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, STAT_MAX, __u32, __u64);

@@ -128,6 +128,15 @@ enum stat {
 	STAT_LOGIN_CLEARTEXT,      /* USER or PASS on a control connection not encrypted */
 	STAT_LOGIN_RESET,          /* such a segment turned into resets of both ends (--require-tls) */
 	STAT_LOGIN_RESET_FAILED,   /* a helper refused the reset's rewrite: the segment is dropped instead */
+	/* #13 FTPS: review fixes */
+	STAT_LOGIN_RESET_AGAIN,    /* client segment with payload on a connection the login guard reset (a retransmission): reset again */
+	STAT_TLS_AUTH_UNPAIRED,    /* final 234 not paired with the AUTH at the head of a known queue (tainted by a multi-line reply, a gap, pipelining) while an AUTH was outstanding: TLS starts */
+	STAT_TLS_234_UNATTRIBUTED, /* final 234 with no AUTH outstanding: ignored, the connection stays in clear */
+	STAT_LOGIN_UNSCANNED,      /* --require-tls: client segment of a connection not encrypted with bytes the parser does not read (MAX_LINES, MAX_SCAN_BYTES): reset like a login */
+	STAT_LOGIN_HIDDEN,         /* client line on a connection not encrypted starting with Telnet IAC or a space (a USER/PASS could hide behind): reset with --require-tls */
+	STAT_LOGIN_NOT_FTP,        /* --require-tls: client segment with payload on a control connection not encrypted that conformance found not FTP (nothing of it is read): reset like a login */
+	STAT_LOGIN_UNGUARDED,      /* without --require-tls: such a segment: a USER or PASS in it is not seen, passed */
+	STAT_TLS_RANGE_LIMITED,    /* SYN into a TLS range from a client with a live session beyond its pair's rate (TLS_RANGE_PER_PAIR_*): dropped */
 	STAT_MAX,
 };
 

@@ -278,6 +278,7 @@ static __always_inline void stream_parse(struct __sk_buff *skb, struct scratch *
 {
 	if (parse_lines(s, start, scan_bytes(len)) || len > MAX_SCAN_BYTES) {
 		stat_inc(STAT_SCAN_LIMIT);
+		login_unscanned(s);
 		__u8 last = 0;
 		bpf_skb_load_bytes(skb, last_off, &last, sizeof(last));
 		stream_gap(st, other, s->dir, last == '\n' ? MODE_LINE_START : MODE_SKIP);
@@ -364,12 +365,15 @@ static __always_inline void stream_segment(struct __sk_buff *skb, struct scratch
 	if (len > 0 && !loaded) {
 		/* bytes the parser cannot read count as a gap */
 		stat_inc(STAT_SCAN_LIMIT);
+		login_unscanned(s);
 		stream_gap(st, other, dir, MODE_SKIP);
 	} else if (len > 0) {
 		/* old bytes of a partial retransmission are passed over */
 		stream_parse(skb, s, st, other, start, len, payload_off + len - 1);
 	}
 out:
+	if (dir == DIR_CLIENT && len > 0 && cv && ftp_not(cv) && !tls_encrypted(cv))
+		login_not_ftp(s);
 	if ((__s32)(seq + len - st->next_seq) > 0)
 		st->next_seq = seq + len;
 }

@@ -82,12 +82,18 @@ __noinline int tls_begin(__u32 how)
 	__u64 now = st->last_ns;
 	st->tls = how;
 	stat_inc(how == TLS_IMPLICIT ? STAT_TLS_IMPLICIT : STAT_TLS_AUTH);
+	/* from now on XDP looks tls_sessions up for an unexpected SYN (admit.h) */
+	struct config_val *cfg = get_config();
+	if (cfg && !cfg->tls_seen)
+		cfg->tls_seen = 1;
 	struct tls_session_key *k = tls_pair(s);
 	struct tls_session_val *v = bpf_map_lookup_elem(&tls_sessions, k);
 	if (!v) {
 		s->tls_val.live = 1;
 		s->tls_val.pad = 0;
 		s->tls_val.last_ns = now;
+		s->tls_val.range_ns = 0;
+		s->tls_val.range_credit_ns = 0;
 		if (bpf_map_update_elem(&tls_sessions, k, &s->tls_val, BPF_NOEXIST) == 0)
 			goto out;
 		/* another CPU made it first, or the table is full */
@@ -143,22 +149,75 @@ __noinline int tls_end(void)
 	return 0;
 }
 
+/* what s->login says of a client segment on a connection not encrypted */
+enum login_seen {
+	LOGIN_NONE = 0,
+	LOGIN_COMMAND = 1,   /* it starts a USER or PASS command (login_line) */
+	LOGIN_HIDDEN = 2,    /* a line of it starts with Telnet IAC or a space: USER/PASS could hide behind (login_line) */
+	LOGIN_UNSCANNED = 3, /* --require-tls: bytes of it the parser cannot read (login_unscanned) */
+	LOGIN_NOT_FTP = 4,   /* --require-tls: the connection is not FTP, nothing of it is read (login_not_ftp) */
+};
+
 /*
  * login_line notes, in s->login, that the client line in s->line is a USER
  * or PASS command whose first four bytes this segment completes: the first
  * segment that carries a byte of its argument (or the command alone) is the
- * one the guard stops, so none of the argument passes.
+ * one the guard stops, so none of the argument passes. A line whose first
+ * byte (in this segment) is Telnet IAC (0xff, RFC 959 lets the server strip
+ * Telnet commands: vsftpd and others do) or a space is LOGIN_HIDDEN: only
+ * its first four bytes are compared, and a server that skips them would
+ * read a USER or PASS after them.
  */
 static __always_inline void login_line(struct scratch *s, __u32 from_carry)
 {
-	if (s->dir != DIR_CLIENT || from_carry >= 4 || s->line_len < 4)
+	if (s->dir != DIR_CLIENT)
+		return;
+	if (!from_carry && s->line_len >= 1 && (s->line[0] == 0xff || s->line[0] == ' ')) {
+		if (!s->login)
+			s->login = LOGIN_HIDDEN;
+		return;
+	}
+	if (from_carry >= 4 || s->line_len < 4)
 		return;
 	__u32 t = FTP_TOKEN(s->line[0], s->line[1], s->line[2], s->line[3]) & 0xdfdfdfdfU;
 	if (t != TOK_USER && t != TOK_PASS)
 		return;
 	__u8 c = s->line_len > 4 ? s->line[4] : 0;
 	if (c == ' ' || c == '\r' || c == '\n' || c == 0)
-		s->login = 1;
+		s->login = LOGIN_COMMAND;
+}
+
+/*
+ * login_not_ftp takes a client segment with payload on a control connection
+ * not encrypted that conformance found not FTP (client bytes before the
+ * greeting, a malformed line): nothing of it is parsed, so a USER or PASS
+ * in it would pass unseen. Under config.require_tls the guard stops it;
+ * without, it is counted (login_unguarded) and passes.
+ */
+static __always_inline void login_not_ftp(struct scratch *s)
+{
+	if (s->login)
+		return;
+	struct config_val *cfg = get_config();
+	if (cfg && cfg->require_tls)
+		s->login = LOGIN_NOT_FTP;
+	else
+		stat_inc(STAT_LOGIN_UNGUARDED);
+}
+
+/*
+ * login_unscanned notes, under config.require_tls, a client segment of a
+ * connection not encrypted that holds bytes the parser does not read (lines
+ * beyond MAX_LINES, bytes beyond MAX_SCAN_BYTES): a USER or PASS there
+ * would pass unseen, so the guard stops the segment.
+ */
+static __always_inline void login_unscanned(struct scratch *s)
+{
+	if (s->dir != DIR_CLIENT || s->login)
+		return;
+	struct config_val *cfg = get_config();
+	if (cfg && cfg->require_tls)
+		s->login = LOGIN_UNSCANNED;
 }
 
 /* rst_sum returns the TCP checksum of the reset in s->hdr, addressed as s->dir says */
@@ -302,13 +361,8 @@ fail:
 	return TC_ACT_SHOT;
 }
 
-/* tls_declared tells whether any server has a declared TLS range (an array lookup the JIT inlines) */
-static __always_inline int tls_declared(void)
-{
-	__u32 zero = 0;
-	struct tls_gate *g = bpf_map_lookup_elem(&tls_gate, &zero);
-	return g && g->servers;
-}
+#define TLS_RANGE_COST_NS (NSEC_PER_SEC / TLS_RANGE_PER_PAIR_PER_SEC)
+#define TLS_RANGE_CREDIT_MAX_NS ((__u64)TLS_RANGE_PER_PAIR_BURST * TLS_RANGE_COST_NS)
 
 /* tls_session_live tells whether client has a live encrypted control connection to server */
 static __always_inline int tls_session_live(__u8 family, const __u32 *client, const __u32 *server)
@@ -345,16 +399,25 @@ static __always_inline int tls_in_range(const struct pkt_info *p)
  * TLS range: 1 admitted, recorded as a data flow fk of kind KIND_TLS_RANGE
  * (so FIN/RST, a retransmitted SYN and --fwmark work as for expected ones);
  * -1 in a range but its client has no live encrypted session to the
- * server; 0 in no range.
+ * server; -2 in a range, but the pair's bucket of admissions is empty
+ * (TLS_RANGE_PER_PAIR_*); 0 in no range. The pass event is rate-limited
+ * like rejections (event_allowed).
  */
 static __always_inline int tls_range_admit(const struct pkt_info *p, const struct flow_key *fk,
 					   const struct config_val *cfg)
 {
 	if (!tls_in_range(p))
 		return 0;
-	if (!tls_session_live(p->family, p->src, p->dst))
+	struct tls_session_key k = {};
+	k.family = p->family;
+	copy_addr(k.client, p->src);
+	copy_addr(k.server, p->dst);
+	struct tls_session_val *v = bpf_map_lookup_elem(&tls_sessions, &k);
+	if (!v || !v->live)
 		return -1;
 	__u64 now = now_ns(cfg);
+	if (!bucket_take(&v->range_ns, &v->range_credit_ns, now, TLS_RANGE_COST_NS, TLS_RANGE_CREDIT_MAX_NS))
+		return -2;
 	struct flow_val fv = {};
 	fv.created_ns = now;
 	fv.last_seen_ns = now;
@@ -375,7 +438,8 @@ static __always_inline int tls_range_admit(const struct pkt_info *p, const struc
 	ek.dport = p->dport;
 	copy_addr(ek.src, p->src);
 	copy_addr(ek.dst, p->dst);
-	emit_event_port(EV_TLS_RANGE_PASS, STAT_TLS_RANGE_PASS, KIND_TLS_RANGE, &ek, &fv.ctrl, p->sport, now);
+	if (event_allowed(now))
+		emit_event_port(EV_TLS_RANGE_PASS, STAT_TLS_RANGE_PASS, KIND_TLS_RANGE, &ek, &fv.ctrl, p->sport, now);
 	return 1;
 }
 

@@ -162,7 +162,9 @@ func TestLoginGuardReset(t *testing.T) {
 			// inside the namespace nothing may call t.Fatal: fn runs on another goroutine
 			var c *bpftest.Conn
 			var ret uint32
-			var server, client []byte
+			var server, client, clientAgain []byte
+			var again ebpf.RunOptions
+			var retAgain uint32
 			err := nettest.Do(ns, func() error {
 				ifc, err := net.InterfaceByName("fgta")
 				if err != nil {
@@ -195,7 +197,15 @@ func TestLoginGuardReset(t *testing.T) {
 					return err
 				}
 				server = opts.DataOut
-				client, err = capture(fd)
+				if client, err = capture(fd); err != nil {
+					return err
+				}
+				// the same segment again (its reset lost): reset again, not picked up
+				again = ebpf.RunOptions{Data: seg.Bytes(), DataOut: make([]byte, 256), Context: bpfrun.SkbCtx{Ifindex: uint32(ifc.Index)}}
+				if retAgain, err = prog.Run(&again); err != nil {
+					return err
+				}
+				clientAgain, err = capture(fd)
 				return err
 			})
 			if err != nil {
@@ -215,11 +225,21 @@ func TestLoginGuardReset(t *testing.T) {
 			if toClient != want {
 				t.Fatalf("towards the client %+v, want %+v", toClient, want)
 			}
-			wantCounters(t, r, map[string]uint64{"login_cleartext": 1, "login_reset": 1, "login_reset_failed": 0, "ctrl_closed": 1})
+			if retAgain != bpftest.TCOK {
+				t.Fatalf("retransmission: verdict %d, want TC_ACT_OK (the reset goes on)", retAgain)
+			}
+			if got := decodeRST(t, again.DataOut, tc.partial); got != toServer {
+				t.Fatalf("retransmission towards the server %+v, want %+v", got, toServer)
+			}
+			if got := decodeRST(t, clientAgain, tc.partial); got != toClient {
+				t.Fatalf("retransmission towards the client %+v, want %+v", got, toClient)
+			}
+			wantCounters(t, r, map[string]uint64{"login_cleartext": 1, "login_reset": 2, "login_reset_again": 1,
+				"login_reset_failed": 0, "ctrl_closed": 1, "tcp_untrusted": 0})
 			conns, err := r.Maps.ListConns()
 			must(t, err)
-			if len(conns) != 0 {
-				t.Fatalf("the reset connection is still tracked: %+v", conns)
+			if len(conns) != 1 || !conns[0].LoginReset || !conns[0].Closing {
+				t.Fatalf("want the reset connection kept as a tombstone (closed, login_reset), have %+v", conns)
 			}
 			evs, err := r.Events()
 			must(t, err)

@@ -3,9 +3,13 @@ package bpf_test
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/maps"
@@ -96,24 +100,55 @@ func TestTLSAuthRefused(t *testing.T) {
 	}
 }
 
-// TestTLSForged234: a 234 counts only as the reply to an AUTH at the head
-// of the queue: one answering another command, or an echo inside a
-// multi-line reply, starts nothing.
+// TestTLSForged234: a 234 starts TLS only while an AUTH is outstanding: an
+// echo inside a multi-line reply is text, and a 234 with no AUTH
+// outstanding is counted and starts nothing.
 func TestTLSForged234(t *testing.T) {
 	r := bpftest.Shared(t)
 	c := open(t, r, client4, server4)
-	// the 234 answers NOOP, the AUTH behind it gets the 500
-	converse(t, c, "NOOP\r\n", "AUTH TLS\r\n", "234 not really\r\n")
-	must(t, c.ServerSends("500 AUTH not understood\r\n"))
 	// a 234 line inside a multi-line reply is text
 	converse(t, c, "", "AUTH TLS\r\n", "211-status\r\n234 echoed\r\n211 End\r\n")
-	// an unsolicited 234
+	// an unsolicited 234, and one answering NOOP
 	must(t, c.ServerSends("234 unsolicited\r\n"))
+	converse(t, c, "", "NOOP\r\n", "234 not really\r\n")
 	converse(t, c, "", "PASV\r\n", pasv227)
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
-	wantCounters(t, r, map[string]uint64{"tls_auth": 0, "tls_auth_refused": 2, "tls_segment": 0})
+	wantCounters(t, r, map[string]uint64{"tls_auth": 0, "tls_auth_refused": 1, "tls_segment": 0,
+		"tls_234_unattributed": 2, "tls_auth_unpaired": 0})
 	if enc, _ := encrypted(t, r); enc {
 		t.Fatal("encrypted by a forged 234")
+	}
+}
+
+// TestTLSAuthPipelined: an AUTH pipelined behind a command whose reply is
+// multi-line (the queue tainted: the 234 is not paired with it) or behind a
+// command the 234 seems to answer still starts TLS at the server's 234:
+// nothing after it is parsed.
+func TestTLSAuthPipelined(t *testing.T) {
+	r := bpftest.Shared(t)
+	cases := []struct {
+		name, pre, replies string
+	}{
+		{"behind FEAT's multi-line reply", "FEAT\r\n", "211-Features:\r\n AUTH TLS\r\n211 End\r\n"},
+		{"234 answers NOOP", "NOOP\r\n", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			must(t, r.Reset())
+			c := open(t, r, client4, server4)
+			converse(t, c, tc.pre, "AUTH TLS\r\n", tc.replies)
+			must(t, c.ServerSends("234 Proceed with negotiation.\r\n"))
+			if enc, how := encrypted(t, r); !enc || how != "auth" {
+				t.Fatalf("encrypted %v %q, want true auth", enc, how)
+			}
+			converse(t, c, "", "PASV\r\n", pasv227)
+			wantExpect(t, r)
+			wantCounters(t, r, map[string]uint64{"tls_auth": 1, "tls_auth_unpaired": 1, "tls_234_unattributed": 0,
+				"tls_segment": 2, "reply_227": 0})
+			if n := live(t, r, client4, server4); n != 1 {
+				t.Fatalf("live encrypted sessions %d, want 1", n)
+			}
+		})
 	}
 }
 
@@ -315,3 +350,181 @@ func TestLoginCleartextCounted(t *testing.T) {
 
 // be16 reads a big-endian 16-bit field.
 func be16(b []byte, off int) uint16 { return binary.BigEndian.Uint16(b[off:]) }
+
+// guardHit tells whether the login guard stopped the connection's last
+// client segment: kept as a tombstone, one reset made or refused.
+func guardHit(t *testing.T, r *bpftest.Rig) bool {
+	t.Helper()
+	cs, err := r.Counters()
+	must(t, err)
+	conns, err := r.Maps.ListConns()
+	must(t, err)
+	hit := len(conns) == 1 && conns[0].LoginReset
+	if n := cs["login_reset"] + cs["login_reset_failed"]; hit != (n == 1) {
+		t.Fatalf("tombstone %v but %d resets made or refused", hit, n)
+	}
+	return hit
+}
+
+// TestLoginGuardUnscanned: under --require-tls, a client segment with lines
+// beyond MAX_LINES, or bytes beyond MAX_SCAN_BYTES, on a connection not
+// encrypted is stopped like a login (the PASS after 64 short lines was
+// never looked at); without it the segment passes as before.
+func TestLoginGuardUnscanned(t *testing.T) {
+	r := bpftest.Shared(t)
+	// (a segment past MAX_SCAN_BYTES does not fit a BPF_PROG_TEST_RUN frame:
+	// the lab's TestGuard cases and the same code path cover it)
+	lines := strings.Repeat("NOOP\r\n", int(bpf.FtpgateLimitsMAX_LINES)) + "PASS secret\r\n"
+	for _, payload := range []string{lines} {
+		for _, require := range []bool{false, true} {
+			must(t, r.Reset())
+			setConfig(t, r, func(c *maps.Config) { c.RequireTLS = require })
+			c := open(t, r, client4, server4)
+			must(t, c.ClientSends(payload))
+			want := uint64(0)
+			if require {
+				want = 1
+			}
+			wantCounters(t, r, map[string]uint64{"login_unscanned": want, "scan_limit": 1, "login_cleartext": 0})
+			if hit := guardHit(t, r); hit != require {
+				t.Fatalf("%d bytes, require_tls %v: guard hit %v", len(payload), require, hit)
+			}
+		}
+	}
+	// an encrypted connection's bytes are never scanned: nothing to guard
+	must(t, r.Reset())
+	setConfig(t, r, func(c *maps.Config) { c.RequireTLS = true })
+	c := authTLS(t, r, client4, server4)
+	must(t, c.ClientSends(lines))
+	wantCounters(t, r, map[string]uint64{"login_unscanned": 0, "login_reset": 0, "tls_segment": 1})
+}
+
+// TestLoginGuardHidden: a client line starting with Telnet IAC or a space
+// (a server that strips them reads the USER or PASS behind) is counted, and
+// stopped under --require-tls.
+func TestLoginGuardHidden(t *testing.T) {
+	r := bpftest.Shared(t)
+	for _, line := range []string{"\xff\xf1USER alice\r\n", "  PASS secret\r\n", "NOOP\r\n\xff\xf4\xff\xf2PASS secret\r\n"} {
+		for _, require := range []bool{false, true} {
+			must(t, r.Reset())
+			setConfig(t, r, func(c *maps.Config) { c.RequireTLS = require })
+			c := open(t, r, client4, server4)
+			must(t, c.ClientSends(line))
+			wantCounters(t, r, map[string]uint64{"login_hidden": 1, "login_cleartext": 0})
+			if hit := guardHit(t, r); hit != require {
+				t.Fatalf("%q, require_tls %v: guard hit %v", line, require, hit)
+			}
+		}
+	}
+}
+
+// TestLoginGuardNotFTP: a client that sends USER before the server's
+// greeting makes the connection not FTP (nothing of it is parsed again):
+// under --require-tls that segment, and any later one, is stopped; without,
+// each client segment with payload is counted as unguarded.
+func TestLoginGuardNotFTP(t *testing.T) {
+	r := bpftest.Shared(t)
+	for _, require := range []bool{false, true} {
+		must(t, r.Reset())
+		setConfig(t, r, func(c *maps.Config) { c.RequireTLS = require })
+		c := bpftest.NewConn(r, ap(client4, 40000), ap(server4, 21))
+		must(t, c.Open())
+		must(t, c.ClientSends("USER alice\r\n"))
+		if hit := guardHit(t, r); hit != require {
+			t.Fatalf("require_tls %v: guard hit %v", require, hit)
+		}
+		if require {
+			wantCounters(t, r, map[string]uint64{"ctrl_not_ftp": 1, "login_not_ftp": 1, "login_unguarded": 0})
+			continue
+		}
+		must(t, c.Greet())
+		must(t, c.ClientSends("PASS secret\r\n"))
+		wantCounters(t, r, map[string]uint64{"ctrl_not_ftp": 1, "login_not_ftp": 0, "login_unguarded": 2, "login_cleartext": 0})
+	}
+}
+
+// TestTLSRangeLimited: a client with a live session cannot have SYNs
+// admitted through a range faster than its pair's bucket allows (each one
+// writes data_flows): past the burst they are dropped and counted, and the
+// pass events stay within the event budget.
+func TestTLSRangeLimited(t *testing.T) {
+	r := bpftest.Shared(t)
+	declare(t, r, "198.51.100.20:30000-30099")
+	authTLS(t, r, client4, server4)
+	n := int(bpf.FtpgateLimitsTLS_RANGE_PER_PAIR_BURST) + 200
+	passed := 0
+	for i := range n {
+		ret, err := r.XDP(bpftest.SYN(ap(client4, uint16(10000+i)), ap(server4, uint16(30000+i%100))))
+		must(t, err)
+		if ret == bpftest.XDPPass {
+			passed++
+		}
+	}
+	cs, err := r.Counters()
+	must(t, err)
+	limited := int(cs["tls_range_limited"])
+	if limited == 0 || passed+limited != n || int(cs["tls_range_pass"]) != passed {
+		t.Fatalf("%d SYNs: %d passed, %d limited (counters %v)", n, passed, limited, nonZero(cs))
+	}
+	evs, err := r.Events()
+	must(t, err)
+	pass := 0
+	for _, e := range evs {
+		if e.Type == maps.EventTLSRangePass {
+			pass++
+		}
+	}
+	if pass >= passed {
+		t.Fatalf("%d range pass events for %d admitted SYNs: not rate-limited", pass, passed)
+	}
+}
+
+// TestTLSRangeControlPort: a range that holds a control port is refused
+// with one line saying so; declaring one keeps config.tls_ranges in step.
+func TestTLSRangeControlPort(t *testing.T) {
+	r := bpftest.Shared(t)
+	must(t, r.Maps.CtrlPorts().Add(2121))
+	tr, err := maps.ParseTLSRange("198.51.100.20:2000-3000")
+	must(t, err)
+	if err := r.Maps.TLSRanges().Add(tr); err == nil || !strings.Contains(err.Error(), "control port 2121") {
+		t.Fatalf("range over control port 2121: %v", err)
+	}
+	cfg, err := r.Maps.GetConfig()
+	must(t, err)
+	if cfg.TLSRanges {
+		t.Fatal("config.tls_ranges set with no range declared")
+	}
+	declare(t, r, "198.51.100.20:30000-30099")
+	if cfg, _ = r.Maps.GetConfig(); !cfg.TLSRanges {
+		t.Fatal("config.tls_ranges clear with a range declared")
+	}
+	tr, _ = maps.ParseTLSRange("198.51.100.20:30000-30099")
+	must(t, r.Maps.TLSRanges().Del(tr))
+	if cfg, _ = r.Maps.GetConfig(); cfg.TLSRanges {
+		t.Fatal("config.tls_ranges set after the last range went")
+	}
+}
+
+// TestTLSRecountRecreates: a live encrypted pair whose tls_sessions entry
+// went (a recount racing TC deleted it) gets it back at the next recount,
+// and its range opens again.
+func TestTLSRecountRecreates(t *testing.T) {
+	r := bpftest.Shared(t)
+	declare(t, r, "198.51.100.20:30000-30099")
+	authTLS(t, r, client4, server4)
+	k := bpf.FtpgateTlsSessionKey{Family: unix.AF_INET}
+	_, k.Client = maps.Words(client4)
+	_, k.Server = maps.Words(server4)
+	must(t, r.Maps.TLSSessions.Delete(k))
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 50000), ap(server4, 30000)), bpftest.XDPDrop)
+	n, err := r.Maps.RecountTLSSessions(time.Hour)
+	must(t, err)
+	if n != 1 || live(t, r, client4, server4) != 1 {
+		t.Fatalf("recount made %d, pair live %d; want 1, 1", n, live(t, r, client4, server4))
+	}
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 50001), ap(server4, 30000)), bpftest.XDPPass)
+	// nothing more to do
+	if n, err = r.Maps.RecountTLSSessions(0); err != nil || n != 0 {
+		t.Fatalf("second recount changed %d (%v)", n, err)
+	}
+}

@@ -53,6 +53,12 @@ type Config struct {
 	// RequireTLS resets a control connection whose USER or PASS comes
 	// before TLS, both ends (#13)
 	RequireTLS bool
+	// TLSRanges and TLSSeen are not settings: the range set (some
+	// --tls-range declared) and TC (an encrypted session began) keep them,
+	// SetConfig keeps what the map holds. While clear, XDP skips its
+	// tls_ranges and tls_sessions look-ups for a SYN nothing admitted (#13).
+	TLSRanges bool
+	TLSSeen   bool
 }
 
 // RPCheck is the reverse-path check of control segments; the zero value,
@@ -153,6 +159,8 @@ func configToBPF(c Config) bpf.FtpgateConfigVal {
 		ReplayPieces:      b2u(c.ReplayPieces),
 		Nat:               uint8(c.NAT),
 		RequireTls:        b2u(c.RequireTLS),
+		TlsRanges:         b2u(c.TLSRanges),
+		TlsSeen:           b2u(c.TLSSeen),
 	}
 }
 
@@ -171,6 +179,8 @@ func configFromBPF(v bpf.FtpgateConfigVal) Config {
 		ReplayPieces:      v.ReplayPieces != 0,
 		NAT:               NATMode(v.Nat),
 		RequireTLS:        v.RequireTls != 0,
+		TLSRanges:         v.TlsRanges != 0,
+		TLSSeen:           v.TlsSeen != 0,
 	}
 }
 
@@ -179,6 +189,11 @@ func (m *Maps) SetConfig(c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	cur, err := m.GetConfig()
+	if err != nil {
+		return err
+	}
+	c.TLSRanges, c.TLSSeen = cur.TLSRanges, cur.TLSSeen
 	return m.putConfig(c)
 }
 
@@ -187,6 +202,18 @@ func (m *Maps) putConfig(c Config) error {
 		return fmt.Errorf("update %s: %w", NameConfig, err)
 	}
 	return nil
+}
+
+// SetTLSLookups writes config.tls_ranges and config.tls_seen, which the range
+// set and TC keep otherwise: for tests and benchmarks that fill tls_ranges
+// and tls_sessions directly.
+func (m *Maps) SetTLSLookups(ranges, seen bool) error {
+	c, err := m.GetConfig()
+	if err != nil {
+		return err
+	}
+	c.TLSRanges, c.TLSSeen = ranges, seen
+	return m.putConfig(c)
 }
 
 // GetConfig reads the configuration.

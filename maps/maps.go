@@ -33,7 +33,6 @@ const (
 	NameNATOwn       = "nat_own"
 	NameTLSRanges    = "tls_ranges"
 	NameTLSSessions  = "tls_sessions"
-	NameTLSGate      = "tls_gate"
 )
 
 // table is one pinned map: its name, where its handle lives, and for the
@@ -63,7 +62,6 @@ var tables = []table{
 	{NameNATOwn, func(m *Maps) **ebpf.Map { return &m.NATOwn }, func(s *TableSizes) *uint32 { return &s.NATOwn }},
 	{NameTLSRanges, func(m *Maps) **ebpf.Map { return &m.tlsRanges }, nil},
 	{NameTLSSessions, func(m *Maps) **ebpf.Map { return &m.TLSSessions }, func(s *TableSizes) *uint32 { return &s.TLSSessions }},
-	{NameTLSGate, func(m *Maps) **ebpf.Map { return &m.tlsGate }, nil},
 }
 
 // Names lists every map ftpgate pins, in a stable order.
@@ -151,7 +149,6 @@ type Maps struct {
 	// pairs with live encrypted control connections
 	tlsRanges   *ebpf.Map
 	TLSSessions *ebpf.Map
-	tlsGate     *ebpf.Map // through TLSRanges(): how many servers have ranges
 
 	owned bool // Close closes the handles
 }

@@ -191,6 +191,10 @@ type Conn struct {
 	// TLS says how: auth (AUTH answered 234) or implicit (--ftps-port)
 	Encrypted bool   `json:"encrypted"`
 	TLS       string `json:"tls,omitempty"`
+	// LoginReset: the login guard reset the connection (#13); it stays,
+	// closed, until the closed linger, so that a retransmitted login is
+	// reset again
+	LoginReset bool `json:"login_reset,omitempty"`
 }
 
 // reclaimable is the one rule for when a data flow or control connection is
@@ -443,6 +447,7 @@ func (m *Maps) ListConns() ([]Conn, error) {
 			ClientLines: cli.Lines,
 			ServerLines: srv.Lines,
 			Closing:     closing,
+			LoginReset:  cli.LoginReset != 0,
 		}
 		if t := max(cli.Tls, srv.Tls); t != 0 {
 			c.Encrypted, c.TLS = true, TLSState(t).String()

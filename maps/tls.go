@@ -104,33 +104,39 @@ func ParseTLSRange(s string) (TLSRange, error) {
 	if lo > hi {
 		return bad("LO is above HI")
 	}
+	if lo < 1024 {
+		// a range opens its ports to every client with a session: never a system service's
+		return bad("ports below 1024 are system services (FTP's own among them), never a passive range")
+	}
 	return TLSRange{Server: a, Lo: uint16(lo), Hi: uint16(hi)}, nil
 }
 
-// TLSRangeSet is the tls_ranges map: each server's declared ranges, and
-// tls_gate, which tells XDP whether there are any.
-type TLSRangeSet struct{ m, gate *ebpf.Map }
+// TLSRangeSet is the tls_ranges map: each server's declared ranges.
+type TLSRangeSet struct {
+	m    *ebpf.Map
+	maps *Maps
+}
 
 // TLSRanges is the set of declared TLS ranges.
-func (m *Maps) TLSRanges() TLSRangeSet { return TLSRangeSet{m.tlsRanges, m.tlsGate} }
+func (m *Maps) TLSRanges() TLSRangeSet { return TLSRangeSet{m.tlsRanges, m} }
 
-// syncGate writes how many servers have ranges into tls_gate: XDP looks a
-// SYN up in the ranges only while there are some.
-func (t TLSRangeSet) syncGate() error {
-	n := 0
+// syncDeclared sets config.tls_ranges to whether any range is declared: XDP
+// looks tls_ranges up only while it is set. Called after each change: a SYN
+// in between meets the old bit, which at worst drops it as unexpected.
+func (t TLSRangeSet) syncDeclared() error {
 	var k bpf.FtpgateTlsServerKey
 	var v bpf.FtpgateTlsRangeVal
 	it := t.m.Iterate()
-	for it.Next(&k, &v) {
-		n++
-	}
+	declared := it.Next(&k, &v)
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read %s: %w", NameTLSRanges, err)
 	}
-	if err := t.gate.Put(uint32(0), bpf.FtpgateTlsGate{Servers: uint32(n)}); err != nil {
-		return fmt.Errorf("update %s: %w", NameTLSGate, err)
+	c, err := t.maps.GetConfig()
+	if err != nil || c.TLSRanges == declared {
+		return err
 	}
-	return nil
+	c.TLSRanges = declared
+	return t.maps.putConfig(c)
 }
 
 func tlsServerKey(a netip.Addr) bpf.FtpgateTlsServerKey {
@@ -163,12 +169,21 @@ func (t TLSRangeSet) put(a netip.Addr, v bpf.FtpgateTlsRangeVal) error {
 	if err != nil {
 		return fmt.Errorf("update %s[%s]: %w", NameTLSRanges, a, err)
 	}
-	return t.syncGate()
+	return t.syncDeclared()
 }
 
 // Add declares r; it takes effect for the next SYN. A range already
 // declared is not added twice.
 func (t TLSRangeSet) Add(r TLSRange) error {
+	ctrl, err := t.maps.CtrlPorts().List()
+	if err != nil {
+		return err
+	}
+	for _, p := range ctrl {
+		if r.Lo <= p && p <= r.Hi {
+			return fmt.Errorf("add tls range %s: it holds control port %d, whose connections the range would admit unparsed: leave the control ports out", r, p)
+		}
+	}
 	v, err := t.get(r.Server)
 	if err != nil {
 		return err
@@ -240,7 +255,7 @@ func (t TLSRangeSet) Replace(rs []TLSRange) error {
 	if err := replaceSet(cur, rs, t.Del, t.Add); err != nil {
 		return err
 	}
-	return t.syncGate()
+	return t.syncDeclared()
 }
 
 // TLSSession is a (client, server) pair with encrypted control connections.
@@ -270,15 +285,29 @@ func tlsPair(k bpf.FtpgateCtrlKey) bpf.FtpgateTlsSessionKey {
 // encrypted and out at its first FIN or RST, but a connection the ager
 // reclaimed while silent, or one whose entry was lost, is never counted out
 // by TC. A pair with no live encrypted connection is deleted; a pair whose
-// count is wrong gets the right one. Pairs changed within settle are left
-// alone: TC may be counting them this instant. Returns how many entries were
-// deleted or corrected.
+// count is wrong gets the right one; a pair with live encrypted connections
+// but no entry (a race below, or a full table then) gets one. Pairs changed
+// within settle are left alone: TC may be counting them this instant.
+//
+// BPF counts with atomic adds and stamps last_ns at each change, and this
+// read-then-write cannot be atomic with them: each write is preceded by a
+// fresh read, and skipped when the entry changed since the scan (TC's count
+// is then newer than ours); a change in the microseconds between that read
+// and the write can still be lost. Every such loss closes, never opens: a
+// live pair deleted or counted low loses its ranges until the next pass
+// recreates or corrects it (an entry is only created with BPF_NOEXIST,
+// after the connection is read again as live and encrypted). Returns how
+// many entries were deleted, corrected or created.
 func (m *Maps) RecountTLSSessions(settle time.Duration) (int, error) {
-	live := map[bpf.FtpgateTlsSessionKey]uint32{}
+	type pair struct {
+		live uint32
+		conn bpf.FtpgateCtrlKey // one of its live encrypted connections
+	}
+	live := map[bpf.FtpgateTlsSessionKey]pair{}
 	err := each(m, NameCtrlConns, func(_ uint64, k bpf.FtpgateCtrlKey, v *bpf.FtpgateCtrlVal) {
-		cli, srv := v.Dir[bpf.FtpgateDirectionDIR_CLIENT], v.Dir[bpf.FtpgateDirectionDIR_SERVER]
-		if (cli.Tls != 0 || srv.Tls != 0) && cli.Fin == 0 && srv.Fin == 0 {
-			live[tlsPair(k)]++
+		if liveEncrypted(v) {
+			p := live[tlsPair(k)]
+			live[tlsPair(k)] = pair{p.live + 1, k}
 		}
 	})
 	if err != nil {
@@ -287,25 +316,31 @@ func (m *Maps) RecountTLSSessions(settle time.Duration) (int, error) {
 	type fix struct {
 		k    bpf.FtpgateTlsSessionKey
 		live uint32
+		seen bpf.FtpgateTlsSessionVal // as the scan read it
 	}
 	var fixes []fix
+	have := map[bpf.FtpgateTlsSessionKey]bool{}
 	err = each(m, NameTLSSessions, func(now uint64, k bpf.FtpgateTlsSessionKey, v *bpf.FtpgateTlsSessionVal) {
-		if since(now, v.LastNs) < settle || v.Live == live[k] && v.Live != 0 {
+		have[k] = true
+		if since(now, v.LastNs) < settle || v.Live == live[k].live && v.Live != 0 {
 			return
 		}
-		fixes = append(fixes, fix{k, live[k]})
+		fixes = append(fixes, fix{k, live[k].live, *v})
 	})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, f := range fixes {
-		var err error
-		if f.live == 0 {
-			err = m.TLSSessions.Delete(f.k)
-		} else {
-			var v bpf.FtpgateTlsSessionVal
-			if err = m.TLSSessions.Lookup(f.k, &v); err == nil {
+		var v bpf.FtpgateTlsSessionVal
+		err := m.TLSSessions.Lookup(f.k, &v)
+		if err == nil && (v.LastNs != f.seen.LastNs || v.Live != f.seen.Live) {
+			continue // TC changed it since the scan
+		}
+		if err == nil {
+			if f.live == 0 {
+				err = m.TLSSessions.Delete(f.k)
+			} else {
 				v.Live = f.live
 				err = m.TLSSessions.Update(f.k, v, ebpf.UpdateExist)
 			}
@@ -318,5 +353,33 @@ func (m *Maps) RecountTLSSessions(settle time.Duration) (int, error) {
 		}
 		n++
 	}
+	now, err := m.Now()
+	if err != nil {
+		return n, err
+	}
+	for k, p := range live {
+		if have[k] {
+			continue
+		}
+		var cv bpf.FtpgateCtrlVal
+		if err := m.CtrlConns.Lookup(p.conn, &cv); err != nil || !liveEncrypted(&cv) {
+			continue
+		}
+		err := m.TLSSessions.Update(k, bpf.FtpgateTlsSessionVal{Live: p.live, LastNs: now}, ebpf.UpdateNoExist)
+		if errors.Is(err, ebpf.ErrKeyExist) || errors.Is(err, unix.E2BIG) {
+			continue // TC made it first, or the table is full (tls_session_full)
+		}
+		if err != nil {
+			return n, fmt.Errorf("recount %s: %w", NameTLSSessions, err)
+		}
+		n++
+	}
 	return n, nil
+}
+
+// liveEncrypted tells whether a control connection counts in its pair's
+// live sessions: encrypted, and neither direction closed.
+func liveEncrypted(v *bpf.FtpgateCtrlVal) bool {
+	cli, srv := v.Dir[bpf.FtpgateDirectionDIR_CLIENT], v.Dir[bpf.FtpgateDirectionDIR_SERVER]
+	return (cli.Tls != 0 || srv.Tls != 0) && cli.Fin == 0 && srv.Fin == 0
 }

@@ -8,12 +8,11 @@ import (
 
 func TestParseTLSRange(t *testing.T) {
 	good := map[string]TLSRange{
-		"198.51.100.2:30000-30099":    {netip.MustParseAddr("198.51.100.2"), 30000, 30099},
-		"[2001:db8::2]:30000-30099":   {netip.MustParseAddr("2001:db8::2"), 30000, 30099},
-		"198.51.100.2:990-990":        {netip.MustParseAddr("198.51.100.2"), 990, 990},
-		"[::ffff:198.51.100.2]:1-2":   {netip.MustParseAddr("198.51.100.2"), 1, 2},
-		"203.0.113.9:1024-65535":      {netip.MustParseAddr("203.0.113.9"), 1024, 65535},
-		"[2001:db8:0::2]:40000-40000": {netip.MustParseAddr("2001:db8::2"), 40000, 40000},
+		"198.51.100.2:30000-30099":        {netip.MustParseAddr("198.51.100.2"), 30000, 30099},
+		"[2001:db8::2]:30000-30099":       {netip.MustParseAddr("2001:db8::2"), 30000, 30099},
+		"[::ffff:198.51.100.2]:1024-1025": {netip.MustParseAddr("198.51.100.2"), 1024, 1025},
+		"203.0.113.9:1024-65535":          {netip.MustParseAddr("203.0.113.9"), 1024, 65535},
+		"[2001:db8:0::2]:40000-40000":     {netip.MustParseAddr("2001:db8::2"), 40000, 40000},
 	}
 	for in, want := range good {
 		got, err := ParseTLSRange(in)
@@ -33,6 +32,8 @@ func TestParseTLSRange(t *testing.T) {
 		"198.51.100.2:0-10":           "ports are 1-65535",
 		"198.51.100.2:1-70000":        "ports are 1-65535",
 		"198.51.100.2:a-b":            "ports are 1-65535",
+		"198.51.100.2:990-990":        "ports below 1024 are system services",
+		"198.51.100.2:1000-30000":     "ports below 1024 are system services",
 		"2001:db8::2:30000-30099":     "an IPv6 address goes in brackets",
 		"[198.51.100.2]:30000-30099":  "an IPv4 address goes without brackets",
 		"[2001:db8::2:30000-30099":    "unbalanced brackets",

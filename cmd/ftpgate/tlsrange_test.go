@@ -47,21 +47,23 @@ func TestTLSRangeCommand(t *testing.T) {
 		{"tls-range", "add"},
 		{"tls-range", "add", "198.51.100.2:30000"},
 		{"tls-range", "add", "2001:db8::2:30000-30099"},
+		{"tls-range", "add", "198.51.100.2:990-999"},
+		{"tls-range", "add", "198.51.100.2:20-30000"},
 		{"tls-range", "del", "198.51.100.2:30000-30099"},
 	} {
 		r := f.cmd(bad[:2], bad[2:]...)
 		oneLine(t, r)
 	}
 	for i := range maps.TLSRangesPerServer {
-		if r := f.cmd([]string{"tls-range", "add"}, "203.0.113.5:"+strconv.Itoa(1000+10*i)+"-"+strconv.Itoa(1005+10*i)); r.code != 0 {
+		if r := f.cmd([]string{"tls-range", "add"}, "203.0.113.5:"+strconv.Itoa(40000+10*i)+"-"+strconv.Itoa(40005+10*i)); r.code != 0 {
 			t.Fatalf("add range %d: %s", i, r.stderr)
 		}
 	}
-	r := f.cmd([]string{"tls-range", "add"}, "203.0.113.5:2000-2005")
+	r := f.cmd([]string{"tls-range", "add"}, "203.0.113.5:41000-41005")
 	if r.code == 0 {
 		t.Fatal("one range more than a server holds accepted")
 	}
-	if r := f.cmd([]string{"tls-range", "add"}, "203.0.113.5:2000-2005"); !strings.Contains(r.stderr, "delete one first") {
+	if r := f.cmd([]string{"tls-range", "add"}, "203.0.113.5:41000-41005"); !strings.Contains(r.stderr, "delete one first") {
 		t.Fatalf("full server: %q", r.stderr)
 	}
 }

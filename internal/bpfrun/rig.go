@@ -129,6 +129,10 @@ func (r *Rig) Reset() error {
 	if err := r.Maps.SetConfig(TestConfig()); err != nil {
 		return err
 	}
+	// tls_ranges and tls_sessions are empty again: so are their bits (SetConfig keeps them)
+	if err := r.Maps.SetTLSLookups(false, false); err != nil {
+		return err
+	}
 	if _, err := r.Events(); err != nil {
 		return err
 	}
