@@ -420,13 +420,27 @@ func (c *Conn) ftpLine(fromClient bool, line []byte, what int) {
 	}
 	kind := lineKind(line, fromClient)
 	if !fromClient {
+		head := c.srv().answered
 		if !c.reply(line, what&lineCRLF != 0) {
 			return
 		}
+		is234 := token(line)[:3] == "234"
 		if c.srv().replyKind == "auth" {
 			// the reply to AUTH: after a 234 the bytes are TLS (ftp_line)
-			if token(line)[:3] == "234" {
+			if is234 {
 				c.encrypted = true
+			}
+			return
+		}
+		if is234 {
+			// a 234 the queue cannot pair: TLS when an AUTH was among the
+			// commands outstanding when it came (auth_234)
+			cli := c.cli()
+			for i := uint32(0); i < uint32(CmdQueue) && i < cli.queued-head; i++ {
+				if cli.cmd[(head+i)%uint32(CmdQueue)] == "auth" {
+					c.encrypted = true
+					break
+				}
 			}
 			return
 		}
