@@ -123,7 +123,7 @@ enum stat {
 	STAT_TLS_AUTH_REFUSED,     /* AUTH answered by another reply than 234: the connection stays cleartext */
 	STAT_TLS_RANGE_PASS,       /* SYN into a server's TLS range from a client with a live encrypted session: admitted */
 	STAT_TLS_RANGE_NO_SESSION, /* SYN into a server's TLS range without a live encrypted session of its client: dropped */
-	STAT_TLS_ACTIVE_REFUSED,   /* SYN from a server to a client with a live encrypted session (active-mode FTPS), ranges declared: dropped */
+	STAT_TLS_ACTIVE_REFUSED,   /* SYN from a server to a client with a live encrypted session (active-mode FTPS), once an encrypted session began (config.tls_seen): dropped */
 	STAT_TLS_SESSION_FULL,     /* tls_sessions refused a new pair: its TLS ranges stay closed to it */
 	STAT_LOGIN_CLEARTEXT,      /* USER or PASS on a control connection not encrypted */
 	STAT_LOGIN_RESET,          /* such a segment turned into resets of both ends (--require-tls) */

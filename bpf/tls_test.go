@@ -304,10 +304,15 @@ func TestTLSRangeAgeing(t *testing.T) {
 // client) is refused under its own counter: the PORT inside TLS is unreadable.
 func TestTLSActiveRefused(t *testing.T) {
 	r := bpftest.Shared(t)
-	// without a declared range XDP makes no TLS check: counted as any other
-	authTLS(t, r, client4, server4)
+	// before any encrypted session began (config.tls_seen clear) XDP makes
+	// no TLS check: counted as any other
 	wantVerdict(t, r, bpftest.SYN(ap(server4, 20), ap(client4, 50000)), bpftest.XDPDrop)
 	wantCounters(t, r, map[string]uint64{"tls_active_refused": 0, "syn_drop_unexpected": 1})
+	must(t, r.Reset())
+	// once one began, with or without a declared range
+	authTLS(t, r, client4, server4)
+	wantVerdict(t, r, bpftest.SYN(ap(server4, 20), ap(client4, 50000)), bpftest.XDPDrop)
+	wantCounters(t, r, map[string]uint64{"tls_active_refused": 1, "syn_drop_unexpected": 0})
 	must(t, r.Reset())
 	declare(t, r, "198.51.100.20:30000-30099")
 	authTLS(t, r, client4, server4)
