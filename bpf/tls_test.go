@@ -455,21 +455,31 @@ func TestLoginGuardNotFTP(t *testing.T) {
 func TestTLSRangeLimited(t *testing.T) {
 	r := bpftest.Shared(t)
 	declare(t, r, "198.51.100.20:30000-30099")
+	// the bucket refills while the SYNs are sent (slowly in a TCG guest): the
+	// SYNs go on until the first is limited, and what passed is bounded by
+	// the burst plus the refill over the time taken, whatever the speed
+	start := time.Now()
 	authTLS(t, r, client4, server4)
-	n := int(bpf.FtpgateLimitsTLS_RANGE_PER_PAIR_BURST) + 200
-	passed := 0
-	for i := range n {
-		ret, err := r.XDP(bpftest.SYN(ap(client4, uint16(10000+i)), ap(server4, uint16(30000+i%100))))
+	burst, rate := int(bpf.FtpgateLimitsTLS_RANGE_PER_PAIR_BURST), float64(bpf.FtpgateLimitsTLS_RANGE_PER_PAIR_PER_SEC)
+	max := 40 * burst
+	n, passed := 0, 0
+	for n < max {
+		ret, err := r.XDP(bpftest.SYN(ap(client4, uint16(10000+n%50000)), ap(server4, uint16(30000+n%100))))
 		must(t, err)
-		if ret == bpftest.XDPPass {
-			passed++
+		n++
+		if ret != bpftest.XDPPass {
+			break
 		}
+		passed++
 	}
+	elapsed := time.Since(start).Seconds()
 	cs, err := r.Counters()
 	must(t, err)
 	limited := int(cs["tls_range_limited"])
-	if limited == 0 || passed+limited != n || int(cs["tls_range_pass"]) != passed {
-		t.Fatalf("%d SYNs: %d passed, %d limited (counters %v)", n, passed, limited, nonZero(cs))
+	if limited != 1 || passed+limited != n || int(cs["tls_range_pass"]) != passed ||
+		passed < burst || float64(passed) > float64(burst)+rate*elapsed+1 {
+		t.Fatalf("%d SYNs in %.2fs: %d passed, %d limited; want the first limited after at least %d and at most %d+%.0f/s passed (counters %v)",
+			n, elapsed, passed, limited, burst, burst, rate, nonZero(cs))
 	}
 	evs, err := r.Events()
 	must(t, err)
