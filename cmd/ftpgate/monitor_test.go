@@ -100,7 +100,14 @@ func TestMonitorOverRunSocket(t *testing.T) {
 	f := newFixture(t)
 	stop := serveEvents(f.dp, loader.Options{PinDir: f.pinDir, StateDir: f.states}, slog.New(slog.DiscardHandler))
 	defer stop()
-	f.dropSYN(t, 40000) // drained by run before any monitor
+	// An event from before the monitors: a first monitor's seeing it proves
+	// run drained it (without that, a loaded machine let run read it after
+	// the monitors below had registered, and they printed it).
+	witness := f.startMonitor(t, "1", "--json")
+	f.dropSYN(t, 40000)
+	if r := waitMonitor(t, witness); !strings.Contains(r.stdout, `"sport":40000`) {
+		t.Fatalf("the first monitor printed %q, want the SYN from port 40000", r.stdout)
+	}
 	mons := []<-chan result{f.startMonitor(t, "1", "--json"), f.startMonitor(t, "1", "--json")}
 	f.dropSYN(t, 50123)
 	for i, mon := range mons {
