@@ -121,10 +121,14 @@ static __always_inline struct flow_val *flow_lookup(const struct pkt_info *p)
 	return bpf_map_lookup_elem(&data_flows, &fk);
 }
 
-static __always_inline int admit(struct xdp_md *ctx)
+/*
+ * admit decides on the frame between data and data_end (from its Ethernet
+ * header on) and returns the verdict in XDP's terms, XDP_PASS or XDP_DROP:
+ * the XDP entry point returns it as it is, the TC one (admit_skb) turns it
+ * into TC's codes. Every counter and event is the same at either hook.
+ */
+static __always_inline int admit(void *data, void *data_end)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct pkt_info p;
 
 	int res = parse_packet(data, data_end, &p);

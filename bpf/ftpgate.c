@@ -24,7 +24,7 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 SEC("xdp")
 int ftpgate_xdp(struct xdp_md *ctx)
 {
-	return admit(ctx);
+	return admit((void *)(long)ctx->data, (void *)(long)ctx->data_end);
 }
 
 SEC("tc")
