@@ -98,34 +98,36 @@ func TestRejectEventsRateLimited(t *testing.T) {
 
 // A dropped data SYN is reported with its reason and 5-tuple (issue 10 j).
 func TestDroppedSYNEvent(t *testing.T) {
-	for _, dry := range []bool{false, true} {
-		name, reason := "drop", "syn_drop_unexpected"
-		if dry {
-			name, reason = "dry-run", "syn_dryrun_would_drop"
+	eachHook(t, func(t *testing.T, r *bpftest.Rig) {
+		for _, dry := range []bool{false, true} {
+			name, reason := "drop", "syn_drop_unexpected"
+			if dry {
+				name, reason = "dry-run", "syn_dryrun_would_drop"
+			}
+			t.Run(name, func(t *testing.T) {
+				must(t, r.Reset())
+				setConfig(t, r, func(c *maps.Config) { c.DryRun = dry })
+				_, err := r.Admit(bpftest.SYN(ap(client4, 50123), ap(server4, 30000)))
+				must(t, err)
+				evs := events(t, r)
+				if len(evs) != 1 {
+					t.Fatalf("events %+v, want one syn_drop", evs)
+				}
+				ev := evs[0]
+				if ev.Type != maps.EventSYNDrop || ev.Reason != reason || ev.Src != client4 || ev.SPort != 50123 ||
+					ev.Dst != server4 || ev.DPort != 30000 {
+					t.Fatalf("event %+v, want syn_drop %s %s:50123 -> %s:30000", ev, reason, client4, server4)
+				}
+				// an admitted SYN reports nothing
+				must(t, r.Maps.AllowPorts().Add(22))
+				_, err = r.Admit(bpftest.SYN(ap(client4, 50124), ap(server4, 22)))
+				must(t, err)
+				if evs := events(t, r); len(evs) != 0 {
+					t.Fatalf("events after an admitted SYN: %+v", evs)
+				}
+			})
 		}
-		t.Run(name, func(t *testing.T) {
-			r := bpftest.Shared(t)
-			setConfig(t, r, func(c *maps.Config) { c.DryRun = dry })
-			_, err := r.XDP(bpftest.SYN(ap(client4, 50123), ap(server4, 30000)))
-			must(t, err)
-			evs := events(t, r)
-			if len(evs) != 1 {
-				t.Fatalf("events %+v, want one syn_drop", evs)
-			}
-			ev := evs[0]
-			if ev.Type != maps.EventSYNDrop || ev.Reason != reason || ev.Src != client4 || ev.SPort != 50123 ||
-				ev.Dst != server4 || ev.DPort != 30000 {
-				t.Fatalf("event %+v, want syn_drop %s %s:50123 -> %s:30000", ev, reason, client4, server4)
-			}
-			// an admitted SYN reports nothing
-			must(t, r.Maps.AllowPorts().Add(22))
-			_, err = r.XDP(bpftest.SYN(ap(client4, 50124), ap(server4, 22)))
-			must(t, err)
-			if evs := events(t, r); len(evs) != 0 {
-				t.Fatalf("events after an admitted SYN: %+v", evs)
-			}
-		})
-	}
+	})
 }
 
 // ctrl_closed counts connections, not FINs (issue 10 m).

@@ -6,6 +6,8 @@
  *   ftpgate_xdp         XDP, ingress of a guarded interface: admits new TCP
  *                       connections to allowed ports and negotiated data
  *                       connections, drops other SYNs. Linux >= 5.10.
+ *   ftpgate_tc_admit    the same at TC ingress (--admit-hook tc), first in
+ *                       the chain, before ftpgate_tc_ingress. Linux >= 5.10.
  *   ftpgate_tc_ingress  TC ingress (TCX or clsact): parses FTP control segments,
  *   ftpgate_tc_egress   TC egress: writes expectations. Linux >= 5.10.
  *
@@ -17,6 +19,7 @@
 
 #include "ftpgate.h"
 #include "admit.h"
+#include "admit_tc.h"
 #include "control.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
@@ -25,6 +28,12 @@ SEC("xdp")
 int ftpgate_xdp(struct xdp_md *ctx)
 {
 	return admit((void *)(long)ctx->data, (void *)(long)ctx->data_end);
+}
+
+SEC("tc")
+int ftpgate_tc_admit(struct __sk_buff *skb)
+{
+	return admit_skb(skb);
 }
 
 SEC("tc")

@@ -690,6 +690,7 @@ const (
 	FtpgateMapStats             = "stats"
 	FtpgateMapTlsRanges         = "tls_ranges"
 	FtpgateMapTlsSessions       = "tls_sessions"
+	FtpgateProgFtpgateTcAdmit   = "ftpgate_tc_admit"
 	FtpgateProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateProgFtpgateTcIngress = "ftpgate_tc_ingress"
 	FtpgateProgFtpgateXdp       = "ftpgate_xdp"
@@ -737,6 +738,7 @@ type FtpgateSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FtpgateProgramSpecs struct {
+	FtpgateTcAdmit   *ebpf.ProgramSpec `ebpf:"ftpgate_tc_admit"`
 	FtpgateTcEgress  *ebpf.ProgramSpec `ebpf:"ftpgate_tc_egress"`
 	FtpgateTcIngress *ebpf.ProgramSpec `ebpf:"ftpgate_tc_ingress"`
 	FtpgateXdp       *ebpf.ProgramSpec `ebpf:"ftpgate_xdp"`
@@ -842,6 +844,7 @@ type FtpgateVariables struct {
 //
 // It can be passed to LoadFtpgateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FtpgatePrograms struct {
+	FtpgateTcAdmit   *ebpf.Program `ebpf:"ftpgate_tc_admit"`
 	FtpgateTcEgress  *ebpf.Program `ebpf:"ftpgate_tc_egress"`
 	FtpgateTcIngress *ebpf.Program `ebpf:"ftpgate_tc_ingress"`
 	FtpgateXdp       *ebpf.Program `ebpf:"ftpgate_xdp"`
@@ -849,6 +852,7 @@ type FtpgatePrograms struct {
 
 func (p *FtpgatePrograms) Close() error {
 	return _FtpgateClose(
+		p.FtpgateTcAdmit,
 		p.FtpgateTcEgress,
 		p.FtpgateTcIngress,
 		p.FtpgateXdp,

@@ -34,6 +34,7 @@ const (
 	FtpgateNatMapTlsRanges         = "tls_ranges"
 	FtpgateNatMapTlsSessions       = "tls_sessions"
 	FtpgateNatProgFtpgateNatProbe  = "ftpgate_nat_probe"
+	FtpgateNatProgFtpgateTcAdmit   = "ftpgate_tc_admit"
 	FtpgateNatProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatProgFtpgateTcIngress = "ftpgate_tc_ingress"
 	FtpgateNatProgFtpgateXdp       = "ftpgate_xdp"
@@ -83,6 +84,7 @@ type FtpgateNatSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type FtpgateNatProgramSpecs struct {
 	FtpgateNatProbe  *ebpf.ProgramSpec `ebpf:"ftpgate_nat_probe"`
+	FtpgateTcAdmit   *ebpf.ProgramSpec `ebpf:"ftpgate_tc_admit"`
 	FtpgateTcEgress  *ebpf.ProgramSpec `ebpf:"ftpgate_tc_egress"`
 	FtpgateTcIngress *ebpf.ProgramSpec `ebpf:"ftpgate_tc_ingress"`
 	FtpgateXdp       *ebpf.ProgramSpec `ebpf:"ftpgate_xdp"`
@@ -191,6 +193,7 @@ type FtpgateNatVariables struct {
 // It can be passed to LoadFtpgateNatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FtpgateNatPrograms struct {
 	FtpgateNatProbe  *ebpf.Program `ebpf:"ftpgate_nat_probe"`
+	FtpgateTcAdmit   *ebpf.Program `ebpf:"ftpgate_tc_admit"`
 	FtpgateTcEgress  *ebpf.Program `ebpf:"ftpgate_tc_egress"`
 	FtpgateTcIngress *ebpf.Program `ebpf:"ftpgate_tc_ingress"`
 	FtpgateXdp       *ebpf.Program `ebpf:"ftpgate_xdp"`
@@ -199,6 +202,7 @@ type FtpgateNatPrograms struct {
 func (p *FtpgateNatPrograms) Close() error {
 	return _FtpgateNatClose(
 		p.FtpgateNatProbe,
+		p.FtpgateTcAdmit,
 		p.FtpgateTcEgress,
 		p.FtpgateTcIngress,
 		p.FtpgateXdp,

@@ -34,6 +34,7 @@ const (
 	FtpgateNatOwnMapTlsRanges         = "tls_ranges"
 	FtpgateNatOwnMapTlsSessions       = "tls_sessions"
 	FtpgateNatOwnProgFtpgateNatProbe  = "ftpgate_nat_probe"
+	FtpgateNatOwnProgFtpgateTcAdmit   = "ftpgate_tc_admit"
 	FtpgateNatOwnProgFtpgateTcEgress  = "ftpgate_tc_egress"
 	FtpgateNatOwnProgFtpgateTcIngress = "ftpgate_tc_ingress"
 	FtpgateNatOwnProgFtpgateXdp       = "ftpgate_xdp"
@@ -83,6 +84,7 @@ type FtpgateNatOwnSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type FtpgateNatOwnProgramSpecs struct {
 	FtpgateNatProbe  *ebpf.ProgramSpec `ebpf:"ftpgate_nat_probe"`
+	FtpgateTcAdmit   *ebpf.ProgramSpec `ebpf:"ftpgate_tc_admit"`
 	FtpgateTcEgress  *ebpf.ProgramSpec `ebpf:"ftpgate_tc_egress"`
 	FtpgateTcIngress *ebpf.ProgramSpec `ebpf:"ftpgate_tc_ingress"`
 	FtpgateXdp       *ebpf.ProgramSpec `ebpf:"ftpgate_xdp"`
@@ -191,6 +193,7 @@ type FtpgateNatOwnVariables struct {
 // It can be passed to LoadFtpgateNatOwnObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FtpgateNatOwnPrograms struct {
 	FtpgateNatProbe  *ebpf.Program `ebpf:"ftpgate_nat_probe"`
+	FtpgateTcAdmit   *ebpf.Program `ebpf:"ftpgate_tc_admit"`
 	FtpgateTcEgress  *ebpf.Program `ebpf:"ftpgate_tc_egress"`
 	FtpgateTcIngress *ebpf.Program `ebpf:"ftpgate_tc_ingress"`
 	FtpgateXdp       *ebpf.Program `ebpf:"ftpgate_xdp"`
@@ -199,6 +202,7 @@ type FtpgateNatOwnPrograms struct {
 func (p *FtpgateNatOwnPrograms) Close() error {
 	return _FtpgateNatOwnClose(
 		p.FtpgateNatProbe,
+		p.FtpgateTcAdmit,
 		p.FtpgateTcEgress,
 		p.FtpgateTcIngress,
 		p.FtpgateXdp,

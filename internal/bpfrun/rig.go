@@ -27,10 +27,25 @@ const (
 
 // Rig is a loaded collection with typed map views.
 type Rig struct {
-	Objs   bpf.FtpgateObjects
-	Maps   *maps.Maps
-	events *ringbuf.Reader
+	Objs bpf.FtpgateObjects
+	Maps *maps.Maps
+	// AdmitHook is the admission program Admit runs: HookTC, otherwise
+	// the XDP one
+	AdmitHook string
+	events    *ringbuf.Reader
 }
+
+// The admission hooks (--admit-hook).
+const (
+	HookXDP = "xdp"
+	HookTC  = "tc"
+)
+
+// TC return codes of the admission at TC ingress (bpf/admit_tc.h).
+const (
+	TCShot = 2
+	TCNext = ^uint32(0) // TC_ACT_UNSPEC, TCX_NEXT: -1
+)
 
 // Load loads a fresh collection with the given LRU table sizes (0: the
 // object's defaults).
@@ -175,6 +190,33 @@ func (r *Rig) XDP(frame []byte) (uint32, error) {
 		return 0, fmt.Errorf("run xdp: %w", err)
 	}
 	return ret, nil
+}
+
+// Admit runs the admission program of r.AdmitHook on a frame and returns
+// its verdict in XDP's terms, so that one table of cases tests both hooks.
+func (r *Rig) Admit(frame []byte) (uint32, error) {
+	if r.AdmitHook == HookTC {
+		return r.AdmitTC(frame)
+	}
+	return r.XDP(frame)
+}
+
+// AdmitTC runs the admission at TC ingress on a frame arriving on loopback
+// and returns XDPDrop for TC_ACT_SHOT, XDPPass for TC_ACT_UNSPEC (the next
+// program runs); any other code is an error.
+func (r *Rig) AdmitTC(frame []byte) (uint32, error) {
+	in := SkbCtx{IngressIfindex: loopbackIfindex, Ifindex: loopbackIfindex}
+	ret, err := r.Objs.FtpgateTcAdmit.Run(&ebpf.RunOptions{Data: frame, Context: in})
+	if err != nil {
+		return 0, fmt.Errorf("run tc admit: %w", err)
+	}
+	switch ret {
+	case TCShot:
+		return XDPDrop, nil
+	case TCNext:
+		return XDPPass, nil
+	}
+	return 0, fmt.Errorf("tc admit returned %d, want TC_ACT_SHOT or TC_ACT_UNSPEC", int32(ret))
 }
 
 // SkbCtx is the start of struct __sk_buff: the fields BPF_PROG_TEST_RUN lets a

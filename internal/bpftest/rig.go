@@ -32,6 +32,12 @@ const (
 	TCOK    = bpfrun.TCOK
 )
 
+// The admission hooks Rig.AdmitHook selects.
+const (
+	HookXDP = bpfrun.HookXDP
+	HookTC  = bpfrun.HookTC
+)
+
 // Load loads a fresh collection with the given LRU table sizes.
 func Load(ctrlConns, expectations, flows uint32) (*Rig, error) {
 	return bpfrun.Load(ctrlConns, expectations, flows)
@@ -72,7 +78,8 @@ var (
 )
 
 // Shared returns the process-wide rig, reset to defaults: control port 21,
-// no allowed ports, default config, empty tables, zero counters.
+// no allowed ports, default config, empty tables, zero counters, admission
+// at XDP.
 func Shared(tb testing.TB) *Rig {
 	tb.Helper()
 	if os.Geteuid() != 0 {
@@ -94,6 +101,7 @@ func Shared(tb testing.TB) *Rig {
 	if err := shared.Reset(); err != nil {
 		tb.Fatalf("reset: %v", err)
 	}
+	shared.AdmitHook = HookXDP
 	return shared
 }
 
