@@ -43,6 +43,9 @@ type IfaceState struct {
 	Kind    string  `json:"kind"` // veth, ...
 	XDPMode XDPMode `json:"xdp_mode"`
 	TCMode  TCMode  `json:"tc_mode"`
+	// AdmitHook is where the admission runs; empty in state files written
+	// before --admit-hook: XDP
+	AdmitHook AdmitHook `json:"admit_hook,omitempty"`
 }
 
 // linkPin names a link's pin. bpffs refuses names with a dot, and interface

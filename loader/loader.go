@@ -51,6 +51,7 @@ type Options struct {
 	NetNS      string
 	XDPMode    XDPMode
 	TCMode     TCMode
+	AdmitHook  AdmitHook        // xdp (the default) or tc
 	CtrlPorts  []uint16         // towards every server
 	CtrlScopes []maps.PortScope // control ports towards some servers only
 	AllowPorts []uint16
@@ -93,7 +94,7 @@ const (
 	progsDir = "progs"
 )
 
-var progPins = []string{"ftpgate_xdp", "ftpgate_tc_ingress", "ftpgate_tc_egress"}
+var progPins = []string{"ftpgate_xdp", "ftpgate_tc_ingress", "ftpgate_tc_egress", "ftpgate_tc_admit"}
 
 // Start loads, pins and attaches according to opts. On error nothing new is
 // left attached: interfaces attached by this call are detached again.
@@ -165,7 +166,7 @@ func Start(opts Options) (*Dataplane, error) {
 		return nil, err
 	}
 	pidStart, _ := processStart(os.Getpid())
-	d.progs = programIDs(d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress)
+	d.progs = programIDs(d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress, d.objs.FtpgateTcAdmit)
 	d.State = State{PinDir: opts.PinDir, NetNS: opts.NetNS, PID: os.Getpid(), PIDStart: pidStart, Version: Version, Started: time.Now().UTC(), Ifaces: ifaces, Object: d.Object,
 		NATMechanism: opts.NATMechanism}
 	if err := opts.StateDir.write(&d.State); err != nil {
@@ -490,9 +491,15 @@ func (d *Dataplane) attachAll(opts Options, ifaces []IfaceState, prev *State) er
 		for i := range ifaces {
 			ifc := &ifaces[i]
 			p := prevOf(ifc.Name)
-			err := attachXDP(d.objs.FtpgateXdp, ifc, opts.XDPMode, p, d.pinDir)
+			var err error
+			if opts.AdmitHook != AdmitTC {
+				err = attachXDP(d.objs.FtpgateXdp, ifc, opts.XDPMode, p, d.pinDir)
+			}
 			if err == nil {
 				err = attachTC([2]*ebpf.Program{d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress}, ifc, opts.TCMode, p, d.pinDir)
+			}
+			if err == nil {
+				err = settleAdmission(d.objs.FtpgateTcAdmit, ifc, opts.AdmitHook, p, d.pinDir)
 			}
 			if err != nil {
 				if p == nil {
@@ -509,7 +516,7 @@ func (d *Dataplane) attachAll(opts Options, ifaces []IfaceState, prev *State) er
 			if p != nil {
 				verb = "replaced programs"
 			}
-			d.log.Info(verb, "iface", ifc.Name, "ifindex", ifc.Index, "xdp", ifc.XDPMode, "tc", ifc.TCMode)
+			d.log.Info(verb, "iface", ifc.Name, "ifindex", ifc.Index, "admit", ifc.AdmitHook, "xdp", ifc.XDPMode, "tc", ifc.TCMode)
 			done = append(done, *ifc)
 		}
 		if prev != nil && prev.NetNS == opts.NetNS {
@@ -530,7 +537,7 @@ func (d *Dataplane) attachAll(opts Options, ifaces []IfaceState, prev *State) er
 
 // pinPrograms pins the running programs, replacing the previous run's pins.
 func (d *Dataplane) pinPrograms() error {
-	for i, p := range []*ebpf.Program{d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress} {
+	for i, p := range []*ebpf.Program{d.objs.FtpgateXdp, d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress, d.objs.FtpgateTcAdmit} {
 		path := filepath.Join(d.pinDir, progsDir, progPins[i])
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("replace pin %s: %w", path, err)

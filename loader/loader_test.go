@@ -137,7 +137,7 @@ func TestAttachDetachEveryMode(t *testing.T) {
 				if err := st.Check(); err != nil {
 					t.Fatalf("after start: %v", err)
 				}
-				if len(st.Programs) != 3 {
+				if len(st.Programs) != len(progPins) {
 					t.Fatalf("pinned programs: %+v", st.Programs)
 				}
 				must(t, Detach(env.pinDir, env.states, "", nil))

@@ -89,7 +89,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if i.TCAttached {
 			tc = i.TCSeen
 		}
-		if i.XDPAttached && i.TCAttached {
+		if i.Admitting() && i.TCAttached {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, v, i.Name, string(xdp), string(tc))

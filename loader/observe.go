@@ -6,8 +6,12 @@ import (
 )
 
 // ourPrograms are the ids of the programs ftpgate puts on an interface, in
-// the order of progPins (XDP, TC ingress, TC egress); 0 when unknown.
-type ourPrograms [3]ebpf.ProgramID
+// the order of progPins (XDP, TC ingress, TC egress, TC admission); 0 when
+// unknown.
+type ourPrograms [4]ebpf.ProgramID
+
+// tcAdmitProg is the TC admission's index in ourPrograms.
+const tcAdmitProg = 3
 
 func programIDs(progs ...*ebpf.Program) ourPrograms {
 	var ids ourPrograms
@@ -67,6 +71,7 @@ func observe(ifc IfaceState, progs ourPrograms) IfaceStatus {
 		if all {
 			is.TCAttached = true
 			is.TCSeen = mode
+			is.TCAdmitAttached = progs[tcAdmitProg] != 0 && m.attached(&seen, tcAdmitHook, progs[tcAdmitProg])
 			break
 		}
 	}

@@ -20,6 +20,17 @@ type IfaceStatus struct {
 	XDPSeen     XDPMode `json:"xdp_mode_seen,omitempty"` // in this mode
 	TCAttached  bool    `json:"tc_attached"`             // ftpgate's TC programs are on both hooks
 	TCSeen      TCMode  `json:"tc_mode_seen,omitempty"`  // with this mechanism
+	// TCAdmitAttached: ftpgate's TC admission is at ingress (--admit-hook tc)
+	TCAdmitAttached bool `json:"tc_admit_attached,omitempty"`
+}
+
+// Admitting reports whether the admission is on the hook run chose: the
+// XDP program, or the TC admission.
+func (s IfaceStatus) Admitting() bool {
+	if s.AdmitHook == AdmitTC {
+		return s.TCAdmitAttached
+	}
+	return s.XDPAttached
 }
 
 // ProgramStatus names a pinned program.
@@ -110,7 +121,7 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 	err = inNetns(ns, func() error {
 		for _, ifc := range st.State.Ifaces {
 			is := observe(ifc, ours)
-			st.Attached = st.Attached && is.XDPAttached && is.TCAttached
+			st.Attached = st.Attached && is.Admitting() && is.TCAttached
 			st.Ifaces = append(st.Ifaces, is)
 		}
 		return nil
@@ -139,8 +150,12 @@ func (s *Status) Check() error {
 		if !i.Present {
 			return fmt.Errorf("%w: interface %q is gone (a running `ftpgate run` re-attaches it when it is created again)", ErrNotAttached, i.Name)
 		}
-		if !i.XDPAttached {
-			return fmt.Errorf("%w: XDP is missing on %q", ErrNotAttached, i.Name)
+		if !i.Admitting() {
+			what := "XDP is"
+			if i.AdmitHook == AdmitTC {
+				what = "the TC admission is"
+			}
+			return fmt.Errorf("%w: %s missing on %q", ErrNotAttached, what, i.Name)
 		}
 		if !i.TCAttached {
 			return fmt.Errorf("%w: TC is missing on %q", ErrNotAttached, i.Name)

@@ -56,14 +56,17 @@ func ParseTCMode(s string) (TCMode, error) {
 
 // tcHook is one of the two TC hooks with what each mechanism calls it.
 type tcHook struct {
-	name   string // ingress or egress
+	name   string // ingress or egress; admit for the admission (admit.go)
 	tcx    ebpf.AttachType
 	parent uint32
+	// first puts the program before ftpgate's others at the hook: at the
+	// head of the TCX chain, or at a netlink priority one below theirs
+	first bool
 }
 
 var tcHooks = []tcHook{
-	{"ingress", ebpf.AttachTCXIngress, netlink.HANDLE_MIN_INGRESS},
-	{"egress", ebpf.AttachTCXEgress, netlink.HANDLE_MIN_EGRESS},
+	{name: "ingress", tcx: ebpf.AttachTCXIngress, parent: netlink.HANDLE_MIN_INGRESS},
+	{name: "egress", tcx: ebpf.AttachTCXEgress, parent: netlink.HANDLE_MIN_EGRESS},
 }
 
 // attachTC attaches (or swaps in place) the parser at ingress and egress.
@@ -96,8 +99,8 @@ func attachTC(progs [2]*ebpf.Program, ifc *IfaceState, want TCMode, prev *IfaceS
 	return nil
 }
 
-// detachTC removes what attachTC put on an interface. Runs inside the
-// interface's network namespace.
+// detachTC removes what attachTC and attachTCAdmit put on an interface.
+// Runs inside the interface's network namespace.
 func detachTC(ifc *IfaceState, pinDir string) error {
 	mk := tcMechanisms[ifc.TCMode]
 	if mk == nil {
@@ -105,7 +108,7 @@ func detachTC(ifc *IfaceState, pinDir string) error {
 	}
 	m := mk(pinDir)
 	var errs []error
-	for _, h := range tcHooks {
+	for _, h := range append(tcHooks, tcAdmitHook) {
 		errs = append(errs, m.detach(ifc, h))
 	}
 	return errors.Join(errs...)
@@ -132,7 +135,11 @@ func (x tcxLinks) attach(prog *ebpf.Program, ifc *IfaceState, h tcHook) error {
 	if err := removePinnedLink(pin); err != nil {
 		return err
 	}
-	l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: h.tcx})
+	opts := link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: h.tcx}
+	if h.first {
+		opts.Anchor = link.Head()
+	}
+	l, err := link.AttachTCX(opts)
 	if err != nil {
 		return fmt.Errorf("attach tcx %s to %q: %w", h.name, ifc.Name, err)
 	}
@@ -170,14 +177,24 @@ const (
 	tcFilterPriority = 0xf7
 )
 
+// filterID is the handle and priority of ftpgate's filter at h: the
+// admission's one below the parser's, so that it runs first.
+func (h tcHook) filterID() (handle, prio uint16) {
+	if h.first {
+		return tcFilterHandle - 1, tcFilterPriority - 1
+	}
+	return tcFilterHandle, tcFilterPriority
+}
+
 func tcFilter(ifindex int, h tcHook, prog *ebpf.Program) *netlink.BpfFilter {
+	handle, prio := h.filterID()
 	f := &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: ifindex,
 			Parent:    h.parent,
-			Handle:    netlink.MakeHandle(0, tcFilterHandle),
+			Handle:    netlink.MakeHandle(0, handle),
 			Protocol:  unix.ETH_P_ALL,
-			Priority:  tcFilterPriority,
+			Priority:  prio,
 		},
 		Name:         "ftpgate_tc_" + h.name,
 		DirectAction: true,
@@ -233,8 +250,9 @@ func ourFilter(ifc *IfaceState, h tcHook) *netlink.BpfFilter {
 	if err != nil {
 		return nil
 	}
+	handle, prio := h.filterID()
 	for _, f := range filters {
-		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Attrs().Priority == tcFilterPriority && bf.Attrs().Handle == netlink.MakeHandle(0, tcFilterHandle) {
+		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Attrs().Priority == prio && bf.Attrs().Handle == netlink.MakeHandle(0, handle) {
 			return bf
 		}
 	}

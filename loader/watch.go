@@ -138,10 +138,15 @@ func (d *Dataplane) reattach(lk netlink.Link) {
 	err := inNetns(d.State.NetNS, func() error {
 		// nothing of ours is on the new interface: attach afresh (the pins of
 		// the old one's links are stale and replaced)
-		if err := attachXDP(d.objs.FtpgateXdp, &ifc, old.XDPMode, nil, d.pinDir); err != nil {
+		if old.AdmitHook.orXDP() == AdmitXDP {
+			if err := attachXDP(d.objs.FtpgateXdp, &ifc, old.XDPMode, nil, d.pinDir); err != nil {
+				return err
+			}
+		}
+		if err := attachTC([2]*ebpf.Program{d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress}, &ifc, old.TCMode, nil, d.pinDir); err != nil {
 			return err
 		}
-		return attachTC([2]*ebpf.Program{d.objs.FtpgateTcIngress, d.objs.FtpgateTcEgress}, &ifc, old.TCMode, nil, d.pinDir)
+		return settleAdmission(d.objs.FtpgateTcAdmit, &ifc, old.AdmitHook, nil, d.pinDir)
 	})
 	if err != nil {
 		d.log.Error("re-attach guarded interface", "iface", a.Name, "ifindex", a.Index, "err", err)
@@ -159,5 +164,5 @@ func (d *Dataplane) reattach(lk netlink.Link) {
 	}
 	d.reattached[a.Name]++
 	d.log.Info("re-attached guarded interface", "iface", a.Name, "ifindex", ifc.Index, "old_ifindex", old.Index,
-		"xdp", ifc.XDPMode, "tc", ifc.TCMode)
+		"admit", ifc.AdmitHook, "xdp", ifc.XDPMode, "tc", ifc.TCMode)
 }

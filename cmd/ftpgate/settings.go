@@ -67,6 +67,9 @@ var settingsTable = []setting{
 	{name: "require-tls", in: inRun | inSet, json: "require_tls", says: "require-tls %s",
 		usage: "reset a control connection, both ends, whose USER or PASS comes before TLS (AUTH TLS or an --ftps-port): no password crosses in clear",
 		kind:  boolean(func(c *maps.Config) *bool { return &c.RequireTLS })},
+	{name: "admit-hook", in: inRun,
+		usage: "where the admission runs: `xdp` (the interface's XDP hook) or tc (first at TC ingress, no XDP program: the XDP hook may belong to another program; an skb per dropped SYN)",
+		kind:  admitHook()},
 	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
 	{name: "expectations", in: inRun, usage: "expectation table entries (fixed when first created)",
@@ -378,6 +381,22 @@ func natMechanism() kind {
 			}
 			if o.Config.NAT != maps.NATOff {
 				o.Config.NAT = o.NATMechanism.Mode()
+			}
+			return nil
+		},
+	}
+}
+
+// admitHook is recorded per interface in the state file; a restart with
+// the other hook moves the admission there.
+func admitHook() kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage, Value: defaultFor(cmd, string(loader.AdmitXDP))}, altsrc.NewStringFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) (err error) {
+			if o.AdmitHook, err = loader.ParseAdmitHook(c.String(name)); err != nil {
+				return fmt.Errorf("--%s %q: use xdp or tc", name, c.String(name))
 			}
 			return nil
 		},

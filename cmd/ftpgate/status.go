@@ -79,8 +79,15 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 		if !i.Present {
 			return fmt.Sprintf("%s\t-\t%s\t%s\tNO (interface gone)", i.Name, i.XDPMode, i.TCMode)
 		}
-		return fmt.Sprintf("%s\t%d\t%s\t%s\t%s", i.Name, i.IndexSeen, seen(string(i.XDPSeen), string(i.XDPMode), i.XDPAttached),
-			seen(string(i.TCSeen), string(i.TCMode), i.TCAttached), yesNo(i.XDPAttached && i.TCAttached))
+		xdp, tc := seen(string(i.XDPSeen), string(i.XDPMode), i.XDPAttached), seen(string(i.TCSeen), string(i.TCMode), i.TCAttached)
+		if i.AdmitHook == loader.AdmitTC {
+			xdp = "- (admit-hook tc)"
+			tc += " + admission"
+			if !i.TCAdmitAttached {
+				tc += " (missing)"
+			}
+		}
+		return fmt.Sprintf("%s\t%d\t%s\t%s\t%s", i.Name, i.IndexSeen, xdp, tc, yesNo(i.Admitting() && i.TCAttached))
 	})
 	fmt.Fprintln(w)
 	table(w, "PROGRAM\tID\tTAG", st.Programs, func(p loader.ProgramStatus) string {

@@ -32,7 +32,7 @@ func TestStatus(t *testing.T) {
 			ID uint32 `json:"id"`
 		} `json:"programs"`
 	}
-	if f.jsonOf(t, &st, "status"); !st.Attached || len(st.Ifaces) != 2 || len(st.Programs) != 3 {
+	if f.jsonOf(t, &st, "status"); !st.Attached || len(st.Ifaces) != 2 || len(st.Programs) != 4 {
 		t.Fatalf("status --json: %+v", st)
 	}
 
@@ -42,6 +42,37 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("detach: %s", r.stderr)
 	}
 	oneLine(t, f.cmd([]string{"status"}))
+}
+
+// TestStatusAdmitHookTC: with --admit-hook tc, status says where the
+// admission runs, counts the interface attached without an XDP program, and
+// reports it missing once the TC admission is gone.
+func TestStatusAdmitHookTC(t *testing.T) {
+	f := newFixtureWith(t, func(o *loader.Options) { o.AdmitHook = loader.AdmitTC })
+	r := f.cmd([]string{"status"})
+	if r.code != 0 {
+		t.Fatalf("status exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"- (admit-hook tc)", " + admission ", "ftpgate_tc_admit"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "(missing)") {
+		t.Errorf("status says something is missing:\n%s", r.stdout)
+	}
+	var st struct {
+		Attached bool `json:"attached"`
+		Ifaces   []struct {
+			AdmitHook       string `json:"admit_hook"`
+			XDPAttached     bool   `json:"xdp_attached"`
+			TCAdmitAttached bool   `json:"tc_admit_attached"`
+		} `json:"ifaces"`
+	}
+	if f.jsonOf(t, &st, "status"); !st.Attached || len(st.Ifaces) != 2 || st.Ifaces[0].AdmitHook != "tc" ||
+		st.Ifaces[0].XDPAttached || !st.Ifaces[0].TCAdmitAttached {
+		t.Fatalf("status --json: %+v", st)
+	}
 }
 
 // TestStatusAndConfigNAT: status names the object run loaded and what it
