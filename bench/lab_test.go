@@ -235,12 +235,13 @@ type gate struct {
 	done   chan struct{}
 }
 
-func (l *netLab) gateUp(mode string) (*gate, error) {
+func (l *netLab) gateUp(mode string, extra ...string) (*gate, error) {
 	g := &gate{l: l, pinDir: "/sys/fs/bpf/ftpgate-bench-" + l.id}
 	ready := filepath.Join(l.dir, "ready")
 	_ = os.Remove(ready)
 	g.cmd = exec.Command(l.bin, "run", "--netns", l.gw, "--iface", "gw-c", "--iface", "gw-s", "--pin-dir", g.pinDir,
 		"--ready-file", ready, "--ftp-port", "21", "--ftp-port", "2121", "--allow-port", "21", "--allow-port", "2121", "--xdp-mode", mode)
+	g.cmd.Args = append(g.cmd.Args, extra...)
 	g.cmd.Stdout, g.cmd.Stderr = &g.log, &g.log
 	if err := g.cmd.Start(); err != nil {
 		return nil, err

@@ -210,6 +210,46 @@ func flood(l *netLab, count int, d time.Duration, stop <-chan struct{}) (int, er
 	return n, nil
 }
 
+// floodMeasure is one flood: SYNs sent and dropped, for how long, and the
+// drops per softirq CPU-second (0 when no softirq time was measured).
+type floodMeasure struct {
+	sent    int
+	dropped float64
+	elapsed time.Duration
+	perCPU  float64
+}
+
+// floodDrops measures the idle softirq rate for a second, then floods the
+// gateway and reads the drop counter (drops) before and after.
+func floodDrops(l *netLab, drops func() (uint64, error)) (floodMeasure, error) {
+	var m floodMeasure
+	s0, _ := cpuTicks()
+	time.Sleep(time.Second)
+	s1, _ := cpuTicks()
+	idle := float64(s1 - s0)
+	d0, err := drops()
+	if err != nil {
+		return m, fmt.Errorf("drop counter: %w", err)
+	}
+	s0, _ = cpuTicks()
+	t0 := time.Now()
+	m.sent, err = flood(l, floodPackets, floodMaxTime, nil)
+	m.elapsed = time.Since(t0)
+	s1, _ = cpuTicks()
+	if err != nil {
+		return m, err
+	}
+	d1, err := drops()
+	if err != nil {
+		return m, fmt.Errorf("drop counter: %w", err)
+	}
+	m.dropped = float64(d1 - d0)
+	if soft := (float64(s1-s0) - idle*m.elapsed.Seconds()) / 100; soft > 0 { // USER_HZ
+		m.perCPU = m.dropped / soft
+	}
+	return m, nil
+}
+
 func floodBench(b *testing.B, l *netLab) {
 	configs := []labConfig{labConfigs[1], labConfigs[2], labConfigs[3]}
 	type acc struct{ dropsPerCPUs, underFlood, noFlood, sentPerSec []float64 }
@@ -222,44 +262,21 @@ func floodBench(b *testing.B, l *netLab) {
 			if err != nil {
 				b.Fatalf("flood %s: %v", c.name, err)
 			}
-			drops := func() uint64 {
-				var v uint64
-				var err error
-				if g != nil {
-					v, err = g.counter("syn_drop_unexpected")
-				} else {
-					v, err = l.nftDrops()
-				}
-				if err != nil {
-					b.Fatalf("flood %s: drop counter: %v", c.name, err)
-				}
-				return v
+			drops := l.nftDrops
+			if g != nil {
+				drops = func() (uint64, error) { return g.counter("syn_drop_unexpected") }
 			}
-			// idle softirq rate, to subtract
-			s0, _ := cpuTicks()
-			time.Sleep(time.Second)
-			s1, _ := cpuTicks()
-			idle := float64(s1 - s0)
-
-			d0 := drops()
-			s0, _ = cpuTicks()
-			t0 := time.Now()
-			sent, err := flood(l, floodPackets, floodMaxTime, nil)
-			el := time.Since(t0)
-			s1, _ = cpuTicks()
-			d1 := drops()
+			m, err := floodDrops(l, drops)
 			if err != nil {
 				b.Fatalf("flood %s: %v", c.name, err)
 			}
-			soft := (float64(s1-s0) - idle*el.Seconds()) / 100 // USER_HZ
-			dropped := float64(d1 - d0)
-			if dropped < 0.9*float64(sent) {
-				addNote("flood", "%s round %d: %v dropped of %d sent", c.name, round, dropped, sent)
+			if m.dropped < 0.9*float64(m.sent) {
+				addNote("flood", "%s round %d: %v dropped of %d sent", c.name, round, m.dropped, m.sent)
 			}
-			if soft > 0 {
-				res[ci].dropsPerCPUs = append(res[ci].dropsPerCPUs, dropped/soft)
+			if m.perCPU > 0 {
+				res[ci].dropsPerCPUs = append(res[ci].dropsPerCPUs, m.perCPU)
 			}
-			res[ci].sentPerSec = append(res[ci].sentPerSec, float64(sent)/el.Seconds())
+			res[ci].sentPerSec = append(res[ci].sentPerSec, float64(m.sent)/m.elapsed.Seconds())
 
 			// a transfer without, then during a flood
 			bps, err := l.transfer(ctx, false, false, 21)

@@ -97,6 +97,15 @@ func BenchmarkPerPacket(b *testing.B) {
 		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
 	}
+	// #14: the same admission at TC ingress (--admit-hook tc); tcAdmitVsXDP
+	// below sets its dropped SYN beside XDP's
+	tcAdmit := r.Objs.FtpgateTcAdmit
+	cases = append(cases,
+		&ppCase{name: "tc admit tcp ack (non-SYN)", tc: true, frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
+			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcAdmit, want: bpfrun.TCNext},
+		&ppCase{name: "tc admit syn dropped", tc: true, frame: bpftest.SYN(cli(40002), srv(5555)), prog: tcAdmit, want: bpfrun.TCShot,
+			setup: ftpsLookups(r, false)},
+	)
 
 	// stateful paths: each round gets fresh frames (new keys or new sequence
 	// numbers), re-armed outside the timed runs
@@ -254,6 +263,31 @@ func BenchmarkPerPacket(b *testing.B) {
 			Baseline: baseName, BaseValue: median(s.base), Ratio: median(netRatios),
 			Note: "1-run figure minus the bare program's 1-run harness overhead"})
 	}
+	tcAdmitVsXDP(cases, func(ci int) []float64 { return res[ci].path })
 	addNote("per-packet", "stateless paths: one frame, %d runs in one BPF_PROG_TEST_RUN call, per-run cost = thread CPU time of the call / runs; bare and ftpgate alternate within each of %d rounds; ratio = median over rounds of ftpgate/bare", ppRepeat, ppRounds)
 	addNote("per-packet", "stateful paths (expectation consumed, control segments parsed) run each of %d distinct pre-built frames once per round (new expectation keys re-armed through the map, new sequence numbers or new control connections), alternating with the bare program run once on the same frame; the intended path is proven by a counter moving once per frame (syn_pass_expected, ctrl_segments, cmd_port, reply_227) and, for control segments, by counters that must not move (%s). '[1 run/frame]' ratios include the test-run harness overhead on both sides (timer read, about the cost of the bare program); '[net]' subtracts the bare 1-run cost and adds the bare many-run cost", ppBatch, strings.Join(ctrlZero, ", "))
+}
+
+// tcAdmitVsXDP adds the row of a dropped SYN at TC ingress against the same
+// drop at XDP, both measured in the same rounds.
+func tcAdmitVsXDP(cases []*ppCase, path func(ci int) []float64) {
+	find := func(name string) []float64 {
+		for ci, c := range cases {
+			if c.name == name {
+				return path(ci)
+			}
+		}
+		return nil
+	}
+	tc, xdp := find("tc admit syn dropped"), find("xdp syn dropped")
+	if len(tc) == 0 || len(tc) != len(xdp) {
+		return
+	}
+	ratios := make([]float64, len(tc))
+	for i := range tc {
+		ratios[i] = tc[i] / xdp[i]
+	}
+	addRow(Row{Section: "per-packet", Case: "tc admit syn dropped, against XDP's", Value: median(tc), Unit: "ns/pkt",
+		Baseline: "xdp syn dropped", BaseValue: median(xdp), Ratio: median(ratios),
+		Note: "program cost only: BPF_PROG_TEST_RUN reuses one skb, the allocation of an skb per dropped SYN at TC is not in it (the flood rows are)"})
 }
