@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"os"
 	"testing"
 )
 
@@ -25,17 +24,7 @@ func BenchmarkAdmitHook(b *testing.B) {
 	if !onlyOnce(b, "admithook") {
 		return
 	}
-	tmp, err := os.MkdirTemp("", "ftpgate-bench-bin-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	bin, err := buildFtpgate(tmp)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := newNetLab(b, 1<<20)
-	l.bin = bin
+	l := newGatedLab(b, 1<<20)
 	perCPUs := make([][]float64, len(admitHookConfigs))
 	for round := range floodRounds {
 		for _, ci := range rotated(round, len(admitHookConfigs)) {

@@ -61,17 +61,7 @@ func BenchmarkLab(b *testing.B) {
 	if !onlyOnce(b, "lab") {
 		return
 	}
-	tmp, err := os.MkdirTemp("", "ftpgate-bench-bin-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	bin, err := buildFtpgate(tmp)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := newNetLab(b, labFileSize)
-	l.bin = bin
+	l := newGatedLab(b, labFileSize)
 	ctx := context.Background()
 
 	// throughput[config][xfer] per round, bytes/s
@@ -131,6 +121,33 @@ func BenchmarkLab(b *testing.B) {
 	addNote("throughput", "%d MiB per transfer with curl (speed_download/speed_upload), %d rounds, the four configurations in a rotated order each round, ratio = median over rounds of the per-round ratio; passive transfers on control port 21, active ones on 2121; `--xdp-mode auto` picks generic on veth, so 'ftpgate generic XDP' is what auto does here", labFileSize>>20, labRounds)
 
 	floodBench(b, l)
+}
+
+// builtFtpgate builds ftpgate into a temporary directory removed when b
+// ends. Call it before making labs: a cleanup registered before theirs runs
+// after them, and their gates' teardown runs the binary (ftpgate detach).
+func builtFtpgate(b *testing.B) string {
+	b.Helper()
+	tmp, err := os.MkdirTemp("", "ftpgate-bench-bin-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(tmp) })
+	bin, err := buildFtpgate(tmp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bin
+}
+
+// newGatedLab is a lab serving files of fileSize whose gateway can run an
+// ftpgate built for it (gateUp).
+func newGatedLab(b *testing.B, fileSize int64) *netLab {
+	b.Helper()
+	bin := builtFtpgate(b)
+	l := newNetLab(b, fileSize)
+	l.bin = bin
+	return l
 }
 
 // rotated is the order of n configurations in a round: rotated by the

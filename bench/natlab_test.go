@@ -50,17 +50,7 @@ func BenchmarkNATLab(b *testing.B) {
 		return
 	}
 	lab.Require(b)
-	tmp, err := os.MkdirTemp("", "ftpgate-bench-bin-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	// a cleanup registered before the labs' runs after theirs: their
-	// gate's teardown runs this binary (ftpgate detach)
-	b.Cleanup(func() { os.RemoveAll(tmp) })
-	bin, err := buildFtpgate(tmp)
-	if err != nil {
-		b.Fatal(err)
-	}
+	bin := builtFtpgate(b)
 	// the labs keep their servers' files in the test's temporary
 	// directory: on tmpfs, as BenchmarkLab's, so that writing 1.2 GB of
 	// them is not a wait for the disk
@@ -75,6 +65,7 @@ func BenchmarkNATLab(b *testing.B) {
 	ctx := context.Background()
 	invalid0 := make([]uint64, len(labs))
 	for i, l := range labs {
+		var err error
 		if invalid0[i], err = l.Invalid(ctx); err != nil {
 			b.Fatal(err)
 		}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -128,21 +127,7 @@ func TestAdmitHookTC(t *testing.T) {
 // beside it and leaves it attached through run and detach.
 func TestTCAdmissionBesideForeignXDP(t *testing.T) {
 	env := newEnv(t)
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "someone_else", Type: ebpf.XDP, License: "MIT",
-		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 2, asm.DWord), asm.Return()},
-	})
-	must(t, err)
-	defer prog.Close()
-	info, _ := prog.Info()
-	foreign, _ := info.ID()
-	must(t, inNetns(env.ns, func() error {
-		lk, err := netlink.LinkByName("fg0")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetXdpFdWithFlags(lk, prog.FD(), int(unix.XDP_FLAGS_SKB_MODE))
-	}))
+	foreign := env.holdXDP(t)
 	foreignStays := func(when string) {
 		t.Helper()
 		must(t, inNetns(env.ns, func() error {
@@ -150,7 +135,7 @@ func TestTCAdmissionBesideForeignXDP(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if x := lk.Attrs().Xdp; x == nil || !x.Attached || x.ProgId != uint32(foreign) {
+			if x := lk.Attrs().Xdp; x == nil || !x.Attached || ebpf.ProgramID(x.ProgId) != foreign {
 				return fmt.Errorf("%s: fg0's XDP program is %+v, want the foreign %d", when, x, foreign)
 			}
 			return nil

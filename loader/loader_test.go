@@ -334,27 +334,37 @@ func TestUnknownInterfaceLeavesNothing(t *testing.T) {
 	env.nothingLeft(t)
 }
 
-func TestXDPBusyNamesTheHolder(t *testing.T) {
-	env := newEnv(t)
+// holdXDP attaches an XDP program that is not ftpgate's, named
+// "someone_else", to fg0 in generic mode over netlink (as `ip link set
+// … xdp` does) and returns its id.
+func (e *testEnv) holdXDP(t *testing.T) ebpf.ProgramID {
+	t.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name: "someone_else", Type: ebpf.XDP, License: "MIT",
 		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 2, asm.DWord), asm.Return()},
 	})
 	must(t, err)
 	defer prog.Close()
-	must(t, inNetns(env.ns, func() error {
+	must(t, inNetns(e.ns, func() error {
 		lk, err := netlink.LinkByName("fg0")
 		if err != nil {
 			return err
 		}
 		return netlink.LinkSetXdpFdWithFlags(lk, prog.FD(), int(unix.XDP_FLAGS_SKB_MODE))
 	}))
-	_, err = Start(env.options(XDPGeneric, TCNetlink))
+	info, err := prog.Info()
+	must(t, err)
+	id, _ := info.ID()
+	return id
+}
+
+func TestXDPBusyNamesTheHolder(t *testing.T) {
+	env := newEnv(t)
+	id := env.holdXDP(t)
+	_, err := Start(env.options(XDPGeneric, TCNetlink))
 	if !errors.Is(err, ErrXDPBusy) {
 		t.Fatalf("start: %v, want ErrXDPBusy", err)
 	}
-	info, _ := prog.Info()
-	id, _ := info.ID()
 	if want := fmt.Sprintf("program id %d, name %q", id, "someone_else"); !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %q does not name the holder (%s)", err, want)
 	}
