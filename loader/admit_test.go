@@ -1,9 +1,11 @@
 package loader
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -11,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -158,4 +161,44 @@ func TestTCAdmissionBesideForeignXDP(t *testing.T) {
 	must(t, dp.Close())
 	must(t, Detach(env.pinDir, env.states, "", nil))
 	foreignStays("after detach")
+}
+
+// TestReattachRecreatedInterfaceTCAdmission: with --admit-hook tc the link
+// watcher gives a re-created interface its TC admission back, first at
+// ingress and with no XDP program, and a SYN to an unexpected port that
+// arrives on it is dropped and counted there.
+func TestReattachRecreatedInterfaceTCAdmission(t *testing.T) {
+	env := newEnv(t)
+	opts := env.options(XDPGeneric, TCAuto)
+	opts.AdmitHook = AdmitTC
+	dp := env.start(t, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	must(t, dp.Watch(ctx))
+	old := env.ifindexes(t)
+
+	env.deleteVeth(t)
+	env.addVeth(t)
+	must(t, nettest.Poll(10*time.Second, func() error {
+		st, err := ReadStatus(env.pinDir, env.states, "")
+		if err != nil {
+			return err
+		}
+		for _, i := range st.Ifaces {
+			if i.IndexSeen == old[i.Name] {
+				return fmt.Errorf("%s not re-created yet", i.Name)
+			}
+		}
+		return st.Check()
+	}))
+	env.admissionAt(t, AdmitTC, dp.Ifaces()[0].TCMode, progIDs(t, env.pinDir))
+
+	before := counter(t, dp, "syn_drop_unexpected")
+	env.sendSYN(t, "fg1")
+	must(t, nettest.Poll(10*time.Second, func() error {
+		if n := counter(t, dp, "syn_drop_unexpected"); n <= before {
+			return fmt.Errorf("syn_drop_unexpected = %d, want > %d", n, before)
+		}
+		return nil
+	}))
 }
