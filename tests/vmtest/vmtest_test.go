@@ -28,7 +28,7 @@ type gatewayLab struct {
 	file []byte
 }
 
-func newGatewayLab(t *testing.T, tc loader.TCMode) *gatewayLab {
+func newGatewayLab(t *testing.T, tc loader.TCMode, hook loader.AdmitHook) *gatewayLab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		bpftest.SkipOrFail(t, "the end-to-end test needs root")
@@ -49,7 +49,7 @@ func newGatewayLab(t *testing.T, tc loader.TCMode) *gatewayLab {
 	states := loader.StateDir(t.TempDir())
 	dp, err := loader.Start(loader.Options{
 		PinDir: pinDir, StateDir: states, NetNS: g.Gateway, Ifaces: []string{nettest.GwClientIf, nettest.GwServerIf},
-		XDPMode: loader.XDPAuto, TCMode: tc,
+		XDPMode: loader.XDPAuto, TCMode: tc, AdmitHook: hook,
 		CtrlPorts: []uint16{ftpPort}, AllowPorts: []uint16{ftpPort}, Config: maps.DefaultConfig(),
 		Tables: loader.TableSizes{CtrlConns: 1024, Expectations: 1024, DataFlows: 1024},
 	})
@@ -97,49 +97,54 @@ func tcModes() []loader.TCMode {
 	return []loader.TCMode{loader.TCX, loader.TCNetlink}
 }
 
+// TestFTPThroughGuardedGateway: FTP in both families and all four modes
+// through the gateway, unsolicited SYNs dropped, with each TC mechanism and
+// the admission at XDP or at TC ingress (--admit-hook tc).
 func TestFTPThroughGuardedGateway(t *testing.T) {
 	for _, tc := range tcModes() {
-		t.Run(string(tc), func(t *testing.T) {
-			g := newGatewayLab(t, tc)
-			type run struct {
-				family int
-				mode   ftpmini.Mode
-			}
-			runs := []run{{4, ftpmini.PASV}, {4, ftpmini.EPSV}, {4, ftpmini.PORT}, {4, ftpmini.EPRT}, {6, ftpmini.EPSV}, {6, ftpmini.EPRT}}
-			for _, r := range runs {
-				got, err := g.get(r.family, r.mode)
-				if err != nil || !bytes.Equal(got, g.file) {
-					t.Fatalf("IPv%d %s: %d bytes, %v", r.family, r.mode, len(got), err)
+		for _, hook := range []loader.AdmitHook{loader.AdmitXDP, loader.AdmitTC} {
+			t.Run(string(tc)+"/admit-"+string(hook), func(t *testing.T) {
+				g := newGatewayLab(t, tc, hook)
+				type run struct {
+					family int
+					mode   ftpmini.Mode
 				}
-			}
+				runs := []run{{4, ftpmini.PASV}, {4, ftpmini.EPSV}, {4, ftpmini.PORT}, {4, ftpmini.EPRT}, {6, ftpmini.EPSV}, {6, ftpmini.EPRT}}
+				for _, r := range runs {
+					got, err := g.get(r.family, r.mode)
+					if err != nil || !bytes.Equal(got, g.file) {
+						t.Fatalf("IPv%d %s: %d bytes, %v", r.family, r.mode, len(got), err)
+					}
+				}
 
-			// unsolicited, both directions: dropped, so the connect times out
-			if !dropped(t, g.Client().NS, netip.AddrPortFrom(g.Server().Addr(4), 40000)) {
-				t.Error("client -> server:40000 was not dropped")
-			}
-			if !dropped(t, g.Server().NS, netip.AddrPortFrom(g.Client().Addr(6), 40000)) {
-				t.Error("server -> client:40000 was not dropped")
-			}
+				// unsolicited, both directions: dropped, so the connect times out
+				if !dropped(t, g.Client().NS, netip.AddrPortFrom(g.Server().Addr(4), 40000)) {
+					t.Error("client -> server:40000 was not dropped")
+				}
+				if !dropped(t, g.Server().NS, netip.AddrPortFrom(g.Client().Addr(6), 40000)) {
+					t.Error("server -> client:40000 was not dropped")
+				}
 
-			c, err := g.dp.Maps.Counters()
-			must(t, err)
-			n := uint64(len(runs))
-			// the gateway guards both sides: every control segment is parsed
-			// once (at ingress) and skipped at egress, so each command and
-			// reply is counted exactly once
-			if c["expect_created"] != n || c["syn_pass_expected"] != n || c["expect_consumed"] != n {
-				t.Errorf("expectations: %s", summary(c))
-			}
-			if c["cmd_pasv"] != 1 || c["cmd_epsv"] != 2 || c["cmd_port"] != 1 || c["cmd_eprt"] != 2 {
-				t.Errorf("each command must be parsed once: %s", summary(c))
-			}
-			if c["ctrl_skip_forwarded"] == 0 || c["ctrl_skip_forwarded"] != c["ctrl_segments"] {
-				t.Errorf("forwarded segments: %s", summary(c))
-			}
-			if c["syn_drop_unexpected"] < 2 {
-				t.Errorf("drops: %s", summary(c))
-			}
-		})
+				c, err := g.dp.Maps.Counters()
+				must(t, err)
+				n := uint64(len(runs))
+				// the gateway guards both sides: every control segment is parsed
+				// once (at ingress) and skipped at egress, so each command and
+				// reply is counted exactly once
+				if c["expect_created"] != n || c["syn_pass_expected"] != n || c["expect_consumed"] != n {
+					t.Errorf("expectations: %s", summary(c))
+				}
+				if c["cmd_pasv"] != 1 || c["cmd_epsv"] != 2 || c["cmd_port"] != 1 || c["cmd_eprt"] != 2 {
+					t.Errorf("each command must be parsed once: %s", summary(c))
+				}
+				if c["ctrl_skip_forwarded"] == 0 || c["ctrl_skip_forwarded"] != c["ctrl_segments"] {
+					t.Errorf("forwarded segments: %s", summary(c))
+				}
+				if c["syn_drop_unexpected"] < 2 {
+					t.Errorf("drops: %s", summary(c))
+				}
+			})
+		}
 	}
 }
 
