@@ -152,6 +152,12 @@ func TestReattachRecreatedInterface(t *testing.T) {
 				if err != nil {
 					return err
 				}
+				// the watcher writes the state file after it attached
+				for _, i := range st.Ifaces {
+					if i.Index != i.IndexSeen {
+						return fmt.Errorf("%s: recorded ifindex %d, now %d", i.Name, i.Index, i.IndexSeen)
+					}
+				}
 				return st.Check()
 			}))
 
