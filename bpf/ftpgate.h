@@ -69,6 +69,14 @@ enum limits {
 	MAX_TABLE_ENTRIES = 16777216,
 	/* bytes of the event ring buffer */
 	EVENTS_BYTES = 262144,
+	/*
+	 * #14 the SYN gate (syngate.h): its horizon is the longest expectation
+	 * timeout ever set plus the longest interval between two SYNs of one
+	 * connection (Linux TCP_RTO_MAX) plus a slack for racing writers and
+	 * the Go side's clock read; all in seconds
+	 */
+	SYN_GATE_RTO_MAX_SEC = 120,
+	SYN_GATE_SLACK_SEC = 10,
 	/* guarded interfaces one dataplane holds */
 	MAX_GUARDED_IFS = 256,
 	/*
@@ -509,6 +517,12 @@ struct config_val {
 	 */
 	__u8 tls_ranges;            /* the loader: some --tls-range is declared (tls_ranges not empty) */
 	__u8 tls_seen;              /* TC, at the first encrypted session (tls_begin): tls_sessions may hold a live pair */
+	/*
+	 * #14 owned by the Go side, not by the operator: the SYN gate's horizon
+	 * in seconds (syngate.h); 0, what an older ftpgate writes, turns the
+	 * gate off. In the padding: the pinned config keeps its size.
+	 */
+	__u16 syn_gate_horizon_s;
 };
 
 /*

@@ -31,6 +31,7 @@ const (
 	FtpgateNatOwnMapNatOwn            = "nat_own"
 	FtpgateNatOwnMapScratchBuf        = "scratch_buf"
 	FtpgateNatOwnMapStats             = "stats"
+	FtpgateNatOwnMapSynGate           = "syn_gate"
 	FtpgateNatOwnMapTlsRanges         = "tls_ranges"
 	FtpgateNatOwnMapTlsSessions       = "tls_sessions"
 	FtpgateNatOwnProgFtpgateNatProbe  = "ftpgate_nat_probe"
@@ -107,6 +108,7 @@ type FtpgateNatOwnMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	SynGate       *ebpf.MapSpec `ebpf:"syn_gate"`
 	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
@@ -153,6 +155,7 @@ type FtpgateNatOwnMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	SynGate       *ebpf.Map `ebpf:"syn_gate"`
 	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
@@ -174,6 +177,7 @@ func (m *FtpgateNatOwnMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.SynGate,
 		m.TlsRanges,
 		m.TlsSessions,
 	)
