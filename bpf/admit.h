@@ -36,12 +36,13 @@ static __always_inline int would_drop(const struct config_val *cfg, __u32 reason
  * syn_drop drops (or in dry-run passes) a SYN the policy refuses for reason
  * and reports it as an event of type, within the rate limit, with the
  * reason it was counted under and its 5-tuple. Only this path pays for the
- * report. now is the SYN's time, read once (syngate.h needs it first).
+ * report. now is the SYN's time from syn_clock, read once (syngate.h).
  */
 static __always_inline int syn_drop(const struct config_val *cfg, const struct pkt_info *p, __u32 reason,
 				    __u32 type, __u64 now)
 {
 	int verdict = would_drop(cfg, reason);
+	now = syn_event_clock(cfg, now);
 	if (!event_allowed(now))
 		return verdict;
 	struct expect_key k = {};
@@ -56,12 +57,11 @@ static __always_inline int syn_drop(const struct config_val *cfg, const struct p
 }
 
 /*
- * consume_expectation admits a SYN seen at now through a live expectation,
- * once, and records its connection fk as a data flow, with the SYN's
- * sequence number.
+ * consume_expectation admits a SYN through a live expectation, once, and
+ * records its connection fk as a data flow, with the SYN's sequence number.
  */
 static __always_inline int consume_expectation(const struct pkt_info *p, const struct flow_key *fk,
-					       const struct config_val *cfg, __u64 now)
+					       const struct config_val *cfg)
 {
 	struct expect_key ek = {};
 
@@ -74,6 +74,7 @@ static __always_inline int consume_expectation(const struct pkt_info *p, const s
 	if (!ev)
 		return 0;
 
+	__u64 now = now_ns(cfg);
 	if (now >= ev->expires_ns) {
 		/* the timeout is enforced here, whatever the ager has done */
 		emit_event(EV_EXPECT_EXPIRED, 0, ev->kind, &ek, &ev->ctrl, now);
@@ -146,7 +147,8 @@ static __always_inline int admit(struct xdp_md *ctx)
 			stat_inc(STAT_SYN_PASS_ALLOWED);
 			return XDP_PASS;
 		}
-		__u64 now = now_ns(cfg);
+		/* #14 the kernel's clock at most once a jiffy (syngate.h) */
+		__u64 now = syn_clock(cfg);
 		struct flow_key fk;
 		flow_key_from(&fk, &p, 0);
 		/* #14 no hash look-up for a port nothing was admitted to lately */
@@ -170,7 +172,7 @@ static __always_inline int admit(struct xdp_md *ctx)
 			}
 			stat_inc(STAT_SYN_FLOW_REFUSED);
 		}
-		if (!cold && consume_expectation(&p, &fk, cfg, now)) {
+		if (!cold && consume_expectation(&p, &fk, cfg)) {
 			stat_inc(STAT_SYN_PASS_EXPECTED);
 			return XDP_PASS;
 		}

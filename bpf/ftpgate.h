@@ -547,6 +547,12 @@ struct event {
 struct event_budget {
 	__u64 last_ns;   /* ftpgate clock of the last refill */
 	__u64 credit_ns; /* one event costs NSEC_PER_SEC / REJECT_EVENTS_PER_SEC */
+	/*
+	 * #14 XDP's SYN path clock (syngate.h): the kernel's clock without the
+	 * offset, read at the jiffy clock_jiffies
+	 */
+	__u64 clock_ns;
+	__u64 clock_jiffies;
 };
 
 #endif /* FTPGATE_H */

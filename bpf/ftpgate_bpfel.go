@@ -137,9 +137,11 @@ type FtpgateEvent struct {
 }
 
 type FtpgateEventBudget struct {
-	_        structs.HostLayout
-	LastNs   uint64
-	CreditNs uint64
+	_            structs.HostLayout
+	LastNs       uint64
+	CreditNs     uint64
+	ClockNs      uint64
+	ClockJiffies uint64
 }
 
 type FtpgateEventType uint32

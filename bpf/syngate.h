@@ -52,4 +52,46 @@ static __always_inline int syn_gate_cold(const struct config_val *cfg, __u16 por
 	return age > (__s64)cfg->syn_gate_horizon_s * (__s64)NSEC_PER_SEC;
 }
 
+/*
+ * syn_clock is the ftpgate clock for XDP's SYN path. bpf_ktime_get_ns cost
+ * 24 ns per call on this machine's kvm-clock (docs/benchmarks.md, "#14: SYN
+ * drop"), more than the rest of a dropped SYN; bpf_jiffies64 costs nothing
+ * measurable. So the kernel's clock is read once per jiffy per CPU and kept
+ * in the CPU's event_budget; the offset is added at each use. The value is
+ * never ahead of now_ns and behind it by less than a jiffy (1-10 ms): a
+ * gate age read from it is never too large, a mark written from it is older
+ * than the truth by less than SYN_GATE_SLACK_SEC.
+ */
+static __always_inline __u64 syn_clock(const struct config_val *cfg)
+{
+	__u32 zero = 0;
+	struct event_budget *b = bpf_map_lookup_elem(&event_budget, &zero);
+	if (!b)
+		return now_ns(cfg);
+	__u64 j = bpf_jiffies64();
+	if (j != b->clock_jiffies) {
+		b->clock_ns = bpf_ktime_get_ns();
+		b->clock_jiffies = j;
+	}
+	__u64 t = b->clock_ns;
+	if (cfg)
+		t += cfg->clock_offset_ns;
+	return t;
+}
+
+/*
+ * syn_event_clock is the time to give event_allowed for a SYN seen at now
+ * (syn_clock): the kernel's clock again when another path of this CPU
+ * refilled the event bucket later than now, which the bucket would take for
+ * the clock moving back (config.clock_offset) and refill in full.
+ */
+static __always_inline __u64 syn_event_clock(const struct config_val *cfg, __u64 now)
+{
+	__u32 zero = 0;
+	struct event_budget *b = bpf_map_lookup_elem(&event_budget, &zero);
+	if (b && now < b->last_ns)
+		return now_ns(cfg);
+	return now;
+}
+
 #endif /* FTPGATE_SYNGATE_H */

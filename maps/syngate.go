@@ -113,6 +113,16 @@ func (m *Maps) ResetSYNGate() error {
 	return m.putConfig(cur)
 }
 
+// MarkSYNGateAll marks every port now, as EnableSYNGate does: for tests and
+// benchmarks that write many expectations or flows straight into the maps.
+func (m *Maps) MarkSYNGateAll() error {
+	now, err := m.Now()
+	if err != nil {
+		return err
+	}
+	return m.fillSYNGate(now)
+}
+
 // fillSYNGate sets every port's mark to at.
 func (m *Maps) fillSYNGate(at uint64) error {
 	keys := make([]uint32, portEntries)
@@ -146,11 +156,12 @@ func (m *Maps) coverSYNGate(ttl time.Duration) error {
 	return nil
 }
 
-// markSYNGate marks port now, before the caller writes what a SYN to it
-// may need. The mark must not be older than the store by more than half the
+// MarkSYNGate marks port now, before the caller writes what a SYN to it
+// may need: AddExpectation does, and tests and benchmarks that write
+// expectations or flows straight into the maps must. The mark must not be older than the store by more than half the
 // slack (a racing program's later mark is overwritten by ours): the clock is
 // read again after the store, and a store that took longer is made again.
-func (m *Maps) markSYNGate(port uint16) error {
+func (m *Maps) MarkSYNGate(port uint16) error {
 	c, err := m.GetConfig()
 	if err != nil {
 		return err

@@ -412,7 +412,7 @@ func (m *Maps) AddExpectation(e Expectation, ttl time.Duration) error {
 	if err := m.coverSYNGate(ttl); err != nil {
 		return err
 	}
-	if err := m.markSYNGate(e.DPort); err != nil {
+	if err := m.MarkSYNGate(e.DPort); err != nil {
 		return err
 	}
 	if err := m.Expectations.Put(k, v); err != nil {
