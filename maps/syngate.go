@@ -98,18 +98,24 @@ func (m *Maps) EnableSYNGate() error {
 	return m.putConfig(cur)
 }
 
-// ResetSYNGate clears every mark and sets the horizon of the configured
-// timeout: for tests and benchmarks whose tables are empty (a mark older
-// than the horizon is the same as none).
+// ResetSYNGate sets the horizon of the configured timeout and makes every
+// port's mark older than it: for tests and benchmarks whose tables are
+// empty. (A mark of zero would be recent on a host up for less than the
+// horizon, such as a test VM.)
 func (m *Maps) ResetSYNGate() error {
-	if err := m.fillSYNGate(0); err != nil {
-		return err
-	}
 	cur, err := m.GetConfig()
 	if err != nil {
 		return err
 	}
 	cur.SYNGateHorizon = SYNGateHorizon(cur.ExpectTimeout)
+	now, err := m.Now()
+	if err != nil {
+		return err
+	}
+	// wraps on a host up for less than the horizon: ages are signed
+	if err := m.fillSYNGate(now - uint64(cur.SYNGateHorizon) - uint64(time.Second)); err != nil {
+		return err
+	}
 	return m.putConfig(cur)
 }
 
