@@ -131,7 +131,7 @@ func TestSYNGateExpiry(t *testing.T) {
 		t.Fatalf("horizon %v shorter than the timeout, TCP_RTO_MAX and the slack", h)
 	}
 	passive(t, r)
-	must(t, r.SetClock(11 * time.Second))
+	must(t, r.SetClock(11*time.Second))
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51000), ap(server4, 30000)), bpftest.XDPDrop)
 	wantExpect(t, r)
 	wantCounters(t, r, map[string]uint64{"expect_expired": 1, "syn_drop_unexpected": 1, "syn_gate_cold": 0})
@@ -141,7 +141,7 @@ func TestSYNGateExpiry(t *testing.T) {
 	must(t, c.Greet())
 	converse(t, c, "", "PASV\r\n", "227 Entering Passive Mode (198,51,100,20,117,49)\r\n")
 	wantExpect(t, r, expect{"pasv", client4, server4, 30001})
-	must(t, r.SetClock(11*time.Second + h + time.Second))
+	must(t, r.SetClock(11*time.Second+h+time.Second))
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51001), ap(server4, 30001)), bpftest.XDPDrop)
 	// expired, not looked up: still in the map (listings hide it)
 	var ek bpf.FtpgateExpectKey
@@ -159,14 +159,14 @@ func TestSYNGateConsumption(t *testing.T) {
 	h := horizon(t, r)
 	passive(t, r)
 	created := mark(t, r, 30000)
-	must(t, r.SetClock(9 * time.Second))
+	must(t, r.SetClock(9*time.Second))
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51000), ap(server4, 30000)), bpftest.XDPPass)
 	if m := mark(t, r, 30000); m-created < uint64(9*time.Second) {
 		t.Fatalf("consumption moved the mark by %v, want the 9 s the clock moved", time.Duration(m-created))
 	}
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51001), ap(server4, 30000)), bpftest.XDPDrop)
 	// the retransmission, horizon - 1 s after the consumption, not after the 227
-	must(t, r.SetClock(9*time.Second + h - time.Second))
+	must(t, r.SetClock(9*time.Second+h-time.Second))
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51000), ap(server4, 30000)), bpftest.XDPPass)
 	wantCounters(t, r, map[string]uint64{"syn_pass_expected": 1, "syn_pass_retransmit": 1, "syn_drop_unexpected": 1,
 		"expect_consumed": 1, "syn_gate_cold": 0})
@@ -195,7 +195,7 @@ func TestSYNGateAddExpectation(t *testing.T) {
 	if got, want := horizon(t, r), maps.SYNGateHorizon(2*time.Hour); got != want {
 		t.Fatalf("horizon %v after a shorter timeout, want %v kept", got, want)
 	}
-	must(t, r.SetClock(110 * time.Minute))
+	must(t, r.SetClock(110*time.Minute))
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51001), ap(server4, 30001)), bpftest.XDPPass)
 	wantCounters(t, r, map[string]uint64{"syn_pass_expected": 2, "syn_gate_cold": 0})
 }
@@ -248,10 +248,10 @@ func TestSYNGateUpgrade(t *testing.T) {
 	// the flow's SYN again within TCP_RTO_MAX, the expectation's SYN before its expiry
 	must(t, r.SetClock(maps.SYNGateRTOMax))
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51000), ap(server4, 30001)), bpftest.XDPPass)
-	must(t, r.SetClock(110 * time.Minute))
+	must(t, r.SetClock(110*time.Minute))
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51001), ap(server4, 30000)), bpftest.XDPPass)
 	// and an unwritten port is cold once the marks have aged
-	must(t, r.SetClock(got.SYNGateHorizon + time.Second))
+	must(t, r.SetClock(got.SYNGateHorizon+time.Second))
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 40000), ap(server4, 5555)), bpftest.XDPDrop)
 	wantCounters(t, r, map[string]uint64{"syn_pass_retransmit": 2, "syn_pass_expected": 1, "syn_gate_cold": 1})
 }
