@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -76,6 +77,9 @@ func BenchmarkPerPacket(b *testing.B) {
 			return err
 		}
 		_ = r.Objs.DataFlows.Delete(flowKey(retrSrc, retrDst))
+		if err := r.Maps.MarkSYNGate(retrDst.Port()); err != nil {
+			return err
+		}
 		if err := r.Objs.Expectations.Put(expectKey(clientAddr, serverAddr, retrDst.Port()), expVal(now)); err != nil {
 			return err
 		}
@@ -94,6 +98,15 @@ func BenchmarkPerPacket(b *testing.B) {
 		// no FTPS configured: XDP skips the TLS look-ups (config.tls_ranges, tls_seen clear)
 		{name: "xdp syn dropped", frame: bpftest.SYN(cli(40002), srv(5555)), prog: xdp, want: bpfrun.XDPDrop,
 			setup: ftpsLookups(r, false)},
+		// #14 the same SYN to a port written lately: the gate says maybe,
+		// data_flows and expectations are looked up (the drop before #14)
+		{name: "xdp syn dropped, gate warm (look-ups)", frame: bpftest.SYN(cli(40002), srv(5556)), prog: xdp, want: bpfrun.XDPDrop,
+			setup: func() error {
+				if err := r.Maps.SetTLSLookups(false, false); err != nil {
+					return err
+				}
+				return r.Maps.MarkSYNGate(5556)
+			}},
 		{name: "tc non-control tcp", tc: true, target: atMost(1.5), frame: packet.TCP{Src: srv(30001), Dst: cli(45000), Seq: 1, Ack: 1,
 			Flags: packet.ACK, Payload: bulk}.Bytes(), prog: tcIn, want: bpfrun.TCOK},
 	}
@@ -131,6 +144,10 @@ func BenchmarkPerPacket(b *testing.B) {
 				dport := uint16(10000 + i)
 				keys[i], vals[i] = expectKey(clientAddr, serverAddr, dport), expVal(now)
 				frames[i] = bpftest.SYN(cli(uint16(20000+round)), srv(dport))
+				// #14 as the parser does, the SYN gate before the expectation
+				if err := r.Maps.MarkSYNGate(dport); err != nil {
+					return nil, nil, err
+				}
 			}
 			return frames, xdp, batchPut(r.Objs.Expectations, keys, vals)
 		}})
@@ -264,6 +281,22 @@ func BenchmarkPerPacket(b *testing.B) {
 			Note: "1-run figure minus the bare program's 1-run harness overhead"})
 	}
 	tcAdmitVsXDP(cases, func(ci int) []float64 { return res[ci].path })
+	// #14 the target of the SYN gate: an unsolicited SYN's drop against
+	// ftpgate's own non-SYN path, round by round in the same run
+	idx := func(name string) int {
+		return slices.IndexFunc(cases, func(c *ppCase) bool { return c.name == name })
+	}
+	if d, a := idx("xdp syn dropped"), idx("xdp tcp ack (non-SYN)"); d >= 0 && a >= 0 {
+		ratios := make([]float64, len(res[d].path))
+		for i := range ratios {
+			ratios[i] = res[d].path[i] / res[a].path[i]
+		}
+		row := Row{Section: "per-packet", Case: "unsolicited SYN drop", Value: median(res[d].path), Unit: "ns/pkt",
+			Baseline: "xdp tcp ack (non-SYN)", BaseValue: median(res[a].path), Ratio: median(ratios),
+			Note: "#14: the xdp syn dropped row over the non-SYN row, median of the per-round ratios"}
+		atMost(2).apply(&row)
+		addRow(row)
+	}
 	addNote("per-packet", "stateless paths: one frame, %d runs in one BPF_PROG_TEST_RUN call, per-run cost = thread CPU time of the call / runs; bare and ftpgate alternate within each of %d rounds; ratio = median over rounds of ftpgate/bare", ppRepeat, ppRounds)
 	addNote("per-packet", "stateful paths (expectation consumed, control segments parsed) run each of %d distinct pre-built frames once per round (new expectation keys re-armed through the map, new sequence numbers or new control connections), alternating with the bare program run once on the same frame; the intended path is proven by a counter moving once per frame (syn_pass_expected, ctrl_segments, cmd_port, reply_227) and, for control segments, by counters that must not move (%s). '[1 run/frame]' ratios include the test-run harness overhead on both sides (timer read, about the cost of the bare program); '[net]' subtracts the bare 1-run cost and adds the bare many-run cost", ppBatch, strings.Join(ctrlZero, ", "))
 }

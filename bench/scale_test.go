@@ -97,6 +97,10 @@ func newScTable(n int) (*scTable, error) {
 		}
 	}
 	t.expVals = ev
+	// #14 the SYN gate before the entries, as their writers mark it
+	if err := r.Maps.MarkSYNGateAll(); err != nil {
+		return nil, err
+	}
 	if err := batchPut(r.Objs.Expectations, ek, ev); err != nil {
 		return nil, err
 	}
@@ -170,6 +174,9 @@ func BenchmarkScale(b *testing.B) {
 					return err
 				}
 				if err := batchDel(t.r.Objs.DataFlows, fk); err != nil {
+					return err
+				}
+				if err := t.r.Maps.MarkSYNGateAll(); err != nil {
 					return err
 				}
 				return batchPut(t.r.Objs.Expectations, ek, ev)

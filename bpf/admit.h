@@ -15,6 +15,7 @@
 #include "parsing.h"
 #include "common.h"
 #include "tls.h"
+#include "syngate.h"
 
 /*
  * would_drop returns the verdict for a packet the policy rejects. In dry-run
@@ -35,13 +36,13 @@ static __always_inline int would_drop(const struct config_val *cfg, __u32 reason
  * syn_drop drops (or in dry-run passes) a SYN the policy refuses for reason
  * and reports it as an event of type, within the rate limit, with the
  * reason it was counted under and its 5-tuple. Only this path pays for the
- * report.
+ * report. now is the SYN's time from syn_clock, read once (syngate.h).
  */
 static __always_inline int syn_drop(const struct config_val *cfg, const struct pkt_info *p, __u32 reason,
-				    __u32 type)
+				    __u32 type, __u64 now)
 {
 	int verdict = would_drop(cfg, reason);
-	__u64 now = now_ns(cfg);
+	now = syn_event_clock(cfg, now);
 	if (!event_allowed(now))
 		return verdict;
 	struct expect_key k = {};
@@ -101,6 +102,8 @@ static __always_inline int consume_expectation(const struct pkt_info *p, const s
 	if (bpf_map_delete_elem(&expectations, &ek) != 0)
 		return 0;
 
+	/* #14 before the flow: its SYN again must find the port recent */
+	syn_gate_mark(p->dport, now);
 	if (bpf_map_update_elem(&data_flows, fk, &fv, BPF_ANY) != 0)
 		stat_inc(STAT_FLOW_TABLE_FULL);
 	stat_inc(STAT_EXPECT_CONSUMED);
@@ -148,9 +151,17 @@ static __always_inline int admit(void *data, void *data_end)
 			stat_inc(STAT_SYN_PASS_ALLOWED);
 			return XDP_PASS;
 		}
+		/* #14 the kernel's clock at most once a jiffy (syngate.h) */
+		__u64 now = syn_clock(cfg);
 		struct flow_key fk;
 		flow_key_from(&fk, &p, 0);
-		struct flow_val *fv = bpf_map_lookup_elem(&data_flows, &fk);
+		/* #14 no hash look-up for a port nothing was admitted to lately */
+		struct flow_val *fv = 0;
+		int cold = syn_gate_cold(cfg, p.dport, now);
+		if (cold)
+			stat_inc(STAT_SYN_GATE_COLD);
+		else
+			fv = bpf_map_lookup_elem(&data_flows, &fk);
 		if (fv) {
 			/*
 			 * An admitted flow is one connection: its SYN again (same
@@ -158,13 +169,14 @@ static __always_inline int admit(void *data, void *data_end)
 			 * 5-tuple needs an expectation of its own.
 			 */
 			if (fv->syn_seq == p.seq && !(fv->flags & (FLOW_FIN | FLOW_RST))) {
-				fv->last_seen_ns = now_ns(cfg);
+				syn_gate_mark(p.dport, now);
+				fv->last_seen_ns = now;
 				stat_inc(STAT_SYN_PASS_RETRANSMIT);
 				return XDP_PASS;
 			}
 			stat_inc(STAT_SYN_FLOW_REFUSED);
 		}
-		if (consume_expectation(&p, &fk, cfg)) {
+		if (!cold && consume_expectation(&p, &fk, cfg)) {
 			stat_inc(STAT_SYN_PASS_EXPECTED);
 			return XDP_PASS;
 		}
@@ -177,13 +189,13 @@ static __always_inline int admit(void *data, void *data_end)
 		if (tls > 0)
 			return XDP_PASS;
 		if (tls == -2)
-			return syn_drop(cfg, &p, STAT_TLS_RANGE_LIMITED, EV_TLS_RANGE_DROP);
+			return syn_drop(cfg, &p, STAT_TLS_RANGE_LIMITED, EV_TLS_RANGE_DROP, now);
 		if (tls < 0)
-			return syn_drop(cfg, &p, STAT_TLS_RANGE_NO_SESSION, EV_TLS_RANGE_DROP);
+			return syn_drop(cfg, &p, STAT_TLS_RANGE_NO_SESSION, EV_TLS_RANGE_DROP, now);
 		/* active-mode FTPS: the PORT inside TLS is unreadable, nothing expects it */
 		if (cfg && cfg->tls_seen && tls_session_live(p.family, p.dst, p.src))
-			return syn_drop(cfg, &p, STAT_TLS_ACTIVE_REFUSED, EV_SYN_DROP);
-		return syn_drop(cfg, &p, STAT_SYN_DROP_UNEXPECTED, EV_SYN_DROP);
+			return syn_drop(cfg, &p, STAT_TLS_ACTIVE_REFUSED, EV_SYN_DROP, now);
+		return syn_drop(cfg, &p, STAT_SYN_DROP_UNEXPECTED, EV_SYN_DROP, now);
 	}
 
 	if ((fl & (TCPF_FIN | TCPF_RST)) || (cfg && cfg->accounting)) {

@@ -18,6 +18,7 @@
 #include "ftpgate.h"
 #include "maps.h"
 #include "common.h"
+#include "syngate.h"
 
 /* the slots of both directions of a connection, numbered client first */
 #define CONN_SLOTS (2 * EXPECT_SLOTS)
@@ -174,6 +175,11 @@ __noinline int expect_create(int kind)
 #ifdef FTPGATE_NAT
 	__builtin_memcpy(&val->nat, &s->nat.target, sizeof(val->nat));
 #endif
+	/*
+	 * #14 before the expectation, with the clock read again: a racing
+	 * writer's older mark differs from ours by a store, not by this run
+	 */
+	syn_gate_mark(s->exp.dport, now_ns(cfg));
 	if (bpf_map_update_elem(&expectations, &s->exp, val, BPF_ANY) != 0) {
 		stat_inc(STAT_EXPECT_TABLE_FULL);
 		return -1;

@@ -69,6 +69,14 @@ enum limits {
 	MAX_TABLE_ENTRIES = 16777216,
 	/* bytes of the event ring buffer */
 	EVENTS_BYTES = 262144,
+	/*
+	 * #14 the SYN gate (syngate.h): its horizon is the longest expectation
+	 * timeout ever set plus the longest interval between two SYNs of one
+	 * connection (Linux TCP_RTO_MAX) plus a slack for racing writers and
+	 * the Go side's clock read; all in seconds
+	 */
+	SYN_GATE_RTO_MAX_SEC = 120,
+	SYN_GATE_SLACK_SEC = 10,
 	/* guarded interfaces one dataplane holds */
 	MAX_GUARDED_IFS = 256,
 	/*
@@ -509,6 +517,12 @@ struct config_val {
 	 */
 	__u8 tls_ranges;            /* the loader: some --tls-range is declared (tls_ranges not empty) */
 	__u8 tls_seen;              /* TC, at the first encrypted session (tls_begin): tls_sessions may hold a live pair */
+	/*
+	 * #14 owned by the Go side, not by the operator: the SYN gate's horizon
+	 * in seconds (syngate.h); 0, what an older ftpgate writes, turns the
+	 * gate off. In the padding: the pinned config keeps its size.
+	 */
+	__u16 syn_gate_horizon_s;
 };
 
 /*
@@ -533,6 +547,12 @@ struct event {
 struct event_budget {
 	__u64 last_ns;   /* ftpgate clock of the last refill */
 	__u64 credit_ns; /* one event costs NSEC_PER_SEC / REJECT_EVENTS_PER_SEC */
+	/*
+	 * #14 XDP's SYN path clock (syngate.h): the kernel's clock without the
+	 * offset, read at the jiffy clock_jiffies
+	 */
+	__u64 clock_ns;
+	__u64 clock_jiffies;
 };
 
 #endif /* FTPGATE_H */

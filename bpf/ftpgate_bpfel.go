@@ -30,7 +30,7 @@ type FtpgateConfigVal struct {
 	RequireTls        uint8
 	TlsRanges         uint8
 	TlsSeen           uint8
-	_                 [2]byte
+	SynGateHorizonS   uint16
 }
 
 type FtpgateCtrlKey struct {
@@ -137,9 +137,11 @@ type FtpgateEvent struct {
 }
 
 type FtpgateEventBudget struct {
-	_        structs.HostLayout
-	LastNs   uint64
-	CreditNs uint64
+	_            structs.HostLayout
+	LastNs       uint64
+	CreditNs     uint64
+	ClockNs      uint64
+	ClockJiffies uint64
 }
 
 type FtpgateEventType uint32
@@ -334,6 +336,8 @@ const (
 	FtpgateLimitsDEFAULT_NAT_OWN             FtpgateLimits = 131072
 	FtpgateLimitsMAX_TABLE_ENTRIES           FtpgateLimits = 16777216
 	FtpgateLimitsEVENTS_BYTES                FtpgateLimits = 262144
+	FtpgateLimitsSYN_GATE_RTO_MAX_SEC        FtpgateLimits = 120
+	FtpgateLimitsSYN_GATE_SLACK_SEC          FtpgateLimits = 10
 	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
 	FtpgateLimitsREJECT_EVENTS_PER_SEC       FtpgateLimits = 100
 	FtpgateLimitsREJECT_EVENTS_BURST         FtpgateLimits = 200
@@ -610,7 +614,8 @@ const (
 	FtpgateStatSTAT_LOGIN_NOT_FTP          FtpgateStat = 112
 	FtpgateStatSTAT_LOGIN_UNGUARDED        FtpgateStat = 113
 	FtpgateStatSTAT_TLS_RANGE_LIMITED      FtpgateStat = 114
-	FtpgateStatSTAT_MAX                    FtpgateStat = 115
+	FtpgateStatSTAT_SYN_GATE_COLD          FtpgateStat = 115
+	FtpgateStatSTAT_MAX                    FtpgateStat = 116
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -688,6 +693,7 @@ const (
 	FtpgateMapNatOwn            = "nat_own"
 	FtpgateMapScratchBuf        = "scratch_buf"
 	FtpgateMapStats             = "stats"
+	FtpgateMapSynGate           = "syn_gate"
 	FtpgateMapTlsRanges         = "tls_ranges"
 	FtpgateMapTlsSessions       = "tls_sessions"
 	FtpgateProgFtpgateTcAdmit   = "ftpgate_tc_admit"
@@ -763,6 +769,7 @@ type FtpgateMapSpecs struct {
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	SynGate       *ebpf.MapSpec `ebpf:"syn_gate"`
 	TlsRanges     *ebpf.MapSpec `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.MapSpec `ebpf:"tls_sessions"`
 }
@@ -808,6 +815,7 @@ type FtpgateMaps struct {
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	SynGate       *ebpf.Map `ebpf:"syn_gate"`
 	TlsRanges     *ebpf.Map `ebpf:"tls_ranges"`
 	TlsSessions   *ebpf.Map `ebpf:"tls_sessions"`
 }
@@ -829,6 +837,7 @@ func (m *FtpgateMaps) Close() error {
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,
+		m.SynGate,
 		m.TlsRanges,
 		m.TlsSessions,
 	)

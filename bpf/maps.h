@@ -76,6 +76,14 @@ FTPGATE_MAP(nat_own, BPF_MAP_TYPE_HASH, DEFAULT_NAT_OWN, struct flow_key, struct
 FTPGATE_MAP(tls_ranges, BPF_MAP_TYPE_HASH, MAX_TLS_SERVERS, struct tls_server_key, struct tls_range_val);
 FTPGATE_MAP(tls_sessions, BPF_MAP_TYPE_HASH, DEFAULT_TLS_SESSIONS, struct tls_session_key, struct tls_session_val);
 
+/*
+ * #14 the SYN gate, indexed by destination port: the ftpgate clock of the
+ * last write of anything a SYN to that port could need (an expectation, a
+ * data flow admitted or a SYN of one passed). XDP skips its look-ups for a
+ * SYN to a port not written for config.syn_gate_horizon_s (syngate.h).
+ */
+FTPGATE_MAP(syn_gate, BPF_MAP_TYPE_ARRAY, PORT_ENTRIES, __u32, __u64);
+
 /* one counter per enum stat */
 FTPGATE_MAP(stats, BPF_MAP_TYPE_PERCPU_ARRAY, STAT_MAX, __u32, __u64);
 

@@ -137,6 +137,8 @@ enum stat {
 	STAT_LOGIN_NOT_FTP,        /* --require-tls: client segment with payload on a control connection not encrypted that conformance found not FTP (nothing of it is read): reset like a login */
 	STAT_LOGIN_UNGUARDED,      /* without --require-tls: such a segment: a USER or PASS in it is not seen, passed */
 	STAT_TLS_RANGE_LIMITED,    /* SYN into a TLS range from a client with a live session beyond its pair's rate (TLS_RANGE_PER_PAIR_*): dropped */
+	/* #14 the SYN gate (syngate.h) */
+	STAT_SYN_GATE_COLD,        /* SYN to a port without an expectation or admitted flow written within the gate's horizon: data_flows and expectations not looked up (then counted as its drop reason) */
 	STAT_MAX,
 };
 

@@ -27,6 +27,7 @@
 #include "common.h"
 #include "checksum.h"
 #include "expect.h"
+#include "syngate.h"
 
 /* the tokens of the commands the TLS code reads (token.h's form) */
 #define TOK_AUTH FTP_TOKEN('A', 'U', 'T', 'H')
@@ -430,6 +431,8 @@ static __always_inline int tls_range_admit(const struct pkt_info *p, const struc
 	fv.ctrl.family = p->family;
 	copy_addr(fv.ctrl.client, p->src);
 	copy_addr(fv.ctrl.server, p->dst);
+	/* #14 before the flow, as consume_expectation (syngate.h) */
+	syn_gate_mark(p->dport, now);
 	if (bpf_map_update_elem(&data_flows, fk, &fv, BPF_ANY) != 0)
 		stat_inc(STAT_FLOW_TABLE_FULL);
 	stat_inc(STAT_TLS_RANGE_PASS);

@@ -161,6 +161,12 @@ func Start(opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
+	// #14 every program on the maps now marks the SYN gate: turn it on
+	// where it is off (new pins, or pins of an older ftpgate)
+	if err := d.Maps.EnableSYNGate(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	if err := d.pinPrograms(); err != nil {
 		d.Close()
 		return nil, err

@@ -323,6 +323,48 @@ func TestRestartAddsNewMaps(t *testing.T) {
 	}
 }
 
+// TestUpgradeTurnsOnSYNGate (#14): pins of a version without the SYN gate
+// (no syn_gate map, a config without a horizon, an expectation without a
+// mark) get the map on restart, every port marked and a horizon that covers
+// the pinned expectation's lifetime; the gate is on from the first start.
+func TestUpgradeTurnsOnSYNGate(t *testing.T) {
+	env := newEnv(t)
+	opts := env.options(XDPGeneric, TCNetlink)
+	dp := env.start(t, opts)
+	cfg, err := dp.Maps.GetConfig()
+	must(t, err)
+	if cfg.SYNGateHorizon != maps.SYNGateHorizon(cfg.ExpectTimeout) {
+		t.Fatalf("horizon %v after the first start, want %v", cfg.SYNGateHorizon, maps.SYNGateHorizon(cfg.ExpectTimeout))
+	}
+	var raw bpf.FtpgateConfigVal
+	must(t, dp.Maps.Config.Lookup(uint32(0), &raw))
+	raw.SynGateHorizonS = 0
+	must(t, dp.Maps.Config.Put(uint32(0), raw))
+	now, err := dp.Maps.Now()
+	must(t, err)
+	ek := bpf.FtpgateExpectKey{Family: unix.AF_INET, Dport: 30000, Src: [4]uint32{0x0a0200c0}, Dst: [4]uint32{0x146433c6}}
+	must(t, dp.Maps.Expectations.Put(ek, bpf.FtpgateExpectVal{CreatedNs: now, ExpiresNs: now + uint64(time.Hour)}))
+	must(t, dp.Close())
+	must(t, os.Remove(filepath.Join(env.pinDir, maps.NameSYNGate)))
+
+	dp2 := env.start(t, opts)
+	defer dp2.Close()
+	cfg, err = dp2.Maps.GetConfig()
+	must(t, err)
+	if want := maps.SYNGateHorizon(time.Hour); cfg.SYNGateHorizon != want {
+		t.Fatalf("horizon %v after the upgrade, want %v (the pinned expectation's hour)", cfg.SYNGateHorizon, want)
+	}
+	after, err := dp2.Maps.Now()
+	must(t, err)
+	for _, port := range []uint32{0, 30000, 65535} {
+		var m uint64
+		must(t, dp2.Maps.SYNGate.Lookup(port, &m))
+		if m < now || m > after {
+			t.Errorf("port %d marked %d, want between %d and %d", port, m, now, after)
+		}
+	}
+}
+
 func TestUnknownInterfaceLeavesNothing(t *testing.T) {
 	env := newEnv(t)
 	opts := env.options(XDPGeneric, TCNetlink)

@@ -59,6 +59,10 @@ type Config struct {
 	// tls_ranges and tls_sessions look-ups for a SYN nothing admitted (#13).
 	TLSRanges bool
 	TLSSeen   bool
+	// SYNGateHorizon is not a setting either: the Go side keeps it
+	// (syngate.go), SetConfig only ever raises it. Zero: the SYN gate is
+	// off, XDP looks every SYN up (#14).
+	SYNGateHorizon time.Duration
 }
 
 // RPCheck is the reverse-path check of control segments; the zero value,
@@ -161,6 +165,7 @@ func configToBPF(c Config) bpf.FtpgateConfigVal {
 		RequireTls:        b2u(c.RequireTLS),
 		TlsRanges:         b2u(c.TLSRanges),
 		TlsSeen:           b2u(c.TLSSeen),
+		SynGateHorizonS:   uint16(c.SYNGateHorizon / time.Second),
 	}
 }
 
@@ -181,6 +186,7 @@ func configFromBPF(v bpf.FtpgateConfigVal) Config {
 		RequireTLS:        v.RequireTls != 0,
 		TLSRanges:         v.TlsRanges != 0,
 		TLSSeen:           v.TlsSeen != 0,
+		SYNGateHorizon:    time.Duration(v.SynGateHorizonS) * time.Second,
 	}
 }
 
@@ -194,6 +200,7 @@ func (m *Maps) SetConfig(c Config) error {
 		return err
 	}
 	c.TLSRanges, c.TLSSeen = cur.TLSRanges, cur.TLSSeen
+	c.SYNGateHorizon = raiseHorizon(cur.SYNGateHorizon, c.ExpectTimeout)
 	return m.putConfig(c)
 }
 

@@ -33,6 +33,7 @@ const (
 	NameNATOwn       = "nat_own"
 	NameTLSRanges    = "tls_ranges"
 	NameTLSSessions  = "tls_sessions"
+	NameSYNGate      = "syn_gate"
 )
 
 // table is one pinned map: its name, where its handle lives, and for the
@@ -62,6 +63,7 @@ var tables = []table{
 	{NameNATOwn, func(m *Maps) **ebpf.Map { return &m.NATOwn }, func(s *TableSizes) *uint32 { return &s.NATOwn }},
 	{NameTLSRanges, func(m *Maps) **ebpf.Map { return &m.tlsRanges }, nil},
 	{NameTLSSessions, func(m *Maps) **ebpf.Map { return &m.TLSSessions }, func(s *TableSizes) *uint32 { return &s.TLSSessions }},
+	{NameSYNGate, func(m *Maps) **ebpf.Map { return &m.SYNGate }, nil},
 }
 
 // Names lists every map ftpgate pins, in a stable order.
@@ -149,6 +151,9 @@ type Maps struct {
 	// pairs with live encrypted control connections
 	tlsRanges   *ebpf.Map
 	TLSSessions *ebpf.Map
+	// #14 the ftpgate clock of the last write a SYN to each port could
+	// need (syngate.go)
+	SYNGate *ebpf.Map
 
 	owned bool // Close closes the handles
 }

@@ -407,6 +407,14 @@ func (m *Maps) AddExpectation(e Expectation, ttl time.Duration) error {
 	_, dst := Words(e.Dst)
 	k := bpf.FtpgateExpectKey{Family: fam, Dport: e.DPort, Src: src, Dst: dst}
 	v := bpf.FtpgateExpectVal{ExpiresNs: now + uint64(ttl), CreatedNs: now, Kind: uint8(e.Kind), Ctrl: e.Control.Key(), Nat: NATTarget(e.Inside)}
+	// #14 the gate first, as every writer of what a SYN may need, with a
+	// horizon that covers ttl (syngate.go)
+	if err := m.coverSYNGate(ttl); err != nil {
+		return err
+	}
+	if err := m.MarkSYNGate(e.DPort); err != nil {
+		return err
+	}
 	if err := m.Expectations.Put(k, v); err != nil {
 		return fmt.Errorf("update %s: %w", NameExpectations, err)
 	}

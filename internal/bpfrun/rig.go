@@ -148,6 +148,10 @@ func (r *Rig) Reset() error {
 	if err := r.Maps.SetTLSLookups(false, false); err != nil {
 		return err
 	}
+	// the tables are empty: the SYN gate starts on, with no mark (#14)
+	if err := r.Maps.ResetSYNGate(); err != nil {
+		return err
+	}
 	if _, err := r.Events(); err != nil {
 		return err
 	}
