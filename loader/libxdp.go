@@ -202,7 +202,7 @@ func probeFreplace() error {
 	defer release()
 	var objs dispatcher.DispatcherObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		return fmt.Errorf("%w (%v)", ErrNoFreplace, err)
+		return freplaceRefused(err)
 	}
 	return objs.Close()
 }
@@ -323,7 +323,7 @@ func rebuildDispatcher(ifindex int, ours *ebpf.Program, prio uint32, old ebpf.Pr
 		if err != nil {
 			removeDispatchDir(dir)
 			if errors.Is(err, unix.EPERM) {
-				err = fmt.Errorf("%w (%v)", ErrNoFreplace, err)
+				err = freplaceRefused(err)
 			}
 			return fmt.Errorf("attach %q to slot %d of a new dispatcher: %w", c.name, i, err)
 		}
@@ -417,4 +417,78 @@ func pinnedXDPProgram(pinDir string) ebpf.ProgramID {
 	}
 	defer p.Close()
 	return programID(p)
+}
+
+// resolveXDPAttach decides how the XDP hook of every interface is taken:
+// libxdp when asked, or (auto) when a libxdp dispatcher holds any of them
+// (then ftpgate makes a dispatcher of its own on the others, which other
+// libxdp programs can join); otherwise a plain link. One mechanism for all
+// interfaces, because the XDP program is loaded either as an XDP program or
+// as a dispatcher component. Where the kernel refuses freplace it says so,
+// in one line, with the option that fits.
+func resolveXDPAttach(ns string, want XDPAttach, ifaces []IfaceState) (XDPAttach, error) {
+	if want == AttachLink {
+		return AttachLink, nil
+	}
+	why := "--xdp-attach libxdp"
+	if want == AttachAuto {
+		var held *xdpHolder
+		var on string
+		err := inNetns(ns, func() error {
+			for _, ifc := range ifaces {
+				h, err := findXDPHolder(ifc.Index)
+				if err != nil {
+					return err
+				}
+				if h.kind == holderDispatcher {
+					held, on = &h, ifc.Name
+					return nil
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		if held == nil {
+			return AttachLink, nil
+		}
+		why = fmt.Sprintf("xdp on %q is held by a libxdp dispatcher (program id %d)", on, held.progID)
+	}
+	if err := probeFreplace(); err != nil {
+		return "", fmt.Errorf("%s: joining a dispatcher needs freplace, and %w; admit at TC instead with --admit-hook tc", why, err)
+	}
+	return AttachLibxdp, nil
+}
+
+// inDispatcher reports whether prog is a component of the libxdp
+// dispatcher on ifindex, as its pins say.
+func inDispatcher(ifindex int, prog ebpf.ProgramID) bool {
+	h, err := findXDPHolder(ifindex)
+	if err != nil || h.kind != holderDispatcher {
+		return false
+	}
+	dir := dispatchDir(ifindex, h.progID)
+	for i := 0; i < int(h.conf.NumProgsEnabled); i++ {
+		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, slotName(i)+"-prog"), nil)
+		if err != nil {
+			continue
+		}
+		id := programID(p)
+		p.Close()
+		if id == prog {
+			return true
+		}
+	}
+	return false
+}
+
+// freplaceRefused is ErrNoFreplace with the kernel's answer, in one line.
+func freplaceRefused(err error) error {
+	for _, e := range []unix.Errno{unix.EPERM, unix.EINVAL, unix.ENOTSUPP, unix.EOPNOTSUPP} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: %s", ErrNoFreplace, e.Error())
+		}
+	}
+	return fmt.Errorf("%w: %v", ErrNoFreplace, err)
 }

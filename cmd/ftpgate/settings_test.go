@@ -53,6 +53,7 @@ func TestSettingsAppearWhereNamed(t *testing.T) {
 		"allow-low-data-ports": everywhere, "ctrl-conns": inRun, "expectations": inRun, "flows": inRun,
 		"nat-own": inRun, "rp-check": everywhere, "nat": inRun | inSet, "nat-mechanism": inRun,
 		"ftps-port": inRun, "tls-range": inRun, "require-tls": inRun | inSet, "tls-sessions": inRun,
+		"xdp-attach": inRun, "xdp-priority": inRun,
 	}
 	for _, s := range settingsTable {
 		if cliToday[s.name] != s.in {
@@ -147,6 +148,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		"loose": "true", "dry-run": "true", "fwmark": "0x100/0xff00", "accounting": "true", "allow-low-data-ports": "true",
 		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000", "nat-own": "4000", "nat": "true", "nat-mechanism": "conntrack",
 		"ftps-port": "[990]", "tls-range": "[198.51.100.2:30000-30099, '[2001:db8::2]:30000-30099']", "require-tls": "true", "tls-sessions": "5000",
+		"xdp-attach": "libxdp", "xdp-priority": "15",
 	}
 	var file bytes.Buffer
 	file.WriteString("iface: [lo]\n")
@@ -172,7 +174,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose, NAT: maps.NATCT, RequireTLS: true}
 	ranges := []maps.TLSRange{{Server: netip.MustParseAddr("198.51.100.2"), Lo: 30000, Hi: 30099}, {Server: netip.MustParseAddr("2001:db8::2"), Lo: 30000, Hi: 30099}}
 	scopes := []maps.PortScope{{Port: 990, Prefix: netip.MustParsePrefix("198.51.100.0/24")}, {Port: 990, Prefix: netip.MustParsePrefix("2001:db8::/32")}}
-	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000, TLSSessions: 5000}) ||
+	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.XDPAttach != loader.AttachLibxdp || o.XDPPriority != 15 || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000, TLSSessions: 5000}) ||
 		!slices.Equal(o.FTPSPorts, []uint16{990}) || !slices.Equal(o.TLSRanges, ranges) ||
 		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.CtrlScopes, scopes) || !slices.Equal(o.AllowPorts, []uint16{22}) {
 		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
