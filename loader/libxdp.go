@@ -485,7 +485,7 @@ func inDispatcher(ifindex int, prog ebpf.ProgramID) bool {
 
 // freplaceRefused is ErrNoFreplace with the kernel's answer, in one line.
 func freplaceRefused(err error) error {
-	for _, e := range []unix.Errno{unix.EPERM, unix.EINVAL, unix.ENOTSUPP, unix.EOPNOTSUPP} {
+	for _, e := range []unix.Errno{unix.EPERM, unix.EINVAL, unix.EOPNOTSUPP} {
 		if errors.Is(err, e) {
 			return fmt.Errorf("%w: %s", ErrNoFreplace, e.Error())
 		}
