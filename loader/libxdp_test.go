@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/bpf/dispatcher/testcomp"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
 	"github.com/ftpgate/ftpgate/internal/nettest"
 	"github.com/ftpgate/ftpgate/internal/packet"
 	"github.com/ftpgate/ftpgate/maps"
@@ -344,5 +346,44 @@ func TestXDPHolderNamed(t *testing.T) {
 	// nothing of ftpgate is left on the interface
 	if h := holderOf(t, env, idx); h.progID != programID(disp) {
 		t.Fatalf("the dispatcher was replaced by %s", h.describe())
+	}
+}
+
+// TestXDPFilterHolderNamed: Debian's xdp-filter holds the hook (a plain
+// attach where the kernel refuses freplace, as this project's 6.18 host
+// does; a libxdp dispatcher elsewhere); ftpgate's refusal names what holds
+// it, in one line, with the option that fits.
+func TestXDPFilterHolderNamed(t *testing.T) {
+	env := libxdpEnv(t)
+	if _, err := exec.LookPath("xdp-filter"); err != nil {
+		bpftest.SkipOrFail(t, "xdp-filter not installed (Debian's xdp-tools; make deps installs it)")
+	}
+	idx := ifindex(t, env, env.ifaces[0])
+	cmd := exec.Command("ip", "netns", "exec", env.ns, "xdp-filter", "load", "--mode", "skb", env.ifaces[0])
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("xdp-filter load: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "exec", env.ns, "xdp-filter", "unload", "--all", env.ifaces[0]).Run() })
+	h := holderOf(t, env, idx)
+	_, err := Start(libxdpOptions(env, AttachAuto))
+	t.Logf("refusal: %v", err)
+	if err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("start beside xdp-filter: %v, want a one-line refusal", err)
+	}
+	switch h.kind {
+	case holderNetlink:
+		want := fmt.Sprintf("a netlink attach (program id %d, name %q), which does not speak libxdp; admit at TC instead with --admit-hook tc", h.progID, h.name)
+		if !errors.Is(err, ErrXDPBusy) || !strings.Contains(err.Error(), want) || !strings.HasPrefix(h.name, "xdpfilt") {
+			t.Fatalf("start beside xdp-filter: %v\nwant %q (an xdpfilt program)", err, want)
+		}
+	case holderDispatcher:
+		if probeFreplace() == nil {
+			t.Skip("xdp-filter made a dispatcher: joining it is TestLibxdpOtherFirst's case")
+		}
+		if !errors.Is(err, ErrNoFreplace) || !strings.Contains(err.Error(), "--admit-hook tc") {
+			t.Fatalf("start beside xdp-filter's dispatcher: %v", err)
+		}
+	default:
+		t.Fatalf("xdp-filter's hook seen as %s", h.describe())
 	}
 }

@@ -28,6 +28,8 @@ for what in "$@"; do
 		want conntrack conntrack
 		want tcpdump tcpdump
 		want ethtool ethtool
+		# xdp-filter holds the XDP hook in loader's TestXDPFilterHolderNamed
+		want xdp-filter xdp-tools
 		# the FTPS lab (tests/ftpslab): its certificate, ftplib.FTP_TLS;
 		# proftpd with mod_tls is extracted, not installed (tests/lab)
 		want openssl openssl
