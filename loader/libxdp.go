@@ -318,7 +318,9 @@ func rebuildDispatcher(ifindex int, ours *ebpf.Program, prio uint32, old ebpf.Pr
 			l.Close()
 		}
 		if err == nil {
-			err = c.prog.Pin(filepath.Join(dir, slotName(i)+"-prog"))
+			// pin a handle of its own: pinning a program object that is
+			// already pinned (ftpgate's, in its pin directory) moves the pin
+			err = pinCopy(c.prog, filepath.Join(dir, slotName(i)+"-prog"))
 		}
 		if err != nil {
 			removeDispatchDir(dir)
@@ -491,4 +493,13 @@ func freplaceRefused(err error) error {
 		}
 	}
 	return fmt.Errorf("%w: %v", ErrNoFreplace, err)
+}
+
+func pinCopy(p *ebpf.Program, path string) error {
+	c, err := p.Clone()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Pin(path)
 }

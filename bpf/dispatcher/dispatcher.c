@@ -178,9 +178,10 @@ out:
 	return XDP_PASS;
 }
 
-/* libxdp looks for this variable in the program's BTF to know the
- * dispatcher's version (cilium/ebpf does not hand this section's BTF to the
- * kernel: see docs/design.md, "Beside other XDP programs"). */
+/* The protocol's version in BTF, as libxdp marks its dispatcher. cilium/ebpf
+ * hands the kernel only the BTF its programs reach, so this stays in the
+ * object; the config's magic and version are what is read at run time
+ * (docs/design.md, "Beside other XDP programs"). */
 __uint(dispatcher_version, XDP_DISPATCHER_VERSION) SEC("xdp_metadata");
 
 char __license[] SEC("license") = "Dual BSD/GPL";
