@@ -21,6 +21,10 @@ VM_MODULES ?= veth sch_ingress cls_bpf act_bpf tun nf_conntrack nf_nat nf_conntr
 # per VM: on 7.x every loader start verifies the NAT object before falling
 # back, and a VM of the matrix took 18 minutes on a busy 2-core host
 VM_TIMEOUT ?= 30m
+# host files the guests get at the same paths, executables with their shared
+# libraries: Debian's xdp-loader and libxdp's dispatcher object, for the
+# libxdp interoperability test (loader's TestXDPLoaderInterop)
+VM_HOST_FILES ?= /usr/sbin/xdp-loader /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o
 
 export CGO_ENABLED := 0
 
@@ -68,7 +72,7 @@ vmtest: ## Run the BPF, loader and end-to-end tests in VMs on Debian kernels (KE
 	scripts/deps.sh vm
 	mkdir -p out/vm
 	set -e; for p in $(VM_PKGS); do $(GO) test -c -o out/vm/$$(basename $$p).test ./$$p; done
-	tests/vm/run.sh --kernels "$(KERNELS)" --modules "$(VM_MODULES)" --timeout $(VM_TIMEOUT) --binaries "$(foreach p,$(VM_PKGS),out/vm/$(notdir $(p)).test)"
+	tests/vm/run.sh --kernels "$(KERNELS)" --modules "$(VM_MODULES)" --timeout $(VM_TIMEOUT) --host-files "$(VM_HOST_FILES)" --binaries "$(foreach p,$(VM_PKGS),out/vm/$(notdir $(p)).test)"
 
 .PHONY: fuzz
 fuzz: ## Differential fuzzing of the TC parser against the Go reference (FUZZTIME=300000x executions)

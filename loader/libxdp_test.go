@@ -387,3 +387,124 @@ func TestXDPFilterHolderNamed(t *testing.T) {
 		t.Fatalf("xdp-filter's hook seen as %s", h.describe())
 	}
 }
+
+// xdpLoaderPath is Debian's xdp-loader: on PATH on a host with xdp-tools,
+// at its Debian path in a VM given it with --host-files.
+func xdpLoaderPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("xdp-loader"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/xdp-loader"); err == nil {
+		return "/usr/sbin/xdp-loader"
+	}
+	t.Skip("xdp-loader is not here (make vmtest gives it to the VMs with --host-files)")
+	return ""
+}
+
+// xdpLoader runs xdp-loader inside the test's network namespace.
+func xdpLoader(t *testing.T, env *testEnv, args ...string) string {
+	t.Helper()
+	var out []byte
+	err := inNetns(env.ns, func() error {
+		var err error
+		out, err = exec.Command(xdpLoaderPath(t), args...).CombinedOutput()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("xdp-loader %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// componentID is the id of the dispatcher component named name, from the
+// dispatcher's pins; 0 when there is none.
+func componentID(t *testing.T, env *testEnv, idx int, name string) ebpf.ProgramID {
+	t.Helper()
+	h := holderOf(t, env, idx)
+	if h.kind != holderDispatcher {
+		t.Fatalf("ifindex %d held by %s, want a dispatcher", idx, h.describe())
+	}
+	for i := 0; i < int(h.conf.NumProgsEnabled); i++ {
+		p, err := ebpf.LoadPinnedProgram(filepath.Join(dispatchDir(idx, h.progID), slotName(i)+"-prog"), nil)
+		must(t, err)
+		info, err := p.Info()
+		p.Close()
+		must(t, err)
+		if info.Name == name {
+			id, _ := info.ID()
+			return id
+		}
+	}
+	return 0
+}
+
+// statusLine is the line of `xdp-loader status` that names prog.
+func statusLine(status, prog string) string {
+	for _, l := range strings.Split(status, "\n") {
+		if strings.Contains(l, prog) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestXDPLoaderInterop: Debian's xdp-loader and ftpgate share an interface
+// both ways. xdp-loader makes a dispatcher, ftpgate joins it and
+// `xdp-loader status` lists ftpgate at its priority; xdp-loader removes its
+// program from ftpgate's dispatcher and adds it again; each side's removal
+// leaves the other enforcing its policy.
+func TestXDPLoaderInterop(t *testing.T) {
+	env := libxdpEnv(t)
+	xdpLoaderPath(t)
+	needFreplace(t)
+	idx := ifindex(t, env, env.ifaces[0])
+	obj := filepath.Join(t.TempDir(), "drop_udp9.o")
+	must(t, os.WriteFile(obj, testcomp.Object(), 0o644))
+	load := func() {
+		xdpLoader(t, env, "load", "--mode", "skb", "--prio", "10", env.ifaces[0], obj)
+	}
+	load()
+	checkPins(t, env, idx, []uint32{10})
+
+	dp, err := Start(libxdpOptions(env, AttachAuto))
+	must(t, err)
+	t.Cleanup(func() { Detach(env.pinDir, env.states, "", nil) })
+	checkPins(t, env, idx, []uint32{10, DefaultXDPPriority})
+	bothPolicies(t, env, idx, dp)
+	status := xdpLoader(t, env, "status", env.ifaces[0])
+	t.Logf("xdp-loader status:\n%s", status)
+	if l := statusLine(status, "ftpgate_xdp"); !slices.Contains(strings.Fields(l), fmt.Sprint(DefaultXDPPriority)) {
+		t.Fatalf("xdp-loader status does not list ftpgate_xdp at priority %d:\n%s", DefaultXDPPriority, status)
+	}
+	if l := statusLine(status, "drop_udp9"); !slices.Contains(strings.Fields(l), "10") {
+		t.Fatalf("xdp-loader status does not list drop_udp9 at priority 10:\n%s", status)
+	}
+
+	// xdp-loader takes its program out of the dispatcher ftpgate built
+	id := componentID(t, env, idx, "drop_udp9")
+	xdpLoader(t, env, "unload", "--id", fmt.Sprint(id), env.ifaces[0])
+	checkPins(t, env, idx, []uint32{DefaultXDPPriority})
+	if got := verdict(t, env, idx, synTo(80)); got != 1 {
+		t.Errorf("unsolicited SYN after xdp-loader unloaded its program: %d, want drop", got)
+	}
+	// and adds it again beside ftpgate
+	load()
+	checkPins(t, env, idx, []uint32{10, DefaultXDPPriority})
+	bothPolicies(t, env, idx, dp)
+
+	// ftpgate leaves; xdp-loader's program keeps dropping
+	must(t, dp.Close())
+	must(t, Detach(env.pinDir, env.states, "", nil))
+	checkPins(t, env, idx, []uint32{10})
+	if got := verdict(t, env, idx, udp9); got != 1 {
+		t.Errorf("UDP to port 9 after ftpgate left: %d, want drop", got)
+	}
+	if got := verdict(t, env, idx, synTo(80)); got != 2 {
+		t.Errorf("SYN to 80 after ftpgate left: %d, want pass", got)
+	}
+	xdpLoader(t, env, "unload", "--all", env.ifaces[0])
+	if h := holderOf(t, env, idx); h.kind != holderNone {
+		t.Fatalf("after xdp-loader unload --all the hook is held by %s", h.describe())
+	}
+}

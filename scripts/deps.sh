@@ -48,6 +48,9 @@ for what in "$@"; do
 		want qemu-system-x86_64 qemu-system-x86
 		want xz xz-utils
 		want zstd zstd
+		# Debian's xdp-loader runs in the guests (VM_HOST_FILES): the
+		# libxdp interoperability test
+		want xdp-loader xdp-tools
 		;;
 	*)
 		echo "deps.sh: unknown set '$what' (use test, generate, headers or vm)" >&2
