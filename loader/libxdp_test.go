@@ -363,7 +363,9 @@ func TestXDPFilterHolderNamed(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("xdp-filter load: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "exec", env.ns, "xdp-filter", "unload", "--all", env.ifaces[0]).Run() })
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "exec", env.ns, "xdp-filter", "unload", "--all", env.ifaces[0]).Run()
+	})
 	h := holderOf(t, env, idx)
 	_, err := Start(libxdpOptions(env, AttachAuto))
 	t.Logf("refusal: %v", err)

@@ -51,10 +51,6 @@ type Options struct {
 	NetNS      string
 	XDPMode    XDPMode
 	TCMode     TCMode
-	// XDPAttach and XDPPriority: how the XDP hook is taken (see
-	// ParseXDPAttach) and the run priority in a libxdp dispatcher
-	XDPAttach   XDPAttach
-	XDPPriority uint32
 	CtrlPorts  []uint16         // towards every server
 	CtrlScopes []maps.PortScope // control ports towards some servers only
 	AllowPorts []uint16
@@ -68,6 +64,11 @@ type Options struct {
 	NATMechanism NATMechanism
 	Tables       TableSizes
 	Logger       *slog.Logger
+
+	// XDPAttach and XDPPriority: how the XDP hook is taken (see
+	// ParseXDPAttach) and the run priority in a libxdp dispatcher
+	XDPAttach   XDPAttach
+	XDPPriority uint32
 }
 
 // Dataplane is the loaded and attached ftpgate. Close releases this
