@@ -249,3 +249,27 @@ func TestNATSettings(t *testing.T) {
 		t.Fatalf("config set --nat=false: %v %v", o.Config.NAT, err)
 	}
 }
+
+// TestXDPAttachSettings: --xdp-attach and --xdp-priority reach the options,
+// and a bad value gets one line naming the flag and what it takes.
+func TestXDPAttachSettings(t *testing.T) {
+	o, err := parseSettings(t, inRun, loader.Options{}, "--iface", "lo")
+	if err != nil || o.XDPAttach != loader.AttachAuto || o.XDPPriority != loader.DefaultXDPPriority {
+		t.Fatalf("defaults: %v %q %d, want auto %d", err, o.XDPAttach, o.XDPPriority, loader.DefaultXDPPriority)
+	}
+	if o, err = parseSettings(t, inRun, loader.Options{}, "--iface", "lo", "--xdp-attach", "link", "--xdp-priority", "5"); err != nil || o.XDPAttach != loader.AttachLink || o.XDPPriority != 5 {
+		t.Fatalf("--xdp-attach link --xdp-priority 5: %v %q %d", err, o.XDPAttach, o.XDPPriority)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--xdp-attach", "dispatcher"}, `--xdp-attach "dispatcher": use auto, link or libxdp`},
+		{[]string{"--xdp-priority", "0"}, "--xdp-priority 0 is out of range: use 1-2147483647"},
+	} {
+		_, err := parseSettings(t, inRun, loader.Options{}, append([]string{"--iface", "lo"}, c.args...)...)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}
