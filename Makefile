@@ -22,9 +22,11 @@ VM_MODULES ?= veth sch_ingress cls_bpf act_bpf tun nf_conntrack nf_nat nf_conntr
 # back, and a VM of the matrix took 18 minutes on a busy 2-core host
 VM_TIMEOUT ?= 30m
 # host files the guests get at the same paths, executables with their shared
-# libraries: Debian's xdp-loader and libxdp's dispatcher object, for the
-# libxdp interoperability test (loader's TestXDPLoaderInterop)
-VM_HOST_FILES ?= /usr/sbin/xdp-loader /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o
+# libraries: Debian's xdp-loader and xdp-filter with libxdp's dispatcher and
+# xdp-filter's objects, for the libxdp interoperability tests (loader's
+# TestXDPLoaderInterop, TestXDPFilterHolderNamed)
+VM_HOST_FILES ?= /usr/sbin/xdp-loader /usr/sbin/xdp-filter /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o \
+	/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_*.o
 
 export CGO_ENABLED := 0
 

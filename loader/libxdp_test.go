@@ -349,41 +349,65 @@ func TestXDPHolderNamed(t *testing.T) {
 	}
 }
 
-// TestXDPFilterHolderNamed: Debian's xdp-filter holds the hook (a plain
-// attach where the kernel refuses freplace, as this project's 6.18 host
-// does; a libxdp dispatcher elsewhere); ftpgate's refusal names what holds
-// it, in one line, with the option that fits.
+// TestXDPFilterHolderNamed: Debian's xdp-filter holds the hook. Where the
+// kernel refuses freplace (this project's 6.18 host) libxdp falls back to a
+// netlink attach, and ftpgate's refusal names it in one line with the TC
+// hook; where freplace loads (the VMs) xdp-filter makes a dispatcher and
+// ftpgate joins it.
 func TestXDPFilterHolderNamed(t *testing.T) {
 	env := libxdpEnv(t)
-	if _, err := exec.LookPath("xdp-filter"); err != nil {
-		bpftest.SkipOrFail(t, "xdp-filter not installed (Debian's xdp-tools; make deps installs it)")
+	filter, err := exec.LookPath("xdp-filter")
+	if err != nil {
+		filter = "/usr/sbin/xdp-filter"
+		if _, err := os.Stat(filter); err != nil {
+			bpftest.SkipOrFail(t, "xdp-filter not installed (Debian's xdp-tools: make deps installs it, make vmtest gives it to the VMs)")
+		}
+	}
+	run := func(args ...string) {
+		t.Helper()
+		var out []byte
+		err := inNetns(env.ns, func() error {
+			var err error
+			out, err = exec.Command(filter, args...).CombinedOutput()
+			return err
+		})
+		if err != nil {
+			t.Fatalf("xdp-filter %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 	idx := ifindex(t, env, env.ifaces[0])
-	cmd := exec.Command("ip", "netns", "exec", env.ns, "xdp-filter", "load", "--mode", "skb", env.ifaces[0])
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("xdp-filter load: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "exec", env.ns, "xdp-filter", "unload", "--all", env.ifaces[0]).Run()
-	})
+	run("load", "--mode", "skb", env.ifaces[0])
+	t.Cleanup(func() { run("unload", "--all", env.ifaces[0]) })
 	h := holderOf(t, env, idx)
-	_, err := Start(libxdpOptions(env, AttachAuto))
-	t.Logf("refusal: %v", err)
-	if err == nil || strings.Contains(err.Error(), "\n") {
-		t.Fatalf("start beside xdp-filter: %v, want a one-line refusal", err)
-	}
-	switch h.kind {
-	case holderNetlink:
+	dp, err := Start(libxdpOptions(env, AttachAuto))
+	t.Logf("holder %s; start: %v", h.describe(), err)
+	switch {
+	case h.kind == holderNetlink:
 		want := fmt.Sprintf("a netlink attach (program id %d, name %q), which does not speak libxdp; admit at TC instead with --admit-hook tc", h.progID, h.name)
-		if !errors.Is(err, ErrXDPBusy) || !strings.Contains(err.Error(), want) || !strings.HasPrefix(h.name, "xdpfilt") {
-			t.Fatalf("start beside xdp-filter: %v\nwant %q (an xdpfilt program)", err, want)
+		if !errors.Is(err, ErrXDPBusy) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") || !strings.HasPrefix(h.name, "xdpfilt") {
+			t.Fatalf("start beside xdp-filter: %v\nwant one line with %q (an xdpfilt program)", err, want)
 		}
-	case holderDispatcher:
-		if probeFreplace() == nil {
-			t.Skip("xdp-filter made a dispatcher: joining it is TestLibxdpOtherFirst's case")
-		}
-		if !errors.Is(err, ErrNoFreplace) || !strings.Contains(err.Error(), "--admit-hook tc") {
+	case h.kind == holderDispatcher && probeFreplace() != nil:
+		if !errors.Is(err, ErrNoFreplace) || !strings.Contains(err.Error(), "--admit-hook tc") || strings.Contains(err.Error(), "\n") {
 			t.Fatalf("start beside xdp-filter's dispatcher: %v", err)
+		}
+	case h.kind == holderDispatcher:
+		if err != nil {
+			t.Fatalf("joining xdp-filter's dispatcher: %v", err)
+		}
+		t.Cleanup(func() {
+			dp.Close()
+			Detach(env.pinDir, env.states, "", nil)
+		})
+		if got := holderOf(t, env, idx); got.kind != holderDispatcher || got.conf.NumProgsEnabled != 2 {
+			t.Fatalf("after the join the hook is held by %s, want a dispatcher of 2", got.describe())
+		}
+		// xdp-filter's default policy passes; ftpgate's drops
+		if got := verdict(t, env, idx, udp53); got != 2 {
+			t.Errorf("UDP beside xdp-filter: %d, want pass", got)
+		}
+		if got := verdict(t, env, idx, synTo(80)); got != 1 {
+			t.Errorf("unsolicited SYN beside xdp-filter: %d, want drop", got)
 		}
 	default:
 		t.Fatalf("xdp-filter's hook seen as %s", h.describe())
