@@ -66,6 +66,7 @@ func BenchmarkDispatcherOverhead(b *testing.B) {
 	repl := map[string]*ebpf.Map{}
 	for _, name := range maps.Names {
 		repl[name] = rig.Maps.ByName(name)
+		spec.Maps[name].MaxEntries = repl[name].MaxEntries()
 	}
 	release, err := extensionSpec(spec.Programs[progPins[0]])
 	if err != nil {
