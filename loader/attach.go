@@ -47,6 +47,9 @@ type IfaceState struct {
 	// priority
 	XDPAttach   XDPAttach `json:"xdp_attach,omitempty"`
 	XDPPriority uint32    `json:"xdp_priority,omitempty"`
+	// XDPComponent is the id of ftpgate's program in the dispatcher, which
+	// leaving it takes out
+	XDPComponent ebpf.ProgramID `json:"xdp_component,omitempty"`
 }
 
 // linkPin names a link's pin. bpffs refuses names with a dot, and interface
@@ -75,10 +78,15 @@ func attachXDP(prog *ebpf.Program, ifc *IfaceState, want XDPMode, prev *IfaceSta
 		if err := removePinnedLink(pin); err != nil {
 			return err
 		}
-		if err := joinDispatcher(ifc.Index, prog, ifc.XDPPriority, pinnedXDPProgram(pinDir), mode); err != nil {
+		old := pinnedXDPProgram(pinDir)
+		if prev != nil && prev.XDPComponent != 0 {
+			old = prev.XDPComponent
+		}
+		if err := joinDispatcher(ifc.Index, prog, ifc.XDPPriority, old, mode); err != nil {
 			return fmt.Errorf("join the libxdp dispatcher on %q: %w", ifc.Name, err)
 		}
 		ifc.XDPMode = mode
+		ifc.XDPComponent = programID(prog)
 		return nil
 	}
 	if prev != nil && prev.XDPAttach == AttachLibxdp {

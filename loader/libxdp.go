@@ -393,11 +393,14 @@ func setXDP(ifindex, fd, expected int, flags uint32) error {
 	return err
 }
 
-// leaveDispatcher takes ftpgate's component (the program pinned in pinDir)
-// out of the dispatcher on ifc: the dispatcher is rebuilt without it, or
+// leaveDispatcher takes ftpgate's component (the one recorded in ifc, or
+// else the program pinned in pinDir) out of the dispatcher on ifc: the dispatcher is rebuilt without it, or
 // removed when ftpgate was alone in it.
 func leaveDispatcher(ifc *IfaceState, pinDir string) error {
-	old := pinnedXDPProgram(pinDir)
+	old := ifc.XDPComponent
+	if old == 0 {
+		old = pinnedXDPProgram(pinDir)
+	}
 	if old == 0 {
 		return nil
 	}
