@@ -238,6 +238,10 @@ func rebuildDispatcher(ifindex int, ours *ebpf.Program, prio uint32, old ebpf.Pr
 		oldDisp *ebpf.Program
 		oldDir  string
 	)
+	if ours == nil && h.kind != holderDispatcher {
+		return nil // leaving: no dispatcher holds the hook, so none holds ftpgate
+	}
+	removed := false
 	switch h.kind {
 	case holderLink, holderNetlink:
 		return fmt.Errorf("%w: %s", ErrXDPBusy, h.describe())
@@ -263,6 +267,7 @@ func rebuildDispatcher(ifindex int, ours *ebpf.Program, prio uint32, old ebpf.Pr
 				return err
 			}
 			if (old != 0 && c.id == old) || (ours != nil && c.id == programID(ours)) {
+				removed = true
 				continue // ftpgate's own, replaced or removed
 			}
 			comps = append(comps, c)
@@ -273,6 +278,9 @@ func rebuildDispatcher(ifindex int, ours *ebpf.Program, prio uint32, old ebpf.Pr
 		case xdpAttachedGeneric:
 			mode = XDPGeneric
 		}
+	}
+	if ours == nil && !removed {
+		return nil // leaving a dispatcher that does not hold ftpgate
 	}
 	if ours != nil {
 		c, err := newComponent(ours, prio, ftpgateChainActions, 0, false)

@@ -534,3 +534,55 @@ func TestXDPLoaderInterop(t *testing.T) {
 		t.Fatalf("after xdp-loader unload --all the hook is held by %s", h.describe())
 	}
 }
+
+// TestLeaveTouchesNothingElse: leaving, when ftpgate is not in a dispatcher
+// on the interface (the hook is free, held by another program, or by a
+// dispatcher without ftpgate), changes nothing and is no error: detach
+// must work after someone else took the hook.
+func TestLeaveTouchesNothingElse(t *testing.T) {
+	env := libxdpEnv(t)
+	idx := ifindex(t, env, env.ifaces[0])
+	leave := func() {
+		t.Helper()
+		must(t, inNetns(env.ns, func() error { return joinDispatcher(idx, nil, 0, 12345, XDPGeneric) }))
+	}
+	leave()
+	if h := holderOf(t, env, idx); h.kind != holderNone {
+		t.Fatalf("leaving a free hook: held by %s", h.describe())
+	}
+
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "someone_else", Type: ebpf.XDP, License: "MIT",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 2, asm.DWord), asm.Return()},
+	})
+	must(t, err)
+	defer prog.Close()
+	must(t, inNetns(env.ns, func() error { return setXDP(idx, prog.FD(), -1, xdpFlagsSKBMode) }))
+	leave()
+	if h := holderOf(t, env, idx); h.progID != programID(prog) {
+		t.Fatalf("leaving beside another program: held by %s", h.describe())
+	}
+	must(t, inNetns(env.ns, func() error { return setXDP(idx, -1, -1, xdpFlagsSKBMode) }))
+
+	disp, err := loadDispatcher(dispatcherConfig(nil))
+	must(t, err)
+	defer disp.Close()
+	must(t, inNetns(env.ns, func() error { return setXDP(idx, disp.FD(), -1, xdpFlagsSKBMode|xdpFlagsUpdateIfNoExist) }))
+	leave()
+	if h := holderOf(t, env, idx); h.progID != programID(disp) {
+		t.Fatalf("leaving a dispatcher without ftpgate rebuilt it: held by %s", h.describe())
+	}
+	// the expected-fd swap refuses a stale expectation: the dispatcher
+	// stays when the program named as the one to replace is not attached
+	err = inNetns(env.ns, func() error { return setXDP(idx, -1, prog.FD(), xdpFlagsSKBMode|xdpFlagsReplace) })
+	if !errors.Is(replaceError(err), ErrDispatcherChanged) {
+		t.Fatalf("detach expecting another program: %v, want a refusal read as ErrDispatcherChanged", err)
+	}
+	if h := holderOf(t, env, idx); h.progID != programID(disp) {
+		t.Fatalf("a stale expected fd detached the dispatcher: held by %s", h.describe())
+	}
+	must(t, inNetns(env.ns, func() error { return setXDP(idx, -1, disp.FD(), xdpFlagsSKBMode|xdpFlagsReplace) }))
+	if h := holderOf(t, env, idx); h.kind != holderNone {
+		t.Fatalf("detach expecting the dispatcher: held by %s", h.describe())
+	}
+}
