@@ -586,3 +586,24 @@ func TestLeaveTouchesNothingElse(t *testing.T) {
 		t.Fatalf("detach expecting the dispatcher: held by %s", h.describe())
 	}
 }
+
+// TestLibxdpRefusedWithoutFreplace: --xdp-attach libxdp on a kernel that
+// refuses freplace (this project's 6.18 host) says so in one line, points
+// to the TC hook, and leaves nothing behind.
+func TestLibxdpRefusedWithoutFreplace(t *testing.T) {
+	env := libxdpEnv(t)
+	if probeFreplace() == nil {
+		t.Skip("this kernel takes freplace: TestLibxdpFtpgateFirst covers --xdp-attach libxdp")
+	}
+	_, err := Start(libxdpOptions(env, AttachLibxdp))
+	want := "--xdp-attach libxdp: joining a dispatcher needs freplace, and this kernel refuses freplace programs (BPF_PROG_TYPE_EXT): operation not permitted; admit at TC instead with --admit-hook tc"
+	if !errors.Is(err, ErrNoFreplace) || err.Error() != want {
+		t.Fatalf("start: %v\nwant %q", err, want)
+	}
+	if h := holderOf(t, env, ifindex(t, env, env.ifaces[0])); h.kind != holderNone {
+		t.Fatalf("after the refusal the hook is held by %s", h.describe())
+	}
+	if _, err := os.Stat(env.pinDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after the refusal %s exists (%v)", env.pinDir, err)
+	}
+}
