@@ -90,6 +90,11 @@ func attachXDP(prog *ebpf.Program, ifc *IfaceState, want XDPMode, prev *IfaceSta
 		return nil
 	}
 	if prev != nil && prev.XDPAttach == AttachLibxdp {
+		// a plain link needs the hook to itself: refuse before leaving
+		// when other programs share the dispatcher
+		if h, err := findXDPHolder(ifc.Index); err == nil && h.kind == holderDispatcher && h.conf.NumProgsEnabled > 1 {
+			return fmt.Errorf("attach xdp to %q: %w: ftpgate runs in %s beside other programs; a plain link would take the hook from them", ifc.Name, ErrXDPBusy, h.describe())
+		}
 		if err := leaveDispatcher(prev, pinDir); err != nil {
 			return err
 		}

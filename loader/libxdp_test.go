@@ -275,6 +275,19 @@ func TestLibxdpFtpgateFirst(t *testing.T) {
 	checkPins(t, env, idx, []uint32{10, 60})
 	bothPolicies(t, env, idx, dp)
 
+	// a restart asking for a plain link is refused while another program
+	// shares the dispatcher, and changes nothing
+	must(t, dp.Close())
+	linkOpts := opts
+	linkOpts.XDPAttach = AttachLink
+	if _, err := Start(linkOpts); !errors.Is(err, ErrXDPBusy) || !strings.Contains(err.Error(), "beside other programs") {
+		t.Fatalf("restart with --xdp-attach link beside another component: %v", err)
+	}
+	checkPins(t, env, idx, []uint32{10, 60})
+	dp, err = Start(opts)
+	must(t, err)
+	bothPolicies(t, env, idx, dp)
+
 	must(t, dp.Close())
 	must(t, Detach(env.pinDir, env.states, "", nil))
 	checkPins(t, env, idx, []uint32{10})
