@@ -21,6 +21,12 @@ VM_MODULES ?= veth sch_ingress cls_bpf act_bpf tun nf_conntrack nf_nat nf_conntr
 # per VM: on 7.x every loader start verifies the NAT object before falling
 # back, and a VM of the matrix took 18 minutes on a busy 2-core host
 VM_TIMEOUT ?= 30m
+# host files the guests get at the same paths, executables with their shared
+# libraries: Debian's xdp-loader and xdp-filter with libxdp's dispatcher and
+# xdp-filter's objects, for the libxdp interoperability tests (loader's
+# TestXDPLoaderInterop, TestXDPFilterHolderNamed)
+VM_HOST_FILES ?= /usr/sbin/xdp-loader /usr/sbin/xdp-filter /usr/lib/x86_64-linux-gnu/bpf/xdp-dispatcher.o \
+	/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_*.o
 
 export CGO_ENABLED := 0
 
@@ -68,7 +74,7 @@ vmtest: ## Run the BPF, loader and end-to-end tests in VMs on Debian kernels (KE
 	scripts/deps.sh vm
 	mkdir -p out/vm
 	set -e; for p in $(VM_PKGS); do $(GO) test -c -o out/vm/$$(basename $$p).test ./$$p; done
-	tests/vm/run.sh --kernels "$(KERNELS)" --modules "$(VM_MODULES)" --timeout $(VM_TIMEOUT) --binaries "$(foreach p,$(VM_PKGS),out/vm/$(notdir $(p)).test)"
+	tests/vm/run.sh --kernels "$(KERNELS)" --modules "$(VM_MODULES)" --timeout $(VM_TIMEOUT) --host-files "$(VM_HOST_FILES)" --binaries "$(foreach p,$(VM_PKGS),out/vm/$(notdir $(p)).test)"
 
 .PHONY: fuzz
 fuzz: ## Differential fuzzing of the TC parser against the Go reference (FUZZTIME=300000x executions)

@@ -66,7 +66,14 @@ func settleAdmission(prog *ebpf.Program, ifc *IfaceState, hook AdmitHook, prev *
 	if prev == nil {
 		return nil
 	}
-	// a previous run's XDP program, in the XDP hook's mode of attach
+	// a previous run's XDP program, in the XDP hook's mode of attach: its
+	// component in a libxdp dispatcher, or its link
+	ifc.XDPAttach, ifc.XDPPriority, ifc.XDPComponent = "", 0, 0
+	if prev.XDPAttach == AttachLibxdp {
+		if err := leaveDispatcher(prev, pinDir); err != nil {
+			return err
+		}
+	}
 	if err := removePinnedLink(linkPin(pinDir, ifc.Name, "xdp")); err != nil {
 		return fmt.Errorf("remove the XDP admission of %q: %w", ifc.Name, err)
 	}

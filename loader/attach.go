@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,6 +45,14 @@ type IfaceState struct {
 	// AdmitHook is where the admission runs; empty in state files written
 	// before --admit-hook: XDP
 	AdmitHook AdmitHook `json:"admit_hook,omitempty"`
+	// how the XDP hook is taken (link or libxdp; empty in a state file of
+	// an older version: link) and, in a libxdp dispatcher, at which run
+	// priority
+	XDPAttach   XDPAttach `json:"xdp_attach,omitempty"`
+	XDPPriority uint32    `json:"xdp_priority,omitempty"`
+	// XDPComponent is the id of ftpgate's program in the dispatcher, which
+	// leaving it takes out
+	XDPComponent ebpf.ProgramID `json:"xdp_component,omitempty"`
 }
 
 // linkPin names a link's pin. bpffs refuses names with a dot, and interface
@@ -69,6 +76,33 @@ func attachXDP(prog *ebpf.Program, ifc *IfaceState, want XDPMode, prev *IfaceSta
 	}
 	pin := linkPin(pinDir, ifc.Name, "xdp")
 
+	if ifc.XDPAttach == AttachLibxdp {
+		// a plain link of the previous run gives the hook up first
+		if err := removePinnedLink(pin); err != nil {
+			return err
+		}
+		old := pinnedXDPProgram(pinDir)
+		if prev != nil && prev.XDPComponent != 0 {
+			old = prev.XDPComponent
+		}
+		if err := joinDispatcher(ifc.Index, prog, ifc.XDPPriority, old, mode); err != nil {
+			return fmt.Errorf("join the libxdp dispatcher on %q: %w", ifc.Name, err)
+		}
+		ifc.XDPMode = mode
+		ifc.XDPComponent = programID(prog)
+		return nil
+	}
+	if prev != nil && prev.XDPAttach == AttachLibxdp {
+		// a plain link needs the hook to itself: refuse before leaving
+		// when other programs share the dispatcher
+		if h, err := findXDPHolder(ifc.Index); err == nil && h.kind == holderDispatcher && h.conf.NumProgsEnabled > 1 {
+			return fmt.Errorf("attach xdp to %q: %w: ftpgate runs in %s beside other programs; a plain link would take the hook from them", ifc.Name, ErrXDPBusy, h.describe())
+		}
+		if err := leaveDispatcher(prev, pinDir); err != nil {
+			return err
+		}
+		prev = nil
+	}
 	if prev != nil && prev.XDPMode == mode {
 		ok, err := updatePinnedLink(pin, ifc.Index, prog)
 		if err != nil {
@@ -109,28 +143,19 @@ func tryAttachXDP(prog *ebpf.Program, ifc *IfaceState, mode XDPMode) (link.Link,
 		return l, nil
 	}
 	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("attach xdp to %q: %w: %s; remove it first (ip link set dev %s xdp off)", ifc.Name, ErrXDPBusy, describeXDP(ifc.Index), ifc.Name)
+		return nil, fmt.Errorf("attach xdp to %q: %w: %s", ifc.Name, ErrXDPBusy, describeXDP(ifc.Index))
 	}
 	return nil, fmt.Errorf("attach xdp (%s) to %q: %w", mode, ifc.Name, err)
 }
 
-// describeXDP names the XDP program already attached to an interface.
+// describeXDP says what holds an interface's XDP hook and which option
+// fits.
 func describeXDP(ifindex int) string {
-	lk, err := netlink.LinkByIndex(ifindex)
-	if err != nil || lk.Attrs().Xdp == nil || lk.Attrs().Xdp.ProgId == 0 {
+	h, err := findXDPHolder(ifindex)
+	if err != nil || h.kind == holderNone {
 		return "program unknown"
 	}
-	id := lk.Attrs().Xdp.ProgId
-	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
-	if err != nil {
-		return fmt.Sprintf("program id %d", id)
-	}
-	defer p.Close()
-	info, err := p.Info()
-	if err != nil {
-		return fmt.Sprintf("program id %d", id)
-	}
-	return fmt.Sprintf("program id %d, name %q", id, info.Name)
+	return "held by " + h.describe()
 }
 
 // updatePinnedLink swaps prog into the link pinned at pin; false when no
@@ -193,7 +218,12 @@ func removePinnedLink(pin string) error {
 
 // detachIface removes everything ftpgate attached to one interface.
 func detachIface(ifc *IfaceState, pinDir string) error {
+	var leave error
+	if ifc.XDPAttach == AttachLibxdp {
+		leave = leaveDispatcher(ifc, pinDir)
+	}
 	return errors.Join(
+		leave,
 		removePinnedLink(linkPin(pinDir, ifc.Name, "xdp")),
 		detachTC(ifc, pinDir),
 	)

@@ -65,6 +65,11 @@ type Options struct {
 	NATMechanism NATMechanism
 	Tables       TableSizes
 	Logger       *slog.Logger
+
+	// XDPAttach and XDPPriority: how the XDP hook is taken (see
+	// ParseXDPAttach) and the run priority in a libxdp dispatcher
+	XDPAttach   XDPAttach
+	XDPPriority uint32
 }
 
 // Dataplane is the loaded and attached ftpgate. Close releases this
@@ -82,6 +87,10 @@ type Dataplane struct {
 	progs  ourPrograms
 	// Object is the build of the programs the kernel loaded
 	Object Object
+
+	// libxdp: the XDP program is loaded as a component of libxdp
+	// dispatchers (an extension program), not as an XDP program
+	libxdp bool
 
 	mu         sync.Mutex
 	reattached map[string]uint64 // per interface name
@@ -112,6 +121,12 @@ func Start(opts Options) (*Dataplane, error) {
 	if opts.TCMode == "" {
 		opts.TCMode = TCAuto
 	}
+	if opts.XDPAttach == "" {
+		opts.XDPAttach = AttachAuto
+	}
+	if opts.XDPPriority == 0 {
+		opts.XDPPriority = DefaultXDPPriority
+	}
 	if len(opts.Ifaces) == 0 {
 		return nil, errors.New("no interface to guard: give at least one --iface")
 	}
@@ -137,7 +152,22 @@ func Start(opts Options) (*Dataplane, error) {
 		log.Warn("leftovers of an interrupted start", "err", err)
 	}
 
-	d := &Dataplane{log: log, pinDir: opts.PinDir, states: opts.StateDir, reattached: map[string]uint64{}}
+	// with the admission at TC no XDP program is attached: whatever holds
+	// the XDP hook is left alone, and freplace is not needed
+	attach := XDPAttach("")
+	if opts.AdmitHook != AdmitTC {
+		if attach, err = resolveXDPAttach(opts.NetNS, opts.XDPAttach, ifaces); err != nil {
+			return nil, err
+		}
+	}
+	for i := range ifaces {
+		ifaces[i].XDPAttach = attach
+		if attach == AttachLibxdp {
+			ifaces[i].XDPPriority = opts.XDPPriority
+		}
+	}
+
+	d := &Dataplane{log: log, pinDir: opts.PinDir, states: opts.StateDir, reattached: map[string]uint64{}, libxdp: attach == AttachLibxdp}
 	if err := d.loadPinned(opts); err != nil {
 		d.Close()
 		return nil, err
@@ -278,6 +308,12 @@ func (d *Dataplane) loadPinned(opts Options) error {
 // the same pins, and a restart may switch.
 func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf.Map, sizes TableSizes) error {
 	opts := &ebpf.CollectionOptions{MapReplacements: repl}
+	asComponent := func(spec *ebpf.CollectionSpec) (func(), error) {
+		if !d.libxdp {
+			return func() {}, nil
+		}
+		return extensionSpec(spec.Programs[progPins[0]])
+	}
 	load := func(v bpf.Variant) error {
 		spec, err := natSpec(v)
 		if err == nil {
@@ -293,6 +329,11 @@ func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf
 		if err := markOwnLive(spec, repl[maps.NameNATOwn]); err != nil {
 			return err
 		}
+		release, err := asComponent(spec)
+		if err != nil {
+			return err
+		}
+		defer release()
 		return spec.LoadAndAssign(&d.objs, opts)
 	}
 	d.Object = Object{Variant: bpf.NAT.String()}
@@ -307,6 +348,11 @@ func (d *Dataplane) loadObject(plain *ebpf.CollectionSpec, repl map[string]*ebpf
 		d.Object.Variant = bpf.Plain.String()
 		d.Object.NATOwnRefused = NATRefusal(err)
 		d.log.Info("the kernel refused the own-translation NAT object; loading the plain one (no --nat)", "reason", d.Object.NATOwnRefused)
+		release, err := asComponent(plain)
+		if err != nil {
+			return err
+		}
+		defer release()
 		if err := plain.LoadAndAssign(&d.objs, opts); err != nil {
 			var ve *ebpf.VerifierError
 			if errors.As(err, &ve) {

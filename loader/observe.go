@@ -59,6 +59,9 @@ func observe(ifc IfaceState, progs ourPrograms) IfaceStatus {
 	if x := lk.Attrs().Xdp; x != nil && x.Attached && progs[0] != 0 && ebpf.ProgramID(x.ProgId) == progs[0] {
 		is.XDPAttached = true
 		is.XDPSeen = xdpModeSeen(x.AttachMode)
+	} else if x != nil && x.Attached && progs[0] != 0 && inDispatcher(is.IndexSeen, progs[0]) {
+		is.XDPAttached = true
+		is.XDPSeen = xdpModeSeen(x.AttachMode)
 	}
 	seen := ifc
 	seen.Index = is.IndexSeen

@@ -134,7 +134,7 @@ func (d *Dataplane) reattach(lk netlink.Link) {
 		d.log.Error("not re-attaching", "iface", a.Name, "err", err)
 		return
 	}
-	ifc := IfaceState{Name: a.Name, Index: a.Index, Kind: lk.Type()}
+	ifc := IfaceState{Name: a.Name, Index: a.Index, Kind: lk.Type(), XDPAttach: old.XDPAttach, XDPPriority: old.XDPPriority}
 	err := inNetns(d.State.NetNS, func() error {
 		// nothing of ours is on the new interface: attach afresh (the pins of
 		// the old one's links are stale and replaced)

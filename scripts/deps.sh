@@ -28,7 +28,8 @@ for what in "$@"; do
 		want conntrack conntrack
 		want tcpdump tcpdump
 		want ethtool ethtool
-		# another program on the XDP hook beside --admit-hook tc (tests/e2e)
+		# xdp-filter holds the XDP hook: beside --admit-hook tc (tests/e2e)
+		# and named in the refusal (loader's TestXDPFilterHolderNamed)
 		want xdp-filter xdp-tools
 		# the FTPS lab (tests/ftpslab): its certificate, ftplib.FTP_TLS;
 		# proftpd with mod_tls is extracted, not installed (tests/lab)
@@ -48,6 +49,9 @@ for what in "$@"; do
 		want qemu-system-x86_64 qemu-system-x86
 		want xz xz-utils
 		want zstd zstd
+		# Debian's xdp-loader runs in the guests (VM_HOST_FILES): the
+		# libxdp interoperability test
+		want xdp-loader xdp-tools
 		;;
 	*)
 		echo "deps.sh: unknown set '$what' (use test, generate, headers or vm)" >&2

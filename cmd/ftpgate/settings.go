@@ -70,6 +70,12 @@ var settingsTable = []setting{
 	{name: "admit-hook", in: inRun,
 		usage: "where the admission runs: `xdp` (the interface's XDP hook) or tc (first at TC ingress, no XDP program: the XDP hook may belong to another program; an skb per dropped SYN)",
 		kind:  admitHook()},
+	{name: "xdp-attach", in: inRun,
+		usage: "how the XDP hook is taken: `auto` (join a libxdp dispatcher where one holds an interface, a plain XDP link otherwise), link, or libxdp (join or make a dispatcher that xdp-loader and other libxdp programs share)",
+		kind:  xdpAttach()},
+	{name: "xdp-priority", in: inRun,
+		usage: fmt.Sprintf("run priority in a libxdp dispatcher, lower first (default %d: after DDoS filters at 10-20, before programs at libxdp's default 50)", loader.DefaultXDPPriority),
+		kind:  xdpPriority()},
 	{name: "ctrl-conns", in: inRun, usage: "control-connection table entries (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.CtrlConns, func(t *loader.TableSizes) *uint32 { return &t.CtrlConns })},
 	{name: "expectations", in: inRun, usage: "expectation table entries (fixed when first created)",
@@ -451,4 +457,34 @@ func parseFwmark(s string) (value, mask uint32, err error) {
 		return 0, 0, fmt.Errorf("--fwmark %q: the value must be non-zero and inside the mask", s)
 	}
 	return uint32(v), uint32(m), nil
+}
+
+func xdpAttach() kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage, Value: defaultFor(cmd, string(loader.AttachAuto))}, altsrc.NewStringFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) (err error) {
+			if o.XDPAttach, err = loader.ParseXDPAttach(c.String(name)); err != nil {
+				return fmt.Errorf("--%s %q: use auto, link or libxdp", name, c.String(name))
+			}
+			return nil
+		},
+	}
+}
+
+func xdpPriority() kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.IntFlag{Name: name, Usage: usage, Value: defaultFor(cmd, loader.DefaultXDPPriority)}, altsrc.NewIntFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			n := c.Int(name)
+			if n < 1 || n > loader.MaxXDPPriority {
+				return fmt.Errorf("--%s %d is out of range: use 1-%d", name, n, loader.MaxXDPPriority)
+			}
+			o.XDPPriority = uint32(n)
+			return nil
+		},
+	}
 }

@@ -54,6 +54,7 @@ func TestSettingsAppearWhereNamed(t *testing.T) {
 		"nat-own": inRun, "rp-check": everywhere, "nat": inRun | inSet, "nat-mechanism": inRun,
 		"ftps-port": inRun, "tls-range": inRun, "require-tls": inRun | inSet, "tls-sessions": inRun,
 		"admit-hook": inRun,
+		"xdp-attach": inRun, "xdp-priority": inRun,
 	}
 	for _, s := range settingsTable {
 		if cliToday[s.name] != s.in {
@@ -149,6 +150,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		"ctrl-conns": "1000", "expectations": "2000", "flows": "3000", "nat-own": "4000", "nat": "true", "nat-mechanism": "conntrack",
 		"ftps-port": "[990]", "tls-range": "[198.51.100.2:30000-30099, '[2001:db8::2]:30000-30099']", "require-tls": "true", "tls-sessions": "5000",
 		"admit-hook": "tc",
+		"xdp-attach": "libxdp", "xdp-priority": "15",
 	}
 	var file bytes.Buffer
 	file.WriteString("iface: [lo]\n")
@@ -174,7 +176,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose, NAT: maps.NATCT, RequireTLS: true}
 	ranges := []maps.TLSRange{{Server: netip.MustParseAddr("198.51.100.2"), Lo: 30000, Hi: 30099}, {Server: netip.MustParseAddr("2001:db8::2"), Lo: 30000, Hi: 30099}}
 	scopes := []maps.PortScope{{Port: 990, Prefix: netip.MustParsePrefix("198.51.100.0/24")}, {Port: 990, Prefix: netip.MustParsePrefix("2001:db8::/32")}}
-	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.AdmitHook != loader.AdmitTC || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000, TLSSessions: 5000}) ||
+	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.AdmitHook != loader.AdmitTC || o.XDPAttach != loader.AttachLibxdp || o.XDPPriority != 15 || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000, TLSSessions: 5000}) ||
 		!slices.Equal(o.FTPSPorts, []uint16{990}) || !slices.Equal(o.TLSRanges, ranges) ||
 		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.CtrlScopes, scopes) || !slices.Equal(o.AllowPorts, []uint16{22}) {
 		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
@@ -270,5 +272,29 @@ func TestAdmitHookSetting(t *testing.T) {
 	_, err := parseSettings(t, inRun, loader.Options{}, "--iface", "lo", "--admit-hook", "skb")
 	if err == nil || err.Error() != `--admit-hook "skb": use xdp or tc` {
 		t.Fatalf("--admit-hook skb: %v", err)
+	}
+}
+
+// TestXDPAttachSettings: --xdp-attach and --xdp-priority reach the options,
+// and a bad value gets one line naming the flag and what it takes.
+func TestXDPAttachSettings(t *testing.T) {
+	o, err := parseSettings(t, inRun, loader.Options{}, "--iface", "lo")
+	if err != nil || o.XDPAttach != loader.AttachAuto || o.XDPPriority != loader.DefaultXDPPriority {
+		t.Fatalf("defaults: %v %q %d, want auto %d", err, o.XDPAttach, o.XDPPriority, loader.DefaultXDPPriority)
+	}
+	if o, err = parseSettings(t, inRun, loader.Options{}, "--iface", "lo", "--xdp-attach", "link", "--xdp-priority", "5"); err != nil || o.XDPAttach != loader.AttachLink || o.XDPPriority != 5 {
+		t.Fatalf("--xdp-attach link --xdp-priority 5: %v %q %d", err, o.XDPAttach, o.XDPPriority)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--xdp-attach", "dispatcher"}, `--xdp-attach "dispatcher": use auto, link or libxdp`},
+		{[]string{"--xdp-priority", "0"}, "--xdp-priority 0 is out of range: use 1-2147483647"},
+	} {
+		_, err := parseSettings(t, inRun, loader.Options{}, append([]string{"--iface", "lo"}, c.args...)...)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
 	}
 }

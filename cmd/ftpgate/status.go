@@ -79,7 +79,7 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 		if !i.Present {
 			return fmt.Sprintf("%s\t-\t%s\t%s\tNO (interface gone)", i.Name, i.XDPMode, i.TCMode)
 		}
-		xdp, tc := seen(string(i.XDPSeen), string(i.XDPMode), i.XDPAttached), seen(string(i.TCSeen), string(i.TCMode), i.TCAttached)
+		xdp, tc := seen(string(i.XDPSeen), string(i.XDPMode), i.XDPAttached)+xdpAttachText(i.IfaceState), seen(string(i.TCSeen), string(i.TCMode), i.TCAttached)
 		if i.AdmitHook == loader.AdmitTC {
 			xdp = "- (admit-hook tc)"
 			tc += " + admission"
@@ -87,7 +87,7 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 				tc += " (missing)"
 			}
 		}
-		return fmt.Sprintf("%s\t%d\t%s\t%s\t%s", i.Name, i.IndexSeen, xdp, tc, yesNo(i.Admitting() && i.TCAttached))
+		return fmt.Sprintf("%s	%d	%s	%s	%s", i.Name, i.IndexSeen, xdp, tc, yesNo(i.Admitting() && i.TCAttached))
 	})
 	fmt.Fprintln(w)
 	table(w, "PROGRAM\tID\tTAG", st.Programs, func(p loader.ProgramStatus) string {
@@ -108,4 +108,12 @@ func objectText(o loader.Object) string {
 		return fmt.Sprintf("%s (--nat takes data connections inside by ftpgate's own translation: the kernel refused the conntrack NAT object: %s)", o.Variant, o.NATRefused)
 	}
 	return fmt.Sprintf("%s (--nat unavailable: the kernel refused the NAT object: %s; and the own-translation one: %s)", o.Variant, o.NATRefused, o.NATOwnRefused)
+}
+
+// xdpAttachText says how the XDP hook is held when it is not a plain link.
+func xdpAttachText(i loader.IfaceState) string {
+	if i.XDPAttach != loader.AttachLibxdp {
+		return ""
+	}
+	return fmt.Sprintf(" (libxdp, priority %d)", i.XDPPriority)
 }

@@ -138,3 +138,14 @@ func TestConfigSetKeepsOwnMechanism(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsXDPAttach: status says when XDP runs in a libxdp
+// dispatcher, and at which priority; a plain link adds nothing.
+func TestStatusShowsXDPAttach(t *testing.T) {
+	if got := xdpAttachText(loader.IfaceState{XDPAttach: loader.AttachLibxdp, XDPPriority: 40}); got != " (libxdp, priority 40)" {
+		t.Errorf("libxdp: %q", got)
+	}
+	if got := xdpAttachText(loader.IfaceState{XDPAttach: loader.AttachLink}); got != "" {
+		t.Errorf("link: %q", got)
+	}
+}

@@ -18,6 +18,9 @@ type initramfsSpec struct {
 	Binaries   []string // test binaries, become /bin/<basename>
 	ModulesDir string   // directory of uncompressed *.ko, become /lib/modules-flat/
 	Busybox    string   // optional static busybox for debugging, becomes /bin/busybox
+	// host files at their own paths, with the shared libraries of the
+	// executables among them (hostFiles)
+	HostFiles []string
 }
 
 // busyboxApplets are linked to /bin/busybox when it is included. They are
@@ -40,10 +43,12 @@ func writeInitramfs(path string, spec initramfsSpec) (err error) {
 	bw := bufio.NewWriterSize(f, 1<<20)
 	w := cpio.NewWriter(bw)
 
+	dirs := map[string]bool{}
 	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "run", "var", "lib", "lib/modules-flat", "etc"} {
 		if err := w.Dir(d, 0o755); err != nil {
 			return err
 		}
+		dirs[d] = true
 	}
 	// The kernel opens /dev/console for init's stdio before devtmpfs is
 	// mounted, so the node must exist in the archive itself.
@@ -72,6 +77,9 @@ func writeInitramfs(path string, spec initramfsSpec) (err error) {
 				return err
 			}
 		}
+	}
+	if err := addHostFiles(w, spec.HostFiles, dirs); err != nil {
+		return err
 	}
 	if spec.Busybox != "" {
 		if err := addFile(w, "bin/busybox", spec.Busybox, 0o755); err != nil {

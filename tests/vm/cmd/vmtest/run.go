@@ -31,6 +31,7 @@ type runConfig struct {
 	appendArg string
 	modules   string
 	verbose   bool
+	hostFiles []string // with their shared libraries
 }
 
 // vmResult is everything learned from one VM's console.
@@ -77,6 +78,8 @@ func cmdRun(args []string) (bool, error) {
 	appendArg := fs.String("append", "", "extra kernel command line words")
 	modules := fs.String("modules", os.Getenv("VMTEST_MODULES"),
 		"kernel modules to load in the guest, dependencies added automatically (default: fetch-kernel.sh's list)")
+	hostFilesArg := fs.String("host-files", "",
+		"space-separated host files or globs put into the guest at the same paths, executables with their shared libraries (ldd), e.g. /usr/sbin/xdp-loader")
 	verbose := fs.Bool("v", false, "stream guest consoles to stdout, prefixed by kernel")
 	repo := fs.String("repo", "", "repository root (default: found from the working directory)")
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +98,10 @@ func cmdRun(args []string) (bool, error) {
 		modules:   *modules,
 		verbose:   *verbose,
 		repo:      *repo,
+	}
+	var err error
+	if cfg.hostFiles, err = hostFiles(strings.Fields(*hostFilesArg)); err != nil {
+		return false, err
 	}
 	if len(cfg.binaries) == 0 || len(cfg.kernels) == 0 {
 		return false, errors.New("--binaries and --kernels must not be empty")
@@ -185,6 +192,7 @@ func runMatrix(cfg runConfig) (bool, error) {
 		img := filepath.Join(cache, "initramfs", k+".cpio")
 		if err := writeInitramfs(img, initramfsSpec{
 			Init: initBin, Binaries: cfg.binaries, ModulesDir: filepath.Join(kdir, "modules"), Busybox: cfg.busybox,
+			HostFiles: cfg.hostFiles,
 		}); err != nil {
 			return false, fmt.Errorf("initramfs for %s: %w", k, err)
 		}
