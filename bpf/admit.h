@@ -104,7 +104,7 @@ static __always_inline int consume_expectation(const struct pkt_info *p, const s
 	if (bpf_map_update_elem(&data_flows, fk, &fv, BPF_ANY) != 0)
 		stat_inc(STAT_FLOW_TABLE_FULL);
 	stat_inc(STAT_EXPECT_CONSUMED);
-	emit_event(EV_EXPECT_CONSUMED, 0, fv.kind, &ek, &fv.ctrl, now);
+	emit_event_seq(EV_EXPECT_CONSUMED, 0, fv.kind, &ek, &fv.ctrl, p->sport, p->seq, 0, now);
 	return 1;
 }
 

@@ -1,0 +1,235 @@
+package group
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// fakeTable records what the engine writes, as the maps would hold it.
+type fakeTable struct {
+	mu      sync.Mutex
+	exp     map[Key]fakeExp
+	flows   map[string]uint32 // "src:sport>dst:dport" -> seq
+	failAdd bool
+}
+
+type fakeExp struct {
+	origin uint32
+	ttl    time.Duration
+	kind   maps.Kind
+}
+
+func newFakeTable() *fakeTable {
+	return &fakeTable{exp: map[Key]fakeExp{}, flows: map[string]uint32{}}
+}
+
+func (t *fakeTable) AddExpectation(e maps.Expectation, ttl time.Duration) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failAdd {
+		return errors.New("map full")
+	}
+	t.exp[Key{e.Src, e.Dst, e.DPort}] = fakeExp{e.Origin, ttl, e.Kind}
+	return nil
+}
+
+func (t *fakeTable) DeleteExpectation(e maps.Expectation) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.exp, Key{e.Src, e.Dst, e.DPort})
+	return nil
+}
+
+func flowName(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) string {
+	return fmt.Sprintf("%s:%d>%s:%d", src, sport, dst, dport)
+}
+
+func (t *fakeTable) AddFlow(f maps.Flow, seq uint32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.flows[flowName(f.Src, f.SPort, f.Dst, f.DPort)] = seq
+	return nil
+}
+
+func (t *fakeTable) get(k Key) (fakeExp, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, ok := t.exp[k]
+	return v, ok
+}
+
+func (t *fakeTable) flow(name string) (uint32, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, ok := t.flows[name]
+	return v, ok
+}
+
+func (t *fakeTable) drop(k Key) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.exp, k)
+}
+
+// documentation addresses (RFC 5737)
+var (
+	client = netip.MustParseAddr("192.0.2.10")
+	srv    = netip.MustParseAddr("198.51.100.20")
+	ctrl   = maps.Control{Client: client, ClientPort: 40000, Server: srv, ServerPort: 21}
+)
+
+func created(dport uint16) maps.Event {
+	return maps.Event{Type: maps.EventCreated, Kind: maps.KindPasv, Src: client, Dst: srv, DPort: dport, Control: ctrl}
+}
+
+func key(dport uint16) Key { return Key{client, srv, dport} }
+
+func defaultPolicy() Policy { return Policy{ExpectTimeout: 300 * time.Second} }
+
+// pki is a test CA and the certificates it signs.
+type pki struct {
+	dir  string
+	ca   *x509.Certificate
+	key  *ecdsa.PrivateKey
+	path string // the CA's PEM
+}
+
+func newPKI(t *testing.T, name string) *pki {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	p := &pki{dir: t.TempDir(), ca: ca, key: key}
+	p.path = filepath.Join(p.dir, "ca.pem")
+	writePEM(t, p.path, "CERTIFICATE", der)
+	return p
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issue makes a node certificate for 127.0.0.1, returning its cert and key files.
+func (p *pki) issue(t *testing.T, node string) (string, string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: node},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	cert, kf := filepath.Join(p.dir, node+".pem"), filepath.Join(p.dir, node+".key")
+	writePEM(t, cert, "CERTIFICATE", der)
+	writePEM(t, kf, "EC PRIVATE KEY", kder)
+	return cert, kf
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type testNode struct {
+	*Node
+	tbl *fakeTable
+	cfg Config
+}
+
+// cluster starts n nodes of group "g" in a full mesh with certificates of p.
+func cluster(t *testing.T, p *pki, names ...string) []*testNode {
+	t.Helper()
+	addrs := make([]string, len(names))
+	for i := range names {
+		addrs[i] = freePort(t)
+	}
+	var nodes []*testNode
+	for i, name := range names {
+		var peers []string
+		for j, a := range addrs {
+			if j != i {
+				peers = append(peers, a)
+			}
+		}
+		cert, key := p.issue(t, name)
+		cfg := Config{Group: "g", NodeID: name, Listen: addrs[i], Peers: peers, CA: p.path, Cert: cert, Key: key,
+			DigestInterval: 200 * time.Millisecond}
+		nodes = append(nodes, startNode(t, cfg))
+	}
+	waitRoutes(t, nodes, len(names)-1)
+	return nodes
+}
+
+func startNode(t *testing.T, cfg Config) *testNode {
+	t.Helper()
+	tbl := newFakeTable()
+	n, err := Start(cfg, tbl, defaultPolicy, nil)
+	if err != nil {
+		t.Fatalf("start %s: %v", cfg.NodeID, err)
+	}
+	tn := &testNode{Node: n, tbl: tbl, cfg: cfg}
+	t.Cleanup(n.Close)
+	return tn
+}
+
+func waitRoutes(t *testing.T, nodes []*testNode, want int) {
+	t.Helper()
+	for _, n := range nodes {
+		eventually(t, 10*time.Second, func() bool {
+			return len(n.Status().Routes) >= want
+		}, "%s: %d routes", n.cfg.NodeID, want)
+	}
+}
+
+func eventually(t *testing.T, d time.Duration, cond func() bool, f string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for "+f, args...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
