@@ -244,6 +244,21 @@ func (g *Engine) HandleEvent(ev maps.Event) {
 	g.publish(g.subject("x"), Msg{Node: g.node, Entries: []Entry{e}})
 }
 
+// Seed makes the live expectations made here (origin 0) part of what this
+// node publishes: those a restarted run finds in the pinned map.
+func (g *Engine) Seed(list []maps.Expectation) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, x := range list {
+		if x.Origin != 0 || x.Expired() || x.ExpiresIn <= 0 {
+			continue
+		}
+		e := Entry{Op: OpCreated, Kind: x.Kind, Src: x.Src, Dst: x.Dst, DPort: x.DPort, Control: x.Control}
+		g.local[e.Key()] = local{e: e, expires: now.Add(x.ExpiresIn)}
+	}
+}
+
 // forget drops k from this node's own set and from every peer's.
 func (g *Engine) forget(k Key) {
 	g.mu.Lock()

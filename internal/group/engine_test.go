@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftpgate/ftpgate/internal/group/grouptest"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -183,7 +184,7 @@ func TestLate(t *testing.T) {
 // removes it everywhere and leaves the data flow, with the SYN's sequence
 // number, on every peer.
 func TestReplication(t *testing.T) {
-	p := newPKI(t, "ca")
+	p := grouptest.NewPKI(t, "ca")
 	n := cluster(t, p, "a", "b", "c")
 	a, b, c := n[0], n[1], n[2]
 	a.HandleEvent(created(50000))
@@ -229,16 +230,16 @@ func TestReplication(t *testing.T) {
 // TestSnapshotOnStart: a node that joins late gets what is live from a
 // snapshot, with the lifetime left.
 func TestSnapshotOnStart(t *testing.T) {
-	p := newPKI(t, "ca")
+	p := grouptest.NewPKI(t, "ca")
 	n := cluster(t, p, "a", "b")
 	n[0].HandleEvent(created(50000))
 	n[1].HandleEvent(created(50001))
 	eventually(t, 5*time.Second, func() bool { _, ok := n[1].tbl.get(key(50000)); return ok }, "b to hold a's expectation")
 
 	late := freePort(t)
-	cert, k := p.issue(t, "c")
+	cert, k := p.Issue(t, "c", loopback)
 	c := startNode(t, Config{Group: "g", NodeID: "c", Listen: late, Peers: []string{n[0].cfg.Listen, n[1].cfg.Listen},
-		CA: p.path, Cert: cert, Key: k, DigestInterval: 200 * time.Millisecond})
+		CA: p.CA, Cert: cert, Key: k, DigestInterval: 200 * time.Millisecond})
 	for _, dp := range []uint16{50000, 50001} {
 		eventually(t, 10*time.Second, func() bool { _, ok := c.tbl.get(key(dp)); return ok }, "c to hold %d", dp)
 	}
@@ -251,7 +252,7 @@ func TestSnapshotOnStart(t *testing.T) {
 // is repaired by the next digest: a lost creation comes back, a lost
 // removal goes.
 func TestDigestRepair(t *testing.T) {
-	p := newPKI(t, "ca")
+	p := grouptest.NewPKI(t, "ca")
 	n := cluster(t, p, "a", "b")
 	a, b := n[0], n[1]
 	a.HandleEvent(created(50000))
@@ -286,13 +287,13 @@ func TestDigestRepair(t *testing.T) {
 // TestPartitionHeal: a node cut off keeps working; once the route is back,
 // each side gets what the other made meanwhile.
 func TestPartitionHeal(t *testing.T) {
-	p := newPKI(t, "ca")
+	p := grouptest.NewPKI(t, "ca")
 	n := cluster(t, p, "a", "b")
 	a, b := n[0], n[1]
 	b.Close()
 	a.HandleEvent(created(50000)) // b is away
-	cert, k := p.issue(t, "b2")
-	b2 := startNode(t, Config{Group: "g", NodeID: "b", Listen: b.cfg.Listen, Peers: b.cfg.Peers, CA: p.path, Cert: cert, Key: k,
+	cert, k := p.Issue(t, "b2", loopback)
+	b2 := startNode(t, Config{Group: "g", NodeID: "b", Listen: b.cfg.Listen, Peers: b.cfg.Peers, CA: p.CA, Cert: cert, Key: k,
 		DigestInterval: 200 * time.Millisecond})
 	eventually(t, 10*time.Second, func() bool { _, ok := b2.tbl.get(key(50000)); return ok }, "b to catch up")
 }
@@ -300,12 +301,12 @@ func TestPartitionHeal(t *testing.T) {
 // TestForeignCertificate: a server whose certificate another CA signed
 // gets no route, and nothing it publishes arrives.
 func TestForeignCertificate(t *testing.T) {
-	p := newPKI(t, "ca")
+	p := grouptest.NewPKI(t, "ca")
 	n := cluster(t, p, "a", "b")
-	rogueCA := newPKI(t, "rogue")
-	cert, k := rogueCA.issue(t, "r")
+	rogueCA := grouptest.NewPKI(t, "rogue")
+	cert, k := rogueCA.Issue(t, "r", loopback)
 	// it trusts the group's CA but shows a certificate the group does not
-	r := startNode(t, Config{Group: "g", NodeID: "r", Listen: freePort(t), Peers: []string{n[0].cfg.Listen}, CA: p.path, Cert: cert, Key: k})
+	r := startNode(t, Config{Group: "g", NodeID: "r", Listen: freePort(t), Peers: []string{n[0].cfg.Listen}, CA: p.CA, Cert: cert, Key: k})
 	r.HandleEvent(created(50000))
 	time.Sleep(time.Second) // time for a handshake that must fail
 	if st := r.Status(); len(st.Routes) != 0 || st.PeersDown != 1 {
@@ -326,7 +327,7 @@ func TestForeignCertificate(t *testing.T) {
 // node's name, bytes that are not a message) gets nothing written, and
 // each rejection is counted under its reason.
 func TestForgedRejected(t *testing.T) {
-	p := newPKI(t, "ca")
+	p := grouptest.NewPKI(t, "ca")
 	n := cluster(t, p, "a", "b")
 	a, b := n[0], n[1]
 	send := func(subject string, m Msg) {

@@ -1,23 +1,15 @@
 package group
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ftpgate/ftpgate/internal/group/grouptest"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -102,65 +94,7 @@ func key(dport uint16) Key { return Key{client, srv, dport} }
 
 func defaultPolicy() Policy { return Policy{ExpectTimeout: 300 * time.Second} }
 
-// pki is a test CA and the certificates it signs.
-type pki struct {
-	dir  string
-	ca   *x509.Certificate
-	key  *ecdsa.PrivateKey
-	path string // the CA's PEM
-}
-
-func newPKI(t *testing.T, name string) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	p := &pki{dir: t.TempDir(), ca: ca, key: key}
-	p.path = filepath.Join(p.dir, "ca.pem")
-	writePEM(t, p.path, "CERTIFICATE", der)
-	return p
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// issue makes a node certificate for 127.0.0.1, returning its cert and key files.
-func (p *pki) issue(t *testing.T, node string) (string, string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: node},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	cert, kf := filepath.Join(p.dir, node+".pem"), filepath.Join(p.dir, node+".key")
-	writePEM(t, cert, "CERTIFICATE", der)
-	writePEM(t, kf, "EC PRIVATE KEY", kder)
-	return cert, kf
-}
+var loopback = netip.MustParseAddr("127.0.0.1")
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -179,7 +113,7 @@ type testNode struct {
 }
 
 // cluster starts n nodes of group "g" in a full mesh with certificates of p.
-func cluster(t *testing.T, p *pki, names ...string) []*testNode {
+func cluster(t *testing.T, p *grouptest.PKI, names ...string) []*testNode {
 	t.Helper()
 	addrs := make([]string, len(names))
 	for i := range names {
@@ -193,8 +127,8 @@ func cluster(t *testing.T, p *pki, names ...string) []*testNode {
 				peers = append(peers, a)
 			}
 		}
-		cert, key := p.issue(t, name)
-		cfg := Config{Group: "g", NodeID: name, Listen: addrs[i], Peers: peers, CA: p.path, Cert: cert, Key: key,
+		cert, key := p.Issue(t, name, loopback)
+		cfg := Config{Group: "g", NodeID: name, Listen: addrs[i], Peers: peers, CA: p.CA, Cert: cert, Key: key,
 			DigestInterval: 200 * time.Millisecond}
 		nodes = append(nodes, startNode(t, cfg))
 	}

@@ -316,12 +316,13 @@ type Status struct {
 	Peers     []PeerState `json:"peers"`
 	Local     int         `json:"local"` // live expectations made here, published
 	Counters  Snapshot    `json:"counters"`
+	Updated   time.Time   `json:"updated"` // when this was read
 }
 
 // Status returns the node's state now.
 func (n *Node) Status() Status {
 	st := Status{Group: n.cfg.Group, Node: n.cfg.NodeID, Bus: "embedded", Listen: n.cfg.Listen,
-		Connected: n.nc != nil && n.nc.IsConnected(), Routes: []Route{}}
+		Connected: n.nc != nil && n.nc.IsConnected(), Routes: []Route{}, Updated: time.Now()}
 	if n.cfg.NATSURL != "" {
 		st.Bus, st.Listen = n.cfg.NATSURL, ""
 	}
