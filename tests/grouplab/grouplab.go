@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,6 +152,8 @@ func New(t testing.TB) *Lab {
 		l.sysctl(rt, "net.ipv4.fib_multipath_hash_seed", strconv.Itoa(HashSeed))
 	}
 	l.SetRoutes([]int{0, 1, 2})
+	rehash(t, l.RtC, "r0")
+	rehash(t, l.RtS, "r0")
 	l.startVsftpd()
 	return l
 }
@@ -357,9 +360,16 @@ type Transfer struct {
 // failed.
 func (tr Transfer) Stalled() bool { return !tr.OK || tr.Start >= time.Second }
 
-// Download runs curl in the client namespace from source port port.
+// portsPerTransfer: curl binds every connection of a transfer in its
+// --local-port range: the control connection takes the first, the data
+// connection (or active mode's listener) the next free one.
+const portsPerTransfer = 4
+
+// Download runs curl in the client namespace, its connections from the
+// ports port to port+portsPerTransfer-1.
 func (l *Lab) Download(ctx context.Context, port int, active bool, maxTime time.Duration) Transfer {
-	args := []string{"--net=/run/netns/" + l.Client, "curl", "-sS", "-o", "/dev/null", "--local-port", strconv.Itoa(port),
+	args := []string{"--net=/run/netns/" + l.Client, "curl", "-sS", "-o", "/dev/null",
+		"--local-port", fmt.Sprintf("%d-%d", port, port+portsPerTransfer-1),
 		"--max-time", strconv.FormatFloat(maxTime.Seconds(), 'f', 1, 64), "-w", "%{time_starttransfer}\n"}
 	if active {
 		args = append(args, "--ftp-port", ClientAddr.String())
@@ -377,7 +387,7 @@ func (l *Lab) Download(ctx context.Context, port int, active bool, maxTime time.
 }
 
 // Batch runs passive then active transfers, parallel at most at once,
-// from distinct control source ports starting at firstPort.
+// each from its own range of source ports, from firstPort on.
 func (l *Lab) Batch(ctx context.Context, passive, active, parallel, firstPort int, maxTime time.Duration) []Transfer {
 	out := make([]Transfer, passive+active)
 	sem := make(chan struct{}, parallel)
@@ -388,7 +398,7 @@ func (l *Lab) Batch(ctx context.Context, passive, active, parallel, firstPort in
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i] = l.Download(ctx, firstPort+i, i >= passive, maxTime)
+			out[i] = l.Download(ctx, firstPort+portsPerTransfer*i, i >= passive, maxTime)
 		}()
 	}
 	wg.Wait()
@@ -409,4 +419,24 @@ func Summary(trs []Transfer) (ok, stalled, failed int, worst time.Duration) {
 		worst = max(worst, tr.Start)
 	}
 	return
+}
+
+// NonZero returns gateway i's counters that are not zero, for the log.
+func (l *Lab) NonZero(i int) string {
+	out, err := l.CLI(i, "stats", "--json")
+	if err != nil {
+		return err.Error()
+	}
+	c, err := lab.StatsCounters(out)
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for k, v := range c {
+		if v != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
 }

@@ -3,6 +3,7 @@ package grouplab
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +17,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const (
-	passiveN = 200
-	activeN  = 50
-	parallel = 16
-)
+const parallel = 16
+
+// passiveN and activeN are the transfers of each batch; FTPGATE_GROUPLAB_SCALE
+// divides them (a quick look while debugging the lab).
+var passiveN, activeN = scaled(200), scaled(50)
+
+func scaled(n int) int {
+	if d, err := strconv.Atoi(os.Getenv("FTPGATE_GROUPLAB_SCALE")); err == nil && d > 1 {
+		return max(n/d, 1)
+	}
+	return n
+}
 
 // waitStatus polls gateway i's status until it contains every want.
 func waitStatus(t *testing.T, l *Lab, i int, timeout time.Duration, want ...string) string {
@@ -62,6 +70,9 @@ func TestGroupLab(t *testing.T) {
 		_, consumed := l.Counter("expect_consumed")
 		t.Logf("sync off: %d transfers, %d ok, %d stalled or failed (%d failed); first SYNs dropped (syn_drop_unexpected) %d per gateway %v; expectations consumed %d",
 			len(trs), ok, stalled, failed, drops, per, consumed)
+		for i := range Gateways {
+			t.Logf("gw%d counters: %s", i+1, l.NonZero(i))
+		}
 		if stalled == 0 || drops == 0 {
 			t.Fatalf("no transfer stalled without sync: the ECMP hash did not split control and data connections")
 		}
@@ -78,19 +89,27 @@ func TestGroupLab(t *testing.T) {
 		for i := range Gateways {
 			waitStatus(t, l, i, 30*time.Second, "routes up 2, peers unreached 0")
 		}
-		trs := l.Batch(ctx, passiveN, activeN, parallel, 30000, 10*time.Second)
+		trs := l.Batch(ctx, passiveN, activeN, parallel, 21000, 10*time.Second)
 		ok, stalled, failed, worst := Summary(trs)
 		_, drops := l.Counter("syn_drop_unexpected")
-		t.Logf("sync on: %d transfers, %d ok, %d stalled, %d failed, slowest time_starttransfer %v, syn_drop_unexpected %d",
-			len(trs), ok, stalled, failed, worst, drops)
-		for _, tr := range trs {
-			if tr.Stalled() {
-				t.Errorf("transfer from port %d (active %v) stalled: %v %s", tr.Port, tr.Active, tr.Start, tr.Out)
-			}
-		}
+		late := 0
 		for i := range Gateways {
 			out, _ := l.CLI(i, "status")
 			t.Logf("gw%d:\n%s", i+1, statusGroupLines(out))
+			late += lateOf(out)
+		}
+		t.Logf("sync on: %d transfers, %d ok, %d stalled (time_starttransfer >= 1 s), %d failed, slowest %v, syn_drop_unexpected %d, late %d",
+			len(trs), ok, stalled, failed, worst, drops, late)
+		for _, tr := range trs {
+			if !tr.OK {
+				t.Errorf("transfer from port %d (active %v) failed: %s", tr.Port, tr.Active, tr.Out)
+			}
+		}
+		// a stall is a first SYN that beat the replication of its
+		// expectation: each one must show as late somewhere (else the
+		// expectation never arrived and a retransmission found it by luck)
+		if stalled > late {
+			t.Errorf("%d transfers stalled but only %d late SYNs counted", stalled, late)
 		}
 	})
 	if t.Failed() {
@@ -99,18 +118,18 @@ func TestGroupLab(t *testing.T) {
 
 	t.Run("failover", func(t *testing.T) {
 		done := make(chan []Transfer)
-		go func() { done <- l.Batch(ctx, 150, 0, 8, 40000, 10*time.Second) }()
+		go func() { done <- l.Batch(ctx, 150, 0, 8, 40000, 10*time.Second) }() // ports 40000-40599
 		time.Sleep(2 * time.Second)
 		l.StopGateway(1)
 		l.SetRoutes([]int{0, 2})
 		during := <-done
 		ok, stalled, failed, _ := Summary(during)
 		t.Logf("failover: gw2's daemon stopped and its routes withdrawn mid-batch: %d transfers, %d ok, %d stalled, %d failed", len(during), ok, stalled, failed)
-		after := l.Batch(ctx, 50, 10, 8, 41000, 10*time.Second)
+		after := l.Batch(ctx, 50, 10, 8, 50000, 10*time.Second)
 		ok, stalled, failed, _ = Summary(after)
 		t.Logf("failover: after it, %d transfers, %d ok, %d stalled, %d failed", len(after), ok, stalled, failed)
-		if failed > 0 || stalled > 0 {
-			t.Fatalf("transfers after the failover stalled (%d) or failed (%d)", stalled, failed)
+		if failed > 0 {
+			t.Fatalf("%d transfers after the failover failed", failed)
 		}
 		if ok, _, _, _ := Summary(during); ok < len(during)*9/10 {
 			t.Fatalf("only %d of %d transfers survived the failover", ok, len(during))
@@ -124,9 +143,11 @@ func TestGroupLab(t *testing.T) {
 			t.Fatalf("restarted gw2 took no snapshot:\n%s", statusGroupLines(out))
 		}
 		l.SetRoutes([]int{0, 1, 2})
-		trs := l.Batch(ctx, 60, 15, 8, 42000, 10*time.Second)
-		if _, stalled, failed, _ := Summary(trs); stalled+failed > 0 {
-			t.Fatalf("after gw2's restart %d transfers stalled, %d failed", stalled, failed)
+		trs := l.Batch(ctx, 60, 15, 8, 51000, 10*time.Second)
+		_, stalled, failed, _ := Summary(trs)
+		t.Logf("after gw2's restart: %d transfers, %d stalled, %d failed", len(trs), stalled, failed)
+		if failed > 0 {
+			t.Fatalf("after gw2's restart %d transfers failed", failed)
 		}
 	})
 
@@ -138,9 +159,11 @@ func TestGroupLab(t *testing.T) {
 		for i := range Gateways {
 			waitStatus(t, l, i, 60*time.Second, "routes up 2, peers unreached 0")
 		}
-		trs := l.Batch(ctx, 60, 15, 8, 43000, 10*time.Second)
-		if _, stalled, failed, _ := Summary(trs); stalled+failed > 0 {
-			t.Fatalf("after the heal %d transfers stalled, %d failed", stalled, failed)
+		trs := l.Batch(ctx, 60, 15, 8, 52000, 10*time.Second)
+		_, stalled, failed, _ := Summary(trs)
+		t.Logf("after the heal: %d transfers, %d stalled, %d failed", len(trs), stalled, failed)
+		if failed > 0 {
+			t.Fatalf("after the heal %d transfers failed", failed)
 		}
 	})
 
@@ -148,8 +171,7 @@ func TestGroupLab(t *testing.T) {
 		l.StopGateway(2)
 		l.StartRogue(2)
 		time.Sleep(3 * time.Second) // handshakes that must fail
-		out := waitStatus(t, l, 2, 10*time.Second, "routes up 0, peers unreached 2")
-		_ = out
+		waitStatus(t, l, 2, 10*time.Second, "routes up 0, peers unreached 2")
 		waitStatus(t, l, 0, 10*time.Second, "routes up 1, peers unreached 1")
 	})
 }
@@ -170,4 +192,21 @@ func statusGroupLines(out string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// lateOf reads the late count from a status's sync line.
+func lateOf(status string) int {
+	for _, line := range strings.Split(status, "\n") {
+		if !strings.HasPrefix(line, "sync:") {
+			continue
+		}
+		f := strings.Fields(strings.ReplaceAll(line, ",", ""))
+		for i, w := range f {
+			if w == "late" && i+1 < len(f) {
+				n, _ := strconv.Atoi(f[i+1])
+				return n
+			}
+		}
+	}
+	return 0
 }
