@@ -31,7 +31,7 @@ func (a *arrivals) AddExpectation(e maps.Expectation, _ time.Duration) error {
 	return nil
 }
 func (a *arrivals) DeleteExpectation(maps.Expectation) error { return nil }
-func (a *arrivals) AddFlow(maps.Flow, uint32) error           { return nil }
+func (a *arrivals) AddFlow(maps.Flow, uint32) error          { return nil }
 
 func cpuTime() time.Duration {
 	var ru unix.Rusage
