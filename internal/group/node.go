@@ -260,6 +260,10 @@ func startServer(cfg Config, tc *tls.Config, token string) (*server.Server, erro
 			NoAdvertise:    true,
 			ConnectRetries: -1,
 			PoolSize:       -1,
+			// a route over a path that went dark (a partition) is noticed
+			// in about routePing*routePingsOut, not nats' default minutes
+			PingInterval: routePing,
+			MaxPingsOut:  routePingsOut,
 		},
 		Routes: routes,
 	}
@@ -275,6 +279,12 @@ func startServer(cfg Config, tc *tls.Config, token string) (*server.Server, erro
 	}
 	return srv, nil
 }
+
+// routePing and routePingsOut bound how long a dead route stays up.
+const (
+	routePing     = time.Second
+	routePingsOut = 3
+)
 
 // Close leaves the group.
 func (n *Node) Close() {
