@@ -76,9 +76,6 @@ func optionsFromFlags(c *cli.Context) (loader.Options, error) {
 	if c.Duration("age-interval") <= 0 {
 		return o, errors.New("--age-interval must be positive")
 	}
-	if err := o.Group.Check(); err != nil {
-		return o, err
-	}
 	return o, nil
 }
 
@@ -89,6 +86,10 @@ func runAction(c *cli.Context) error {
 	}
 	opts, err := optionsFromFlags(c)
 	if err != nil {
+		return err
+	}
+	// the group's settings as a whole, before anything is attached
+	if err := opts.Group.Check(); err != nil {
 		return err
 	}
 	opts.Logger = log
