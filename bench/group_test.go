@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -49,15 +48,7 @@ func BenchmarkGroupSync(b *testing.B) {
 	const rate, seconds = 1000, 10
 	p := grouptest.NewPKI(b, "bench")
 	lo := netip.MustParseAddr("127.0.0.1")
-	var addrs []string
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
-	}
+	addrs := []string{grouptest.FreeAddr(b), grouptest.FreeAddr(b), grouptest.FreeAddr(b)}
 	var nodes []*group.Node
 	tables := []*arrivals{{when: map[uint16]time.Time{}}, {when: map[uint16]time.Time{}}, {when: map[uint16]time.Time{}}}
 	for i, name := range []string{"a", "b", "c"} {

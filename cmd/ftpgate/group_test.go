@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ftpgate/ftpgate/internal/group"
+	"github.com/ftpgate/ftpgate/internal/group/grouptest"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -21,23 +21,13 @@ func (fakeTable) AddExpectation(maps.Expectation, time.Duration) error { return 
 func (fakeTable) DeleteExpectation(maps.Expectation) error             { return nil }
 func (fakeTable) AddFlow(maps.Flow, uint32) error                      { return nil }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestRunGroup: `run --group` joins a peer; what the peer publishes lands
 // in run's expectation map, shown as the peer's by `expectations`, and
 // `status` shows the route and the counters; one a peer may not send (a
 // low port) is refused and counted.
 func TestRunGroup(t *testing.T) {
 	ns, pinDir, states := runEnv(t)
-	runAddr, peerAddr := freeAddr(t), freeAddr(t)
+	runAddr, peerAddr := grouptest.FreeAddr(t), grouptest.FreeAddr(t)
 	ready := filepath.Join(t.TempDir(), "ready")
 	done, early := runUntilReady(t, ready, "run", "--netns", ns, "--iface", "fr0", "--pin-dir", pinDir, "--state-dir", states,
 		"--ready-file", ready, "--ctrl-conns", "1024", "--expectations", "1024", "--flows", "1024", "--log-level", "warn",

@@ -236,7 +236,7 @@ func TestSnapshotOnStart(t *testing.T) {
 	n[1].HandleEvent(created(50001))
 	eventually(t, 5*time.Second, func() bool { _, ok := n[1].tbl.get(key(50000)); return ok }, "b to hold a's expectation")
 
-	late := freePort(t)
+	late := grouptest.FreeAddr(t)
 	cert, k := p.Issue(t, "c", loopback)
 	c := startNode(t, Config{Group: "g", NodeID: "c", Listen: late, Peers: []string{n[0].cfg.Listen, n[1].cfg.Listen},
 		CA: p.CA, Cert: cert, Key: k, DigestInterval: 200 * time.Millisecond})
@@ -306,7 +306,7 @@ func TestForeignCertificate(t *testing.T) {
 	rogueCA := grouptest.NewPKI(t, "rogue")
 	cert, k := rogueCA.Issue(t, "r", loopback)
 	// it trusts the group's CA but shows a certificate the group does not
-	r := startNode(t, Config{Group: "g", NodeID: "r", Listen: freePort(t), Peers: []string{n[0].cfg.Listen}, CA: p.CA, Cert: cert, Key: k})
+	r := startNode(t, Config{Group: "g", NodeID: "r", Listen: grouptest.FreeAddr(t), Peers: []string{n[0].cfg.Listen}, CA: p.CA, Cert: cert, Key: k})
 	r.HandleEvent(created(50000))
 	time.Sleep(time.Second) // time for a handshake that must fail
 	if st := r.Status(); len(st.Routes) != 0 || st.PeersDown != 1 {
@@ -393,7 +393,7 @@ func TestCheck(t *testing.T) {
 // TestInsecureGroup: with --sync-insecure the routes are plain TCP, and
 // work.
 func TestInsecureGroup(t *testing.T) {
-	la, lb := freePort(t), freePort(t)
+	la, lb := grouptest.FreeAddr(t), grouptest.FreeAddr(t)
 	a := startNode(t, Config{Group: "g", NodeID: "a", Listen: la, Peers: []string{lb}, Insecure: true})
 	b := startNode(t, Config{Group: "g", NodeID: "b", Listen: lb, Peers: []string{la}, Insecure: true})
 	waitRoutes(t, []*testNode{a, b}, 1)

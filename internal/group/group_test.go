@@ -3,7 +3,6 @@ package group
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -96,16 +95,6 @@ func defaultPolicy() Policy { return Policy{ExpectTimeout: 300 * time.Second} }
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 type testNode struct {
 	*Node
 	tbl *fakeTable
@@ -117,7 +106,7 @@ func cluster(t *testing.T, p *grouptest.PKI, names ...string) []*testNode {
 	t.Helper()
 	addrs := make([]string, len(names))
 	for i := range names {
-		addrs[i] = freePort(t)
+		addrs[i] = grouptest.FreeAddr(t)
 	}
 	var nodes []*testNode
 	for i, name := range names {

@@ -141,16 +141,11 @@ func TestGroupLab(t *testing.T) {
 	t.Run("restart catches up", func(t *testing.T) {
 		l.StartGateway(1, true)
 		out := waitStatus(t, l, 1, 30*time.Second, "routes up 2, peers unreached 0")
-		if !strings.Contains(out, "snapshots ") || strings.Contains(out, "snapshots 0 ") {
+		if counted(out, "snapshots") == 0 {
 			t.Fatalf("restarted gw2 took no snapshot:\n%s", statusGroupLines(out))
 		}
 		l.SetRoutes([]int{0, 1, 2})
-		trs := l.Batch(ctx, 60, 15, 8, 51000, 10*time.Second)
-		_, stalled, failed, _ := Summary(trs)
-		t.Logf("after gw2's restart: %d transfers, %d stalled, %d failed", len(trs), stalled, failed)
-		if failed > 0 {
-			t.Fatalf("after gw2's restart %d transfers failed", failed)
-		}
+		allSucceed(t, l, "after gw2's restart", 51000)
 	})
 
 	t.Run("partition and heal", func(t *testing.T) {
@@ -176,12 +171,7 @@ func TestGroupLab(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		trs := l.Batch(ctx, 60, 15, 8, 52000, 10*time.Second)
-		_, stalled, failed, _ := Summary(trs)
-		t.Logf("after the heal: %d transfers, %d stalled, %d failed", len(trs), stalled, failed)
-		if failed > 0 {
-			t.Fatalf("after the heal %d transfers failed", failed)
-		}
+		allSucceed(t, l, "after the heal", 52000)
 	})
 
 	t.Run("foreign certificate", func(t *testing.T) {
@@ -229,4 +219,16 @@ func counted(status, name string) int {
 		}
 	}
 	return 0
+}
+
+// allSucceed runs 60 passive and 15 active transfers from firstPort on and
+// fails the test if any fails; stalls are logged.
+func allSucceed(t *testing.T, l *Lab, what string, firstPort int) {
+	t.Helper()
+	trs := l.Batch(context.Background(), 60, 15, 8, firstPort, 10*time.Second)
+	_, stalled, failed, _ := Summary(trs)
+	t.Logf("%s: %d transfers, %d stalled, %d failed", what, len(trs), stalled, failed)
+	if failed > 0 {
+		t.Fatalf("%s %d transfers failed", what, failed)
+	}
 }

@@ -1,5 +1,5 @@
-// Package grouptest makes the certificates a gateway group's tests need:
-// a CA and node certificates it signs for given addresses.
+// Package grouptest makes what a gateway group's tests need: a CA and
+// node certificates it signs for given addresses, free loopback ports.
 package grouptest
 
 import (
@@ -90,4 +90,15 @@ func (p *PKI) Issue(t testing.TB, node string, addrs ...netip.Addr) (cert, key s
 	writePEM(t, cert, "CERTIFICATE", der)
 	writePEM(t, key, "EC PRIVATE KEY", kder)
 	return cert, key
+}
+
+// FreeAddr returns a loopback address with a port free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
