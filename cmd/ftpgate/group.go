@@ -105,8 +105,8 @@ func printGroup(w io.Writer, g *group.Status) error {
 			why = append(why, fmt.Sprintf("%s %d", r, n))
 		}
 	}
-	fmt.Fprintf(w, "sync:      local %d, sent %d, received %d, applied %d, rejected %d%s, snapshots %d (served %d), repairs %d, late %d, errors %d\n\n",
-		g.Local, c.Sent, c.Received, c.Applied, rejected, parenthesized(why), c.Snapshots, c.Served, c.Repairs, c.Late, c.Errors)
+	fmt.Fprintf(w, "sync:      local %d, sent %d, received %d, applied %d, rejected %d%s, snapshots %d (served %d), repairs %d, late %d, errors %d, delay p50 %dus p99 %dus\n\n",
+		g.Local, c.Sent, c.Received, c.Applied, rejected, parenthesized(why), c.Snapshots, c.Served, c.Repairs, c.Late, c.Errors, c.DelayP50us, c.DelayP99us)
 	route := map[string]string{}
 	for _, r := range g.Routes {
 		route[r.Peer] = r.Addr

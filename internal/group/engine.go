@@ -57,6 +57,33 @@ type Counters struct {
 	Errors    atomic.Uint64 // publish or map-write errors
 	mu        sync.Mutex
 	rejected  map[string]uint64
+	delays    [delaySamples]time.Duration // ring of the latest replication delays
+	nDelays   int
+}
+
+// delaySamples is how many of the latest replication delays are kept.
+const delaySamples = 1024
+
+func (c *Counters) delay(d time.Duration) {
+	c.mu.Lock()
+	c.delays[c.nDelays%delaySamples] = d
+	c.nDelays++
+	c.mu.Unlock()
+}
+
+// Delays returns the p50 and p99 of the latest replication delays (from
+// the 227 or PORT on the sending gateway to the expectation written here,
+// by the sender's and this wall clock), and how many they are of.
+func (c *Counters) Delays() (p50, p99 time.Duration, n int) {
+	c.mu.Lock()
+	n = min(c.nDelays, delaySamples)
+	d := slices.Clone(c.delays[:n])
+	c.mu.Unlock()
+	if n == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(d)
+	return d[(n-1)/2], d[(n-1)*99/100], n
 }
 
 func (c *Counters) reject(reason string) {
@@ -208,16 +235,17 @@ func (g *Engine) HandleEvent(ev maps.Event) {
 	e := entryOf(ev)
 	switch ev.Type {
 	case maps.EventCreated:
-		left := g.policy().ExpectTimeout
+		left, age := g.policy().ExpectTimeout, time.Duration(0)
 		if g.clock != nil {
 			if t, err := g.clock(); err == nil && t > ev.Time {
-				left -= t - ev.Time
+				age = t - ev.Time
+				left -= age
 			}
 		}
 		if left <= 0 {
 			return
 		}
-		e.Op, e.TTLms = OpCreated, ttlMs(left)
+		e.Op, e.TTLms, e.MadeNs = OpCreated, ttlMs(left), now.Add(-age).UnixNano()
 		g.mu.Lock()
 		g.local[e.Key()] = local{e: e, expires: now.Add(left)}
 		g.mu.Unlock()
@@ -385,6 +413,9 @@ func (g *Engine) apply(node string, entries []Entry, full bool) {
 		case OpCreated:
 			if err = g.tbl.AddExpectation(x, e.TTL()); err == nil && w.drop {
 				g.C.Late.Add(1)
+			}
+			if err == nil && e.MadeNs != 0 {
+				g.C.delay(time.Since(time.Unix(0, e.MadeNs)))
 			}
 		case OpConsumed:
 			err = errors.Join(g.tbl.DeleteExpectation(x),
@@ -575,12 +606,17 @@ type Snapshot struct {
 	Late      uint64            `json:"late"`
 	Errors    uint64            `json:"errors"`
 	Rejected  map[string]uint64 `json:"rejected"`
+	// DelayP50us and DelayP99us: the latest replication delays (Counters.Delays)
+	DelayP50us int64 `json:"delay_p50_us"`
+	DelayP99us int64 `json:"delay_p99_us"`
 }
 
 // Snapshot reads the counters.
 func (c *Counters) Snapshot() Snapshot {
+	p50, p99, _ := c.Delays()
 	return Snapshot{Sent: c.Sent.Load(), Received: c.Received.Load(), Applied: c.Applied.Load(), Snapshots: c.Snapshots.Load(),
-		Served: c.Served.Load(), Repairs: c.Repairs.Load(), Late: c.Late.Load(), Errors: c.Errors.Load(), Rejected: c.Rejected()}
+		Served: c.Served.Load(), Repairs: c.Repairs.Load(), Late: c.Late.Load(), Errors: c.Errors.Load(), Rejected: c.Rejected(),
+		DelayP50us: p50.Microseconds(), DelayP99us: p99.Microseconds()}
 }
 
 // PeerState is what status shows of one peer node.

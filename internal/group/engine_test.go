@@ -198,6 +198,9 @@ func TestReplication(t *testing.T) {
 	if _, ok := a.tbl.get(key(50000)); ok {
 		t.Fatal("a wrote its own expectation back")
 	}
+	if p50, p99, n := b.C.Delays(); n != 1 || p50 <= 0 || p99 < p50 || p99 > 5*time.Second {
+		t.Fatalf("b's replication delays: p50 %v p99 %v of %d, want one, positive", p50, p99, n)
+	}
 	// b's dataplane admits the data connection through it
 	b.HandleEvent(maps.Event{Type: maps.EventConsumed, Kind: maps.KindPasv, Src: client, SPort: 41000, Seq: 777,
 		Dst: srv, DPort: 50000, Control: ctrl})

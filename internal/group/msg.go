@@ -46,6 +46,11 @@ type Entry struct {
 	Control maps.Control `json:"control"`
 	// TTLms is the remaining lifetime in milliseconds when it was sent
 	TTLms int64 `json:"ttl_ms,omitempty"`
+	// MadeNs is, for created, when the parser made it, on the sender's
+	// wall clock (Unix ns): receivers measure the replication delay with
+	// it, which means something only where the clocks agree (one host, a
+	// lab; NTP to a millisecond). Never used for lifetimes.
+	MadeNs int64 `json:"made_ns,omitempty"`
 	// SPort and Seq: for OpConsumed, the admitted SYN
 	SPort uint16 `json:"sport,omitempty"`
 	Seq   uint32 `json:"seq,omitempty"`
