@@ -357,7 +357,8 @@ func (g *Engine) apply(node string, entries []Entry, full bool) {
 	for _, e := range entries {
 		g.C.Received.Add(1)
 		if full {
-			e.Op = OpCreated
+			// a snapshot's entries are old news: no replication delay
+			e.Op, e.MadeNs = OpCreated, 0
 		}
 		if r := pol.Validate(e); r != "" {
 			g.C.reject(r)
