@@ -69,6 +69,10 @@ test: deps ## Run unit, BPF and lab tests (root; installs what it needs)
 test-nat-off: ## Run the BPF tests and the parser's reference corpus on the NAT build with NAT off: it must behave as the plain one (root)
 	FTPGATE_TEST_VARIANT=nat FTPGATE_REQUIRE_BPF=1 $(GO) test -count=1 ./bpf/ ./internal/reference/
 
+.PHONY: grouplab
+grouplab: deps ## Gateway-group lab (#15): three gateways behind L4 ECMP, with and without sync (root; minutes)
+	FTPGATE_GROUPLAB=1 FTPGATE_REQUIRE_BPF=1 $(GO) test -count=1 -timeout 20m -v -run TestGroupLab ./tests/grouplab/
+
 .PHONY: vmtest
 vmtest: ## Run the BPF, loader and end-to-end tests in VMs on Debian kernels (KERNELS="5.10 6.1")
 	scripts/deps.sh vm

@@ -36,7 +36,10 @@ static __always_inline int would_drop(const struct config_val *cfg, __u32 reason
  * syn_drop drops (or in dry-run passes) a SYN the policy refuses for reason
  * and reports it as an event of type, within the rate limit, with the
  * reason it was counted under and its 5-tuple. Only this path pays for the
- * report. now is the SYN's time from syn_clock, read once (syngate.h).
+ * report. now is the SYN's time from syn_clock, read once (syngate.h): it
+ * decides the rate limit; an event that passes it carries the kernel's
+ * clock, read again, because syn_clock may be up to a jiffy behind and
+ * monitor takes an event older than its own start for one left in the ring.
  */
 static __always_inline int syn_drop(const struct config_val *cfg, const struct pkt_info *p, __u32 reason,
 				    __u32 type, __u64 now)
@@ -52,7 +55,7 @@ static __always_inline int syn_drop(const struct config_val *cfg, const struct p
 	copy_addr(k.dst, p->dst);
 	if (reason == STAT_SYN_DROP_UNEXPECTED && verdict == XDP_PASS)
 		reason = STAT_SYN_DRYRUN_WOULD_DROP;
-	emit_event_port(type, reason, KIND_NONE, &k, 0, p->sport, now);
+	emit_event_port(type, reason, KIND_NONE, &k, 0, p->sport, now_ns(cfg));
 	return verdict;
 }
 
@@ -107,7 +110,7 @@ static __always_inline int consume_expectation(const struct pkt_info *p, const s
 	if (bpf_map_update_elem(&data_flows, fk, &fv, BPF_ANY) != 0)
 		stat_inc(STAT_FLOW_TABLE_FULL);
 	stat_inc(STAT_EXPECT_CONSUMED);
-	emit_event(EV_EXPECT_CONSUMED, 0, fv.kind, &ek, &fv.ctrl, now);
+	emit_event_seq(EV_EXPECT_CONSUMED, 0, fv.kind, &ek, &fv.ctrl, p->sport, p->seq, 0, now);
 	return 1;
 }
 

@@ -57,13 +57,14 @@ static __always_inline __u64 now_ns(const struct config_val *cfg)
 }
 
 /*
- * emit_event_nat reports to user space; the record is built in place in the
- * ring. sport is the source port of a dropped SYN, else 0; nat the inside
- * end of a rewritten announcement (#12), else NULL.
+ * emit_event_seq reports to user space; the record is built in place in the
+ * ring. sport is the source port of a dropped or admitted SYN, else 0; seq
+ * the admitted SYN's sequence number (EV_EXPECT_CONSUMED), else 0; nat the
+ * inside end of a rewritten announcement (#12), else NULL.
  */
-static __always_inline void emit_event_nat(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
-					   const struct ctrl_key *ck, __u16 sport, const struct nat_target *nat,
-					   __u64 ts)
+static __always_inline void emit_event_seq(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
+					   const struct ctrl_key *ck, __u16 sport, __u32 seq,
+					   const struct nat_target *nat, __u64 ts)
 {
 	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
@@ -76,6 +77,7 @@ static __always_inline void emit_event_nat(__u32 type, __u32 reason, __u8 kind, 
 	ev->reason = reason;
 	ev->kind = kind;
 	ev->sport = sport;
+	ev->seq = seq;
 	if (ek)
 		__builtin_memcpy(&ev->expect, ek, sizeof(ev->expect));
 	if (ck)
@@ -83,6 +85,14 @@ static __always_inline void emit_event_nat(__u32 type, __u32 reason, __u8 kind, 
 	if (nat)
 		__builtin_memcpy(&ev->nat, nat, sizeof(ev->nat));
 	bpf_ringbuf_submit(ev, 0);
+}
+
+/* emit_event_nat reports an event without a sequence number */
+static __always_inline void emit_event_nat(__u32 type, __u32 reason, __u8 kind, const struct expect_key *ek,
+					   const struct ctrl_key *ck, __u16 sport, const struct nat_target *nat,
+					   __u64 ts)
+{
+	emit_event_seq(type, reason, kind, ek, ck, sport, 0, nat, ts);
 }
 
 /* emit_event_port reports an event without an inside end */

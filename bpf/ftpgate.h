@@ -266,7 +266,8 @@ struct expect_val {
 	__u64 created_ns; /* also the nonce that ties a slot to this entry */
 	__u8 kind;        /* enum kind */
 	__u8 dir;         /* direction whose slot ring remembers it */
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 origin;     /* #15: 0 when made here, else the hash of the group peer that sent it */
 	struct ctrl_key ctrl;
 	struct nat_target nat; /* the inside end, with config.nat */
 };
@@ -528,7 +529,9 @@ struct config_val {
 /*
  * One event. EV_SYN_DROP carries the SYN's addresses and destination port in
  * expect and its source port in sport; the others carry the expectation and
- * its control connection.
+ * its control connection. EV_EXPECT_CONSUMED also carries the admitted SYN's
+ * source port and sequence number (sport, seq): with them a gateway group
+ * (#15) makes the data flow on its peers, so a retransmitted SYN passes there.
  */
 struct event {
 	__u64 ts_ns;  /* ftpgate clock */
@@ -536,8 +539,8 @@ struct event {
 	__u32 reason; /* enum stat, for EV_REJECT and EV_SYN_DROP */
 	__u8 kind;
 	__u8 pad;
-	__u16 sport; /* EV_SYN_DROP: the SYN's source port */
-	__u8 pad2[4];
+	__u16 sport; /* EV_SYN_DROP, EV_EXPECT_CONSUMED: the SYN's source port */
+	__u32 seq;   /* EV_EXPECT_CONSUMED: the admitted SYN's sequence number */
 	struct expect_key expect;
 	struct ctrl_key ctrl;
 	struct nat_target nat; /* EV_NAT_REWRITE: the inside end behind expect's destination */

@@ -130,7 +130,7 @@ type FtpgateEvent struct {
 	Kind   uint8
 	Pad    uint8
 	Sport  uint16
-	Pad2   [4]uint8
+	Seq    uint32
 	Expect FtpgateExpectKey
 	Ctrl   FtpgateCtrlKey
 	Nat    FtpgateNatTarget
@@ -176,7 +176,8 @@ type FtpgateExpectVal struct {
 	CreatedNs uint64
 	Kind      uint8
 	Dir       uint8
-	Pad       [6]uint8
+	Pad       [2]uint8
+	Origin    uint32
 	Ctrl      FtpgateCtrlKey
 	Nat       FtpgateNatTarget
 	_         [4]byte

@@ -57,9 +57,10 @@ type EventServer struct {
 	log  *slog.Logger
 	done sync.WaitGroup
 
-	mu      sync.Mutex
-	clients map[*eventClient]struct{}
-	closed  bool
+	mu        sync.Mutex
+	clients   map[*eventClient]struct{}
+	consumers []func(raw []byte)
+	closed    bool
 }
 
 type frame struct {
@@ -125,9 +126,21 @@ func (s *EventServer) drain() {
 	}
 }
 
+// AddConsumer hands every record drained from now on to fn, in the
+// draining goroutine (fn must not block): for a consumer inside run, such
+// as the gateway group (#15), beside the monitors.
+func (s *EventServer) AddConsumer(fn func(raw []byte)) {
+	s.mu.Lock()
+	s.consumers = append(s.consumers, fn)
+	s.mu.Unlock()
+}
+
 func (s *EventServer) broadcast(raw []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, fn := range s.consumers {
+		fn(raw)
+	}
 	for c := range s.clients {
 		select {
 		case c.queue <- frame{raw: raw, skipped: c.skipped}:

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ftpgate/ftpgate/bpf"
+	"github.com/ftpgate/ftpgate/internal/group"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -64,7 +65,9 @@ type Options struct {
 	// default): Start resolves it against the object the kernel loads
 	NATMechanism NATMechanism
 	Tables       TableSizes
-	Logger       *slog.Logger
+	// Group is run's gateway group (#15); Start does not read it
+	Group  group.Config
+	Logger *slog.Logger
 
 	// XDPAttach and XDPPriority: how the XDP hook is taken (see
 	// ParseXDPAttach) and the run priority in a libxdp dispatcher

@@ -25,6 +25,9 @@ type Collector struct {
 	// Reclaimed counts what the ager removed, per table.
 	Reclaimed struct{ Expectations, Flows, Conns, Embryos, Sources, NATOwn, TLSSessions atomic.Uint64 }
 	Log       *slog.Logger
+	// Extra are collected along, on the same endpoint (the gateway
+	// group's, #15)
+	Extra []prometheus.Collector
 }
 
 var (
@@ -123,8 +126,10 @@ func (c *Collector) Add(r Reclaimed) {
 // opened before it returns, so a bad address is reported at once.
 func ServeMetrics(ctx context.Context, addr string, c *Collector) error {
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(c); err != nil {
-		return fmt.Errorf("register metrics: %w", err)
+	for _, x := range append([]prometheus.Collector{c}, c.Extra...) {
+		if err := reg.Register(x); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/ftpgate/ftpgate/internal/group"
 	"github.com/ftpgate/ftpgate/maps"
 )
 
@@ -60,6 +61,9 @@ type Status struct {
 	Ctrl     []uint16         `json:"ftp_ports"`
 	Scoped   []maps.PortScope `json:"ftp_port_scopes"`
 	Allow    []uint16         `json:"allow_ports"`
+	// Group is run's gateway group (#15), as run last recorded it (every
+	// second); nil without a group or when run is not running
+	Group *group.Status `json:"group,omitempty"`
 }
 
 // ReadStatus inspects what is attached and pinned for pinDir, as recorded
@@ -75,6 +79,9 @@ func ReadStatus(pinDir string, states StateDir, netnsName string) (*Status, erro
 		return nil, err
 	}
 	if st.Config, err = m.GetConfig(); err != nil {
+		return nil, err
+	}
+	if st.Group, err = states.ReadGroup(pinDir); err != nil {
 		return nil, err
 	}
 	if st.Ctrl, err = m.CtrlPorts().List(); err != nil {

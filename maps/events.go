@@ -20,7 +20,8 @@ type Event struct {
 	Reason  string     `json:"reason,omitempty"` // for reject, syn_drop, login_cleartext and the tls_range ones: the counter name (reject_bounce, syn_drop_unexpected, login_reset, ...)
 	Kind    Kind       `json:"kind"`
 	Src     netip.Addr `json:"src"`
-	SPort   uint16     `json:"sport,omitempty"` // for syn_drop: the SYN's source port
+	SPort   uint16     `json:"sport,omitempty"` // for syn_drop and consumed: the SYN's source port
+	Seq     uint32     `json:"-"`               // for consumed: the SYN's sequence number (a gateway group makes the flow on its peers, #15)
 	Dst     netip.Addr `json:"dst"`
 	DPort   uint16     `json:"dport"`
 	Control Control    `json:"control"`
@@ -82,6 +83,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 		Type:        eventTypes[bpf.FtpgateEventType(ev.Type)],
 		Kind:        Kind(ev.Kind),
 		SPort:       ev.Sport,
+		Seq:         ev.Seq,
 		Control:     ControlFromKey(ev.Ctrl),
 		Expectation: ev.Expect,
 	}

@@ -2,11 +2,13 @@ package maps
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/ftpgate/ftpgate/bpf"
@@ -148,7 +150,10 @@ type Expectation struct {
 	Control   Control       `json:"control"`
 	// Inside is where the data connection really goes when ftpgate
 	// rewrote the announcement (NAT): Dst:DPort is the public end
-	Inside  netip.AddrPort `json:"inside,omitzero"`
+	Inside netip.AddrPort `json:"inside,omitzero"`
+	// Origin is 0 for an expectation made here, else the hash of the
+	// gateway-group peer that sent it (#15, group.NodeHash)
+	Origin  uint32 `json:"origin,omitempty"`
 	expired bool
 }
 
@@ -389,6 +394,7 @@ func (m *Maps) ListExpectations() ([]Expectation, error) {
 			ExpiresMs: left.Milliseconds(),
 			Control:   ControlFromKey(v.Ctrl),
 			Inside:    Inside(k.Family, v.Nat),
+			Origin:    v.Origin,
 			expired:   Expired(now, v.ExpiresNs),
 		}
 	})
@@ -403,10 +409,8 @@ func (m *Maps) AddExpectation(e Expectation, ttl time.Duration) error {
 	if err != nil {
 		return err
 	}
-	fam, src := Words(e.Src)
-	_, dst := Words(e.Dst)
-	k := bpf.FtpgateExpectKey{Family: fam, Dport: e.DPort, Src: src, Dst: dst}
-	v := bpf.FtpgateExpectVal{ExpiresNs: now + uint64(ttl), CreatedNs: now, Kind: uint8(e.Kind), Ctrl: e.Control.Key(), Nat: NATTarget(e.Inside)}
+	k := ExpectKey(e)
+	v := bpf.FtpgateExpectVal{ExpiresNs: now + uint64(ttl), CreatedNs: now, Kind: uint8(e.Kind), Ctrl: e.Control.Key(), Nat: NATTarget(e.Inside), Origin: e.Origin}
 	// #14 the gate first, as every writer of what a SYN may need, with a
 	// horizon that covers ttl (syngate.go)
 	if err := m.coverSYNGate(ttl); err != nil {
@@ -417,6 +421,46 @@ func (m *Maps) AddExpectation(e Expectation, ttl time.Duration) error {
 	}
 	if err := m.Expectations.Put(k, v); err != nil {
 		return fmt.Errorf("update %s: %w", NameExpectations, err)
+	}
+	return nil
+}
+
+// ExpectKey is the map key of e.
+func ExpectKey(e Expectation) bpf.FtpgateExpectKey {
+	fam, src := Words(e.Src)
+	_, dst := Words(e.Dst)
+	return bpf.FtpgateExpectKey{Family: fam, Dport: e.DPort, Src: src, Dst: dst}
+}
+
+// DeleteExpectation removes the expectation of e's key, if it is there
+// (a gateway-group peer consumed or removed it, #15).
+func (m *Maps) DeleteExpectation(e Expectation) error {
+	if err := m.Expectations.Delete(ExpectKey(e)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete from %s: %w", NameExpectations, err)
+	}
+	return nil
+}
+
+// AddFlow records f as a data flow admitted by a SYN with sequence number
+// seq, as the XDP filter does when it consumes an expectation, so that
+// this SYN retransmitted passes here too (a gateway-group peer admitted
+// it, #15). The flow ages as any other; f's counters and ages are ignored.
+func (m *Maps) AddFlow(f Flow, seq uint32) error {
+	now, err := m.Now()
+	if err != nil {
+		return err
+	}
+	fam, src := Words(f.Src)
+	_, dst := Words(f.Dst)
+	k := bpf.FtpgateFlowKey{Family: fam, Sport: f.SPort, Dport: f.DPort, Src: src, Dst: dst}
+	v := bpf.FtpgateFlowVal{CreatedNs: now, LastSeenNs: now, Kind: uint8(f.Kind), SynSeq: seq, Ctrl: f.Control.Key(), Nat: NATTarget(f.Inside)}
+	// #14 the gate first: a retransmission of the flow's SYN must find the
+	// port recent (syngate.go)
+	if err := m.MarkSYNGate(f.DPort); err != nil {
+		return err
+	}
+	if err := m.DataFlows.Put(k, v); err != nil {
+		return fmt.Errorf("update %s: %w", NameDataFlows, err)
 	}
 	return nil
 }

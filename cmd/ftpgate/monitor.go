@@ -165,12 +165,18 @@ func eventLine(ev maps.Event) string {
 
 // serveEvents drains the event ring for monitors while run runs. Without
 // the socket run leaves the ring alone, and monitors read it themselves.
-func serveEvents(dp *loader.Dataplane, opts loader.Options, log *slog.Logger) (stop func()) {
+func serveEvents(dp *loader.Dataplane, opts loader.Options, log *slog.Logger, consumers ...func([]byte)) (stop func()) {
 	path := opts.StateDir.EventsSocket(opts.PinDir)
 	srv, err := loader.ServeEvents(dp.Maps, path, log)
 	if err != nil {
 		log.Warn("not serving events: monitor will read the ring itself", "err", err)
+		if len(consumers) > 0 {
+			log.Error("the gateway group gets no events of this gateway: its peers learn nothing from it")
+		}
 		return func() {}
+	}
+	for _, fn := range consumers {
+		srv.AddConsumer(fn)
 	}
 	log.Info("serving events", "socket", path)
 	return func() {

@@ -88,6 +88,10 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// the group's settings as a whole, before anything is attached
+	if err := opts.Group.Check(); err != nil {
+		return err
+	}
 	opts.Logger = log
 
 	// handle SIGTERM/SIGINT from here on: a signal during start-up must not
@@ -120,9 +124,22 @@ func runAction(c *cli.Context) error {
 		dp.Close()
 		return err
 	}
+	groupEvents, groupMetrics, leaveGroup, err := runGroup(ctx, dp, opts, log)
+	if err != nil {
+		dp.Close()
+		return err
+	}
 	metrics := &loader.Collector{Dataplane: dp, Log: log}
+	var consumers []func([]byte)
+	if leaveGroup == nil {
+		leaveGroup = func() {}
+	} else {
+		metrics.Extra = append(metrics.Extra, groupMetrics)
+		consumers = append(consumers, groupEvents)
+	}
 	if addr := c.String("metrics-addr"); addr != "" {
 		if err := loader.ServeMetrics(ctx, addr, metrics); err != nil {
+			leaveGroup()
 			dp.Close()
 			return err
 		}
@@ -132,9 +149,10 @@ func runAction(c *cli.Context) error {
 		Maps: dp.Maps, Interval: c.Duration("age-interval"), FlowIdle: loader.DefaultFlowIdle,
 		ClosedLinger: loader.DefaultClosedLinger, CtrlIdle: loader.DefaultCtrlIdle, Log: log, OnSweep: metrics.Add,
 	}
-	stopEvents := serveEvents(dp, opts, log)
+	stopEvents := serveEvents(dp, opts, log, consumers...)
 	ager.Run(ctx)
 	stopEvents()
+	leaveGroup() // before the maps close: it writes into them
 
 	if err := dp.Close(); err != nil {
 		log.Warn("release handles", "err", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
+	"github.com/ftpgate/ftpgate/internal/group"
 	"github.com/ftpgate/ftpgate/loader"
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -86,6 +87,25 @@ var settingsTable = []setting{
 		kind: tableSize(loader.DefaultTableSizes.NATOwn, func(t *loader.TableSizes) *uint32 { return &t.NATOwn })},
 	{name: "tls-sessions", in: inRun, usage: "entries of the table of (client, server) pairs with a live encrypted control connection (fixed when first created)",
 		kind: tableSize(loader.DefaultTableSizes.TLSSessions, func(t *loader.TableSizes) *uint32 { return &t.TLSSessions })},
+	// #15 gateway groups (docs/group.md): run only, checked as a whole by group.Config.Check
+	{name: "group", in: inRun, usage: "share expectations with the other gateways of group `NAME` (ECMP, anycast, failover; docs/group.md)",
+		kind: groupText(func(g *group.Config) *string { return &g.Group })},
+	{name: "node-id", in: inRun, usage: "this gateway's `ID` in its group (unique; letters, digits, - and _)",
+		kind: groupText(func(g *group.Config) *string { return &g.NodeID })},
+	{name: "sync-listen", in: inRun, usage: "`HOST:PORT` where the group's peers connect (TLS routes, in run's network namespace)",
+		kind: groupText(func(g *group.Config) *string { return &g.Listen })},
+	{name: "peer", in: inRun, usage: "a peer's --sync-listen `HOST:PORT` (repeat)",
+		kind: groupList(func(g *group.Config) *[]string { return &g.Peers })},
+	{name: "sync-ca", in: inRun, usage: "PEM `FILE` of the CA that signs the group's certificates",
+		kind: groupText(func(g *group.Config) *string { return &g.CA })},
+	{name: "sync-cert", in: inRun, usage: "PEM `FILE`: this gateway's certificate (its credential in the group: it must name the address peers dial)",
+		kind: groupText(func(g *group.Config) *string { return &g.Cert })},
+	{name: "sync-key", in: inRun, usage: "PEM `FILE`: the key of --sync-cert",
+		kind: groupText(func(g *group.Config) *string { return &g.Key })},
+	{name: "sync-insecure", in: inRun, usage: "allow group routes without TLS (a lab only: anyone who reaches --sync-listen can open holes)",
+		kind: groupBool(func(g *group.Config) *bool { return &g.Insecure })},
+	{name: "nats-url", in: inRun, usage: "join an existing NATS cluster at `URL` instead of embedding a server (--sync-ca/cert/key are then the client's TLS)",
+		kind: groupText(func(g *group.Config) *string { return &g.NATSURL })},
 }
 
 // commands is the set of commands a setting appears in.
@@ -334,6 +354,45 @@ func tlsRanges() kind {
 				}
 				o.TLSRanges = append(o.TLSRanges, r)
 			}
+			return nil
+		},
+	}
+}
+
+// groupText is a string of run's group configuration.
+func groupText(field func(*group.Config) *string) kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage}, altsrc.NewStringFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			*field(&o.Group) = c.String(name)
+			return nil
+		},
+	}
+}
+
+// groupList is a repeated string of run's group configuration.
+func groupList(field func(*group.Config) *[]string) kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.StringSliceFlag{Name: name, Usage: usage}, altsrc.NewStringSliceFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			*field(&o.Group) = c.StringSlice(name)
+			return nil
+		},
+	}
+}
+
+// groupBool is a switch of run's group configuration.
+func groupBool(field func(*group.Config) *bool) kind {
+	return kind{
+		flag: func(name, usage string, cmd commands) cli.Flag {
+			return yamlFlag(&cli.BoolFlag{Name: name, Usage: usage}, altsrc.NewBoolFlag, cmd)
+		},
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			*field(&o.Group) = c.Bool(name)
 			return nil
 		},
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ftpgate/ftpgate/internal/group"
 	"github.com/ftpgate/ftpgate/loader"
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -55,6 +56,8 @@ func TestSettingsAppearWhereNamed(t *testing.T) {
 		"ftps-port": inRun, "tls-range": inRun, "require-tls": inRun | inSet, "tls-sessions": inRun,
 		"admit-hook": inRun,
 		"xdp-attach": inRun, "xdp-priority": inRun,
+		"group": inRun, "node-id": inRun, "sync-listen": inRun, "peer": inRun, "sync-ca": inRun, "sync-cert": inRun,
+		"sync-key": inRun, "sync-insecure": inRun, "nats-url": inRun,
 	}
 	for _, s := range settingsTable {
 		if cliToday[s.name] != s.in {
@@ -151,6 +154,8 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		"ftps-port": "[990]", "tls-range": "[198.51.100.2:30000-30099, '[2001:db8::2]:30000-30099']", "require-tls": "true", "tls-sessions": "5000",
 		"admit-hook": "tc",
 		"xdp-attach": "libxdp", "xdp-priority": "15",
+		"group": "edge", "node-id": "gw1", "sync-listen": "192.0.2.1:7422", "peer": "[192.0.2.2:7422, 192.0.2.3:7422]",
+		"sync-ca": "ca.pem", "sync-cert": "gw1.pem", "sync-key": "gw1.key", "sync-insecure": "true", "nats-url": "nats://192.0.2.9:4222",
 	}
 	var file bytes.Buffer
 	file.WriteString("iface: [lo]\n")
@@ -178,7 +183,9 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 	scopes := []maps.PortScope{{Port: 990, Prefix: netip.MustParsePrefix("198.51.100.0/24")}, {Port: 990, Prefix: netip.MustParsePrefix("2001:db8::/32")}}
 	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.AdmitHook != loader.AdmitTC || o.XDPAttach != loader.AttachLibxdp || o.XDPPriority != 15 || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000, TLSSessions: 5000}) ||
 		!slices.Equal(o.FTPSPorts, []uint16{990}) || !slices.Equal(o.TLSRanges, ranges) ||
-		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.CtrlScopes, scopes) || !slices.Equal(o.AllowPorts, []uint16{22}) {
+		!slices.Equal(o.CtrlPorts, []uint16{2121, 21}) || !slices.Equal(o.CtrlScopes, scopes) || !slices.Equal(o.AllowPorts, []uint16{22}) ||
+		!reflect.DeepEqual(o.Group, group.Config{Group: "edge", NodeID: "gw1", Listen: "192.0.2.1:7422", Peers: []string{"192.0.2.2:7422", "192.0.2.3:7422"},
+			CA: "ca.pem", Cert: "gw1.pem", Key: "gw1.key", Insecure: true, NATSURL: "nats://192.0.2.9:4222"}) {
 		t.Fatalf("from %s:\n%s\ngot %+v", path, file.String(), o)
 	}
 	// a field of maps.Config that no row sets cannot be configured (the

@@ -73,6 +73,11 @@ func printStatus(c *cli.Context, st *loader.Status) error {
 	}
 	fmt.Fprintf(w, "ftp ports: %s   allowed ports: %v\n", ctrlPortsText(st.Ctrl, st.Scoped), st.Allow)
 	fmt.Fprintf(w, "config:    %s\n\n", describeConfig(st.Config))
+	if st.Group != nil {
+		if err := printGroup(w, st.Group); err != nil {
+			return err
+		}
+	}
 
 	// what the kernel shows; the modes run attached when a program is missing
 	table(w, "INTERFACE\tIFINDEX\tXDP\tTC\tATTACHED", st.Ifaces, func(i loader.IfaceStatus) string {

@@ -1,0 +1,652 @@
+package group
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// Table is where a node writes what its peers report: the dataplane's
+// maps (maps.Maps), through their one Go writer of each.
+type Table interface {
+	AddExpectation(e maps.Expectation, ttl time.Duration) error
+	DeleteExpectation(e maps.Expectation) error
+	AddFlow(f maps.Flow, seq uint32) error
+}
+
+// Defaults of the engine's limits.
+const (
+	DefaultDigestInterval = 2 * time.Second
+	// DefaultPeerRate and DefaultPeerBurst bound the entries a second one
+	// peer may send (a snapshot counts one per entry)
+	DefaultPeerRate  = 5000
+	DefaultPeerBurst = 20000
+	// DefaultMaxRemotePerPeer caps the live expectations one peer holds here
+	DefaultMaxRemotePerPeer = 16384
+	// LateWindow is how long after a dropped SYN its expectation arriving
+	// from a peer counts as late
+	LateWindow = 3 * time.Second
+	// maxRecentDrops bounds the dropped SYNs remembered for LateWindow
+	maxRecentDrops = 4096
+	// digestMargin: expectations this close to their expiry are left out
+	// of digests, so that a sender and a receiver whose clocks of expiry
+	// differ by the transit time do not disagree
+	digestMargin = time.Second
+	// snapshotWait bounds a snapshot request
+	snapshotWait = 2 * time.Second
+)
+
+// Counters are the engine's metrics.
+type Counters struct {
+	Sent      atomic.Uint64 // entries published
+	Received  atomic.Uint64 // entries received from peers
+	Applied   atomic.Uint64 // entries written to the maps
+	Snapshots atomic.Uint64 // snapshots received and applied
+	Served    atomic.Uint64 // snapshots sent to peers
+	Repairs   atomic.Uint64 // snapshot requests a digest mismatch caused
+	Late      atomic.Uint64 // SYNs dropped here whose expectation arrived from a peer within LateWindow
+	Errors    atomic.Uint64 // publish or map-write errors
+	mu        sync.Mutex
+	rejected  map[string]uint64
+	delays    [delaySamples]time.Duration // ring of the latest replication delays
+	nDelays   int
+}
+
+// delaySamples is how many of the latest replication delays are kept.
+const delaySamples = 1024
+
+func (c *Counters) delay(d time.Duration) {
+	c.mu.Lock()
+	c.delays[c.nDelays%delaySamples] = d
+	c.nDelays++
+	c.mu.Unlock()
+}
+
+// Delays returns the p50 and p99 of the latest replication delays (from
+// the 227 or PORT on the sending gateway to the expectation written here,
+// by the sender's and this wall clock), and how many they are of.
+func (c *Counters) Delays() (p50, p99 time.Duration, n int) {
+	c.mu.Lock()
+	n = min(c.nDelays, delaySamples)
+	d := slices.Clone(c.delays[:n])
+	c.mu.Unlock()
+	if n == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(d)
+	return d[(n-1)/2], d[(n-1)*99/100], n
+}
+
+func (c *Counters) reject(reason string) {
+	c.mu.Lock()
+	if c.rejected == nil {
+		c.rejected = map[string]uint64{}
+	}
+	c.rejected[reason]++
+	c.mu.Unlock()
+}
+
+// Rejected returns the rejections by reason (every reason, zeros included).
+func (c *Counters) Rejected() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]uint64, len(RejectReasons))
+	for _, r := range RejectReasons {
+		out[r] = c.rejected[r]
+	}
+	return out
+}
+
+type local struct {
+	e       Entry
+	expires time.Time
+}
+
+type peer struct {
+	entries  map[Key]time.Time // what it holds here, with local expiry
+	bucket   bucket
+	lastSeen time.Time
+	digestOK bool
+	asked    time.Time // last snapshot request
+}
+
+// Engine is one node of a group: it publishes its dataplane's events and
+// applies its peers'.
+type Engine struct {
+	node, group string
+	tbl         Table
+	policy      func() Policy
+	clock       func() (time.Duration, error) // the ftpgate clock of event times, nil in tests
+	log         *slog.Logger
+	nc          *nats.Conn
+	subs        []*nats.Subscription
+	interval    time.Duration
+	rate        float64
+	burst       int
+	capPerPeer  int
+	now         func() time.Time
+	publishHook func(Msg) // tests: instead of the bus
+
+	C Counters
+
+	mu      sync.Mutex
+	local   map[Key]local
+	peers   map[string]*peer
+	drops   map[Key]time.Time
+	stop    chan struct{}
+	stopped sync.WaitGroup
+	closed  bool
+}
+
+func (g *Engine) subject(s string) string { return "ftpgate." + g.group + "." + s }
+
+// attach subscribes e to the group's subjects on nc and starts the digest
+// loop; the snapshot request goes out at once.
+func (g *Engine) attach(nc *nats.Conn) error {
+	g.nc = nc
+	for subj, fn := range map[string]nats.MsgHandler{
+		g.subject("x"):              g.onEntries,
+		g.subject("digest"):         g.onDigest,
+		g.subject("snap"):           g.onSnapshotRequest,
+		g.subject("snap." + g.node): g.onSnapshotRequest,
+	} {
+		sub, err := nc.Subscribe(subj, fn)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		sub.SetPendingLimits(-1, 64<<20)
+		g.subs = append(g.subs, sub)
+	}
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("group bus: %w", err)
+	}
+	g.stop = make(chan struct{})
+	g.stopped.Add(1)
+	go g.loop()
+	g.requestSnapshot("")
+	return nil
+}
+
+func (g *Engine) loop() {
+	defer g.stopped.Done()
+	t := time.NewTicker(g.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+			g.publishDigest()
+		}
+	}
+}
+
+// Close stops the engine (not the bus).
+func (g *Engine) Close() {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	g.mu.Unlock()
+	if g.stop != nil {
+		close(g.stop)
+		g.stopped.Wait()
+	}
+	for _, s := range g.subs {
+		s.Unsubscribe()
+	}
+}
+
+func (g *Engine) publish(subj string, m Msg) {
+	if g.publishHook != nil {
+		g.publishHook(m)
+		return
+	}
+	b, err := Encode(m)
+	if err == nil {
+		err = g.nc.Publish(subj, b)
+	}
+	if err != nil {
+		g.C.Errors.Add(1)
+		g.log.Debug("group: publish", "subject", subj, "err", err)
+	}
+}
+
+// entryOf turns a dataplane event about an expectation into an entry.
+func entryOf(ev maps.Event) Entry {
+	return Entry{Kind: ev.Kind, Src: ev.Src, Dst: ev.Dst, DPort: ev.DPort, Control: ev.Control}
+}
+
+// HandleEvent takes one event of this node's dataplane (run's event
+// server hands it every record it drains).
+func (g *Engine) HandleEvent(ev maps.Event) {
+	now := g.now()
+	e := entryOf(ev)
+	switch ev.Type {
+	case maps.EventCreated:
+		left, age := g.policy().ExpectTimeout, time.Duration(0)
+		if g.clock != nil {
+			if t, err := g.clock(); err == nil && t > ev.Time {
+				age = t - ev.Time
+				left -= age
+			}
+		}
+		if left <= 0 {
+			return
+		}
+		e.Op, e.TTLms, e.MadeNs = OpCreated, ttlMs(left), now.Add(-age).UnixNano()
+		g.mu.Lock()
+		g.local[e.Key()] = local{e: e, expires: now.Add(left)}
+		g.mu.Unlock()
+	case maps.EventConsumed:
+		e.Op, e.SPort, e.Seq = OpConsumed, ev.SPort, ev.Seq
+		g.forget(e.Key())
+	case maps.EventEvicted, maps.EventExpired, maps.EventClosed:
+		e.Op = OpRemoved
+		g.forget(e.Key())
+	case maps.EventSYNDrop:
+		g.mu.Lock()
+		if len(g.drops) >= maxRecentDrops {
+			g.pruneDrops(now)
+		}
+		if len(g.drops) < maxRecentDrops {
+			g.drops[Key{ev.Src, ev.Dst, ev.DPort}] = now
+		}
+		g.mu.Unlock()
+		return
+	default:
+		return
+	}
+	g.C.Sent.Add(1)
+	g.publish(g.subject("x"), Msg{Node: g.node, Entries: []Entry{e}})
+}
+
+// Seed makes the live expectations made here (origin 0) part of what this
+// node publishes: those a restarted run finds in the pinned map.
+func (g *Engine) Seed(list []maps.Expectation) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, x := range list {
+		if x.Origin != 0 || x.Expired() || x.ExpiresIn <= 0 {
+			continue
+		}
+		e := Entry{Op: OpCreated, Kind: x.Kind, Src: x.Src, Dst: x.Dst, DPort: x.DPort, Control: x.Control}
+		g.local[e.Key()] = local{e: e, expires: now.Add(x.ExpiresIn)}
+	}
+}
+
+// forget drops k from this node's own set and from every peer's.
+func (g *Engine) forget(k Key) {
+	g.mu.Lock()
+	delete(g.local, k)
+	for _, p := range g.peers {
+		delete(p.entries, k)
+	}
+	g.mu.Unlock()
+}
+
+func (g *Engine) pruneDrops(now time.Time) {
+	for k, t := range g.drops {
+		if now.Sub(t) > LateWindow {
+			delete(g.drops, k)
+		}
+	}
+}
+
+// peerOf returns the state of node, made on first contact; under g.mu.
+func (g *Engine) peerOf(node string) *peer {
+	p := g.peers[node]
+	if p == nil {
+		p = &peer{entries: map[Key]time.Time{}}
+		g.peers[node] = p
+	}
+	return p
+}
+
+// receive decodes a message from a peer; ok false when it is rejected or
+// this node's own.
+func (g *Engine) receive(m *nats.Msg) (Msg, bool) {
+	msg, err := Decode(m.Data)
+	if err != nil {
+		g.C.reject(RejectMalformed)
+		g.log.Debug("group: rejected message", "reason", RejectMalformed, "err", err)
+		return msg, false
+	}
+	if msg.Node == g.node {
+		// NoEcho keeps our own messages away: another node uses our name
+		g.C.reject(RejectImpostor)
+		return msg, false
+	}
+	return msg, true
+}
+
+func (g *Engine) onEntries(m *nats.Msg) {
+	msg, ok := g.receive(m)
+	if !ok {
+		return
+	}
+	g.apply(msg.Node, msg.Entries, false)
+}
+
+// apply validates and writes entries from node; a snapshot (full) also
+// removes what node no longer holds.
+func (g *Engine) apply(node string, entries []Entry, full bool) {
+	now := g.now()
+	pol := g.policy()
+	g.mu.Lock()
+	p := g.peerOf(node)
+	p.lastSeen = now
+	seen := map[Key]bool{}
+	type write struct {
+		e    Entry
+		drop bool // a SYN was dropped here for it shortly before
+	}
+	var writes []write
+	for _, e := range entries {
+		g.C.Received.Add(1)
+		if full {
+			// a snapshot's entries are old news: no replication delay
+			e.Op, e.MadeNs = OpCreated, 0
+		}
+		if r := pol.Validate(e); r != "" {
+			g.C.reject(r)
+			continue
+		}
+		if !p.bucket.take(now, g.rate, g.burst) {
+			g.C.reject(RejectRate)
+			continue
+		}
+		k := e.Key()
+		switch e.Op {
+		case OpCreated:
+			seen[k] = true
+			if _, held := p.entries[k]; !held && len(p.entries) >= g.capPerPeer {
+				g.expire(p, now)
+				if len(p.entries) >= g.capPerPeer {
+					g.C.reject(RejectCap)
+					continue
+				}
+			}
+			p.entries[k] = now.Add(e.TTL())
+			t, dropped := g.drops[k]
+			late := dropped && now.Sub(t) <= LateWindow
+			if late {
+				delete(g.drops, k)
+			}
+			writes = append(writes, write{e, late})
+		case OpConsumed, OpRemoved:
+			delete(g.local, k)
+			for _, q := range g.peers {
+				delete(q.entries, k)
+			}
+			writes = append(writes, write{e: e})
+		}
+	}
+	var gone []Key
+	if full {
+		for k := range p.entries {
+			if !seen[k] {
+				gone = append(gone, k)
+				delete(p.entries, k)
+			}
+		}
+	}
+	g.mu.Unlock()
+
+	origin := NodeHash(node)
+	for _, w := range writes {
+		e := w.e
+		x := maps.Expectation{Kind: e.Kind, Src: e.Src, Dst: e.Dst, DPort: e.DPort, Control: e.Control, Origin: origin}
+		var err error
+		switch e.Op {
+		case OpCreated:
+			if err = g.tbl.AddExpectation(x, e.TTL()); err == nil && w.drop {
+				g.C.Late.Add(1)
+			}
+			if err == nil && e.MadeNs != 0 {
+				g.C.delay(time.Since(time.Unix(0, e.MadeNs)))
+			}
+		case OpConsumed:
+			err = errors.Join(g.tbl.DeleteExpectation(x),
+				g.tbl.AddFlow(maps.Flow{Kind: e.Kind, Src: e.Src, SPort: e.SPort, Dst: e.Dst, DPort: e.DPort, Control: e.Control}, e.Seq))
+		case OpRemoved:
+			err = g.tbl.DeleteExpectation(x)
+		}
+		if err != nil {
+			g.C.reject(RejectWrite)
+			g.log.Warn("group: write a peer's entry", "peer", node, "op", e.Op, "err", err)
+			continue
+		}
+		g.C.Applied.Add(1)
+	}
+	for _, k := range gone {
+		if err := g.tbl.DeleteExpectation(maps.Expectation{Src: k.Src, Dst: k.Dst, DPort: k.DPort}); err != nil {
+			g.log.Warn("group: remove what a peer no longer holds", "peer", node, "err", err)
+		}
+	}
+}
+
+// expire drops p's entries past their expiry (the dataplane refuses them
+// already); under g.mu.
+func (g *Engine) expire(p *peer, now time.Time) {
+	for k, t := range p.entries {
+		if !now.Before(t) {
+			delete(p.entries, k)
+		}
+	}
+}
+
+// liveKeys returns the keys of set expiring after now+digestMargin.
+func liveKeys[V any](set map[Key]V, expires func(V) time.Time, now time.Time) []Key {
+	var keys []Key
+	for k, v := range set {
+		if expires(v).After(now.Add(digestMargin)) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+func (g *Engine) localDigest(now time.Time) (uint64, int) {
+	g.mu.Lock()
+	for k, l := range g.local {
+		if !now.Before(l.expires) {
+			delete(g.local, k)
+		}
+	}
+	keys := liveKeys(g.local, func(l local) time.Time { return l.expires }, now)
+	g.mu.Unlock()
+	return Digest(keys), len(keys)
+}
+
+func (g *Engine) publishDigest() {
+	now := g.now()
+	d, n := g.localDigest(now)
+	g.publish(g.subject("digest"), Msg{Node: g.node, Digest: d, Count: n})
+	g.mu.Lock()
+	g.pruneDrops(now)
+	g.mu.Unlock()
+}
+
+func (g *Engine) onDigest(m *nats.Msg) {
+	msg, ok := g.receive(m)
+	if !ok {
+		return
+	}
+	now := g.now()
+	g.mu.Lock()
+	p := g.peerOf(msg.Node)
+	absent := p.lastSeen.IsZero() || now.Sub(p.lastSeen) > 3*g.interval
+	p.lastSeen = now
+	g.expire(p, now)
+	keys := liveKeys(p.entries, func(t time.Time) time.Time { return t }, now)
+	p.digestOK = Digest(keys) == msg.Digest && len(keys) == msg.Count
+	// one request per interval at most: the reply may still be on its way
+	ask := (absent || !p.digestOK) && now.Sub(p.asked) >= g.interval
+	if ask {
+		p.asked = now
+	}
+	g.mu.Unlock()
+	if ask {
+		if !absent {
+			g.C.Repairs.Add(1)
+		}
+		g.log.Debug("group: snapshot request", "peer", msg.Node, "digest_mismatch", !absent)
+		go g.requestSnapshot(msg.Node)
+	}
+}
+
+// snapshot returns this node's live expectations, with their remaining
+// lifetimes now.
+func (g *Engine) snapshot() Msg {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := Msg{Node: g.node}
+	for k, l := range g.local {
+		left := l.expires.Sub(now)
+		if left <= 0 {
+			delete(g.local, k)
+			continue
+		}
+		e := l.e
+		e.Op, e.TTLms = "", ttlMs(left)
+		out.Entries = append(out.Entries, e)
+	}
+	slices.SortFunc(out.Entries, func(a, b Entry) int { return compareKeys(a.Key(), b.Key()) })
+	return out
+}
+
+func (g *Engine) onSnapshotRequest(m *nats.Msg) {
+	msg, ok := g.receive(m)
+	if !ok || m.Reply == "" {
+		return
+	}
+	snap := g.snapshot()
+	b, err := Encode(snap)
+	if err == nil {
+		err = m.Respond(b)
+	}
+	if err != nil {
+		g.C.Errors.Add(1)
+		g.log.Debug("group: answer a snapshot request", "peer", msg.Node, "err", err)
+		return
+	}
+	g.C.Served.Add(1)
+}
+
+// requestSnapshot asks node (every peer when "") for its expectations and
+// applies each answer that arrives within snapshotWait.
+func (g *Engine) requestSnapshot(node string) {
+	subj := g.subject("snap")
+	if node != "" {
+		subj += "." + node
+	}
+	inbox := g.nc.NewRespInbox()
+	replies := make(chan *nats.Msg, 64)
+	sub, err := g.nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		g.C.Errors.Add(1)
+		return
+	}
+	defer sub.Unsubscribe()
+	req, _ := Encode(Msg{Node: g.node})
+	if err := g.nc.PublishRequest(subj, inbox, req); err != nil {
+		g.C.Errors.Add(1)
+		return
+	}
+	timeout := time.NewTimer(snapshotWait)
+	defer timeout.Stop()
+	for {
+		select {
+		case m := <-replies:
+			if len(m.Data) == 0 {
+				continue // no responders (no peer yet): a status, not an answer
+			}
+			msg, ok := g.receive(m)
+			if !ok {
+				continue
+			}
+			if node != "" && msg.Node != node {
+				g.C.reject(RejectUnexpected)
+				continue
+			}
+			g.apply(msg.Node, msg.Entries, true)
+			g.C.Snapshots.Add(1)
+			if node != "" {
+				return
+			}
+		case <-timeout.C:
+			return
+		case <-g.stop:
+			return
+		}
+	}
+}
+
+// Snapshot is the counters at one moment, for status and metrics.
+type Snapshot struct {
+	Sent      uint64            `json:"sent"`
+	Received  uint64            `json:"received"`
+	Applied   uint64            `json:"applied"`
+	Snapshots uint64            `json:"snapshots"`
+	Served    uint64            `json:"snapshots_served"`
+	Repairs   uint64            `json:"repairs"`
+	Late      uint64            `json:"late"`
+	Errors    uint64            `json:"errors"`
+	Rejected  map[string]uint64 `json:"rejected"`
+	// DelayP50us and DelayP99us: the latest replication delays (Counters.Delays)
+	DelayP50us int64 `json:"delay_p50_us"`
+	DelayP99us int64 `json:"delay_p99_us"`
+}
+
+// Snapshot reads the counters.
+func (c *Counters) Snapshot() Snapshot {
+	p50, p99, _ := c.Delays()
+	return Snapshot{Sent: c.Sent.Load(), Received: c.Received.Load(), Applied: c.Applied.Load(), Snapshots: c.Snapshots.Load(),
+		Served: c.Served.Load(), Repairs: c.Repairs.Load(), Late: c.Late.Load(), Errors: c.Errors.Load(), Rejected: c.Rejected(),
+		DelayP50us: p50.Microseconds(), DelayP99us: p99.Microseconds()}
+}
+
+// PeerState is what status shows of one peer node.
+type PeerState struct {
+	Node     string `json:"node"`
+	Origin   uint32 `json:"origin"` // the tag its expectations carry here
+	Entries  int    `json:"entries"`
+	LastSeen int64  `json:"last_seen_ms"` // ago
+	InSync   bool   `json:"in_sync"`      // its last digest matched what it holds here
+}
+
+// Peers returns the nodes heard from, by name.
+func (g *Engine) Peers() []PeerState {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []PeerState
+	for n, p := range g.peers {
+		g.expire(p, now)
+		out = append(out, PeerState{Node: n, Origin: NodeHash(n), Entries: len(p.entries),
+			LastSeen: now.Sub(p.lastSeen).Milliseconds(), InSync: p.digestOK})
+	}
+	slices.SortFunc(out, func(a, b PeerState) int { return strings.Compare(a.Node, b.Node) })
+	return out
+}
+
+// Local returns the number of live expectations this node publishes.
+func (g *Engine) Local() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.local)
+}
