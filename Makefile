@@ -95,7 +95,7 @@ bench: ## Benchmarks (per-packet cost, scale, throughput, SYN flood, NAT); resul
 	FTPGATE_REQUIRE_BPF=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m -count 1 ./bench/...
 
 .PHONY: ci
-ci: check-tidy test check-generate vmtest ## What CI runs
+ci: check-tidy test test-nat-off grouplab check-generate vmtest ## What CI runs
 	@if [ -d internal/reference ]; then $(MAKE) fuzz; fi
 
 .PHONY: clean

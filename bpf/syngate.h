@@ -31,7 +31,12 @@ static __always_inline void syn_gate_mark(__u16 port, __u64 now)
 {
 	__u32 k = port;
 	__u64 *g = bpf_map_lookup_elem(&syn_gate, &k);
-	if (g)
+	/*
+	 * only forward: a clock moved back (config.clock_offset: replay of a
+	 * capture whose times go back) must not age a mark another entry still
+	 * needs (review of #14, finding 4); a mark ahead of the clock is recent
+	 */
+	if (g && (__s64)(now - *g) > 0)
 		*g = now;
 }
 

@@ -204,7 +204,31 @@ func (m *Maps) SetConfig(c Config) error {
 	return m.putConfig(c)
 }
 
+// putConfig writes c over a fresh read of what the programs and the other
+// writers keep: the SYN gate's horizon is never lowered here (off, zero,
+// wins: it only costs look-ups) and tls_seen, which TC sets, is never
+// cleared. A writer that read the config long before, such as a command
+// that met a `config set` raising the expect timeout in between, can then
+// put back its other fields but not a horizon too short for the
+// expectations made since (review of #14, finding 3). A read and a write
+// of the one array entry still leave microseconds between them.
 func (m *Maps) putConfig(c Config) error {
+	cur, err := m.GetConfig()
+	if err != nil {
+		return err
+	}
+	if c.SYNGateHorizon == 0 || cur.SYNGateHorizon == 0 {
+		c.SYNGateHorizon = 0
+	} else {
+		c.SYNGateHorizon = max(c.SYNGateHorizon, cur.SYNGateHorizon)
+	}
+	c.TLSSeen = c.TLSSeen || cur.TLSSeen
+	return m.writeConfig(c)
+}
+
+// writeConfig writes c as it is: for EnableSYNGate, which turns the gate
+// on, and for tests that set the bits putConfig keeps.
+func (m *Maps) writeConfig(c Config) error {
 	if err := m.Config.Put(uint32(0), configToBPF(c)); err != nil {
 		return fmt.Errorf("update %s: %w", NameConfig, err)
 	}
@@ -220,7 +244,7 @@ func (m *Maps) SetTLSLookups(ranges, seen bool) error {
 		return err
 	}
 	c.TLSRanges, c.TLSSeen = ranges, seen
-	return m.putConfig(c)
+	return m.writeConfig(c)
 }
 
 // GetConfig reads the configuration.

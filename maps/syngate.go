@@ -95,7 +95,7 @@ func (m *Maps) EnableSYNGate() error {
 		return err
 	}
 	cur.SYNGateHorizon = h
-	return m.putConfig(cur)
+	return m.writeConfig(cur)
 }
 
 // ResetSYNGate sets the horizon of the configured timeout and makes every
@@ -116,7 +116,7 @@ func (m *Maps) ResetSYNGate() error {
 	if err := m.fillSYNGate(now - uint64(cur.SYNGateHorizon) - uint64(time.Second)); err != nil {
 		return err
 	}
-	return m.putConfig(cur)
+	return m.writeConfig(cur)
 }
 
 // MarkSYNGateAll marks every port now, as EnableSYNGate does: for tests and
@@ -177,7 +177,17 @@ func (m *Maps) MarkSYNGate(port uint16) error {
 		if err != nil {
 			return err
 		}
-		if err := m.SYNGate.Put(uint32(port), uint64(int64(before)+int64(c.ClockOffset))); err != nil {
+		mark := uint64(int64(before) + int64(c.ClockOffset))
+		// only forward, as syn_gate_mark: a clock moved back must not age
+		// the mark of an entry written before (review of #14, finding 4)
+		var cur uint64
+		if err := m.SYNGate.Lookup(uint32(port), &cur); err != nil {
+			return fmt.Errorf("read %s: %w", NameSYNGate, err)
+		}
+		if int64(mark-cur) <= 0 {
+			return nil
+		}
+		if err := m.SYNGate.Put(uint32(port), mark); err != nil {
 			return fmt.Errorf("update %s: %w", NameSYNGate, err)
 		}
 		after, err := Monotonic()
