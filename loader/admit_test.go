@@ -202,3 +202,54 @@ func TestReattachRecreatedInterfaceTCAdmission(t *testing.T) {
 		return nil
 	}))
 }
+
+// TestAdmitHookTCSwitchesMechanism: a restart from netlink to TCX and back
+// with --admit-hook tc ends with the admission and the parser on the new
+// mechanism alone; the old ones go only after the new ones are attached
+// (retireTC; review of #14, finding 2).
+func TestAdmitHookTCSwitchesMechanism(t *testing.T) {
+	if !HaveTCX() {
+		t.Skip("no TCX on this kernel: one TC mechanism only")
+	}
+	env := newEnv(t)
+	opts := env.options(XDPGeneric, TCNetlink)
+	opts.AdmitHook = AdmitTC
+	must(t, env.start(t, opts).Close())
+	for _, mode := range []TCMode{TCX, TCNetlink} {
+		opts.TCMode = mode
+		dp := env.start(t, opts)
+		progs := progIDs(t, env.pinDir)
+		env.admissionAt(t, AdmitTC, mode, progs)
+		other := TCX
+		if mode == TCX {
+			other = TCNetlink
+		}
+		// nothing of ftpgate's left on the other mechanism
+		env.eachLink(t, func(name string, lk netlink.Link) error {
+			if other == TCX {
+				res, err := link.QueryPrograms(link.QueryOptions{Target: lk.Attrs().Index, Attach: ebpf.AttachTCXIngress})
+				if err != nil {
+					return err
+				}
+				if len(res.Programs) != 0 {
+					return fmt.Errorf("%s: %d TCX programs left after the switch to %s", name, len(res.Programs), mode)
+				}
+				return nil
+			}
+			filters, err := netlink.FilterList(lk, netlink.HANDLE_MIN_INGRESS)
+			if err != nil {
+				return err
+			}
+			if len(filters) != 0 {
+				return fmt.Errorf("%s: %d clsact ingress filters left after the switch to %s", name, len(filters), mode)
+			}
+			return nil
+		})
+		st, err := ReadStatus(env.pinDir, env.states, "")
+		must(t, err)
+		must(t, st.Check())
+		must(t, dp.Close())
+	}
+	must(t, Detach(env.pinDir, env.states, "", nil))
+	env.nothingLeft(t)
+}

@@ -556,6 +556,9 @@ func (d *Dataplane) attachAll(opts Options, ifaces []IfaceState, prev *State) er
 			if err == nil {
 				err = settleAdmission(d.objs.FtpgateTcAdmit, ifc, opts.AdmitHook, p, d.pinDir)
 			}
+			if err == nil {
+				err = retireTC(ifc, p, d.pinDir)
+			}
 			if err != nil {
 				if p == nil {
 					detachIface(ifc, d.pinDir)

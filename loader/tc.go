@@ -79,12 +79,9 @@ func attachTC(progs [2]*ebpf.Program, ifc *IfaceState, want TCMode, prev *IfaceS
 			mode = TCNetlink
 		}
 	}
-	if prev != nil && prev.TCMode != "" && prev.TCMode != mode {
-		// switching mechanism: remove the old attachment first
-		if err := detachTC(prev, pinDir); err != nil {
-			return err
-		}
-	}
+	// switching mechanism: the old attachment stays until retireTC, after
+	// the new admission is in place too; the two parsers overlap for that
+	// moment (a segment parsed twice is a retransmission the second time)
 	m := tcMechanisms[mode](pinDir)
 	for i, h := range tcHooks {
 		replaced, err := m.replace(progs[i], ifc, h)
@@ -97,6 +94,16 @@ func attachTC(progs [2]*ebpf.Program, ifc *IfaceState, want TCMode, prev *IfaceS
 	}
 	ifc.TCMode = mode
 	return nil
+}
+
+// retireTC removes prev's TC attachment when ifc now uses another
+// mechanism: called once the new parser and admission are attached, so no
+// moment of a switch is without them (review of #14, finding 2).
+func retireTC(ifc, prev *IfaceState, pinDir string) error {
+	if prev == nil || prev.TCMode == "" || prev.TCMode == ifc.TCMode {
+		return nil
+	}
+	return detachTC(prev, pinDir)
 }
 
 // detachTC removes what attachTC and attachTCAdmit put on an interface.
