@@ -36,7 +36,6 @@ func lastVerdict(t *testing.T, got *[]uint32) uint32 {
 	return (*got)[len(*got)-1]
 }
 
-
 // TestSyncHoldPassive: with config.sync_hold (#15 --sync-hold) the 227 that
 // makes an expectation is dropped once and counted; its retransmission
 // passes, is not parsed again and makes no second expectation; the next
