@@ -434,6 +434,35 @@ static __always_inline int login_reset_again(struct __sk_buff *skb, int ingress)
 	return login_reset(skb, ingress);
 }
 
+/*
+ * sync_hold tells whether to drop a segment that made an expectation
+ * (s->made), with config.sync_hold (#15 --sync-hold): a 227/229 from the
+ * server or a PORT/EPRT from the client. The client's data SYN (or the
+ * server's) follows it within microseconds and may reach a peer gateway
+ * before the expectation is replicated there; dropped, the segment comes
+ * back with the sender's retransmission, one RTO (>= 200 ms) later, when
+ * the peers have the expectation. The connection's state remembers the
+ * segment: the parser's position (next_seq) and the tracker's end are past
+ * it, so the retransmission is old bytes (ctrl_retransmit), passed and not
+ * parsed again, and makes no second expectation. A segment holding bytes
+ * the tracker saw before (one that starts before the sender's end,
+ * seg_prev_end) is never dropped: each byte is held at most once. Never
+ * with NAT: its sequence shift is not made for a dropped rewritten segment
+ * (run refuses --sync-hold with --nat).
+ */
+static __always_inline int sync_hold(struct scratch *s, __u32 seq)
+{
+	if (!s->made)
+		return 0;
+	struct config_val *cfg = get_config();
+	if (!cfg || !cfg->sync_hold || cfg->nat)
+		return 0;
+	if (seq_before(seq, s->seg_prev_end))
+		return 0;
+	stat_inc(STAT_GROUP_HOLD);
+	return 1;
+}
+
 static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 {
 	void *data = (void *)(long)skb->data;
@@ -515,12 +544,15 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	/* a bare ACK never moves the parser: only payload and FIN do */
 	if (p.payload_len) {
 		s->login = 0;
+		s->made = 0;
 		if (tcp_trusted(cv))
 			stream_segment(skb, s, st, other, dir, p.seq, p.payload_len, p.payload_off, loaded);
 		else
 			untrusted_payload(st, p.seq, p.payload_len);
 		if (s->login)
 			return login_guard(skb, ingress);
+		if (sync_hold(s, p.seq))
+			return TC_ACT_SHOT;
 	}
 	if (p.flags & TCPF_FIN)
 		stream_fin(s, cv, st, other, p.seq + p.payload_len);

@@ -188,6 +188,7 @@ __noinline int expect_create(int kind)
 	own->slot_created[w] = now;
 	own->slot_next++;
 	stat_inc(STAT_EXPECT_CREATED);
+	s->made++;
 	emit_event(EV_EXPECT_CREATED, 0, kind, &s->exp, &s->key, now);
 	return 0;
 }

@@ -519,6 +519,12 @@ struct config_val {
 	__u8 tls_ranges;            /* the loader: some --tls-range is declared (tls_ranges not empty) */
 	__u8 tls_seen;              /* TC, at the first encrypted session (tls_begin): tls_sessions may hold a live pair */
 	/*
+	 * #15 --sync-hold (run, with --group, never with --nat): a control
+	 * segment that makes an expectation is dropped once (control.h,
+	 * sync_hold). In the padding: the pinned config keeps its size.
+	 */
+	__u8 sync_hold;
+	/*
 	 * #14 owned by the Go side, not by the operator: the SYN gate's horizon
 	 * in seconds (syngate.h); 0, what an older ftpgate writes, turns the
 	 * gate off. In the padding: the pinned config keeps its size.

@@ -30,7 +30,10 @@ type FtpgateConfigVal struct {
 	RequireTls        uint8
 	TlsRanges         uint8
 	TlsSeen           uint8
+	SyncHold          uint8
+	_                 [1]byte
 	SynGateHorizonS   uint16
+	_                 [6]byte
 }
 
 type FtpgateCtrlKey struct {
@@ -469,7 +472,7 @@ type FtpgateScratch struct {
 	SegWscale  uint32
 	SegPrevEnd uint32
 	OptOff     uint32
-	Pad3       uint32
+	Made       uint32
 	SegFlags   uint8
 	Embryo     uint8
 	SegLf      uint8
@@ -616,7 +619,8 @@ const (
 	FtpgateStatSTAT_LOGIN_UNGUARDED        FtpgateStat = 113
 	FtpgateStatSTAT_TLS_RANGE_LIMITED      FtpgateStat = 114
 	FtpgateStatSTAT_SYN_GATE_COLD          FtpgateStat = 115
-	FtpgateStatSTAT_MAX                    FtpgateStat = 116
+	FtpgateStatSTAT_GROUP_HOLD             FtpgateStat = 116
+	FtpgateStatSTAT_MAX                    FtpgateStat = 117
 )
 
 type FtpgateTcpTrackFlags uint32

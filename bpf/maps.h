@@ -212,7 +212,7 @@ struct scratch {
 	__u32 seg_wscale; /* window scale a SYN announces; TCP_NO_WSCALE without one */
 	__u32 seg_prev_end; /* the sender's end before the segment */
 	__u32 opt_off;  /* cursor in the TCP options */
-	__u32 pad3;
+	__u32 made;     /* #15 expectations the segment made (expect_create), for sync_hold */
 	__u8 seg_flags;
 	__u8 embryo;    /* the connection is in ctrl_embryo, not ctrl_conns */
 	__u8 seg_lf;    /* the payload's last byte is LF */

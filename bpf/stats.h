@@ -139,6 +139,8 @@ enum stat {
 	STAT_TLS_RANGE_LIMITED,    /* SYN into a TLS range from a client with a live session beyond its pair's rate (TLS_RANGE_PER_PAIR_*): dropped */
 	/* #14 the SYN gate (syngate.h) */
 	STAT_SYN_GATE_COLD,        /* SYN to a port without an expectation or admitted flow written within the gate's horizon: data_flows and expectations not looked up (then counted as its drop reason) */
+	/* #15 gateway groups: --sync-hold (control.h, sync_hold) */
+	STAT_GROUP_HOLD,           /* control segment that made an expectation, new bytes only, dropped once (--sync-hold): its retransmission passes, not parsed again */
 	STAT_MAX,
 };
 

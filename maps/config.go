@@ -63,6 +63,10 @@ type Config struct {
 	// (syngate.go), SetConfig only ever raises it. Zero: the SYN gate is
 	// off, XDP looks every SYN up (#14).
 	SYNGateHorizon time.Duration
+	// SyncHold is run's --sync-hold (#15, only with --group, never with
+	// --nat): TC drops a control segment that makes an expectation once,
+	// the sender's retransmission passes (docs/group.md, "Hold")
+	SyncHold bool
 }
 
 // RPCheck is the reverse-path check of control segments; the zero value,
@@ -166,6 +170,7 @@ func configToBPF(c Config) bpf.FtpgateConfigVal {
 		TlsRanges:         b2u(c.TLSRanges),
 		TlsSeen:           b2u(c.TLSSeen),
 		SynGateHorizonS:   uint16(c.SYNGateHorizon / time.Second),
+		SyncHold:          b2u(c.SyncHold),
 	}
 }
 
@@ -187,6 +192,7 @@ func configFromBPF(v bpf.FtpgateConfigVal) Config {
 		TLSRanges:         v.TlsRanges != 0,
 		TLSSeen:           v.TlsSeen != 0,
 		SYNGateHorizon:    time.Duration(v.SynGateHorizonS) * time.Second,
+		SyncHold:          v.SyncHold != 0,
 	}
 }
 

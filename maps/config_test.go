@@ -14,7 +14,7 @@ func TestConfigRoundTrip(t *testing.T) {
 		ExpectTimeout: 90 * time.Second, ClockOffset: -time.Hour, MaxExpectPerConn: MaxExpectPerConn,
 		FwmarkValue: 0x100, FwmarkMask: 0xff00, Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true,
 		RPCheck: RPOff, ReplayPieces: true, NAT: NATOwn, RequireTLS: true, TLSRanges: true, TLSSeen: true,
-		SYNGateHorizon: 430 * time.Second,
+		SYNGateHorizon: 430 * time.Second, SyncHold: true,
 	}
 	allSet(t, "Config sample", reflect.ValueOf(c))
 	v := configToBPF(c)

@@ -141,3 +141,19 @@ func parenthesized(parts []string) string {
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
 }
+
+// checkSyncHold refuses --sync-hold outside a group, and with --nat: NAT's
+// sequence adjustment is not made for a rewritten segment TC drops (the
+// programs also skip the hold while config.nat is on, for a `config set --nat`).
+func checkSyncHold(opts loader.Options) error {
+	if !opts.Config.SyncHold {
+		return nil
+	}
+	if !opts.Group.Enabled() {
+		return fmt.Errorf("--sync-hold needs --group: it holds a data connection until its expectation is on the peers")
+	}
+	if opts.Config.NAT != maps.NATOff {
+		return fmt.Errorf("--sync-hold cannot be combined with --nat: NAT's sequence adjustment does not handle a dropped rewritten segment")
+	}
+	return nil
+}

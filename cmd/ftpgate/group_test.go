@@ -91,6 +91,24 @@ func TestRunGroupNeedsTLS(t *testing.T) {
 	}
 }
 
+// TestRunSyncHoldRefused: --sync-hold outside a group, or with --nat, is
+// refused in one line naming the conflict, before anything is attached.
+func TestRunSyncHoldRefused(t *testing.T) {
+	group := []string{"--group", "lab", "--node-id", "a", "--sync-listen", "127.0.0.1:7422", "--sync-insecure"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--sync-hold"}, "--sync-hold needs --group"},
+		{append([]string{"--sync-hold", "--nat"}, group...), "--sync-hold cannot be combined with --nat"},
+	} {
+		r := ftpgate(append([]string{"run", "--iface", "lo"}, c.args...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q: want one line with %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}
+
 func TestPrintGroup(t *testing.T) {
 	st := &group.Status{Group: "edge", Node: "gw1", Bus: "embedded", Listen: "192.0.2.1:7422", Connected: true,
 		Routes: []group.Route{{Peer: "gw2", Addr: "192.0.2.2:7422"}}, PeersDown: 1,

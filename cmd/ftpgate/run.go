@@ -92,6 +92,9 @@ func runAction(c *cli.Context) error {
 	if err := opts.Group.Check(); err != nil {
 		return err
 	}
+	if err := checkSyncHold(opts); err != nil {
+		return err
+	}
 	opts.Logger = log
 
 	// handle SIGTERM/SIGINT from here on: a signal during start-up must not

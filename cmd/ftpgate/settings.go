@@ -104,6 +104,9 @@ var settingsTable = []setting{
 		kind: groupText(func(g *group.Config) *string { return &g.Key })},
 	{name: "sync-insecure", in: inRun, usage: "allow group routes without TLS (a lab only: anyone who reaches --sync-listen can open holes)",
 		kind: groupBool(func(g *group.Config) *bool { return &g.Insecure })},
+	{name: "sync-hold", in: inRun,
+		usage: "drop a control segment that makes an expectation (227, 229, PORT, EPRT) once, so its data connection waits one TCP retransmission (~200 ms) and meets the expectation on every gateway (needs --group; not with --nat; docs/group.md)",
+		kind:  runOnly(boolean(func(c *maps.Config) *bool { return &c.SyncHold }))},
 	{name: "nats-url", in: inRun, usage: "join an existing NATS cluster at `URL` instead of embedding a server (--sync-ca/cert/key are then the client's TLS)",
 		kind: groupText(func(g *group.Config) *string { return &g.NATSURL })},
 }
@@ -357,6 +360,13 @@ func tlsRanges() kind {
 			return nil
 		},
 	}
+}
+
+// runOnly is a setting of maps.Config that run sets and `config` does not
+// show (its words stay what scripts read).
+func runOnly(k kind) kind {
+	k.show, k.text = nil, nil
+	return k
 }
 
 // groupText is a string of run's group configuration.

@@ -57,7 +57,7 @@ func TestSettingsAppearWhereNamed(t *testing.T) {
 		"admit-hook": inRun,
 		"xdp-attach": inRun, "xdp-priority": inRun,
 		"group": inRun, "node-id": inRun, "sync-listen": inRun, "peer": inRun, "sync-ca": inRun, "sync-cert": inRun,
-		"sync-key": inRun, "sync-insecure": inRun, "nats-url": inRun,
+		"sync-key": inRun, "sync-insecure": inRun, "nats-url": inRun, "sync-hold": inRun,
 	}
 	for _, s := range settingsTable {
 		if cliToday[s.name] != s.in {
@@ -156,6 +156,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		"xdp-attach": "libxdp", "xdp-priority": "15",
 		"group": "edge", "node-id": "gw1", "sync-listen": "192.0.2.1:7422", "peer": "[192.0.2.2:7422, 192.0.2.3:7422]",
 		"sync-ca": "ca.pem", "sync-cert": "gw1.pem", "sync-key": "gw1.key", "sync-insecure": "true", "nats-url": "nats://192.0.2.9:4222",
+		"sync-hold": "true",
 	}
 	var file bytes.Buffer
 	file.WriteString("iface: [lo]\n")
@@ -178,7 +179,7 @@ func TestConfigFileSetsEverySetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := maps.Config{ExpectTimeout: 90 * time.Second, MaxExpectPerConn: 3, FwmarkValue: 0x100, FwmarkMask: 0xff00,
-		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose, NAT: maps.NATCT, RequireTLS: true}
+		Loose: true, DryRun: true, Accounting: true, AllowLowDataPorts: true, RPCheck: maps.RPLoose, NAT: maps.NATCT, RequireTLS: true, SyncHold: true}
 	ranges := []maps.TLSRange{{Server: netip.MustParseAddr("198.51.100.2"), Lo: 30000, Hi: 30099}, {Server: netip.MustParseAddr("2001:db8::2"), Lo: 30000, Hi: 30099}}
 	scopes := []maps.PortScope{{Port: 990, Prefix: netip.MustParsePrefix("198.51.100.0/24")}, {Port: 990, Prefix: netip.MustParsePrefix("2001:db8::/32")}}
 	if o.Config != want || o.NATMechanism != loader.NATConntrack || o.AdmitHook != loader.AdmitTC || o.XDPAttach != loader.AttachLibxdp || o.XDPPriority != 15 || o.Tables != (loader.TableSizes{CtrlConns: 1000, Expectations: 2000, DataFlows: 3000, NATOwn: 4000, TLSSessions: 5000}) ||

@@ -77,6 +77,7 @@ type Lab struct {
 	Dir                        string
 	pki                        *grouptest.PKI
 	bpffs                      string
+	hold                       bool // --sync-hold with sync (Options.Hold)
 }
 
 // Gateway is one gateway namespace and its daemon.
@@ -222,6 +223,9 @@ func (l *Lab) startVsftpd() {
 // Options are how the gateways run.
 type Options struct {
 	Sync bool
+	// Hold adds --sync-hold to Sync (docs/group.md, "Hold"); the gateways
+	// started later keep it
+	Hold bool
 	// Only starts these gateways (from 0); all when nil
 	Only []int
 }
@@ -229,6 +233,7 @@ type Options struct {
 // Start starts the daemon of every gateway (or those named).
 func (l *Lab) Start(o Options) {
 	l.t.Helper()
+	l.hold = o.Sync && o.Hold
 	which := o.Only
 	if which == nil {
 		which = []int{0, 1, 2}
@@ -262,6 +267,9 @@ func (l *Lab) startGateway(i int, sync bool, pki *grouptest.PKI) {
 		args = append(args, "--group", "lab", "--node-id", fmt.Sprintf("gw%d", i+1),
 			"--sync-listen", netip.AddrPortFrom(syncAddr(i), SyncPort).String(),
 			"--sync-ca", pki.CA, "--sync-cert", cert, "--sync-key", key)
+		if l.hold {
+			args = append(args, "--sync-hold")
+		}
 		for j := range Gateways {
 			if j != i {
 				args = append(args, "--peer", netip.AddrPortFrom(syncAddr(j), SyncPort).String())
@@ -354,6 +362,26 @@ type Transfer struct {
 	OK     bool
 	Start  time.Duration // curl's time_starttransfer
 	Out    string
+}
+
+// StartP50 is the median time_starttransfer of the transfers that
+// succeeded, and of those that did not stall.
+func StartP50(trs []Transfer) (all, unstalled time.Duration) {
+	return startP50(trs, false), startP50(trs, true)
+}
+
+func startP50(trs []Transfer, unstalled bool) time.Duration {
+	var d []time.Duration
+	for _, tr := range trs {
+		if tr.OK && !(unstalled && tr.Stalled()) {
+			d = append(d, tr.Start)
+		}
+	}
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2]
 }
 
 // Stalled says whether the transfer waited a SYN retransmission (1 s) or

@@ -1,0 +1,139 @@
+package bpf_test
+
+import (
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/internal/bpfrun"
+	"github.com/ftpgate/ftpgate/internal/bpftest"
+	"github.com/ftpgate/ftpgate/maps"
+)
+
+// verdicts sends c's segments through the TC parser itself (Rig.TC refuses
+// any verdict but TC_ACT_OK) and records each segment's return code.
+func verdicts(t *testing.T, c *bpftest.Conn) *[]uint32 {
+	t.Helper()
+	var got []uint32
+	c.Hook = func(frame []byte, fromClient bool) error {
+		prog := c.R.Objs.FtpgateTcEgress
+		if fromClient {
+			prog = c.R.Objs.FtpgateTcIngress
+		}
+		ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: bpfrun.SkbCtx{Ifindex: 1}})
+		got = append(got, ret)
+		return err
+	}
+	return &got
+}
+
+// lastVerdict returns the code of the last segment sent.
+func lastVerdict(t *testing.T, got *[]uint32) uint32 {
+	t.Helper()
+	if len(*got) == 0 {
+		t.Fatal("no segment sent")
+	}
+	return (*got)[len(*got)-1]
+}
+
+// TestSyncHoldPassive: with config.sync_hold (#15 --sync-hold) the 227 that
+// makes an expectation is dropped once and counted; its retransmission
+// passes, is not parsed again and makes no second expectation; the next
+// 227 on the connection, new bytes, is held in its turn.
+func TestSyncHoldPassive(t *testing.T) {
+	r := bpftest.Shared(t)
+	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	c := open(t, r, client4, server4)
+	got := verdicts(t, c)
+	must(t, c.ClientSends("PASV\r\n"))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("PASV: verdict %d, want TC_ACT_OK", v)
+	}
+	seq := c.SSeq
+	must(t, c.ServerSends(pasvReply))
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("first 227: verdict %d, want TC_ACT_SHOT", v)
+	}
+	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 1, "reply_227": 1})
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+
+	// the server's retransmission, one RTO later
+	must(t, c.ServerAt(seq, pasvReply))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("retransmitted 227: verdict %d, want TC_ACT_OK", v)
+	}
+	must(t, c.ServerAt(seq, pasvReply))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("227 retransmitted again: verdict %d, want TC_ACT_OK", v)
+	}
+	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 1, "reply_227": 1, "ctrl_retransmit": 2})
+	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+
+	// a retransmission that carries new bytes after the held ones: never held again
+	must(t, c.ClientSends("PASV\r\n"))
+	second := "227 Entering Passive Mode (198,51,100,20,117,49)\r\n"
+	must(t, c.ServerAt(seq, pasvReply+second))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("227 retransmitted with a new 227: verdict %d, want TC_ACT_OK", v)
+	}
+	c.SSeq += uint32(len(second))
+	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 2})
+
+	// a new 227 on its own is held
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,50)\r\n"))
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("third 227: verdict %d, want TC_ACT_SHOT", v)
+	}
+	wantCounters(t, r, map[string]uint64{"group_hold": 2, "expect_created": 3})
+}
+
+// TestSyncHoldActive: the client's PORT that makes an expectation is held
+// at ingress the same way; the reply that follows is not.
+func TestSyncHoldActive(t *testing.T) {
+	r := bpftest.Shared(t)
+	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	c := open(t, r, client4, server4)
+	got := verdicts(t, c)
+	seq := c.CSeq
+	must(t, c.ClientSends("PORT 192,0,2,10,156,64\r\n"))
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("PORT: verdict %d, want TC_ACT_SHOT", v)
+	}
+	must(t, c.ClientAt(seq, "PORT 192,0,2,10,156,64\r\n"))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("retransmitted PORT: verdict %d, want TC_ACT_OK", v)
+	}
+	must(t, c.ServerSends("200 PORT command successful\r\n"))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("200: verdict %d, want TC_ACT_OK", v)
+	}
+	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 1, "cmd_port": 1})
+	wantExpect(t, r, expect{"port", server4, client4, 40000})
+}
+
+// TestSyncHoldOff: without the bit, and with it while NAT is on, nothing is
+// held.
+func TestSyncHoldOff(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(*maps.Config)
+	}{
+		{"off", func(*maps.Config) {}},
+		{"nat", func(c *maps.Config) { c.SyncHold, c.NAT = true, maps.NATCT }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := bpftest.Shared(t)
+			setConfig(t, r, c.set)
+			conn := open(t, r, client4, server4)
+			got := verdicts(t, conn)
+			must(t, conn.ClientSends("PASV\r\n"))
+			must(t, conn.ServerSends(pasvReply))
+			if v := lastVerdict(t, got); v != bpftest.TCOK {
+				t.Fatalf("227: verdict %d, want TC_ACT_OK", v)
+			}
+			wantCounters(t, r, map[string]uint64{"group_hold": 0, "expect_created": 1})
+			wantExpect(t, r, expect{"pasv", client4, server4, 30000})
+		})
+	}
+}
