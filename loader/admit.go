@@ -24,11 +24,7 @@ const (
 
 // ParseAdmitHook validates an --admit-hook value.
 func ParseAdmitHook(s string) (AdmitHook, error) {
-	switch h := AdmitHook(s); h {
-	case AdmitXDP, AdmitTC:
-		return h, nil
-	}
-	return "", fmt.Errorf("unknown admission hook %q: use xdp or tc", s)
+	return parseChoice("admission hook", s, AdmitXDP, AdmitTC)
 }
 
 // orXDP is the hook a state file records; files written before

@@ -24,11 +24,7 @@ const (
 
 // ParseXDPMode validates a --xdp-mode value.
 func ParseXDPMode(s string) (XDPMode, error) {
-	switch m := XDPMode(s); m {
-	case XDPAuto, XDPNative, XDPGeneric:
-		return m, nil
-	}
-	return "", fmt.Errorf("unknown XDP mode %q: use auto, native or generic", s)
+	return parseChoice("XDP mode", s, XDPAuto, XDPNative, XDPGeneric)
 }
 
 // ErrXDPBusy means another XDP program holds the interface.

@@ -29,11 +29,7 @@ const (
 
 // ParseNATMechanism reads auto, conntrack or own.
 func ParseNATMechanism(s string) (NATMechanism, error) {
-	switch m := NATMechanism(s); m {
-	case NATAuto, NATConntrack, NATOwnTranslation:
-		return m, nil
-	}
-	return "", fmt.Errorf("NAT mechanism %q: use auto, conntrack or own", s)
+	return parseChoice("NAT mechanism", s, NATAuto, NATConntrack, NATOwnTranslation)
 }
 
 // Mode is the mechanism the programs would run if the kernel allows it:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -48,10 +49,12 @@ var tcMechanisms = map[TCMode]func(pinDir string) tcMechanism{
 
 // ParseTCMode validates a --tc-attach value.
 func ParseTCMode(s string) (TCMode, error) {
-	if m := TCMode(s); m == TCAuto || tcMechanisms[m] != nil {
-		return m, nil
+	choices := []TCMode{TCAuto}
+	for m := range tcMechanisms {
+		choices = append(choices, m)
 	}
-	return "", fmt.Errorf("unknown TC attach mechanism %q: use auto, tcx or netlink", s)
+	slices.Sort(choices[1:])
+	return parseChoice("TC attach mechanism", s, choices...)
 }
 
 // tcHook is one of the two TC hooks with what each mechanism calls it.

@@ -30,11 +30,7 @@ const (
 
 // ParseXDPAttach validates an --xdp-attach value.
 func ParseXDPAttach(s string) (XDPAttach, error) {
-	switch a := XDPAttach(s); a {
-	case AttachAuto, AttachLink, AttachLibxdp:
-		return a, nil
-	}
-	return "", fmt.Errorf("unknown XDP attach %q: use auto, link or libxdp", s)
+	return parseChoice("XDP attach", s, AttachAuto, AttachLink, AttachLibxdp)
 }
 
 // DefaultXDPPriority is ftpgate's run priority in a libxdp dispatcher

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -446,17 +447,37 @@ func nat() kind {
 }
 
 func natMechanism() kind {
+	k := choice(loader.NATAuto, loader.ParseNATMechanism, func(o *loader.Options) *loader.NATMechanism { return &o.NATMechanism })
+	apply := k.apply
+	k.apply = func(c *cli.Context, name string, cmd commands, o *loader.Options) error {
+		if err := apply(c, name, cmd, o); err != nil {
+			return err
+		}
+		if o.Config.NAT != maps.NATOff {
+			o.Config.NAT = o.NATMechanism.Mode()
+		}
+		return nil
+	}
+	return k
+}
+
+// choice is a setting of one of a few words, parsed by the loader's parse
+// (loader.ChoiceError); a refusal names the flag and what it takes.
+func choice[T ~string](def T, parse func(string) (T, error), field func(*loader.Options) *T) kind {
 	return kind{
 		flag: func(name, usage string, cmd commands) cli.Flag {
-			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage, Value: defaultFor(cmd, string(loader.NATAuto))}, altsrc.NewStringFlag, cmd)
+			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage, Value: defaultFor(cmd, string(def))}, altsrc.NewStringFlag, cmd)
 		},
-		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) (err error) {
-			if o.NATMechanism, err = loader.ParseNATMechanism(c.String(name)); err != nil {
-				return fmt.Errorf("--%s %q: use auto, conntrack or own", name, c.String(name))
+		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) error {
+			v, err := parse(c.String(name))
+			var ce *loader.ChoiceError
+			if errors.As(err, &ce) {
+				return fmt.Errorf("--%s %q: %s", name, ce.Value, ce.Use())
 			}
-			if o.Config.NAT != maps.NATOff {
-				o.Config.NAT = o.NATMechanism.Mode()
+			if err != nil {
+				return fmt.Errorf("--%s: %w", name, err)
 			}
+			*field(o) = v
 			return nil
 		},
 	}
@@ -465,17 +486,7 @@ func natMechanism() kind {
 // admitHook is recorded per interface in the state file; a restart with
 // the other hook moves the admission there.
 func admitHook() kind {
-	return kind{
-		flag: func(name, usage string, cmd commands) cli.Flag {
-			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage, Value: defaultFor(cmd, string(loader.AdmitXDP))}, altsrc.NewStringFlag, cmd)
-		},
-		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) (err error) {
-			if o.AdmitHook, err = loader.ParseAdmitHook(c.String(name)); err != nil {
-				return fmt.Errorf("--%s %q: use xdp or tc", name, c.String(name))
-			}
-			return nil
-		},
-	}
+	return choice(loader.AdmitXDP, loader.ParseAdmitHook, func(o *loader.Options) *loader.AdmitHook { return &o.AdmitHook })
 }
 
 // tableSize is fixed when the maps are first created.
@@ -529,17 +540,7 @@ func parseFwmark(s string) (value, mask uint32, err error) {
 }
 
 func xdpAttach() kind {
-	return kind{
-		flag: func(name, usage string, cmd commands) cli.Flag {
-			return yamlFlag(&cli.StringFlag{Name: name, Usage: usage, Value: defaultFor(cmd, string(loader.AttachAuto))}, altsrc.NewStringFlag, cmd)
-		},
-		apply: func(c *cli.Context, name string, _ commands, o *loader.Options) (err error) {
-			if o.XDPAttach, err = loader.ParseXDPAttach(c.String(name)); err != nil {
-				return fmt.Errorf("--%s %q: use auto, link or libxdp", name, c.String(name))
-			}
-			return nil
-		},
-	}
+	return choice(loader.AttachAuto, loader.ParseXDPAttach, func(o *loader.Options) *loader.XDPAttach { return &o.XDPAttach })
 }
 
 func xdpPriority() kind {
