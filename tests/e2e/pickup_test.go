@@ -23,7 +23,7 @@ import (
 // picked-up connections, since ftpgate drops every SYN nobody negotiated.
 //
 // What a picked-up session must show before its PASV is believed (bpf/tcp.h,
-// bpf/control.h embryo_promote, bpf/ftp.h ftp_verified):
+// bpf/embryo.h embryo_promote, bpf/ftp.h ftp_verified):
 //
 //   - trust: each direction acknowledges bytes ftpgate saw the other send. A
 //     command and its reply (NOOP, 200) seen by ftpgate, then any client
