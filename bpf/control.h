@@ -388,7 +388,7 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 			untrusted_payload(st, p.seq, p.payload_len);
 		if (s->login)
 			return login_guard(skb, ingress);
-		if (sync_hold(s, p.seq))
+		if (sync_hold(skb, s, p.seq, p.l3_off, ingress))
 			return TC_ACT_SHOT;
 	}
 	if (p.flags & TCPF_FIN)

@@ -189,6 +189,7 @@ __noinline int expect_create(int kind)
 	own->slot_next++;
 	stat_inc(STAT_EXPECT_CREATED);
 	s->made++;
+	__builtin_memcpy(&s->made_key, &s->exp, sizeof(s->exp));
 	emit_event(EV_EXPECT_CREATED, 0, kind, &s->exp, &s->key, now);
 	return 0;
 }

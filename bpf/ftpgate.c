@@ -80,6 +80,7 @@ int ftpgate_tc_egress(struct __sk_buff *skb)
  */
 struct btf_anchor {
 	struct event ev;
+	struct held_segment held;
 	enum limits limits;
 	enum stat stat;
 	enum kind kind;

@@ -380,6 +380,25 @@ struct event {
 	struct nat_target nat; /* EV_NAT_REWRITE: the inside end behind expect's destination */
 };
 
+/*
+ * #15 --sync-hold: a control segment TC dropped because it made an
+ * expectation (hold.h), handed to run, which sends it on its way again once
+ * the group's peers have the expectation (internal/group, loader/release.go).
+ * data is the frame as TC saw it, from its link-layer header (l3_off bytes
+ * before the IP header); a VLAN tag the device took out (vlan_proto not 0)
+ * is not in it.
+ */
+struct held_segment {
+	__u32 ifindex;    /* the device whose hook held it */
+	__u16 len;        /* bytes of data */
+	__u8 ingress;     /* held at TC ingress, else at egress */
+	__u8 l3_off;
+	__u16 vlan_proto; /* network order; 0 without a tag outside data */
+	__u16 vlan_tci;
+	struct expect_key expect; /* the (last) expectation it made */
+	__u8 data[HELD_BYTES];
+};
+
 /* the rate limiter of rejection and dropped-SYN events: a token bucket in ns of credit */
 struct event_budget {
 	__u64 last_ns;   /* ftpgate clock of the last refill */

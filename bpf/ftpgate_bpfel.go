@@ -300,6 +300,18 @@ type FtpgateFtpTrack struct {
 	Tent         [8]uint8
 }
 
+type FtpgateHeldSegment struct {
+	_         structs.HostLayout
+	Ifindex   uint32
+	Len       uint16
+	Ingress   uint8
+	L3Off     uint8
+	VlanProto uint16
+	VlanTci   uint16
+	Expect    FtpgateExpectKey
+	Data      [512]uint8
+}
+
 type FtpgateIfaceVal struct {
 	_       structs.HostLayout
 	Enabled uint32
@@ -340,6 +352,8 @@ const (
 	FtpgateLimitsDEFAULT_NAT_OWN             FtpgateLimits = 131072
 	FtpgateLimitsMAX_TABLE_ENTRIES           FtpgateLimits = 16777216
 	FtpgateLimitsEVENTS_BYTES                FtpgateLimits = 262144
+	FtpgateLimitsHELD_BYTES                  FtpgateLimits = 512
+	FtpgateLimitsHELD_RING_BYTES             FtpgateLimits = 65536
 	FtpgateLimitsSYN_GATE_RTO_MAX_SEC        FtpgateLimits = 120
 	FtpgateLimitsSYN_GATE_SLACK_SEC          FtpgateLimits = 10
 	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
@@ -485,6 +499,8 @@ type FtpgateScratch struct {
 	Tls        FtpgateTlsSessionKey
 	_          [4]byte
 	TlsVal     FtpgateTlsSessionVal
+	MadeKey    FtpgateExpectKey
+	_          [4]byte
 }
 
 type FtpgateSrcBudget struct {
@@ -620,7 +636,9 @@ const (
 	FtpgateStatSTAT_TLS_RANGE_LIMITED      FtpgateStat = 114
 	FtpgateStatSTAT_SYN_GATE_COLD          FtpgateStat = 115
 	FtpgateStatSTAT_GROUP_HOLD             FtpgateStat = 116
-	FtpgateStatSTAT_MAX                    FtpgateStat = 117
+	FtpgateStatSTAT_GROUP_HOLD_LONG        FtpgateStat = 117
+	FtpgateStatSTAT_GROUP_HOLD_RING_FULL   FtpgateStat = 118
+	FtpgateStatSTAT_MAX                    FtpgateStat = 119
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -695,6 +713,7 @@ const (
 	FtpgateMapEvents            = "events"
 	FtpgateMapExpectations      = "expectations"
 	FtpgateMapGuardedIfs        = "guarded_ifs"
+	FtpgateMapHeld              = "held"
 	FtpgateMapNatOwn            = "nat_own"
 	FtpgateMapScratchBuf        = "scratch_buf"
 	FtpgateMapStats             = "stats"
@@ -771,6 +790,7 @@ type FtpgateMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
+	Held          *ebpf.MapSpec `ebpf:"held"`
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -817,6 +837,7 @@ type FtpgateMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
+	Held          *ebpf.Map `ebpf:"held"`
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -839,6 +860,7 @@ func (m *FtpgateMaps) Close() error {
 		m.Events,
 		m.Expectations,
 		m.GuardedIfs,
+		m.Held,
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,

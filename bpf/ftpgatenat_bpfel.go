@@ -28,6 +28,7 @@ const (
 	FtpgateNatMapEvents            = "events"
 	FtpgateNatMapExpectations      = "expectations"
 	FtpgateNatMapGuardedIfs        = "guarded_ifs"
+	FtpgateNatMapHeld              = "held"
 	FtpgateNatMapNatOwn            = "nat_own"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
 	FtpgateNatMapStats             = "stats"
@@ -107,6 +108,7 @@ type FtpgateNatMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
+	Held          *ebpf.MapSpec `ebpf:"held"`
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -154,6 +156,7 @@ type FtpgateNatMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
+	Held          *ebpf.Map `ebpf:"held"`
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -176,6 +179,7 @@ func (m *FtpgateNatMaps) Close() error {
 		m.Events,
 		m.Expectations,
 		m.GuardedIfs,
+		m.Held,
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * --sync-hold (#15): the control segment that made an expectation is
- * dropped once, so that its retransmission finds the expectation on every
- * gateway of the group (docs/group.md, "Hold").
+ * dropped once and handed to run, which sends it on when the group's peers
+ * have the expectation (docs/group.md, "Hold").
  */
 #ifndef FTPGATE_HOLD_H
 #define FTPGATE_HOLD_H
@@ -18,22 +18,57 @@
 #include "tls.h"
 
 /*
+ * hold_hand_over gives run the segment TC is about to drop (struct
+ * held_segment, ring held): run sends it on once the group's peers have the
+ * expectation it made, milliseconds later rather than one RTO. One that does
+ * not fit, or finds the ring full, is held all the same and counted: the
+ * sender's retransmission brings it.
+ */
+static __always_inline void hold_hand_over(struct __sk_buff *skb, struct scratch *s, __u32 l3_off, int ingress)
+{
+	__u32 len = skb->len;
+	if (len == 0 || len > HELD_BYTES || len < l3_off || l3_off > 255) {
+		stat_inc(STAT_GROUP_HOLD_LONG);
+		return;
+	}
+	struct held_segment *h = bpf_ringbuf_reserve(&held, sizeof(*h), 0);
+	if (!h) {
+		stat_inc(STAT_GROUP_HOLD_RING_FULL);
+		return;
+	}
+	h->ifindex = skb->ifindex;
+	h->len = len;
+	h->ingress = ingress;
+	h->l3_off = l3_off;
+	h->vlan_proto = skb->vlan_present ? skb->vlan_proto : 0;
+	h->vlan_tci = skb->vlan_present ? skb->vlan_tci : 0;
+	__builtin_memcpy(&h->expect, &s->made_key, sizeof(h->expect));
+	if (bpf_skb_load_bytes(skb, 0, h->data, len) < 0) {
+		bpf_ringbuf_discard(h, 0);
+		stat_inc(STAT_GROUP_HOLD_LONG);
+		return;
+	}
+	bpf_ringbuf_submit(h, 0);
+}
+
+/*
  * sync_hold tells whether to drop a segment that made an expectation
  * (s->made), with config.sync_hold (#15 --sync-hold): a 227/229 from the
  * server or a PORT/EPRT from the client. The client's data SYN (or the
  * server's) follows it within microseconds and may reach a peer gateway
- * before the expectation is replicated there; dropped, the segment comes
- * back with the sender's retransmission, one RTO (>= 200 ms) later, when
- * the peers have the expectation. The connection's state remembers the
- * segment: the parser's position (next_seq) and the tracker's end are past
- * it, so the retransmission is old bytes (ctrl_retransmit), passed and not
- * parsed again, and makes no second expectation. A segment holding bytes
- * the tracker saw before (one that starts before the sender's end,
- * seg_prev_end) is never dropped: each byte is held at most once. Never
- * with NAT: its sequence shift is not made for a dropped rewritten segment
- * (run refuses --sync-hold with --nat).
+ * before the expectation is replicated there. Dropped here, the segment
+ * goes to run (hold_hand_over), which sends it on when every live peer has
+ * acknowledged the expectation, or after a bound (docs/group.md, "Hold").
+ * The connection's state remembers the segment: the parser's position
+ * (next_seq) and the tracker's end are past it, so the copy run sends and
+ * the sender's own retransmission, if it comes, are old bytes
+ * (ctrl_retransmit), passed and not parsed again, and make no second
+ * expectation. A segment holding bytes the tracker saw before (one that
+ * starts before the sender's end, seg_prev_end) is never dropped: each byte
+ * is held at most once. Never with NAT: its sequence shift is not made for
+ * a dropped rewritten segment (run refuses --sync-hold with --nat).
  */
-static __always_inline int sync_hold(struct scratch *s, __u32 seq)
+static __always_inline int sync_hold(struct __sk_buff *skb, struct scratch *s, __u32 seq, __u32 l3_off, int ingress)
 {
 	if (!s->made)
 		return 0;
@@ -43,6 +78,7 @@ static __always_inline int sync_hold(struct scratch *s, __u32 seq)
 	if (seq_before(seq, s->seg_prev_end))
 		return 0;
 	stat_inc(STAT_GROUP_HOLD);
+	hold_hand_over(skb, s, l3_off, ingress);
 	return 1;
 }
 

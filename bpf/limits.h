@@ -61,6 +61,13 @@ enum limits {
 	/* bytes of the event ring buffer */
 	EVENTS_BYTES = 262144,
 	/*
+	 * #15 --sync-hold: the most bytes of a held control segment handed to
+	 * run (the frame from its link-layer header: a 227 or 229 with TCP
+	 * options is about 130), and the bytes of the ring that carries them
+	 */
+	HELD_BYTES = 512,
+	HELD_RING_BYTES = 65536,
+	/*
 	 * #14 the SYN gate (syngate.h): its horizon is the longest expectation
 	 * timeout ever set plus the longest interval between two SYNs of one
 	 * connection (Linux TCP_RTO_MAX) plus a slack for racing writers and

@@ -95,6 +95,12 @@ struct {
 	__uint(max_entries, EVENTS_BYTES);
 } events SEC(".maps");
 
+/* #15 --sync-hold: the held control segments, for run to release (hold.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, HELD_RING_BYTES);
+} held SEC(".maps");
+
 /*
  * the rate limiter of rejection and dropped-SYN events: one bucket per CPU.
  * A shared bucket bounced its cache line between the CPUs of a SYN flood on
@@ -234,6 +240,8 @@ struct scratch {
 	/* #12 NAT (nat.h): after everything else, so the fields above keep their offsets */
 	struct nat_scratch nat;
 #endif
+	/* #15 the key of the last expectation the segment made (made), for sync_hold */
+	struct expect_key made_key;
 };
 
 FTPGATE_MAP(scratch_buf, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct scratch);

@@ -140,7 +140,9 @@ enum stat {
 	/* #14 the SYN gate (syngate.h) */
 	STAT_SYN_GATE_COLD,        /* SYN to a port without an expectation or admitted flow written within the gate's horizon: data_flows and expectations not looked up (then counted as its drop reason) */
 	/* #15 gateway groups: --sync-hold (control.h, sync_hold) */
-	STAT_GROUP_HOLD,           /* control segment that made an expectation, new bytes only, dropped once (--sync-hold): its retransmission passes, not parsed again */
+	STAT_GROUP_HOLD,           /* control segment that made an expectation, new bytes only, dropped once (--sync-hold): handed to run, which sends it on once the peers have the expectation; its retransmission passes, not parsed again */
+	STAT_GROUP_HOLD_LONG,      /* such a segment longer than HELD_BYTES: held, not handed to run; the sender's retransmission brings it */
+	STAT_GROUP_HOLD_RING_FULL, /* such a segment the held ring had no room for: held, not handed to run; the sender's retransmission brings it */
 	STAT_MAX,
 };
 

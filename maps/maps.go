@@ -34,6 +34,7 @@ const (
 	NameTLSRanges    = "tls_ranges"
 	NameTLSSessions  = "tls_sessions"
 	NameSYNGate      = "syn_gate"
+	NameHeld         = "held"
 )
 
 // table is one pinned map: its name, where its handle lives, and for the
@@ -64,6 +65,7 @@ var tables = []table{
 	{NameTLSRanges, func(m *Maps) **ebpf.Map { return &m.tlsRanges }, nil},
 	{NameTLSSessions, func(m *Maps) **ebpf.Map { return &m.TLSSessions }, func(s *TableSizes) *uint32 { return &s.TLSSessions }},
 	{NameSYNGate, func(m *Maps) **ebpf.Map { return &m.SYNGate }, nil},
+	{NameHeld, func(m *Maps) **ebpf.Map { return &m.Held }, nil},
 }
 
 // Names lists every map ftpgate pins, in a stable order.
@@ -154,6 +156,9 @@ type Maps struct {
 	// #14 the ftpgate clock of the last write a SYN to each port could
 	// need (syngate.go)
 	SYNGate *ebpf.Map
+	// #15 --sync-hold: the control segments TC held, for run to send on
+	// (held.go)
+	Held *ebpf.Map
 
 	owned bool // Close closes the handles
 }

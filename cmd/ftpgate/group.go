@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ftpgate/ftpgate/internal/group"
@@ -48,6 +49,11 @@ func runGroup(ctx context.Context, dp *loader.Dataplane, opts loader.Options, lo
 	}
 	log.Info("joined gateway group", "group", cfg.Group, "node", cfg.NodeID, "origin", group.NodeHash(cfg.NodeID),
 		"listen", cfg.Listen, "peers", cfg.Peers, "nats_url", cfg.NATSURL, "tls", cfg.CA != "")
+	stopHolds, closeReleaser, err := releaseHeld(dp, node, log)
+	if err != nil {
+		node.Close()
+		return nil, nil, nil, err
+	}
 	consume := func(raw []byte) {
 		ev, err := maps.DecodeEvent(raw)
 		if err != nil {
@@ -77,10 +83,53 @@ func runGroup(ctx context.Context, dp *loader.Dataplane, opts loader.Options, lo
 	leave := func() {
 		close(done)
 		<-stopped
-		node.Close()
+		stopHolds() // no segment comes after this
+		node.Close() // sends on those still waiting
+		closeReleaser()
 		opts.StateDir.RemoveGroup(opts.PinDir)
 	}
 	return consume, node, leave, nil
+}
+
+// releaseHeld reads the held ring (--sync-hold): each control segment TC
+// held waits in the group engine for the peers' acknowledgements of its
+// expectation, then the releaser sends it on (loader.Releaser). It runs
+// whatever --sync-hold says now: `config set` may turn the hold on. It
+// returns the function that stops reading and the one that closes the
+// releaser, for after the engine sent on the last segments.
+func releaseHeld(dp *loader.Dataplane, node *group.Node, log *slog.Logger) (stop, closeReleaser func(), err error) {
+	rel, err := loader.NewReleaser()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !rel.LiveFrames() {
+		log.Warn("--sync-hold: " + loader.ErrNoLiveFrames.Error())
+	}
+	rd, err := ringbuf.NewReader(dp.Maps.Held)
+	if err != nil {
+		rel.Close()
+		return nil, nil, fmt.Errorf("sync hold: read the %s ring: %w", maps.NameHeld, err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			rec, err := rd.Read()
+			if err != nil {
+				return // closed
+			}
+			h, err := maps.DecodeHeld(rec.RawSample)
+			if err != nil {
+				log.Warn("sync hold: " + err.Error())
+				continue
+			}
+			node.Hold(group.Key{Src: h.Src, Dst: h.Dst, DPort: h.DPort}, func() error { return rel.Release(h) })
+		}
+	}()
+	return func() {
+		rd.Close()
+		<-stopped
+	}, rel.Close, nil
 }
 
 // printGroup shows run's gateway group: the routes to its peers, what each
@@ -105,8 +154,16 @@ func printGroup(w io.Writer, g *group.Status) error {
 			why = append(why, fmt.Sprintf("%s %d", r, n))
 		}
 	}
-	fmt.Fprintf(w, "sync:      local %d, sent %d, received %d, applied %d, rejected %d%s, snapshots %d (served %d), repairs %d, late %d, errors %d, delay p50 %dus p99 %dus\n\n",
+	fmt.Fprintf(w, "sync:      local %d, sent %d, received %d, applied %d, rejected %d%s, snapshots %d (served %d), repairs %d, late %d, errors %d, delay p50 %dus p99 %dus\n",
 		g.Local, c.Sent, c.Received, c.Applied, rejected, parenthesized(why), c.Snapshots, c.Served, c.Repairs, c.Late, c.Errors, c.DelayP50us, c.DelayP99us)
+	if held := c.Held; held != nil && (c.Acks > 0 || sumOf(held) > 0) {
+		var how []string
+		for _, o := range group.HoldResults {
+			how = append(how, fmt.Sprintf("%s %d", o, held[o]))
+		}
+		fmt.Fprintf(w, "hold:      released %d (%s), acks %d, wait p50 %dus p99 %dus\n", sumOf(held), strings.Join(how, ", "), c.Acks, c.HoldP50us, c.HoldP99us)
+	}
+	fmt.Fprintln(w)
 	route := map[string]string{}
 	for _, r := range g.Routes {
 		route[r.Peer] = r.Addr
@@ -133,6 +190,13 @@ func printGroup(w io.Writer, g *group.Status) error {
 	})
 	fmt.Fprintln(w)
 	return err
+}
+
+func sumOf(m map[string]uint64) (n uint64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 func parenthesized(parts []string) string {

@@ -55,36 +55,19 @@ type Counters struct {
 	Repairs   atomic.Uint64 // snapshot requests a digest mismatch caused
 	Late      atomic.Uint64 // SYNs dropped here whose expectation arrived from a peer within LateWindow
 	Errors    atomic.Uint64 // publish or map-write errors
+	Acks      atomic.Uint64 // acknowledgements received (--sync-hold)
 	mu        sync.Mutex
 	rejected  map[string]uint64
-	delays    [delaySamples]time.Duration // ring of the latest replication delays
-	nDelays   int
+	delays    samples // the latest replication delays
+	holds     holdCounters
 }
 
-// delaySamples is how many of the latest replication delays are kept.
-const delaySamples = 1024
-
-func (c *Counters) delay(d time.Duration) {
-	c.mu.Lock()
-	c.delays[c.nDelays%delaySamples] = d
-	c.nDelays++
-	c.mu.Unlock()
-}
+func (c *Counters) delay(d time.Duration) { c.delays.add(d) }
 
 // Delays returns the p50 and p99 of the latest replication delays (from
 // the 227 or PORT on the sending gateway to the expectation written here,
 // by the sender's and this wall clock), and how many they are of.
-func (c *Counters) Delays() (p50, p99 time.Duration, n int) {
-	c.mu.Lock()
-	n = min(c.nDelays, delaySamples)
-	d := slices.Clone(c.delays[:n])
-	c.mu.Unlock()
-	if n == 0 {
-		return 0, 0, 0
-	}
-	slices.Sort(d)
-	return d[(n-1)/2], d[(n-1)*99/100], n
-}
+func (c *Counters) Delays() (p50, p99 time.Duration, n int) { return c.delays.quantiles() }
 
 func (c *Counters) reject(reason string) {
 	c.mu.Lock()
@@ -142,6 +125,7 @@ type Engine struct {
 	local   map[Key]local
 	peers   map[string]*peer
 	drops   map[Key]time.Time
+	holds   holds // --sync-hold (hold.go)
 	stop    chan struct{}
 	stopped sync.WaitGroup
 	closed  bool
@@ -158,6 +142,7 @@ func (g *Engine) attach(nc *nats.Conn) error {
 		g.subject("digest"):         g.onDigest,
 		g.subject("snap"):           g.onSnapshotRequest,
 		g.subject("snap." + g.node): g.onSnapshotRequest,
+		g.ackSubject(g.node):        g.onAcks,
 	} {
 		sub, err := nc.Subscribe(subj, fn)
 		if err != nil {
@@ -186,6 +171,9 @@ func (g *Engine) loop() {
 			return
 		case <-t.C:
 			g.publishDigest()
+			g.mu.Lock()
+			g.pruneHolds(g.now())
+			g.mu.Unlock()
 		}
 	}
 }
@@ -203,6 +191,7 @@ func (g *Engine) Close() {
 		close(g.stop)
 		g.stopped.Wait()
 	}
+	g.releaseAll()
 	for _, s := range g.subs {
 		s.Unsubscribe()
 	}
@@ -233,9 +222,11 @@ func entryOf(ev maps.Event) Entry {
 func (g *Engine) HandleEvent(ev maps.Event) {
 	now := g.now()
 	e := entryOf(ev)
+	ack := false
 	switch ev.Type {
 	case maps.EventCreated:
-		left, age := g.policy().ExpectTimeout, time.Duration(0)
+		pol := g.policy()
+		left, age := pol.ExpectTimeout, time.Duration(0)
 		if g.clock != nil {
 			if t, err := g.clock(); err == nil && t > ev.Time {
 				age = t - ev.Time
@@ -246,8 +237,12 @@ func (g *Engine) HandleEvent(ev maps.Event) {
 			return
 		}
 		e.Op, e.TTLms, e.MadeNs = OpCreated, ttlMs(left), now.Add(-age).UnixNano()
+		ack = pol.SyncHold
 		g.mu.Lock()
 		g.local[e.Key()] = local{e: e, expires: now.Add(left)}
+		if ack {
+			g.expectAcks(e.Key(), now)
+		}
 		g.mu.Unlock()
 	case maps.EventConsumed:
 		e.Op, e.SPort, e.Seq = OpConsumed, ev.SPort, ev.Seq
@@ -269,7 +264,7 @@ func (g *Engine) HandleEvent(ev maps.Event) {
 		return
 	}
 	g.C.Sent.Add(1)
-	g.publish(g.subject("x"), Msg{Node: g.node, Entries: []Entry{e}})
+	g.publish(g.subject("x"), Msg{Node: g.node, Entries: []Entry{e}, Ack: ack})
 }
 
 // Seed makes the live expectations made here (origin 0) part of what this
@@ -338,6 +333,7 @@ func (g *Engine) onEntries(m *nats.Msg) {
 		return
 	}
 	g.apply(msg.Node, msg.Entries, false)
+	g.acknowledge(msg)
 }
 
 // apply validates and writes entries from node; a snapshot (full) also
@@ -610,14 +606,22 @@ type Snapshot struct {
 	// DelayP50us and DelayP99us: the latest replication delays (Counters.Delays)
 	DelayP50us int64 `json:"delay_p50_us"`
 	DelayP99us int64 `json:"delay_p99_us"`
+	// --sync-hold (hold.go): acknowledgements received, held segments
+	// sent on by outcome, and the p50 and p99 of how long they waited
+	Acks      uint64            `json:"acks"`
+	Held      map[string]uint64 `json:"held"`
+	HoldP50us int64             `json:"hold_p50_us"`
+	HoldP99us int64             `json:"hold_p99_us"`
 }
 
 // Snapshot reads the counters.
 func (c *Counters) Snapshot() Snapshot {
 	p50, p99, _ := c.Delays()
+	held, h50, h99 := c.Holds()
 	return Snapshot{Sent: c.Sent.Load(), Received: c.Received.Load(), Applied: c.Applied.Load(), Snapshots: c.Snapshots.Load(),
 		Served: c.Served.Load(), Repairs: c.Repairs.Load(), Late: c.Late.Load(), Errors: c.Errors.Load(), Rejected: c.Rejected(),
-		DelayP50us: p50.Microseconds(), DelayP99us: p99.Microseconds()}
+		DelayP50us: p50.Microseconds(), DelayP99us: p99.Microseconds(),
+		Acks: c.Acks.Load(), Held: held, HoldP50us: h50.Microseconds(), HoldP99us: h99.Microseconds()}
 }
 
 // PeerState is what status shows of one peer node.

@@ -10,6 +10,11 @@ var (
 		"Entries and messages from peers refused, by reason.", []string{"reason"}, nil)
 	descSnapshots = prometheus.NewDesc("ftpgate_group_snapshots_total",
 		"Snapshots received (applied), served (sent to a peer), and repairs (snapshot requests a digest mismatch caused).", []string{"what"}, nil)
+	descHeld = prometheus.NewDesc("ftpgate_group_held_total",
+		"--sync-hold: control segments TC held and run sent on, by outcome: confirmed (every live peer acknowledged the expectation), alone (no live peer to wait for), timeout (a live peer had not answered within 200 ms), closed (run left the group), failed (not sent on: the sender's retransmission brings it).",
+		[]string{"outcome"}, nil)
+	descAcks = prometheus.NewDesc("ftpgate_group_acks_total",
+		"--sync-hold: acknowledgements received from peers.", nil, nil)
 	descErrors = prometheus.NewDesc("ftpgate_group_errors_total",
 		"Publications and snapshot requests that failed on the bus.", nil, nil)
 	descRoutes = prometheus.NewDesc("ftpgate_group_routes",
@@ -20,7 +25,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (n *Node) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMsgs, descRejected, descSnapshots, descErrors, descRoutes, descPeers} {
+	for _, d := range []*prometheus.Desc{descMsgs, descRejected, descSnapshots, descHeld, descAcks, descErrors, descRoutes, descPeers} {
 		ch <- d
 	}
 }
@@ -42,6 +47,10 @@ func (n *Node) Collect(ch chan<- prometheus.Metric) {
 	counter(descSnapshots, c.Snapshots, "received")
 	counter(descSnapshots, c.Served, "served")
 	counter(descSnapshots, c.Repairs, "repairs")
+	for o, v := range c.Held {
+		counter(descHeld, v, o)
+	}
+	counter(descAcks, c.Acks)
 	counter(descErrors, c.Errors)
 	ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(len(st.Routes)), "up")
 	ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(st.PeersDown), "down")

@@ -58,8 +58,9 @@ type Entry struct {
 
 // Key identifies an expectation, as the map key does.
 type Key struct {
-	Src, Dst netip.Addr
-	DPort    uint16
+	Src   netip.Addr `json:"src"`
+	Dst   netip.Addr `json:"dst"`
+	DPort uint16     `json:"dport"`
 }
 
 // Key returns e's key.
@@ -81,6 +82,11 @@ type Msg struct {
 	// Digest and Count describe the node's live expectations (digest subject)
 	Digest uint64 `json:"digest,omitempty"`
 	Count  int    `json:"count,omitempty"`
+	// Ack asks each receiver to acknowledge the created entries once
+	// written (--sync-hold holds their segment until then); Acks is such
+	// an acknowledgement, on the sender's ack subject (hold.go)
+	Ack  bool  `json:"ack,omitempty"`
+	Acks []Key `json:"acks,omitempty"`
 }
 
 // maxMsg bounds a message accepted from the bus (a snapshot of a full

@@ -203,7 +203,7 @@ func Start(cfg Config, tbl Table, policy func() Policy, clock func() (time.Durat
 func newEngine(cfg Config, tbl Table, policy func() Policy, clock func() (time.Duration, error)) *Engine {
 	g := &Engine{node: cfg.NodeID, group: cfg.Group, tbl: tbl, policy: policy, clock: clock, log: cfg.Log,
 		interval: cfg.DigestInterval, rate: cfg.PeerRate, burst: cfg.PeerBurst, capPerPeer: cfg.MaxRemotePerPeer,
-		now: time.Now, local: map[Key]local{}, peers: map[string]*peer{}, drops: map[Key]time.Time{}}
+		now: time.Now, local: map[Key]local{}, peers: map[string]*peer{}, drops: map[Key]time.Time{}, holds: holds{}}
 	if g.interval <= 0 {
 		g.interval = DefaultDigestInterval
 	}

@@ -14,11 +14,14 @@ type Policy struct {
 	ExpectTimeout time.Duration
 	// AllowLowDataPorts accepts data ports below maps.LowPortLimit
 	AllowLowDataPorts bool
+	// SyncHold: this node's parser holds the segments that make
+	// expectations until the peers acknowledge them (hold.go)
+	SyncHold bool
 }
 
 // PolicyFrom takes the policy from a dataplane configuration.
 func PolicyFrom(c maps.Config) Policy {
-	return Policy{ExpectTimeout: c.ExpectTimeout, AllowLowDataPorts: c.AllowLowDataPorts}
+	return Policy{ExpectTimeout: c.ExpectTimeout, AllowLowDataPorts: c.AllowLowDataPorts, SyncHold: c.SyncHold}
 }
 
 // Reasons a received message or entry is rejected, as the metrics name them.

@@ -321,6 +321,9 @@ func (l *Lab) StopGateway(i int) {
 	g.mu.Lock()
 	cmd, done := g.cmd, g.done
 	g.mu.Unlock()
+	if cmd == nil {
+		return // never started (a step run on its own)
+	}
 	lab.Terminate(cmd.Process, syscall.SIGTERM, done, 10*time.Second)
 }
 

@@ -142,7 +142,8 @@ func TestGroupLab(t *testing.T) {
 		t.Logf("sync hold: %d transfers, %d ok, %d stalled (time_starttransfer >= 1 s), %d failed, slowest %v, time_starttransfer p50 %v (%v of those not stalled), group_hold %d, ctrl_retransmit %d, syn_drop_unexpected %d",
 			len(trs), ok, stalled, failed, worst, p50, p50Fast, held, retrans, drops-dropsBefore)
 		for i := range Gateways {
-			t.Logf("gw%d counters: %s", i+1, l.NonZero(i))
+			out, _ := l.CLI(i, "status")
+			t.Logf("gw%d counters: %s\n%s", i+1, l.NonZero(i), statusGroupLines(out))
 		}
 		if failed > 0 {
 			t.Fatalf("%d transfers failed with --sync-hold", failed)
