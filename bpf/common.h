@@ -11,6 +11,7 @@
 #include "parsing.h"
 
 #define NSEC_PER_SEC 1000000000ULL
+#define NSEC_PER_MSEC 1000000ULL
 
 static __always_inline void stat_inc(__u32 idx)
 {

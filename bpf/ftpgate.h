@@ -388,6 +388,19 @@ struct event {
  * before the IP header); a VLAN tag the device took out (vlan_proto not 0)
  * is not in it.
  */
+/* a held segment waiting in run: its control connection and direction */
+struct hold_key {
+	struct ctrl_key ctrl;
+	__u32 dir; /* enum direction */
+};
+
+/* until when its sender's retransmissions are dropped, and where it ends */
+struct hold_val {
+	__u64 until_ns; /* ftpgate clock */
+	__u32 end_seq;
+	__u32 pad;
+};
+
 struct held_segment {
 	__u32 ifindex;    /* the device whose hook held it */
 	__u16 len;        /* bytes of data */
@@ -396,6 +409,7 @@ struct held_segment {
 	__u16 vlan_proto; /* network order; 0 without a tag outside data */
 	__u16 vlan_tci;
 	struct expect_key expect; /* the (last) expectation it made */
+	struct hold_key pending;  /* its hold_pending entry, removed by run when it sends it on */
 	__u8 data[HELD_BYTES];
 };
 

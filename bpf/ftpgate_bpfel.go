@@ -309,7 +309,21 @@ type FtpgateHeldSegment struct {
 	VlanProto uint16
 	VlanTci   uint16
 	Expect    FtpgateExpectKey
+	Pending   FtpgateHoldKey
 	Data      [512]uint8
+}
+
+type FtpgateHoldKey struct {
+	_    structs.HostLayout
+	Ctrl FtpgateCtrlKey
+	Dir  uint32
+}
+
+type FtpgateHoldVal struct {
+	_       structs.HostLayout
+	UntilNs uint64
+	EndSeq  uint32
+	Pad     uint32
 }
 
 type FtpgateIfaceVal struct {
@@ -354,6 +368,8 @@ const (
 	FtpgateLimitsEVENTS_BYTES                FtpgateLimits = 262144
 	FtpgateLimitsHELD_BYTES                  FtpgateLimits = 512
 	FtpgateLimitsHELD_RING_BYTES             FtpgateLimits = 65536
+	FtpgateLimitsHOLD_WAIT_MS                FtpgateLimits = 1000
+	FtpgateLimitsHOLD_PENDING                FtpgateLimits = 4096
 	FtpgateLimitsSYN_GATE_RTO_MAX_SEC        FtpgateLimits = 120
 	FtpgateLimitsSYN_GATE_SLACK_SEC          FtpgateLimits = 10
 	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
@@ -638,7 +654,8 @@ const (
 	FtpgateStatSTAT_GROUP_HOLD             FtpgateStat = 116
 	FtpgateStatSTAT_GROUP_HOLD_LONG        FtpgateStat = 117
 	FtpgateStatSTAT_GROUP_HOLD_RING_FULL   FtpgateStat = 118
-	FtpgateStatSTAT_MAX                    FtpgateStat = 119
+	FtpgateStatSTAT_GROUP_HOLD_RETRANSMIT  FtpgateStat = 119
+	FtpgateStatSTAT_MAX                    FtpgateStat = 120
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -714,6 +731,7 @@ const (
 	FtpgateMapExpectations      = "expectations"
 	FtpgateMapGuardedIfs        = "guarded_ifs"
 	FtpgateMapHeld              = "held"
+	FtpgateMapHoldPending       = "hold_pending"
 	FtpgateMapNatOwn            = "nat_own"
 	FtpgateMapScratchBuf        = "scratch_buf"
 	FtpgateMapStats             = "stats"
@@ -791,6 +809,7 @@ type FtpgateMapSpecs struct {
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
 	Held          *ebpf.MapSpec `ebpf:"held"`
+	HoldPending   *ebpf.MapSpec `ebpf:"hold_pending"`
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -838,6 +857,7 @@ type FtpgateMaps struct {
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
 	Held          *ebpf.Map `ebpf:"held"`
+	HoldPending   *ebpf.Map `ebpf:"hold_pending"`
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -861,6 +881,7 @@ func (m *FtpgateMaps) Close() error {
 		m.Expectations,
 		m.GuardedIfs,
 		m.Held,
+		m.HoldPending,
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,

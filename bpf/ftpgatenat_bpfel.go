@@ -29,6 +29,7 @@ const (
 	FtpgateNatMapExpectations      = "expectations"
 	FtpgateNatMapGuardedIfs        = "guarded_ifs"
 	FtpgateNatMapHeld              = "held"
+	FtpgateNatMapHoldPending       = "hold_pending"
 	FtpgateNatMapNatOwn            = "nat_own"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
 	FtpgateNatMapStats             = "stats"
@@ -109,6 +110,7 @@ type FtpgateNatMapSpecs struct {
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
 	Held          *ebpf.MapSpec `ebpf:"held"`
+	HoldPending   *ebpf.MapSpec `ebpf:"hold_pending"`
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -157,6 +159,7 @@ type FtpgateNatMaps struct {
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
 	Held          *ebpf.Map `ebpf:"held"`
+	HoldPending   *ebpf.Map `ebpf:"hold_pending"`
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -180,6 +183,7 @@ func (m *FtpgateNatMaps) Close() error {
 		m.Expectations,
 		m.GuardedIfs,
 		m.Held,
+		m.HoldPending,
 		m.NatOwn,
 		m.ScratchBuf,
 		m.Stats,

@@ -1,9 +1,13 @@
 package bpf_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/ftpgate/ftpgate/bpf"
 
 	"github.com/ftpgate/ftpgate/internal/bpfrun"
 	"github.com/ftpgate/ftpgate/internal/bpftest"
@@ -36,10 +40,29 @@ func lastVerdict(t *testing.T, got *[]uint32) uint32 {
 	return (*got)[len(*got)-1]
 }
 
+// endHold is what run does when it sends a held segment on: the one
+// record in the held ring, for the expectation want, loses its
+// hold_pending entry.
+func endHold(t *testing.T, r *bpfrun.Rig, want expect) maps.HeldSegment {
+	t.Helper()
+	held, err := r.Held()
+	must(t, err)
+	if len(held) != 1 {
+		t.Fatalf("held ring: %d records, want 1", len(held))
+	}
+	h := held[0]
+	if h.Src != want.Src || h.Dst != want.Dst || h.DPort != want.DPort {
+		t.Fatalf("held segment names %v -> %v:%d, want %v -> %v:%d", h.Src, h.Dst, h.DPort, want.Src, want.Dst, want.DPort)
+	}
+	must(t, r.Maps.EndHold(h))
+	return h
+}
+
 // TestSyncHoldPassive: with config.sync_hold (#15 --sync-hold) the 227 that
-// makes an expectation is dropped once and counted; its retransmission
-// passes, is not parsed again and makes no second expectation; the next
-// 227 on the connection, new bytes, is held in its turn.
+// makes an expectation is dropped once, counted and handed to run through
+// the held ring; its retransmissions are dropped until run sends it on,
+// then pass, are not parsed again and make no second expectation; the
+// next 227 on the connection, new bytes, is held in its turn.
 func TestSyncHoldPassive(t *testing.T) {
 	r := bpftest.Shared(t)
 	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
@@ -57,7 +80,19 @@ func TestSyncHoldPassive(t *testing.T) {
 	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 1, "reply_227": 1})
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
 
-	// the server's retransmission, one RTO later
+	// the server's retransmission while run waits for the peers
+	must(t, c.ServerAt(seq, pasvReply))
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("227 retransmitted while held: verdict %d, want TC_ACT_SHOT", v)
+	}
+	wantCounters(t, r, map[string]uint64{"group_hold": 1, "group_hold_retransmit": 1, "expect_created": 1})
+
+	// run sends it on: the copy (and any later retransmission) passes
+	h := endHold(t, r, expect{"pasv", client4, server4, 30000})
+	if !strings.Contains(string(h.Frame), pasvReply) || h.L3Off != 14 || h.Ingress {
+		t.Fatalf("held segment: %d bytes, IP header at %d, ingress %v, lacks the 227", len(h.Frame), h.L3Off, h.Ingress)
+	}
+	must(t, maps.FinishChecksum(h.Frame, h.L3Off))
 	must(t, c.ServerAt(seq, pasvReply))
 	if v := lastVerdict(t, got); v != bpftest.TCOK {
 		t.Fatalf("retransmitted 227: verdict %d, want TC_ACT_OK", v)
@@ -66,7 +101,7 @@ func TestSyncHoldPassive(t *testing.T) {
 	if v := lastVerdict(t, got); v != bpftest.TCOK {
 		t.Fatalf("227 retransmitted again: verdict %d, want TC_ACT_OK", v)
 	}
-	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 1, "reply_227": 1, "ctrl_retransmit": 2})
+	wantCounters(t, r, map[string]uint64{"group_hold": 1, "group_hold_retransmit": 1, "expect_created": 1, "reply_227": 1, "ctrl_retransmit": 2})
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
 
 	// a retransmission that carries new bytes after the held ones: never held again
@@ -100,6 +135,9 @@ func TestSyncHoldActive(t *testing.T) {
 	if v := lastVerdict(t, got); v != bpfrun.TCShot {
 		t.Fatalf("PORT: verdict %d, want TC_ACT_SHOT", v)
 	}
+	if h := endHold(t, r, expect{"port", server4, client4, 40000}); !h.Ingress {
+		t.Fatalf("PORT held at egress, want ingress")
+	}
 	must(t, c.ClientAt(seq, "PORT 192,0,2,10,156,64\r\n"))
 	if v := lastVerdict(t, got); v != bpftest.TCOK {
 		t.Fatalf("retransmitted PORT: verdict %d, want TC_ACT_OK", v)
@@ -110,6 +148,35 @@ func TestSyncHoldActive(t *testing.T) {
 	}
 	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 1, "cmd_port": 1})
 	wantExpect(t, r, expect{"port", server4, client4, 40000})
+}
+
+// TestSyncHoldWaitBound: a held segment run never sends on (run is gone)
+// stops holding back its sender's retransmissions after HOLD_WAIT_MS.
+func TestSyncHoldWaitBound(t *testing.T) {
+	r := bpftest.Shared(t)
+	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	c := open(t, r, client4, server4)
+	got := verdicts(t, c)
+	seq := c.CSeq
+	port := "PORT 192,0,2,10,156,64\r\n"
+	must(t, c.ClientSends(port))
+	must(t, c.ClientAt(seq, port))
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("PORT retransmitted while held: verdict %d, want TC_ACT_SHOT", v)
+	}
+	wait := time.Duration(bpf.FtpgateLimitsHOLD_WAIT_MS) * time.Millisecond
+	t.Cleanup(func() { r.SetClock(0) })
+	must(t, r.SetClock(wait+time.Millisecond))
+	must(t, c.ClientAt(seq, port))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("PORT retransmitted after %v: verdict %d, want TC_ACT_OK", wait, v)
+	}
+	wantCounters(t, r, map[string]uint64{"group_hold": 1, "group_hold_retransmit": 1, "ctrl_retransmit": 1, "expect_created": 1})
+	var k bpf.FtpgateHoldKey
+	var v bpf.FtpgateHoldVal
+	if r.Maps.HoldPending.Iterate().Next(&k, &v) {
+		t.Fatalf("hold_pending still holds %+v after the bound", k)
+	}
 }
 
 // TestSyncHoldOff: without the bit, and with it while NAT is on, nothing is

@@ -68,6 +68,14 @@ enum limits {
 	HELD_BYTES = 512,
 	HELD_RING_BYTES = 65536,
 	/*
+	 * how long a held segment waits for the peers' acknowledgements before
+	 * run sends it on anyway; its sender's retransmissions are dropped
+	 * until then (hold_pending), after it they pass (a run that died)
+	 */
+	HOLD_WAIT_MS = 1000,
+	/* held segments waiting at once (hold_pending, LRU) */
+	HOLD_PENDING = 4096,
+	/*
 	 * #14 the SYN gate (syngate.h): its horizon is the longest expectation
 	 * timeout ever set plus the longest interval between two SYNs of one
 	 * connection (Linux TCP_RTO_MAX) plus a slack for racing writers and

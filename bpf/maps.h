@@ -100,6 +100,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, HELD_RING_BYTES);
 } held SEC(".maps");
+/* ... and those run has not sent on yet: their retransmissions are dropped (hold.h) */
+FTPGATE_MAP(hold_pending, BPF_MAP_TYPE_LRU_HASH, HOLD_PENDING, struct hold_key, struct hold_val);
 
 /*
  * the rate limiter of rejection and dropped-SYN events: one bucket per CPU.

@@ -143,6 +143,7 @@ enum stat {
 	STAT_GROUP_HOLD,           /* control segment that made an expectation, new bytes only, dropped once (--sync-hold): handed to run, which sends it on once the peers have the expectation; its retransmission passes, not parsed again */
 	STAT_GROUP_HOLD_LONG,      /* such a segment longer than HELD_BYTES: held, not handed to run; the sender's retransmission brings it */
 	STAT_GROUP_HOLD_RING_FULL, /* such a segment the held ring had no room for: held, not handed to run; the sender's retransmission brings it */
+	STAT_GROUP_HOLD_RETRANSMIT, /* retransmission of a held segment run has not sent on yet (within HOLD_WAIT_MS): dropped */
 	STAT_MAX,
 };
 

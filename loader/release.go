@@ -20,11 +20,11 @@ import (
 // BPF_PROG_RUN in live-frame mode (Linux 5.18), which injects the frame
 // there. One held at egress is sent out of its device on a packet socket.
 // Either way the copy meets ftpgate's TC hook again, as old bytes: passed,
-// not parsed, not held. Must be made and used in the network namespace of
-// the guarded devices (run's).
+// not parsed, not held. Interface indexes are run's --netns's.
 type Releaser struct {
+	ns   string        // the network namespace of the guarded devices
 	pass *ebpf.Program // nil: the kernel has no live frames
-	pkt  int           // AF_PACKET socket (protocol 0: it receives nothing)
+	pkt  int           // AF_PACKET socket in ns (protocol 0: it receives nothing)
 }
 
 // bpfFTestXDPLiveFrames is BPF_F_TEST_XDP_LIVE_FRAMES (uapi bpf.h).
@@ -51,25 +51,31 @@ func xdpReturning(action int32) (*ebpf.Program, error) {
 	})
 }
 
-// NewReleaser makes a releaser; it asks the kernel for live frames with a
-// program that drops the probe frame on the loopback device.
-func NewReleaser() (*Releaser, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("sync hold: packet socket: %w", err)
-	}
-	r := &Releaser{pkt: fd}
+// NewReleaser makes a releaser for the devices of network namespace ns
+// ("" for run's own); it asks the kernel for live frames with a program
+// that drops the probe frame on the loopback device.
+func NewReleaser(ns string) (*Releaser, error) {
+	r := &Releaser{ns: ns, pkt: -1}
 	probe, err := xdpReturning(1) // XDP_DROP
 	if err != nil {
-		r.Close()
 		return nil, fmt.Errorf("sync hold: load XDP program: %w", err)
 	}
 	defer probe.Close()
-	_, err = probe.Run(&ebpf.RunOptions{
-		Data: make([]byte, 64), Repeat: 1, Flags: bpfFTestXDPLiveFrames,
-		Context: xdpMD{DataEnd: 64, IngressIfindex: 1},
+	var live error
+	err = inNetns(ns, func() error {
+		if r.pkt, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("sync hold: packet socket: %w", err)
+		}
+		_, live = probe.Run(&ebpf.RunOptions{
+			Data: make([]byte, 64), Repeat: 1, Flags: bpfFTestXDPLiveFrames,
+			Context: xdpMD{DataEnd: 64, IngressIfindex: 1},
+		})
+		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if live != nil {
 		return r, nil // no live frames: LiveFrames says so
 	}
 	if r.pass, err = xdpReturning(2); err != nil { // XDP_PASS
@@ -103,14 +109,16 @@ func (r *Releaser) Release(h maps.HeldSegment) error {
 		frame = slices.Insert(slices.Clone(frame), 12, tag[:]...)
 	}
 	if h.Ingress {
-		_, err := r.pass.Run(&ebpf.RunOptions{
-			Data: frame, Repeat: 1, Flags: bpfFTestXDPLiveFrames,
-			Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(h.Ifindex)},
+		return inNetns(r.ns, func() error {
+			_, err := r.pass.Run(&ebpf.RunOptions{
+				Data: frame, Repeat: 1, Flags: bpfFTestXDPLiveFrames,
+				Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(h.Ifindex)},
+			})
+			if err != nil {
+				return fmt.Errorf("inject held segment at ingress of ifindex %d: %w", h.Ifindex, err)
+			}
+			return nil
 		})
-		if err != nil {
-			return fmt.Errorf("inject held segment at ingress of ifindex %d: %w", h.Ifindex, err)
-		}
-		return nil
 	}
 	to := &unix.SockaddrLinklayer{Ifindex: h.Ifindex, Protocol: binary.NativeEndian.Uint16(frame[12:])} // network order
 	if err := unix.Sendto(r.pkt, frame, 0, to); err != nil {
@@ -124,5 +132,7 @@ func (r *Releaser) Close() {
 	if r.pass != nil {
 		r.pass.Close()
 	}
-	unix.Close(r.pkt)
+	if r.pkt >= 0 {
+		unix.Close(r.pkt)
+	}
 }

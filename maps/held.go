@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/ftpgate/ftpgate/bpf"
 	"github.com/ftpgate/ftpgate/internal/inetsum"
 )
@@ -26,6 +28,9 @@ type HeldSegment struct {
 	// Src, Dst, DPort: the expectation it made (the last, if several)
 	Src, Dst netip.Addr
 	DPort    uint16
+	// Pending is its entry in hold_pending, which drops its sender's
+	// retransmissions until run sends it on (EndHold)
+	Pending bpf.FtpgateHoldKey
 }
 
 // DecodeHeld decodes a raw record of the held ring.
@@ -44,11 +49,21 @@ func DecodeHeld(raw []byte) (HeldSegment, error) {
 		L3Off:     int(h.L3Off),
 		VLANProto: h.VlanProto,
 		VLANTCI:   h.VlanTci,
+		Pending:   h.Pending,
 	}
 	if h.Expect.Family != 0 {
 		out.Src, out.Dst, out.DPort = Addr(h.Expect.Family, h.Expect.Src), Addr(h.Expect.Family, h.Expect.Dst), h.Expect.Dport
 	}
 	return out, nil
+}
+
+// EndHold removes h's hold_pending entry: from now on its sender's
+// retransmissions pass. run calls it before it sends h on (or gives up).
+func (m *Maps) EndHold(h HeldSegment) error {
+	if err := m.HoldPending.Delete(&h.Pending); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete from %s: %w", NameHoldPending, err)
+	}
+	return nil
 }
 
 // ErrHeldChecksum: a held segment's TCP checksum is neither right nor the

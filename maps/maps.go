@@ -35,6 +35,7 @@ const (
 	NameTLSSessions  = "tls_sessions"
 	NameSYNGate      = "syn_gate"
 	NameHeld         = "held"
+	NameHoldPending  = "hold_pending"
 )
 
 // table is one pinned map: its name, where its handle lives, and for the
@@ -66,6 +67,7 @@ var tables = []table{
 	{NameTLSSessions, func(m *Maps) **ebpf.Map { return &m.TLSSessions }, func(s *TableSizes) *uint32 { return &s.TLSSessions }},
 	{NameSYNGate, func(m *Maps) **ebpf.Map { return &m.SYNGate }, nil},
 	{NameHeld, func(m *Maps) **ebpf.Map { return &m.Held }, nil},
+	{NameHoldPending, func(m *Maps) **ebpf.Map { return &m.HoldPending }, nil},
 }
 
 // Names lists every map ftpgate pins, in a stable order.
@@ -158,7 +160,8 @@ type Maps struct {
 	SYNGate *ebpf.Map
 	// #15 --sync-hold: the control segments TC held, for run to send on
 	// (held.go)
-	Held *ebpf.Map
+	Held        *ebpf.Map
+	HoldPending *ebpf.Map
 
 	owned bool // Close closes the handles
 }

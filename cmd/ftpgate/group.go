@@ -49,7 +49,7 @@ func runGroup(ctx context.Context, dp *loader.Dataplane, opts loader.Options, lo
 	}
 	log.Info("joined gateway group", "group", cfg.Group, "node", cfg.NodeID, "origin", group.NodeHash(cfg.NodeID),
 		"listen", cfg.Listen, "peers", cfg.Peers, "nats_url", cfg.NATSURL, "tls", cfg.CA != "")
-	stopHolds, closeReleaser, err := releaseHeld(dp, node, log)
+	stopHolds, closeReleaser, err := releaseHeld(dp, opts.NetNS, node, log)
 	if err != nil {
 		node.Close()
 		return nil, nil, nil, err
@@ -83,7 +83,7 @@ func runGroup(ctx context.Context, dp *loader.Dataplane, opts loader.Options, lo
 	leave := func() {
 		close(done)
 		<-stopped
-		stopHolds() // no segment comes after this
+		stopHolds()  // no segment comes after this
 		node.Close() // sends on those still waiting
 		closeReleaser()
 		opts.StateDir.RemoveGroup(opts.PinDir)
@@ -97,8 +97,8 @@ func runGroup(ctx context.Context, dp *loader.Dataplane, opts loader.Options, lo
 // whatever --sync-hold says now: `config set` may turn the hold on. It
 // returns the function that stops reading and the one that closes the
 // releaser, for after the engine sent on the last segments.
-func releaseHeld(dp *loader.Dataplane, node *group.Node, log *slog.Logger) (stop, closeReleaser func(), err error) {
-	rel, err := loader.NewReleaser()
+func releaseHeld(dp *loader.Dataplane, ns string, node *group.Node, log *slog.Logger) (stop, closeReleaser func(), err error) {
+	rel, err := loader.NewReleaser(ns)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -123,7 +123,14 @@ func releaseHeld(dp *loader.Dataplane, node *group.Node, log *slog.Logger) (stop
 				log.Warn("sync hold: " + err.Error())
 				continue
 			}
-			node.Hold(group.Key{Src: h.Src, Dst: h.Dst, DPort: h.DPort}, func() error { return rel.Release(h) })
+			node.Hold(group.Key{Src: h.Src, Dst: h.Dst, DPort: h.DPort}, func() error {
+				// first: the copy sent on must pass, and if it cannot be
+				// sent, the sender's retransmission
+				if err := dp.Maps.EndHold(h); err != nil {
+					log.Warn("sync hold: " + err.Error())
+				}
+				return rel.Release(h)
+			})
 		}
 	}()
 	return func() {

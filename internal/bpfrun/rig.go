@@ -33,6 +33,7 @@ type Rig struct {
 	// the XDP one
 	AdmitHook string
 	events    *ringbuf.Reader
+	held      *ringbuf.Reader
 }
 
 // The admission hooks (--admit-hook).
@@ -81,33 +82,46 @@ func (r *Rig) Close() error {
 	if r.events != nil {
 		r.events.Close()
 	}
+	if r.held != nil {
+		r.held.Close()
+	}
 	return r.Objs.Close()
 }
 
 // Events drains the ring buffer and returns what the programs reported.
 func (r *Rig) Events() ([]maps.Event, error) {
-	if r.events == nil {
-		rd, err := ringbuf.NewReader(r.Objs.Events)
+	return drain(&r.events, r.Objs.Events, maps.DecodeEvent)
+}
+
+// Held drains the held ring (#15 --sync-hold) and returns its segments.
+func (r *Rig) Held() ([]maps.HeldSegment, error) {
+	return drain(&r.held, r.Objs.Held, maps.DecodeHeld)
+}
+
+// drain reads a ring until it is empty, opening its reader on first use.
+func drain[T any](rd **ringbuf.Reader, ring *ebpf.Map, decode func([]byte) (T, error)) ([]T, error) {
+	if *rd == nil {
+		r, err := ringbuf.NewReader(ring)
 		if err != nil {
-			return nil, fmt.Errorf("open events: %w", err)
+			return nil, fmt.Errorf("open %v: %w", ring, err)
 		}
-		r.events = rd
+		*rd = r
 	}
-	var out []maps.Event
+	var out []T
 	for {
-		r.events.SetDeadline(time.Now())
-		rec, err := r.events.Read()
+		(*rd).SetDeadline(time.Now())
+		rec, err := (*rd).Read()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return out, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("read events: %w", err)
+			return out, fmt.Errorf("read %v: %w", ring, err)
 		}
-		ev, err := maps.DecodeEvent(rec.RawSample)
+		v, err := decode(rec.RawSample)
 		if err != nil {
 			return out, err
 		}
-		out = append(out, ev)
+		out = append(out, v)
 	}
 }
 
@@ -153,6 +167,12 @@ func (r *Rig) Reset() error {
 		return err
 	}
 	if _, err := r.Events(); err != nil {
+		return err
+	}
+	if err := Clear(r.Maps.HoldPending); err != nil {
+		return err
+	}
+	if _, err := r.Held(); err != nil {
 		return err
 	}
 	// a full bucket of rejection events on every CPU

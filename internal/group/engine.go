@@ -118,6 +118,9 @@ type Engine struct {
 	capPerPeer  int
 	now         func() time.Time
 	publishHook func(Msg) // tests: instead of the bus
+	// routed names the peers the embedded server has a route to (nil with
+	// --nats-url: every peer heard from counts); --sync-hold waits for them
+	routed func() map[string]bool
 
 	C Counters
 

@@ -18,6 +18,7 @@ type fakeTable struct {
 	exp     map[Key]fakeExp
 	flows   map[string]uint32 // "src:sport>dst:dport" -> seq
 	failAdd bool
+	gate    chan struct{} // when set, AddExpectation waits until it is closed
 }
 
 type fakeExp struct {
@@ -31,6 +32,12 @@ func newFakeTable() *fakeTable {
 }
 
 func (t *fakeTable) AddExpectation(e maps.Expectation, ttl time.Duration) error {
+	t.mu.Lock()
+	gate := t.gate
+	t.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.failAdd {
@@ -104,6 +111,12 @@ type testNode struct {
 // cluster starts n nodes of group "g" in a full mesh with certificates of p.
 func cluster(t *testing.T, p *grouptest.PKI, names ...string) []*testNode {
 	t.Helper()
+	return clusterWith(t, p, defaultPolicy, names...)
+}
+
+// clusterWith is cluster with the nodes' policy.
+func clusterWith(t *testing.T, p *grouptest.PKI, policy func() Policy, names ...string) []*testNode {
+	t.Helper()
 	addrs := make([]string, len(names))
 	for i := range names {
 		addrs[i] = grouptest.FreeAddr(t)
@@ -119,7 +132,7 @@ func cluster(t *testing.T, p *grouptest.PKI, names ...string) []*testNode {
 		cert, key := p.Issue(t, name, loopback)
 		cfg := Config{Group: "g", NodeID: name, Listen: addrs[i], Peers: peers, CA: p.CA, Cert: cert, Key: key,
 			DigestInterval: 200 * time.Millisecond}
-		nodes = append(nodes, startNode(t, cfg))
+		nodes = append(nodes, startNodeWith(t, cfg, policy))
 	}
 	waitRoutes(t, nodes, len(names)-1)
 	return nodes
@@ -127,8 +140,13 @@ func cluster(t *testing.T, p *grouptest.PKI, names ...string) []*testNode {
 
 func startNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
+	return startNodeWith(t, cfg, defaultPolicy)
+}
+
+func startNodeWith(t *testing.T, cfg Config, policy func() Policy) *testNode {
+	t.Helper()
 	tbl := newFakeTable()
-	n, err := Start(cfg, tbl, defaultPolicy, nil)
+	n, err := Start(cfg, tbl, policy, nil)
 	if err != nil {
 		t.Fatalf("start %s: %v", cfg.NodeID, err)
 	}

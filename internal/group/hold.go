@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ftpgate/ftpgate/bpf"
 )
 
 // --sync-hold (#15, docs/group.md "Hold"): TC drops the control segment
@@ -15,12 +17,10 @@ import (
 // subject); the segment is sent on when every live peer has answered, or
 // after HoldWait.
 
-// HoldWait bounds how long a held segment waits for its peers. The
-// sender's own retransmission comes one RTO after the segment (Linux's
-// minimum is 200 ms, a tail loss probe for a lone segment waits as long)
-// and passes the parser as old bytes: waiting longer than that gains
-// nothing.
-const HoldWait = 200 * time.Millisecond
+// HoldWait bounds how long a held segment waits for its peers: the
+// dataplane drops its sender's retransmissions for as long (hold_pending),
+// then lets them pass, so it is the dataplane's bound (HOLD_WAIT_MS).
+const HoldWait = time.Duration(bpf.FtpgateLimitsHOLD_WAIT_MS) * time.Millisecond
 
 // maxHolds bounds the segments and acknowledgements waited for; beyond it
 // a held segment is sent on at once (counted as alone).
@@ -80,11 +80,18 @@ func (g *Engine) pruneHolds(now time.Time) {
 }
 
 // confirmed tells whether every live peer acknowledged h, and whether
-// there was one to wait for; under g.mu.
+// there was one to wait for; under g.mu. A peer is live when heard from
+// within liveWindow and, with the embedded server, reached by a route: a
+// stopped daemon's route closes at once, a partitioned one's after three
+// missed route pings.
 func (g *Engine) confirmed(h *hold, now time.Time) (done, alone bool) {
+	var routed map[string]bool
+	if g.routed != nil {
+		routed = g.routed()
+	}
 	alone = true
 	for name, p := range g.peers {
-		if p.lastSeen.IsZero() || now.Sub(p.lastSeen) > g.liveWindow() {
+		if p.lastSeen.IsZero() || now.Sub(p.lastSeen) > g.liveWindow() || routed != nil && !routed[name] {
 			continue
 		}
 		alone = false

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -190,6 +191,9 @@ func Start(cfg Config, tbl Table, policy func() Policy, clock func() (time.Durat
 	}
 	n.nc = nc
 	g := newEngine(cfg, tbl, policy, clock)
+	if n.srv != nil {
+		g.routed = routedPeers(n.srv)
+	}
 	n.Engine = g
 	if err := g.attach(nc); err != nil {
 		n.Close()
@@ -301,6 +305,33 @@ func (n *Node) shutdown() {
 	if n.srv != nil {
 		n.srv.Shutdown()
 		n.srv.WaitForShutdown()
+	}
+}
+
+// routedEvery bounds how stale the engine's view of the routes may be.
+const routedEvery = 100 * time.Millisecond
+
+// routedPeers returns a function naming the peers the embedded server has
+// a route to, read again at most every routedEvery.
+func routedPeers(srv *server.Server) func() map[string]bool {
+	var mu sync.Mutex
+	var at time.Time
+	var last map[string]bool
+	return func() map[string]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) < routedEvery && last != nil {
+			return last
+		}
+		rz, err := srv.Routez(nil)
+		if err != nil {
+			return last
+		}
+		last, at = map[string]bool{}, time.Now()
+		for _, r := range rz.Routes {
+			last[r.RemoteName] = true
+		}
+		return last
 	}
 }
 
