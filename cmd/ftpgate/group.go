@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/urfave/cli/v2"
 
 	"github.com/ftpgate/ftpgate/internal/group"
 	"github.com/ftpgate/ftpgate/loader"
@@ -49,10 +50,12 @@ func runGroup(ctx context.Context, dp *loader.Dataplane, opts loader.Options, lo
 	}
 	log.Info("joined gateway group", "group", cfg.Group, "node", cfg.NodeID, "origin", group.NodeHash(cfg.NodeID),
 		"listen", cfg.Listen, "peers", cfg.Peers, "nats_url", cfg.NATSURL, "tls", cfg.CA != "")
-	stopHolds, closeReleaser, err := releaseHeld(dp, opts.NetNS, node, log)
-	if err != nil {
-		node.Close()
-		return nil, nil, nil, err
+	stopHolds, closeReleaser := func() {}, func() {}
+	if opts.Config.SyncHold {
+		if stopHolds, closeReleaser, err = releaseHeld(dp, opts.NetNS, node, log); err != nil {
+			node.Close()
+			return nil, nil, nil, err
+		}
 	}
 	consume := func(raw []byte) {
 		ev, err := maps.DecodeEvent(raw)
@@ -94,9 +97,9 @@ func runGroup(ctx context.Context, dp *loader.Dataplane, opts loader.Options, lo
 // releaseHeld reads the held ring (--sync-hold): each control segment TC
 // held waits in the group engine for the peers' acknowledgements of its
 // expectation, then the releaser sends it on (loader.Releaser). It runs
-// whatever --sync-hold says now: `config set` may turn the hold on. It
-// returns the function that stops reading and the one that closes the
-// releaser, for after the engine sent on the last segments.
+// only with --sync-hold. It returns the function that stops reading and
+// the one that closes the releaser, for after the engine sent on the last
+// segments.
 func releaseHeld(dp *loader.Dataplane, ns string, node *group.Node, log *slog.Logger) (stop, closeReleaser func(), err error) {
 	rel, err := loader.NewReleaser(ns)
 	if err != nil {
@@ -211,6 +214,21 @@ func parenthesized(parts []string) string {
 		return ""
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// syncHold settles --sync-hold: on by default in a group, since without it
+// a data SYN that follows its 227 within microseconds can reach a peer
+// before the expectation (docs/group.md, "Hold"), but off by default with
+// --nat, which cannot hold (below), and off outside a group. Given
+// explicitly, checkSyncHold judges it.
+func syncHold(c *cli.Context, opts *loader.Options, log *slog.Logger) error {
+	if !c.IsSet("sync-hold") && opts.Group.Enabled() {
+		opts.Config.SyncHold = opts.Config.NAT == maps.NATOff
+		if !opts.Config.SyncHold {
+			log.Warn("--sync-hold off: not with --nat; a data connection may wait one SYN retransmission (1 s) when it reaches another gateway than its control connection first")
+		}
+	}
+	return checkSyncHold(*opts)
 }
 
 // checkSyncHold refuses --sync-hold outside a group, and with --nat: NAT's

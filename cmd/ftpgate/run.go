@@ -92,7 +92,7 @@ func runAction(c *cli.Context) error {
 	if err := opts.Group.Check(); err != nil {
 		return err
 	}
-	if err := checkSyncHold(opts); err != nil {
+	if err := syncHold(c, &opts, log); err != nil {
 		return err
 	}
 	opts.Logger = log

@@ -106,7 +106,7 @@ var settingsTable = []setting{
 	{name: "sync-insecure", in: inRun, usage: "allow group routes without TLS (a lab only: anyone who reaches --sync-listen can open holes)",
 		kind: groupBool(func(g *group.Config) *bool { return &g.Insecure })},
 	{name: "sync-hold", in: inRun,
-		usage: "drop a control segment that makes an expectation (227, 229, PORT, EPRT) once, so its data connection waits one TCP retransmission (~200 ms) and meets the expectation on every gateway (needs --group; not with --nat; docs/group.md)",
+		usage: "hold a control segment that makes an expectation (227, 229, PORT, EPRT) until the group's peers have the expectation (at most 1 s), so its data connection passes whichever gateway it reaches (default: on with --group, off with --nat, which cannot hold; docs/group.md)",
 		kind:  runOnly(boolean(func(c *maps.Config) *bool { return &c.SyncHold }))},
 	{name: "nats-url", in: inRun, usage: "join an existing NATS cluster at `URL` instead of embedding a server (--sync-ca/cert/key are then the client's TLS)",
 		kind: groupText(func(g *group.Config) *string { return &g.NATSURL })},

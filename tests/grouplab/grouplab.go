@@ -223,8 +223,9 @@ func (l *Lab) startVsftpd() {
 // Options are how the gateways run.
 type Options struct {
 	Sync bool
-	// Hold adds --sync-hold to Sync (docs/group.md, "Hold"); the gateways
-	// started later keep it
+	// Hold keeps --sync-hold on with Sync (its default in a group,
+	// docs/group.md "Hold"), else --sync-hold=false; the gateways started
+	// later keep it
 	Hold bool
 	// Only starts these gateways (from 0); all when nil
 	Only []int
@@ -267,8 +268,8 @@ func (l *Lab) startGateway(i int, sync bool, pki *grouptest.PKI) {
 		args = append(args, "--group", "lab", "--node-id", fmt.Sprintf("gw%d", i+1),
 			"--sync-listen", netip.AddrPortFrom(syncAddr(i), SyncPort).String(),
 			"--sync-ca", pki.CA, "--sync-cert", cert, "--sync-key", key)
-		if l.hold {
-			args = append(args, "--sync-hold")
+		if !l.hold {
+			args = append(args, "--sync-hold=false") // on by default in a group
 		}
 		for j := range Gateways {
 			if j != i {

@@ -119,11 +119,11 @@ func TestGroupLab(t *testing.T) {
 		return
 	}
 
-	// --sync-hold: the segment that makes an expectation (227/229, PORT/EPRT)
-	// is dropped once, and its retransmission one RTO later finds the
-	// expectation on every gateway: no data SYN is dropped, every transfer
-	// starts one RTO late (docs/group.md, "Hold"). The gateways keep it for
-	// the steps after.
+	// --sync-hold, on by default in a group: the segment that makes an
+	// expectation (227/229, PORT/EPRT) is held until both peers acknowledge
+	// the expectation, then sent on where TC held it; the data SYN that
+	// answers it passes whichever gateway it reaches (docs/group.md,
+	// "Hold"). The gateways keep it for the steps after.
 	t.Run("sync hold", func(t *testing.T) {
 		for i := range Gateways {
 			l.StopGateway(i)
@@ -137,26 +137,37 @@ func TestGroupLab(t *testing.T) {
 		ok, stalled, failed, worst := Summary(trs)
 		p50, p50Fast := StartP50(trs)
 		_, drops := l.Counter("syn_drop_unexpected")
+		drops -= dropsBefore
 		_, held := l.Counter("group_hold")
-		_, retrans := l.Counter("ctrl_retransmit") // since the gateways' first start
-		t.Logf("sync hold: %d transfers, %d ok, %d stalled (time_starttransfer >= 1 s), %d failed, slowest %v, time_starttransfer p50 %v (%v of those not stalled), group_hold %d, ctrl_retransmit %d, syn_drop_unexpected %d",
-			len(trs), ok, stalled, failed, worst, p50, p50Fast, held, retrans, drops-dropsBefore)
+		_, heldBack := l.Counter("group_hold_retransmit")
+		outcomes := map[string]int{}
 		for i := range Gateways {
 			out, _ := l.CLI(i, "status")
 			t.Logf("gw%d counters: %s\n%s", i+1, l.NonZero(i), statusGroupLines(out))
+			for o, n := range holdOutcomes(out) {
+				outcomes[o] += n
+			}
 		}
+		t.Logf("sync hold: %d transfers, %d ok, %d stalled (time_starttransfer >= 1 s), %d failed, slowest %v, time_starttransfer p50 %v (%v of those not stalled), group_hold %d, held segments sent on %v, retransmissions held back %d, syn_drop_unexpected %d",
+			len(trs), ok, stalled, failed, worst, p50, p50Fast, held, outcomes, heldBack, drops)
 		if failed > 0 {
 			t.Fatalf("%d transfers failed with --sync-hold", failed)
 		}
 		if held < uint64(len(trs)) {
-			t.Fatalf("group_hold %d: want at least one hold per transfer (%d)", held, len(trs))
+			t.Fatalf("group_hold %d: want at least one hold per transfer (%d): is --sync-hold on by default in a group?", held, len(trs))
 		}
-		// The goal is no stall. Measured: 5 of 250, each a SYN dropped
-		// because the retransmitted 227/229 still beat the replication
-		// (its p99 here, 180 to 270 ms, passes the 200 ms RTO); without
-		// the hold about half stall (sync on, above).
-		if stalled*10 > len(trs) {
-			t.Errorf("%d of %d transfers stalled with --sync-hold: want at most a tenth", stalled, len(trs))
+		if n := outcomes["confirmed"] + outcomes["timeout"] + outcomes["alone"]; n < len(trs) {
+			t.Fatalf("%d held segments sent on by run, want one per transfer (%d)", n, len(trs))
+		}
+		// the point: no data SYN meets a gateway without its expectation
+		if drops > 0 {
+			t.Errorf("%d data SYNs dropped with --sync-hold (hold timeouts %d): want none", drops, outcomes["timeout"])
+		}
+		// A transfer may still start a second late with no SYN dropped
+		// anywhere: sixteen sessions at once on two shared cores (1 of 250
+		// once, with another lab running beside); at most one in a hundred.
+		if stalled*100 > len(trs) {
+			t.Errorf("%d of %d transfers stalled with --sync-hold: want at most one in a hundred", stalled, len(trs))
 		}
 	})
 	if t.Failed() {
@@ -229,6 +240,27 @@ func TestGroupLab(t *testing.T) {
 }
 
 // statusGroupLines is the group part of a status.
+// holdOutcomes reads the held segments sent on, by outcome, from status's
+// "hold:" line.
+func holdOutcomes(status string) map[string]int {
+	out := map[string]int{}
+	for _, line := range strings.Split(status, "\n") {
+		rest, ok := strings.CutPrefix(line, "hold:")
+		if !ok {
+			continue
+		}
+		if i, j := strings.Index(rest, "("), strings.Index(rest, ")"); i >= 0 && j > i {
+			for _, part := range strings.Split(rest[i+1:j], ", ") {
+				if name, n, ok := strings.Cut(part, " "); ok {
+					v, _ := strconv.Atoi(n)
+					out[name] += v
+				}
+			}
+		}
+	}
+	return out
+}
+
 func statusGroupLines(out string) string {
 	var keep []string
 	on := false
