@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -118,8 +119,12 @@ func releaseHeld(dp *loader.Dataplane, ns string, node *group.Node, log *slog.Lo
 		defer close(stopped)
 		for {
 			rec, err := rd.Read()
+			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) {
+				return
+			}
 			if err != nil {
-				return // closed
+				log.Warn("sync hold: read held segments", "err", err)
+				continue
 			}
 			h, err := maps.DecodeHeld(rec.RawSample)
 			if err != nil {
@@ -136,9 +141,15 @@ func releaseHeld(dp *loader.Dataplane, ns string, node *group.Node, log *slog.Lo
 			})
 		}
 	}()
+	// leaving: no new hold (the dataplane stays, no one would send it on),
+	// then those in the ring to the engine, which sends them on as it closes
 	return func() {
-		rd.Close()
+		if err := dp.Maps.SetSyncHold(false); err != nil {
+			log.Warn("sync hold: turn off", "err", err)
+		}
+		rd.Flush()
 		<-stopped
+		rd.Close()
 	}, rel.Close, nil
 }
 
