@@ -57,8 +57,20 @@ func TestRemoteExpectationAndFlow(t *testing.T) {
 	wantVerdict(t, r, packet.TCP{Src: ap(client4, 51400), Dst: ap(server4, 40200), Seq: 777, Flags: packet.SYN}.Bytes(), bpftest.XDPPass)
 	wantVerdict(t, r, packet.TCP{Src: ap(client4, 51400), Dst: ap(server4, 40200), Seq: 778, Flags: packet.SYN}.Bytes(), bpftest.XDPDrop)
 
+	// the key's next expectation, of another control connection: a late
+	// removal of the first one leaves it (a passive port comes back)
+	next := e
+	next.Control.ClientPort, next.Origin = 40001, 0
+	must(t, r.Maps.AddExpectation(next, time.Minute))
+	must(t, r.Maps.DeleteExpectation(e))
+	must(t, r.Maps.DeleteExpectation(maps.Expectation{Src: e.Src, Dst: e.Dst, DPort: e.DPort, Origin: origin}))
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 51303), ap(server4, 40100)), bpftest.XDPPass)
+
 	must(t, r.Maps.AddExpectation(e, time.Minute))
 	must(t, r.Maps.DeleteExpectation(e))
 	must(t, r.Maps.DeleteExpectation(e)) // gone already: not an error
 	wantVerdict(t, r, bpftest.SYN(ap(client4, 51302), ap(server4, 40100)), bpftest.XDPDrop)
+	must(t, r.Maps.AddExpectation(e, time.Minute))
+	must(t, r.Maps.DeleteExpectation(maps.Expectation{Src: e.Src, Dst: e.Dst, DPort: e.DPort, Origin: origin})) // by origin
+	wantVerdict(t, r, bpftest.SYN(ap(client4, 51304), ap(server4, 40100)), bpftest.XDPDrop)
 }

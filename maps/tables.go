@@ -432,10 +432,31 @@ func ExpectKey(e Expectation) bpf.FtpgateExpectKey {
 	return bpf.FtpgateExpectKey{Family: fam, Dport: e.DPort, Src: src, Dst: dst}
 }
 
-// DeleteExpectation removes the expectation of e's key, if it is there
-// (a gateway-group peer consumed or removed it, #15).
+// DeleteExpectation removes the expectation of e's key if it is still the
+// one e means (a gateway-group peer consumed or removed it, #15): made by
+// e's control connection, or, when e names none, tagged with e's origin.
+// Keys come back (a server's next passive port may be one it used before),
+// and a removal from one peer may arrive after the key's next expectation
+// came from another, or was made here: that one stays. A write between the
+// look-up and the delete (microseconds) is not guarded.
 func (m *Maps) DeleteExpectation(e Expectation) error {
-	if err := m.Expectations.Delete(ExpectKey(e)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	k := ExpectKey(e)
+	var v bpf.FtpgateExpectVal
+	err := m.Expectations.Lookup(k, &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", NameExpectations, err)
+	}
+	if e.Control.Client.IsValid() {
+		if v.Ctrl != e.Control.Key() {
+			return nil
+		}
+	} else if v.Origin != e.Origin {
+		return nil
+	}
+	if err := m.Expectations.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete from %s: %w", NameExpectations, err)
 	}
 	return nil

@@ -386,7 +386,9 @@ func (g *Engine) apply(node string, entries []Entry, full bool) {
 			}
 			writes = append(writes, write{e, late})
 		case OpConsumed, OpRemoved:
-			delete(g.local, k)
+			if l, ok := g.local[k]; ok && l.e.Control == e.Control {
+				delete(g.local, k) // not a later expectation of the key made here
+			}
 			for _, q := range g.peers {
 				delete(q.entries, k)
 			}
@@ -431,7 +433,7 @@ func (g *Engine) apply(node string, entries []Entry, full bool) {
 		g.C.Applied.Add(1)
 	}
 	for _, k := range gone {
-		if err := g.tbl.DeleteExpectation(maps.Expectation{Src: k.Src, Dst: k.Dst, DPort: k.DPort}); err != nil {
+		if err := g.tbl.DeleteExpectation(maps.Expectation{Src: k.Src, Dst: k.Dst, DPort: k.DPort, Origin: origin}); err != nil {
 			g.log.Warn("group: remove what a peer no longer holds", "peer", node, "err", err)
 		}
 	}
