@@ -102,12 +102,7 @@ func (r *Releaser) Release(h maps.HeldSegment) error {
 	if err := maps.FinishChecksum(frame, h.L3Off); err != nil {
 		return err
 	}
-	if h.VLANProto != 0 {
-		var tag [4]byte
-		binary.NativeEndian.PutUint16(tag[:], h.VLANProto) // network order already
-		binary.BigEndian.PutUint16(tag[2:], h.VLANTCI)
-		frame = slices.Insert(slices.Clone(frame), 12, tag[:]...)
-	}
+	frame = withVLAN(frame, h.VLANProto, h.VLANTCI)
 	if h.Ingress {
 		return inNetns(r.ns, func() error {
 			_, err := r.pass.Run(&ebpf.RunOptions{
@@ -125,6 +120,18 @@ func (r *Releaser) Release(h maps.HeldSegment) error {
 		return fmt.Errorf("send held segment out of ifindex %d: %w", h.Ifindex, err)
 	}
 	return nil
+}
+
+// withVLAN puts a VLAN tag the device kept outside an Ethernet frame back
+// after its addresses; proto is in network order, 0 for no tag.
+func withVLAN(frame []byte, proto, tci uint16) []byte {
+	if proto == 0 {
+		return frame
+	}
+	var tag [4]byte
+	binary.NativeEndian.PutUint16(tag[:], proto)
+	binary.BigEndian.PutUint16(tag[2:], tci)
+	return slices.Insert(slices.Clone(frame), 12, tag[:]...)
 }
 
 // Close frees the releaser's program and socket.
