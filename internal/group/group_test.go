@@ -101,8 +101,15 @@ type testNode struct {
 	cfg Config
 }
 
-// cluster starts n nodes of group "g" in a full mesh with certificates of p.
+// cluster starts n nodes of group "g" in a full mesh with certificates of
+// p, digests every 200 ms.
 func cluster(t *testing.T, p *grouptest.PKI, names ...string) []*testNode {
+	t.Helper()
+	return clusterEvery(t, p, 200*time.Millisecond, names...)
+}
+
+// clusterEvery is cluster with digests every interval.
+func clusterEvery(t *testing.T, p *grouptest.PKI, interval time.Duration, names ...string) []*testNode {
 	t.Helper()
 	addrs := make([]string, len(names))
 	for i := range names {
@@ -118,7 +125,7 @@ func cluster(t *testing.T, p *grouptest.PKI, names ...string) []*testNode {
 		}
 		cert, key := p.Issue(t, name, loopback)
 		cfg := Config{Group: "g", NodeID: name, Listen: addrs[i], Peers: peers, CA: p.CA, Cert: cert, Key: key,
-			DigestInterval: 200 * time.Millisecond}
+			DigestInterval: interval}
 		nodes = append(nodes, startNode(t, cfg))
 	}
 	waitRoutes(t, nodes, len(names)-1)
