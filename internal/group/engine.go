@@ -150,7 +150,7 @@ type Engine struct {
 	closed  bool
 }
 
-func (g *Engine) subject(s string) string { return "ftpgate." + g.group + "." + s }
+func (g *Engine) subject(s string) string { return Subject(g.group, s) }
 
 // attach subscribes e to the group's subjects on nc and starts the digest
 // loop; the snapshot request goes out at once.
