@@ -39,7 +39,10 @@ const (
 	maxRecentDrops = 4096
 	// digestMargin: expectations this close to their expiry are left out
 	// of digests, so that a sender and a receiver whose clocks of expiry
-	// differ by the transit time do not disagree
+	// differ by the transit time do not disagree; those younger than one
+	// digest interval are left out too (liveKeys): one made or consumed
+	// between a digest and its comparison on a peer made the two differ,
+	// and cost a snapshot, more often than anything was lost
 	digestMargin = time.Second
 	// snapshotWait bounds a snapshot request
 	snapshotWait = 2 * time.Second
@@ -134,7 +137,7 @@ type Engine struct {
 	closed  bool
 }
 
-func (g *Engine) subject(s string) string { return "ftpgate." + g.group + "." + s }
+func (g *Engine) subject(s string) string { return Subject(g.group, s) }
 
 // attach subscribes e to the group's subjects on nc and starts the digest
 // loop; the snapshot request goes out at once.
@@ -449,11 +452,21 @@ func (g *Engine) expire(p *peer, now time.Time) {
 	}
 }
 
-// liveKeys returns the keys of set expiring after now+digestMargin.
-func liveKeys[V any](set map[Key]V, expires func(V) time.Time, now time.Time) []Key {
+// liveKeys returns the keys of set a digest covers: those expiring after
+// now+digestMargin, and older than one interval. The age is read from the
+// expiry, on both sides: an expectation lives timeout (--expect-timeout,
+// which the members share) from when its parser made it, so one expiring
+// after now+timeout-interval was made less than an interval ago; a
+// receiver's expiry is its arrival plus the lifetime left when it was
+// sent, so there the age runs from its arrival. The digest travels the
+// same bus: the two sides disagree only on an entry whose age crosses the
+// interval within the difference between its transit and the digest's.
+// Without a timeout (0: no cap) ages cannot be read and none is left out.
+func liveKeys[V any](set map[Key]V, expires func(V) time.Time, now time.Time, timeout, interval time.Duration) []Key {
+	from, to := now.Add(digestMargin), now.Add(timeout-interval)
 	var keys []Key
 	for k, v := range set {
-		if expires(v).After(now.Add(digestMargin)) {
+		if x := expires(v); x.After(from) && (timeout <= 0 || !x.After(to)) {
 			keys = append(keys, k)
 		}
 	}
@@ -461,13 +474,14 @@ func liveKeys[V any](set map[Key]V, expires func(V) time.Time, now time.Time) []
 }
 
 func (g *Engine) localDigest(now time.Time) (uint64, int) {
+	timeout := g.policy().ExpectTimeout
 	g.mu.Lock()
 	for k, l := range g.local {
 		if !now.Before(l.expires) {
 			delete(g.local, k)
 		}
 	}
-	keys := liveKeys(g.local, func(l local) time.Time { return l.expires }, now)
+	keys := liveKeys(g.local, func(l local) time.Time { return l.expires }, now, timeout, g.interval)
 	g.mu.Unlock()
 	return Digest(keys), len(keys)
 }
@@ -487,12 +501,13 @@ func (g *Engine) onDigest(m *nats.Msg) {
 		return
 	}
 	now := g.now()
+	timeout := g.policy().ExpectTimeout
 	g.mu.Lock()
 	p := g.peerOf(msg.Node)
 	absent := p.lastSeen.IsZero() || now.Sub(p.lastSeen) > 3*g.interval
 	p.lastSeen = now
 	g.expire(p, now)
-	keys := liveKeys(p.entries, func(t time.Time) time.Time { return t }, now)
+	keys := liveKeys(p.entries, func(t time.Time) time.Time { return t }, now, timeout, g.interval)
 	p.digestOK = Digest(keys) == msg.Digest && len(keys) == msg.Count
 	// one request per interval at most: the reply may still be on its way
 	ask := (absent || !p.digestOK) && now.Sub(p.asked) >= g.interval

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/ftpgate/ftpgate/internal/group/grouptest"
 	"github.com/ftpgate/ftpgate/maps"
 )
@@ -285,6 +287,47 @@ func TestDigestRepair(t *testing.T) {
 		ps := b.Peers()
 		return len(ps) == 1 && ps[0].InSync && ps[0].Entries == 2
 	}, "b in sync with a: %+v", b.Peers())
+}
+
+// TestDigestLeavesOutYoung: an expectation made between the sender's
+// digest and the receiver's comparison is in the receiver's view and not
+// in the digest. Both sides leave out what is younger than one digest
+// interval, so that costs no snapshot; an expectation older than that
+// which the receiver lacks still does.
+func TestDigestLeavesOutYoung(t *testing.T) {
+	p := grouptest.NewPKI(t, "ca")
+	// digests every 5 s: this test hands b a's digests itself, well within
+	n := clusterEvery(t, p, 5*time.Second, "a", "b")
+	a, b := n[0], n[1]
+	digest := func() *nats.Msg {
+		d, c := a.Engine.localDigest(time.Now())
+		body, err := Encode(Msg{Node: "a", Digest: d, Count: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &nats.Msg{Data: body}
+	}
+	sent := digest() // a's digest leaves...
+	a.HandleEvent(created(50000))
+	eventually(t, 5*time.Second, func() bool { _, ok := b.tbl.get(key(50000)); return ok }, "b to hold 50000")
+	b.Engine.onDigest(sent) // ...and b compares it after 50000 arrived
+	if r := b.C.Repairs.Load(); r != 0 {
+		t.Fatalf("%d repairs for an expectation made while a digest was on its way", r)
+	}
+	if ps := b.Peers(); len(ps) != 1 || !ps[0].InSync {
+		t.Fatalf("b's view of a: %+v, want in sync", ps)
+	}
+
+	// one made a minute ago (4 of its 5 minutes left) that b never heard of
+	a.Engine.mu.Lock()
+	e := Entry{Op: OpCreated, Kind: maps.KindPasv, Src: client, Dst: srv, DPort: 50001, Control: ctrl}
+	a.Engine.local[key(50001)] = local{e: e, expires: time.Now().Add(4 * time.Minute)}
+	a.Engine.mu.Unlock()
+	b.Engine.onDigest(digest())
+	if r := b.C.Repairs.Load(); r != 1 {
+		t.Fatalf("%d repairs for an old expectation b lacks, want 1", r)
+	}
+	eventually(t, 5*time.Second, func() bool { _, ok := b.tbl.get(key(50001)); return ok }, "b to repair 50001")
 }
 
 // TestPartitionHeal: a node cut off keeps working; once the route is back,

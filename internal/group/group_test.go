@@ -108,14 +108,26 @@ type testNode struct {
 	cfg Config
 }
 
-// cluster starts n nodes of group "g" in a full mesh with certificates of p.
+// cluster starts n nodes of group "g" in a full mesh with certificates of
+// p, digests every 200 ms.
 func cluster(t *testing.T, p *grouptest.PKI, names ...string) []*testNode {
 	t.Helper()
-	return clusterWith(t, p, defaultPolicy, names...)
+	return clusterOf(t, p, defaultPolicy, 200*time.Millisecond, names...)
 }
 
 // clusterWith is cluster with the nodes' policy.
 func clusterWith(t *testing.T, p *grouptest.PKI, policy func() Policy, names ...string) []*testNode {
+	t.Helper()
+	return clusterOf(t, p, policy, 200*time.Millisecond, names...)
+}
+
+// clusterEvery is cluster with digests every interval.
+func clusterEvery(t *testing.T, p *grouptest.PKI, interval time.Duration, names ...string) []*testNode {
+	t.Helper()
+	return clusterOf(t, p, defaultPolicy, interval, names...)
+}
+
+func clusterOf(t *testing.T, p *grouptest.PKI, policy func() Policy, interval time.Duration, names ...string) []*testNode {
 	t.Helper()
 	addrs := make([]string, len(names))
 	for i := range names {
@@ -131,7 +143,7 @@ func clusterWith(t *testing.T, p *grouptest.PKI, policy func() Policy, names ...
 		}
 		cert, key := p.Issue(t, name, loopback)
 		cfg := Config{Group: "g", NodeID: name, Listen: addrs[i], Peers: peers, CA: p.CA, Cert: cert, Key: key,
-			DigestInterval: 200 * time.Millisecond}
+			DigestInterval: interval}
 		nodes = append(nodes, startNodeWith(t, cfg, policy))
 	}
 	waitRoutes(t, nodes, len(names)-1)

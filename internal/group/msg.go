@@ -56,6 +56,10 @@ type Entry struct {
 	Seq   uint32 `json:"seq,omitempty"`
 }
 
+// Subject is group's subject name: "x" carries entries, "digest" the
+// digests, "snap" and "snap.<node>" snapshot requests.
+func Subject(group, name string) string { return "ftpgate." + group + "." + name }
+
 // Key identifies an expectation, as the map key does.
 type Key struct {
 	Src   netip.Addr `json:"src"`

@@ -290,6 +290,10 @@ const (
 	routePingsOut = 3
 )
 
+// Conn is the node's connection to its group's bus (the group lab's rogue
+// member publishes on it what no dataplane made).
+func (n *Node) Conn() *nats.Conn { return n.nc }
+
 // Close leaves the group.
 func (n *Node) Close() {
 	if n.Engine != nil {

@@ -2,6 +2,7 @@ package grouplab
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +13,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if orders := os.Getenv(RogueEnv); orders != "" { // this binary again, as the rogue member
+		if err := RunRogue(orders); err != nil {
+			fmt.Fprintln(os.Stderr, "rogue:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	lab.RemoveBuilt()
 	os.Exit(code)
@@ -53,7 +61,8 @@ func waitStatus(t *testing.T, l *Lab, i int, timeout time.Duration, want ...stri
 // TestGroupLab: through an L4 ECMP group of three gateways, without sync a
 // data connection whose hash picks another gateway than its control
 // connection's is dropped; with sync every transfer succeeds with no
-// retransmission stall. Then failover, partition and heal, restart.
+// retransmission stall. Then failover, partition and heal, restart, a
+// rogue member, a foreign certificate.
 // Set FTPGATE_GROUPLAB=1 (make grouplab): it takes minutes.
 func TestGroupLab(t *testing.T) {
 	if os.Getenv("FTPGATE_GROUPLAB") == "" {
@@ -229,6 +238,8 @@ func TestGroupLab(t *testing.T) {
 		}
 		allSucceed(t, l, "after the heal", 52000)
 	})
+
+	t.Run("rogue member", func(t *testing.T) { rogueMember(t, l) })
 
 	t.Run("foreign certificate", func(t *testing.T) {
 		l.StopGateway(2)
