@@ -15,9 +15,10 @@ VM_PKGS   := bpf loader tests/vmtest
 # NAT object (#12), ctnetlink for the tests that list conntrack entries, and
 # nf_tables with what the NAT lab's ruleset uses (nat chains, dnat,
 # masquerade, ct; counter objects and objref are modules up to 6.1): the
-# guests have no modprobe, so nothing is loaded on demand
+# guests have no modprobe, so nothing is loaded on demand; 8021q for the
+# releaser's VLAN case (#15 --sync-hold, loader/release_test.go)
 VM_MODULES ?= veth sch_ingress cls_bpf act_bpf tun nf_conntrack nf_nat nf_conntrack_netlink crc32c_generic? \
-	nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_counter? nft_objref?
+	nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_counter? nft_objref? 8021q?
 # per VM: on 7.x every loader start verifies the NAT object before falling
 # back, and a VM of the matrix took 18 minutes on a busy 2-core host
 VM_TIMEOUT ?= 30m
