@@ -41,9 +41,11 @@ func cpuTime() time.Duration {
 // BenchmarkGroupSync: three group nodes with mutual-TLS routes on loopback
 // in this process (the embedded servers and engines of three daemons, not
 // their dataplanes). One publishes 1000 created expectations a second for
-// 10 s; measured: the time from its HandleEvent (where run hands it the
-// ring's record) to the peer's map write (AddExpectation), and the CPU the
-// whole process spent, both ends of every entry.
+// 10 s, each with its segment held (--sync-hold, the default in a group);
+// measured: the time from its HandleEvent (where run hands it the ring's
+// record) to the peer's map write (AddExpectation), the time until both
+// peers acknowledged it (when run would send the held segment on), and the
+// CPU the whole process spent, both ends of every entry and the acks.
 func BenchmarkGroupSync(b *testing.B) {
 	const rate, seconds = 1000, 10
 	p := grouptest.NewPKI(b, "bench")
@@ -60,7 +62,7 @@ func BenchmarkGroupSync(b *testing.B) {
 			}
 		}
 		n, err := group.Start(group.Config{Group: "bench", NodeID: name, Listen: addrs[i], Peers: peers, CA: p.CA, Cert: cert, Key: key},
-			tables[i], func() group.Policy { return group.Policy{ExpectTimeout: maps.DefaultExpectTimeout} }, nil)
+			tables[i], func() group.Policy { return group.Policy{ExpectTimeout: maps.DefaultExpectTimeout, SyncHold: true} }, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -69,13 +71,16 @@ func BenchmarkGroupSync(b *testing.B) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, n := range nodes {
-		for len(n.Status().Routes) < 2 {
+		// routes, and a digest from each peer: a hold waits for peers heard from
+		for len(n.Status().Routes) < 2 || len(n.Peers()) < 2 {
 			if time.Now().After(deadline) {
 				b.Fatal("routes did not form")
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	var relMu sync.Mutex
+	released := map[uint16]time.Time{}
 	client, server := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("198.51.100.20")
 	ctrl := maps.Control{Client: client, ClientPort: 40000, Server: server, ServerPort: 21}
 	sent := map[uint16]time.Time{}
@@ -87,6 +92,12 @@ func BenchmarkGroupSync(b *testing.B) {
 		port := uint16(1024 + i)
 		sent[port] = time.Now()
 		nodes[0].HandleEvent(maps.Event{Type: maps.EventCreated, Kind: maps.KindPasv, Src: client, Dst: server, DPort: port, Control: ctrl})
+		nodes[0].Hold(group.Key{Src: client, Dst: server, DPort: port}, func() error {
+			relMu.Lock()
+			released[port] = time.Now()
+			relMu.Unlock()
+			return nil
+		})
 	}
 	tick.Stop()
 	// let the last ones arrive
@@ -112,11 +123,33 @@ func BenchmarkGroupSync(b *testing.B) {
 		b.Errorf("%d of %d expectations arrived", len(lat), 2*total)
 	}
 	pct := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
+	var waits []time.Duration
+	for end := time.Now().Add(2 * group.HoldWait); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		relMu.Lock()
+		n := len(released)
+		relMu.Unlock()
+		if n == total {
+			break
+		}
+	}
+	relMu.Lock()
+	for port, at := range released {
+		waits = append(waits, at.Sub(sent[port]))
+	}
+	relMu.Unlock()
+	slices.Sort(waits)
+	if len(waits) < total {
+		b.Errorf("%d of %d held segments sent on", len(waits), total)
+	}
+	by, _, _ := nodes[0].C.Holds()
 	us := func(d time.Duration) float64 { return float64(d.Microseconds()) }
 	addRow(Row{Section: "group", Case: "replication latency p50 (event to peer map write, TLS routes, loopback)", Value: us(pct(0.5)), Unit: "µs"})
 	addRow(Row{Section: "group", Case: "replication latency p99", Value: us(pct(0.99)), Unit: "µs"})
-	addRow(Row{Section: "group", Case: "CPU of a 3-node group at 1000 expectations/s (one publishes, two apply)", Value: 100 * cpu.Seconds() / wall.Seconds(), Unit: "% of a core"})
-	addNote("group", "%d expectations at %d/s from node a; %d arrivals at b and c; process CPU %v over %v", total, rate, len(lat), cpu.Round(time.Millisecond), wall.Round(time.Millisecond))
+	wait := func(q float64) time.Duration { return waits[int(q*float64(len(waits)-1))] }
+	addRow(Row{Section: "group", Case: "hold wait p50 (event to both peers' acknowledgements: a held segment sent on)", Value: us(wait(0.5)), Unit: "µs"})
+	addRow(Row{Section: "group", Case: "hold wait p99", Value: us(wait(0.99)), Unit: "µs"})
+	addRow(Row{Section: "group", Case: "CPU of a 3-node group at 1000 expectations/s (one publishes, two apply and acknowledge)", Value: 100 * cpu.Seconds() / wall.Seconds(), Unit: "% of a core"})
+	addNote("group", "%d expectations at %d/s from node a; %d arrivals at b and c; held segments sent on %v; process CPU %v over %v", total, rate, len(lat), by, cpu.Round(time.Millisecond), wall.Round(time.Millisecond))
 	b.ReportMetric(us(pct(0.5)), "p50-µs")
 	b.ReportMetric(us(pct(0.99)), "p99-µs")
 	b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "cpu-%")
