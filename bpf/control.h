@@ -382,16 +382,16 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 	if (p.payload_len) {
 		s->login = 0;
 		s->made = 0;
-		if (hold_retransmit(s, p.seq, now))
-			return TC_ACT_SHOT;
+		if (hold_retransmit(s, p.seq, p.payload_len, now))
+			return TC_ACT_STOLEN;
 		if (tcp_trusted(cv))
 			stream_segment(skb, s, st, other, dir, p.seq, p.payload_len, p.payload_off, loaded);
 		else
 			untrusted_payload(st, p.seq, p.payload_len);
 		if (s->login)
 			return login_guard(skb, ingress);
-		if (sync_hold(skb, s, p.seq, p.l3_off, ingress, now))
-			return TC_ACT_SHOT;
+		if (sync_hold(skb, s, &p, ingress, now))
+			return TC_ACT_STOLEN;
 	}
 	if (p.flags & TCPF_FIN)
 		stream_fin(s, cv, st, other, p.seq + p.payload_len);

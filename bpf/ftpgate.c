@@ -81,6 +81,7 @@ int ftpgate_tc_egress(struct __sk_buff *skb)
 struct btf_anchor {
 	struct event ev;
 	struct held_segment held;
+	enum hold_lease_flags hold_flags;
 	enum limits limits;
 	enum stat stat;
 	enum kind kind;

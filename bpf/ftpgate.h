@@ -394,14 +394,26 @@ struct hold_key {
 	__u32 dir; /* enum direction */
 };
 
-/* until when its sender's retransmissions are dropped, and where it ends */
+/* until when its sender's retransmissions are dropped, and its bytes */
 struct hold_val {
 	__u64 until_ns; /* ftpgate clock */
+	__u32 start_seq;
 	__u32 end_seq;
+};
+
+/* run's lease on the hold (hold_lease, entry 0): renewed while it reads the held ring */
+enum hold_lease_flags {
+	HOLD_INGRESS = 1, /* run can send on a segment held at ingress (BPF_PROG_RUN live frames) */
+};
+
+struct hold_lease {
+	__u64 until_ns; /* ftpgate clock; 0: no run */
+	__u32 flags;    /* enum hold_lease_flags */
 	__u32 pad;
 };
 
 struct held_segment {
+	__u64 held_ns;    /* ftpgate clock: run drops a record older than HOLD_WAIT_MS */
 	__u32 ifindex;    /* the device whose hook held it */
 	__u16 len;        /* bytes of data */
 	__u8 ingress;     /* held at TC ingress, else at egress */

@@ -302,6 +302,7 @@ type FtpgateFtpTrack struct {
 
 type FtpgateHeldSegment struct {
 	_         structs.HostLayout
+	HeldNs    uint64
 	Ifindex   uint32
 	Len       uint16
 	Ingress   uint8
@@ -311,6 +312,7 @@ type FtpgateHeldSegment struct {
 	Expect    FtpgateExpectKey
 	Pending   FtpgateHoldKey
 	Data      [512]uint8
+	_         [4]byte
 }
 
 type FtpgateHoldKey struct {
@@ -319,11 +321,24 @@ type FtpgateHoldKey struct {
 	Dir  uint32
 }
 
-type FtpgateHoldVal struct {
+type FtpgateHoldLease struct {
 	_       structs.HostLayout
 	UntilNs uint64
-	EndSeq  uint32
+	Flags   uint32
 	Pad     uint32
+}
+
+type FtpgateHoldLeaseFlags uint32
+
+const (
+	FtpgateHoldLeaseFlagsHOLD_INGRESS FtpgateHoldLeaseFlags = 1
+)
+
+type FtpgateHoldVal struct {
+	_        structs.HostLayout
+	UntilNs  uint64
+	StartSeq uint32
+	EndSeq   uint32
 }
 
 type FtpgateIfaceVal struct {
@@ -367,9 +382,10 @@ const (
 	FtpgateLimitsMAX_TABLE_ENTRIES           FtpgateLimits = 16777216
 	FtpgateLimitsEVENTS_BYTES                FtpgateLimits = 262144
 	FtpgateLimitsHELD_BYTES                  FtpgateLimits = 512
-	FtpgateLimitsHELD_RING_BYTES             FtpgateLimits = 65536
+	FtpgateLimitsHELD_RING_BYTES             FtpgateLimits = 262144
 	FtpgateLimitsHOLD_WAIT_MS                FtpgateLimits = 1000
 	FtpgateLimitsHOLD_PENDING                FtpgateLimits = 4096
+	FtpgateLimitsHOLD_LEASE_RENEW_MS         FtpgateLimits = 250
 	FtpgateLimitsSYN_GATE_RTO_MAX_SEC        FtpgateLimits = 120
 	FtpgateLimitsSYN_GATE_SLACK_SEC          FtpgateLimits = 10
 	FtpgateLimitsMAX_GUARDED_IFS             FtpgateLimits = 256
@@ -655,7 +671,10 @@ const (
 	FtpgateStatSTAT_GROUP_HOLD_LONG        FtpgateStat = 117
 	FtpgateStatSTAT_GROUP_HOLD_RING_FULL   FtpgateStat = 118
 	FtpgateStatSTAT_GROUP_HOLD_RETRANSMIT  FtpgateStat = 119
-	FtpgateStatSTAT_MAX                    FtpgateStat = 120
+	FtpgateStatSTAT_GROUP_HOLD_NO_RUN      FtpgateStat = 120
+	FtpgateStatSTAT_GROUP_HOLD_UNSENDABLE  FtpgateStat = 121
+	FtpgateStatSTAT_GROUP_HOLD_BUSY        FtpgateStat = 122
+	FtpgateStatSTAT_MAX                    FtpgateStat = 123
 )
 
 type FtpgateTcpTrackFlags uint32
@@ -731,6 +750,7 @@ const (
 	FtpgateMapExpectations      = "expectations"
 	FtpgateMapGuardedIfs        = "guarded_ifs"
 	FtpgateMapHeld              = "held"
+	FtpgateMapHoldLease         = "hold_lease"
 	FtpgateMapHoldPending       = "hold_pending"
 	FtpgateMapNatOwn            = "nat_own"
 	FtpgateMapScratchBuf        = "scratch_buf"
@@ -809,6 +829,7 @@ type FtpgateMapSpecs struct {
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
 	Held          *ebpf.MapSpec `ebpf:"held"`
+	HoldLease     *ebpf.MapSpec `ebpf:"hold_lease"`
 	HoldPending   *ebpf.MapSpec `ebpf:"hold_pending"`
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
@@ -857,6 +878,7 @@ type FtpgateMaps struct {
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
 	Held          *ebpf.Map `ebpf:"held"`
+	HoldLease     *ebpf.Map `ebpf:"hold_lease"`
 	HoldPending   *ebpf.Map `ebpf:"hold_pending"`
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
@@ -881,6 +903,7 @@ func (m *FtpgateMaps) Close() error {
 		m.Expectations,
 		m.GuardedIfs,
 		m.Held,
+		m.HoldLease,
 		m.HoldPending,
 		m.NatOwn,
 		m.ScratchBuf,

@@ -29,6 +29,7 @@ const (
 	FtpgateNatMapExpectations      = "expectations"
 	FtpgateNatMapGuardedIfs        = "guarded_ifs"
 	FtpgateNatMapHeld              = "held"
+	FtpgateNatMapHoldLease         = "hold_lease"
 	FtpgateNatMapHoldPending       = "hold_pending"
 	FtpgateNatMapNatOwn            = "nat_own"
 	FtpgateNatMapScratchBuf        = "scratch_buf"
@@ -110,6 +111,7 @@ type FtpgateNatMapSpecs struct {
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
 	Held          *ebpf.MapSpec `ebpf:"held"`
+	HoldLease     *ebpf.MapSpec `ebpf:"hold_lease"`
 	HoldPending   *ebpf.MapSpec `ebpf:"hold_pending"`
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
@@ -159,6 +161,7 @@ type FtpgateNatMaps struct {
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
 	Held          *ebpf.Map `ebpf:"held"`
+	HoldLease     *ebpf.Map `ebpf:"hold_lease"`
 	HoldPending   *ebpf.Map `ebpf:"hold_pending"`
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
@@ -183,6 +186,7 @@ func (m *FtpgateNatMaps) Close() error {
 		m.Expectations,
 		m.GuardedIfs,
 		m.Held,
+		m.HoldLease,
 		m.HoldPending,
 		m.NatOwn,
 		m.ScratchBuf,

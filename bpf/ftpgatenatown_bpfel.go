@@ -29,6 +29,7 @@ const (
 	FtpgateNatOwnMapExpectations      = "expectations"
 	FtpgateNatOwnMapGuardedIfs        = "guarded_ifs"
 	FtpgateNatOwnMapHeld              = "held"
+	FtpgateNatOwnMapHoldLease         = "hold_lease"
 	FtpgateNatOwnMapHoldPending       = "hold_pending"
 	FtpgateNatOwnMapNatOwn            = "nat_own"
 	FtpgateNatOwnMapScratchBuf        = "scratch_buf"
@@ -110,6 +111,7 @@ type FtpgateNatOwnMapSpecs struct {
 	Expectations  *ebpf.MapSpec `ebpf:"expectations"`
 	GuardedIfs    *ebpf.MapSpec `ebpf:"guarded_ifs"`
 	Held          *ebpf.MapSpec `ebpf:"held"`
+	HoldLease     *ebpf.MapSpec `ebpf:"hold_lease"`
 	HoldPending   *ebpf.MapSpec `ebpf:"hold_pending"`
 	NatOwn        *ebpf.MapSpec `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.MapSpec `ebpf:"scratch_buf"`
@@ -159,6 +161,7 @@ type FtpgateNatOwnMaps struct {
 	Expectations  *ebpf.Map `ebpf:"expectations"`
 	GuardedIfs    *ebpf.Map `ebpf:"guarded_ifs"`
 	Held          *ebpf.Map `ebpf:"held"`
+	HoldLease     *ebpf.Map `ebpf:"hold_lease"`
 	HoldPending   *ebpf.Map `ebpf:"hold_pending"`
 	NatOwn        *ebpf.Map `ebpf:"nat_own"`
 	ScratchBuf    *ebpf.Map `ebpf:"scratch_buf"`
@@ -183,6 +186,7 @@ func (m *FtpgateNatOwnMaps) Close() error {
 		m.Expectations,
 		m.GuardedIfs,
 		m.Held,
+		m.HoldLease,
 		m.HoldPending,
 		m.NatOwn,
 		m.ScratchBuf,

@@ -9,7 +9,7 @@ package bpf
 // types by themselves; -type names the rest: a struct nested in a map value
 // and the types kept in BTF by struct btf_anchor in ftpgate.c.
 //
-//go:generate go tool bpf2go -cc clang-16 -cflags "-O2 -g -Wall -Werror -nostdinc -I include" -target bpfel -type dir_state -type event -type held_segment -type hold_key -type limits -type stat -type kind -type event_type -type parse_mode -type direction -type tcp_track_flags -type ftp_cmd -type ftp_track -type port_flags -type rp_check -type nat_mode -type nat_target -type nat_own_side -type tls_state -type tls_port_range Ftpgate ftpgate.c
+//go:generate go tool bpf2go -cc clang-16 -cflags "-O2 -g -Wall -Werror -nostdinc -I include" -target bpfel -type dir_state -type event -type held_segment -type hold_key -type hold_lease_flags -type limits -type stat -type kind -type event_type -type parse_mode -type direction -type tcp_track_flags -type ftp_cmd -type ftp_track -type port_flags -type rp_check -type nat_mode -type nat_target -type nat_own_side -type tls_state -type tls_port_range Ftpgate ftpgate.c
 //
 // FtpgateNat is the same source built with FTPGATE_NAT: the NAT code that
 // calls conntrack kfuncs (ct.h). Its maps and programs have the same names,

@@ -1,6 +1,7 @@
 package bpf_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ func endHold(t *testing.T, r *bpfrun.Rig, want expect) maps.HeldSegment {
 func TestSyncHoldPassive(t *testing.T) {
 	r := bpftest.Shared(t)
 	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	must(t, r.Maps.RenewHoldLease(true))
 	c := open(t, r, client4, server4)
 	got := verdicts(t, c)
 	must(t, c.ClientSends("PASV\r\n"))
@@ -74,16 +76,16 @@ func TestSyncHoldPassive(t *testing.T) {
 	}
 	seq := c.SSeq
 	must(t, c.ServerSends(pasvReply))
-	if v := lastVerdict(t, got); v != bpfrun.TCShot {
-		t.Fatalf("first 227: verdict %d, want TC_ACT_SHOT", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
+		t.Fatalf("first 227: verdict %d, want TC_ACT_STOLEN", v)
 	}
 	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 1, "reply_227": 1})
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
 
 	// the server's retransmission while run waits for the peers
 	must(t, c.ServerAt(seq, pasvReply))
-	if v := lastVerdict(t, got); v != bpfrun.TCShot {
-		t.Fatalf("227 retransmitted while held: verdict %d, want TC_ACT_SHOT", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
+		t.Fatalf("227 retransmitted while held: verdict %d, want TC_ACT_STOLEN", v)
 	}
 	wantCounters(t, r, map[string]uint64{"group_hold": 1, "group_hold_retransmit": 1, "expect_created": 1})
 
@@ -117,8 +119,8 @@ func TestSyncHoldPassive(t *testing.T) {
 	// a new 227 on its own is held
 	must(t, c.ClientSends("PASV\r\n"))
 	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,50)\r\n"))
-	if v := lastVerdict(t, got); v != bpfrun.TCShot {
-		t.Fatalf("third 227: verdict %d, want TC_ACT_SHOT", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
+		t.Fatalf("third 227: verdict %d, want TC_ACT_STOLEN", v)
 	}
 	wantCounters(t, r, map[string]uint64{"group_hold": 2, "expect_created": 3})
 }
@@ -128,12 +130,13 @@ func TestSyncHoldPassive(t *testing.T) {
 func TestSyncHoldActive(t *testing.T) {
 	r := bpftest.Shared(t)
 	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	must(t, r.Maps.RenewHoldLease(true))
 	c := open(t, r, client4, server4)
 	got := verdicts(t, c)
 	seq := c.CSeq
 	must(t, c.ClientSends("PORT 192,0,2,10,156,64\r\n"))
-	if v := lastVerdict(t, got); v != bpfrun.TCShot {
-		t.Fatalf("PORT: verdict %d, want TC_ACT_SHOT", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
+		t.Fatalf("PORT: verdict %d, want TC_ACT_STOLEN", v)
 	}
 	if h := endHold(t, r, expect{"port", server4, client4, 40000}); !h.Ingress {
 		t.Fatalf("PORT held at egress, want ingress")
@@ -155,14 +158,15 @@ func TestSyncHoldActive(t *testing.T) {
 func TestSyncHoldWaitBound(t *testing.T) {
 	r := bpftest.Shared(t)
 	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	must(t, r.Maps.RenewHoldLease(true))
 	c := open(t, r, client4, server4)
 	got := verdicts(t, c)
 	seq := c.CSeq
 	port := "PORT 192,0,2,10,156,64\r\n"
 	must(t, c.ClientSends(port))
 	must(t, c.ClientAt(seq, port))
-	if v := lastVerdict(t, got); v != bpfrun.TCShot {
-		t.Fatalf("PORT retransmitted while held: verdict %d, want TC_ACT_SHOT", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
+		t.Fatalf("PORT retransmitted while held: verdict %d, want TC_ACT_STOLEN", v)
 	}
 	wait := time.Duration(bpf.FtpgateLimitsHOLD_WAIT_MS) * time.Millisecond
 	t.Cleanup(func() { r.SetClock(0) })
@@ -177,6 +181,46 @@ func TestSyncHoldWaitBound(t *testing.T) {
 	if r.Maps.HoldPending.Iterate().Next(&k, &v) {
 		t.Fatalf("hold_pending still holds %+v after the bound", k)
 	}
+}
+
+// TestSyncHoldNotTaken: a segment run could not send on, or none would, is
+// passed and counted: without run's lease (a run that died), held at
+// ingress where run cannot inject there, while another of the connection's
+// waits in run.
+func TestSyncHoldNotTaken(t *testing.T) {
+	r := bpftest.Shared(t)
+	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	c := open(t, r, client4, server4)
+	got := verdicts(t, c)
+	port := func(p uint16) string { return fmt.Sprintf("PORT 192,0,2,10,%d,%d\r\n", p>>8, p&0xff) }
+
+	must(t, c.ClientSends(port(40000))) // no lease
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("PORT without run's lease: verdict %d, want TC_ACT_OK", v)
+	}
+	must(t, r.Maps.RenewHoldLease(false)) // run cannot inject at ingress
+	must(t, c.ClientSends(port(40001)))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("PORT at ingress without live frames: verdict %d, want TC_ACT_OK", v)
+	}
+	must(t, r.Maps.RenewHoldLease(true))
+	seq := c.CSeq
+	must(t, c.ClientSends(port(40002)))
+	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
+		t.Fatalf("PORT with the lease: verdict %d, want TC_ACT_STOLEN", v)
+	}
+	must(t, c.ClientSends(port(40003))) // the first still waits in run
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("second PORT while the first waits: verdict %d, want TC_ACT_OK", v)
+	}
+	// a retransmission of bytes before the held segment is not its
+	must(t, c.ClientAt(seq-uint32(len(port(40001))), port(40001)))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("retransmission of earlier bytes: verdict %d, want TC_ACT_OK", v)
+	}
+	wantCounters(t, r, map[string]uint64{"group_hold": 1, "group_hold_no_run": 1, "group_hold_unsendable": 1,
+		"group_hold_busy": 1, "group_hold_retransmit": 0, "expect_created": 4})
+	endHold(t, r, expect{"port", server4, client4, 40002})
 }
 
 // TestSyncHoldOff: without the bit, and with it while NAT is on, nothing is

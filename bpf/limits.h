@@ -66,7 +66,7 @@ enum limits {
 	 * options is about 130), and the bytes of the ring that carries them
 	 */
 	HELD_BYTES = 512,
-	HELD_RING_BYTES = 65536,
+	HELD_RING_BYTES = 262144,
 	/*
 	 * how long a held segment waits for the peers' acknowledgements before
 	 * run sends it on anyway; its sender's retransmissions are dropped
@@ -75,6 +75,8 @@ enum limits {
 	HOLD_WAIT_MS = 1000,
 	/* held segments waiting at once (hold_pending, LRU) */
 	HOLD_PENDING = 4096,
+	/* run renews its lease on the hold this often, for HOLD_WAIT_MS */
+	HOLD_LEASE_RENEW_MS = 250,
 	/*
 	 * #14 the SYN gate (syngate.h): its horizon is the longest expectation
 	 * timeout ever set plus the longest interval between two SYNs of one

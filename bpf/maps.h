@@ -102,6 +102,8 @@ struct {
 } held SEC(".maps");
 /* ... and those run has not sent on yet: their retransmissions are dropped (hold.h) */
 FTPGATE_MAP(hold_pending, BPF_MAP_TYPE_LRU_HASH, HOLD_PENDING, struct hold_key, struct hold_val);
+/* ... and run's lease on the hold, entry 0 */
+FTPGATE_MAP(hold_lease, BPF_MAP_TYPE_ARRAY, 1, __u32, struct hold_lease);
 
 /*
  * the rate limiter of rejection and dropped-SYN events: one bucket per CPU.

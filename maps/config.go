@@ -262,17 +262,6 @@ func (m *Maps) GetConfig() (Config, error) {
 	return configFromBPF(v), nil
 }
 
-// SetSyncHold changes only config.sync_hold: run turns it off when it
-// leaves its group, since no one would send held segments on.
-func (m *Maps) SetSyncHold(on bool) error {
-	c, err := m.GetConfig()
-	if err != nil {
-		return err
-	}
-	c.SyncHold = on
-	return m.putConfig(c)
-}
-
 // SetClockOffset changes only the clock offset (replay and tests move time).
 // It does not validate: a config never written holds zeros, which the
 // programs read as the defaults, and must stay so.

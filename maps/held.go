@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -17,7 +18,8 @@ import (
 // segment TC dropped because it made an expectation, for run to send on
 // once the group's peers have that expectation.
 type HeldSegment struct {
-	Ifindex int  // the device whose TC hook held it
+	Held    time.Duration // when, on the ftpgate clock (Now)
+	Ifindex int           // the device whose TC hook held it
 	Ingress bool // held at ingress (send it on as received there), else at egress
 	// Frame is the segment as TC saw it, from its link-layer header; L3Off
 	// bytes come before the IP header (14 on Ethernet, 0 on an IP device)
@@ -43,6 +45,7 @@ func DecodeHeld(raw []byte) (HeldSegment, error) {
 		return HeldSegment{}, fmt.Errorf("decode held segment: %d bytes, IP header at %d", h.Len, h.L3Off)
 	}
 	out := HeldSegment{
+		Held:      time.Duration(h.HeldNs),
 		Ifindex:   int(h.Ifindex),
 		Ingress:   h.Ingress != 0,
 		Frame:     bytes.Clone(h.Data[:h.Len]),
@@ -55,6 +58,40 @@ func DecodeHeld(raw []byte) (HeldSegment, error) {
 		out.Src, out.Dst, out.DPort = Addr(h.Expect.Family, h.Expect.Src), Addr(h.Expect.Family, h.Expect.Dst), h.Expect.Dport
 	}
 	return out, nil
+}
+
+// HoldWait is how long a held segment may wait for the peers: the
+// dataplane drops its sender's retransmissions for as long (HOLD_WAIT_MS).
+const HoldWait = time.Duration(bpf.FtpgateLimitsHOLD_WAIT_MS) * time.Millisecond
+
+// HoldLeaseRenew is how often run renews its lease on the hold.
+const HoldLeaseRenew = time.Duration(bpf.FtpgateLimitsHOLD_LEASE_RENEW_MS) * time.Millisecond
+
+// RenewHoldLease lets the dataplane hold for HoldWait from now: run calls
+// it every HoldLeaseRenew while it reads the held ring, ingress telling
+// whether it can send on a segment held at ingress. A run that dies stops
+// renewing and the dataplane stops holding HoldWait later.
+func (m *Maps) RenewHoldLease(ingress bool) error {
+	now, err := m.Now()
+	if err != nil {
+		return err
+	}
+	l := bpf.FtpgateHoldLease{UntilNs: now + uint64(HoldWait)}
+	if ingress {
+		l.Flags = uint32(bpf.FtpgateHoldLeaseFlagsHOLD_INGRESS)
+	}
+	if err := m.HoldLease.Put(uint32(0), l); err != nil {
+		return fmt.Errorf("update %s: %w", NameHoldLease, err)
+	}
+	return nil
+}
+
+// EndHoldLease stops the dataplane holding: run leaves its group.
+func (m *Maps) EndHoldLease() error {
+	if err := m.HoldLease.Put(uint32(0), bpf.FtpgateHoldLease{}); err != nil {
+		return fmt.Errorf("update %s: %w", NameHoldLease, err)
+	}
+	return nil
 }
 
 // EndHold removes h's hold_pending entry: from now on its sender's

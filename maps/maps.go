@@ -36,6 +36,7 @@ const (
 	NameSYNGate      = "syn_gate"
 	NameHeld         = "held"
 	NameHoldPending  = "hold_pending"
+	NameHoldLease    = "hold_lease"
 )
 
 // table is one pinned map: its name, where its handle lives, and for the
@@ -68,6 +69,7 @@ var tables = []table{
 	{NameSYNGate, func(m *Maps) **ebpf.Map { return &m.SYNGate }, nil},
 	{NameHeld, func(m *Maps) **ebpf.Map { return &m.Held }, nil},
 	{NameHoldPending, func(m *Maps) **ebpf.Map { return &m.HoldPending }, nil},
+	{NameHoldLease, func(m *Maps) **ebpf.Map { return &m.HoldLease }, nil},
 }
 
 // Names lists every map ftpgate pins, in a stable order.
@@ -162,6 +164,7 @@ type Maps struct {
 	// (held.go)
 	Held        *ebpf.Map
 	HoldPending *ebpf.Map
+	HoldLease   *ebpf.Map
 
 	owned bool // Close closes the handles
 }

@@ -98,9 +98,10 @@ func runGroup(ctx context.Context, dp *loader.Dataplane, opts loader.Options, lo
 // releaseHeld reads the held ring (--sync-hold): each control segment TC
 // held waits in the group engine for the peers' acknowledgements of its
 // expectation, then the releaser sends it on (loader.Releaser). It runs
-// only with --sync-hold. It returns the function that stops reading and
-// the one that closes the releaser, for after the engine sent on the last
-// segments.
+// only with --sync-hold, and renews run's lease on the hold while it reads
+// (the dataplane holds nothing without it). It returns the function that
+// stops reading and the one that closes the releaser, for after the engine
+// sent on the last segments.
 func releaseHeld(dp *loader.Dataplane, ns string, node *group.Node, log *slog.Logger) (stop, closeReleaser func(), err error) {
 	rel, err := loader.NewReleaser(ns)
 	if err != nil {
@@ -131,6 +132,12 @@ func releaseHeld(dp *loader.Dataplane, ns string, node *group.Node, log *slog.Lo
 				log.Warn("sync hold: " + err.Error())
 				continue
 			}
+			// one a previous run left in the pinned ring: its sender's
+			// retransmissions pass by now
+			if now, err := dp.Maps.Now(); err == nil && time.Duration(now)-h.Held > maps.HoldWait {
+				node.C.HoldStale()
+				continue
+			}
 			node.Hold(group.Key{Src: h.Src, Dst: h.Dst, DPort: h.DPort}, func() error {
 				// first: the copy sent on must pass, and if it cannot be
 				// sent, the sender's retransmission
@@ -141,11 +148,33 @@ func releaseHeld(dp *loader.Dataplane, ns string, node *group.Node, log *slog.Lo
 			})
 		}
 	}()
+	renew := func() {
+		if err := dp.Maps.RenewHoldLease(rel.LiveFrames()); err != nil {
+			log.Warn("sync hold: renew the lease", "err", err)
+		}
+	}
+	renew() // the reader runs: hold from now on
+	done, renewed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(maps.HoldLeaseRenew)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				renew()
+			case <-done:
+				return
+			}
+		}
+	}()
 	// leaving: no new hold (the dataplane stays, no one would send it on),
 	// then those in the ring to the engine, which sends them on as it closes
 	return func() {
-		if err := dp.Maps.SetSyncHold(false); err != nil {
-			log.Warn("sync hold: turn off", "err", err)
+		close(done)
+		<-renewed
+		if err := dp.Maps.EndHoldLease(); err != nil {
+			log.Warn("sync hold: end the lease", "err", err)
 		}
 		rd.Flush()
 		<-stopped

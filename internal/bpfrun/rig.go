@@ -45,7 +45,9 @@ const (
 // TC return codes of the admission at TC ingress (bpf/admit_tc.h).
 const (
 	TCShot = 2
-	TCNext = ^uint32(0) // TC_ACT_UNSPEC, TCX_NEXT: -1
+	// TCStolen is TC_ACT_STOLEN: taken, a local sender told it was sent
+	TCStolen = 4
+	TCNext   = ^uint32(0) // TC_ACT_UNSPEC, TCX_NEXT: -1
 )
 
 // Load loads a fresh collection with the given LRU table sizes (0: the
@@ -170,6 +172,9 @@ func (r *Rig) Reset() error {
 		return err
 	}
 	if err := Clear(r.Maps.HoldPending); err != nil {
+		return err
+	}
+	if err := r.Maps.EndHoldLease(); err != nil {
 		return err
 	}
 	if _, err := r.Held(); err != nil {

@@ -103,6 +103,8 @@ type peer struct {
 	lastSeen time.Time
 	digestOK bool
 	asked    time.Time // last snapshot request
+	acking   bool      // its digests say it acknowledges (hold.go)
+	missed   int       // held segments in a row it left unacknowledged
 }
 
 // Engine is one node of a group: it publishes its dataplane's events and
@@ -132,6 +134,8 @@ type Engine struct {
 	peers   map[string]*peer
 	drops   map[Key]time.Time
 	holds   holds // --sync-hold (hold.go)
+	// inflight counts held segments being sent on: Close waits for them
+	inflight sync.WaitGroup
 	stop    chan struct{}
 	stopped sync.WaitGroup
 	closed  bool
@@ -171,10 +175,14 @@ func (g *Engine) loop() {
 	defer g.stopped.Done()
 	t := time.NewTicker(g.interval)
 	defer t.Stop()
+	recheck := time.NewTicker(holdRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-g.stop:
 			return
+		case <-recheck.C:
+			g.recheckHolds()
 		case <-t.C:
 			g.publishDigest()
 			g.mu.Lock()
@@ -247,7 +255,7 @@ func (g *Engine) HandleEvent(ev maps.Event) {
 		g.mu.Lock()
 		g.local[e.Key()] = local{e: e, expires: now.Add(left)}
 		if ack {
-			g.expectAcks(e.Key(), now)
+			g.expectAcks(e.Key(), e.MadeNs, now)
 		}
 		g.mu.Unlock()
 	case maps.EventConsumed:
@@ -338,13 +346,13 @@ func (g *Engine) onEntries(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	g.apply(msg.Node, msg.Entries, false)
-	g.acknowledge(msg)
+	g.acknowledge(msg, g.apply(msg.Node, msg.Entries, false))
 }
 
 // apply validates and writes entries from node; a snapshot (full) also
-// removes what node no longer holds.
-func (g *Engine) apply(node string, entries []Entry, full bool) {
+// removes what node no longer holds. It returns the created entries it
+// wrote, for their acknowledgement.
+func (g *Engine) apply(node string, entries []Entry, full bool) (written []Ack) {
 	now := g.now()
 	pol := g.policy()
 	g.mu.Lock()
@@ -419,6 +427,9 @@ func (g *Engine) apply(node string, entries []Entry, full bool) {
 			if err = g.tbl.AddExpectation(x, e.TTL()); err == nil && w.drop {
 				g.C.Late.Add(1)
 			}
+			if err == nil {
+				written = append(written, Ack{Key: e.Key(), Made: e.MadeNs})
+			}
 			if err == nil && e.MadeNs != 0 {
 				g.C.delay(time.Since(time.Unix(0, e.MadeNs)))
 			}
@@ -440,6 +451,7 @@ func (g *Engine) apply(node string, entries []Entry, full bool) {
 			g.log.Warn("group: remove what a peer no longer holds", "peer", node, "err", err)
 		}
 	}
+	return written
 }
 
 // expire drops p's entries past their expiry (the dataplane refuses them
@@ -489,7 +501,7 @@ func (g *Engine) localDigest(now time.Time) (uint64, int) {
 func (g *Engine) publishDigest() {
 	now := g.now()
 	d, n := g.localDigest(now)
-	g.publish(g.subject("digest"), Msg{Node: g.node, Digest: d, Count: n})
+	g.publish(g.subject("digest"), Msg{Node: g.node, Digest: d, Count: n, Acking: true})
 	g.mu.Lock()
 	g.pruneDrops(now)
 	g.mu.Unlock()
@@ -506,6 +518,7 @@ func (g *Engine) onDigest(m *nats.Msg) {
 	p := g.peerOf(msg.Node)
 	absent := p.lastSeen.IsZero() || now.Sub(p.lastSeen) > 3*g.interval
 	p.lastSeen = now
+	p.acking = msg.Acking
 	g.expire(p, now)
 	keys := liveKeys(p.entries, func(t time.Time) time.Time { return t }, now, timeout, g.interval)
 	p.digestOK = Digest(keys) == msg.Digest && len(keys) == msg.Count

@@ -164,3 +164,46 @@ func TestHoldAloneAndClose(t *testing.T) {
 		t.Fatalf("holds by outcome %v, want 1 closed", by)
 	}
 }
+
+// TestHoldSilentPeer: a peer that leaves maxMissed held segments in a row
+// unacknowledged (its map write stalls) is no longer waited for; an entry
+// a peer refuses is not acknowledged (the segment must not go on before
+// the peer has the expectation).
+func TestHoldSilentPeer(t *testing.T) {
+	n := clusterWith(t, grouptest.NewPKI(t, "ca"), holdPolicy, "a", "b", "c")
+	a, b, c := n[0], n[1], n[2]
+	heard(t, n)
+	gate := make(chan struct{})
+	c.tbl.mu.Lock()
+	c.tbl.gate = gate
+	c.tbl.mu.Unlock()
+	defer close(gate)
+	for i := range maxMissed {
+		p := &releaseProbe{k: key(uint16(50030 + i))}
+		a.HandleEvent(created(p.k.DPort))
+		a.Hold(p.k, p.release)
+		p.wait(t, 3*HoldWait)
+	}
+	if by, _, _ := a.C.Holds(); by[HoldTimeout] != maxMissed {
+		t.Fatalf("holds by outcome %v, want %d timeouts", by, maxMissed)
+	}
+	q := &releaseProbe{peers: []*testNode{b}, k: key(50040)}
+	a.HandleEvent(created(q.k.DPort))
+	start := time.Now()
+	a.Hold(q.k, q.release)
+	if w := q.wait(t, 3*HoldWait).Sub(start); w >= HoldWait {
+		t.Fatalf("waited %v for a peer silent %d times", w, maxMissed)
+	}
+	if m := q.missed.Load(); m != 0 {
+		t.Fatalf("sent on before b had the expectation")
+	}
+
+	// b refuses a port below 1024: no acknowledgement, the hold runs out
+	low := &releaseProbe{k: key(22)}
+	a.HandleEvent(created(22))
+	start = time.Now()
+	a.Hold(low.k, low.release)
+	if w := low.wait(t, 3*HoldWait).Sub(start); w < HoldWait {
+		t.Fatalf("sent on after %v: a refused entry was acknowledged", w)
+	}
+}

@@ -90,7 +90,10 @@ type Msg struct {
 	// written (--sync-hold holds their segment until then); Acks is such
 	// an acknowledgement, on the sender's ack subject (hold.go)
 	Ack  bool  `json:"ack,omitempty"`
-	Acks []Key `json:"acks,omitempty"`
+	Acks []Ack `json:"acks,omitempty"`
+	// Acking, in a digest: this node acknowledges entries that ask for it
+	// (a member of an older version does not, and is not waited for)
+	Acking bool `json:"acking,omitempty"`
 }
 
 // maxMsg bounds a message accepted from the bus (a snapshot of a full
