@@ -20,7 +20,7 @@ import (
 type HeldSegment struct {
 	Held    time.Duration // when, on the ftpgate clock (Now)
 	Ifindex int           // the device whose TC hook held it
-	Ingress bool // held at ingress (send it on as received there), else at egress
+	Ingress bool          // held at ingress (send it on as received there), else at egress
 	// Frame is the segment as TC saw it, from its link-layer header; L3Off
 	// bytes come before the IP header (14 on Ethernet, 0 on an IP device)
 	Frame []byte

@@ -129,16 +129,16 @@ type Engine struct {
 
 	C Counters
 
-	mu      sync.Mutex
-	local   map[Key]local
-	peers   map[string]*peer
-	drops   map[Key]time.Time
-	holds   holds // --sync-hold (hold.go)
+	mu    sync.Mutex
+	local map[Key]local
+	peers map[string]*peer
+	drops map[Key]time.Time
+	holds holds // --sync-hold (hold.go)
 	// inflight counts held segments being sent on: Close waits for them
 	inflight sync.WaitGroup
-	stop    chan struct{}
-	stopped sync.WaitGroup
-	closed  bool
+	stop     chan struct{}
+	stopped  sync.WaitGroup
+	closed   bool
 }
 
 func (g *Engine) subject(s string) string { return Subject(g.group, s) }
