@@ -11,7 +11,7 @@ var (
 	descSnapshots = prometheus.NewDesc("ftpgate_group_snapshots_total",
 		"Snapshots received (applied), served (sent to a peer), and repairs (snapshot requests a digest mismatch caused).", []string{"what"}, nil)
 	descHeld = prometheus.NewDesc("ftpgate_group_held_total",
-		"--sync-hold: control segments TC held and run sent on, by outcome: confirmed (every live peer acknowledged the expectation), alone (no live peer to wait for), timeout (a live peer had not answered within 1 s, HOLD_WAIT_MS), closed (run left the group), failed (not sent on: the sender's retransmission brings it).",
+		"--sync-hold: control segments TC held, by what run did with them: confirmed (sent on once every peer waited for acknowledged the expectation), alone (no peer to wait for), timeout (a peer waited for had not answered within 1 s, HOLD_WAIT_MS), superseded (another came for the same expectation), closed (run left the group), failed (not sent on: the sender's retransmission brings it), stale (a previous run's, not sent).",
 		[]string{"outcome"}, nil)
 	descAcks = prometheus.NewDesc("ftpgate_group_acks_total",
 		"--sync-hold: acknowledgements received from peers.", nil, nil)
