@@ -383,7 +383,7 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		s->login = 0;
 		s->made = 0;
 		if (hold_retransmit(s, p.seq, p.payload_len, now))
-			return TC_ACT_STOLEN;
+			return TC_ACT_SHOT;
 		if (tcp_trusted(cv))
 			stream_segment(skb, s, st, other, dir, p.seq, p.payload_len, p.payload_off, loaded);
 		else
@@ -391,7 +391,7 @@ static __always_inline int parse_control(struct __sk_buff *skb, int ingress)
 		if (s->login)
 			return login_guard(skb, ingress);
 		if (sync_hold(skb, s, &p, ingress, now))
-			return TC_ACT_STOLEN;
+			return TC_ACT_SHOT;
 	}
 	if (p.flags & TCPF_FIN)
 		stream_fin(s, cv, st, other, p.seq + p.payload_len);

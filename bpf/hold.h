@@ -46,13 +46,17 @@ static __always_inline int hold_live(int ingress, __u64 now)
  * peers have the expectation it made. Only what run can send on as it was
  * is held: one Ethernet header (a tag the device keeps aside is put back),
  * IP and TCP with nothing between, one segment (not a GRO train), at most
- * HELD_BYTES, and one at a time per control connection and direction.
+ * HELD_BYTES, and one at a time per control connection and direction; and
+ * not a segment this host sends (egress, no ingress device): its TCP,
+ * told the segment was dropped (TCX knows no TC_ACT_STOLEN), would count
+ * it unsent and refuse the acknowledgement of the copy run sends.
  */
 static __always_inline int hold_hand_over(struct __sk_buff *skb, struct scratch *s, struct pkt_info *p, int ingress, __u64 now)
 {
 	__u32 len = skb->len;
 	__u32 ip_hdr = p->family == AF_INET6 ? sizeof(struct ipv6hdr) : 0;
-	if (p->l3_off != sizeof(struct ethhdr) || (ip_hdr && p->l4_off - p->l3_off != ip_hdr) || skb->gso_segs > 1) {
+	if (p->l3_off != sizeof(struct ethhdr) || (ip_hdr && p->l4_off - p->l3_off != ip_hdr) || skb->gso_segs > 1 ||
+	    (!ingress && !skb->ingress_ifindex)) {
 		stat_inc(STAT_GROUP_HOLD_UNSENDABLE);
 		return 0;
 	}
@@ -128,9 +132,8 @@ static __always_inline int hold_retransmit(struct scratch *s, __u32 seq, __u32 l
  * (s->made), with config.sync_hold (#15 --sync-hold): a 227/229 from the
  * server or a PORT/EPRT from the client. The client's data SYN (or the
  * server's) follows it within microseconds and may reach a peer gateway
- * before the expectation is replicated there. Taken here (TC_ACT_STOLEN:
- * a local sender's stack counts it sent), the segment goes to run
- * (hold_hand_over), which sends it on when every live peer has
+ * before the expectation is replicated there. Dropped here, the segment
+ * goes to run (hold_hand_over), which sends it on when every peer it waits for has
  * acknowledged the expectation, or after HOLD_WAIT_MS (docs/group.md,
  * "Hold"). The connection's state remembers the segment: the parser's
  * position (next_seq) and the tracker's end are past it, so the copy run

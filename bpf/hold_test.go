@@ -16,14 +16,22 @@ import (
 )
 
 // verdicts sends c's segments through the TC parser itself (Rig.TC refuses
-// any verdict but TC_ACT_OK) and records each segment's return code.
+// any verdict but TC_ACT_OK) and records each segment's return code: at
+// ingress both ways, as a gateway guarding both its interfaces parses
+// them.
 func verdicts(t *testing.T, c *bpftest.Conn) *[]uint32 {
+	return verdictsAt(t, c, false)
+}
+
+// verdictsAt is verdicts with the server's segments at egress when
+// serverEgress: as this host would send them (no ingress device).
+func verdictsAt(t *testing.T, c *bpftest.Conn, serverEgress bool) *[]uint32 {
 	t.Helper()
 	var got []uint32
 	c.Hook = func(frame []byte, fromClient bool) error {
-		prog := c.R.Objs.FtpgateTcEgress
-		if fromClient {
-			prog = c.R.Objs.FtpgateTcIngress
+		prog := c.R.Objs.FtpgateTcIngress
+		if serverEgress && !fromClient {
+			prog = c.R.Objs.FtpgateTcEgress
 		}
 		ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: bpfrun.SkbCtx{Ifindex: 1}})
 		got = append(got, ret)
@@ -76,22 +84,22 @@ func TestSyncHoldPassive(t *testing.T) {
 	}
 	seq := c.SSeq
 	must(t, c.ServerSends(pasvReply))
-	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
-		t.Fatalf("first 227: verdict %d, want TC_ACT_STOLEN", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("first 227: verdict %d, want TC_ACT_SHOT", v)
 	}
 	wantCounters(t, r, map[string]uint64{"group_hold": 1, "expect_created": 1, "reply_227": 1})
 	wantExpect(t, r, expect{"pasv", client4, server4, 30000})
 
 	// the server's retransmission while run waits for the peers
 	must(t, c.ServerAt(seq, pasvReply))
-	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
-		t.Fatalf("227 retransmitted while held: verdict %d, want TC_ACT_STOLEN", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("227 retransmitted while held: verdict %d, want TC_ACT_SHOT", v)
 	}
 	wantCounters(t, r, map[string]uint64{"group_hold": 1, "group_hold_retransmit": 1, "expect_created": 1})
 
 	// run sends it on: the copy (and any later retransmission) passes
 	h := endHold(t, r, expect{"pasv", client4, server4, 30000})
-	if !strings.Contains(string(h.Frame), pasvReply) || h.L3Off != 14 || h.Ingress {
+	if !strings.Contains(string(h.Frame), pasvReply) || h.L3Off != 14 || !h.Ingress {
 		t.Fatalf("held segment: %d bytes, IP header at %d, ingress %v, lacks the 227", len(h.Frame), h.L3Off, h.Ingress)
 	}
 	must(t, maps.FinishChecksum(h.Frame, h.L3Off))
@@ -119,8 +127,8 @@ func TestSyncHoldPassive(t *testing.T) {
 	// a new 227 on its own is held
 	must(t, c.ClientSends("PASV\r\n"))
 	must(t, c.ServerSends("227 Entering Passive Mode (198,51,100,20,117,50)\r\n"))
-	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
-		t.Fatalf("third 227: verdict %d, want TC_ACT_STOLEN", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("third 227: verdict %d, want TC_ACT_SHOT", v)
 	}
 	wantCounters(t, r, map[string]uint64{"group_hold": 2, "expect_created": 3})
 }
@@ -135,8 +143,8 @@ func TestSyncHoldActive(t *testing.T) {
 	got := verdicts(t, c)
 	seq := c.CSeq
 	must(t, c.ClientSends("PORT 192,0,2,10,156,64\r\n"))
-	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
-		t.Fatalf("PORT: verdict %d, want TC_ACT_STOLEN", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("PORT: verdict %d, want TC_ACT_SHOT", v)
 	}
 	if h := endHold(t, r, expect{"port", server4, client4, 40000}); !h.Ingress {
 		t.Fatalf("PORT held at egress, want ingress")
@@ -165,8 +173,8 @@ func TestSyncHoldWaitBound(t *testing.T) {
 	port := "PORT 192,0,2,10,156,64\r\n"
 	must(t, c.ClientSends(port))
 	must(t, c.ClientAt(seq, port))
-	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
-		t.Fatalf("PORT retransmitted while held: verdict %d, want TC_ACT_STOLEN", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("PORT retransmitted while held: verdict %d, want TC_ACT_SHOT", v)
 	}
 	wait := time.Duration(bpf.FtpgateLimitsHOLD_WAIT_MS) * time.Millisecond
 	t.Cleanup(func() { r.SetClock(0) })
@@ -206,8 +214,8 @@ func TestSyncHoldNotTaken(t *testing.T) {
 	must(t, r.Maps.RenewHoldLease(true))
 	seq := c.CSeq
 	must(t, c.ClientSends(port(40002)))
-	if v := lastVerdict(t, got); v != bpfrun.TCStolen {
-		t.Fatalf("PORT with the lease: verdict %d, want TC_ACT_STOLEN", v)
+	if v := lastVerdict(t, got); v != bpfrun.TCShot {
+		t.Fatalf("PORT with the lease: verdict %d, want TC_ACT_SHOT", v)
 	}
 	must(t, c.ClientSends(port(40003))) // the first still waits in run
 	if v := lastVerdict(t, got); v != bpftest.TCOK {
@@ -221,6 +229,22 @@ func TestSyncHoldNotTaken(t *testing.T) {
 	wantCounters(t, r, map[string]uint64{"group_hold": 1, "group_hold_no_run": 1, "group_hold_unsendable": 1,
 		"group_hold_busy": 1, "group_hold_retransmit": 0, "expect_created": 4})
 	endHold(t, r, expect{"port", server4, client4, 40002})
+}
+
+// TestSyncHoldNotLocal: a 227 this host sends (egress, no ingress device)
+// is not held: its TCP, told it was dropped, would count it unsent.
+func TestSyncHoldNotLocal(t *testing.T) {
+	r := bpftest.Shared(t)
+	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	must(t, r.Maps.RenewHoldLease(true))
+	c := open(t, r, client4, server4)
+	got := verdictsAt(t, c, true)
+	must(t, c.ClientSends("PASV\r\n"))
+	must(t, c.ServerSends(pasvReply))
+	if v := lastVerdict(t, got); v != bpftest.TCOK {
+		t.Fatalf("227 sent by this host: verdict %d, want TC_ACT_OK", v)
+	}
+	wantCounters(t, r, map[string]uint64{"group_hold": 0, "group_hold_unsendable": 1, "expect_created": 1})
 }
 
 // TestSyncHoldOff: without the bit, and with it while NAT is on, nothing is

@@ -140,12 +140,12 @@ enum stat {
 	/* #14 the SYN gate (syngate.h) */
 	STAT_SYN_GATE_COLD,        /* SYN to a port without an expectation or admitted flow written within the gate's horizon: data_flows and expectations not looked up (then counted as its drop reason) */
 	/* #15 gateway groups: --sync-hold (control.h, sync_hold) */
-	STAT_GROUP_HOLD,           /* control segment that made an expectation, new bytes only, held (--sync-hold): taken and handed to run, which sends it on once the peers have the expectation; its retransmission passes, not parsed again */
+	STAT_GROUP_HOLD,           /* control segment that made an expectation, new bytes only, held (--sync-hold): dropped and handed to run, which sends it on once the peers have the expectation; its retransmission passes, not parsed again */
 	STAT_GROUP_HOLD_LONG,      /* such a segment longer than HELD_BYTES: passed, not held */
 	STAT_GROUP_HOLD_RING_FULL, /* such a segment the held ring had no room for: passed, not held */
-	STAT_GROUP_HOLD_RETRANSMIT, /* retransmission of a held segment run has not sent on yet (within HOLD_WAIT_MS): taken */
+	STAT_GROUP_HOLD_RETRANSMIT, /* retransmission of a held segment run has not sent on yet (within HOLD_WAIT_MS): dropped */
 	STAT_GROUP_HOLD_NO_RUN,    /* such a segment while run's lease on the hold has run out (run stopped or died): passed, not held */
-	STAT_GROUP_HOLD_UNSENDABLE, /* such a segment run could not send on as it was (not one Ethernet header then IP then TCP, a GRO train, held at ingress on a kernel without live frames): passed, not held */
+	STAT_GROUP_HOLD_UNSENDABLE, /* such a segment run could not send on as it was (not one Ethernet header then IP then TCP, a GRO train, sent by this host, held at ingress on a kernel without live frames): passed, not held */
 	STAT_GROUP_HOLD_BUSY,      /* such a segment while another of its connection and direction waits in run: passed, not held */
 	STAT_MAX,
 };

@@ -45,9 +45,7 @@ const (
 // TC return codes of the admission at TC ingress (bpf/admit_tc.h).
 const (
 	TCShot = 2
-	// TCStolen is TC_ACT_STOLEN: taken, a local sender told it was sent
-	TCStolen = 4
-	TCNext   = ^uint32(0) // TC_ACT_UNSPEC, TCX_NEXT: -1
+	TCNext = ^uint32(0) // TC_ACT_UNSPEC, TCX_NEXT: -1
 )
 
 // Load loads a fresh collection with the given LRU table sizes (0: the
