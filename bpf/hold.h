@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * --sync-hold (#15): the control segment that made an expectation is
- * taken and handed to run, which sends it on when the group's peers have
+ * dropped and handed to run, which sends it on when the group's peers have
  * the expectation (docs/group.md, "Hold").
  */
 #ifndef FTPGATE_HOLD_H
