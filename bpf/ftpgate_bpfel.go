@@ -532,7 +532,8 @@ type FtpgateScratch struct {
 	_          [4]byte
 	TlsVal     FtpgateTlsSessionVal
 	MadeKey    FtpgateExpectKey
-	_          [4]byte
+	HoldKey    FtpgateHoldKey
+	HoldVal    FtpgateHoldVal
 }
 
 type FtpgateSrcBudget struct {

@@ -17,6 +17,16 @@
 #include "tcp.h"
 #include "tls.h"
 
+/* hold_key_of fills the segment's hold_pending key in scratch (off the stack) */
+static __always_inline struct hold_key *hold_key_of(struct scratch *s)
+{
+	struct hold_key *k = &s->hold_key;
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(&k->ctrl, &s->key, sizeof(k->ctrl));
+	k->dir = s->dir;
+	return k;
+}
+
 /*
  * hold_live tells whether run renews its lease on the hold (hold_lease): it
  * does every HOLD_LEASE_RENEW_MS while it reads the held ring, and clears it
@@ -64,9 +74,8 @@ static __always_inline int hold_hand_over(struct __sk_buff *skb, struct scratch 
 		stat_inc(STAT_GROUP_HOLD_LONG);
 		return 0;
 	}
-	struct hold_key k = { .dir = s->dir };
-	__builtin_memcpy(&k.ctrl, &s->key, sizeof(k.ctrl));
-	struct hold_val *busy = bpf_map_lookup_elem(&hold_pending, &k);
+	struct hold_key *k = hold_key_of(s);
+	struct hold_val *busy = bpf_map_lookup_elem(&hold_pending, k);
 	if (busy && now < busy->until_ns) {
 		stat_inc(STAT_GROUP_HOLD_BUSY);
 		return 0;
@@ -84,14 +93,17 @@ static __always_inline int hold_hand_over(struct __sk_buff *skb, struct scratch 
 	h->vlan_proto = skb->vlan_present ? skb->vlan_proto : 0;
 	h->vlan_tci = skb->vlan_present ? skb->vlan_tci : 0;
 	__builtin_memcpy(&h->expect, &s->made_key, sizeof(h->expect));
-	__builtin_memcpy(&h->pending, &k, sizeof(k));
+	__builtin_memcpy(&h->pending, k, sizeof(*k));
 	if (bpf_skb_load_bytes(skb, 0, h->data, len) < 0) {
 		bpf_ringbuf_discard(h, 0);
 		stat_inc(STAT_GROUP_HOLD_UNSENDABLE);
 		return 0;
 	}
-	struct hold_val v = { .until_ns = now + HOLD_WAIT_MS * NSEC_PER_MSEC, .start_seq = p->seq, .end_seq = p->seq + s->seg_len };
-	if (bpf_map_update_elem(&hold_pending, &k, &v, BPF_ANY) != 0) {
+	struct hold_val *v = &s->hold_val;
+	v->until_ns = now + HOLD_WAIT_MS * NSEC_PER_MSEC;
+	v->start_seq = p->seq;
+	v->end_seq = p->seq + s->seg_len;
+	if (bpf_map_update_elem(&hold_pending, k, v, BPF_ANY) != 0) {
 		bpf_ringbuf_discard(h, 0);
 		stat_inc(STAT_GROUP_HOLD_UNSENDABLE);
 		return 0;
@@ -111,13 +123,12 @@ static __always_inline int hold_retransmit(struct scratch *s, __u32 seq, __u32 l
 	struct config_val *cfg = get_config();
 	if (!cfg || !cfg->sync_hold || !seq_before(seq, s->seg_prev_end))
 		return 0;
-	struct hold_key k = { .dir = s->dir };
-	__builtin_memcpy(&k.ctrl, &s->key, sizeof(k.ctrl));
-	struct hold_val *v = bpf_map_lookup_elem(&hold_pending, &k);
+	struct hold_key *k = hold_key_of(s);
+	struct hold_val *v = bpf_map_lookup_elem(&hold_pending, k);
 	if (!v)
 		return 0;
 	if (now >= v->until_ns) {
-		bpf_map_delete_elem(&hold_pending, &k);
+		bpf_map_delete_elem(&hold_pending, k);
 		return 0;
 	}
 	/* bytes of the held segment: it starts before its end and ends after its start */

@@ -244,8 +244,12 @@ struct scratch {
 	/* #12 NAT (nat.h): after everything else, so the fields above keep their offsets */
 	struct nat_scratch nat;
 #endif
-	/* #15 the key of the last expectation the segment made (made), for sync_hold */
+	/* #15 the key of the last expectation the segment made (made), for
+	 * sync_hold, and the hold's hold_pending key and value (hold.h), off
+	 * the stack */
 	struct expect_key made_key;
+	struct hold_key hold_key;
+	struct hold_val hold_val;
 };
 
 FTPGATE_MAP(scratch_buf, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct scratch);
