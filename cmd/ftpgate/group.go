@@ -211,7 +211,7 @@ func printGroup(w io.Writer, g *group.Status) error {
 		for _, o := range group.HoldResults {
 			how = append(how, fmt.Sprintf("%s %d", o, held[o]))
 		}
-		fmt.Fprintf(w, "hold:      released %d (%s), acks %d, wait p50 %dus p99 %dus\n", sumOf(held), strings.Join(how, ", "), c.Acks, c.HoldP50us, c.HoldP99us)
+		fmt.Fprintf(w, "hold:      segments %d (%s), acks %d, wait p50 %dus p99 %dus\n", sumOf(held), strings.Join(how, ", "), c.Acks, c.HoldP50us, c.HoldP99us)
 	}
 	fmt.Fprintln(w)
 	route := map[string]string{}

@@ -120,7 +120,7 @@ func TestPrintGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"routes up 1, peers unreached 1", "rejected 2 (low_port 2)", "late 1",
-		"hold:      released 5 (confirmed 4, alone 0, timeout 1, closed 0, failed 0), acks 8, wait p50 900us p99 4000us",
+		"hold:      segments 5 (confirmed 4, alone 0, timeout 1, superseded 0, closed 0, failed 0, stale 0), acks 8, wait p50 900us p99 4000us",
 		fmt.Sprintf("gw2   %08x  192.0.2.2:7422", group.NodeHash("gw2")), "DOWN"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, b.String())
