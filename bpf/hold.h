@@ -70,8 +70,12 @@ static __always_inline int hold_hand_over(struct __sk_buff *skb, struct scratch 
 		stat_inc(STAT_GROUP_HOLD_UNSENDABLE);
 		return 0;
 	}
-	if (len == 0 || len > HELD_BYTES) {
+	if (len > HELD_BYTES) {
 		stat_inc(STAT_GROUP_HOLD_LONG);
+		return 0;
+	}
+	if (len < sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr)) {
+		stat_inc(STAT_GROUP_HOLD_UNSENDABLE);
 		return 0;
 	}
 	struct hold_key *k = hold_key_of(s);
@@ -94,7 +98,15 @@ static __always_inline int hold_hand_over(struct __sk_buff *skb, struct scratch 
 	h->vlan_tci = skb->vlan_present ? skb->vlan_tci : 0;
 	__builtin_memcpy(&h->expect, &s->made_key, sizeof(h->expect));
 	__builtin_memcpy(&h->pending, k, sizeof(*k));
-	if (bpf_skb_load_bytes(skb, 0, h->data, len) < 0) {
+	/*
+	 * len again, in a form whose bounds (1 to HELD_BYTES) every verifier
+	 * sees at the call: 5.10 and 6.1 lost the checks above on the way
+	 * (a spill, a merged range test); the barrier keeps the compiler from
+	 * folding it back into len
+	 */
+	barrier_var(len);
+	__u32 n = ((len - 1) & (HELD_BYTES - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, 0, h->data, n) < 0) {
 		bpf_ringbuf_discard(h, 0);
 		stat_inc(STAT_GROUP_HOLD_UNSENDABLE);
 		return 0;
