@@ -148,7 +148,19 @@ func compare(t *testing.T, r *bpftest.Rig, client, server, plan []byte, opts byt
 		t.Fatal(err)
 	}
 
-	port := uint16(1024 + nextPort.Add(1)%60000)
+	n := nextPort.Add(1)
+	if n%60000 == 0 {
+		// the ports come round again: a connection an earlier input left
+		// open on one (no ager runs here) would carry its state, a
+		// half-received PORT, into this input (CI once saw it create an
+		// expectation no input made)
+		for _, m := range []*ebpf.Map{r.Objs.CtrlConns, r.Objs.CtrlEmbryo, r.Objs.Expectations, r.Objs.DataFlows} {
+			if err := bpfrun.Clear(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	port := uint16(1024 + n%60000)
 	conn := bpftest.NewConn(r, netip.AddrPortFrom(c, port), netip.AddrPortFrom(s, 21))
 	ref := reference.NewConn(c, s, cfg)
 	// the reference follows every segment sent, handshake included,
