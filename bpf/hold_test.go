@@ -49,6 +49,16 @@ func lastVerdict(t *testing.T, got *[]uint32) uint32 {
 	return (*got)[len(*got)-1]
 }
 
+// holdRig is the shared rig with config.sync_hold on and run's lease on
+// the hold, able to send on at ingress.
+func holdRig(t *testing.T) *bpfrun.Rig {
+	t.Helper()
+	r := bpftest.Shared(t)
+	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
+	must(t, r.Maps.RenewHoldLease(true))
+	return r
+}
+
 // endHold is what run does when it sends a held segment on: the one
 // record in the held ring, for the expectation want, loses its
 // hold_pending entry.
@@ -73,9 +83,7 @@ func endHold(t *testing.T, r *bpfrun.Rig, want expect) maps.HeldSegment {
 // then pass, are not parsed again and make no second expectation; the
 // next 227 on the connection, new bytes, is held in its turn.
 func TestSyncHoldPassive(t *testing.T) {
-	r := bpftest.Shared(t)
-	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
-	must(t, r.Maps.RenewHoldLease(true))
+	r := holdRig(t)
 	c := open(t, r, client4, server4)
 	got := verdicts(t, c)
 	must(t, c.ClientSends("PASV\r\n"))
@@ -136,9 +144,7 @@ func TestSyncHoldPassive(t *testing.T) {
 // TestSyncHoldActive: the client's PORT that makes an expectation is held
 // at ingress the same way; the reply that follows is not.
 func TestSyncHoldActive(t *testing.T) {
-	r := bpftest.Shared(t)
-	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
-	must(t, r.Maps.RenewHoldLease(true))
+	r := holdRig(t)
 	c := open(t, r, client4, server4)
 	got := verdicts(t, c)
 	seq := c.CSeq
@@ -164,9 +170,7 @@ func TestSyncHoldActive(t *testing.T) {
 // TestSyncHoldWaitBound: a held segment run never sends on (run is gone)
 // stops holding back its sender's retransmissions after HOLD_WAIT_MS.
 func TestSyncHoldWaitBound(t *testing.T) {
-	r := bpftest.Shared(t)
-	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
-	must(t, r.Maps.RenewHoldLease(true))
+	r := holdRig(t)
 	c := open(t, r, client4, server4)
 	got := verdicts(t, c)
 	seq := c.CSeq
@@ -234,9 +238,7 @@ func TestSyncHoldNotTaken(t *testing.T) {
 // TestSyncHoldNotLocal: a 227 this host sends (egress, no ingress device)
 // is not held: its TCP, told it was dropped, would count it unsent.
 func TestSyncHoldNotLocal(t *testing.T) {
-	r := bpftest.Shared(t)
-	setConfig(t, r, func(c *maps.Config) { c.SyncHold = true })
-	must(t, r.Maps.RenewHoldLease(true))
+	r := holdRig(t)
 	c := open(t, r, client4, server4)
 	got := verdictsAt(t, c, true)
 	must(t, c.ClientSends("PASV\r\n"))

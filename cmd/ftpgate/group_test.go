@@ -112,7 +112,7 @@ func TestRunSyncHoldRefused(t *testing.T) {
 func TestPrintGroup(t *testing.T) {
 	st := &group.Status{Group: "edge", Node: "gw1", Bus: "embedded", Listen: "192.0.2.1:7422", Connected: true,
 		Routes: []group.Route{{Peer: "gw2", Addr: "192.0.2.2:7422"}}, PeersDown: 1,
-		Peers:    []group.PeerState{{Node: "gw2", Origin: group.NodeHash("gw2"), Entries: 3, InSync: true}, {Node: "gw3", Origin: group.NodeHash("gw3"), LastSeen: 9000}},
+		Peers: []group.PeerState{{Node: "gw2", Origin: group.NodeHash("gw2"), Entries: 3, InSync: true}, {Node: "gw3", Origin: group.NodeHash("gw3"), LastSeen: 9000}},
 		Counters: group.Snapshot{Sent: 5, Received: 7, Rejected: map[string]uint64{"low_port": 2}, Late: 1,
 			Acks: 8, Held: map[string]uint64{group.HoldConfirmed: 4, group.HoldTimeout: 1}, HoldP50us: 900, HoldP99us: 4000}, Updated: time.Now()}
 	var b bytes.Buffer

@@ -27,6 +27,16 @@ func heard(t *testing.T, nodes []*testNode) {
 	}
 }
 
+// stallWrites makes n's map writes wait (so it acknowledges nothing)
+// until the returned function is called.
+func stallWrites(n *testNode) func() {
+	gate := make(chan struct{})
+	n.tbl.mu.Lock()
+	n.tbl.gate = gate
+	n.tbl.mu.Unlock()
+	return func() { close(gate) }
+}
+
 // released returns a release function that records when it ran and what
 // the peers' tables held then.
 type releaseProbe struct {
@@ -99,11 +109,7 @@ func TestHoldTimeout(t *testing.T) {
 	n := clusterWith(t, grouptest.NewPKI(t, "ca"), holdPolicy, "a", "b", "c")
 	a, b, c := n[0], n[1], n[2]
 	heard(t, n)
-	gate := make(chan struct{})
-	c.tbl.mu.Lock()
-	c.tbl.gate = gate
-	c.tbl.mu.Unlock()
-	defer close(gate)
+	defer stallWrites(c)()
 
 	p := &releaseProbe{peers: []*testNode{b}, k: key(50010)}
 	a.HandleEvent(created(50010))
@@ -148,11 +154,7 @@ func TestHoldAloneAndClose(t *testing.T) {
 	n := clusterWith(t, p, holdPolicy, "a", "b")
 	a, b := n[0], n[1]
 	heard(t, n)
-	gate := make(chan struct{})
-	b.tbl.mu.Lock()
-	b.tbl.gate = gate
-	b.tbl.mu.Unlock()
-	defer close(gate)
+	defer stallWrites(b)()
 	w := &releaseProbe{k: key(50021)}
 	a.HandleEvent(created(50021))
 	a.Hold(w.k, w.release)
@@ -173,11 +175,7 @@ func TestHoldSilentPeer(t *testing.T) {
 	n := clusterWith(t, grouptest.NewPKI(t, "ca"), holdPolicy, "a", "b", "c")
 	a, b, c := n[0], n[1], n[2]
 	heard(t, n)
-	gate := make(chan struct{})
-	c.tbl.mu.Lock()
-	c.tbl.gate = gate
-	c.tbl.mu.Unlock()
-	defer close(gate)
+	defer stallWrites(c)()
 	for i := range maxMissed {
 		p := &releaseProbe{k: key(uint16(50030 + i))}
 		a.HandleEvent(created(p.k.DPort))
