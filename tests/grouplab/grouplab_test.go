@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	ftpmaps "github.com/ftpgate/ftpgate/maps"
 	"github.com/ftpgate/ftpgate/tests/lab"
 )
 
@@ -149,10 +150,10 @@ func TestGroupLab(t *testing.T) {
 		drops -= dropsBefore
 		_, held := l.Counter("group_hold")
 		_, heldBack := l.Counter("group_hold_retransmit")
+		statuses := settledHolds(l, int(held))
 		outcomes := map[string]int{}
 		late := 0 // the daemons started with this step
-		for i := range Gateways {
-			out, _ := l.CLI(i, "status")
+		for i, out := range statuses {
 			t.Logf("gw%d counters: %s\n%s", i+1, l.NonZero(i), statusGroupLines(out))
 			for o, n := range holdOutcomes(out) {
 				outcomes[o] += n
@@ -255,7 +256,28 @@ func TestGroupLab(t *testing.T) {
 	})
 }
 
-// statusGroupLines is the group part of a status.
+// settledHolds returns every gateway's status once the held segments sent
+// on, by any outcome, add up to held (the dataplane's group_hold), or after
+// a few seconds. status shows the group as run last recorded it, once a
+// second (CI once read 249 of 250: the last transfer's segment went on
+// after the record), and a segment may wait HoldWait before it goes on.
+func settledHolds(l *Lab, held int) []string {
+	deadline := time.Now().Add(2*ftpmaps.HoldWait + 3*time.Second)
+	for {
+		outs, sent := make([]string, Gateways), 0
+		for i := range Gateways {
+			outs[i], _ = l.CLI(i, "status")
+			for _, n := range holdOutcomes(outs[i]) {
+				sent += n
+			}
+		}
+		if sent >= held || time.Now().After(deadline) {
+			return outs
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // holdOutcomes reads the held segments sent on, by outcome, from status's
 // "hold:" line.
 func holdOutcomes(status string) map[string]int {
@@ -277,6 +299,7 @@ func holdOutcomes(status string) map[string]int {
 	return out
 }
 
+// statusGroupLines is the group part of a status.
 func statusGroupLines(out string) string {
 	var keep []string
 	on := false
