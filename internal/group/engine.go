@@ -116,6 +116,7 @@ type Engine struct {
 	clock       func() (time.Duration, error) // the ftpgate clock of event times, nil in tests
 	log         *slog.Logger
 	nc          *nats.Conn
+	seal        *Sealer // signs and opens messages; nil without TLS (--sync-insecure)
 	subs        []*nats.Subscription
 	interval    time.Duration
 	rate        float64
@@ -216,7 +217,7 @@ func (g *Engine) publish(subj string, m Msg) {
 		g.publishHook(m)
 		return
 	}
-	b, err := Encode(m)
+	b, err := g.Seal(m)
 	if err == nil {
 		err = g.nc.Publish(subj, b)
 	}
@@ -224,6 +225,15 @@ func (g *Engine) publish(subj string, m Msg) {
 		g.C.Errors.Add(1)
 		g.log.Debug("group: publish", "subject", subj, "err", err)
 	}
+}
+
+// Seal returns m as this node publishes it: signed when the group has TLS
+// (seal.go).
+func (g *Engine) Seal(m Msg) ([]byte, error) {
+	if g.seal != nil {
+		return g.seal.Seal(m)
+	}
+	return Encode(m)
 }
 
 // entryOf turns a dataplane event about an expectation into an entry.
@@ -327,10 +337,17 @@ func (g *Engine) peerOf(node string) *peer {
 // receive decodes a message from a peer; ok false when it is rejected or
 // this node's own.
 func (g *Engine) receive(m *nats.Msg) (Msg, bool) {
-	msg, err := Decode(m.Data)
+	var msg Msg
+	var err error
+	why := RejectMalformed
+	if g.seal != nil {
+		msg, why, err = g.seal.Open(m.Data, g.now())
+	} else {
+		msg, err = Decode(m.Data)
+	}
 	if err != nil {
-		g.C.reject(RejectMalformed)
-		g.log.Debug("group: rejected message", "reason", RejectMalformed, "err", err)
+		g.C.reject(why)
+		g.log.Debug("group: rejected message", "reason", why, "err", err)
 		return msg, false
 	}
 	if msg.Node == g.node {
@@ -564,7 +581,7 @@ func (g *Engine) onSnapshotRequest(m *nats.Msg) {
 		return
 	}
 	snap := g.snapshot()
-	b, err := Encode(snap)
+	b, err := g.Seal(snap)
 	if err == nil {
 		err = m.Respond(b)
 	}
@@ -591,7 +608,11 @@ func (g *Engine) requestSnapshot(node string) {
 		return
 	}
 	defer sub.Unsubscribe()
-	req, _ := Encode(Msg{Node: g.node})
+	req, err := g.Seal(Msg{Node: g.node})
+	if err != nil {
+		g.C.Errors.Add(1)
+		return
+	}
 	if err := g.nc.PublishRequest(subj, inbox, req); err != nil {
 		g.C.Errors.Add(1)
 		return

@@ -1,6 +1,8 @@
 package group
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"testing"
@@ -301,7 +303,7 @@ func TestDigestLeavesOutYoung(t *testing.T) {
 	a, b := n[0], n[1]
 	digest := func() *nats.Msg {
 		d, c := a.Engine.localDigest(time.Now())
-		body, err := Encode(Msg{Node: "a", Digest: d, Count: c})
+		body, err := a.Engine.Seal(Msg{Node: "a", Digest: d, Count: c})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,8 +339,8 @@ func TestPartitionHeal(t *testing.T) {
 	n := cluster(t, p, "a", "b")
 	a, b := n[0], n[1]
 	b.Close()
-	a.HandleEvent(created(50000)) // b is away
-	cert, k := p.Issue(t, "b2", loopback)
+	a.HandleEvent(created(50000))        // b is away
+	cert, k := p.Issue(t, "b", loopback) // a new certificate
 	b2 := startNode(t, Config{Group: "g", NodeID: "b", Listen: b.cfg.Listen, Peers: b.cfg.Peers, CA: p.CA, Cert: cert, Key: k,
 		DigestInterval: 200 * time.Millisecond})
 	eventually(t, 10*time.Second, func() bool { _, ok := b2.tbl.get(key(50000)); return ok }, "b to catch up")
@@ -369,18 +371,27 @@ func TestForeignCertificate(t *testing.T) {
 }
 
 // TestForgedRejected: a member that sends what its dataplane could never
-// have made (a hole to a low port, a lifetime past the cap, another
-// node's name, bytes that are not a message) gets nothing written, and
-// each rejection is counted under its reason.
+// have made (a hole to a low port, a lifetime past the cap, bytes that
+// are not a message) gets nothing written, and each rejection is counted
+// under its reason. So does anything not signed by the node it claims to
+// come from: a message in another member's name (a's own, or c's), one
+// signed by a certificate another CA issued, one whose bytes changed after
+// signing, and one not signed at all.
 func TestForgedRejected(t *testing.T) {
 	p := grouptest.NewPKI(t, "ca")
 	n := cluster(t, p, "a", "b")
 	a, b := n[0], n[1]
-	send := func(subject string, m Msg) {
-		body, _ := Encode(m)
+	publish := func(subject string, body []byte) {
 		if err := b.nc.Publish(subject, body); err != nil {
 			t.Fatal(err)
 		}
+	}
+	send := func(subject string, m Msg) {
+		body, err := b.Engine.Seal(m) // signed by b
+		if err != nil {
+			t.Fatal(err)
+		}
+		publish(subject, body)
 	}
 	good := Entry{Op: OpCreated, Kind: maps.KindPasv, Src: client, Dst: srv, DPort: 50000, Control: ctrl, TTLms: 60_000}
 	low, long, mixed := good, good, good
@@ -389,15 +400,45 @@ func TestForgedRejected(t *testing.T) {
 	mixed.Dst = netip.MustParseAddr("2001:db8::2")
 	send("ftpgate.g.x", Msg{Node: "b", Entries: []Entry{low, long, mixed}})
 
-	send("ftpgate.g.x", Msg{Node: "a", Entries: []Entry{good}}) // a's own name
-	if err := b.nc.Publish("ftpgate.g.x", []byte("not json")); err != nil {
+	send("ftpgate.g.x", Msg{Node: "a", Entries: []Entry{good}}) // a's own name, b's signature
+	send("ftpgate.g.x", Msg{Node: "c", Entries: []Entry{good}}) // a third member's name
+	publish("ftpgate.g.x", []byte("not json"))
+	unsigned, _ := Encode(Msg{Node: "b", Entries: []Entry{good}})
+	publish("ftpgate.g.x", unsigned)
+	// the right bytes, then one changed: a wider hole
+	body, err := b.Engine.Seal(Msg{Node: "b", Entries: []Entry{good}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	var env Envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		t.Fatal(err)
+	}
+	env.Msg = bytes.Replace(env.Msg, []byte(`"dport":50000`), []byte(`"dport":50009`), 1)
+	tampered, _ := json.Marshal(env)
+	publish("ftpgate.g.x", tampered)
+	// signed by a "b" another CA vouches for
+	other := grouptest.NewPKI(t, "other")
+	cert, k := other.Issue(t, "b", loopback)
+	tc, err := Config{CA: other.CA, Cert: cert, Key: k}.tlsConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := NewSealer(tc, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err = foreign.Seal(Msg{Node: "b", Entries: []Entry{good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish("ftpgate.g.x", body)
 	// another group's subject never reaches a
 	send("ftpgate.other.x", Msg{Node: "b", Entries: []Entry{good}})
 	eventually(t, 5*time.Second, func() bool {
 		r := a.C.Rejected()
-		return r[RejectLowPort] == 1 && r[RejectTTL] == 1 && r[RejectFamily] == 1 && r[RejectImpostor] == 1 && r[RejectMalformed] == 1
+		return r[RejectLowPort] == 1 && r[RejectTTL] == 1 && r[RejectFamily] == 1 && r[RejectSigner] == 3 &&
+			r[RejectMalformed] == 1 && r[RejectUnsigned] == 1 && r[RejectSignature] == 1
 	}, "a's rejections: %v", a.C.Rejected())
 	if _, ok := a.tbl.get(key(50000)); ok {
 		t.Fatal("a wrote a forged expectation")

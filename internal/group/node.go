@@ -164,6 +164,12 @@ func Start(cfg Config, tbl Table, policy func() Policy, clock func() (time.Durat
 	if err != nil {
 		return nil, err
 	}
+	var seal *Sealer
+	if tc != nil {
+		if seal, err = NewSealer(tc, cfg.NodeID); err != nil {
+			return nil, err
+		}
+	}
 	n := &Node{cfg: cfg}
 	var opts []nats.Option
 	url := cfg.NATSURL
@@ -191,6 +197,7 @@ func Start(cfg Config, tbl Table, policy func() Policy, clock func() (time.Durat
 	}
 	n.nc = nc
 	g := newEngine(cfg, tbl, policy, clock)
+	g.seal = seal
 	if n.srv != nil {
 		g.routed = routedPeers(n.srv)
 	}

@@ -264,8 +264,9 @@ func (l *Lab) startGateway(i int, sync bool, pki *grouptest.PKI) {
 	args := []string{"--net=/run/netns/" + g.NS, l.Bin, "run", "--iface", "gc", "--iface", "gs", "--pin-dir", g.PinDir,
 		"--state-dir", g.States, "--ready-file", ready, "--log-level", "info", "--xdp-mode", "generic"}
 	if sync {
-		cert, key := pki.Issue(l.t, g.NS, syncAddr(i))
-		args = append(args, "--group", "lab", "--node-id", fmt.Sprintf("gw%d", i+1),
+		node := fmt.Sprintf("gw%d", i+1)
+		cert, key := pki.Issue(l.t, node, syncAddr(i))
+		args = append(args, "--group", "lab", "--node-id", node,
 			"--sync-listen", netip.AddrPortFrom(syncAddr(i), SyncPort).String(),
 			"--sync-ca", pki.CA, "--sync-cert", cert, "--sync-key", key)
 		if !l.hold {

@@ -31,7 +31,7 @@ const RogueNode = "rogue"
 
 // RogueOrders are what the rogue member does: join the group with a
 // certificate the group's CA signed (a compromised or misconfigured
-// member), then publish Publish as they are, in order.
+// member), then publish Publish, in order.
 type RogueOrders struct {
 	Group, Node   string
 	Listen        string
@@ -41,10 +41,11 @@ type RogueOrders struct {
 }
 
 // RawMsg is one message as the rogue publishes it: any bytes, on any
-// subject.
+// subject, or Sign signed with the rogue's own key and certificate.
 type RawMsg struct {
 	Subject string
 	Data    []byte
+	Sign    *group.Msg
 }
 
 // rogueSent is the line the rogue prints when everything is published.
@@ -87,6 +88,11 @@ func RunRogue(path string) error {
 		}
 	}
 	for _, m := range o.Publish {
+		if m.Sign != nil {
+			if m.Data, err = n.Seal(*m.Sign); err != nil {
+				return err
+			}
+		}
 		if err := n.Conn().Publish(m.Subject, m.Data); err != nil {
 			return fmt.Errorf("publish on %s: %w", m.Subject, err)
 		}

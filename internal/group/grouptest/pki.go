@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -60,8 +61,9 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	}
 }
 
-// Issue makes node's certificate, for serving and dialling routes at
-// addrs, and returns its certificate and key files.
+// Issue makes node's certificate (node its Common Name, as a member's
+// must be), for serving and dialling routes at addrs, and returns its
+// certificate and key files.
 func (p *PKI) Issue(t testing.TB, node string, addrs ...netip.Addr) (cert, key string) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -86,7 +88,9 @@ func (p *PKI) Issue(t testing.TB, node string, addrs ...netip.Addr) (cert, key s
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, key = filepath.Join(p.dir, node+".pem"), filepath.Join(p.dir, node+".key")
+	// a node may be issued a second certificate (a restart, a renewal)
+	name := fmt.Sprintf("%s-%x", node, serial)
+	cert, key = filepath.Join(p.dir, name+".pem"), filepath.Join(p.dir, name+".key")
 	writePEM(t, cert, "CERTIFICATE", der)
 	writePEM(t, key, "EC PRIVATE KEY", kder)
 	return cert, key
