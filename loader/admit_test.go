@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -179,7 +178,7 @@ func TestReattachRecreatedInterfaceTCAdmission(t *testing.T) {
 
 	env.deleteVeth(t)
 	env.addVeth(t)
-	must(t, nettest.Poll(10*time.Second, func() error {
+	must(t, nettest.Poll(reattachWait, func() error {
 		st, err := ReadStatus(env.pinDir, env.states, "")
 		if err != nil {
 			return err
@@ -195,7 +194,7 @@ func TestReattachRecreatedInterfaceTCAdmission(t *testing.T) {
 
 	before := counter(t, dp, "syn_drop_unexpected")
 	env.sendSYN(t, "fg1")
-	must(t, nettest.Poll(10*time.Second, func() error {
+	must(t, nettest.Poll(reattachWait, func() error {
 		if n := counter(t, dp, "syn_drop_unexpected"); n <= before {
 			return fmt.Errorf("syn_drop_unexpected = %d, want > %d", n, before)
 		}

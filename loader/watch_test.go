@@ -19,6 +19,11 @@ import (
 	"github.com/ftpgate/ftpgate/internal/packet"
 )
 
+// reattachWait bounds how long the link watcher may take to give a
+// re-created interface its programs back: seconds on a host, more in a
+// TCG guest sharing two cores with another (CI once took over 10 s on 7.x).
+const reattachWait = 60 * time.Second
+
 // syncBuffer is a log sink the watcher goroutine and the test share.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -135,7 +140,7 @@ func TestReattachRecreatedInterface(t *testing.T) {
 			old := env.ifindexes(t)
 
 			env.deleteVeth(t)
-			must(t, nettest.Poll(10*time.Second, func() error {
+			must(t, nettest.Poll(reattachWait, func() error {
 				if !strings.Contains(logs.String(), "disappeared") {
 					return fmt.Errorf("no log of the deletion:\n%s", logs.String())
 				}
@@ -147,7 +152,7 @@ func TestReattachRecreatedInterface(t *testing.T) {
 
 			env.addVeth(t)
 			now := env.ifindexes(t)
-			must(t, nettest.Poll(10*time.Second, func() error {
+			must(t, nettest.Poll(reattachWait, func() error {
 				st, err := ReadStatus(env.pinDir, env.states, "")
 				if err != nil {
 					return err
@@ -194,7 +199,7 @@ func TestReattachRecreatedInterface(t *testing.T) {
 
 			before := counter(t, dp, "syn_drop_unexpected")
 			env.sendSYN(t, "fg1")
-			must(t, nettest.Poll(10*time.Second, func() error {
+			must(t, nettest.Poll(reattachWait, func() error {
 				if n := counter(t, dp, "syn_drop_unexpected"); n <= before {
 					return fmt.Errorf("syn_drop_unexpected = %d, want > %d", n, before)
 				}

@@ -217,7 +217,7 @@ func (g *Engine) publish(subj string, m Msg) {
 		g.publishHook(m)
 		return
 	}
-	b, err := g.Seal(m)
+	b, err := g.Seal(subj, m)
 	if err == nil {
 		err = g.nc.Publish(subj, b)
 	}
@@ -227,11 +227,11 @@ func (g *Engine) publish(subj string, m Msg) {
 	}
 }
 
-// Seal returns m as this node publishes it: signed when the group has TLS
-// (seal.go).
-func (g *Engine) Seal(m Msg) ([]byte, error) {
+// Seal returns m as this node publishes it on subject: signed when the
+// group has TLS (seal.go).
+func (g *Engine) Seal(subject string, m Msg) ([]byte, error) {
 	if g.seal != nil {
-		return g.seal.Seal(m)
+		return g.seal.Seal(subject, m)
 	}
 	return Encode(m)
 }
@@ -341,7 +341,10 @@ func (g *Engine) receive(m *nats.Msg) (Msg, bool) {
 	var err error
 	why := RejectMalformed
 	if g.seal != nil {
-		msg, why, err = g.seal.Open(m.Data, g.now())
+		// on the group's subjects a replay is stale; a reply comes on an
+		// inbox new for each request
+		fresh := strings.HasPrefix(m.Subject, g.subject(""))
+		msg, why, err = g.seal.Open(m.Data, m.Subject, fresh, g.now())
 	} else {
 		msg, err = Decode(m.Data)
 	}
@@ -581,7 +584,7 @@ func (g *Engine) onSnapshotRequest(m *nats.Msg) {
 		return
 	}
 	snap := g.snapshot()
-	b, err := g.Seal(snap)
+	b, err := g.Seal(m.Reply, snap)
 	if err == nil {
 		err = m.Respond(b)
 	}
@@ -608,7 +611,7 @@ func (g *Engine) requestSnapshot(node string) {
 		return
 	}
 	defer sub.Unsubscribe()
-	req, err := g.Seal(Msg{Node: g.node})
+	req, err := g.Seal(subj, Msg{Node: g.node})
 	if err != nil {
 		g.C.Errors.Add(1)
 		return

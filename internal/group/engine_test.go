@@ -301,18 +301,20 @@ func TestDigestLeavesOutYoung(t *testing.T) {
 	// digests every 5 s: this test hands b a's digests itself, well within
 	n := clusterEvery(t, p, 5*time.Second, "a", "b")
 	a, b := n[0], n[1]
-	digest := func() *nats.Msg {
-		d, c := a.Engine.localDigest(time.Now())
-		body, err := a.Engine.Seal(Msg{Node: "a", Digest: d, Count: c})
+	subject := a.Engine.subject("digest")
+	// sealed when handed over: a's own digests on the bus carry rising stamps
+	sealed := func(d uint64, c int) *nats.Msg {
+		body, err := a.Engine.Seal(subject, Msg{Node: "a", Digest: d, Count: c})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &nats.Msg{Data: body}
+		return &nats.Msg{Subject: subject, Data: body}
 	}
-	sent := digest() // a's digest leaves...
+	digest := func() *nats.Msg { return sealed(a.Engine.localDigest(time.Now())) }
+	d, c := a.Engine.localDigest(time.Now()) // a's digest leaves...
 	a.HandleEvent(created(50000))
 	eventually(t, 5*time.Second, func() bool { _, ok := b.tbl.get(key(50000)); return ok }, "b to hold 50000")
-	b.Engine.onDigest(sent) // ...and b compares it after 50000 arrived
+	b.Engine.onDigest(sealed(d, c)) // ...and b compares it after 50000 arrived
 	if r := b.C.Repairs.Load(); r != 0 {
 		t.Fatalf("%d repairs for an expectation made while a digest was on its way", r)
 	}
@@ -354,7 +356,8 @@ func TestForeignCertificate(t *testing.T) {
 	rogueCA := grouptest.NewPKI(t, "rogue")
 	cert, k := rogueCA.Issue(t, "r", loopback)
 	// it trusts the group's CA but shows a certificate the group does not
-	r := startNode(t, Config{Group: "g", NodeID: "r", Listen: grouptest.FreeAddr(t), Peers: []string{n[0].cfg.Listen}, CA: p.CA, Cert: cert, Key: k})
+	r := startNode(t, Config{Group: "g", NodeID: "r", Listen: grouptest.FreeAddr(t), Peers: []string{n[0].cfg.Listen},
+		CA: rogueCA.Trusting(t, p), Cert: cert, Key: k})
 	r.HandleEvent(created(50000))
 	time.Sleep(time.Second) // time for a handshake that must fail
 	if st := r.Status(); len(st.Routes) != 0 || st.PeersDown != 1 {
@@ -387,7 +390,7 @@ func TestForgedRejected(t *testing.T) {
 		}
 	}
 	send := func(subject string, m Msg) {
-		body, err := b.Engine.Seal(m) // signed by b
+		body, err := b.Engine.Seal(subject, m) // signed by b
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +409,7 @@ func TestForgedRejected(t *testing.T) {
 	unsigned, _ := Encode(Msg{Node: "b", Entries: []Entry{good}})
 	publish("ftpgate.g.x", unsigned)
 	// the right bytes, then one changed: a wider hole
-	body, err := b.Engine.Seal(Msg{Node: "b", Entries: []Entry{good}})
+	body, err := b.Engine.Seal("ftpgate.g.x", Msg{Node: "b", Entries: []Entry{good}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,17 +431,27 @@ func TestForgedRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err = foreign.Seal(Msg{Node: "b", Entries: []Entry{good}})
+	body, err = foreign.Seal("ftpgate.g.x", Msg{Node: "b", Entries: []Entry{good}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	publish("ftpgate.g.x", body)
+	// b's own message, valid (a removal of what nobody holds), twice: the
+	// second is a replay; then on the digest subject, not signed for it
+	gone := Entry{Op: OpRemoved, Kind: maps.KindPasv, Src: client, Dst: srv, DPort: 50099, Control: ctrl}
+	body, err = b.Engine.Seal("ftpgate.g.x", Msg{Node: "b", Entries: []Entry{gone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish("ftpgate.g.x", body)
+	publish("ftpgate.g.x", body)
+	publish("ftpgate.g.digest", body)
 	// another group's subject never reaches a
 	send("ftpgate.other.x", Msg{Node: "b", Entries: []Entry{good}})
 	eventually(t, 5*time.Second, func() bool {
 		r := a.C.Rejected()
 		return r[RejectLowPort] == 1 && r[RejectTTL] == 1 && r[RejectFamily] == 1 && r[RejectSigner] == 3 &&
-			r[RejectMalformed] == 1 && r[RejectUnsigned] == 1 && r[RejectSignature] == 1
+			r[RejectMalformed] == 1 && r[RejectUnsigned] == 1 && r[RejectSignature] == 2 && r[RejectReplay] == 1
 	}, "a's rejections: %v", a.C.Rejected())
 	if _, ok := a.tbl.get(key(50000)); ok {
 		t.Fatal("a wrote a forged expectation")

@@ -94,6 +94,10 @@ type Msg struct {
 	// Acking, in a digest: this node acknowledges entries that ask for it
 	// (a member of an older version does not, and is not waited for)
 	Acking bool `json:"acking,omitempty"`
+	// Stamp, in a signed message: the sender's wall clock (Unix ns) when it
+	// sealed it, made to rise with each message; a receiver refuses one not
+	// above the last it took from that node on that subject (seal.go)
+	Stamp int64 `json:"stamp,omitempty"`
 }
 
 // maxMsg bounds a message accepted from the bus (a snapshot of a full

@@ -41,14 +41,15 @@ const (
 	RejectUnexpected = "unexpected_msg" // a snapshot or digest nobody asked for is ignored
 	// with TLS, every message is signed (seal.go)
 	RejectUnsigned  = "unsigned"  // no envelope, or one without a certificate or signature
-	RejectSigner    = "signer"    // a certificate the group's CA did not sign (or expired), or one that does not name the node the message claims
-	RejectSignature = "signature" // the signature does not verify with the certificate's key
+	RejectSigner    = "signer"    // a chain the group's CA did not sign (or expired), or a certificate that does not name the node the message claims
+	RejectSignature = "signature" // the signature does not verify with the certificate's key (or for the subject it came on)
+	RejectReplay    = "replay"    // a stamp not above the last taken from that node on that subject
 )
 
 // RejectReasons lists every reason, for metrics that show zeros too.
 var RejectReasons = []string{RejectMalformed, RejectOp, RejectFamily, RejectKind, RejectLowPort, RejectPort,
 	RejectTTL, RejectExpired, RejectRate, RejectCap, RejectWrite, RejectImpostor, RejectUnexpected,
-	RejectUnsigned, RejectSigner, RejectSignature}
+	RejectUnsigned, RejectSigner, RejectSignature, RejectReplay}
 
 // unicast reports whether a is an address a data connection can use.
 func unicast(a netip.Addr) bool {

@@ -252,7 +252,7 @@ func (l *Lab) StartGateway(i int, sync bool) { l.startGateway(i, sync, l.pki) }
 // wrong).
 func (l *Lab) StartRogue(i int) {
 	rogue := grouptest.NewPKI(l.t, "rogue")
-	rogue.CA = l.pki.CA
+	rogue.CA = rogue.Trusting(l.t, l.pki)
 	l.startGateway(i, true, rogue)
 }
 

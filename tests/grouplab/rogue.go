@@ -89,7 +89,7 @@ func RunRogue(path string) error {
 	}
 	for _, m := range o.Publish {
 		if m.Sign != nil {
-			if m.Data, err = n.Seal(*m.Sign); err != nil {
+			if m.Data, err = n.Seal(m.Subject, *m.Sign); err != nil {
 				return err
 			}
 		}

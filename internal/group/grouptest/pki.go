@@ -54,6 +54,27 @@ func NewPKI(t testing.TB, name string) *PKI {
 	return p
 }
 
+// Trusting returns a CA file with p's CA and other's: a member of p that
+// also trusts other's group, as one whose certificate the wrong CA issued
+// would (its own certificate must chain to a CA it trusts, or it refuses
+// to start).
+func (p *PKI) Trusting(t testing.TB, other *PKI) string {
+	t.Helper()
+	var both []byte
+	for _, f := range []string{p.CA, other.CA} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		both = append(both, b...)
+	}
+	path := filepath.Join(p.dir, "ca-and-"+filepath.Base(other.dir)+".pem")
+	if err := os.WriteFile(path, both, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
