@@ -110,10 +110,18 @@ var ErrMsg = errors.New("malformed group message")
 // Encode returns m's wire form.
 func Encode(m Msg) ([]byte, error) { return json.Marshal(m) }
 
+// checkSize refuses a message from the bus over maxMsg, before decoding.
+func checkSize(b []byte) error {
+	if len(b) > maxMsg {
+		return fmt.Errorf("%w: %d bytes", ErrMsg, len(b))
+	}
+	return nil
+}
+
 // Decode parses a message from the bus.
 func Decode(b []byte) (Msg, error) {
-	if len(b) > maxMsg {
-		return Msg{}, fmt.Errorf("%w: %d bytes", ErrMsg, len(b))
+	if err := checkSize(b); err != nil {
+		return Msg{}, err
 	}
 	var m Msg
 	if err := json.Unmarshal(b, &m); err != nil {

@@ -135,8 +135,8 @@ func signedBytes(subject string, msg []byte) []byte {
 // fresh, the stamp must be above the last taken from that node on that
 // subject (a requester's inbox is new for each request: no need).
 func (s *Sealer) Open(b []byte, subject string, fresh bool, now time.Time) (m Msg, reason string, err error) {
-	if len(b) > maxMsg {
-		return Msg{}, RejectMalformed, fmt.Errorf("%w: %d bytes", ErrMsg, len(b))
+	if err := checkSize(b); err != nil {
+		return Msg{}, RejectMalformed, err
 	}
 	var env Envelope
 	if err := json.Unmarshal(b, &env); err != nil {

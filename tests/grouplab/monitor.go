@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
@@ -13,24 +12,19 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ftpgate/ftpgate/maps"
 	"github.com/ftpgate/ftpgate/tests/lab"
 )
 
-// Event is one line of `ftpgate monitor --json` (the fields the lab reads),
-// with the gateway that printed it.
+// Event is one line of `ftpgate monitor --json`, with the gateway that
+// printed it.
 type Event struct {
-	GW     int        `json:"-"`
-	Time   time.Time  `json:"time"`
-	Type   string     `json:"type"`
-	Reason string     `json:"reason"`
-	Src    netip.Addr `json:"src"`
-	SPort  uint16     `json:"sport"`
-	Dst    netip.Addr `json:"dst"`
-	DPort  uint16     `json:"dport"`
+	maps.Event
+	GW int
 }
 
 func (e Event) String() string {
-	s := fmt.Sprintf("gw%d %s %s", e.GW+1, e.Time.Format("15:04:05.000"), e.Type)
+	s := fmt.Sprintf("gw%d %s %s", e.GW+1, e.Wall.Format("15:04:05.000"), e.Type)
 	if e.Reason != "" {
 		s += " " + e.Reason
 	}
@@ -72,11 +66,10 @@ func (l *Lab) Monitor() *Recorder {
 func (r *Recorder) read(gw int, out io.Reader) {
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		var e Event
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
+		e := Event{GW: gw}
+		if json.Unmarshal(sc.Bytes(), &e.Event) != nil {
 			continue
 		}
-		e.GW = gw
 		r.mu.Lock()
 		r.events = append(r.events, e)
 		r.mu.Unlock()
@@ -91,7 +84,7 @@ func (r *Recorder) Stop() []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := slices.Clone(r.events)
-	slices.SortStableFunc(out, func(a, b Event) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(out, func(a, b Event) int { return a.Wall.Compare(b.Wall) })
 	return out
 }
 
@@ -106,9 +99,9 @@ func ExplainDrops(events []Event) []string {
 		}
 		lines := []string{"dropped: " + d.String()}
 		for _, e := range events {
-			if e != d && e.Type != "reject" && e.DPort == d.DPort && e.Time.Sub(d.Time).Abs() < 5*time.Second &&
+			if e != d && e.Type != "reject" && e.DPort == d.DPort && e.Wall.Sub(d.Wall).Abs() < 5*time.Second &&
 				(e.Dst == d.Dst || e.Src == d.Dst) {
-				lines = append(lines, fmt.Sprintf("  %+.3fs %s", e.Time.Sub(d.Time).Seconds(), e))
+				lines = append(lines, fmt.Sprintf("  %+.3fs %s", e.Wall.Sub(d.Wall).Seconds(), e))
 			}
 		}
 		if len(lines) == 1 {
