@@ -117,6 +117,7 @@ type Engine struct {
 	log         *slog.Logger
 	nc          *nats.Conn
 	seal        *Sealer // signs and opens messages; nil without TLS (--sync-insecure)
+	pubMu       sync.Mutex
 	subs        []*nats.Subscription
 	interval    time.Duration
 	rate        float64
@@ -217,14 +218,27 @@ func (g *Engine) publish(subj string, m Msg) {
 		g.publishHook(m)
 		return
 	}
-	b, err := g.Seal(subj, m)
-	if err == nil {
-		err = g.nc.Publish(subj, b)
-	}
-	if err != nil {
+	if err := g.transmit(subj, "", m); err != nil {
 		g.C.Errors.Add(1)
 		g.log.Debug("group: publish", "subject", subj, "err", err)
 	}
+}
+
+// transmit seals m and publishes it on subj (reply: where answers go, ""
+// for none) in one step under pubMu: receivers refuse a stamp below the
+// last on its subject, so messages leave in the order they were stamped,
+// whichever goroutine sends them.
+func (g *Engine) transmit(subj, reply string, m Msg) error {
+	g.pubMu.Lock()
+	defer g.pubMu.Unlock()
+	b, err := g.Seal(subj, m)
+	if err != nil {
+		return err
+	}
+	if reply == "" {
+		return g.nc.Publish(subj, b)
+	}
+	return g.nc.PublishRequest(subj, reply, b)
 }
 
 // Seal returns m as this node publishes it on subject: signed when the
@@ -611,12 +625,7 @@ func (g *Engine) requestSnapshot(node string) {
 		return
 	}
 	defer sub.Unsubscribe()
-	req, err := g.Seal(subj, Msg{Node: g.node})
-	if err != nil {
-		g.C.Errors.Add(1)
-		return
-	}
-	if err := g.nc.PublishRequest(subj, inbox, req); err != nil {
+	if err := g.transmit(subj, inbox, Msg{Node: g.node}); err != nil {
 		g.C.Errors.Add(1)
 		return
 	}

@@ -9,10 +9,12 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ftpgate/ftpgate/internal/group/grouptest"
+	"github.com/ftpgate/ftpgate/maps"
 )
 
 // TestSealer: a member signs as the node its certificate names, for the
@@ -119,5 +121,33 @@ func TestSealerIntermediate(t *testing.T) {
 	tc.Certificates[0].Certificate = [][]byte{leaf.Raw}
 	if _, err := NewSealer(tc, "gw1"); err == nil || !strings.Contains(err.Error(), "--sync-ca") {
 		t.Fatalf("a leaf without its intermediate: %v", err)
+	}
+}
+
+// TestStampsLeaveInOrder: messages one node publishes on one subject from
+// many goroutines at once all arrive: none is taken for a replay because
+// another goroutine's later stamp overtook it on the way out.
+func TestStampsLeaveInOrder(t *testing.T) {
+	p := grouptest.NewPKI(t, "ca")
+	n := cluster(t, p, "a", "b")
+	a, b := n[0], n[1]
+	const senders, each = 16, 50
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				// the removal of a key nobody holds: valid, and writes nothing
+				e := Entry{Op: OpRemoved, Kind: maps.KindPasv, Src: client, Dst: srv, DPort: uint16(30000 + s*each + i), Control: ctrl}
+				a.Engine.publish(a.Engine.subject("x"), Msg{Node: "a", Entries: []Entry{e}})
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, 10*time.Second, func() bool { return b.C.Received.Load() >= senders*each || b.C.Rejected()[RejectReplay] > 0 },
+		"b to receive %d entries: %d, rejected %v", senders*each, b.C.Received.Load(), b.C.Rejected())
+	if r := b.C.Rejected()[RejectReplay]; r != 0 {
+		t.Fatalf("%d of a's messages refused as replays", r)
 	}
 }
