@@ -91,6 +91,19 @@ func TestRunGroupNeedsTLS(t *testing.T) {
 	}
 }
 
+// TestRunGroupCertificateRefused: a certificate that does not name
+// --node-id (peers would refuse everything it signs) is refused in one
+// line naming the flag, before anything is attached.
+func TestRunGroupCertificateRefused(t *testing.T) {
+	p := grouptest.NewPKI(t, "ca")
+	cert, key := p.Issue(t, "gwb", netip.MustParseAddr("127.0.0.1"))
+	r := ftpgate("run", "--iface", "lo", "--group", "lab", "--node-id", "gwa", "--sync-listen", "127.0.0.1:7422",
+		"--sync-ca", p.CA, "--sync-cert", cert, "--sync-key", key)
+	if r.code == 0 || !strings.Contains(r.stderr, "--node-id") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("exit %d, stderr %q: want one line naming --node-id", r.code, r.stderr)
+	}
+}
+
 // TestRunSyncHoldRefused: --sync-hold outside a group, or with --nat, is
 // refused in one line naming the conflict, before anything is attached.
 func TestRunSyncHoldRefused(t *testing.T) {

@@ -53,8 +53,19 @@ var (
 	ErrNoTLS = errors.New("group routes need --sync-ca, --sync-cert and --sync-key (or --sync-insecure for a lab)")
 )
 
-// Check validates c on its own, before anything starts.
+// Check validates c before anything starts: the settings, and the
+// credentials they name (readable, a certificate that chains to the CA and
+// names the node: see NewSealer).
 func (c Config) Check() error {
+	if err := c.checkSettings(); err != nil {
+		return err
+	}
+	_, _, err := c.credentials()
+	return err
+}
+
+// checkSettings validates c on its own, without reading its files.
+func (c Config) checkSettings() error {
 	if !c.Enabled() {
 		if c.NodeID != "" || c.Listen != "" || len(c.Peers) > 0 || c.NATSURL != "" {
 			return errors.New("--node-id, --sync-listen, --peer and --nats-url need --group")
@@ -112,6 +123,20 @@ func hostPort(a string) (string, int, error) {
 	return h, n, nil
 }
 
+// credentials loads the routes' TLS and the sealer that signs with the
+// same certificate; both nil without TLS (--sync-insecure).
+func (c Config) credentials() (*tls.Config, *Sealer, error) {
+	tc, err := c.tlsConfig()
+	if err != nil || tc == nil {
+		return nil, nil, err
+	}
+	seal, err := NewSealer(tc, c.NodeID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, seal, nil
+}
+
 // tlsConfig loads the CA, certificate and key: the same for accepting and
 // dialling routes, each side verifying the other's certificate.
 func (c Config) tlsConfig() (*tls.Config, error) {
@@ -154,21 +179,15 @@ type Node struct {
 // set` changes it at run time), clock is the dataplane's clock of event
 // times (maps.Maps.Now), nil to take events as they come.
 func Start(cfg Config, tbl Table, policy func() Policy, clock func() (time.Duration, error)) (*Node, error) {
-	if err := cfg.Check(); err != nil {
+	if err := cfg.checkSettings(); err != nil {
 		return nil, err
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	tc, err := cfg.tlsConfig()
+	tc, seal, err := cfg.credentials()
 	if err != nil {
 		return nil, err
-	}
-	var seal *Sealer
-	if tc != nil {
-		if seal, err = NewSealer(tc, cfg.NodeID); err != nil {
-			return nil, err
-		}
 	}
 	n := &Node{cfg: cfg}
 	var opts []nats.Option
